@@ -1,0 +1,148 @@
+package activity
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Update holds the settings an admin may change; nil fields stay as they are.
+type Update struct {
+	ScaleToZeroAllowed *bool
+	// IdleWindow > 0 sets the org's own window; 0 clears it.
+	IdleWindow *time.Duration
+}
+
+// Update changes org's settings, creating the org if it is new, and returns
+// once the change is on disk. An org whose new settings keep it warm wakes.
+func (s *Store) Update(ctx context.Context, id string, u Update) (Org, error) {
+	if u.IdleWindow != nil && *u.IdleWindow < 0 {
+		return Org{}, fmt.Errorf("idle window must be >= 0, got %s", *u.IdleWindow)
+	}
+	if err := ctx.Err(); err != nil {
+		return Org{}, err
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	now := s.opts.Now()
+	sh := s.shard(id)
+	sh.mu.Lock()
+	e, _ := s.getOrCreate(sh, id, now)
+	before := e.rec
+	if u.ScaleToZeroAllowed != nil {
+		e.rec.ScaleToZero = *u.ScaleToZeroAllowed
+	}
+	if u.IdleWindow != nil {
+		e.rec.IdleWindow = *u.IdleWindow
+	}
+	deadline := e.rec.LastActivity.Add(s.window(e.rec))
+	woke := false
+	if !e.rec.DormantSince.IsZero() && (!e.rec.ScaleToZero || now.Before(deadline)) {
+		e.rec.DormantSince = time.Time{}
+		woke = true
+	}
+	if e.rec.DormantSince.IsZero() && e.rec.ScaleToZero {
+		s.schedule(id, e, deadline) // a past deadline fires at once
+	}
+	e.dirty = false // the write below carries everything up to here
+	val := e.rec.marshal()
+	e.notify()
+	o := s.snapshot(id, e)
+	sh.mu.Unlock()
+
+	if err := s.write([]pending{{id, val}}); err != nil {
+		s.redirty([]pending{{id, val}})
+		return Org{}, err
+	}
+	if err := s.db.Sync(); err != nil {
+		return Org{}, fmt.Errorf("sync data dir: %w", err)
+	}
+	s.log.Info("org updated", "org", id,
+		"scale_to_zero_allowed", o.ScaleToZeroAllowed, "was_scale_to_zero_allowed", before.ScaleToZero,
+		"idle_window", o.IdleWindow, "idle_window_overridden", o.IdleWindowOverridden)
+	if woke {
+		s.log.Info("org woke", "org", id, "reason", WakeAdmin, "dormant_since", before.DormantSince)
+	}
+	return o, nil
+}
+
+// Filter selects orgs by state.
+type Filter int
+
+// Filters for List.
+const (
+	All Filter = iota
+	Active
+	Dormant
+)
+
+// List returns up to limit orgs with ids after after, in id order, and
+// whether more follow.
+func (s *Store) List(f Filter, after string, limit int) ([]Org, bool) {
+	var out []Org
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for id, e := range sh.orgs {
+			if id <= after {
+				continue
+			}
+			dormant := !e.rec.DormantSince.IsZero()
+			if (f == Active && dormant) || (f == Dormant && !dormant) {
+				continue
+			}
+			out = append(out, s.snapshot(id, e))
+		}
+		sh.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	if len(out) > limit {
+		return out[:limit], true
+	}
+	return out, false
+}
+
+// Watch is a subscription to the changes of one org: C receives a value
+// (coalesced) after every activity, transition or admin change.
+type Watch struct {
+	c     chan struct{}
+	id    string
+	store *Store
+}
+
+// C is signalled after each change of the org.
+func (w *Watch) C() <-chan struct{} { return w.c }
+
+// Watch subscribes to the changes of org, creating it if it is new.
+func (s *Store) Watch(id string) *Watch {
+	w := &Watch{c: make(chan struct{}, 1), id: id, store: s}
+	sh := s.shard(id)
+	sh.mu.Lock()
+	e, created := s.getOrCreate(sh, id, s.opts.Now())
+	e.watchers = append(e.watchers, w)
+	sh.mu.Unlock()
+	if created {
+		s.log.Info("new org", "org", id, "reason", "first seen in a trigger")
+	}
+	return w
+}
+
+// Stop ends the subscription.
+func (w *Watch) Stop() {
+	sh := w.store.shard(w.id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e, ok := sh.orgs[w.id]
+	if !ok {
+		return
+	}
+	for i, x := range e.watchers {
+		if x == w {
+			e.watchers[i] = e.watchers[len(e.watchers)-1]
+			e.watchers[len(e.watchers)-1] = nil
+			e.watchers = e.watchers[:len(e.watchers)-1]
+			return
+		}
+	}
+}

@@ -1,0 +1,127 @@
+package activity
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+func (s *Store) flushLoop() {
+	t := time.NewTicker(s.opts.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			if err := s.flush(false); err != nil {
+				s.log.Error("flush failed; will retry", "err", err)
+			}
+		case <-s.urgentC:
+			if err := s.flush(true); err != nil {
+				s.log.Error("flush of org transitions failed; will retry", "err", err)
+			}
+		}
+	}
+}
+
+type pending struct {
+	id  string
+	val []byte
+}
+
+// flush writes dirty orgs: only the urgent ones when urgentOnly is set.
+// An org that fails to write stays dirty and is tried again.
+func (s *Store) flush(urgentOnly bool) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	var batch []pending
+	if urgentOnly {
+		s.urgentMu.Lock()
+		ids := s.urgent
+		s.urgent = make(map[string]struct{})
+		s.urgentMu.Unlock()
+		for id := range ids {
+			sh := s.shard(id)
+			sh.mu.Lock()
+			if e, ok := sh.orgs[id]; ok && e.dirty {
+				e.dirty = false // stays in sh.dirty; the next full flush skips it
+				batch = append(batch, pending{id, e.rec.marshal()})
+			}
+			sh.mu.Unlock()
+		}
+	} else {
+		s.urgentMu.Lock()
+		clear(s.urgent)
+		s.urgentMu.Unlock()
+		for i := range s.shards {
+			sh := &s.shards[i]
+			sh.mu.Lock()
+			for _, id := range sh.dirty {
+				if e, ok := sh.orgs[id]; ok && e.dirty {
+					e.dirty = false
+					batch = append(batch, pending{id, e.rec.marshal()})
+				}
+			}
+			sh.dirty = sh.dirty[:0]
+			sh.mu.Unlock()
+		}
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	if err := s.write(batch); err != nil {
+		s.redirty(batch)
+		return err
+	}
+	return nil
+}
+
+func (s *Store) write(batch []pending) error {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, p := range batch {
+		if err := wb.Set(orgKey(p.id), p.val); err != nil {
+			return fmt.Errorf("write org %q: %w", p.id, err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("write %d orgs: %w", len(batch), err)
+	}
+	return nil
+}
+
+func (s *Store) redirty(batch []pending) {
+	for _, p := range batch {
+		sh := s.shard(p.id)
+		sh.mu.Lock()
+		if e, ok := sh.orgs[p.id]; ok {
+			s.markDirty(sh, p.id, e)
+		}
+		sh.mu.Unlock()
+	}
+}
+
+func orgKey(id string) []byte {
+	k := make([]byte, 0, len(keyPrefix)+len(id))
+	return append(append(k, keyPrefix...), id...)
+}
+
+// badgerLogger sends Badger's logs to slog; its chatty info lines go to debug.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(trim(fmt.Sprintf(f, a...))) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(trim(fmt.Sprintf(f, a...))) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(trim(fmt.Sprintf(f, a...))) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug(trim(fmt.Sprintf(f, a...))) }
+
+func trim(s string) string {
+	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == ' ') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+var _ badger.Logger = badgerLogger{}

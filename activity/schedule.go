@@ -1,0 +1,91 @@
+package activity
+
+import (
+	"container/heap"
+	"sync"
+	"time"
+)
+
+// scheduler fires expire(org, at) at each org's dormancy deadline, with one
+// timer for all orgs. Entries are lazy: activity does not move an org's entry
+// (that would cost a heap operation per event); when an entry comes due,
+// expire looks at the org's real deadline and schedules again if it moved.
+type scheduler struct {
+	mu     sync.Mutex
+	h      dueHeap
+	kick   chan struct{}
+	now    func() time.Time
+	expire func(org string, at time.Time)
+}
+
+type due struct {
+	at  time.Time
+	org string
+}
+
+type dueHeap []due
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)        { *h = append(*h, x.(due)) }
+func (h *dueHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+func newScheduler(now func() time.Time, expire func(string, time.Time)) *scheduler {
+	return &scheduler{kick: make(chan struct{}, 1), now: now, expire: expire}
+}
+
+// add schedules org at at. Callers keep at most one live entry per org.
+func (s *scheduler) add(org string, at time.Time) {
+	s.mu.Lock()
+	heap.Push(&s.h, due{at: at, org: org})
+	first := s.h[0].org == org && s.h[0].at.Equal(at)
+	s.mu.Unlock()
+	if first {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// run fires due entries until done is closed.
+func (s *scheduler) run(done <-chan struct{}) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		var ready []due
+		wait := time.Duration(-1)
+		s.mu.Lock()
+		now := s.now()
+		for len(s.h) > 0 && !s.h[0].at.After(now) {
+			ready = append(ready, heap.Pop(&s.h).(due))
+		}
+		if len(s.h) > 0 {
+			wait = s.h[0].at.Sub(now)
+		}
+		s.mu.Unlock()
+		for _, d := range ready {
+			s.expire(d.org, d.at)
+		}
+		if len(ready) > 0 {
+			continue // expiring may have scheduled entries that are due now
+		}
+		var tc <-chan time.Time
+		if wait >= 0 {
+			timer.Reset(wait)
+			tc = timer.C
+		}
+		select {
+		case <-done:
+			return
+		case <-s.kick:
+		case <-tc:
+		}
+	}
+}

@@ -1,0 +1,383 @@
+// Package activity keeps every org's activity and dormancy: in memory for
+// answers, in Badger for restarts. Activity is coalesced and written at most
+// once per org per flush interval; dormancy happens at each org's exact
+// instant, and anyone watching an org hears of every change at once.
+package activity
+
+import (
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Options configure a Store.
+type Options struct {
+	// Dir holds the Badger database; it is created if missing.
+	Dir string
+	// IdleWindow is how long an org stays active after its last activity,
+	// unless the org has its own window.
+	IdleWindow time.Duration
+	// FlushInterval bounds how often one org's activity is written.
+	FlushInterval time.Duration
+	Logger        *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Org is a snapshot of one org.
+type Org struct {
+	ID                   string
+	LastActivity         time.Time
+	FirstSeen            time.Time
+	DormantSince         time.Time // zero while active
+	ScaleToZeroAllowed   bool
+	IdleWindow           time.Duration // the window in force
+	IdleWindowOverridden bool
+}
+
+// Dormant reports whether the org is dormant.
+func (o Org) Dormant() bool { return !o.DormantSince.IsZero() }
+
+// DormantAt is when an active org turns dormant if nothing happens; zero
+// when dormant or never.
+func (o Org) DormantAt() time.Time {
+	if o.Dormant() || !o.ScaleToZeroAllowed {
+		return time.Time{}
+	}
+	return o.LastActivity.Add(o.IdleWindow)
+}
+
+// WakeReason says why a dormant org woke.
+type WakeReason string
+
+// Why an org wakes.
+const (
+	WakeActivity WakeReason = "activity"
+	WakeAdmin    WakeReason = "admin"
+)
+
+const shardCount = 64
+
+// Store holds every org. Its methods are safe for concurrent use.
+type Store struct {
+	opts   Options
+	log    *slog.Logger
+	db     *badger.DB
+	seed   maphash.Seed
+	shards [shardCount]shard
+	sched  *scheduler
+
+	writeMu sync.Mutex // orders writes so an older snapshot never lands after a newer one
+
+	urgentMu sync.Mutex
+	urgent   map[string]struct{}
+	urgentC  chan struct{}
+
+	done      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type shard struct {
+	mu    sync.Mutex
+	orgs  map[string]*entry
+	dirty []string
+}
+
+type entry struct {
+	rec       record
+	dirty     bool
+	scheduled time.Time // the live scheduler entry, zero if none
+	watchers  []*Watch
+}
+
+var keyPrefix = []byte("org/")
+
+// Open opens (or creates) the database in opts.Dir, loads every org and
+// starts the flusher and the dormancy timer. A database that cannot be read
+// is an error: the store never starts empty over it.
+func Open(opts Options) (*Store, error) {
+	if opts.IdleWindow <= 0 {
+		return nil, fmt.Errorf("idle window must be > 0, got %s", opts.IdleWindow)
+	}
+	if opts.FlushInterval <= 0 {
+		return nil, fmt.Errorf("flush interval must be > 0, got %s", opts.FlushInterval)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{
+		opts:    opts,
+		log:     opts.Logger.With("component", "activity"),
+		seed:    maphash.MakeSeed(),
+		urgent:  make(map[string]struct{}),
+		urgentC: make(chan struct{}, 1),
+		done:    make(chan struct{}),
+	}
+	for i := range s.shards {
+		s.shards[i].orgs = make(map[string]*entry)
+	}
+	s.sched = newScheduler(opts.Now, s.expire)
+	db, err := openBadger(opts.Dir, s.log)
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	if err := s.load(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.sched.run(s.done) }()
+	go func() { defer s.wg.Done(); s.flushLoop() }()
+	return s, nil
+}
+
+func openBadger(dir string, log *slog.Logger) (*badger.DB, error) {
+	bo := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{log.With("component", "badger")}).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithBlockCacheSize(16 << 20).
+		WithIndexCacheSize(16 << 20).
+		WithValueThreshold(1 << 10)
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("open data dir %s: %w", dir, err)
+	}
+	return db, nil
+}
+
+// load reads every org, and turns dormant those whose window ran out while
+// the scaler was down, at the instant it ran out.
+func (s *Store) load() error {
+	now := s.opts.Now()
+	var n, dormant int
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 1000, Prefix: keyPrefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			id := string(item.Key()[len(keyPrefix):])
+			var rec record
+			err := item.Value(func(v []byte) error {
+				var err error
+				rec, err = unmarshalRecord(v)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("org %q: %w", id, err)
+			}
+			e := &entry{rec: rec}
+			sh := s.shard(id)
+			sh.orgs[id] = e
+			n++
+			if rec.DormantSince.IsZero() && rec.ScaleToZero {
+				if deadline := rec.LastActivity.Add(s.window(rec)); !now.Before(deadline) {
+					e.rec.DormantSince = deadline
+					s.markDirty(sh, id, e)
+					s.log.Info("org went dormant while the scaler was down", "org", id,
+						"last_activity", rec.LastActivity, "dormant_since", deadline)
+				} else {
+					e.scheduled = deadline
+					s.sched.add(id, deadline)
+				}
+			}
+			if !e.rec.DormantSince.IsZero() {
+				dormant++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load orgs from %s: %w", s.opts.Dir, err)
+	}
+	s.log.Info("loaded orgs", "orgs", n, "dormant", dormant, "dir", s.opts.Dir)
+	return nil
+}
+
+func (s *Store) shard(id string) *shard {
+	return &s.shards[maphash.String(s.seed, id)%shardCount]
+}
+
+func (s *Store) window(r record) time.Duration {
+	if r.IdleWindow > 0 {
+		return r.IdleWindow
+	}
+	return s.opts.IdleWindow
+}
+
+func (s *Store) snapshot(id string, e *entry) Org {
+	return Org{
+		ID:                   id,
+		LastActivity:         e.rec.LastActivity,
+		FirstSeen:            e.rec.FirstSeen,
+		DormantSince:         e.rec.DormantSince,
+		ScaleToZeroAllowed:   e.rec.ScaleToZero,
+		IdleWindow:           s.window(e.rec),
+		IdleWindowOverridden: e.rec.IdleWindow > 0,
+	}
+}
+
+// markDirty queues e for the next flush. Caller holds sh.mu.
+func (s *Store) markDirty(sh *shard, id string, e *entry) {
+	if !e.dirty {
+		e.dirty = true
+		sh.dirty = append(sh.dirty, id)
+	}
+}
+
+// markUrgent writes id soon instead of at the next flush: transitions and
+// first sightings are rare and must survive a crash. Caller holds sh.mu.
+func (s *Store) markUrgent(sh *shard, id string, e *entry) {
+	s.markDirty(sh, id, e)
+	s.urgentMu.Lock()
+	s.urgent[id] = struct{}{}
+	s.urgentMu.Unlock()
+	select {
+	case s.urgentC <- struct{}{}:
+	default:
+	}
+}
+
+// schedule makes sure the scheduler looks at id no later than at. Caller
+// holds the shard lock.
+func (s *Store) schedule(id string, e *entry, at time.Time) {
+	if e.scheduled.IsZero() || at.Before(e.scheduled) {
+		e.scheduled = at
+		s.sched.add(id, at)
+	}
+}
+
+func (e *entry) notify() {
+	for _, w := range e.watchers {
+		select {
+		case w.c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// getOrCreate returns the entry for id, creating an active org first seen
+// now. Caller holds sh.mu.
+func (s *Store) getOrCreate(sh *shard, id string, now time.Time) (*entry, bool) {
+	if e, ok := sh.orgs[id]; ok {
+		return e, false
+	}
+	e := &entry{rec: record{LastActivity: now, FirstSeen: now, ScaleToZero: true}}
+	sh.orgs[id] = e
+	s.markUrgent(sh, id, e)
+	s.schedule(id, e, now.Add(s.window(e.rec)))
+	return e, true
+}
+
+// Record records one activity of org. woke is true when the org was dormant
+// (or new) and is now active.
+func (s *Store) Record(id string) (o Org, woke bool) {
+	now := s.opts.Now()
+	sh := s.shard(id)
+	sh.mu.Lock()
+	e, created := s.getOrCreate(sh, id, now)
+	var wasDormant time.Time
+	if !created {
+		if now.After(e.rec.LastActivity) {
+			e.rec.LastActivity = now
+		}
+		if !e.rec.DormantSince.IsZero() {
+			wasDormant = e.rec.DormantSince
+			e.rec.DormantSince = time.Time{}
+			s.markUrgent(sh, id, e)
+			s.schedule(id, e, now.Add(s.window(e.rec)))
+		} else {
+			s.markDirty(sh, id, e)
+		}
+	}
+	e.notify()
+	o = s.snapshot(id, e)
+	sh.mu.Unlock()
+	switch {
+	case created:
+		s.log.Info("new org", "org", id, "reason", WakeActivity)
+	case !wasDormant.IsZero():
+		s.log.Info("org woke", "org", id, "reason", WakeActivity, "dormant_since", wasDormant,
+			"dormant_for", now.Sub(wasDormant).Round(time.Second))
+	}
+	return o, created || !wasDormant.IsZero()
+}
+
+// Sight returns org, creating it as active from now if it was never seen:
+// a fresh deployment must not drop to zero before anyone used it.
+func (s *Store) Sight(id string) Org {
+	now := s.opts.Now()
+	sh := s.shard(id)
+	sh.mu.Lock()
+	e, created := s.getOrCreate(sh, id, now)
+	o := s.snapshot(id, e)
+	sh.mu.Unlock()
+	if created {
+		s.log.Info("new org", "org", id, "reason", "first seen in a trigger")
+	}
+	return o
+}
+
+// Get returns org, or false if it was never seen.
+func (s *Store) Get(id string) (Org, bool) {
+	sh := s.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e, ok := sh.orgs[id]
+	if !ok {
+		return Org{}, false
+	}
+	return s.snapshot(id, e), true
+}
+
+// expire is the scheduler's callback at an org's deadline.
+func (s *Store) expire(id string, at time.Time) {
+	sh := s.shard(id)
+	sh.mu.Lock()
+	e, ok := sh.orgs[id]
+	if !ok || !e.scheduled.Equal(at) {
+		sh.mu.Unlock()
+		return
+	}
+	e.scheduled = time.Time{}
+	if !e.rec.DormantSince.IsZero() || !e.rec.ScaleToZero {
+		sh.mu.Unlock()
+		return
+	}
+	deadline := e.rec.LastActivity.Add(s.window(e.rec))
+	if s.opts.Now().Before(deadline) {
+		s.schedule(id, e, deadline)
+		sh.mu.Unlock()
+		return
+	}
+	e.rec.DormantSince = deadline
+	s.markUrgent(sh, id, e)
+	e.notify()
+	last, window := e.rec.LastActivity, s.window(e.rec)
+	sh.mu.Unlock()
+	s.log.Info("org went dormant", "org", id, "last_activity", last, "idle_window", window, "dormant_since", deadline)
+}
+
+// Close stops the timers, writes everything not yet written, and closes the
+// database.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		s.wg.Wait()
+		ferr := s.flush(false)
+		cerr := s.db.Close()
+		s.closeErr = errors.Join(ferr, cerr)
+	})
+	return s.closeErr
+}

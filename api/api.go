@@ -1,0 +1,203 @@
+// Package api serves the scaler's own gRPC API (proto/orgscaler/v1):
+// activity from producers, and reading and changing orgs for operators.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/orgscaler/orgscaler/activity"
+	"github.com/orgscaler/orgscaler/decide"
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+)
+
+// Store is what the API needs of the org store; activity.Store provides it.
+type Store interface {
+	Record(id string) (activity.Org, bool)
+	Get(id string) (activity.Org, bool)
+	List(f activity.Filter, after string, limit int) ([]activity.Org, bool)
+	Update(ctx context.Context, id string, u activity.Update) (activity.Org, error)
+}
+
+// Page sizes for ListOrgs.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// MaxIdleWindow bounds an org's idle window; longer is surely a typo.
+const MaxIdleWindow = 366 * 24 * time.Hour
+
+// Server implements ActivityService and AdminService.
+type Server struct {
+	pb.UnimplementedActivityServiceServer
+	pb.UnimplementedAdminServiceServer
+	store Store
+}
+
+// New returns a Server over store.
+func New(store Store) *Server { return &Server{store: store} }
+
+func checkOrg(field, org string) error {
+	if org == "" {
+		return status.Errorf(codes.InvalidArgument, "%s is missing: expected %s", field, decide.OrgExpected)
+	}
+	if !decide.ValidOrg(org) {
+		return status.Errorf(codes.InvalidArgument, "%s is %q: expected %s", field, decide.Clip(org), decide.OrgExpected)
+	}
+	return nil
+}
+
+// RecordActivity records one activity of an org.
+func (s *Server) RecordActivity(_ context.Context, req *pb.RecordActivityRequest) (*pb.RecordActivityResponse, error) {
+	if err := checkOrg("org", req.GetOrg()); err != nil {
+		return nil, err
+	}
+	o, woke := s.store.Record(req.GetOrg())
+	return &pb.RecordActivityResponse{Org: OrgProto(o), Woke: woke}, nil
+}
+
+// StreamActivity records every event on the stream. A bad event ends the
+// stream with InvalidArgument naming its position; the events before it
+// are kept.
+func (s *Server) StreamActivity(stream pb.ActivityService_StreamActivityServer) error {
+	var events, woken int64
+	for {
+		ev, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return stream.SendAndClose(&pb.StreamActivityResponse{Events: events, Woken: woken})
+		}
+		if err != nil {
+			return err
+		}
+		if err := checkOrg(fmt.Sprintf("event %d: org", events+1), ev.GetOrg()); err != nil {
+			return err
+		}
+		if _, woke := s.store.Record(ev.GetOrg()); woke {
+			woken++
+		}
+		events++
+	}
+}
+
+// GetOrg returns one org.
+func (s *Server) GetOrg(_ context.Context, req *pb.GetOrgRequest) (*pb.GetOrgResponse, error) {
+	if err := checkOrg("org", req.GetOrg()); err != nil {
+		return nil, err
+	}
+	o, ok := s.store.Get(req.GetOrg())
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "org %q: never seen (no activity, and no trigger has named it)", req.GetOrg())
+	}
+	return &pb.GetOrgResponse{Org: OrgProto(o)}, nil
+}
+
+// ListOrgs returns a page of orgs in id order.
+func (s *Server) ListOrgs(_ context.Context, req *pb.ListOrgsRequest) (*pb.ListOrgsResponse, error) {
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0 || size > MaxPageSize:
+		return nil, status.Errorf(codes.InvalidArgument, "page_size is %d: expected 0 (default %d) to %d", size, DefaultPageSize, MaxPageSize)
+	case size == 0:
+		size = DefaultPageSize
+	}
+	var f activity.Filter
+	switch req.GetFilter() {
+	case pb.ListOrgsRequest_FILTER_UNSPECIFIED:
+		f = activity.All
+	case pb.ListOrgsRequest_FILTER_ACTIVE:
+		f = activity.Active
+	case pb.ListOrgsRequest_FILTER_DORMANT:
+		f = activity.Dormant
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "filter is %d: expected FILTER_UNSPECIFIED, FILTER_ACTIVE or FILTER_DORMANT", req.GetFilter())
+	}
+	after := ""
+	if tok := req.GetPageToken(); tok != "" {
+		var ok bool
+		after, ok = strings.CutPrefix(tok, "after:")
+		if !ok || !decide.ValidOrg(after) {
+			return nil, status.Errorf(codes.InvalidArgument, "page_token is %q: expected the next_page_token of a previous page", decide.Clip(tok))
+		}
+	}
+	orgs, more := s.store.List(f, after, size)
+	resp := &pb.ListOrgsResponse{Orgs: make([]*pb.Org, 0, len(orgs))}
+	for _, o := range orgs {
+		resp.Orgs = append(resp.Orgs, OrgProto(o))
+	}
+	if more {
+		resp.NextPageToken = "after:" + orgs[len(orgs)-1].ID
+	}
+	return resp, nil
+}
+
+// UpdateOrg changes an org's settings and answers once they are on disk.
+func (s *Server) UpdateOrg(ctx context.Context, req *pb.UpdateOrgRequest) (*pb.UpdateOrgResponse, error) {
+	if err := checkOrg("org", req.GetOrg()); err != nil {
+		return nil, err
+	}
+	var u activity.Update
+	if req.ScaleToZeroAllowed != nil {
+		v := req.GetScaleToZeroAllowed()
+		u.ScaleToZeroAllowed = &v
+	}
+	if req.IdleWindow != nil {
+		if err := req.GetIdleWindow().CheckValid(); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "idle_window: %v", err)
+		}
+		d := req.GetIdleWindow().AsDuration()
+		if d < 0 || d > MaxIdleWindow {
+			return nil, status.Errorf(codes.InvalidArgument, "idle_window is %s: expected 0 (use the scaler's default) to %s", d, MaxIdleWindow)
+		}
+		if d > 0 && d < time.Second {
+			return nil, status.Errorf(codes.InvalidArgument, "idle_window is %s: expected 0 (use the scaler's default) or at least 1s", d)
+		}
+		u.IdleWindow = &d
+	}
+	if u.ScaleToZeroAllowed == nil && u.IdleWindow == nil {
+		return nil, status.Error(codes.InvalidArgument, "nothing to change: set scale_to_zero_allowed or idle_window")
+	}
+	o, err := s.store.Update(ctx, req.GetOrg(), u)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+		return nil, status.Errorf(codes.Unavailable, "org %q: change not saved: %v", req.GetOrg(), err)
+	}
+	return &pb.UpdateOrgResponse{Org: OrgProto(o)}, nil
+}
+
+// OrgProto converts an org for the wire.
+func OrgProto(o activity.Org) *pb.Org {
+	p := &pb.Org{
+		Id:                   o.ID,
+		State:                pb.Org_STATE_ACTIVE,
+		LastActivity:         ts(o.LastActivity),
+		FirstSeen:            ts(o.FirstSeen),
+		DormantSince:         ts(o.DormantSince),
+		DormantAt:            ts(o.DormantAt()),
+		ScaleToZeroAllowed:   o.ScaleToZeroAllowed,
+		IdleWindow:           durationpb.New(o.IdleWindow),
+		IdleWindowOverridden: o.IdleWindowOverridden,
+	}
+	if o.Dormant() {
+		p.State = pb.Org_STATE_DORMANT
+	}
+	return p
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}

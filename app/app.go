@@ -1,0 +1,204 @@
+// Package app wires the scaler together: the org store, KEDA's service on
+// one port, our activity and admin API on another, with health and
+// reflection on both. cmd/scaler is a thin shell around it, and tests boot
+// the whole daemon in-process.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/orgscaler/orgscaler/activity"
+	"github.com/orgscaler/orgscaler/api"
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+	"github.com/orgscaler/orgscaler/scaler"
+)
+
+// Options is the whole configuration of the daemon.
+type Options struct {
+	Listen        string        // KEDA-facing gRPC address
+	APIListen     string        // activity/admin gRPC address
+	DataDir       string        // Badger directory
+	IdleWindow    time.Duration // default idle window of an org
+	FlushInterval time.Duration // how often coalesced activity is written
+	Logger        *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// ShutdownGrace bounds how long a stop waits for RPCs in flight.
+	ShutdownGrace time.Duration
+}
+
+// Defaults used by cmd/scaler and by New for zero fields.
+const (
+	DefaultListen        = "127.0.0.1:9090"
+	DefaultAPIListen     = "127.0.0.1:9091"
+	DefaultDataDir       = "./data"
+	DefaultIdleWindow    = 24 * time.Hour
+	DefaultFlushInterval = 10 * time.Second
+	DefaultShutdownGrace = 10 * time.Second
+)
+
+// App is a running scaler.
+type App struct {
+	opts      Options
+	log       *slog.Logger
+	store     *activity.Store
+	kedaLis   net.Listener
+	apiLis    net.Listener
+	kedaSrv   *grpc.Server
+	apiSrv    *grpc.Server
+	health    *health.Server
+	apiHealth *health.Server
+	done      chan struct{}
+	stopOnce  sync.Once
+}
+
+// New opens the store and binds both ports, so Addr and APIAddr are known
+// before Run. On error nothing is left open.
+func New(o Options) (*App, error) {
+	o = withDefaults(o)
+	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{})}
+	store, err := activity.Open(activity.Options{
+		Dir: o.DataDir, IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval, Logger: o.Logger, Now: o.Now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.store = store
+	if a.kedaLis, err = net.Listen("tcp", o.Listen); err != nil {
+		_ = store.Close()
+		return nil, fmt.Errorf("listen for KEDA on %s: %w", o.Listen, err)
+	}
+	if a.apiLis, err = net.Listen("tcp", o.APIListen); err != nil {
+		_ = a.kedaLis.Close()
+		_ = store.Close()
+		return nil, fmt.Errorf("listen for the API on %s: %w", o.APIListen, err)
+	}
+	a.kedaSrv, a.health = newServer()
+	kedapb.RegisterExternalScalerServer(a.kedaSrv, scaler.New(scaler.Options{
+		Orgs: store, Now: o.Now, Logger: o.Logger, Done: a.done,
+	}))
+	a.apiSrv, a.apiHealth = newServer()
+	apiServer := api.New(store)
+	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
+	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
+	return a, nil
+}
+
+func withDefaults(o Options) Options {
+	if o.Listen == "" {
+		o.Listen = DefaultListen
+	}
+	if o.APIListen == "" {
+		o.APIListen = DefaultAPIListen
+	}
+	if o.DataDir == "" {
+		o.DataDir = DefaultDataDir
+	}
+	if o.IdleWindow == 0 {
+		o.IdleWindow = DefaultIdleWindow
+	}
+	if o.FlushInterval == 0 {
+		o.FlushInterval = DefaultFlushInterval
+	}
+	if o.ShutdownGrace == 0 {
+		o.ShutdownGrace = DefaultShutdownGrace
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+func newServer() (*grpc.Server, *health.Server) {
+	s := grpc.NewServer(
+		// KEDA keeps one long-lived connection per scaler address; let it
+		// ping to keep that connection alive through idle periods.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	h := health.NewServer()
+	healthpb.RegisterHealthServer(s, h)
+	reflection.Register(s)
+	return s, h
+}
+
+// Addr is the address KEDA's service listens on.
+func (a *App) Addr() string { return a.kedaLis.Addr().String() }
+
+// APIAddr is the address of the activity and admin API.
+func (a *App) APIAddr() string { return a.apiLis.Addr().String() }
+
+// Run serves until ctx ends, then stops gracefully: streams are closed, RPCs
+// in flight finish, and every org is written to disk.
+func (a *App) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- serve(a.kedaSrv, a.kedaLis, "KEDA") }()
+	go func() { errc <- serve(a.apiSrv, a.apiLis, "API") }()
+	a.log.Info("scaler serving", "keda", a.Addr(), "api", a.APIAddr(), "data_dir", a.opts.DataDir,
+		"idle_window", a.opts.IdleWindow, "flush_interval", a.opts.FlushInterval)
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	return errors.Join(err, a.stop())
+}
+
+func serve(s *grpc.Server, lis net.Listener, name string) error {
+	if err := s.Serve(lis); err != nil {
+		return fmt.Errorf("serve %s: %w", name, err)
+	}
+	return nil
+}
+
+func (a *App) stop() error {
+	var err error
+	a.stopOnce.Do(func() {
+		a.health.Shutdown()
+		a.apiHealth.Shutdown()
+		close(a.done)
+		var wg sync.WaitGroup
+		for _, s := range []*grpc.Server{a.kedaSrv, a.apiSrv} {
+			wg.Go(func() { gracefulStop(s, a.opts.ShutdownGrace) })
+		}
+		wg.Wait()
+		_ = a.kedaLis.Close() // already closed when Run served it
+		_ = a.apiLis.Close()
+		err = a.store.Close()
+		if err == nil {
+			a.log.Info("scaler stopped; every org written to disk")
+		}
+	})
+	return err
+}
+
+// Close stops an App whose Run was never called.
+func (a *App) Close() error { return a.stop() }
+
+func gracefulStop(s *grpc.Server, grace time.Duration) {
+	stopped := make(chan struct{})
+	go func() { s.GracefulStop(); close(stopped) }()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-stopped:
+	case <-t.C:
+		s.Stop()
+		<-stopped
+	}
+}

@@ -1,0 +1,130 @@
+// Command scaler is the tenant-aware KEDA external scaler: it answers KEDA
+// for every worker, pynode and model from org activity kept in Badger.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/orgscaler/orgscaler/app"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+type config struct {
+	app       app.Options
+	logFormat string
+	logLevel  slog.Level
+}
+
+func run(args []string, stderr io.Writer) int {
+	cfg, err := parse(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "scaler: %v\n", err)
+		return 2
+	}
+	cfg.app.Logger = newLogger(cfg.logFormat, cfg.logLevel, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := app.New(cfg.app)
+	if err != nil {
+		cfg.app.Logger.Error("cannot start", "err", err)
+		return 1
+	}
+	if err := a.Run(ctx); err != nil {
+		cfg.app.Logger.Error("stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// envPrefix names each flag's environment variable: --api-listen is
+// SCALER_API_LISTEN. A flag on the command line wins over its variable.
+const envPrefix = "SCALER_"
+
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func parse(args []string, out io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("scaler", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&c.app.Listen, "listen", app.DefaultListen, "address of the gRPC port KEDA calls (ExternalScaler service)")
+	fs.StringVar(&c.app.APIListen, "api-listen", app.DefaultAPIListen, "address of the activity and admin gRPC API (scalerctl talks to it)")
+	fs.StringVar(&c.app.DataDir, "data-dir", app.DefaultDataDir, "directory of the Badger database holding every org")
+	fs.DurationVar(&c.app.IdleWindow, "idle-window", app.DefaultIdleWindow, "how long an org stays active after its last activity, unless the org has its own window")
+	fs.DurationVar(&c.app.FlushInterval, "flush-interval", app.DefaultFlushInterval, "how often coalesced activity is written to disk: at most one write per org per interval; a crash loses at most this much of an org's last activity")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(out, `Usage: scaler [flags]
+
+A tenant-aware KEDA external scaler. KEDA calls --listen for every trigger
+of type external or external-push; producers report org activity, and
+operators read and change orgs, on --api-listen (see scalerctl).
+
+Every flag can also be set from the environment variable shown; a flag on
+the command line wins.
+
+Flags:
+`)
+		fs.VisitAll(func(f *flag.Flag) {
+			fmt.Fprintf(out, "  --%s (env %s, default %q)\n      %s\n", f.Name, envName(f.Name), f.DefValue, f.Usage)
+		})
+	}
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(envName(f.Name)); ok && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("environment %s=%q: %w", envName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q: scaler takes only flags (see --help)", fs.Arg(0))
+	}
+	return c, c.validate()
+}
+
+func (c config) validate() error {
+	switch {
+	case c.logFormat != "text" && c.logFormat != "json":
+		return fmt.Errorf("--log-format is %q: expected text or json", c.logFormat)
+	case c.app.IdleWindow < time.Second:
+		return fmt.Errorf("--idle-window is %s: expected at least 1s", c.app.IdleWindow)
+	case c.app.FlushInterval < 10*time.Millisecond:
+		return fmt.Errorf("--flush-interval is %s: expected at least 10ms", c.app.FlushInterval)
+	case c.app.DataDir == "":
+		return errors.New("--data-dir is empty: expected a directory")
+	}
+	return nil
+}
+
+func newLogger(format string, level slog.Level, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

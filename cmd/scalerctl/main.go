@@ -1,0 +1,144 @@
+// Command scalerctl talks to the scaler's activity and admin API: send
+// activity, and read or change orgs.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// cli holds the global flags and the connection made from them.
+type cli struct {
+	addr    string
+	output  string
+	timeout time.Duration
+	out     io.Writer
+	now     func() time.Time
+	conn    *grpc.ClientConn
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	c := &cli{out: stdout, now: time.Now}
+	root := c.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.Execute()
+	if c.conn != nil {
+		_ = c.conn.Close()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "scalerctl: %s\n", errorLine(err))
+		return 1
+	}
+	return 0
+}
+
+// errorLine keeps a gRPC error to one line: its message and its code.
+func errorLine(err error) string {
+	if s, ok := status.FromError(err); ok {
+		return fmt.Sprintf("%s (%s)", s.Message(), s.Code())
+	}
+	return err.Error()
+}
+
+func (c *cli) rootCommand() *cobra.Command {
+	addr := os.Getenv("SCALERCTL_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:9091"
+	}
+	root := &cobra.Command{
+		Use:   "scalerctl",
+		Short: "Send activity to the scaler, and read or change its orgs",
+		Long: `scalerctl talks to the scaler's activity and admin API (the scaler's
+--api-listen address).
+
+Examples:
+  scalerctl activity acme                 # acme was just used: wake it if dormant
+  scalerctl org get acme                  # state, last activity, when it goes dormant
+  scalerctl org list --dormant            # every dormant org
+  scalerctl org set acme --scale-to-zero=false
+  scalerctl org set acme --idle-window 2h # 0 returns to the scaler's default`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if c.output != "table" && c.output != "json" {
+				return fmt.Errorf("-o is %q: expected table or json", c.output)
+			}
+			return nil
+		},
+	}
+	root.PersistentFlags().StringVar(&c.addr, "addr", addr, "HOST:PORT of the scaler's API (env SCALERCTL_ADDR)")
+	root.PersistentFlags().StringVarP(&c.output, "output", "o", "table", "output format: table or json")
+	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the scaler")
+	root.AddCommand(c.activityCommand(), c.orgCommand())
+	return root
+}
+
+func (c *cli) dial() (*grpc.ClientConn, error) {
+	if c.conn != nil {
+		return c.conn, nil
+	}
+	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("--addr %q: %w", c.addr, err)
+	}
+	c.conn = conn
+	return conn, nil
+}
+
+func (c *cli) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(cmd.Context(), c.timeout)
+}
+
+func (c *cli) activityCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "activity ORG [ORG...]",
+		Short: "Record activity for orgs (wakes a dormant org at once)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			conn, err := c.dial()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := c.ctx(cmd)
+			defer cancel()
+			client := pb.NewActivityServiceClient(conn)
+			var orgs []*pb.Org
+			woke := map[string]bool{}
+			for _, org := range args {
+				resp, err := client.RecordActivity(ctx, &pb.RecordActivityRequest{Org: org})
+				if err != nil {
+					return err
+				}
+				orgs = append(orgs, resp.GetOrg())
+				woke[org] = resp.GetWoke()
+			}
+			if c.output == "json" {
+				return printJSON(c.out, &pb.ListOrgsResponse{Orgs: orgs})
+			}
+			for _, o := range orgs {
+				verb := "recorded activity for"
+				if woke[o.GetId()] {
+					verb = "woke"
+				}
+				fmt.Fprintf(c.out, "%s %s; dormant %s\n", verb, o.GetId(), dormantText(o, c.now()))
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+)
+
+func (c *cli) orgCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "org", Short: "Read and change orgs"}
+	cmd.AddCommand(c.orgGetCommand(), c.orgListCommand(), c.orgSetCommand())
+	return cmd
+}
+
+func (c *cli) orgGetCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get ORG",
+		Short: "Show one org",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			conn, err := c.dial()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := c.ctx(cmd)
+			defer cancel()
+			resp, err := pb.NewAdminServiceClient(conn).GetOrg(ctx, &pb.GetOrgRequest{Org: args[0]})
+			if err != nil {
+				return err
+			}
+			if c.output == "json" {
+				return printJSON(c.out, resp.GetOrg())
+			}
+			return printOrgs(c.out, []*pb.Org{resp.GetOrg()}, c.now())
+		},
+	}
+}
+
+func (c *cli) orgListCommand() *cobra.Command {
+	var dormant, active bool
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "list [--dormant|--active]",
+		Short: "List orgs in id order",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := &pb.ListOrgsRequest{}
+			switch {
+			case dormant && active:
+				return fmt.Errorf("--dormant and --active exclude each other")
+			case dormant:
+				req.Filter = pb.ListOrgsRequest_FILTER_DORMANT
+			case active:
+				req.Filter = pb.ListOrgsRequest_FILTER_ACTIVE
+			}
+			if limit < 0 {
+				return fmt.Errorf("--limit is %d: expected 0 (no limit) or more", limit)
+			}
+			conn, err := c.dial()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := c.ctx(cmd)
+			defer cancel()
+			client := pb.NewAdminServiceClient(conn)
+			var orgs []*pb.Org
+			for {
+				req.PageSize = 1000
+				if limit > 0 && limit-len(orgs) < 1000 {
+					req.PageSize = int32(limit - len(orgs))
+				}
+				resp, err := client.ListOrgs(ctx, req)
+				if err != nil {
+					return err
+				}
+				orgs = append(orgs, resp.GetOrgs()...)
+				req.PageToken = resp.GetNextPageToken()
+				if req.PageToken == "" || (limit > 0 && len(orgs) >= limit) {
+					break
+				}
+			}
+			if c.output == "json" {
+				return printJSON(c.out, &pb.ListOrgsResponse{Orgs: orgs})
+			}
+			return printOrgs(c.out, orgs, c.now())
+		},
+	}
+	cmd.Flags().BoolVar(&dormant, "dormant", false, "only dormant orgs")
+	cmd.Flags().BoolVar(&active, "active", false, "only active orgs")
+	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many orgs (0: all)")
+	return cmd
+}
+
+func (c *cli) orgSetCommand() *cobra.Command {
+	var scaleToZero bool
+	var window time.Duration
+	cmd := &cobra.Command{
+		Use:   "set ORG [--scale-to-zero=true|false] [--idle-window D]",
+		Short: "Change an org's settings (on disk before it returns)",
+		Long: `Change an org's settings. --scale-to-zero=false keeps the org's workloads
+running for good (an important org); --idle-window sets how long after its
+last activity the org goes dormant (0 returns to the scaler's default).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &pb.UpdateOrgRequest{Org: args[0]}
+			if cmd.Flags().Changed("scale-to-zero") {
+				req.ScaleToZeroAllowed = proto.Bool(scaleToZero)
+			}
+			if cmd.Flags().Changed("idle-window") {
+				req.IdleWindow = durationpb.New(window)
+			}
+			if req.ScaleToZeroAllowed == nil && req.IdleWindow == nil {
+				return fmt.Errorf("nothing to change: give --scale-to-zero or --idle-window")
+			}
+			conn, err := c.dial()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := c.ctx(cmd)
+			defer cancel()
+			resp, err := pb.NewAdminServiceClient(conn).UpdateOrg(ctx, req)
+			if err != nil {
+				return err
+			}
+			if c.output == "json" {
+				return printJSON(c.out, resp.GetOrg())
+			}
+			return printOrgs(c.out, []*pb.Org{resp.GetOrg()}, c.now())
+		},
+	}
+	cmd.Flags().BoolVar(&scaleToZero, "scale-to-zero", true, "whether the org may go dormant and scale to zero")
+	cmd.Flags().DurationVar(&window, "idle-window", 0, "the org's idle window, such as 2h (0: the scaler's default)")
+	return cmd
+}
+
+func printJSON(w io.Writer, m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, string(b))
+	return err
+}
+
+func printOrgs(w io.Writer, orgs []*pb.Org, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ORG\tSTATE\tLAST ACTIVITY\tDORMANT\tSCALE TO ZERO\tIDLE WINDOW")
+	for _, o := range orgs {
+		window := human(o.GetIdleWindow().AsDuration())
+		if !o.GetIdleWindowOverridden() {
+			window += " (default)"
+		}
+		s2z := "allowed"
+		if !o.GetScaleToZeroAllowed() {
+			s2z = "off"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.GetId(), stateText(o), ago(o.GetLastActivity().AsTime(), now),
+			dormantText(o, now), s2z, window)
+	}
+	return tw.Flush()
+}
+
+func stateText(o *pb.Org) string {
+	if o.GetState() == pb.Org_STATE_DORMANT {
+		return "dormant"
+	}
+	return "active"
+}
+
+func dormantText(o *pb.Org, now time.Time) string {
+	switch {
+	case o.GetDormantSince() != nil:
+		return "since " + ago(o.GetDormantSince().AsTime(), now)
+	case o.GetDormantAt() != nil:
+		return "in " + human(o.GetDormantAt().AsTime().Sub(now))
+	default:
+		return "never (scale to zero off)"
+	}
+}
+
+func ago(t, now time.Time) string {
+	return fmt.Sprintf("%s ago (%s)", human(now.Sub(t)), t.UTC().Format(time.RFC3339))
+}
+
+// human prints a duration the way people read it: 3d4h, 4h12m, 12m5s, 5s.
+func human(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	d = d.Round(time.Second)
+	days, h, m, s := d/(24*time.Hour), d%(24*time.Hour)/time.Hour, d%time.Hour/time.Minute, d%time.Minute/time.Second
+	switch {
+	case days > 0:
+		return fmt.Sprintf("%dd%dh", days, h)
+	case h > 0:
+		return fmt.Sprintf("%dh%dm", h, m)
+	case m > 0:
+		return fmt.Sprintf("%dm%ds", m, s)
+	default:
+		return fmt.Sprintf("%ds", s)
+	}
+}

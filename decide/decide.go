@@ -1,0 +1,128 @@
+package decide
+
+import (
+	"fmt"
+	"time"
+)
+
+// OrgState is what the decision needs to know about an org.
+type OrgState struct {
+	LastActivity       time.Time
+	ScaleToZeroAllowed bool
+	IdleWindow         time.Duration // the window in force: the org's override or the default
+}
+
+// Backlog is what is known of a subscription's queue.
+type Backlog struct {
+	Known      bool
+	Messages   int64
+	ObservedAt time.Time
+}
+
+// Rule names the rule that decided an answer.
+type Rule string
+
+// The rules, in the order they are tried.
+const (
+	RuleScaleToZeroOff Rule = "scale-to-zero-off" // the org may never scale to zero
+	RuleWarm           Rule = "warm"              // the org was active within the window
+	RuleBacklog        Rule = "backlog"           // the backlog is above activationBacklog
+	RuleIdle           Rule = "idle"              // the window has passed and there is no backlog
+	RuleNoBacklog      Rule = "no-backlog"        // a worker without an org, backlog at or below activation
+	RuleBlind          Rule = "backlog-unknown"   // the backlog is needed and not known
+)
+
+// Answer is the decision for one workload at one instant.
+type Answer struct {
+	Active   bool
+	Replicas int64 // the metric value KEDA gets; the HPA turns it into replicas with target 1
+	Rule     Rule
+	Reason   string
+	// WarmUntil is when the org-activity part of the answer ends; zero when
+	// the workload has no org or the org never scales to zero.
+	WarmUntil time.Time
+	// NextChange is when the answer changes if nothing else happens; zero
+	// when only a new event (activity, backlog) can change it.
+	NextChange time.Time
+}
+
+// Window is the warm window of a workload in an org: its own warmFor, else
+// the org's idle window.
+func Window(w Workload, org OrgState) time.Duration {
+	if w.WarmFor > 0 {
+		return w.WarmFor
+	}
+	return org.IdleWindow
+}
+
+// Decide is the one place every answer comes from. org is ignored for a
+// workload without an org; backlog is ignored for one without a subscription.
+func Decide(w Workload, org OrgState, backlog Backlog, now time.Time) Answer {
+	var a Answer
+	warm := false
+	if w.Org != "" {
+		switch {
+		case !org.ScaleToZeroAllowed:
+			warm = true
+			a.Rule = RuleScaleToZeroOff
+			a.Reason = fmt.Sprintf("org %s has scale to zero turned off", w.Org)
+		default:
+			a.WarmUntil = org.LastActivity.Add(Window(w, org))
+			if now.Before(a.WarmUntil) {
+				warm = true
+				a.Rule = RuleWarm
+				a.Reason = fmt.Sprintf("org %s was active %s ago, within its %s window",
+					w.Org, now.Sub(org.LastActivity).Round(time.Second), Window(w, org))
+			}
+		}
+	}
+	if w.Subscription != "" {
+		if !backlog.Known {
+			a.Rule, a.Active = RuleBlind, warm
+			a.Reason = fmt.Sprintf("backlog of %s is not known", w.Subscription)
+			return a
+		}
+		a.Replicas = ceilDiv(backlog.Messages, w.MessagesPerReplica)
+		if !warm && backlog.Messages > w.ActivationBacklog {
+			a.Rule = RuleBacklog
+			a.Reason = fmt.Sprintf("backlog of %d messages is above activationBacklog %d",
+				backlog.Messages, w.ActivationBacklog)
+		}
+	}
+	a.Active = warm || (w.Subscription != "" && backlog.Messages > w.ActivationBacklog)
+	if !a.Active {
+		a.Replicas = 0
+		a.Rule, a.Reason = idleReason(w, org, backlog, now)
+		return a
+	}
+	if a.Replicas < 1 {
+		a.Replicas = 1
+	}
+	// Only the warm window runs out by itself; while the backlog alone keeps
+	// the workload active, new backlog data is what changes the answer.
+	if a.Rule == RuleWarm && !(w.Subscription != "" && backlog.Messages > w.ActivationBacklog) {
+		a.NextChange = a.WarmUntil
+	}
+	return a
+}
+
+func idleReason(w Workload, org OrgState, backlog Backlog, now time.Time) (Rule, string) {
+	if w.Org == "" {
+		return RuleNoBacklog, fmt.Sprintf("backlog of %d messages is not above activationBacklog %d",
+			backlog.Messages, w.ActivationBacklog)
+	}
+	reason := fmt.Sprintf("org %s was last active %s ago, past its %s window",
+		w.Org, now.Sub(org.LastActivity).Round(time.Second), Window(w, org))
+	if w.Subscription != "" {
+		reason += fmt.Sprintf(", and backlog of %d messages is not above activationBacklog %d",
+			backlog.Messages, w.ActivationBacklog)
+	}
+	return RuleIdle, reason
+}
+
+func ceilDiv(n, d int64) int64 {
+	if n <= 0 {
+		return 0
+	}
+	return (n + d - 1) / d
+}

@@ -1,0 +1,250 @@
+// Package decide holds the one rule every answer of the scaler comes from:
+// given a workload, its org's state, its backlog and the time, should it run
+// and with how many replicas. It knows nothing of gRPC, storage or clocks.
+package decide
+
+import (
+	"fmt"
+	"hash/fnv"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Kind is what a workload is.
+type Kind string
+
+// The workload kinds a trigger may name.
+const (
+	KindPynode Kind = "pynode" // an org's app server: warm while the org is active
+	KindModel  Kind = "model"  // an org's model: warm while the org is active, and on its backlog
+	KindWorker Kind = "worker" // a queue worker: active while its subscription has backlog
+)
+
+// Metadata keys of a trigger that are ours.
+const (
+	KeyWorkload           = "workload"
+	KeyOrg                = "org"
+	KeySubscription       = "subscription"
+	KeyMessagesPerReplica = "messagesPerReplica"
+	KeyActivationBacklog  = "activationBacklog"
+	KeyWarmFor            = "warmFor"
+)
+
+// kedaKeys are metadata keys KEDA itself reads from an external trigger, or
+// that KEDA's docs show on every external trigger; they are not ours to reject.
+var kedaKeys = map[string]bool{
+	"scalerAddress":    true,
+	"enableTLS":        true,
+	"unsafeSsl":        true,
+	"caCert":           true,
+	"tlsClientCert":    true,
+	"tlsClientKey":     true,
+	"tlsCertFile":      true,
+	"metricType":       true,
+	"activationTarget": true,
+}
+
+// MaxOrgLen is the longest org id accepted.
+const MaxOrgLen = 128
+
+var (
+	orgPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+	// Pub/Sub's own rules: project ids are 6-30 lowercase letters, digits
+	// and hyphens (older domain-scoped ids carry a "domain:" prefix);
+	// subscription ids are 3-255 characters starting with a letter.
+	subPattern = regexp.MustCompile(`^projects/([a-z][a-z0-9.:-]{4,62}[a-z0-9])/subscriptions/([A-Za-z][A-Za-z0-9._~+%-]{2,254})$`)
+)
+
+// Workload is a trigger's metadata, parsed and checked.
+type Workload struct {
+	Kind               Kind
+	Org                string // empty only for a worker without an org
+	Subscription       string // projects/P/subscriptions/S, or empty
+	MessagesPerReplica int64
+	ActivationBacklog  int64
+	WarmFor            time.Duration // zero: the org's idle window
+}
+
+// MetadataError says which metadata key was wrong, what it held, and what
+// was expected. The scaler turns it into gRPC InvalidArgument.
+type MetadataError struct {
+	Key      string
+	Value    string
+	Expected string
+	Missing  bool
+}
+
+func (e *MetadataError) Error() string {
+	if e.Missing {
+		return fmt.Sprintf("metadata %q is missing: expected %s", e.Key, e.Expected)
+	}
+	return fmt.Sprintf("metadata %q is %q: expected %s", e.Key, e.Value, e.Expected)
+}
+
+// ValidOrg reports whether org is a well-formed org id.
+func ValidOrg(org string) bool { return orgPattern.MatchString(org) }
+
+// OrgExpected says what an org id must be, for error messages.
+const OrgExpected = "1 to 128 characters of letters, digits, '.', '_', '-', ':'"
+
+func validateOrg(field, org string) error {
+	if org == "" {
+		return &MetadataError{Key: field, Missing: true, Expected: OrgExpected}
+	}
+	if !ValidOrg(org) {
+		return &MetadataError{Key: field, Value: Clip(org), Expected: OrgExpected}
+	}
+	return nil
+}
+
+// ParseMetadata turns a trigger's metadata into a Workload. Keys KEDA adds
+// are ignored; any other unknown key is an error, so a typo never silently
+// falls back to a default. Errors are *MetadataError.
+func ParseMetadata(md map[string]string) (Workload, error) {
+	if err := checkKeys(md); err != nil {
+		return Workload{}, err
+	}
+	w := Workload{MessagesPerReplica: 1}
+	kind, ok := md[KeyWorkload]
+	switch Kind(kind) {
+	case KindPynode, KindModel, KindWorker:
+		w.Kind = Kind(kind)
+	default:
+		return Workload{}, &MetadataError{Key: KeyWorkload, Value: Clip(kind), Missing: !ok,
+			Expected: `one of "pynode", "model", "worker"`}
+	}
+	if org, ok := md[KeyOrg]; ok || w.Kind != KindWorker {
+		if err := validateOrg(KeyOrg, org); err != nil {
+			return Workload{}, err
+		}
+		w.Org = org
+	}
+	if sub, ok := md[KeySubscription]; ok || w.Kind == KindWorker {
+		if err := validateSubscription(KeySubscription, sub); err != nil {
+			return Workload{}, err
+		}
+		if w.Kind == KindPynode {
+			return Workload{}, &MetadataError{Key: KeySubscription, Value: Clip(sub),
+				Expected: `no subscription for workload "pynode" (only "worker" and "model" scale on a backlog)`}
+		}
+		w.Subscription = sub
+	}
+	var err error
+	if w.MessagesPerReplica, err = intKey(md, KeyMessagesPerReplica, 1, 1); err != nil {
+		return Workload{}, err
+	}
+	if w.ActivationBacklog, err = intKey(md, KeyActivationBacklog, 0, 0); err != nil {
+		return Workload{}, err
+	}
+	if v, ok := md[KeyWarmFor]; ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return Workload{}, &MetadataError{Key: KeyWarmFor, Value: Clip(v),
+				Expected: `a Go duration greater than zero, such as "30m" or "1h"`}
+		}
+		if w.Org == "" {
+			return Workload{}, &MetadataError{Key: KeyWarmFor, Value: v,
+				Expected: `an "org" as well: warmFor counts from the org's last activity`}
+		}
+		w.WarmFor = d
+	}
+	return w, nil
+}
+
+// ValidSubscription reports whether sub is a full Pub/Sub subscription name.
+func ValidSubscription(sub string) bool { return subPattern.MatchString(sub) }
+
+func validateSubscription(field, sub string) error {
+	const expected = `a subscription name "projects/PROJECT/subscriptions/SUBSCRIPTION"`
+	if sub == "" {
+		return &MetadataError{Key: field, Missing: true, Expected: expected}
+	}
+	if !ValidSubscription(sub) {
+		return &MetadataError{Key: field, Value: Clip(sub), Expected: expected}
+	}
+	return nil
+}
+
+func checkKeys(md map[string]string) error {
+	var unknown []string
+	for k := range md {
+		switch k {
+		case KeyWorkload, KeyOrg, KeySubscription, KeyMessagesPerReplica, KeyActivationBacklog, KeyWarmFor:
+		default:
+			if !kedaKeys[k] {
+				unknown = append(unknown, k)
+			}
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	k := unknown[0]
+	return &MetadataError{Key: Clip(k), Value: Clip(md[k]), Expected: "no such key: known keys are " +
+		strings.Join([]string{KeyWorkload, KeyOrg, KeySubscription, KeyMessagesPerReplica, KeyActivationBacklog, KeyWarmFor}, ", ")}
+}
+
+func intKey(md map[string]string, key string, def, minimum int64) (int64, error) {
+	v, ok := md[key]
+	if !ok {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < minimum {
+		return 0, &MetadataError{Key: key, Value: Clip(v), Expected: fmt.Sprintf("an integer >= %d", minimum)}
+	}
+	return n, nil
+}
+
+// Clip keeps error messages short when a caller sends a huge value.
+func Clip(s string) string {
+	const maxLen = 200
+	if len(s) <= maxLen {
+		return s
+	}
+	return s[:maxLen] + "..."
+}
+
+// MetricName is stable and unique per workload: a readable part for
+// `kubectl get hpa`, and a hash of everything that makes the workload what
+// it is, so two triggers that differ only in case or punctuation never share
+// a metric.
+func (w Workload) MetricName() string {
+	var b strings.Builder
+	b.WriteString(string(w.Kind))
+	if w.Org != "" {
+		b.WriteByte('-')
+		b.WriteString(sanitize(w.Org, 60))
+	}
+	if w.Subscription != "" {
+		b.WriteByte('-')
+		b.WriteString(sanitize(w.Subscription[strings.LastIndexByte(w.Subscription, '/')+1:], 60))
+	}
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d\x00%d\x00%d", w.Kind, w.Org, w.Subscription,
+		w.MessagesPerReplica, w.ActivationBacklog, w.WarmFor)
+	fmt.Fprintf(&b, "-%08x", h.Sum32())
+	return b.String()
+}
+
+// sanitize keeps lowercase letters and digits, turning anything else into
+// '-', so the name is a valid Kubernetes metric name.
+func sanitize(s string, maxLen int) string {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s) && len(out) < maxLen; i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+			out = append(out, c)
+		case c >= 'A' && c <= 'Z':
+			out = append(out, c+'a'-'A')
+		default:
+			out = append(out, '-')
+		}
+	}
+	return string(out)
+}

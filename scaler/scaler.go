@@ -1,0 +1,224 @@
+// Package scaler serves KEDA's ExternalScaler gRPC service: it parses each
+// trigger's metadata into a workload, reads the org's state and the backlog
+// from memory, and answers with decide.Decide. Streams are pushed to the
+// moment a workload turns active.
+package scaler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/orgscaler/orgscaler/activity"
+	"github.com/orgscaler/orgscaler/decide"
+)
+
+// Orgs is the org state the scaler reads; activity.Store provides it.
+type Orgs interface {
+	// Sight returns the org, creating it as active if it is new.
+	Sight(id string) activity.Org
+	// Watch subscribes to the org's changes.
+	Watch(id string) *activity.Watch
+}
+
+// Backlogs gives the backlog of a subscription from memory. Until a source
+// is configured it is nil, and workloads that need a backlog are refused.
+type Backlogs interface {
+	Backlog(subscription string) decide.Backlog
+}
+
+// Server implements KEDA's ExternalScaler service.
+type Server struct {
+	pb.UnimplementedExternalScalerServer
+	orgs     Orgs
+	backlogs Backlogs
+	now      func() time.Time
+	log      *slog.Logger
+	done     <-chan struct{}
+}
+
+// Options configure a Server.
+type Options struct {
+	Orgs     Orgs
+	Backlogs Backlogs // nil: no backlog source yet
+	Now      func() time.Time
+	Logger   *slog.Logger
+	// Done ends every open stream when closed, so a graceful stop does not
+	// wait for KEDA to hang up.
+	Done <-chan struct{}
+}
+
+// New returns a Server.
+func New(o Options) *Server {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{orgs: o.Orgs, backlogs: o.Backlogs, now: o.Now,
+		log: o.Logger.With("component", "scaler"), done: o.Done}
+}
+
+// workload validates a request's metadata before anything else.
+func (s *Server) workload(ref *pb.ScaledObjectRef) (decide.Workload, error) {
+	if ref == nil {
+		return decide.Workload{}, status.Error(codes.InvalidArgument, "scaledObjectRef is missing")
+	}
+	w, err := decide.ParseMetadata(ref.GetScalerMetadata())
+	if err != nil {
+		var me *decide.MetadataError
+		if errors.As(err, &me) {
+			return decide.Workload{}, status.Errorf(codes.InvalidArgument, "%s/%s: %s", ref.GetNamespace(), ref.GetName(), err)
+		}
+		return decide.Workload{}, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if w.Subscription != "" && s.backlogs == nil {
+		return decide.Workload{}, status.Errorf(codes.FailedPrecondition,
+			"%s/%s: subscription %s: this scaler has no backlog source yet, so a %s that scales on a subscription cannot be answered",
+			ref.GetNamespace(), ref.GetName(), w.Subscription, w.Kind)
+	}
+	return w, nil
+}
+
+// answer computes the decision for w now, from memory only.
+func (s *Server) answer(w decide.Workload) decide.Answer {
+	var org decide.OrgState
+	if w.Org != "" {
+		org = orgState(s.orgs.Sight(w.Org))
+	}
+	var b decide.Backlog
+	if w.Subscription != "" {
+		b = s.backlogs.Backlog(w.Subscription)
+	}
+	return decide.Decide(w, org, b, s.now())
+}
+
+func orgState(o activity.Org) decide.OrgState {
+	return decide.OrgState{LastActivity: o.LastActivity, ScaleToZeroAllowed: o.ScaleToZeroAllowed, IdleWindow: o.IdleWindow}
+}
+
+func blind(w decide.Workload, a decide.Answer) error {
+	if a.Rule == decide.RuleBlind {
+		return status.Errorf(codes.Unavailable, "%s", a.Reason)
+	}
+	return nil
+}
+
+// IsActive answers whether the workload should run at all.
+func (s *Server) IsActive(_ context.Context, ref *pb.ScaledObjectRef) (*pb.IsActiveResponse, error) {
+	w, err := s.workload(ref)
+	if err != nil {
+		return nil, err
+	}
+	a := s.answer(w)
+	if err := blind(w, a); err != nil {
+		return nil, err
+	}
+	return &pb.IsActiveResponse{Result: a.Active}, nil
+}
+
+// GetMetricSpec returns the workload's one metric, with target 1 so the
+// metric value is the replica count.
+func (s *Server) GetMetricSpec(_ context.Context, ref *pb.ScaledObjectRef) (*pb.GetMetricSpecResponse, error) {
+	w, err := s.workload(ref)
+	if err != nil {
+		return nil, err
+	}
+	if w.Org != "" {
+		s.orgs.Sight(w.Org)
+	}
+	return metricSpec(w), nil
+}
+
+func metricSpec(w decide.Workload) *pb.GetMetricSpecResponse {
+	return &pb.GetMetricSpecResponse{MetricSpecs: []*pb.MetricSpec{{
+		MetricName: w.MetricName(), TargetSize: 1, TargetSizeFloat: 1,
+	}}}
+}
+
+// GetMetrics returns the replica count the workload should have.
+func (s *Server) GetMetrics(_ context.Context, req *pb.GetMetricsRequest) (*pb.GetMetricsResponse, error) {
+	w, err := s.workload(req.GetScaledObjectRef())
+	if err != nil {
+		return nil, err
+	}
+	if name := w.MetricName(); req.GetMetricName() != name {
+		return nil, status.Errorf(codes.NotFound, "metricName %q is not this trigger's metric: expected %q (as GetMetricSpec returns)",
+			req.GetMetricName(), name)
+	}
+	a := s.answer(w)
+	if err := blind(w, a); err != nil {
+		return nil, err
+	}
+	return &pb.GetMetricsResponse{MetricValues: []*pb.MetricValue{{
+		MetricName: w.MetricName(), MetricValue: a.Replicas, MetricValueFloat: float64(a.Replicas),
+	}}}, nil
+}
+
+// StreamMetricSpec sends the spec when the stream opens, then holds the
+// stream until KEDA leaves: a workload's spec never changes while its
+// metadata stays the same.
+func (s *Server) StreamMetricSpec(ref *pb.ScaledObjectRef, stream pb.ExternalScaler_StreamMetricSpecServer) error {
+	w, err := s.workload(ref)
+	if err != nil {
+		return err
+	}
+	if err := stream.Send(metricSpec(w)); err != nil {
+		return fmt.Errorf("send metric spec: %w", err)
+	}
+	select {
+	case <-stream.Context().Done():
+	case <-s.done:
+	}
+	return nil
+}
+
+// StreamIsActive pushes true when the workload turns active (and once on
+// open if it is active then). It never pushes false: KEDA ignores it, and
+// every true restarts KEDA's cooldown, so only transitions are sent.
+func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScaler_StreamIsActiveServer) error {
+	w, err := s.workload(ref)
+	if err != nil {
+		return err
+	}
+	var changed <-chan struct{}
+	if w.Org != "" {
+		watch := s.orgs.Watch(w.Org)
+		defer watch.Stop()
+		changed = watch.C()
+	}
+	log := s.log.With("namespace", ref.GetNamespace(), "scaledobject", ref.GetName(), "workload", w.Kind, "org", w.Org)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	wasActive := false
+	for {
+		a := s.answer(w)
+		if a.Active && !wasActive {
+			if err := stream.Send(&pb.IsActiveResponse{Result: true}); err != nil {
+				return fmt.Errorf("push active: %w", err)
+			}
+			log.Debug("pushed active", "rule", a.Rule, "reason", a.Reason)
+		}
+		wasActive = a.Active
+		var due <-chan time.Time
+		if !a.NextChange.IsZero() {
+			timer.Reset(a.NextChange.Sub(s.now()))
+			due = timer.C
+		}
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case <-s.done:
+			return nil
+		case <-changed:
+		case <-due:
+		}
+	}
+}
