@@ -54,10 +54,9 @@ func (s *scheduler) add(org string, at time.Time) {
 	}
 }
 
-// run fires due entries until done is closed.
-func (s *scheduler) run(done <-chan struct{}) {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+// fireDue expires every entry that is due and returns how long until the
+// next one (-1 if none).
+func (s *scheduler) fireDue() time.Duration {
 	for {
 		var ready []due
 		wait := time.Duration(-1)
@@ -70,14 +69,22 @@ func (s *scheduler) run(done <-chan struct{}) {
 			wait = s.h[0].at.Sub(now)
 		}
 		s.mu.Unlock()
+		if len(ready) == 0 {
+			return wait
+		}
 		for _, d := range ready {
-			s.expire(d.org, d.at)
+			s.expire(d.org, d.at) // may schedule entries that are due now: look again
 		}
-		if len(ready) > 0 {
-			continue // expiring may have scheduled entries that are due now
-		}
+	}
+}
+
+// run fires due entries until done is closed.
+func (s *scheduler) run(done <-chan struct{}) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
 		var tc <-chan time.Time
-		if wait >= 0 {
+		if wait := s.fireDue(); wait >= 0 {
 			timer.Reset(wait)
 			tc = timer.C
 		}

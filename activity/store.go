@@ -103,21 +103,44 @@ var keyPrefix = []byte("org/")
 // starts the flusher and the dormancy timer. A database that cannot be read
 // is an error: the store never starts empty over it.
 func Open(opts Options) (*Store, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
+	db, err := openBadger(opts.Dir, opts.logger())
+	if err != nil {
+		return nil, err
+	}
+	return start(opts, db)
+}
+
+func (opts Options) check() error {
 	if opts.IdleWindow <= 0 {
-		return nil, fmt.Errorf("idle window must be > 0, got %s", opts.IdleWindow)
+		return fmt.Errorf("idle window must be > 0, got %s", opts.IdleWindow)
 	}
 	if opts.FlushInterval <= 0 {
-		return nil, fmt.Errorf("flush interval must be > 0, got %s", opts.FlushInterval)
+		return fmt.Errorf("flush interval must be > 0, got %s", opts.FlushInterval)
 	}
+	return nil
+}
+
+func (opts Options) logger() *slog.Logger {
+	if opts.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return opts.Logger.With("component", "activity")
+}
+
+// start loads db and starts the store's goroutines. Tests open db outside a
+// synctest bubble (Badger's own tickers would crawl through fake hours) and
+// start the store inside it.
+func start(opts Options, db *badger.DB) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
 	s := &Store{
 		opts:    opts,
-		log:     opts.Logger.With("component", "activity"),
+		db:      db,
+		log:     opts.logger(),
 		seed:    maphash.MakeSeed(),
 		urgent:  make(map[string]struct{}),
 		urgentC: make(chan struct{}, 1),
@@ -127,11 +150,6 @@ func Open(opts Options) (*Store, error) {
 		s.shards[i].orgs = make(map[string]*entry)
 	}
 	s.sched = newScheduler(opts.Now, s.expire)
-	db, err := openBadger(opts.Dir, s.log)
-	if err != nil {
-		return nil, err
-	}
-	s.db = db
 	if err := s.load(); err != nil {
 		_ = db.Close()
 		return nil, err
