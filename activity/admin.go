@@ -146,3 +146,14 @@ func (w *Watch) Stop() {
 		}
 	}
 }
+
+// Watchers returns how many watches org has: how many open streams follow it.
+func (s *Store) Watchers(id string) int {
+	sh := s.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if e, ok := sh.orgs[id]; ok {
+		return len(e.watchers)
+	}
+	return 0
+}
