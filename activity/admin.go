@@ -42,8 +42,16 @@ func (s *Store) Update(ctx context.Context, id string, u Update) (Org, error) {
 		e.rec.DormantSince = time.Time{}
 		woke = true
 	}
+	wentDormant := false
 	if e.rec.DormantSince.IsZero() && e.rec.ScaleToZero {
-		s.schedule(id, e, deadline) // a past deadline fires at once
+		if now.Before(deadline) {
+			s.schedule(id, e, deadline)
+		} else {
+			// The new settings put the org past its window: dormant now, so
+			// the answer to this very call already says so.
+			e.rec.DormantSince = deadline
+			wentDormant = true
+		}
 	}
 	e.dirty = false // the write below carries everything up to here
 	val := e.rec.marshal()
@@ -63,6 +71,10 @@ func (s *Store) Update(ctx context.Context, id string, u Update) (Org, error) {
 		"idle_window", o.IdleWindow, "idle_window_overridden", o.IdleWindowOverridden)
 	if woke {
 		s.log.Info("org woke", "org", id, "reason", WakeAdmin, "dormant_since", before.DormantSince)
+	}
+	if wentDormant {
+		s.log.Info("org went dormant", "org", id, "reason", WakeAdmin, "last_activity", o.LastActivity,
+			"idle_window", o.IdleWindow, "dormant_since", o.DormantSince)
 	}
 	return o, nil
 }

@@ -147,7 +147,7 @@ func TestScaleToZeroOffNeverDormant(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o, _ = s.Get("vip"); !o.Dormant() {
+		if !o.Dormant() {
 			t.Fatalf("idle 72h with scale to zero back on, want dormant at once: %+v", o)
 		}
 	})
