@@ -8,7 +8,7 @@ GOIMPORTS_VERSION          := v0.52.0
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test build check proto tools lint fmt bench clean
+.PHONY: run test build check lint proto tools clean
 
 ## run: the scaler on the embedded default (Badger under ./data, loopback ports)
 run:
@@ -23,16 +23,19 @@ build:
 	go build -o $(BIN)/scaler ./cmd/scaler
 	go build -o $(BIN)/scalerctl ./cmd/scalerctl
 
-## check: formatting, vet, staticcheck, go.mod tidy, and the tests
-check: $(BIN)/staticcheck $(BIN)/goimports
+## check: lint, then every test
+check: lint test
+
+## lint: gofmt/goimports, go vet, staticcheck, and go.mod tidy
+lint: $(BIN)/staticcheck $(BIN)/goimports
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	@test -z "$$($(BIN)/goimports -l -local github.com/orgscaler/orgscaler $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { echo "goimports: files need formatting"; exit 1; }
 	go vet ./...
 	$(BIN)/staticcheck ./...
-	cp go.mod /tmp/go.mod.check && cp go.sum /tmp/go.sum.check
+	@cp go.mod $(BIN)/go.mod.before && cp go.sum $(BIN)/go.sum.before
 	go mod tidy
-	@git diff --quiet -- go.mod go.sum || { echo "go.mod/go.sum not tidy: run go mod tidy"; cp /tmp/go.mod.check go.mod; cp /tmp/go.sum.check go.sum; exit 1; }
-	$(MAKE) test
+	@cmp -s go.mod $(BIN)/go.mod.before && cmp -s go.sum $(BIN)/go.sum.before || { \
+		echo "go.mod/go.sum were not tidy: go mod tidy changed them; commit the result"; exit 1; }
 
 ## proto: regenerate proto/ with the pinned buf and plugins
 proto: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc

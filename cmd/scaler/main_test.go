@@ -1,0 +1,84 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFlagsAndEnv(t *testing.T) {
+	t.Setenv("SCALER_IDLE_WINDOW", "2h")
+	t.Setenv("SCALER_LISTEN", "0.0.0.0:9999")
+	var out strings.Builder
+	c, err := parse([]string{"--listen", "127.0.0.1:1234", "--flush-interval=5s"}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.app.IdleWindow != 2*time.Hour {
+		t.Errorf("env SCALER_IDLE_WINDOW ignored: %s", c.app.IdleWindow)
+	}
+	if c.app.Listen != "127.0.0.1:1234" {
+		t.Errorf("a flag must win over its env var: %s", c.app.Listen)
+	}
+	if c.app.FlushInterval != 5*time.Second || c.app.APIListen != "127.0.0.1:9091" || c.app.DataDir != "./data" {
+		t.Errorf("defaults or flags wrong: %+v", c.app)
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--idle-window", "soon"}, nil, "idle-window"},
+		{[]string{"--idle-window", "10ms"}, nil, "--idle-window is 10ms"},
+		{[]string{"--log-format", "xml"}, nil, `--log-format is "xml"`},
+		{[]string{"extra"}, nil, `unexpected argument "extra"`},
+		{nil, map[string]string{"SCALER_FLUSH_INTERVAL": "often"}, `SCALER_FLUSH_INTERVAL="often"`},
+	}
+	for _, tt := range tests {
+		for k, v := range tt.env {
+			t.Setenv(k, v)
+		}
+		var out strings.Builder
+		_, err := parse(tt.args, &out)
+		if err == nil || !strings.Contains(err.Error()+out.String(), tt.want) {
+			t.Errorf("%v %v: want an error with %q, got %v", tt.args, tt.env, tt.want, err)
+		}
+		for k := range tt.env {
+			t.Setenv(k, "")
+		}
+	}
+}
+
+func TestHelpListsEveryFlagWithItsEnv(t *testing.T) {
+	var out strings.Builder
+	_, err := parse([]string{"--help"}, &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("want ErrHelp, got %v", err)
+	}
+	for _, want := range []string{"--listen", "SCALER_LISTEN", "--api-listen", "--data-dir", "--idle-window", "--flush-interval", "--log-format", "SCALER_LOG_FORMAT"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help lacks %s:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestStartFailureExitsNonZero(t *testing.T) {
+	var out strings.Builder
+	// The data dir is a file: the store cannot open it.
+	dir := t.TempDir() + "/file"
+	if err := writeFile(dir); err != nil {
+		t.Fatal(err)
+	}
+	code := run([]string{"--data-dir", dir, "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"}, &out)
+	if code != 1 || !strings.Contains(out.String(), "cannot start") || !strings.Contains(out.String(), dir) {
+		t.Fatalf("want exit 1 and an error naming %s, got %d:\n%s", dir, code, out.String())
+	}
+}
+
+func writeFile(p string) error { return os.WriteFile(p, []byte("x"), 0o600) }
