@@ -90,9 +90,19 @@ const (
 )
 
 // List returns up to limit orgs with ids after after, in id order, and
-// whether more follow.
+// whether more follow. It keeps only about 2×limit candidates at a time, so
+// paging through a million orgs does not sort a million each page.
 func (s *Store) List(f Filter, after string, limit int) ([]Org, bool) {
-	var out []Org
+	if limit < 1 {
+		limit = 1
+	}
+	out := make([]Org, 0, 2*limit+1)
+	trim := func() {
+		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+		if len(out) > limit+1 {
+			out = out[:limit+1]
+		}
+	}
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -105,10 +115,13 @@ func (s *Store) List(f Filter, after string, limit int) ([]Org, bool) {
 				continue
 			}
 			out = append(out, s.snapshot(id, e))
+			if len(out) > 2*limit {
+				trim()
+			}
 		}
 		sh.mu.Unlock()
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	trim()
 	if len(out) > limit {
 		return out[:limit], true
 	}

@@ -2,13 +2,15 @@ package activity
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/orgscaler/orgscaler/internal/clocktest"
 )
 
 func testOptions(t *testing.T, dir string) Options {
@@ -42,21 +44,12 @@ func mustOpen(t *testing.T, o Options) *Store {
 // test says, and advance fires every deadline that came due, as the
 // scheduler's timer would have.
 type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-	s  *Store
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
+	*clocktest.Clock
+	s *Store
 }
 
 func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+	c.Advance(d)
 	c.s.sched.fireDue()
 }
 
@@ -65,7 +58,7 @@ func (c *fakeClock) advance(d time.Duration) {
 // restarted scaler would.
 func withClock(t *testing.T, dir string, f func(t *testing.T, c *fakeClock, restart func(down time.Duration))) {
 	t.Helper()
-	c := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := &fakeClock{Clock: clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))}
 	o := testOptions(t, dir)
 	o.Now = c.Now
 	c.s = mustOpen(t, o)
@@ -74,9 +67,7 @@ func withClock(t *testing.T, dir string, f func(t *testing.T, c *fakeClock, rest
 		if err := c.s.Close(); err != nil {
 			t.Fatal(err)
 		}
-		c.mu.Lock()
-		c.t = c.t.Add(down)
-		c.mu.Unlock()
+		c.Advance(down)
 		c.s = mustOpen(t, o)
 	}
 	f(t, c, restart)
@@ -277,5 +268,36 @@ func TestUnreadableDataDir(t *testing.T) {
 	defer os.Chmod(dir, 0o700)
 	if _, err := Open(testOptions(t, dir)); err == nil {
 		t.Fatal("opened an unreadable data dir")
+	}
+}
+
+func TestListPages(t *testing.T) {
+	s := mustOpen(t, testOptions(t, t.TempDir()))
+	defer s.Close()
+	var want []string
+	for i := range 257 {
+		id := fmt.Sprintf("org-%04d", i)
+		want = append(want, id)
+		s.Record(id)
+	}
+	for _, limit := range []int{1, 7, 100, 1000} {
+		var got []string
+		after := ""
+		for {
+			page, more := s.List(All, after, limit)
+			if len(page) > limit {
+				t.Fatalf("page of %d, limit %d", len(page), limit)
+			}
+			for _, o := range page {
+				got = append(got, o.ID)
+			}
+			if !more {
+				break
+			}
+			after = page[len(page)-1].ID
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Fatalf("limit %d: pages gave %d orgs, out of order or missing", limit, len(got))
+		}
 	}
 }

@@ -18,29 +18,12 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/orgscaler/orgscaler/activity"
+	"github.com/orgscaler/orgscaler/internal/clocktest"
 	"github.com/orgscaler/orgscaler/scaler"
 )
 
-// clock is the time of both the store and the scaler in these tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
 type env struct {
-	clock  *clock
+	clock  *clocktest.Clock
 	store  *activity.Store
 	client pb.ExternalScalerClient
 	stop   func() // ends every stream, as a scaler shutting down does
@@ -50,7 +33,7 @@ type env struct {
 // and dials it with KEDA's own generated client.
 func newEnv(t *testing.T, now func() time.Time) *env {
 	t.Helper()
-	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	if now == nil {
 		now = c.Now
 	}
@@ -130,11 +113,11 @@ func TestPynodeFollowsOrgActivity(t *testing.T) {
 	if _, v := metric(t, e, pynodeAcme); v != 1 {
 		t.Fatalf("active pynode: want 1 replica, got %v", v)
 	}
-	e.clock.set(t0.Add(24*time.Hour - time.Second))
+	e.clock.Set(t0.Add(24*time.Hour - time.Second))
 	if !isActive(t, e, pynodeAcme) {
 		t.Fatal("inactive before its window passed")
 	}
-	e.clock.set(t0.Add(24 * time.Hour))
+	e.clock.Set(t0.Add(24 * time.Hour))
 	if isActive(t, e, pynodeAcme) {
 		t.Fatal("active after its window passed")
 	}
@@ -152,7 +135,7 @@ func TestWarmForAndScaleToZeroOff(t *testing.T) {
 	t0 := e.clock.Now()
 	model := map[string]string{"workload": "model", "org": "acme", "warmFor": "1h"}
 	e.store.Record("acme")
-	e.clock.set(t0.Add(time.Hour))
+	e.clock.Set(t0.Add(time.Hour))
 	if isActive(t, e, model) {
 		t.Fatal("model warm past its warmFor")
 	}
@@ -163,7 +146,7 @@ func TestWarmForAndScaleToZeroOff(t *testing.T) {
 	if _, err := e.store.Update(context.Background(), "acme", activity.Update{ScaleToZeroAllowed: &off}); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.set(t0.Add(1000 * time.Hour))
+	e.clock.Set(t0.Add(1000 * time.Hour))
 	if !isActive(t, e, model) || !isActive(t, e, pynodeAcme) {
 		t.Fatal("an org with scale to zero off must stay active")
 	}
