@@ -28,44 +28,42 @@ func (s *Store) Update(ctx context.Context, id string, u Update) (Org, error) {
 	now := s.opts.Now()
 	sh := s.shard(id)
 	sh.mu.Lock()
+	defer sh.mu.Unlock() // held across the write: an admin change is rare, and must not be half applied
 	e, _ := s.getOrCreate(sh, id, now)
 	before := e.rec
+	rec := e.rec
 	if u.ScaleToZeroAllowed != nil {
-		e.rec.ScaleToZero = *u.ScaleToZeroAllowed
+		rec.ScaleToZero = *u.ScaleToZeroAllowed
 	}
 	if u.IdleWindow != nil {
-		e.rec.IdleWindow = *u.IdleWindow
+		rec.IdleWindow = *u.IdleWindow
 	}
-	deadline := e.rec.LastActivity.Add(s.window(e.rec))
-	woke := false
-	if !e.rec.DormantSince.IsZero() && (!e.rec.ScaleToZero || now.Before(deadline)) {
-		e.rec.DormantSince = time.Time{}
+	deadline := rec.LastActivity.Add(s.window(rec))
+	woke, wentDormant := false, false
+	switch {
+	case !rec.DormantSince.IsZero() && (!rec.ScaleToZero || now.Before(deadline)):
+		rec.DormantSince = time.Time{}
 		woke = true
+	case rec.DormantSince.IsZero() && rec.ScaleToZero && !now.Before(deadline):
+		// The new settings put the org past its window: dormant now, so
+		// the answer to this very call already says so.
+		rec.DormantSince = deadline
+		wentDormant = true
 	}
-	wentDormant := false
-	if e.rec.DormantSince.IsZero() && e.rec.ScaleToZero {
-		if now.Before(deadline) {
-			s.schedule(id, e, deadline)
-		} else {
-			// The new settings put the org past its window: dormant now, so
-			// the answer to this very call already says so.
-			e.rec.DormantSince = deadline
-			wentDormant = true
-		}
-	}
-	e.dirty = false // the write below carries everything up to here
-	val := e.rec.marshal()
-	e.notify()
-	o := s.snapshot(id, e)
-	sh.mu.Unlock()
-
+	val := rec.marshal()
 	if err := s.write([]pending{{id, val}}); err != nil {
-		s.redirty([]pending{{id, val}})
-		return Org{}, err
+		return Org{}, err // memory unchanged: the change is not in force
 	}
 	if err := s.db.Sync(); err != nil {
 		return Org{}, fmt.Errorf("sync data dir: %w", err)
 	}
+	e.rec = rec
+	e.dirty = false // the write carried everything up to here
+	if rec.DormantSince.IsZero() && rec.ScaleToZero {
+		s.schedule(id, e, deadline)
+	}
+	e.notify()
+	o := s.snapshot(id, e)
 	s.log.Info("org updated", "org", id,
 		"scale_to_zero_allowed", o.ScaleToZeroAllowed, "was_scale_to_zero_allowed", before.ScaleToZero,
 		"idle_window", o.IdleWindow, "idle_window_overridden", o.IdleWindowOverridden)

@@ -76,6 +76,13 @@ func (s *Store) flush(urgentOnly bool) error {
 		s.redirty(batch)
 		return err
 	}
+	if urgentOnly {
+		// Transitions and new orgs are rare and must outlive the machine,
+		// not only the process.
+		if err := s.db.Sync(); err != nil {
+			return fmt.Errorf("sync data dir: %w", err)
+		}
+	}
 	return nil
 }
 

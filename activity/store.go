@@ -199,7 +199,15 @@ func (s *Store) load() error {
 			sh := s.shard(id)
 			sh.orgs[id] = e
 			n++
-			if rec.DormantSince.IsZero() && rec.ScaleToZero {
+			if deadline := rec.LastActivity.Add(s.window(rec)); !rec.DormantSince.IsZero() && (!rec.ScaleToZero || now.Before(deadline)) {
+				// Saved dormant, but its window in force now (a longer
+				// --idle-window) still covers its last activity.
+				e.rec.DormantSince = time.Time{}
+				s.markDirty(sh, id, e)
+				s.log.Info("org woke", "org", id, "reason", "idle window changed while the scaler was down",
+					"last_activity", rec.LastActivity, "idle_window", s.window(rec))
+			}
+			if e.rec.DormantSince.IsZero() && rec.ScaleToZero {
 				if deadline := rec.LastActivity.Add(s.window(rec)); !now.Before(deadline) {
 					e.rec.DormantSince = deadline
 					s.markDirty(sh, id, e)

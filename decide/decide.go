@@ -57,6 +57,11 @@ func Window(w Workload, org OrgState) time.Duration {
 
 // Decide is the one place every answer comes from. org is ignored for a
 // workload without an org; backlog is ignored for one without a subscription.
+//
+// A workload with an org is warm while the org's scale to zero is off, or
+// while now - last activity < its window (warmFor, else the org's idle
+// window); a worker only with warmFor. Active = warm, or backlog above
+// activationBacklog.
 func Decide(w Workload, org OrgState, backlog Backlog, now time.Time) Answer {
 	var a Answer
 	warm := false
@@ -66,6 +71,10 @@ func Decide(w Workload, org OrgState, backlog Backlog, now time.Time) Answer {
 			warm = true
 			a.Rule = RuleScaleToZeroOff
 			a.Reason = fmt.Sprintf("org %s has scale to zero turned off", w.Org)
+		case w.Kind == KindWorker && w.WarmFor == 0:
+			// A GPU worker runs on its backlog: org activity alone does not
+			// keep it warm for the org's whole window, unless its trigger
+			// asks with warmFor.
 		default:
 			a.WarmUntil = org.LastActivity.Add(Window(w, org))
 			if now.Before(a.WarmUntil) {
@@ -107,7 +116,7 @@ func Decide(w Workload, org OrgState, backlog Backlog, now time.Time) Answer {
 }
 
 func idleReason(w Workload, org OrgState, backlog Backlog, now time.Time) (Rule, string) {
-	if w.Org == "" {
+	if w.Org == "" || (w.Kind == KindWorker && w.WarmFor == 0) {
 		return RuleNoBacklog, fmt.Sprintf("backlog of %d messages is not above activationBacklog %d",
 			backlog.Messages, w.ActivationBacklog)
 	}

@@ -14,6 +14,9 @@ func TestDecide(t *testing.T) {
 	model1h := Workload{Kind: KindModel, Org: "acme", MessagesPerReplica: 1, WarmFor: time.Hour}
 	modelSub := Workload{Kind: KindModel, Org: "acme", Subscription: "projects/p-1234/subscriptions/jobs", MessagesPerReplica: 10, ActivationBacklog: 5}
 	worker := Workload{Kind: KindWorker, Subscription: "projects/p-1234/subscriptions/jobs", MessagesPerReplica: 4}
+	orgWorker := Workload{Kind: KindWorker, Org: "acme", Subscription: "projects/p-1234/subscriptions/jobs", MessagesPerReplica: 4}
+	orgWorkerWarm := orgWorker
+	orgWorkerWarm.WarmFor = 30 * time.Minute
 	org := func(ago time.Duration) OrgState {
 		return OrgState{LastActivity: t0.Add(-ago), ScaleToZeroAllowed: true, IdleWindow: 24 * time.Hour}
 	}
@@ -46,6 +49,10 @@ func TestDecide(t *testing.T) {
 		{"worker one message", worker, OrgState{}, backlog(1), true, 1, RuleBacklog, time.Time{}},
 		{"worker 9 messages, 4 per replica", worker, OrgState{}, backlog(9), true, 3, RuleBacklog, time.Time{}},
 		{"worker blind", worker, OrgState{}, Backlog{}, false, 0, RuleBlind, time.Time{}},
+		{"org worker not warmed by org activity", orgWorker, org(0), backlog(0), false, 0, RuleNoBacklog, time.Time{}},
+		{"org worker on backlog", orgWorker, org(0), backlog(8), true, 2, RuleBacklog, time.Time{}},
+		{"org worker with warmFor", orgWorkerWarm, org(10 * time.Minute), backlog(0), true, 1, RuleWarm, t0.Add(20 * time.Minute)},
+		{"org worker, scale to zero off", orgWorker, vip, backlog(0), true, 1, RuleScaleToZeroOff, time.Time{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

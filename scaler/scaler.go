@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/decide"
+	"github.com/orgscaler/orgscaler/pubsubdepth"
 )
 
 // Orgs is the org state the scaler reads; activity.Store provides it.
@@ -27,10 +29,12 @@ type Orgs interface {
 	Watch(id string) *activity.Watch
 }
 
-// Backlogs gives the backlog of a subscription from memory. Until a source
-// is configured it is nil, and workloads that need a backlog are refused.
+// Backlogs gives the backlog of a subscription from memory;
+// pubsubdepth.Tracker provides it. Without a backlog source it is nil, and
+// workloads that need a backlog are refused.
 type Backlogs interface {
-	Backlog(subscription string) decide.Backlog
+	Backlog(subscription string) pubsubdepth.Depth
+	Watch(subscription string) *pubsubdepth.Watch
 }
 
 // Server implements KEDA's ExternalScaler service.
@@ -41,6 +45,9 @@ type Server struct {
 	now      func() time.Time
 	log      *slog.Logger
 	done     <-chan struct{}
+
+	mu   sync.Mutex
+	last map[string]bool // the last IsActive answer per workload, kept while blind
 }
 
 // Options configure a Server.
@@ -62,8 +69,12 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{orgs: o.Orgs, backlogs: o.Backlogs, now: o.Now,
-		log: o.Logger.With("component", "scaler"), done: o.Done}
+	s := &Server{orgs: o.Orgs, now: o.Now, log: o.Logger.With("component", "scaler"), done: o.Done,
+		last: make(map[string]bool)}
+	if o.Backlogs != nil { // a nil *Tracker in the interface would not be nil
+		s.backlogs = o.Backlogs
+	}
+	return s
 }
 
 // workload validates a request's metadata before anything else.
@@ -81,46 +92,62 @@ func (s *Server) workload(ref *pb.ScaledObjectRef) (decide.Workload, error) {
 	}
 	if w.Subscription != "" && s.backlogs == nil {
 		return decide.Workload{}, status.Errorf(codes.FailedPrecondition,
-			"%s/%s: subscription %s: this scaler has no backlog source yet, so a %s that scales on a subscription cannot be answered",
+			"%s/%s: subscription %s: this scaler runs without a backlog source, so a %s that scales on a subscription cannot be answered: start it with --pubsub=monitoring (or --pubsub=embedded for local work)",
 			ref.GetNamespace(), ref.GetName(), w.Subscription, w.Kind)
 	}
 	return w, nil
 }
 
-// answer computes the decision for w now, from memory only.
-func (s *Server) answer(w decide.Workload) decide.Answer {
+// answer computes the decision for w now, from memory only. It fails with
+// NotFound for a subscription that does not exist.
+func (s *Server) answer(w decide.Workload) (decide.Answer, pubsubdepth.Depth, error) {
 	var org decide.OrgState
 	if w.Org != "" {
 		org = orgState(s.orgs.Sight(w.Org))
 	}
 	var b decide.Backlog
+	var d pubsubdepth.Depth
 	if w.Subscription != "" {
-		b = s.backlogs.Backlog(w.Subscription)
+		d = s.backlogs.Backlog(w.Subscription)
+		if d.Exists == pubsubdepth.Missing {
+			return decide.Answer{}, d, status.Errorf(codes.NotFound, "subscription %s does not exist", w.Subscription)
+		}
+		b = decide.Backlog{Known: d.Known, Messages: d.Messages, ObservedAt: d.Observed.At}
 	}
-	return decide.Decide(w, org, b, s.now())
+	return decide.Decide(w, org, b, s.now()), d, nil
 }
 
 func orgState(o activity.Org) decide.OrgState {
 	return decide.OrgState{LastActivity: o.LastActivity, ScaleToZeroAllowed: o.ScaleToZeroAllowed, IdleWindow: o.IdleWindow}
 }
 
-func blind(w decide.Workload, a decide.Answer) error {
-	if a.Rule == decide.RuleBlind {
-		return status.Errorf(codes.Unavailable, "%s", a.Reason)
-	}
-	return nil
+func blindError(w decide.Workload, d pubsubdepth.Depth) error {
+	return status.Errorf(codes.Unavailable, "backlog of subscription %s is unknown: %s", w.Subscription, d.Reason)
 }
 
-// IsActive answers whether the workload should run at all.
+// IsActive answers whether the workload should run at all. While the
+// backlog cannot be seen it keeps its last answer rather than turning
+// false: being blind is not an empty queue.
 func (s *Server) IsActive(_ context.Context, ref *pb.ScaledObjectRef) (*pb.IsActiveResponse, error) {
 	w, err := s.workload(ref)
 	if err != nil {
 		return nil, err
 	}
-	a := s.answer(w)
-	if err := blind(w, a); err != nil {
+	a, d, err := s.answer(w)
+	if err != nil {
 		return nil, err
 	}
+	key := w.MetricName()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a.Rule == decide.RuleBlind && !a.Active {
+		last, ok := s.last[key]
+		if !ok {
+			return nil, blindError(w, d)
+		}
+		return &pb.IsActiveResponse{Result: last}, nil
+	}
+	s.last[key] = a.Active
 	return &pb.IsActiveResponse{Result: a.Active}, nil
 }
 
@@ -131,8 +158,8 @@ func (s *Server) GetMetricSpec(_ context.Context, ref *pb.ScaledObjectRef) (*pb.
 	if err != nil {
 		return nil, err
 	}
-	if w.Org != "" {
-		s.orgs.Sight(w.Org)
+	if _, _, err := s.answer(w); err != nil { // names the org, tracks the subscription
+		return nil, err
 	}
 	return metricSpec(w), nil
 }
@@ -153,9 +180,12 @@ func (s *Server) GetMetrics(_ context.Context, req *pb.GetMetricsRequest) (*pb.G
 		return nil, status.Errorf(codes.NotFound, "metricName %q is not this trigger's metric: expected %q (as GetMetricSpec returns)",
 			req.GetMetricName(), name)
 	}
-	a := s.answer(w)
-	if err := blind(w, a); err != nil {
+	a, d, err := s.answer(w)
+	if err != nil {
 		return nil, err
+	}
+	if a.Rule == decide.RuleBlind {
+		return nil, blindError(w, d)
 	}
 	return &pb.GetMetricsResponse{MetricValues: []*pb.MetricValue{{
 		MetricName: w.MetricName(), MetricValue: a.Replicas, MetricValueFloat: float64(a.Replicas),
@@ -188,28 +218,39 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 	if err != nil {
 		return err
 	}
-	var changed <-chan struct{}
+	var orgChanged, backlogChanged <-chan struct{}
 	if w.Org != "" {
 		watch := s.orgs.Watch(w.Org)
 		defer watch.Stop()
-		changed = watch.C()
+		orgChanged = watch.C()
+	}
+	if w.Subscription != "" {
+		watch := s.backlogs.Watch(w.Subscription)
+		defer watch.Stop()
+		backlogChanged = watch.C()
 	}
 	log := s.log.With("namespace", ref.GetNamespace(), "scaledobject", ref.GetName(), "workload", w.Kind, "org", w.Org)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	wasActive := false
 	for {
-		a := s.answer(w)
+		a, d, err := s.answer(w)
+		if err != nil {
+			return err
+		}
+		blind := a.Rule == decide.RuleBlind && !a.Active
 		if a.Active && !wasActive {
 			if err := stream.Send(&pb.IsActiveResponse{Result: true}); err != nil {
 				return fmt.Errorf("push active: %w", err)
 			}
 			log.Debug("pushed active", "rule", a.Rule, "reason", a.Reason)
 		}
-		wasActive = a.Active
+		if !blind { // blind keeps the last state, as IsActive does
+			wasActive = a.Active
+		}
 		var due <-chan time.Time
-		if !a.NextChange.IsZero() {
-			timer.Reset(a.NextChange.Sub(s.now()))
+		if next := earliest(a.NextChange, d.Until); !next.IsZero() {
+			timer.Reset(next.Sub(s.now()))
 			due = timer.C
 		}
 		select {
@@ -217,8 +258,17 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 			return nil
 		case <-s.done:
 			return nil
-		case <-changed:
+		case <-orgChanged:
+		case <-backlogChanged:
 		case <-due:
 		}
 	}
+}
+
+// earliest returns the earlier of two instants, ignoring zero ones.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }

@@ -1,0 +1,84 @@
+// Package pubsubdepth knows the backlog of Pub/Sub subscriptions: a Source
+// reads it (Cloud Monitoring in production, an embedded Pub/Sub for local
+// work), a Tracker keeps it fresh in the background for the subscriptions
+// being asked about, overlays enqueue hints, and answers from memory.
+package pubsubdepth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Point is one observation of a subscription's backlog.
+type Point struct {
+	Messages int64
+	At       time.Time // when the backlog was observed (not when it was fetched)
+}
+
+// Source reads the newest backlog of subscriptions (full names,
+// projects/P/subscriptions/S). A subscription missing from the answer has
+// no point in the source right now: not proof of an empty queue.
+type Source interface {
+	Fetch(ctx context.Context, subs []string) (map[string]Point, error)
+}
+
+// Existence is what is known of whether a subscription exists.
+type Existence int
+
+// Existence states.
+const (
+	ExistenceUnknown Existence = iota
+	Exists
+	Missing
+)
+
+func (e Existence) String() string {
+	switch e {
+	case Exists:
+		return "exists"
+	case Missing:
+		return "not found"
+	default:
+		return "unchecked"
+	}
+}
+
+// Depth is what the tracker knows of one subscription at one instant.
+type Depth struct {
+	Subscription string
+	// Known is true when Messages can be trusted: a point younger than the
+	// max age, an existing subscription that never had a point (0), or a
+	// hint in force.
+	Known bool
+	// Messages is the observed backlog plus any hint in force.
+	Messages int64
+	// Observed is the newest point, if any; zero At when none.
+	Observed Point
+	// Hint is the number of hinted messages still counted, and HintAt the
+	// last hint's arrival.
+	Hint   int64
+	HintAt time.Time
+	Exists Existence
+	// Err is the last fetch error, if the last fetch failed.
+	Err error
+	// Reason says in words why the backlog is or is not known.
+	Reason string
+	// Until is when this answer changes by itself (the point or the hint
+	// grows too old); zero when only new data can change it.
+	Until time.Time
+}
+
+// ErrNotFound is returned for a subscription that does not exist.
+var ErrNotFound = errors.New("subscription not found")
+
+// ParseName splits projects/P/subscriptions/S.
+func ParseName(sub string) (project, id string, err error) {
+	parts := strings.Split(sub, "/")
+	if len(parts) != 4 || parts[0] != "projects" || parts[2] != "subscriptions" || parts[1] == "" || parts[3] == "" {
+		return "", "", fmt.Errorf("subscription %q: expected projects/PROJECT/subscriptions/SUBSCRIPTION", sub)
+	}
+	return parts[1], parts[3], nil
+}
