@@ -17,6 +17,7 @@ import (
 
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/decide"
+	"github.com/orgscaler/orgscaler/pubsubdepth"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 )
 
@@ -26,6 +27,13 @@ type Store interface {
 	Get(id string) (activity.Org, bool)
 	List(f activity.Filter, after string, limit int) ([]activity.Org, bool)
 	Update(ctx context.Context, id string, u activity.Update) (activity.Org, error)
+}
+
+// Backlogs is what the API needs of the backlog tracker; nil when the
+// scaler runs without a backlog source.
+type Backlogs interface {
+	Hint(sub string, n int64) pubsubdepth.Depth
+	Snapshot() []pubsubdepth.Depth
 }
 
 // Page sizes for ListOrgs.
@@ -41,11 +49,16 @@ const MaxIdleWindow = 366 * 24 * time.Hour
 type Server struct {
 	pb.UnimplementedActivityServiceServer
 	pb.UnimplementedAdminServiceServer
-	store Store
+	store    Store
+	backlogs Backlogs
+	done     <-chan struct{}
 }
 
-// New returns a Server over store.
-func New(store Store) *Server { return &Server{store: store} }
+// New returns a Server over store and backlogs (nil: no backlog source).
+// Closing done ends open activity streams cleanly, with their counts.
+func New(store Store, backlogs Backlogs, done <-chan struct{}) *Server {
+	return &Server{store: store, backlogs: backlogs, done: done}
+}
 
 func checkOrg(field, org string) error {
 	if org == "" {
@@ -68,25 +81,106 @@ func (s *Server) RecordActivity(_ context.Context, req *pb.RecordActivityRequest
 
 // StreamActivity records every event on the stream. A bad event ends the
 // stream with InvalidArgument naming its position; the events before it
-// are kept.
+// are kept. When the scaler stops, the stream ends cleanly with the counts
+// so far, so the producer knows what to send again elsewhere.
 func (s *Server) StreamActivity(stream pb.ActivityService_StreamActivityServer) error {
 	var events, woken int64
+	type received struct {
+		ev  *pb.StreamActivityRequest
+		err error
+	}
+	in := make(chan received)
+	go func() {
+		for {
+			ev, err := stream.Recv()
+			select {
+			case in <- received{ev, err}:
+			case <-stream.Context().Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	for {
-		ev, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
+		var r received
+		select {
+		case r = <-in:
+		case <-s.done:
 			return stream.SendAndClose(&pb.StreamActivityResponse{Events: events, Woken: woken})
 		}
-		if err != nil {
+		if errors.Is(r.err, io.EOF) {
+			return stream.SendAndClose(&pb.StreamActivityResponse{Events: events, Woken: woken})
+		}
+		if r.err != nil {
+			return r.err
+		}
+		if err := checkOrg(fmt.Sprintf("event %d: org", events+1), r.ev.GetOrg()); err != nil {
 			return err
 		}
-		if err := checkOrg(fmt.Sprintf("event %d: org", events+1), ev.GetOrg()); err != nil {
-			return err
-		}
-		if _, woke := s.store.Record(ev.GetOrg()); woke {
+		if _, woke := s.store.Record(r.ev.GetOrg()); woke {
 			woken++
 		}
 		events++
 	}
+}
+
+// Hint records an enqueue hint, and the org's activity when it names one.
+func (s *Server) Hint(_ context.Context, req *pb.HintRequest) (*pb.HintResponse, error) {
+	if !decide.ValidSubscription(req.GetSubscription()) {
+		return nil, status.Errorf(codes.InvalidArgument, "subscription is %q: expected projects/PROJECT/subscriptions/SUBSCRIPTION",
+			decide.Clip(req.GetSubscription()))
+	}
+	if req.GetOrg() != "" {
+		if err := checkOrg("org", req.GetOrg()); err != nil {
+			return nil, err
+		}
+	}
+	if n := req.GetMessages(); n < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "messages is %d: expected a count >= 0", n)
+	}
+	if s.backlogs == nil {
+		return nil, status.Error(codes.FailedPrecondition, "this scaler runs without a backlog source (--pubsub=none): hints have nothing to add to")
+	}
+	resp := &pb.HintResponse{}
+	if req.GetOrg() != "" {
+		o, _ := s.store.Record(req.GetOrg())
+		resp.Org = OrgProto(o)
+	}
+	resp.Backlog = BacklogProto(s.backlogs.Hint(req.GetSubscription(), req.GetMessages()))
+	return resp, nil
+}
+
+// ListBacklogs lists every tracked subscription.
+func (s *Server) ListBacklogs(context.Context, *pb.ListBacklogsRequest) (*pb.ListBacklogsResponse, error) {
+	resp := &pb.ListBacklogsResponse{}
+	if s.backlogs == nil {
+		return resp, nil
+	}
+	for _, d := range s.backlogs.Snapshot() {
+		resp.Backlogs = append(resp.Backlogs, BacklogProto(d))
+	}
+	return resp, nil
+}
+
+// BacklogProto converts a backlog for the wire.
+func BacklogProto(d pubsubdepth.Depth) *pb.Backlog {
+	b := &pb.Backlog{
+		Subscription:     d.Subscription,
+		Known:            d.Known,
+		Messages:         d.Messages,
+		ObservedMessages: d.Observed.Messages,
+		ObservedAt:       ts(d.Observed.At),
+		HintMessages:     d.Hint,
+		HintAt:           ts(d.HintAt),
+		Existence:        d.Exists.String(),
+		Reason:           d.Reason,
+	}
+	if d.Err != nil {
+		b.Error = d.Err.Error()
+	}
+	return b
 }
 
 // GetOrg returns one org.

@@ -38,7 +38,27 @@ type Options struct {
 	Now func() time.Time
 	// ShutdownGrace bounds how long a stop waits for RPCs in flight.
 	ShutdownGrace time.Duration
+
+	// PubSub is the backlog source: PubSubNone, PubSubEmbedded or
+	// PubSubMonitoring.
+	PubSub string
+	// PubSubListen is where the embedded Pub/Sub listens.
+	PubSubListen string
+	// GCPProject, when set, is the project every Monitoring query goes to;
+	// otherwise each subscription's own project.
+	GCPProject         string
+	MonitoringEndpoint string // HOST:PORT override of Cloud Monitoring
+	MonitoringInsecure bool   // plaintext, no credentials: a local MetricService only
+	DepthRefresh       time.Duration
+	DepthMaxAge        time.Duration
 }
+
+// Backlog sources.
+const (
+	PubSubNone       = "none"
+	PubSubEmbedded   = "embedded"
+	PubSubMonitoring = "monitoring"
+)
 
 // Defaults used by cmd/scaler and by New for zero fields.
 const (
@@ -48,6 +68,9 @@ const (
 	DefaultIdleWindow    = 24 * time.Hour
 	DefaultFlushInterval = 10 * time.Second
 	DefaultShutdownGrace = 10 * time.Second
+	DefaultPubSubListen  = "127.0.0.1:8085"
+	DefaultDepthRefresh  = 15 * time.Second
+	DefaultDepthMaxAge   = 5 * time.Minute
 )
 
 // App is a running scaler.
@@ -61,6 +84,7 @@ type App struct {
 	apiSrv    *grpc.Server
 	health    *health.Server
 	apiHealth *health.Server
+	depth     *depth // nil without a backlog source
 	done      chan struct{}
 	stopOnce  sync.Once
 }
@@ -86,12 +110,23 @@ func New(o Options) (*App, error) {
 		_ = store.Close()
 		return nil, fmt.Errorf("listen for the API on %s: %w", o.APIListen, err)
 	}
+	if a.depth, err = newDepth(o); err != nil {
+		_ = a.apiLis.Close()
+		_ = a.kedaLis.Close()
+		_ = store.Close()
+		return nil, err
+	}
+	var scalerBacklogs scaler.Backlogs
+	var apiBacklogs api.Backlogs
+	if a.depth != nil {
+		scalerBacklogs, apiBacklogs = a.depth.tracker, a.depth.tracker
+	}
 	a.kedaSrv, a.health = newServer()
 	kedapb.RegisterExternalScalerServer(a.kedaSrv, scaler.New(scaler.Options{
-		Orgs: store, Now: o.Now, Logger: o.Logger, Done: a.done,
+		Orgs: store, Backlogs: scalerBacklogs, Now: o.Now, Logger: o.Logger, Done: a.done,
 	}))
 	a.apiSrv, a.apiHealth = newServer()
-	apiServer := api.New(store)
+	apiServer := api.New(store, apiBacklogs, a.done)
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
 	return a, nil
@@ -122,6 +157,18 @@ func withDefaults(o Options) Options {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.PubSub == "" {
+		o.PubSub = PubSubNone
+	}
+	if o.PubSubListen == "" {
+		o.PubSubListen = DefaultPubSubListen
+	}
+	if o.DepthRefresh == 0 {
+		o.DepthRefresh = DefaultDepthRefresh
+	}
+	if o.DepthMaxAge == 0 {
+		o.DepthMaxAge = DefaultDepthMaxAge
+	}
 	return o
 }
 
@@ -140,6 +187,15 @@ func newServer() (*grpc.Server, *health.Server) {
 // Addr is the address KEDA's service listens on.
 func (a *App) Addr() string { return a.kedaLis.Addr().String() }
 
+// PubSubAddr is the embedded Pub/Sub's address (for PUBSUB_EMULATOR_HOST),
+// or "" when it is not embedded.
+func (a *App) PubSubAddr() string {
+	if a.depth == nil || a.depth.embedded == nil {
+		return ""
+	}
+	return a.depth.embedded.Addr()
+}
+
 // APIAddr is the address of the activity and admin API.
 func (a *App) APIAddr() string { return a.apiLis.Addr().String() }
 
@@ -147,10 +203,13 @@ func (a *App) APIAddr() string { return a.apiLis.Addr().String() }
 // in flight finish, and every org is written to disk.
 func (a *App) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
+	if a.depth != nil {
+		a.depth.start()
+	}
 	go func() { errc <- serve(a.kedaSrv, a.kedaLis, "KEDA") }()
 	go func() { errc <- serve(a.apiSrv, a.apiLis, "API") }()
 	a.log.Info("scaler serving", "keda", a.Addr(), "api", a.APIAddr(), "data_dir", a.opts.DataDir,
-		"idle_window", a.opts.IdleWindow, "flush_interval", a.opts.FlushInterval)
+		"idle_window", a.opts.IdleWindow, "flush_interval", a.opts.FlushInterval, "pubsub", a.opts.PubSub)
 	var err error
 	select {
 	case <-ctx.Done():
@@ -179,6 +238,9 @@ func (a *App) stop() error {
 		wg.Wait()
 		_ = a.kedaLis.Close() // already closed when Run served it
 		_ = a.apiLis.Close()
+		if a.depth != nil {
+			a.depth.stop()
+		}
 		err = a.store.Close()
 		if err == nil {
 			a.log.Info("scaler stopped; every org written to disk")

@@ -44,6 +44,11 @@ func (e *Embedded) Close() error { return e.srv.Close() }
 // Fetch implements Source: unacknowledged messages of each subscription's
 // topic, observed now. A subscription that does not exist has no point.
 func (e *Embedded) Fetch(ctx context.Context, subs []string) (map[string]Point, error) {
+	for _, sub := range subs {
+		if _, _, err := ParseName(sub); err != nil {
+			return nil, err
+		}
+	}
 	now := e.now()
 	unacked := map[string]int64{}
 	for _, m := range e.srv.Messages() {

@@ -71,9 +71,7 @@ func New(o Options) *Server {
 	}
 	s := &Server{orgs: o.Orgs, now: o.Now, log: o.Logger.With("component", "scaler"), done: o.Done,
 		last: make(map[string]bool)}
-	if o.Backlogs != nil { // a nil *Tracker in the interface would not be nil
-		s.backlogs = o.Backlogs
-	}
+	s.backlogs = o.Backlogs
 	return s
 }
 

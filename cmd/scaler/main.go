@@ -69,6 +69,13 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs.StringVar(&c.app.DataDir, "data-dir", app.DefaultDataDir, "directory of the Badger database holding every org")
 	fs.DurationVar(&c.app.IdleWindow, "idle-window", app.DefaultIdleWindow, "how long an org stays active after its last activity, unless the org has its own window")
 	fs.DurationVar(&c.app.FlushInterval, "flush-interval", app.DefaultFlushInterval, "how often coalesced activity is written to disk: at most one write per org per interval; a crash loses at most this much of an org's last activity")
+	fs.StringVar(&c.app.PubSub, "pubsub", app.PubSubNone, "backlog source for workers and models with a subscription: monitoring (Cloud Monitoring, production), embedded (an in-process Pub/Sub for local work, served on --pubsub-listen) or none")
+	fs.StringVar(&c.app.PubSubListen, "pubsub-listen", app.DefaultPubSubListen, "address of the embedded Pub/Sub (--pubsub=embedded); publishers and workers reach it with PUBSUB_EMULATOR_HOST set to it")
+	fs.StringVar(&c.app.GCPProject, "gcp-project", "", "project whose Cloud Monitoring metrics scope every backlog query goes to (default: the project in each subscription name, one query per project)")
+	fs.StringVar(&c.app.MonitoringEndpoint, "monitoring-endpoint", "", "HOST:PORT of the Cloud Monitoring API, to override Google's (tests, private endpoints)")
+	fs.BoolVar(&c.app.MonitoringInsecure, "monitoring-insecure", false, "dial --monitoring-endpoint in plaintext without credentials: for a local MetricService only")
+	fs.DurationVar(&c.app.DepthRefresh, "depth-refresh", app.DefaultDepthRefresh, "how often the backlog of every tracked subscription is fetched, in the background")
+	fs.DurationVar(&c.app.DepthMaxAge, "depth-max-age", app.DefaultDepthMaxAge, "how long a backlog point is trusted; past it GetMetrics answers Unavailable (so KEDA's fallback engages) and IsActive keeps its last answer")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.Usage = func() {
@@ -117,6 +124,14 @@ func (c config) validate() error {
 		return fmt.Errorf("--flush-interval is %s: expected at least 10ms", c.app.FlushInterval)
 	case c.app.DataDir == "":
 		return errors.New("--data-dir is empty: expected a directory")
+	case c.app.PubSub != app.PubSubNone && c.app.PubSub != app.PubSubEmbedded && c.app.PubSub != app.PubSubMonitoring:
+		return fmt.Errorf("--pubsub is %q: expected monitoring, embedded or none", c.app.PubSub)
+	case c.app.DepthRefresh < 100*time.Millisecond:
+		return fmt.Errorf("--depth-refresh is %s: expected at least 100ms", c.app.DepthRefresh)
+	case c.app.DepthMaxAge < c.app.DepthRefresh:
+		return fmt.Errorf("--depth-max-age is %s: expected at least --depth-refresh (%s)", c.app.DepthMaxAge, c.app.DepthRefresh)
+	case c.app.MonitoringInsecure && c.app.MonitoringEndpoint == "":
+		return errors.New("--monitoring-insecure needs --monitoring-endpoint: it is for a local MetricService only")
 	}
 	return nil
 }

@@ -72,7 +72,9 @@ Examples:
   scalerctl org get acme                  # state, last activity, when it goes dormant
   scalerctl org list --dormant            # every dormant org
   scalerctl org set acme --scale-to-zero=false
-  scalerctl org set acme --idle-window 2h # 0 returns to the scaler's default`,
+  scalerctl org set acme --idle-window 2h # 0 returns to the scaler's default
+  scalerctl hint projects/p/subscriptions/jobs 3 --org acme
+  scalerctl depth                         # backlog of every tracked subscription`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -85,7 +87,7 @@ Examples:
 	root.PersistentFlags().StringVar(&c.addr, "addr", addr, "HOST:PORT of the scaler's API (env SCALERCTL_ADDR)")
 	root.PersistentFlags().StringVarP(&c.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the scaler")
-	root.AddCommand(c.activityCommand(), c.orgCommand())
+	root.AddCommand(c.activityCommand(), c.orgCommand(), c.hintCommand(), c.depthCommand())
 	return root
 }
 

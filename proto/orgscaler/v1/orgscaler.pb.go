@@ -73,7 +73,7 @@ func (x ListOrgsRequest_Filter) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ListOrgsRequest_Filter.Descriptor instead.
 func (ListOrgsRequest_Filter) EnumDescriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{6, 0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{11, 0}
 }
 
 type Org_State int32
@@ -122,7 +122,7 @@ func (x Org_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Org_State.Descriptor instead.
 func (Org_State) EnumDescriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{10, 0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{15, 0}
 }
 
 type RecordActivityRequest struct {
@@ -323,6 +323,327 @@ func (x *StreamActivityResponse) GetWoken() int64 {
 	return 0
 }
 
+type HintRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The full subscription name, projects/PROJECT/subscriptions/SUBSCRIPTION.
+	Subscription string `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	// Optional: the org that enqueued the work; the hint also counts as its
+	// activity.
+	Org string `protobuf:"bytes,2,opt,name=org,proto3" json:"org,omitempty"`
+	// How many messages were enqueued (>= 0).
+	Messages      int64 `protobuf:"varint,3,opt,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HintRequest) Reset() {
+	*x = HintRequest{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HintRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HintRequest) ProtoMessage() {}
+
+func (x *HintRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HintRequest.ProtoReflect.Descriptor instead.
+func (*HintRequest) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *HintRequest) GetSubscription() string {
+	if x != nil {
+		return x.Subscription
+	}
+	return ""
+}
+
+func (x *HintRequest) GetOrg() string {
+	if x != nil {
+		return x.Org
+	}
+	return ""
+}
+
+func (x *HintRequest) GetMessages() int64 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+type HintResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Backlog *Backlog               `protobuf:"bytes,1,opt,name=backlog,proto3" json:"backlog,omitempty"`
+	// The org after the activity, when the hint named one.
+	Org           *Org `protobuf:"bytes,2,opt,name=org,proto3" json:"org,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HintResponse) Reset() {
+	*x = HintResponse{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HintResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HintResponse) ProtoMessage() {}
+
+func (x *HintResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HintResponse.ProtoReflect.Descriptor instead.
+func (*HintResponse) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *HintResponse) GetBacklog() *Backlog {
+	if x != nil {
+		return x.Backlog
+	}
+	return nil
+}
+
+func (x *HintResponse) GetOrg() *Org {
+	if x != nil {
+		return x.Org
+	}
+	return nil
+}
+
+type ListBacklogsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBacklogsRequest) Reset() {
+	*x = ListBacklogsRequest{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBacklogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBacklogsRequest) ProtoMessage() {}
+
+func (x *ListBacklogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBacklogsRequest.ProtoReflect.Descriptor instead.
+func (*ListBacklogsRequest) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{6}
+}
+
+type ListBacklogsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backlogs      []*Backlog             `protobuf:"bytes,1,rep,name=backlogs,proto3" json:"backlogs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBacklogsResponse) Reset() {
+	*x = ListBacklogsResponse{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBacklogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBacklogsResponse) ProtoMessage() {}
+
+func (x *ListBacklogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBacklogsResponse.ProtoReflect.Descriptor instead.
+func (*ListBacklogsResponse) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListBacklogsResponse) GetBacklogs() []*Backlog {
+	if x != nil {
+		return x.Backlogs
+	}
+	return nil
+}
+
+type Backlog struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Subscription string                 `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	// True when messages can be trusted; false means KEDA gets Unavailable
+	// for GetMetrics (so its fallback engages).
+	Known bool `protobuf:"varint,2,opt,name=known,proto3" json:"known,omitempty"`
+	// The backlog counted: the newest point plus any hint in force.
+	Messages int64 `protobuf:"varint,3,opt,name=messages,proto3" json:"messages,omitempty"`
+	// The newest point from the source, if any.
+	ObservedMessages int64                  `protobuf:"varint,4,opt,name=observed_messages,json=observedMessages,proto3" json:"observed_messages,omitempty"`
+	ObservedAt       *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
+	// Hinted messages still counted, and when the last hint came.
+	HintMessages int64                  `protobuf:"varint,6,opt,name=hint_messages,json=hintMessages,proto3" json:"hint_messages,omitempty"`
+	HintAt       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=hint_at,json=hintAt,proto3" json:"hint_at,omitempty"`
+	// "exists", "not found" or "unchecked".
+	Existence string `protobuf:"bytes,8,opt,name=existence,proto3" json:"existence,omitempty"`
+	// Why the backlog is or is not known, in words.
+	Reason string `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The last fetch error, if the last fetch failed.
+	Error         string `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Backlog) Reset() {
+	*x = Backlog{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Backlog) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Backlog) ProtoMessage() {}
+
+func (x *Backlog) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Backlog.ProtoReflect.Descriptor instead.
+func (*Backlog) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Backlog) GetSubscription() string {
+	if x != nil {
+		return x.Subscription
+	}
+	return ""
+}
+
+func (x *Backlog) GetKnown() bool {
+	if x != nil {
+		return x.Known
+	}
+	return false
+}
+
+func (x *Backlog) GetMessages() int64 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+func (x *Backlog) GetObservedMessages() int64 {
+	if x != nil {
+		return x.ObservedMessages
+	}
+	return 0
+}
+
+func (x *Backlog) GetObservedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ObservedAt
+	}
+	return nil
+}
+
+func (x *Backlog) GetHintMessages() int64 {
+	if x != nil {
+		return x.HintMessages
+	}
+	return 0
+}
+
+func (x *Backlog) GetHintAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HintAt
+	}
+	return nil
+}
+
+func (x *Backlog) GetExistence() string {
+	if x != nil {
+		return x.Existence
+	}
+	return ""
+}
+
+func (x *Backlog) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Backlog) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type GetOrgRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Org           string                 `protobuf:"bytes,1,opt,name=org,proto3" json:"org,omitempty"`
@@ -332,7 +653,7 @@ type GetOrgRequest struct {
 
 func (x *GetOrgRequest) Reset() {
 	*x = GetOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[4]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +665,7 @@ func (x *GetOrgRequest) String() string {
 func (*GetOrgRequest) ProtoMessage() {}
 
 func (x *GetOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[4]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +678,7 @@ func (x *GetOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrgRequest.ProtoReflect.Descriptor instead.
 func (*GetOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{4}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetOrgRequest) GetOrg() string {
@@ -376,7 +697,7 @@ type GetOrgResponse struct {
 
 func (x *GetOrgResponse) Reset() {
 	*x = GetOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[5]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -388,7 +709,7 @@ func (x *GetOrgResponse) String() string {
 func (*GetOrgResponse) ProtoMessage() {}
 
 func (x *GetOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[5]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -401,7 +722,7 @@ func (x *GetOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrgResponse.ProtoReflect.Descriptor instead.
 func (*GetOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{5}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetOrgResponse) GetOrg() *Org {
@@ -424,7 +745,7 @@ type ListOrgsRequest struct {
 
 func (x *ListOrgsRequest) Reset() {
 	*x = ListOrgsRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[6]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -436,7 +757,7 @@ func (x *ListOrgsRequest) String() string {
 func (*ListOrgsRequest) ProtoMessage() {}
 
 func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[6]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -449,7 +770,7 @@ func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsRequest.ProtoReflect.Descriptor instead.
 func (*ListOrgsRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{6}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListOrgsRequest) GetFilter() ListOrgsRequest_Filter {
@@ -484,7 +805,7 @@ type ListOrgsResponse struct {
 
 func (x *ListOrgsResponse) Reset() {
 	*x = ListOrgsResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[7]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -496,7 +817,7 @@ func (x *ListOrgsResponse) String() string {
 func (*ListOrgsResponse) ProtoMessage() {}
 
 func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[7]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -509,7 +830,7 @@ func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsResponse.ProtoReflect.Descriptor instead.
 func (*ListOrgsResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{7}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListOrgsResponse) GetOrgs() []*Org {
@@ -541,7 +862,7 @@ type UpdateOrgRequest struct {
 
 func (x *UpdateOrgRequest) Reset() {
 	*x = UpdateOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[8]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +874,7 @@ func (x *UpdateOrgRequest) String() string {
 func (*UpdateOrgRequest) ProtoMessage() {}
 
 func (x *UpdateOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[8]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +887,7 @@ func (x *UpdateOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrgRequest.ProtoReflect.Descriptor instead.
 func (*UpdateOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{8}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateOrgRequest) GetOrg() string {
@@ -600,7 +921,7 @@ type UpdateOrgResponse struct {
 
 func (x *UpdateOrgResponse) Reset() {
 	*x = UpdateOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -612,7 +933,7 @@ func (x *UpdateOrgResponse) String() string {
 func (*UpdateOrgResponse) ProtoMessage() {}
 
 func (x *UpdateOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -625,7 +946,7 @@ func (x *UpdateOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrgResponse.ProtoReflect.Descriptor instead.
 func (*UpdateOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{9}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateOrgResponse) GetOrg() *Org {
@@ -660,7 +981,7 @@ type Org struct {
 
 func (x *Org) Reset() {
 	*x = Org{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -672,7 +993,7 @@ func (x *Org) String() string {
 func (*Org) ProtoMessage() {}
 
 func (x *Org) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -685,7 +1006,7 @@ func (x *Org) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Org.ProtoReflect.Descriptor instead.
 func (*Org) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{10}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Org) GetId() string {
@@ -765,7 +1086,30 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x03org\x18\x01 \x01(\tR\x03org\"F\n" +
 	"\x16StreamActivityResponse\x12\x16\n" +
 	"\x06events\x18\x01 \x01(\x03R\x06events\x12\x14\n" +
-	"\x05woken\x18\x02 \x01(\x03R\x05woken\"!\n" +
+	"\x05woken\x18\x02 \x01(\x03R\x05woken\"_\n" +
+	"\vHintRequest\x12\"\n" +
+	"\fsubscription\x18\x01 \x01(\tR\fsubscription\x12\x10\n" +
+	"\x03org\x18\x02 \x01(\tR\x03org\x12\x1a\n" +
+	"\bmessages\x18\x03 \x01(\x03R\bmessages\"d\n" +
+	"\fHintResponse\x12/\n" +
+	"\abacklog\x18\x01 \x01(\v2\x15.orgscaler.v1.BacklogR\abacklog\x12#\n" +
+	"\x03org\x18\x02 \x01(\v2\x11.orgscaler.v1.OrgR\x03org\"\x15\n" +
+	"\x13ListBacklogsRequest\"I\n" +
+	"\x14ListBacklogsResponse\x121\n" +
+	"\bbacklogs\x18\x01 \x03(\v2\x15.orgscaler.v1.BacklogR\bbacklogs\"\xef\x02\n" +
+	"\aBacklog\x12\"\n" +
+	"\fsubscription\x18\x01 \x01(\tR\fsubscription\x12\x14\n" +
+	"\x05known\x18\x02 \x01(\bR\x05known\x12\x1a\n" +
+	"\bmessages\x18\x03 \x01(\x03R\bmessages\x12+\n" +
+	"\x11observed_messages\x18\x04 \x01(\x03R\x10observedMessages\x12;\n" +
+	"\vobserved_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"observedAt\x12#\n" +
+	"\rhint_messages\x18\x06 \x01(\x03R\fhintMessages\x123\n" +
+	"\ahint_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06hintAt\x12\x1c\n" +
+	"\texistence\x18\b \x01(\tR\texistence\x12\x16\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\x12\x14\n" +
+	"\x05error\x18\n" +
+	" \x01(\tR\x05error\"!\n" +
 	"\rGetOrgRequest\x12\x10\n" +
 	"\x03org\x18\x01 \x01(\tR\x03org\"5\n" +
 	"\x0eGetOrgResponse\x12#\n" +
@@ -806,14 +1150,16 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSTATE_ACTIVE\x10\x01\x12\x11\n" +
-	"\rSTATE_DORMANT\x10\x022\xcd\x01\n" +
+	"\rSTATE_DORMANT\x10\x022\x8c\x02\n" +
 	"\x0fActivityService\x12[\n" +
 	"\x0eRecordActivity\x12#.orgscaler.v1.RecordActivityRequest\x1a$.orgscaler.v1.RecordActivityResponse\x12]\n" +
-	"\x0eStreamActivity\x12#.orgscaler.v1.StreamActivityRequest\x1a$.orgscaler.v1.StreamActivityResponse(\x012\xec\x01\n" +
+	"\x0eStreamActivity\x12#.orgscaler.v1.StreamActivityRequest\x1a$.orgscaler.v1.StreamActivityResponse(\x01\x12=\n" +
+	"\x04Hint\x12\x19.orgscaler.v1.HintRequest\x1a\x1a.orgscaler.v1.HintResponse2\xc3\x02\n" +
 	"\fAdminService\x12C\n" +
 	"\x06GetOrg\x12\x1b.orgscaler.v1.GetOrgRequest\x1a\x1c.orgscaler.v1.GetOrgResponse\x12I\n" +
 	"\bListOrgs\x12\x1d.orgscaler.v1.ListOrgsRequest\x1a\x1e.orgscaler.v1.ListOrgsResponse\x12L\n" +
-	"\tUpdateOrg\x12\x1e.orgscaler.v1.UpdateOrgRequest\x1a\x1f.orgscaler.v1.UpdateOrgResponseB?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
+	"\tUpdateOrg\x12\x1e.orgscaler.v1.UpdateOrgRequest\x1a\x1f.orgscaler.v1.UpdateOrgResponse\x12U\n" +
+	"\fListBacklogs\x12!.orgscaler.v1.ListBacklogsRequest\x1a\".orgscaler.v1.ListBacklogsResponseB?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
 
 var (
 	file_orgscaler_v1_orgscaler_proto_rawDescOnce sync.Once
@@ -828,7 +1174,7 @@ func file_orgscaler_v1_orgscaler_proto_rawDescGZIP() []byte {
 }
 
 var file_orgscaler_v1_orgscaler_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(ListOrgsRequest_Filter)(0),    // 0: orgscaler.v1.ListOrgsRequest.Filter
 	(Org_State)(0),                 // 1: orgscaler.v1.Org.State
@@ -836,44 +1182,58 @@ var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(*RecordActivityResponse)(nil), // 3: orgscaler.v1.RecordActivityResponse
 	(*StreamActivityRequest)(nil),  // 4: orgscaler.v1.StreamActivityRequest
 	(*StreamActivityResponse)(nil), // 5: orgscaler.v1.StreamActivityResponse
-	(*GetOrgRequest)(nil),          // 6: orgscaler.v1.GetOrgRequest
-	(*GetOrgResponse)(nil),         // 7: orgscaler.v1.GetOrgResponse
-	(*ListOrgsRequest)(nil),        // 8: orgscaler.v1.ListOrgsRequest
-	(*ListOrgsResponse)(nil),       // 9: orgscaler.v1.ListOrgsResponse
-	(*UpdateOrgRequest)(nil),       // 10: orgscaler.v1.UpdateOrgRequest
-	(*UpdateOrgResponse)(nil),      // 11: orgscaler.v1.UpdateOrgResponse
-	(*Org)(nil),                    // 12: orgscaler.v1.Org
-	(*durationpb.Duration)(nil),    // 13: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),  // 14: google.protobuf.Timestamp
+	(*HintRequest)(nil),            // 6: orgscaler.v1.HintRequest
+	(*HintResponse)(nil),           // 7: orgscaler.v1.HintResponse
+	(*ListBacklogsRequest)(nil),    // 8: orgscaler.v1.ListBacklogsRequest
+	(*ListBacklogsResponse)(nil),   // 9: orgscaler.v1.ListBacklogsResponse
+	(*Backlog)(nil),                // 10: orgscaler.v1.Backlog
+	(*GetOrgRequest)(nil),          // 11: orgscaler.v1.GetOrgRequest
+	(*GetOrgResponse)(nil),         // 12: orgscaler.v1.GetOrgResponse
+	(*ListOrgsRequest)(nil),        // 13: orgscaler.v1.ListOrgsRequest
+	(*ListOrgsResponse)(nil),       // 14: orgscaler.v1.ListOrgsResponse
+	(*UpdateOrgRequest)(nil),       // 15: orgscaler.v1.UpdateOrgRequest
+	(*UpdateOrgResponse)(nil),      // 16: orgscaler.v1.UpdateOrgResponse
+	(*Org)(nil),                    // 17: orgscaler.v1.Org
+	(*timestamppb.Timestamp)(nil),  // 18: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 19: google.protobuf.Duration
 }
 var file_orgscaler_v1_orgscaler_proto_depIdxs = []int32{
-	12, // 0: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
-	12, // 1: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
-	0,  // 2: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
-	12, // 3: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
-	13, // 4: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
-	12, // 5: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
-	1,  // 6: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
-	14, // 7: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
-	14, // 8: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
-	14, // 9: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
-	14, // 10: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
-	13, // 11: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
-	2,  // 12: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
-	4,  // 13: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
-	6,  // 14: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
-	8,  // 15: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
-	10, // 16: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
-	3,  // 17: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
-	5,  // 18: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
-	7,  // 19: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
-	9,  // 20: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
-	11, // 21: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	17, // 0: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
+	10, // 1: orgscaler.v1.HintResponse.backlog:type_name -> orgscaler.v1.Backlog
+	17, // 2: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
+	10, // 3: orgscaler.v1.ListBacklogsResponse.backlogs:type_name -> orgscaler.v1.Backlog
+	18, // 4: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
+	18, // 5: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
+	17, // 6: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
+	0,  // 7: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
+	17, // 8: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
+	19, // 9: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
+	17, // 10: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
+	1,  // 11: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
+	18, // 12: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
+	18, // 13: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
+	18, // 14: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
+	18, // 15: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
+	19, // 16: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
+	2,  // 17: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
+	4,  // 18: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
+	6,  // 19: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
+	11, // 20: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
+	13, // 21: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
+	15, // 22: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
+	8,  // 23: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
+	3,  // 24: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
+	5,  // 25: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
+	7,  // 26: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
+	12, // 27: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
+	14, // 28: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
+	16, // 29: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
+	9,  // 30: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
+	24, // [24:31] is the sub-list for method output_type
+	17, // [17:24] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_orgscaler_proto_init() }
@@ -881,14 +1241,14 @@ func file_orgscaler_v1_orgscaler_proto_init() {
 	if File_orgscaler_v1_orgscaler_proto != nil {
 		return
 	}
-	file_orgscaler_v1_orgscaler_proto_msgTypes[8].OneofWrappers = []any{}
+	file_orgscaler_v1_orgscaler_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orgscaler_v1_orgscaler_proto_rawDesc), len(file_orgscaler_v1_orgscaler_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -25,6 +25,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	ActivityService_RecordActivity_FullMethodName = "/orgscaler.v1.ActivityService/RecordActivity"
 	ActivityService_StreamActivity_FullMethodName = "/orgscaler.v1.ActivityService/StreamActivity"
+	ActivityService_Hint_FullMethodName           = "/orgscaler.v1.ActivityService/Hint"
 )
 
 // ActivityServiceClient is the client API for ActivityService service.
@@ -40,6 +41,11 @@ type ActivityServiceClient interface {
 	// StreamActivity takes many activity signals over one stream, for producers
 	// that send a lot. The response comes when the client closes its side.
 	StreamActivity(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[StreamActivityRequest, StreamActivityResponse], error)
+	// Hint says that work was just enqueued on a subscription: its workloads
+	// turn active at once, and the hinted messages count as backlog until the
+	// backlog source shows data observed after the hint. Cloud Monitoring
+	// lags 1-3 minutes; a hint starts a GPU worker's cold start right away.
+	Hint(ctx context.Context, in *HintRequest, opts ...grpc.CallOption) (*HintResponse, error)
 }
 
 type activityServiceClient struct {
@@ -73,6 +79,16 @@ func (c *activityServiceClient) StreamActivity(ctx context.Context, opts ...grpc
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ActivityService_StreamActivityClient = grpc.ClientStreamingClient[StreamActivityRequest, StreamActivityResponse]
 
+func (c *activityServiceClient) Hint(ctx context.Context, in *HintRequest, opts ...grpc.CallOption) (*HintResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HintResponse)
+	err := c.cc.Invoke(ctx, ActivityService_Hint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ActivityServiceServer is the server API for ActivityService service.
 // All implementations must embed UnimplementedActivityServiceServer
 // for forward compatibility.
@@ -86,6 +102,11 @@ type ActivityServiceServer interface {
 	// StreamActivity takes many activity signals over one stream, for producers
 	// that send a lot. The response comes when the client closes its side.
 	StreamActivity(grpc.ClientStreamingServer[StreamActivityRequest, StreamActivityResponse]) error
+	// Hint says that work was just enqueued on a subscription: its workloads
+	// turn active at once, and the hinted messages count as backlog until the
+	// backlog source shows data observed after the hint. Cloud Monitoring
+	// lags 1-3 minutes; a hint starts a GPU worker's cold start right away.
+	Hint(context.Context, *HintRequest) (*HintResponse, error)
 	mustEmbedUnimplementedActivityServiceServer()
 }
 
@@ -101,6 +122,9 @@ func (UnimplementedActivityServiceServer) RecordActivity(context.Context, *Recor
 }
 func (UnimplementedActivityServiceServer) StreamActivity(grpc.ClientStreamingServer[StreamActivityRequest, StreamActivityResponse]) error {
 	return status.Error(codes.Unimplemented, "method StreamActivity not implemented")
+}
+func (UnimplementedActivityServiceServer) Hint(context.Context, *HintRequest) (*HintResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Hint not implemented")
 }
 func (UnimplementedActivityServiceServer) mustEmbedUnimplementedActivityServiceServer() {}
 func (UnimplementedActivityServiceServer) testEmbeddedByValue()                         {}
@@ -148,6 +172,24 @@ func _ActivityService_StreamActivity_Handler(srv interface{}, stream grpc.Server
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ActivityService_StreamActivityServer = grpc.ClientStreamingServer[StreamActivityRequest, StreamActivityResponse]
 
+func _ActivityService_Hint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HintRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ActivityServiceServer).Hint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ActivityService_Hint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ActivityServiceServer).Hint(ctx, req.(*HintRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ActivityService_ServiceDesc is the grpc.ServiceDesc for ActivityService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -158,6 +200,10 @@ var ActivityService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecordActivity",
 			Handler:    _ActivityService_RecordActivity_Handler,
+		},
+		{
+			MethodName: "Hint",
+			Handler:    _ActivityService_Hint_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
@@ -171,9 +217,10 @@ var ActivityService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	AdminService_GetOrg_FullMethodName    = "/orgscaler.v1.AdminService/GetOrg"
-	AdminService_ListOrgs_FullMethodName  = "/orgscaler.v1.AdminService/ListOrgs"
-	AdminService_UpdateOrg_FullMethodName = "/orgscaler.v1.AdminService/UpdateOrg"
+	AdminService_GetOrg_FullMethodName       = "/orgscaler.v1.AdminService/GetOrg"
+	AdminService_ListOrgs_FullMethodName     = "/orgscaler.v1.AdminService/ListOrgs"
+	AdminService_UpdateOrg_FullMethodName    = "/orgscaler.v1.AdminService/UpdateOrg"
+	AdminService_ListBacklogs_FullMethodName = "/orgscaler.v1.AdminService/ListBacklogs"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -188,6 +235,9 @@ type AdminServiceClient interface {
 	ListOrgs(ctx context.Context, in *ListOrgsRequest, opts ...grpc.CallOption) (*ListOrgsResponse, error)
 	// UpdateOrg changes the settings of an org, creating it if it is new.
 	UpdateOrg(ctx context.Context, in *UpdateOrgRequest, opts ...grpc.CallOption) (*UpdateOrgResponse, error)
+	// ListBacklogs returns every subscription the scaler tracks, with what
+	// it knows of its backlog.
+	ListBacklogs(ctx context.Context, in *ListBacklogsRequest, opts ...grpc.CallOption) (*ListBacklogsResponse, error)
 }
 
 type adminServiceClient struct {
@@ -228,6 +278,16 @@ func (c *adminServiceClient) UpdateOrg(ctx context.Context, in *UpdateOrgRequest
 	return out, nil
 }
 
+func (c *adminServiceClient) ListBacklogs(ctx context.Context, in *ListBacklogsRequest, opts ...grpc.CallOption) (*ListBacklogsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListBacklogsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListBacklogs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -240,6 +300,9 @@ type AdminServiceServer interface {
 	ListOrgs(context.Context, *ListOrgsRequest) (*ListOrgsResponse, error)
 	// UpdateOrg changes the settings of an org, creating it if it is new.
 	UpdateOrg(context.Context, *UpdateOrgRequest) (*UpdateOrgResponse, error)
+	// ListBacklogs returns every subscription the scaler tracks, with what
+	// it knows of its backlog.
+	ListBacklogs(context.Context, *ListBacklogsRequest) (*ListBacklogsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -258,6 +321,9 @@ func (UnimplementedAdminServiceServer) ListOrgs(context.Context, *ListOrgsReques
 }
 func (UnimplementedAdminServiceServer) UpdateOrg(context.Context, *UpdateOrgRequest) (*UpdateOrgResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateOrg not implemented")
+}
+func (UnimplementedAdminServiceServer) ListBacklogs(context.Context, *ListBacklogsRequest) (*ListBacklogsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListBacklogs not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -334,6 +400,24 @@ func _AdminService_UpdateOrg_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListBacklogs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListBacklogsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListBacklogs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListBacklogs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListBacklogs(ctx, req.(*ListBacklogsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -352,6 +436,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateOrg",
 			Handler:    _AdminService_UpdateOrg_Handler,
+		},
+		{
+			MethodName: "ListBacklogs",
+			Handler:    _AdminService_ListBacklogs_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,245 @@
+package pubsubdepth
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/orgscaler/orgscaler/internal/clocktest"
+)
+
+type trackerEnv struct {
+	ms      *metricService
+	clock   *clocktest.Clock
+	tr      *Tracker
+	emb     *Embedded // where subscriptions exist, for the checker
+	project string
+}
+
+func newTrackerEnv(t *testing.T) *trackerEnv {
+	t.Helper()
+	ms, mon := startMetricService(t)
+	clock := clocktest.New(time.Now().Truncate(time.Second))
+	mon.opts.Now = clock.Now
+	emb, err := StartEmbedded("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = emb.Close() })
+	checker := NewPubSubChecker(option.WithEndpoint(emb.Addr()), option.WithoutAuthentication(),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
+	t.Cleanup(func() { _ = checker.Close() })
+	tr := NewTracker(TrackerOptions{Source: mon, Checker: checker, Refresh: 15 * time.Second, MaxAge: 5 * time.Minute, Now: clock.Now})
+	return &trackerEnv{ms: ms, clock: clock, tr: tr, emb: emb, project: "p-tracker"}
+}
+
+// exist creates sub in the Pub/Sub the checker asks.
+func (e *trackerEnv) exist(t *testing.T, sub string) {
+	t.Helper()
+	c := embeddedClient(t, e.emb, e.project)
+	createTopicAndSub(t, c, strings.Replace(sub, "/subscriptions/", "/topics/", 1), sub)
+}
+
+func (e *trackerEnv) refresh() { e.tr.refresh(context.Background(), false) }
+
+const sub = "projects/p-tracker/subscriptions/jobs"
+
+func TestTrackerStalenessAndGaps(t *testing.T) {
+	e := newTrackerEnv(t)
+	e.exist(t, sub)
+	if d := e.tr.Backlog(sub); d.Known || !strings.Contains(d.Reason, "not been fetched") {
+		t.Fatalf("before any fetch: want unknown, got %+v", d)
+	}
+	t0 := e.clock.Now()
+	e.ms.set(sub, 12, t0.Add(-2*time.Minute)) // Monitoring's usual lag
+	e.refresh()
+	if d := e.tr.Backlog(sub); !d.Known || d.Messages != 12 || !d.Observed.At.Equal(t0.Add(-2*time.Minute)) {
+		t.Fatalf("want 12 observed 2m ago, got %+v", d)
+	}
+	// A gap: no newer point for a while. The last value holds while it is
+	// younger than the max age...
+	for range 12 { // KEDA keeps asking every 15s
+		e.clock.Set(e.clock.Now().Add(15 * time.Second))
+		e.tr.Backlog(sub)
+		e.refresh()
+	}
+	if d := e.tr.Backlog(sub); !d.Known || d.Messages != 12 {
+		t.Fatalf("gap within max age: want 12 kept, got %+v", d)
+	}
+	// ...and past it the backlog is unknown: blind, not zero.
+	e.clock.Set(t0.Add(3*time.Minute + time.Second)) // the point is 5m1s old
+	if d := e.tr.Backlog(sub); d.Known || !strings.Contains(d.Reason, "older than the depth max age") {
+		t.Fatalf("past max age: want unknown, got %+v", d)
+	}
+}
+
+func TestTrackerNeverHadAPoint(t *testing.T) {
+	e := newTrackerEnv(t)
+	quiet := "projects/p-tracker/subscriptions/quiet"
+	e.exist(t, quiet)
+	e.tr.Backlog(quiet)
+	e.refresh()
+	if d := e.tr.Backlog(quiet); !d.Known || d.Messages != 0 || d.Exists != Exists {
+		t.Fatalf("an existing subscription with no point counts as 0, got %+v", d)
+	}
+	ghost := "projects/p-tracker/subscriptions/ghost"
+	e.tr.Backlog(ghost)
+	e.refresh()
+	if d := e.tr.Backlog(ghost); d.Known || d.Exists != Missing || !strings.Contains(d.Reason, "does not exist") {
+		t.Fatalf("a missing subscription: want unknown and missing, got %+v", d)
+	}
+	// Created later: looked up again after RecheckMissing.
+	e.exist(t, ghost)
+	e.refresh()
+	if d := e.tr.Backlog(ghost); d.Exists != Missing {
+		t.Fatalf("rechecked before RecheckMissing: %+v", d)
+	}
+	e.clock.Set(e.clock.Now().Add(61 * time.Second))
+	e.refresh()
+	if d := e.tr.Backlog(ghost); d.Exists != Exists || !d.Known {
+		t.Fatalf("want found after the recheck, got %+v", d)
+	}
+}
+
+func TestTrackerOutageKeepsLastValueUntilMaxAge(t *testing.T) {
+	e := newTrackerEnv(t)
+	e.exist(t, sub)
+	t0 := e.clock.Now()
+	e.ms.set(sub, 4, t0)
+	e.tr.Backlog(sub)
+	e.refresh()
+	e.ms.setFail(status.Error(codes.Internal, "monitoring is down"))
+	e.clock.Set(t0.Add(time.Minute))
+	e.refresh()
+	d := e.tr.Backlog(sub)
+	if !d.Known || d.Messages != 4 || d.Err == nil || !strings.Contains(d.Err.Error(), "monitoring is down") {
+		t.Fatalf("outage: want 4 kept and the error shown, got %+v", d)
+	}
+	e.clock.Set(t0.Add(6 * time.Minute))
+	e.tr.Backlog(sub)
+	e.refresh()
+	if d := e.tr.Backlog(sub); d.Known {
+		t.Fatalf("outage past max age: want unknown, got %+v", d)
+	}
+	e.ms.setFail(nil)
+	e.ms.set(sub, 1, e.clock.Now())
+	e.refresh()
+	if d := e.tr.Backlog(sub); !d.Known || d.Messages != 1 || d.Err != nil {
+		t.Fatalf("after the outage: want 1, got %+v", d)
+	}
+}
+
+func TestTrackerHints(t *testing.T) {
+	e := newTrackerEnv(t)
+	t0 := e.clock.Now()
+	e.ms.set(sub, 0, t0.Add(-time.Minute))
+	w := e.tr.Watch(sub)
+	defer w.Stop()
+	e.refresh()
+	drain(w)
+	e.clock.Set(t0.Add(time.Second))
+	if d := e.tr.Hint(sub, 3); !d.Known || d.Messages != 3 {
+		t.Fatalf("hint: want 3, got %+v", d)
+	}
+	select {
+	case <-w.C():
+	default:
+		t.Fatal("a hint must reach the watchers at once")
+	}
+	e.tr.Hint(sub, 2)
+	// Monitoring still shows data from before the hint: the hint stays.
+	e.ms.set(sub, 0, t0.Add(-time.Second+500*time.Millisecond))
+	e.refresh()
+	if d := e.tr.Backlog(sub); d.Messages != 5 || d.Hint != 5 {
+		t.Fatalf("points older than the hint must not clear it: %+v", d)
+	}
+	// Data observed after the hint: the source has caught up.
+	e.clock.Set(t0.Add(2 * time.Minute))
+	e.ms.set(sub, 4, t0.Add(90*time.Second))
+	e.refresh()
+	if d := e.tr.Backlog(sub); d.Messages != 4 || d.Hint != 0 {
+		t.Fatalf("want the observed 4 and no hint, got %+v", d)
+	}
+	// A hint the source never catches up with ends after the max age.
+	e.tr.Hint(sub, 7)
+	e.clock.Set(e.clock.Now().Add(5*time.Minute + time.Second))
+	if d := e.tr.Backlog(sub); d.Hint != 0 {
+		t.Fatalf("hint outlived the max age: %+v", d)
+	}
+}
+
+func TestTrackerDropsSubscriptionsNobodyAsksAbout(t *testing.T) {
+	e := newTrackerEnv(t)
+	other := "projects/p-tracker/subscriptions/other"
+	e.tr.Backlog(sub)
+	e.tr.Backlog(other)
+	for range 10 {
+		e.clock.Set(e.clock.Now().Add(15 * time.Second))
+		e.tr.Backlog(other)
+		e.refresh()
+	}
+	e.clock.Set(e.clock.Now().Add(15 * time.Second))
+	e.refresh()
+	var tracked []string
+	for _, d := range e.tr.Snapshot() {
+		tracked = append(tracked, d.Subscription)
+	}
+	if strings.Join(tracked, " ") != other {
+		t.Fatalf("want only %s tracked after 10 refreshes, got %v", other, tracked)
+	}
+	last := e.ms.calls()[len(e.ms.calls())-1].GetFilter()
+	if strings.Contains(last, `"jobs"`) {
+		t.Fatalf("a dropped subscription is still queried: %s", last)
+	}
+}
+
+// A subscription named for the first time is fetched at once, by the
+// background loop, not on the caller's path.
+func TestTrackerFetchesNewSubscriptionAtOnce(t *testing.T) {
+	e := newTrackerEnv(t)
+	e.tr.opts.Refresh = time.Hour // only the kick can fetch
+	e.ms.set(sub, 9, e.clock.Now())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.tr.Run(ctx)
+	if d := e.tr.Backlog(sub); d.Known {
+		t.Fatalf("the first call cannot know yet: %+v", d)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for d := e.tr.Backlog(sub); !d.Known; d = e.tr.Backlog(sub) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not fetched within 5s: %+v", d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if d := e.tr.Backlog(sub); d.Messages != 9 {
+		t.Fatalf("want 9, got %+v", d)
+	}
+}
+
+func drain(w *Watch) {
+	select {
+	case <-w.C():
+	default:
+	}
+}
+
+func TestParseName(t *testing.T) {
+	if p, s, err := ParseName("projects/a-b/subscriptions/c"); err != nil || p != "a-b" || s != "c" {
+		t.Fatalf("got %s %s %v", p, s, err)
+	}
+	for _, bad := range []string{"", "c", "projects/a/topics/c", "projects//subscriptions/c", "projects/a/subscriptions/", "projects/a/subscriptions/c/d"} {
+		if _, _, err := ParseName(bad); err == nil {
+			t.Errorf("%q: want an error", bad)
+		}
+	}
+	_ = errors.New
+}
