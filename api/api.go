@@ -17,8 +17,8 @@ import (
 
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/decide"
-	"github.com/orgscaler/orgscaler/pubsubdepth"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+	"github.com/orgscaler/orgscaler/pubsubdepth"
 )
 
 // Store is what the API needs of the org store; activity.Store provides it.
