@@ -55,7 +55,7 @@ var (
 	// Pub/Sub's own rules: project ids are 6-30 lowercase letters, digits
 	// and hyphens (older domain-scoped ids carry a "domain:" prefix);
 	// subscription ids are 3-255 characters starting with a letter.
-	subPattern = regexp.MustCompile(`^projects/([a-z][a-z0-9.:-]{4,62}[a-z0-9])/subscriptions/([A-Za-z][A-Za-z0-9._~+%-]{2,254})$`)
+	subPattern = regexp.MustCompile(`^projects/([a-z][a-z0-9.:-]{0,99})/subscriptions/([A-Za-z][A-Za-z0-9._~+%-]{2,254})$`)
 )
 
 // Workload is a trigger's metadata, parsed and checked.

@@ -24,7 +24,7 @@ type sourceFixture struct {
 func monitoringFixture(t *testing.T) sourceFixture {
 	ms, mon := startMetricService(t)
 	return sourceFixture{source: mon, backlog: func(t *testing.T, sub string, n int) {
-		ms.set(sub, int64(n), time.Now().Add(-30*time.Second))
+		ms.Set(sub, int64(n), time.Now().Add(-30*time.Second))
 	}}
 }
 

@@ -37,14 +37,14 @@ func firstPages(reqs []*monitoringpb.ListTimeSeriesRequest) map[string]int {
 // project, paged, with a one_of filter naming them.
 func TestMonitoringOneQueryPerProject(t *testing.T) {
 	ms, mon := startMetricService(t)
-	ms.pageSize = 40
+	ms.PageSize = 40
 	projects := []string{"proj-a", "proj-b", "proj-c"}
 	subs := subsIn(projects, 100)
 	now := time.Now()
 	for i, sub := range subs {
-		ms.set(sub, int64(i), now.Add(-90*time.Second))
+		ms.Set(sub, int64(i), now.Add(-90*time.Second))
 	}
-	ms.set("projects/proj-a/subscriptions/not-tracked", 99, now.Add(-90*time.Second))
+	ms.Set("projects/proj-a/subscriptions/not-tracked", 99, now.Add(-90*time.Second))
 	got, err := mon.Fetch(context.Background(), subs)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +57,7 @@ func TestMonitoringOneQueryPerProject(t *testing.T) {
 			t.Fatalf("%s: want %d, got %d", sub, i, got[sub].Messages)
 		}
 	}
-	reqs := ms.calls()
+	reqs := ms.Requests()
 	queries := firstPages(reqs)
 	if len(queries) != 3 || queries["projects/proj-a"] != 1 || queries["projects/proj-b"] != 1 || queries["projects/proj-c"] != 1 {
 		t.Fatalf("want one query per project, got %v", queries)
@@ -87,9 +87,9 @@ func TestMonitoringOneQueryPerProject(t *testing.T) {
 // With --gcp-project, every query goes to that one metrics scope.
 func TestMonitoringScopeProject(t *testing.T) {
 	ms, _ := startMetricService(t)
-	ms.scope = "scope-proj"
+	ms.Scope = "scope-proj"
 	mon, err := NewMonitoring(context.Background(), MonitoringOptions{Project: "scope-proj",
-		Endpoint: ms.addr, Insecure: true})
+		Endpoint: ms.Addr, Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestMonitoringScopeProject(t *testing.T) {
 	subs := subsIn([]string{"proj-a", "proj-b", "proj-c"}, 5)
 	subs = append(subs, "projects/proj-d/subscriptions/jobs-000") // same id as others, other project
 	for i, sub := range subs {
-		ms.set(sub, int64(i), time.Now())
+		ms.Set(sub, int64(i), time.Now())
 	}
 	got, err := mon.Fetch(context.Background(), subs)
 	if err != nil {
@@ -108,7 +108,7 @@ func TestMonitoringScopeProject(t *testing.T) {
 			t.Fatalf("%s: want %d, got %+v", sub, i, got[sub])
 		}
 	}
-	if q := firstPages(ms.calls()); len(q) != 1 || q["projects/scope-proj"] != 1 {
+	if q := firstPages(ms.Requests()); len(q) != 1 || q["projects/scope-proj"] != 1 {
 		t.Fatalf("want one query to the scope project, got %v", q)
 	}
 }
@@ -122,9 +122,9 @@ func TestMonitoringLongFilterFallsBackToWholeProject(t *testing.T) {
 		subs = append(subs, fmt.Sprintf("projects/proj-a/subscriptions/a-rather-long-subscription-name-%04d", i))
 	}
 	for i, sub := range subs {
-		ms.set(sub, int64(i), time.Now())
+		ms.Set(sub, int64(i), time.Now())
 	}
-	ms.set("projects/proj-a/subscriptions/untracked", 5, time.Now())
+	ms.Set("projects/proj-a/subscriptions/untracked", 5, time.Now())
 	got, err := mon.Fetch(context.Background(), subs)
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +135,7 @@ func TestMonitoringLongFilterFallsBackToWholeProject(t *testing.T) {
 	if _, ok := got["projects/proj-a/subscriptions/untracked"]; ok {
 		t.Fatal("an untracked series was kept")
 	}
-	reqs := ms.calls()
+	reqs := ms.Requests()
 	if strings.Contains(reqs[0].GetFilter(), "one_of") || len(firstPages(reqs)) != 1 {
 		t.Fatalf("want one whole-project query, got %d: %s", len(firstPages(reqs)), reqs[0].GetFilter())
 	}

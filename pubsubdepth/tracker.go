@@ -24,8 +24,13 @@ type TrackerOptions struct {
 	// newer point.
 	MaxAge time.Duration
 	// DropAfter drops a subscription nobody asked about for this many
-	// refreshes (default 10).
+	// refreshes (default 10), and never sooner than MinDropAfter.
 	DropAfter int
+	// MinDropAfter is the least time a subscription stays tracked without
+	// a question (default 5m): KEDA asks about an idle ScaledObject only
+	// every pollingInterval, which may be longer than 10 short refreshes,
+	// and a dropped subscription starts blind when it is asked again.
+	MinDropAfter time.Duration
 	// RecheckMissing is how often a missing subscription is looked up
 	// again, in case it was created since (default 1m).
 	RecheckMissing time.Duration
@@ -61,6 +66,9 @@ type tracked struct {
 func NewTracker(o TrackerOptions) *Tracker {
 	if o.DropAfter <= 0 {
 		o.DropAfter = 10
+	}
+	if o.MinDropAfter <= 0 {
+		o.MinDropAfter = 5 * time.Minute
 	}
 	if o.RecheckMissing <= 0 {
 		o.RecheckMissing = time.Minute
@@ -222,7 +230,7 @@ func (t *Tracker) refresh(ctx context.Context, onlyNew bool) {
 // nobody asked about for DropAfter refreshes.
 func (t *Tracker) due(onlyNew bool) (fetch, check []string) {
 	now := t.opts.Now()
-	idle := time.Duration(t.opts.DropAfter) * t.opts.Refresh
+	idle := max(time.Duration(t.opts.DropAfter)*t.opts.Refresh, t.opts.MinDropAfter)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for sub, s := range t.subs {

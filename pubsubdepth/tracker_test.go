@@ -14,10 +14,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/orgscaler/orgscaler/internal/clocktest"
+	"github.com/orgscaler/orgscaler/internal/monitoringtest"
 )
 
 type trackerEnv struct {
-	ms      *metricService
+	ms      *monitoringtest.Server
 	clock   *clocktest.Clock
 	tr      *Tracker
 	emb     *Embedded // where subscriptions exist, for the checker
@@ -37,7 +38,8 @@ func newTrackerEnv(t *testing.T) *trackerEnv {
 	checker := NewPubSubChecker(option.WithEndpoint(emb.Addr()), option.WithoutAuthentication(),
 		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
 	t.Cleanup(func() { _ = checker.Close() })
-	tr := NewTracker(TrackerOptions{Source: mon, Checker: checker, Refresh: 15 * time.Second, MaxAge: 5 * time.Minute, Now: clock.Now})
+	tr := NewTracker(TrackerOptions{Source: mon, Checker: checker, Refresh: 15 * time.Second, MaxAge: 5 * time.Minute,
+		MinDropAfter: time.Second, Now: clock.Now})
 	return &trackerEnv{ms: ms, clock: clock, tr: tr, emb: emb, project: "p-tracker"}
 }
 
@@ -59,7 +61,7 @@ func TestTrackerStalenessAndGaps(t *testing.T) {
 		t.Fatalf("before any fetch: want unknown, got %+v", d)
 	}
 	t0 := e.clock.Now()
-	e.ms.set(sub, 12, t0.Add(-2*time.Minute)) // Monitoring's usual lag
+	e.ms.Set(sub, 12, t0.Add(-2*time.Minute)) // Monitoring's usual lag
 	e.refresh()
 	if d := e.tr.Backlog(sub); !d.Known || d.Messages != 12 || !d.Observed.At.Equal(t0.Add(-2*time.Minute)) {
 		t.Fatalf("want 12 observed 2m ago, got %+v", d)
@@ -113,10 +115,10 @@ func TestTrackerOutageKeepsLastValueUntilMaxAge(t *testing.T) {
 	e := newTrackerEnv(t)
 	e.exist(t, sub)
 	t0 := e.clock.Now()
-	e.ms.set(sub, 4, t0)
+	e.ms.Set(sub, 4, t0)
 	e.tr.Backlog(sub)
 	e.refresh()
-	e.ms.setFail(status.Error(codes.Internal, "monitoring is down"))
+	e.ms.SetFail(status.Error(codes.Internal, "monitoring is down"))
 	e.clock.Set(t0.Add(time.Minute))
 	e.refresh()
 	d := e.tr.Backlog(sub)
@@ -129,8 +131,8 @@ func TestTrackerOutageKeepsLastValueUntilMaxAge(t *testing.T) {
 	if d := e.tr.Backlog(sub); d.Known {
 		t.Fatalf("outage past max age: want unknown, got %+v", d)
 	}
-	e.ms.setFail(nil)
-	e.ms.set(sub, 1, e.clock.Now())
+	e.ms.SetFail(nil)
+	e.ms.Set(sub, 1, e.clock.Now())
 	e.refresh()
 	if d := e.tr.Backlog(sub); !d.Known || d.Messages != 1 || d.Err != nil {
 		t.Fatalf("after the outage: want 1, got %+v", d)
@@ -140,7 +142,7 @@ func TestTrackerOutageKeepsLastValueUntilMaxAge(t *testing.T) {
 func TestTrackerHints(t *testing.T) {
 	e := newTrackerEnv(t)
 	t0 := e.clock.Now()
-	e.ms.set(sub, 0, t0.Add(-time.Minute))
+	e.ms.Set(sub, 0, t0.Add(-time.Minute))
 	w := e.tr.Watch(sub)
 	defer w.Stop()
 	e.refresh()
@@ -156,14 +158,14 @@ func TestTrackerHints(t *testing.T) {
 	}
 	e.tr.Hint(sub, 2)
 	// Monitoring still shows data from before the hint: the hint stays.
-	e.ms.set(sub, 0, t0.Add(-time.Second+500*time.Millisecond))
+	e.ms.Set(sub, 0, t0.Add(-time.Second+500*time.Millisecond))
 	e.refresh()
 	if d := e.tr.Backlog(sub); d.Messages != 5 || d.Hint != 5 {
 		t.Fatalf("points older than the hint must not clear it: %+v", d)
 	}
 	// Data observed after the hint: the source has caught up.
 	e.clock.Set(t0.Add(2 * time.Minute))
-	e.ms.set(sub, 4, t0.Add(90*time.Second))
+	e.ms.Set(sub, 4, t0.Add(90*time.Second))
 	e.refresh()
 	if d := e.tr.Backlog(sub); d.Messages != 4 || d.Hint != 0 {
 		t.Fatalf("want the observed 4 and no hint, got %+v", d)
@@ -178,6 +180,7 @@ func TestTrackerHints(t *testing.T) {
 
 func TestTrackerDropsSubscriptionsNobodyAsksAbout(t *testing.T) {
 	e := newTrackerEnv(t)
+	e.tr.opts.MinDropAfter = 2 * time.Minute // 10 refreshes of 15s are longer
 	other := "projects/p-tracker/subscriptions/other"
 	e.tr.Backlog(sub)
 	e.tr.Backlog(other)
@@ -195,7 +198,7 @@ func TestTrackerDropsSubscriptionsNobodyAsksAbout(t *testing.T) {
 	if strings.Join(tracked, " ") != other {
 		t.Fatalf("want only %s tracked after 10 refreshes, got %v", other, tracked)
 	}
-	last := e.ms.calls()[len(e.ms.calls())-1].GetFilter()
+	last := e.ms.Requests()[len(e.ms.Requests())-1].GetFilter()
 	if strings.Contains(last, `"jobs"`) {
 		t.Fatalf("a dropped subscription is still queried: %s", last)
 	}
@@ -206,7 +209,7 @@ func TestTrackerDropsSubscriptionsNobodyAsksAbout(t *testing.T) {
 func TestTrackerFetchesNewSubscriptionAtOnce(t *testing.T) {
 	e := newTrackerEnv(t)
 	e.tr.opts.Refresh = time.Hour // only the kick can fetch
-	e.ms.set(sub, 9, e.clock.Now())
+	e.ms.Set(sub, 9, e.clock.Now())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go e.tr.Run(ctx)
