@@ -10,9 +10,11 @@ export PATH := $(BIN):$(PATH)
 
 .PHONY: run test build check lint proto tools clean
 
-## run: the scaler on the embedded default (Badger under ./data, loopback ports)
+## run: the scaler on the embedded default (Badger under ./data, loopback
+## ports, embedded Pub/Sub on 127.0.0.1:8085); with SCALER_GCP_PROJECT set,
+## backlog comes from Cloud Monitoring instead
 run:
-	go run ./cmd/scaler --data-dir ./data
+	go run ./cmd/scaler --data-dir ./data --pubsub=$(if $(SCALER_GCP_PROJECT),monitoring,embedded)
 
 ## test: every test, with the race detector
 test:
