@@ -8,7 +8,7 @@ GOIMPORTS_VERSION          := v0.52.0
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test build check lint proto tools clean
+.PHONY: run test build check lint proto tools image e2e clean
 
 ## run: the scaler on the embedded default (Badger under ./data, loopback
 ## ports, embedded Pub/Sub on 127.0.0.1:8085); with SCALER_GCP_PROJECT set,
@@ -56,6 +56,13 @@ $(BIN)/staticcheck:
 	GOBIN=$(BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 $(BIN)/goimports:
 	GOBIN=$(BIN) go install golang.org/x/tools/cmd/goimports@$(GOIMPORTS_VERSION)
+
+## image: the container image (needs docker or podman: ENGINE=podman)
+ENGINE ?= docker
+IMAGE  ?= orgscaler:dev
+image:
+	@command -v $(ENGINE) >/dev/null 2>&1 || { echo "make image needs $(ENGINE) (set ENGINE=podman to use podman)"; exit 1; }
+	$(ENGINE) build -t $(IMAGE) .
 
 clean:
 	rm -rf $(BIN)
