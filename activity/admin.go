@@ -26,6 +26,12 @@ func (s *Store) Update(ctx context.Context, id string, u Update) (Org, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	now := s.opts.Now()
+	var fire []Transition
+	defer func() { // after the unlock below
+		for _, t := range fire {
+			s.transition(t)
+		}
+	}()
 	sh := s.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock() // held across the write: an admin change is rare, and must not be half applied
@@ -69,10 +75,13 @@ func (s *Store) Update(ctx context.Context, id string, u Update) (Org, error) {
 		"idle_window", o.IdleWindow, "idle_window_overridden", o.IdleWindowOverridden)
 	if woke {
 		s.log.Info("org woke", "org", id, "reason", WakeAdmin, "dormant_since", before.DormantSince)
+		fire = append(fire, Transition{Org: id, Woke: true, Reason: WakeAdmin, LastActivity: o.LastActivity,
+			DormantSince: before.DormantSince, IdleWindow: o.IdleWindow})
 	}
 	if wentDormant {
 		s.log.Info("org went dormant", "org", id, "reason", WakeAdmin, "last_activity", o.LastActivity,
 			"idle_window", o.IdleWindow, "dormant_since", o.DormantSince)
+		fire = append(fire, Transition{Org: id, LastActivity: o.LastActivity, DormantSince: o.DormantSince, IdleWindow: o.IdleWindow})
 	}
 	return o, nil
 }

@@ -27,6 +27,19 @@ type Options struct {
 	Logger        *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// OnTransition, when set, is told of every org that woke or went
+	// dormant, outside the store's locks. It must not block.
+	OnTransition func(Transition)
+}
+
+// Transition is an org waking or going dormant.
+type Transition struct {
+	Org          string
+	Woke         bool       // false: went dormant
+	Reason       WakeReason // why it woke
+	LastActivity time.Time
+	DormantSince time.Time // when it went dormant (for a wake: how long it slept)
+	IdleWindow   time.Duration
 }
 
 // Org is a snapshot of one org.
@@ -58,6 +71,7 @@ type WakeReason string
 // Why an org wakes.
 const (
 	WakeActivity WakeReason = "activity"
+	WakeHint     WakeReason = "hint"
 	WakeAdmin    WakeReason = "admin"
 )
 
@@ -308,7 +322,11 @@ func (s *Store) getOrCreate(sh *shard, id string, now time.Time) (*entry, bool) 
 
 // Record records one activity of org. woke is true when the org was dormant
 // (or new) and is now active.
-func (s *Store) Record(id string) (o Org, woke bool) {
+func (s *Store) Record(id string) (o Org, woke bool) { return s.RecordFor(id, WakeActivity) }
+
+// RecordFor records one activity of org, saying what it was (activity, or
+// an enqueue hint naming the org).
+func (s *Store) RecordFor(id string, why WakeReason) (o Org, woke bool) {
 	now := s.opts.Now()
 	sh := s.shard(id)
 	sh.mu.Lock()
@@ -332,10 +350,12 @@ func (s *Store) Record(id string) (o Org, woke bool) {
 	sh.mu.Unlock()
 	switch {
 	case created:
-		s.log.Info("new org", "org", id, "reason", WakeActivity)
+		s.log.Info("new org", "org", id, "reason", why)
 	case !wasDormant.IsZero():
-		s.log.Info("org woke", "org", id, "reason", WakeActivity, "dormant_since", wasDormant,
+		s.log.Info("org woke", "org", id, "reason", why, "dormant_since", wasDormant,
 			"dormant_for", now.Sub(wasDormant).Round(time.Second))
+		s.transition(Transition{Org: id, Woke: true, Reason: why, LastActivity: o.LastActivity,
+			DormantSince: wasDormant, IdleWindow: o.IdleWindow})
 	}
 	return o, created || !wasDormant.IsZero()
 }
@@ -393,6 +413,13 @@ func (s *Store) expire(id string, at time.Time) {
 	last, window := e.rec.LastActivity, s.window(e.rec)
 	sh.mu.Unlock()
 	s.log.Info("org went dormant", "org", id, "last_activity", last, "idle_window", window, "dormant_since", deadline)
+	s.transition(Transition{Org: id, LastActivity: last, DormantSince: deadline, IdleWindow: window})
+}
+
+func (s *Store) transition(t Transition) {
+	if s.opts.OnTransition != nil {
+		s.opts.OnTransition(t)
+	}
 }
 
 // Close stops the timers, writes everything not yet written, and closes the

@@ -24,6 +24,7 @@ import (
 // Store is what the API needs of the org store; activity.Store provides it.
 type Store interface {
 	Record(id string) (activity.Org, bool)
+	RecordFor(id string, why activity.WakeReason) (activity.Org, bool)
 	Get(id string) (activity.Org, bool)
 	List(f activity.Filter, after string, limit int) ([]activity.Org, bool)
 	Update(ctx context.Context, id string, u activity.Update) (activity.Org, error)
@@ -145,7 +146,7 @@ func (s *Server) Hint(_ context.Context, req *pb.HintRequest) (*pb.HintResponse,
 	}
 	resp := &pb.HintResponse{}
 	if req.GetOrg() != "" {
-		o, _ := s.store.Record(req.GetOrg())
+		o, _ := s.store.RecordFor(req.GetOrg(), activity.WakeHint)
 		resp.Org = OrgProto(o)
 	}
 	resp.Backlog = BacklogProto(s.backlogs.Hint(req.GetSubscription(), req.GetMessages()))

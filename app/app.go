@@ -22,6 +22,7 @@ import (
 
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/api"
+	"github.com/orgscaler/orgscaler/kubeevents"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/scaler"
 )
@@ -51,6 +52,11 @@ type Options struct {
 	MonitoringInsecure bool   // plaintext, no credentials: a local MetricService only
 	DepthRefresh       time.Duration
 	DepthMaxAge        time.Duration
+
+	// Kubeconfig, or InCluster, turns on Kubernetes Events on the
+	// ScaledObjects the scaler serves.
+	Kubeconfig string
+	InCluster  bool
 }
 
 // Backlog sources.
@@ -84,7 +90,10 @@ type App struct {
 	apiSrv    *grpc.Server
 	health    *health.Server
 	apiHealth *health.Server
-	depth     *depth // nil without a backlog source
+	depth     *depth               // nil without a backlog source
+	events    *kubeevents.Recorder // nil without a cluster
+	eventsWG  sync.WaitGroup
+	eventsEnd context.CancelFunc
 	done      chan struct{}
 	stopOnce  sync.Once
 }
@@ -94,8 +103,18 @@ type App struct {
 func New(o Options) (*App, error) {
 	o = withDefaults(o)
 	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{})}
+	if o.Kubeconfig != "" || o.InCluster {
+		cfg, err := kubeevents.Config(o.Kubeconfig)
+		if err != nil {
+			return nil, err
+		}
+		if a.events, err = kubeevents.New(cfg, o.Logger); err != nil {
+			return nil, err
+		}
+	}
 	store, err := activity.Open(activity.Options{
 		Dir: o.DataDir, IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval, Logger: o.Logger, Now: o.Now,
+		OnTransition: a.onTransition,
 	})
 	if err != nil {
 		return nil, err
@@ -116,6 +135,10 @@ func New(o Options) (*App, error) {
 		_ = store.Close()
 		return nil, err
 	}
+	var observer scaler.Observer
+	if a.events != nil {
+		observer = a.events
+	}
 	var scalerBacklogs scaler.Backlogs
 	var apiBacklogs api.Backlogs
 	if a.depth != nil {
@@ -123,7 +146,7 @@ func New(o Options) (*App, error) {
 	}
 	a.kedaSrv, a.health = newServer()
 	kedapb.RegisterExternalScalerServer(a.kedaSrv, scaler.New(scaler.Options{
-		Orgs: store, Backlogs: scalerBacklogs, Now: o.Now, Logger: o.Logger, Done: a.done,
+		Orgs: store, Backlogs: scalerBacklogs, Now: o.Now, Logger: o.Logger, Done: a.done, Observer: observer,
 	}))
 	a.apiSrv, a.apiHealth = newServer()
 	apiServer := api.New(store, apiBacklogs, a.done)
@@ -206,6 +229,15 @@ func (a *App) Run(ctx context.Context) error {
 	if a.depth != nil {
 		a.depth.start()
 	}
+	if a.events != nil {
+		ectx, cancel := context.WithCancel(context.Background())
+		a.eventsEnd = cancel
+		a.eventsWG.Go(func() {
+			if err := a.events.Run(ectx); err != nil {
+				a.log.Error("kubernetes events off", "err", err)
+			}
+		})
+	}
 	go func() { errc <- serve(a.kedaSrv, a.kedaLis, "KEDA") }()
 	go func() { errc <- serve(a.apiSrv, a.apiLis, "API") }()
 	a.log.Info("scaler serving", "keda", a.Addr(), "api", a.APIAddr(), "data_dir", a.opts.DataDir,
@@ -242,11 +274,27 @@ func (a *App) stop() error {
 			a.depth.stop()
 		}
 		err = a.store.Close()
+		if a.eventsEnd != nil {
+			a.eventsEnd()
+			a.eventsWG.Wait()
+		}
 		if err == nil {
 			a.log.Info("scaler stopped; every org written to disk")
 		}
 	})
 	return err
+}
+
+// onTransition sends org transitions to the Events recorder.
+func (a *App) onTransition(t activity.Transition) {
+	if a.events == nil {
+		return
+	}
+	if t.Woke {
+		a.events.OrgWoke(t.Org, string(t.Reason), t.DormantSince)
+		return
+	}
+	a.events.OrgDormant(t.Org, t.LastActivity, t.IdleWindow)
 }
 
 // Close stops an App whose Run was never called.

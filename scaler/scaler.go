@@ -37,6 +37,12 @@ type Backlogs interface {
 	Watch(subscription string) *pubsubdepth.Watch
 }
 
+// Observer is told of every IsActive answer, per ScaledObject; the Events
+// recorder uses it. It must not block.
+type Observer interface {
+	Answered(namespace, name, org string, active, blind bool, reason string)
+}
+
 // Server implements KEDA's ExternalScaler service.
 type Server struct {
 	pb.UnimplementedExternalScalerServer
@@ -45,6 +51,7 @@ type Server struct {
 	now      func() time.Time
 	log      *slog.Logger
 	done     <-chan struct{}
+	observer Observer
 
 	mu   sync.Mutex
 	last map[string]bool // the last IsActive answer per workload, kept while blind
@@ -59,6 +66,8 @@ type Options struct {
 	// Done ends every open stream when closed, so a graceful stop does not
 	// wait for KEDA to hang up.
 	Done <-chan struct{}
+	// Observer, when set, is told of every IsActive answer.
+	Observer Observer
 }
 
 // New returns a Server.
@@ -70,7 +79,7 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{orgs: o.Orgs, now: o.Now, log: o.Logger.With("component", "scaler"), done: o.Done,
-		last: make(map[string]bool)}
+		observer: o.Observer, last: make(map[string]bool)}
 	s.backlogs = o.Backlogs
 	return s
 }
@@ -135,18 +144,36 @@ func (s *Server) IsActive(_ context.Context, ref *pb.ScaledObjectRef) (*pb.IsAct
 	if err != nil {
 		return nil, err
 	}
+	blind := a.Rule == decide.RuleBlind && !a.Active
+	active, err := s.remember(w, a.Active, blind, d)
+	if s.observer != nil {
+		reason := a.Reason
+		if blind {
+			reason = d.Reason
+		}
+		s.observer.Answered(ref.GetNamespace(), ref.GetName(), w.Org, active, blind, reason)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &pb.IsActiveResponse{Result: active}, nil
+}
+
+// remember keeps the last answer per workload, and gives it back while the
+// backlog is blind; with no last answer, blind is an error.
+func (s *Server) remember(w decide.Workload, active, blind bool, d pubsubdepth.Depth) (bool, error) {
 	key := w.MetricName()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if a.Rule == decide.RuleBlind && !a.Active {
+	if blind {
 		last, ok := s.last[key]
 		if !ok {
-			return nil, blindError(w, d)
+			return false, blindError(w, d)
 		}
-		return &pb.IsActiveResponse{Result: last}, nil
+		return last, nil
 	}
-	s.last[key] = a.Active
-	return &pb.IsActiveResponse{Result: a.Active}, nil
+	s.last[key] = active
+	return active, nil
 }
 
 // GetMetricSpec returns the workload's one metric, with target 1 so the

@@ -76,6 +76,8 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs.BoolVar(&c.app.MonitoringInsecure, "monitoring-insecure", false, "dial --monitoring-endpoint in plaintext without credentials: for a local MetricService only")
 	fs.DurationVar(&c.app.DepthRefresh, "depth-refresh", app.DefaultDepthRefresh, "how often the backlog of every tracked subscription is fetched, in the background")
 	fs.DurationVar(&c.app.DepthMaxAge, "depth-max-age", app.DefaultDepthMaxAge, "how long a backlog point is trusted; past it GetMetrics answers Unavailable (so KEDA's fallback engages) and IsActive keeps its last answer")
+	fs.StringVar(&c.app.Kubeconfig, "kubeconfig", "", "kubeconfig of the cluster whose ScaledObjects get the scaler's Events (org woke, went dormant, answer changed); off when empty")
+	fs.BoolVar(&c.app.InCluster, "in-cluster", false, "record Events on ScaledObjects using the pod's service account (in a cluster)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.Usage = func() {

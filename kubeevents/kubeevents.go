@@ -1,0 +1,231 @@
+// Package kubeevents records Kubernetes Events on the ScaledObjects the
+// scaler serves, so `kubectl describe scaledobject` shows why a workload
+// woke or slept next to KEDA's own Events: an org woke (and why), an org
+// went dormant, the answer for a workload turned active or inactive, the
+// backlog became unknown. Recording never blocks an answer to KEDA: work is
+// queued and done in the background, and dropped (counted) when the queue
+// is full.
+package kubeevents
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/events"
+)
+
+// Controller is the reporting controller named on every Event.
+const Controller = "orgscaler"
+
+var scaledObjects = schema.GroupVersionResource{Group: "keda.sh", Version: "v1alpha1", Resource: "scaledobjects"}
+
+// Event reasons, as `kubectl describe` shows them.
+const (
+	ReasonOrgWoke        = "OrgWoke"
+	ReasonOrgDormant     = "OrgDormant"
+	ReasonActive         = "ScalerActive"
+	ReasonInactive       = "ScalerInactive"
+	ReasonBacklogUnknown = "BacklogUnknown"
+)
+
+// Config returns the cluster's client config: kubeconfig when set, else
+// in-cluster.
+func Config(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		c, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+		}
+		return c, nil
+	}
+	c, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("in-cluster config: %w", err)
+	}
+	return c, nil
+}
+
+type key struct{ namespace, name string }
+
+type item struct {
+	to                              key
+	eventtype, reason, action, note string
+}
+
+// Recorder records the scaler's Events.
+type Recorder struct {
+	log         *slog.Logger
+	dyn         dynamic.Interface
+	broadcaster events.EventBroadcaster
+	rec         events.EventRecorder
+	queue       chan item
+	dropped     atomic.Int64
+
+	mu    sync.Mutex
+	byOrg map[string]map[key]struct{} // the ScaledObjects each org's workloads belong to
+	state map[key]answerState         // the last answer recorded per ScaledObject
+	uids  map[key]types.UID
+}
+
+type answerState struct {
+	active, blind bool
+}
+
+// New returns a Recorder talking to the cluster at cfg; Run starts it.
+func New(cfg *rest.Config, log *slog.Logger) (*Recorder, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.UserAgent = Controller
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	b := events.NewBroadcaster(&events.EventSinkImpl{Interface: cs.EventsV1()})
+	return &Recorder{
+		log: log.With("component", "kubeevents"), dyn: dyn, broadcaster: b,
+		rec:   b.NewRecorder(runtime.NewScheme(), Controller),
+		queue: make(chan item, 4096),
+		byOrg: map[string]map[key]struct{}{}, state: map[key]answerState{}, uids: map[key]types.UID{},
+	}, nil
+}
+
+// Run records Events until ctx ends.
+func (r *Recorder) Run(ctx context.Context) error {
+	if err := r.broadcaster.StartRecordingToSinkWithContext(ctx); err != nil {
+		return fmt.Errorf("start recording events: %w", err)
+	}
+	defer r.broadcaster.Shutdown()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case it := <-r.queue:
+			r.record(ctx, it)
+		}
+	}
+}
+
+// Dropped is how many Events were dropped because the queue was full.
+func (r *Recorder) Dropped() int64 { return r.dropped.Load() }
+
+func (r *Recorder) enqueue(it item) {
+	select {
+	case r.queue <- it:
+	default:
+		r.dropped.Add(1)
+	}
+}
+
+// record resolves the ScaledObject's UID (kubectl describe matches Events
+// by it) and hands the Event to client-go, which aggregates repeats.
+func (r *Recorder) record(ctx context.Context, it item) {
+	uid, err := r.uid(ctx, it.to)
+	if err != nil {
+		r.log.Debug("no event: cannot read the ScaledObject", "namespace", it.to.namespace, "name", it.to.name, "err", err)
+		return
+	}
+	ref := &corev1.ObjectReference{APIVersion: "keda.sh/v1alpha1", Kind: "ScaledObject",
+		Namespace: it.to.namespace, Name: it.to.name, UID: uid}
+	r.rec.Eventf(ref, nil, it.eventtype, it.reason, it.action, "%s", it.note)
+}
+
+func (r *Recorder) uid(ctx context.Context, k key) (types.UID, error) {
+	r.mu.Lock()
+	uid, ok := r.uids[k]
+	r.mu.Unlock()
+	if ok {
+		return uid, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	so, err := r.dyn.Resource(scaledObjects).Namespace(k.namespace).Get(cctx, k.name, metav1.GetOptions{})
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", fmt.Errorf("scaledobject %s/%s not found", k.namespace, k.name)
+		}
+		return "", err
+	}
+	r.mu.Lock()
+	r.uids[k] = so.GetUID()
+	r.mu.Unlock()
+	return so.GetUID(), nil
+}
+
+// Answered is told of every answer the scaler gives KEDA for a
+// ScaledObject; it records an Event when the answer changes. Cheap when
+// nothing changed.
+func (r *Recorder) Answered(namespace, name, org string, active, blind bool, reason string) {
+	if namespace == "" || name == "" {
+		return
+	}
+	k := key{namespace, name}
+	now := answerState{active: active, blind: blind}
+	r.mu.Lock()
+	if org != "" {
+		set, ok := r.byOrg[org]
+		if !ok {
+			set = map[key]struct{}{}
+			r.byOrg[org] = set
+		}
+		set[k] = struct{}{}
+	}
+	before, seen := r.state[k]
+	r.state[k] = now
+	r.mu.Unlock()
+	if seen && before == now {
+		return
+	}
+	switch {
+	case blind && (!seen || !before.blind):
+		r.enqueue(item{k, corev1.EventTypeWarning, ReasonBacklogUnknown, "Answer", reason})
+	case !blind && active && (!seen || !before.active || before.blind):
+		r.enqueue(item{k, corev1.EventTypeNormal, ReasonActive, "Answer", "active: " + reason})
+	case !blind && !active && (!seen || before.active || before.blind):
+		r.enqueue(item{k, corev1.EventTypeNormal, ReasonInactive, "Answer", "inactive: " + reason})
+	}
+}
+
+// OrgWoke records that org woke, and why, on every ScaledObject of its
+// workloads.
+func (r *Recorder) OrgWoke(org, why string, dormantSince time.Time) {
+	note := fmt.Sprintf("org %s woke (%s)", org, why)
+	if !dormantSince.IsZero() {
+		note += fmt.Sprintf(" after %s dormant", time.Since(dormantSince).Round(time.Second))
+	}
+	r.toOrg(org, corev1.EventTypeNormal, ReasonOrgWoke, note)
+}
+
+// OrgDormant records that org went dormant.
+func (r *Recorder) OrgDormant(org string, lastActivity time.Time, window time.Duration) {
+	r.toOrg(org, corev1.EventTypeNormal, ReasonOrgDormant,
+		fmt.Sprintf("org %s went dormant: no activity since %s (idle window %s)", org, lastActivity.UTC().Format(time.RFC3339), window))
+}
+
+func (r *Recorder) toOrg(org, eventtype, reason, note string) {
+	r.mu.Lock()
+	targets := make([]key, 0, len(r.byOrg[org]))
+	for k := range r.byOrg[org] {
+		targets = append(targets, k)
+	}
+	r.mu.Unlock()
+	for _, k := range targets {
+		r.enqueue(item{k, eventtype, reason, "Transition", note})
+	}
+}
