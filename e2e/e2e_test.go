@@ -17,14 +17,13 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
-	"google.golang.org/api/option"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/orgscaler/orgscaler/internal/pubsubtest"
 )
 
 var (
@@ -266,17 +265,6 @@ func forTest(t *testing.T, file, scalerAddr string) []byte {
 	return []byte(s)
 }
 
-func pubsubClient(t *testing.T, addr string) *pubsub.Client {
-	t.Helper()
-	ps, err := pubsub.NewClient(context.Background(), "demo-project", option.WithEndpoint(addr), option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ps.Close() })
-	return ps
-}
-
 func TestEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	s := &ourScaler{keda: fmt.Sprintf("127.0.0.1:%d", freePort()), api: fmt.Sprintf("127.0.0.1:%d", freePort()),
@@ -284,16 +272,9 @@ func TestEndToEnd(t *testing.T) {
 	startScaler(t, s)
 	trivial := startTrivial(t)
 
-	ps := pubsubClient(t, s.pubsub)
+	ps := pubsubtest.Client(t, s.pubsub, "demo-project")
 	for _, name := range []string{"transcribe", "embed", "acme-classify"} {
-		topic := "projects/demo-project/topics/" + name
-		if _, err := ps.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := ps.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
-			Name: "projects/demo-project/subscriptions/" + name, Topic: topic}); err != nil {
-			t.Fatal(err)
-		}
+		pubsubtest.Create(t, ps, "projects/demo-project/subscriptions/"+name)
 	}
 
 	if err := c.kubectl(nil, "create", "namespace", "ml"); err != nil {

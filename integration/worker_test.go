@@ -9,16 +9,13 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/orgscaler/orgscaler/app"
 	"github.com/orgscaler/orgscaler/internal/monitoringtest"
+	"github.com/orgscaler/orgscaler/internal/pubsubtest"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/pubsubdepth"
 )
@@ -48,28 +45,6 @@ func state(d *daemon, ref *kedapb.ScaledObjectRef) (active bool, replicas float6
 	return a.GetResult(), m.GetMetricValues()[0].GetMetricValueFloat(), nil
 }
 
-func pubsubClient(t *testing.T, addr, project string) *pubsub.Client {
-	t.Helper()
-	c, err := pubsub.NewClient(context.Background(), project, option.WithEndpoint(addr), option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
-func createSub(t *testing.T, c *pubsub.Client, topic, sub string) {
-	t.Helper()
-	ctx := context.Background()
-	if _, err := c.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: sub, Topic: topic}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // The README's walkthrough: publish to the embedded Pub/Sub, watch the
 // worker's target replicas follow ceil(N / messagesPerReplica), ack, see
 // it go inactive; a hint pushes true at once.
@@ -77,9 +52,9 @@ func TestWorkerOnEmbeddedPubSub(t *testing.T) {
 	o := options(t, t.TempDir())
 	o.PubSub, o.PubSubListen, o.DepthRefresh = app.PubSubEmbedded, "127.0.0.1:0", 100*time.Millisecond
 	d := start(t, o)
-	ps := pubsubClient(t, d.app.PubSubAddr(), "demo")
+	ps := pubsubtest.Client(t, d.app.PubSubAddr(), "demo")
 	topic, sub := "projects/demo/topics/transcribe", "projects/demo/subscriptions/transcribe"
-	createSub(t, ps, topic, sub)
+	pubsubtest.Create(t, ps, sub)
 	ref := worker(sub, 5)
 
 	want := func(what string, active bool, replicas float64) {
@@ -215,10 +190,10 @@ func TestWorkersOnMonitoring(t *testing.T) {
 
 	var subs []string
 	for _, p := range []string{"proj-a", "proj-b", "proj-c"} {
-		ps := pubsubClient(t, emb.Addr(), p)
+		ps := pubsubtest.Client(t, emb.Addr(), p)
 		for i := range 100 {
 			sub := fmt.Sprintf("projects/%s/subscriptions/jobs-%03d", p, i)
-			createSub(t, ps, fmt.Sprintf("projects/%s/topics/jobs-%03d", p, i), sub)
+			pubsubtest.Create(t, ps, sub)
 			ms.Set(sub, int64(i%7), time.Now())
 			subs = append(subs, sub)
 		}

@@ -3,15 +3,10 @@ package pubsubdepth
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"github.com/orgscaler/orgscaler/internal/pubsubtest"
 )
 
 // sourceFixture makes a subscription with a given backlog in one source.
@@ -34,36 +29,13 @@ func embeddedFixture(t *testing.T) sourceFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = emb.Close() })
-	client := embeddedClient(t, emb, "p-contract")
+	client := pubsubtest.Client(t, emb.Addr(), "p-contract")
 	return sourceFixture{source: emb, backlog: func(t *testing.T, sub string, n int) {
-		topic := strings.Replace(sub, "/subscriptions/", "/topics/", 1)
-		createTopicAndSub(t, client, topic, sub)
+		pubsubtest.Create(t, client, sub)
 		for i := range n {
-			emb.srv.Publish(topic, []byte(fmt.Sprint(i)), nil)
+			emb.srv.Publish(pubsubtest.Topic(sub), []byte(fmt.Sprint(i)), nil)
 		}
 	}}
-}
-
-func embeddedClient(t *testing.T, emb *Embedded, project string) *pubsub.Client {
-	t.Helper()
-	c, err := pubsub.NewClient(context.Background(), project, option.WithEndpoint(emb.Addr()), option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
-func createTopicAndSub(t *testing.T, c *pubsub.Client, topic, sub string) {
-	t.Helper()
-	ctx := context.Background()
-	if _, err := c.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: sub, Topic: topic}); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // Every source keeps the same promises to the tracker.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/orgscaler/orgscaler/internal/clocktest"
 	"github.com/orgscaler/orgscaler/internal/monitoringtest"
+	"github.com/orgscaler/orgscaler/internal/pubsubtest"
 )
 
 type trackerEnv struct {
@@ -46,8 +47,7 @@ func newTrackerEnv(t *testing.T) *trackerEnv {
 // exist creates sub in the Pub/Sub the checker asks.
 func (e *trackerEnv) exist(t *testing.T, sub string) {
 	t.Helper()
-	c := embeddedClient(t, e.emb, e.project)
-	createTopicAndSub(t, c, strings.Replace(sub, "/subscriptions/", "/topics/", 1), sub)
+	pubsubtest.Create(t, pubsubtest.Client(t, e.emb.Addr(), e.project), sub)
 }
 
 func (e *trackerEnv) refresh() { e.tr.refresh(context.Background(), false) }
