@@ -46,7 +46,14 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
+	keep := false
+	defer func() {
+		if keep {
+			fmt.Fprintf(os.Stderr, "logs and data kept in %s\n", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	}()
 	bins = filepath.Join(dir, "bin")
 	for _, cmd := range []string{"scaler", "scalerctl"} {
 		if out, err := exec.Command("go", "build", "-o", filepath.Join(bins, cmd), "../cmd/"+cmd).CombinedOutput(); err != nil {
@@ -62,6 +69,7 @@ func run(m *testing.M) int {
 		}
 	}()
 	if err != nil {
+		keep = true
 		fmt.Fprintf(os.Stderr, "control plane: %v\n", err)
 		if c != nil {
 			for _, p := range c.procs {
@@ -77,6 +85,7 @@ func run(m *testing.M) int {
 	}
 	kube = kubernetes.NewForConfigOrDie(cfg)
 	code := m.Run()
+	keep = code != 0
 	if code != 0 {
 		for _, p := range c.procs {
 			fmt.Fprintf(os.Stderr, "--- %s (last lines)\n%s\n", p.name, tail(p.log, 40))
@@ -273,9 +282,12 @@ func TestEndToEnd(t *testing.T) {
 	trivial := startTrivial(t)
 
 	ps := pubsubtest.Client(t, s.pubsub, "demo-project")
-	for _, name := range []string{"transcribe", "embed", "acme-classify"} {
-		pubsubtest.Create(t, ps, "projects/demo-project/subscriptions/"+name)
+	createSubscriptions := func() {
+		for _, name := range []string{"transcribe", "embed", "acme-classify"} {
+			pubsubtest.Create(t, ps, "projects/demo-project/subscriptions/"+name)
+		}
 	}
+	createSubscriptions()
 
 	if err := c.kubectl(nil, "create", "namespace", "ml"); err != nil {
 		t.Fatal(err)
@@ -353,10 +365,20 @@ spec:
 		if err != nil || !strings.HasPrefix(hpa, "s0-pynode-acme-") || !strings.HasSuffix(hpa, " 1") {
 			t.Fatalf("HPA should carry our metric with target 1: %q %v", hpa, err)
 		}
-		so, err := c.kubectlOut(nil, "get", "scaledobject", "pynode-acme", "-n", "ml")
-		if err != nil || !strings.Contains(so, "True") {
-			t.Fatalf("kubectl get scaledobject: %v\n%s", err, so)
+		// READY True and ACTIVE True, as `kubectl get scaledobject` shows.
+		var so string
+		deadline0 := time.Now().Add(30 * time.Second)
+		for so != "True True" {
+			so, _ = c.kubectlOut(nil, "get", "scaledobject", "pynode-acme", "-n", "ml", "-o",
+				`jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Active")].status}`)
+			if time.Now().After(deadline0) {
+				out, _ := c.kubectlOut(nil, "get", "scaledobject", "-n", "ml")
+				t.Fatalf("pynode-acme: want READY True and ACTIVE True, got %q\n%s", so, out)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
+		table, _ := c.kubectlOut(nil, "get", "scaledobject", "-n", "ml")
+		t.Logf("kubectl get scaledobject -n ml:\n%s", table)
 		var desc string
 		deadline := time.Now().Add(30 * time.Second)
 		for {
@@ -405,6 +427,7 @@ spec:
 		s.ctl(t, "activity", "acme")
 		s.p.stop(syscall.SIGTERM)
 		startScaler(t, s)
+		createSubscriptions() // the embedded Pub/Sub lives in memory: it comes back empty
 		if r := replicas(t, "pynode-acme"); r != 1 {
 			t.Fatalf("pynode-acme changed to %d across the restart", r)
 		}
