@@ -112,6 +112,12 @@ func New(o Options) (*App, error) {
 			return nil, err
 		}
 	}
+	ok := false
+	defer func() {
+		if !ok && a.events != nil {
+			a.events.Close()
+		}
+	}()
 	store, err := activity.Open(activity.Options{
 		Dir: o.DataDir, IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval, Logger: o.Logger, Now: o.Now,
 		OnTransition: a.onTransition,
@@ -152,6 +158,7 @@ func New(o Options) (*App, error) {
 	apiServer := api.New(store, apiBacklogs, a.done)
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
+	ok = true
 	return a, nil
 }
 
@@ -277,6 +284,8 @@ func (a *App) stop() error {
 		if a.eventsEnd != nil {
 			a.eventsEnd()
 			a.eventsWG.Wait()
+		} else if a.events != nil {
+			a.events.Close() // never ran
 		}
 		if err == nil {
 			a.log.Info("scaler stopped; every org written to disk")

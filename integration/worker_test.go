@@ -148,6 +148,35 @@ func TestMissingSubscriptionIsNotFound(t *testing.T) {
 	if _, err := d.keda.IsActive(context.Background(), worker(missing, 1)); status.Code(err) != codes.NotFound {
 		t.Fatalf("IsActive: want NotFound, got %v", err)
 	}
+
+	// A stream on the missing subscription stays open: when the producer
+	// creates it and hints, the push comes at once, not after KEDA's
+	// reconnect backoff.
+	stream, err := d.keda.StreamIsActive(context.Background(), worker(missing, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan bool, 1)
+	go func() {
+		r, err := stream.Recv()
+		if err != nil {
+			close(got)
+			return
+		}
+		got <- r.GetResult()
+	}()
+	pubsubtest.Create(t, pubsubtest.Client(t, d.app.PubSubAddr(), "demo"), missing)
+	if _, err := d.act.Hint(context.Background(), &pb.HintRequest{Subscription: missing, Messages: 2}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case v, ok := <-got:
+		if !ok || !v {
+			t.Fatalf("want a pushed true, got %v (stream open: %v)", v, ok)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no push after the subscription was created and hinted")
+	}
 }
 
 func TestHintBadInput(t *testing.T) {

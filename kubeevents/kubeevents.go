@@ -77,7 +77,8 @@ type Recorder struct {
 
 	mu    sync.Mutex
 	byOrg map[string]map[key]struct{} // the ScaledObjects each org's workloads belong to
-	state map[key]answerState         // the last answer recorded per ScaledObject
+	orgOf map[key]string
+	state map[key]answerState // the last answer recorded per ScaledObject
 	uids  map[key]types.UID
 }
 
@@ -102,7 +103,7 @@ func New(cfg *rest.Config, log *slog.Logger) (*Recorder, error) {
 		log: log.With("component", "kubeevents"), dyn: dyn, broadcaster: b,
 		rec:   b.NewRecorder(runtime.NewScheme(), Controller),
 		queue: make(chan item, 4096),
-		byOrg: map[string]map[key]struct{}{}, state: map[key]answerState{}, uids: map[key]types.UID{},
+		byOrg: map[string]map[key]struct{}{}, orgOf: map[key]string{}, state: map[key]answerState{}, uids: map[key]types.UID{},
 	}, nil
 }
 
@@ -121,6 +122,9 @@ func (r *Recorder) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// Close stops the broadcaster when Run was never called.
+func (r *Recorder) Close() { r.broadcaster.Shutdown() }
 
 // Dropped is how many Events were dropped because the queue was full.
 func (r *Recorder) Dropped() int64 { return r.dropped.Load() }
@@ -178,13 +182,20 @@ func (r *Recorder) Answered(namespace, name, org string, active, blind bool, rea
 	k := key{namespace, name}
 	now := answerState{active: active, blind: blind}
 	r.mu.Lock()
-	if org != "" {
-		set, ok := r.byOrg[org]
-		if !ok {
-			set = map[key]struct{}{}
-			r.byOrg[org] = set
+	if old := r.orgOf[k]; old != org { // new, or its trigger now names another org
+		if set := r.byOrg[old]; set != nil {
+			delete(set, k)
+			if len(set) == 0 {
+				delete(r.byOrg, old)
+			}
 		}
-		set[k] = struct{}{}
+		r.orgOf[k] = org
+		if org != "" {
+			if r.byOrg[org] == nil {
+				r.byOrg[org] = map[key]struct{}{}
+			}
+			r.byOrg[org][k] = struct{}{}
+		}
 	}
 	before, seen := r.state[k]
 	r.state[k] = now

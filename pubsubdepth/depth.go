@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 )
@@ -81,4 +82,26 @@ func ParseName(sub string) (project, id string, err error) {
 		return "", "", fmt.Errorf("subscription %q: expected projects/PROJECT/subscriptions/SUBSCRIPTION", sub)
 	}
 	return parts[1], parts[3], nil
+}
+
+// FetchError is a fetch that failed for some subscriptions only (one
+// project's query failed): the others' points stand.
+type FetchError struct {
+	bySub map[string]error
+}
+
+// For returns the error of sub's query, or nil if it succeeded.
+func (e *FetchError) For(sub string) error { return e.bySub[sub] }
+
+func (e *FetchError) Error() string {
+	seen := map[string]bool{}
+	var msgs []string
+	for _, err := range e.bySub {
+		if m := err.Error(); !seen[m] {
+			seen[m] = true
+			msgs = append(msgs, m)
+		}
+	}
+	sort.Strings(msgs)
+	return strings.Join(msgs, "; ")
 }

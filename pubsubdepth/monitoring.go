@@ -114,13 +114,20 @@ func (m *Monitoring) Fetch(ctx context.Context, subs []string) (map[string]Point
 	}
 	sort.Strings(projects)
 	out := make(map[string]Point, len(subs))
-	var errs []error
+	failed := map[string]error{}
 	for _, project := range projects {
 		if err := m.query(ctx, project, byProject[project], want, out); err != nil {
-			errs = append(errs, err)
+			for _, sub := range subs {
+				if p, _, _ := ParseName(sub); m.opts.Project != "" || p == project {
+					failed[sub] = err
+				}
+			}
 		}
 	}
-	return out, errors.Join(errs...)
+	if len(failed) > 0 {
+		return out, &FetchError{bySub: failed}
+	}
+	return out, nil
 }
 
 // Filter is the filter of one project's query: the tracked subscription

@@ -2,6 +2,7 @@ package pubsubdepth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -57,9 +58,14 @@ type tracked struct {
 	err       error
 	exists    Existence
 	checkedAt time.Time
-	hint      int64
-	hintAt    time.Time
+	hints     []hint // in arrival order
 	watchers  []*Watch
+}
+
+// hint is one enqueue hint: n messages said to be enqueued at at.
+type hint struct {
+	at time.Time
+	n  int64
 }
 
 // NewTracker returns a Tracker; call Run to start refreshing.
@@ -119,8 +125,18 @@ func (t *Tracker) Hint(sub string, n int64) Depth {
 	defer t.mu.Unlock()
 	s := t.get(sub, now)
 	s.lastAsked = now
-	s.hint += n
-	s.hintAt = now
+	if n > 0 {
+		s.hints = append(s.hints, hint{at: now, n: n})
+	}
+	if s.exists == Missing {
+		// Work enqueued on it: it may have just been created. Look again now
+		// rather than at the next periodic recheck.
+		s.exists, s.checkedAt = ExistenceUnknown, time.Time{}
+		select {
+		case t.kick <- struct{}{}:
+		default:
+		}
+	}
 	s.notify()
 	return t.depth(sub, s, now)
 }
@@ -130,8 +146,11 @@ func (t *Tracker) depth(sub string, s *tracked, now time.Time) Depth {
 	if !s.hasPoint {
 		d.Observed = Point{}
 	}
-	t.expireHint(s, now)
-	d.Hint, d.HintAt = s.hint, s.hintAt
+	t.expireHints(s, now)
+	for _, h := range s.hints {
+		d.Hint += h.n
+		d.HintAt = h.at
+	}
 	var base int64
 	switch age := now.Sub(s.observed.At); {
 	case s.hasPoint && age <= t.opts.MaxAge:
@@ -153,8 +172,8 @@ func (t *Tracker) depth(sub string, s *tracked, now time.Time) Depth {
 		d.Reason = "no point yet, and the subscription is not confirmed to exist"
 	}
 	if d.Hint > 0 {
-		if hintEnd := s.hintAt.Add(t.opts.MaxAge).Add(time.Nanosecond); d.Until.IsZero() || hintEnd.Before(d.Until) {
-			d.Until = hintEnd
+		if hintEnd := s.hints[0].at.Add(t.opts.MaxAge).Add(time.Nanosecond); d.Until.IsZero() || hintEnd.Before(d.Until) {
+			d.Until = hintEnd // the oldest hint ends first
 		}
 		d.Known = true
 		d.Reason += fmt.Sprintf(", plus %d hinted messages", d.Hint)
@@ -163,15 +182,20 @@ func (t *Tracker) depth(sub string, s *tracked, now time.Time) Depth {
 	return d
 }
 
-// expireHint drops a hint the source has caught up with, or one kept
-// longer than the max age with no newer point. Caller holds t.mu.
-func (t *Tracker) expireHint(s *tracked, now time.Time) {
-	if s.hint == 0 {
-		return
+// expireHints drops each hint the source has caught up with (a point
+// observed after it) and each kept longer than the max age, so hints that
+// keep coming never pile up on a backlog the source already shows. Caller
+// holds t.mu.
+func (t *Tracker) expireHints(s *tracked, now time.Time) {
+	kept := s.hints[:0]
+	for _, h := range s.hints {
+		if (s.hasPoint && s.observed.At.After(h.at)) || now.Sub(h.at) > t.opts.MaxAge {
+			continue
+		}
+		kept = append(kept, h)
 	}
-	if (s.hasPoint && s.observed.At.After(s.hintAt)) || now.Sub(s.hintAt) > t.opts.MaxAge {
-		s.hint, s.hintAt = 0, time.Time{}
-	}
+	clear(s.hints[len(kept):])
+	s.hints = kept
 }
 
 // Snapshot returns every tracked subscription, by name.
@@ -205,29 +229,43 @@ func (t *Tracker) Run(ctx context.Context) {
 }
 
 // refresh fetches the tracked subscriptions (only those never fetched when
-// onlyNew), after checking the existence of those that need it.
+// onlyNew), then looks up the existence of those that need it.
 func (t *Tracker) refresh(ctx context.Context, onlyNew bool) {
 	subs, check := t.due(onlyNew)
-	for _, sub := range check {
-		t.check(ctx, sub)
+	if len(subs) > 0 {
+		fctx, cancel := context.WithTimeout(ctx, t.opts.Refresh)
+		points, err := t.opts.Source.Fetch(fctx, subs)
+		cancel()
+		if err != nil && ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			t.log.Warn("backlog fetch failed; keeping the last points", "subscriptions", len(subs), "err", err)
+		}
+		t.apply(subs, points, err)
 	}
-	if len(subs) == 0 {
-		return
+	t.checkAll(ctx, check)
+}
+
+// maxChecks bounds the existence lookups in flight at once.
+const maxChecks = 8
+
+func (t *Tracker) checkAll(ctx context.Context, subs []string) {
+	sem := make(chan struct{}, maxChecks)
+	var wg sync.WaitGroup
+	for _, sub := range subs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			t.check(ctx, sub)
+		})
 	}
-	fctx, cancel := context.WithTimeout(ctx, t.opts.Refresh)
-	points, err := t.opts.Source.Fetch(fctx, subs)
-	cancel()
-	if err != nil && ctx.Err() != nil {
-		return
-	}
-	if err != nil {
-		t.log.Warn("backlog fetch failed; keeping the last points", "subscriptions", len(subs), "err", err)
-	}
-	t.apply(subs, points, err)
+	wg.Wait()
 }
 
 // due lists what to fetch and what to check, and drops the subscriptions
-// nobody asked about for DropAfter refreshes.
+// nobody asked about for DropAfter refreshes. A subscription with a point
+// needs no lookup: Monitoring has its series, so it exists.
 func (t *Tracker) due(onlyNew bool) (fetch, check []string) {
 	now := t.opts.Now()
 	idle := max(time.Duration(t.opts.DropAfter)*t.opts.Refresh, t.opts.MinDropAfter)
@@ -239,11 +277,10 @@ func (t *Tracker) due(onlyNew bool) (fetch, check []string) {
 			t.log.Info("stopped tracking a subscription nobody asks about", "subscription", sub, "last_asked", s.lastAsked)
 			continue
 		}
-		if onlyNew && s.fetched {
-			continue
+		if !onlyNew || !s.fetched {
+			fetch = append(fetch, sub)
 		}
-		fetch = append(fetch, sub)
-		if t.opts.Checker != nil && (s.exists == ExistenceUnknown || (s.exists == Missing && now.Sub(s.checkedAt) > t.opts.RecheckMissing)) {
+		if t.opts.Checker != nil && !s.hasPoint && s.exists != Exists && now.Sub(s.checkedAt) > t.opts.RecheckMissing {
 			check = append(check, sub)
 		}
 	}
@@ -252,13 +289,9 @@ func (t *Tracker) due(onlyNew bool) (fetch, check []string) {
 }
 
 func (t *Tracker) check(ctx context.Context, sub string) {
-	cctx, cancel := context.WithTimeout(ctx, t.opts.Refresh)
+	cctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	ok, err := t.opts.Checker.Exists(cctx, sub)
 	cancel()
-	if err != nil {
-		t.log.Warn("cannot tell whether a subscription exists", "subscription", sub, "err", err)
-		return
-	}
 	now := t.opts.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -266,7 +299,11 @@ func (t *Tracker) check(ctx context.Context, sub string) {
 	if !tracked {
 		return
 	}
-	s.checkedAt = now
+	s.checkedAt = now // a failed lookup also waits RecheckMissing before the next
+	if err != nil {
+		t.log.Warn("cannot tell whether a subscription exists", "subscription", sub, "err", err)
+		return
+	}
 	before := s.exists
 	s.exists = Missing
 	if ok {
@@ -280,8 +317,13 @@ func (t *Tracker) check(ctx context.Context, sub string) {
 	}
 }
 
+// checkTimeout bounds one existence lookup.
+const checkTimeout = 5 * time.Second
+
 func (t *Tracker) apply(subs []string, points map[string]Point, err error) {
 	now := t.opts.Now()
+	var partial *FetchError
+	errors.As(err, &partial)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, sub := range subs {
@@ -290,12 +332,17 @@ func (t *Tracker) apply(subs []string, points map[string]Point, err error) {
 			continue
 		}
 		before := t.depth(sub, s, now)
-		if err != nil {
-			s.err = err
+		subErr := err
+		if partial != nil {
+			subErr = partial.For(sub) // other projects' answers stand
+		}
+		if subErr != nil {
+			s.err = subErr
 		} else {
 			s.err, s.fetched = nil, true
 			if p, ok := points[sub]; ok && (!s.hasPoint || !p.At.Before(s.observed.At)) {
 				s.observed, s.hasPoint = p, true
+				s.exists = Exists // it has a series: it exists
 			}
 		}
 		after := t.depth(sub, s, now)

@@ -246,3 +246,63 @@ func TestParseName(t *testing.T) {
 	}
 	_ = errors.New
 }
+
+// Producers that hint more often than Monitoring's lag: each hint ends
+// when a point observed after it arrives, so they never pile up on a
+// backlog the source already shows.
+func TestTrackerHintsDoNotPileUp(t *testing.T) {
+	e := newTrackerEnv(t)
+	t0 := e.clock.Now()
+	e.ms.Set(sub, 0, t0)
+	e.tr.Backlog(sub)
+	e.refresh()
+	for i := range 10 {
+		e.clock.Set(t0.Add(time.Duration(i+1) * 30 * time.Second))
+		e.tr.Hint(sub, 2)
+		// Monitoring, 1-3 minutes late, has seen the hints of 2 minutes ago.
+		seen := int64(2 * min(i+1, max(i-3, 0)))
+		e.ms.Set(sub, seen, e.clock.Now().Add(-2*time.Minute+time.Second))
+		e.tr.Backlog(sub)
+		e.refresh()
+		d := e.tr.Backlog(sub)
+		if d.Hint > 10 {
+			t.Fatalf("round %d: %d hinted messages still counted: hints pile up (%+v)", i, d.Hint, d)
+		}
+	}
+}
+
+// One project's query failing leaves the other projects' points standing.
+func TestTrackerOneProjectFailing(t *testing.T) {
+	e := newTrackerEnv(t)
+	a, b := "projects/proj-a/subscriptions/jobs", "projects/proj-b/subscriptions/jobs"
+	e.ms.Set(a, 1, e.clock.Now())
+	e.ms.Set(b, 2, e.clock.Now())
+	e.ms.SetFailFor("proj-a", status.Error(codes.PermissionDenied, "no monitoring.viewer on proj-a"))
+	e.tr.Backlog(a)
+	e.tr.Backlog(b)
+	e.refresh()
+	if d := e.tr.Backlog(b); !d.Known || d.Messages != 2 || d.Err != nil {
+		t.Fatalf("proj-b must stand: %+v", d)
+	}
+	if d := e.tr.Backlog(a); d.Known || d.Err == nil || !strings.Contains(d.Err.Error(), "monitoring.viewer") {
+		t.Fatalf("proj-a: want unknown with its error, got %+v", d)
+	}
+}
+
+// A hint on a subscription found missing looks it up again at once: it may
+// have just been created by the producer.
+func TestTrackerHintRechecksMissing(t *testing.T) {
+	e := newTrackerEnv(t)
+	fresh := "projects/p-tracker/subscriptions/fresh"
+	e.tr.Backlog(fresh)
+	e.refresh()
+	if d := e.tr.Backlog(fresh); d.Exists != Missing {
+		t.Fatalf("want missing, got %+v", d)
+	}
+	e.exist(t, fresh)
+	e.tr.Hint(fresh, 1)
+	e.tr.refresh(context.Background(), true) // what the kick runs
+	if d := e.tr.Backlog(fresh); d.Exists != Exists || !d.Known || d.Messages != 1 {
+		t.Fatalf("want found at once, with the hint counted: %+v", d)
+	}
+}

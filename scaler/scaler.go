@@ -260,7 +260,12 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 	wasActive := false
 	for {
 		a, d, err := s.answer(w)
-		if err != nil {
+		if status.Code(err) == codes.NotFound {
+			// The subscription does not exist (yet): stay open, inactive,
+			// so its creation and first hint are pushed without waiting
+			// for KEDA's reconnect backoff.
+			a, wasActive = decide.Answer{}, false
+		} else if err != nil {
 			return err
 		}
 		blind := a.Rule == decide.RuleBlind && !a.Active

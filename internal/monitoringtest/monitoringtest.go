@@ -41,6 +41,7 @@ type Server struct {
 	series   map[string][]*monitoringpb.TimeSeries // by project queried
 	requests []*monitoringpb.ListTimeSeriesRequest
 	fail     error
+	failFor  map[string]error // by project queried
 }
 
 // Start serves a MetricService on loopback until the test ends.
@@ -97,6 +98,16 @@ func (m *Server) SetFail(err error) {
 	m.mu.Unlock()
 }
 
+// SetFailFor makes the queries of one project fail with err (nil: succeed).
+func (m *Server) SetFailFor(project string, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failFor == nil {
+		m.failFor = map[string]error{}
+	}
+	m.failFor[project] = err
+}
+
 // Requests returns every ListTimeSeries request received, pages included.
 func (m *Server) Requests() []*monitoringpb.ListTimeSeriesRequest {
 	m.mu.Lock()
@@ -113,6 +124,9 @@ func (m *Server) ListTimeSeries(_ context.Context, req *monitoringpb.ListTimeSer
 	m.requests = append(m.requests, req)
 	if m.fail != nil {
 		return nil, m.fail
+	}
+	if err := m.failFor[strings.TrimPrefix(req.GetName(), "projects/")]; err != nil {
+		return nil, err
 	}
 	if !strings.Contains(req.GetFilter(), `metric.type = "`+MetricType+`"`) {
 		return nil, status.Errorf(codes.InvalidArgument, "filter %q lacks the metric type", req.GetFilter())
