@@ -63,6 +63,9 @@ func (s *Store) Update(ctx context.Context, id string, u Update) (Org, error) {
 	if err := s.db.Sync(); err != nil {
 		return Org{}, fmt.Errorf("sync data dir: %w", err)
 	}
+	if from, to := stateOf(e.rec), stateOf(rec); from != to {
+		s.metrics.moved(from, to)
+	}
 	e.rec = rec
 	e.dirty = false // the write carried everything up to here
 	if rec.DormantSince.IsZero() && rec.ScaleToZero {

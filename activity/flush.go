@@ -97,6 +97,7 @@ func (s *Store) write(batch []pending) error {
 	if err := wb.Flush(); err != nil {
 		return fmt.Errorf("write %d orgs: %w", len(batch), err)
 	}
+	s.metrics.writes.Add(float64(len(batch)))
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options configure a Store.
@@ -30,6 +31,8 @@ type Options struct {
 	// OnTransition, when set, is told of every org that woke or went
 	// dormant, outside the store's locks. It must not block.
 	OnTransition func(Transition)
+	// Registerer, when set, gets the store's metrics.
+	Registerer prometheus.Registerer
 }
 
 // Transition is an org waking or going dormant.
@@ -79,12 +82,13 @@ const shardCount = 64
 
 // Store holds every org. Its methods are safe for concurrent use.
 type Store struct {
-	opts   Options
-	log    *slog.Logger
-	db     *badger.DB
-	seed   maphash.Seed
-	shards [shardCount]shard
-	sched  *scheduler
+	opts    Options
+	log     *slog.Logger
+	db      *badger.DB
+	seed    maphash.Seed
+	shards  [shardCount]shard
+	sched   *scheduler
+	metrics *metrics
 
 	writeMu sync.Mutex // orders writes so an older snapshot never lands after a newer one
 
@@ -159,6 +163,7 @@ func start(opts Options, db *badger.DB) (*Store, error) {
 		urgent:  make(map[string]struct{}),
 		urgentC: make(chan struct{}, 1),
 		done:    make(chan struct{}),
+		metrics: newMetrics(opts.Registerer),
 	}
 	for i := range s.shards {
 		s.shards[i].orgs = make(map[string]*entry)
@@ -235,6 +240,7 @@ func (s *Store) load() error {
 			if !e.rec.DormantSince.IsZero() {
 				dormant++
 			}
+			s.metrics.orgs.WithLabelValues(stateOf(e.rec)).Inc()
 		}
 		return nil
 	})
@@ -247,6 +253,13 @@ func (s *Store) load() error {
 
 func (s *Store) shard(id string) *shard {
 	return &s.shards[maphash.String(s.seed, id)%shardCount]
+}
+
+func stateOf(r record) string {
+	if r.DormantSince.IsZero() {
+		return "active"
+	}
+	return "dormant"
 }
 
 func (s *Store) window(r record) time.Duration {
@@ -315,6 +328,7 @@ func (s *Store) getOrCreate(sh *shard, id string, now time.Time) (*entry, bool) 
 	}
 	e := &entry{rec: record{LastActivity: now, FirstSeen: now, ScaleToZero: true}}
 	sh.orgs[id] = e
+	s.metrics.moved("", "active")
 	s.markUrgent(sh, id, e)
 	s.schedule(id, e, now.Add(s.window(e.rec)))
 	return e, true
@@ -327,6 +341,7 @@ func (s *Store) Record(id string) (o Org, woke bool) { return s.RecordFor(id, Wa
 // RecordFor records one activity of org, saying what it was (activity, or
 // an enqueue hint naming the org).
 func (s *Store) RecordFor(id string, why WakeReason) (o Org, woke bool) {
+	s.metrics.events.Inc()
 	now := s.opts.Now()
 	sh := s.shard(id)
 	sh.mu.Lock()
@@ -339,6 +354,7 @@ func (s *Store) RecordFor(id string, why WakeReason) (o Org, woke bool) {
 		if !e.rec.DormantSince.IsZero() {
 			wasDormant = e.rec.DormantSince
 			e.rec.DormantSince = time.Time{}
+			s.metrics.moved("dormant", "active")
 			s.markUrgent(sh, id, e)
 			s.schedule(id, e, now.Add(s.window(e.rec)))
 		} else {
@@ -408,6 +424,7 @@ func (s *Store) expire(id string, at time.Time) {
 		return
 	}
 	e.rec.DormantSince = deadline
+	s.metrics.moved("active", "dormant")
 	s.markUrgent(sh, id, e)
 	e.notify()
 	last, window := e.rec.LastActivity, s.window(e.rec)

@@ -10,10 +10,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -57,6 +62,9 @@ type Options struct {
 	// ScaledObjects the scaler serves.
 	Kubeconfig string
 	InCluster  bool
+
+	// MetricsListen is where /metrics is served (Prometheus).
+	MetricsListen string
 }
 
 // Backlog sources.
@@ -75,6 +83,7 @@ const (
 	DefaultFlushInterval = 10 * time.Second
 	DefaultShutdownGrace = 10 * time.Second
 	DefaultPubSubListen  = "127.0.0.1:8085"
+	DefaultMetricsListen = "127.0.0.1:9092"
 	DefaultDepthRefresh  = 15 * time.Second
 	DefaultDepthMaxAge   = 5 * time.Minute
 )
@@ -92,6 +101,9 @@ type App struct {
 	apiHealth *health.Server
 	depth     *depth               // nil without a backlog source
 	events    *kubeevents.Recorder // nil without a cluster
+	registry  *prometheus.Registry
+	metricsLn net.Listener
+	metrics   *http.Server
 	eventsWG  sync.WaitGroup
 	eventsEnd context.CancelFunc
 	done      chan struct{}
@@ -102,7 +114,8 @@ type App struct {
 // before Run. On error nothing is left open.
 func New(o Options) (*App, error) {
 	o = withDefaults(o)
-	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{})}
+	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{}), registry: prometheus.NewRegistry()}
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if o.Kubeconfig != "" || o.InCluster {
 		cfg, err := kubeevents.Config(o.Kubeconfig)
 		if err != nil {
@@ -120,7 +133,7 @@ func New(o Options) (*App, error) {
 	}()
 	store, err := activity.Open(activity.Options{
 		Dir: o.DataDir, IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval, Logger: o.Logger, Now: o.Now,
-		OnTransition: a.onTransition,
+		OnTransition: a.onTransition, Registerer: a.registry,
 	})
 	if err != nil {
 		return nil, err
@@ -135,7 +148,14 @@ func New(o Options) (*App, error) {
 		_ = store.Close()
 		return nil, fmt.Errorf("listen for the API on %s: %w", o.APIListen, err)
 	}
-	if a.depth, err = newDepth(o); err != nil {
+	if a.metricsLn, err = net.Listen("tcp", o.MetricsListen); err != nil {
+		_ = a.apiLis.Close()
+		_ = a.kedaLis.Close()
+		_ = store.Close()
+		return nil, fmt.Errorf("listen for metrics on %s: %w", o.MetricsListen, err)
+	}
+	if a.depth, err = newDepth(o, a.registry); err != nil {
+		_ = a.metricsLn.Close()
 		_ = a.apiLis.Close()
 		_ = a.kedaLis.Close()
 		_ = store.Close()
@@ -150,14 +170,22 @@ func New(o Options) (*App, error) {
 	if a.depth != nil {
 		scalerBacklogs, apiBacklogs = a.depth.tracker, a.depth.tracker
 	}
-	a.kedaSrv, a.health = newServer()
+	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	a.registry.MustRegister(grpcMetrics)
+	a.kedaSrv, a.health = newServer(grpcMetrics)
 	kedapb.RegisterExternalScalerServer(a.kedaSrv, scaler.New(scaler.Options{
 		Orgs: store, Backlogs: scalerBacklogs, Now: o.Now, Logger: o.Logger, Done: a.done, Observer: observer,
+		Registerer: a.registry,
 	}))
-	a.apiSrv, a.apiHealth = newServer()
+	a.apiSrv, a.apiHealth = newServer(grpcMetrics)
 	apiServer := api.New(store, apiBacklogs, a.done)
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
+	grpcMetrics.InitializeMetrics(a.kedaSrv)
+	grpcMetrics.InitializeMetrics(a.apiSrv)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	a.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	ok = true
 	return a, nil
 }
@@ -190,6 +218,9 @@ func withDefaults(o Options) Options {
 	if o.PubSub == "" {
 		o.PubSub = PubSubNone
 	}
+	if o.MetricsListen == "" {
+		o.MetricsListen = DefaultMetricsListen
+	}
 	if o.PubSubListen == "" {
 		o.PubSubListen = DefaultPubSubListen
 	}
@@ -202,8 +233,10 @@ func withDefaults(o Options) Options {
 	return o
 }
 
-func newServer() (*grpc.Server, *health.Server) {
+func newServer(m *grpcprom.ServerMetrics) (*grpc.Server, *health.Server) {
 	s := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(m.StreamServerInterceptor()),
 		// KEDA keeps one long-lived connection per scaler address; let it
 		// ping to keep that connection alive through idle periods.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -226,6 +259,9 @@ func (a *App) PubSubAddr() string {
 	return a.depth.embedded.Addr()
 }
 
+// MetricsAddr is the address /metrics is served on.
+func (a *App) MetricsAddr() string { return a.metricsLn.Addr().String() }
+
 // APIAddr is the address of the activity and admin API.
 func (a *App) APIAddr() string { return a.apiLis.Addr().String() }
 
@@ -245,9 +281,14 @@ func (a *App) Run(ctx context.Context) error {
 			}
 		})
 	}
+	go func() {
+		if err := a.metrics.Serve(a.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("metrics server stopped", "err", err)
+		}
+	}()
 	go func() { errc <- serve(a.kedaSrv, a.kedaLis, "KEDA") }()
 	go func() { errc <- serve(a.apiSrv, a.apiLis, "API") }()
-	a.log.Info("scaler serving", "keda", a.Addr(), "api", a.APIAddr(), "data_dir", a.opts.DataDir,
+	a.log.Info("scaler serving", "keda", a.Addr(), "api", a.APIAddr(), "metrics", a.MetricsAddr(), "data_dir", a.opts.DataDir,
 		"idle_window", a.opts.IdleWindow, "flush_interval", a.opts.FlushInterval, "pubsub", a.opts.PubSub)
 	var err error
 	select {
@@ -277,6 +318,8 @@ func (a *App) stop() error {
 		wg.Wait()
 		_ = a.kedaLis.Close() // already closed when Run served it
 		_ = a.apiLis.Close()
+		_ = a.metrics.Close()
+		_ = a.metricsLn.Close()
 		if a.depth != nil {
 			a.depth.stop()
 		}

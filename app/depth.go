@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/orgscaler/orgscaler/pubsubdepth"
 )
 
@@ -24,7 +26,7 @@ type depth struct {
 	wg       sync.WaitGroup
 }
 
-func newDepth(o Options) (*depth, error) {
+func newDepth(o Options, reg prometheus.Registerer) (*depth, error) {
 	d := &depth{log: o.Logger.With("component", "app")}
 	var source pubsubdepth.Source
 	var checker *pubsubdepth.PubSubChecker
@@ -51,6 +53,9 @@ func newDepth(o Options) (*depth, error) {
 			return nil, err
 		}
 		source = mon
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "scaler_monitoring_calls_total", Help: "Cloud Monitoring ListTimeSeries calls (pages included).",
+		}, func() float64 { return float64(mon.Calls()) }))
 		checker = pubsubdepth.NewPubSubChecker() // Application Default Credentials, or PUBSUB_EMULATOR_HOST
 		d.closers = append(d.closers, checker.Close, mon.Close)
 	default:
@@ -60,6 +65,7 @@ func newDepth(o Options) (*depth, error) {
 		Source: source, Checker: checker, Refresh: o.DepthRefresh, MaxAge: o.DepthMaxAge,
 		Now: o.Now, Logger: o.Logger,
 	})
+	reg.MustRegister(d.tracker.Collector())
 	return d, nil
 }
 

@@ -96,14 +96,14 @@ func run(m *testing.M) int {
 
 // ourScaler is the scaler binary under test.
 type ourScaler struct {
-	p                       *proc
-	keda, api, pubsub, data string
+	p                                *proc
+	keda, api, pubsub, data, metrics string
 }
 
 func startScaler(t *testing.T, s *ourScaler) {
 	t.Helper()
 	p, err := c.start("scaler", scalerBin, nil,
-		"--listen", s.keda, "--api-listen", s.api, "--data-dir", s.data,
+		"--listen", s.keda, "--api-listen", s.api, "--data-dir", s.data, "--metrics-listen", s.metrics,
 		"--pubsub=embedded", "--pubsub-listen", s.pubsub, "--depth-refresh", "500ms",
 		"--kubeconfig", c.kubeconfig, "--log-level", "debug")
 	if err != nil {
@@ -277,7 +277,8 @@ func forTest(t *testing.T, file, scalerAddr string) []byte {
 func TestEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	s := &ourScaler{keda: fmt.Sprintf("127.0.0.1:%d", freePort()), api: fmt.Sprintf("127.0.0.1:%d", freePort()),
-		pubsub: fmt.Sprintf("127.0.0.1:%d", freePort()), data: filepath.Join(c.dir, "scaler-data")}
+		pubsub: fmt.Sprintf("127.0.0.1:%d", freePort()), data: filepath.Join(c.dir, "scaler-data"),
+		metrics: fmt.Sprintf("127.0.0.1:%d", freePort())}
 	startScaler(t, s)
 	trivial := startTrivial(t)
 

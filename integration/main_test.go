@@ -17,6 +17,7 @@ import (
 	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/orgscaler/orgscaler/app"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
@@ -54,7 +55,7 @@ type daemon struct {
 
 func options(t *testing.T, dataDir string) app.Options {
 	return app.Options{
-		Listen: "127.0.0.1:0", APIListen: "127.0.0.1:0", DataDir: dataDir,
+		Listen: "127.0.0.1:0", APIListen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", DataDir: dataDir,
 		IdleWindow: 24 * time.Hour, FlushInterval: 10 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
 	}
@@ -147,3 +148,5 @@ func corruptEveryFile(t *testing.T, dir string) {
 		}
 	}
 }
+
+func durationOf(d time.Duration) *durationpb.Duration { return durationpb.New(d) }

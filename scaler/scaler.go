@@ -13,6 +13,7 @@ import (
 	"time"
 
 	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -52,6 +53,7 @@ type Server struct {
 	log      *slog.Logger
 	done     <-chan struct{}
 	observer Observer
+	metrics  *metrics
 
 	mu   sync.Mutex
 	last map[string]bool // the last IsActive answer per workload, kept while blind
@@ -68,6 +70,8 @@ type Options struct {
 	Done <-chan struct{}
 	// Observer, when set, is told of every IsActive answer.
 	Observer Observer
+	// Registerer, when set, gets the service's metrics.
+	Registerer prometheus.Registerer
 }
 
 // New returns a Server.
@@ -79,7 +83,7 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{orgs: o.Orgs, now: o.Now, log: o.Logger.With("component", "scaler"), done: o.Done,
-		observer: o.Observer, last: make(map[string]bool)}
+		observer: o.Observer, metrics: newMetrics(o.Registerer), last: make(map[string]bool)}
 	s.backlogs = o.Backlogs
 	return s
 }
@@ -146,6 +150,7 @@ func (s *Server) IsActive(_ context.Context, ref *pb.ScaledObjectRef) (*pb.IsAct
 	}
 	blind := a.Rule == decide.RuleBlind && !a.Active
 	active, err := s.remember(w, a.Active, blind, d)
+	s.count(w, active, err)
 	if s.observer != nil {
 		reason := a.Reason
 		if blind {
@@ -157,6 +162,17 @@ func (s *Server) IsActive(_ context.Context, ref *pb.ScaledObjectRef) (*pb.IsAct
 		return nil, err
 	}
 	return &pb.IsActiveResponse{Result: active}, nil
+}
+
+func (s *Server) count(w decide.Workload, active bool, err error) {
+	result := "inactive"
+	switch {
+	case err != nil:
+		result = "error"
+	case active:
+		result = "active"
+	}
+	s.metrics.answers.WithLabelValues(string(w.Kind), result).Inc()
 }
 
 // remember keeps the last answer per workload, and gives it back while the
@@ -254,6 +270,8 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 		defer watch.Stop()
 		backlogChanged = watch.C()
 	}
+	s.metrics.streams.Inc()
+	defer s.metrics.streams.Dec()
 	log := s.log.With("namespace", ref.GetNamespace(), "scaledobject", ref.GetName(), "workload", w.Kind, "org", w.Org)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -273,6 +291,7 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 			if err := stream.Send(&pb.IsActiveResponse{Result: true}); err != nil {
 				return fmt.Errorf("push active: %w", err)
 			}
+			s.metrics.pushes.Inc()
 			log.Debug("pushed active", "rule", a.Rule, "reason", a.Reason)
 		}
 		if !blind { // blind keeps the last state, as IsActive does

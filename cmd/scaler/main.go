@@ -66,6 +66,7 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs.SetOutput(out)
 	fs.StringVar(&c.app.Listen, "listen", app.DefaultListen, "address of the gRPC port KEDA calls (ExternalScaler service)")
 	fs.StringVar(&c.app.APIListen, "api-listen", app.DefaultAPIListen, "address of the activity and admin gRPC API (scalerctl talks to it)")
+	fs.StringVar(&c.app.MetricsListen, "metrics-listen", app.DefaultMetricsListen, "address of the Prometheus endpoint (/metrics)")
 	fs.StringVar(&c.app.DataDir, "data-dir", app.DefaultDataDir, "directory of the Badger database holding every org")
 	fs.DurationVar(&c.app.IdleWindow, "idle-window", app.DefaultIdleWindow, "how long an org stays active after its last activity, unless the org has its own window")
 	fs.DurationVar(&c.app.FlushInterval, "flush-interval", app.DefaultFlushInterval, "how often coalesced activity is written to disk: at most one write per org per interval; a crash loses at most this much of an org's last activity")

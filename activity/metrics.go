@@ -1,0 +1,46 @@
+package activity
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the store's Prometheus metrics.
+type metrics struct {
+	orgs        *prometheus.GaugeVec
+	transitions *prometheus.CounterVec
+	events      prometheus.Counter
+	writes      prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		orgs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "scaler_orgs", Help: "Orgs known to the scaler, by state (active or dormant).",
+		}, []string{"state"}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scaler_org_transitions_total", Help: "Orgs that woke or went dormant, by direction (wake, dormant).",
+		}, []string{"direction"}),
+		events: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scaler_activity_events_total", Help: "Activity events received (before coalescing).",
+		}),
+		writes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scaler_badger_org_writes_total", Help: "Org records written to Badger (after coalescing).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.orgs, m.transitions, m.events, m.writes)
+	}
+	return m
+}
+
+// moved counts an org moving between states; from "" is a new org.
+func (m *metrics) moved(from, to string) {
+	if from != "" {
+		m.orgs.WithLabelValues(from).Dec()
+	}
+	m.orgs.WithLabelValues(to).Inc()
+	switch {
+	case from == "dormant" && to == "active":
+		m.transitions.WithLabelValues("wake").Inc()
+	case from == "active" && to == "dormant":
+		m.transitions.WithLabelValues("dormant").Inc()
+	}
+}
