@@ -14,7 +14,8 @@ export PATH := $(BIN):$(PATH)
 ## ports, embedded Pub/Sub on 127.0.0.1:8085); with SCALER_GCP_PROJECT set,
 ## backlog comes from Cloud Monitoring instead
 run:
-	go run ./cmd/scaler --data-dir ./data --pubsub=$(if $(SCALER_GCP_PROJECT),monitoring,embedded)
+	go build -o $(BIN)/scaler ./cmd/scaler
+	exec $(BIN)/scaler --data-dir ./data --pubsub=$(if $(SCALER_GCP_PROJECT),monitoring,embedded)
 
 ## test: every test, with the race detector
 test:
