@@ -5,6 +5,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -191,44 +192,22 @@ func New(o Options) (*App, error) {
 }
 
 func withDefaults(o Options) Options {
-	if o.Listen == "" {
-		o.Listen = DefaultListen
-	}
-	if o.APIListen == "" {
-		o.APIListen = DefaultAPIListen
-	}
-	if o.DataDir == "" {
-		o.DataDir = DefaultDataDir
-	}
-	if o.IdleWindow == 0 {
-		o.IdleWindow = DefaultIdleWindow
-	}
-	if o.FlushInterval == 0 {
-		o.FlushInterval = DefaultFlushInterval
-	}
-	if o.ShutdownGrace == 0 {
-		o.ShutdownGrace = DefaultShutdownGrace
-	}
+	o.Listen = cmp.Or(o.Listen, DefaultListen)
+	o.APIListen = cmp.Or(o.APIListen, DefaultAPIListen)
+	o.MetricsListen = cmp.Or(o.MetricsListen, DefaultMetricsListen)
+	o.DataDir = cmp.Or(o.DataDir, DefaultDataDir)
+	o.IdleWindow = cmp.Or(o.IdleWindow, DefaultIdleWindow)
+	o.FlushInterval = cmp.Or(o.FlushInterval, DefaultFlushInterval)
+	o.ShutdownGrace = cmp.Or(o.ShutdownGrace, DefaultShutdownGrace)
+	o.PubSub = cmp.Or(o.PubSub, PubSubNone)
+	o.PubSubListen = cmp.Or(o.PubSubListen, DefaultPubSubListen)
+	o.DepthRefresh = cmp.Or(o.DepthRefresh, DefaultDepthRefresh)
+	o.DepthMaxAge = cmp.Or(o.DepthMaxAge, DefaultDepthMaxAge)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
-	}
-	if o.PubSub == "" {
-		o.PubSub = PubSubNone
-	}
-	if o.MetricsListen == "" {
-		o.MetricsListen = DefaultMetricsListen
-	}
-	if o.PubSubListen == "" {
-		o.PubSubListen = DefaultPubSubListen
-	}
-	if o.DepthRefresh == 0 {
-		o.DepthRefresh = DefaultDepthRefresh
-	}
-	if o.DepthMaxAge == 0 {
-		o.DepthMaxAge = DefaultDepthMaxAge
 	}
 	return o
 }
