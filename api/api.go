@@ -50,15 +50,17 @@ const MaxIdleWindow = 366 * 24 * time.Hour
 type Server struct {
 	pb.UnimplementedActivityServiceServer
 	pb.UnimplementedAdminServiceServer
-	store    Store
-	backlogs Backlogs
-	done     <-chan struct{}
+	store     Store
+	backlogs  Backlogs
+	explainer Explainer
+	done      <-chan struct{}
 }
 
-// New returns a Server over store and backlogs (nil: no backlog source).
-// Closing done ends open activity streams cleanly, with their counts.
-func New(store Store, backlogs Backlogs, done <-chan struct{}) *Server {
-	return &Server{store: store, backlogs: backlogs, done: done}
+// New returns a Server over store, backlogs (nil: no backlog source) and
+// explainer. Closing done ends open activity streams cleanly, with their
+// counts.
+func New(store Store, backlogs Backlogs, explainer Explainer, done <-chan struct{}) *Server {
+	return &Server{store: store, backlogs: backlogs, explainer: explainer, done: done}
 }
 
 func checkOrg(field, org string) error {

@@ -174,12 +174,13 @@ func New(o Options) (*App, error) {
 	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	a.registry.MustRegister(grpcMetrics)
 	a.kedaSrv, a.health = newServer(grpcMetrics)
-	kedapb.RegisterExternalScalerServer(a.kedaSrv, scaler.New(scaler.Options{
+	kedaServer := scaler.New(scaler.Options{
 		Orgs: store, Backlogs: scalerBacklogs, Now: o.Now, Logger: o.Logger, Done: a.done, Observer: observer,
 		Registerer: a.registry,
-	}))
+	})
+	kedapb.RegisterExternalScalerServer(a.kedaSrv, kedaServer)
 	a.apiSrv, a.apiHealth = newServer(grpcMetrics)
-	apiServer := api.New(store, apiBacklogs, a.done)
+	apiServer := api.New(store, apiBacklogs, kedaServer, a.done)
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
 	grpcMetrics.InitializeMetrics(a.kedaSrv)

@@ -56,7 +56,8 @@ type Server struct {
 	metrics  *metrics
 
 	mu   sync.Mutex
-	last map[string]bool // the last IsActive answer per workload, kept while blind
+	last map[string]bool              // the last IsActive answer per workload, kept while blind
+	seen map[string]map[string]string // the last metadata per ScaledObject ("ns/name"), for explain
 }
 
 // Options configure a Server.
@@ -83,7 +84,8 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{orgs: o.Orgs, now: o.Now, log: o.Logger.With("component", "scaler"), done: o.Done,
-		observer: o.Observer, metrics: newMetrics(o.Registerer), last: make(map[string]bool)}
+		observer: o.Observer, metrics: newMetrics(o.Registerer), last: make(map[string]bool),
+		seen: make(map[string]map[string]string)}
 	s.backlogs = o.Backlogs
 	return s
 }
@@ -101,6 +103,7 @@ func (s *Server) workload(ref *pb.ScaledObjectRef) (decide.Workload, error) {
 		}
 		return decide.Workload{}, status.Error(codes.InvalidArgument, err.Error())
 	}
+	s.noteMetadata(ref)
 	if w.Subscription != "" && s.backlogs == nil {
 		return decide.Workload{}, status.Errorf(codes.FailedPrecondition,
 			"%s/%s: subscription %s: this scaler runs without a backlog source, so a %s that scales on a subscription cannot be answered: start it with --pubsub=monitoring (or --pubsub=embedded for local work)",
@@ -112,20 +115,28 @@ func (s *Server) workload(ref *pb.ScaledObjectRef) (decide.Workload, error) {
 // answer computes the decision for w now, from memory only. It fails with
 // NotFound for a subscription that does not exist.
 func (s *Server) answer(w decide.Workload) (decide.Answer, pubsubdepth.Depth, error) {
+	a, _, d, err := s.evaluate(w)
+	return a, d, err
+}
+
+// evaluate is answer with the org it read.
+func (s *Server) evaluate(w decide.Workload) (decide.Answer, activity.Org, pubsubdepth.Depth, error) {
 	var org decide.OrgState
+	var o activity.Org
 	if w.Org != "" {
-		org = orgState(s.orgs.Sight(w.Org))
+		o = s.orgs.Sight(w.Org)
+		org = orgState(o)
 	}
 	var b decide.Backlog
 	var d pubsubdepth.Depth
 	if w.Subscription != "" {
 		d = s.backlogs.Backlog(w.Subscription)
 		if d.Exists == pubsubdepth.Missing {
-			return decide.Answer{}, d, status.Errorf(codes.NotFound, "subscription %s does not exist", w.Subscription)
+			return decide.Answer{}, o, d, status.Errorf(codes.NotFound, "subscription %s does not exist", w.Subscription)
 		}
 		b = decide.Backlog{Known: d.Known, Messages: d.Messages, ObservedAt: d.Observed.At}
 	}
-	return decide.Decide(w, org, b, s.now()), d, nil
+	return decide.Decide(w, org, b, s.now()), o, d, nil
 }
 
 func orgState(o activity.Org) decide.OrgState {
@@ -276,7 +287,13 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	wasActive := false
+	var activeUntil time.Time // when the last active answer was due to end
 	for {
+		if wasActive && !activeUntil.IsZero() && !s.now().Before(activeUntil) {
+			// That active period is over, whether or not this stream saw the
+			// instant it ended: being active now is a new activation.
+			wasActive = false
+		}
 		a, d, err := s.answer(w)
 		if status.Code(err) == codes.NotFound {
 			// The subscription does not exist (yet): stay open, inactive,
@@ -296,6 +313,10 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 		}
 		if !blind { // blind keeps the last state, as IsActive does
 			wasActive = a.Active
+			activeUntil = time.Time{}
+			if a.Active {
+				activeUntil = a.NextChange
+			}
 		}
 		var due <-chan time.Time
 		if next := earliest(a.NextChange, d.Until); !next.IsZero() {

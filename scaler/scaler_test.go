@@ -284,8 +284,10 @@ func TestStreamIsActivePushesWake(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The window must outlast the few milliseconds between the wake below
+	// and setWindow(time.Hour), or the org really sleeps in between.
 	e.store.Record("acme")
-	setWindow(50 * time.Millisecond)
+	setWindow(300 * time.Millisecond)
 	waitDormant(t, e, "acme")
 
 	s, err := e.client.StreamIsActive(context.Background(), ref(pynodeAcme))

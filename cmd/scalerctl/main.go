@@ -87,7 +87,7 @@ Examples:
 	root.PersistentFlags().StringVar(&c.addr, "addr", addr, "HOST:PORT of the scaler's API (env SCALERCTL_ADDR)")
 	root.PersistentFlags().StringVarP(&c.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the scaler")
-	root.AddCommand(c.activityCommand(), c.orgCommand(), c.hintCommand(), c.depthCommand(), c.askCommand())
+	root.AddCommand(c.activityCommand(), c.orgCommand(), c.hintCommand(), c.depthCommand(), c.askCommand(), c.explainCommand())
 	return root
 }
 

@@ -73,7 +73,7 @@ func (x ListOrgsRequest_Filter) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ListOrgsRequest_Filter.Descriptor instead.
 func (ListOrgsRequest_Filter) EnumDescriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{11, 0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{13, 0}
 }
 
 type Org_State int32
@@ -122,7 +122,7 @@ func (x Org_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Org_State.Descriptor instead.
 func (Org_State) EnumDescriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{15, 0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{17, 0}
 }
 
 type RecordActivityRequest struct {
@@ -644,6 +644,210 @@ func (x *Backlog) GetError() string {
 	return ""
 }
 
+type ExplainRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The trigger's metadata, as in the ScaledObject.
+	Metadata map[string]string `protobuf:"bytes,1,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Or a ScaledObject KEDA has asked about: "namespace/name".
+	ScaledObject  string `protobuf:"bytes,2,opt,name=scaled_object,json=scaledObject,proto3" json:"scaled_object,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainRequest) Reset() {
+	*x = ExplainRequest{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainRequest) ProtoMessage() {}
+
+func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
+func (*ExplainRequest) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ExplainRequest) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *ExplainRequest) GetScaledObject() string {
+	if x != nil {
+		return x.ScaledObject
+	}
+	return ""
+}
+
+type ExplainResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The metadata explained (given, or the ScaledObject's last seen).
+	Metadata   map[string]string `protobuf:"bytes,1,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Workload   string            `protobuf:"bytes,2,opt,name=workload,proto3" json:"workload,omitempty"`
+	MetricName string            `protobuf:"bytes,3,opt,name=metric_name,json=metricName,proto3" json:"metric_name,omitempty"`
+	// What KEDA is told: IsActive, and GetMetrics' value (the replicas).
+	Active   bool  `protobuf:"varint,4,opt,name=active,proto3" json:"active,omitempty"`
+	Replicas int64 `protobuf:"varint,5,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	// The rule that decided, and why, in words.
+	Rule   string `protobuf:"bytes,6,opt,name=rule,proto3" json:"rule,omitempty"`
+	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	// When the answer changes if nothing happens; unset when only an event
+	// (activity, backlog) can change it.
+	NextChange *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=next_change,json=nextChange,proto3" json:"next_change,omitempty"`
+	// The org, when the workload has one.
+	Org *Org `protobuf:"bytes,9,opt,name=org,proto3" json:"org,omitempty"`
+	// The warm window used, and where it came from: "warmFor", "org" (the
+	// org's own window) or "default" (--idle-window).
+	Window       *durationpb.Duration `protobuf:"bytes,10,opt,name=window,proto3" json:"window,omitempty"`
+	WindowSource string               `protobuf:"bytes,11,opt,name=window_source,json=windowSource,proto3" json:"window_source,omitempty"`
+	// The backlog, when the workload has a subscription.
+	Backlog *Backlog `protobuf:"bytes,12,opt,name=backlog,proto3" json:"backlog,omitempty"`
+	// What KEDA gets instead of an answer, if anything (Unavailable, NotFound).
+	Error         string `protobuf:"bytes,13,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainResponse) Reset() {
+	*x = ExplainResponse{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainResponse) ProtoMessage() {}
+
+func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
+func (*ExplainResponse) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ExplainResponse) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetWorkload() string {
+	if x != nil {
+		return x.Workload
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetMetricName() string {
+	if x != nil {
+		return x.MetricName
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *ExplainResponse) GetReplicas() int64 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+func (x *ExplainResponse) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetNextChange() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextChange
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetOrg() *Org {
+	if x != nil {
+		return x.Org
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetWindow() *durationpb.Duration {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetWindowSource() string {
+	if x != nil {
+		return x.WindowSource
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetBacklog() *Backlog {
+	if x != nil {
+		return x.Backlog
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type GetOrgRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Org           string                 `protobuf:"bytes,1,opt,name=org,proto3" json:"org,omitempty"`
@@ -653,7 +857,7 @@ type GetOrgRequest struct {
 
 func (x *GetOrgRequest) Reset() {
 	*x = GetOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +869,7 @@ func (x *GetOrgRequest) String() string {
 func (*GetOrgRequest) ProtoMessage() {}
 
 func (x *GetOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +882,7 @@ func (x *GetOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrgRequest.ProtoReflect.Descriptor instead.
 func (*GetOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{9}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetOrgRequest) GetOrg() string {
@@ -697,7 +901,7 @@ type GetOrgResponse struct {
 
 func (x *GetOrgResponse) Reset() {
 	*x = GetOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -709,7 +913,7 @@ func (x *GetOrgResponse) String() string {
 func (*GetOrgResponse) ProtoMessage() {}
 
 func (x *GetOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -722,7 +926,7 @@ func (x *GetOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrgResponse.ProtoReflect.Descriptor instead.
 func (*GetOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{10}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetOrgResponse) GetOrg() *Org {
@@ -745,7 +949,7 @@ type ListOrgsRequest struct {
 
 func (x *ListOrgsRequest) Reset() {
 	*x = ListOrgsRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -757,7 +961,7 @@ func (x *ListOrgsRequest) String() string {
 func (*ListOrgsRequest) ProtoMessage() {}
 
 func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -770,7 +974,7 @@ func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsRequest.ProtoReflect.Descriptor instead.
 func (*ListOrgsRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{11}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListOrgsRequest) GetFilter() ListOrgsRequest_Filter {
@@ -805,7 +1009,7 @@ type ListOrgsResponse struct {
 
 func (x *ListOrgsResponse) Reset() {
 	*x = ListOrgsResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +1021,7 @@ func (x *ListOrgsResponse) String() string {
 func (*ListOrgsResponse) ProtoMessage() {}
 
 func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +1034,7 @@ func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsResponse.ProtoReflect.Descriptor instead.
 func (*ListOrgsResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{12}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListOrgsResponse) GetOrgs() []*Org {
@@ -862,7 +1066,7 @@ type UpdateOrgRequest struct {
 
 func (x *UpdateOrgRequest) Reset() {
 	*x = UpdateOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +1078,7 @@ func (x *UpdateOrgRequest) String() string {
 func (*UpdateOrgRequest) ProtoMessage() {}
 
 func (x *UpdateOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +1091,7 @@ func (x *UpdateOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrgRequest.ProtoReflect.Descriptor instead.
 func (*UpdateOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{13}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateOrgRequest) GetOrg() string {
@@ -921,7 +1125,7 @@ type UpdateOrgResponse struct {
 
 func (x *UpdateOrgResponse) Reset() {
 	*x = UpdateOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1137,7 @@ func (x *UpdateOrgResponse) String() string {
 func (*UpdateOrgResponse) ProtoMessage() {}
 
 func (x *UpdateOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1150,7 @@ func (x *UpdateOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrgResponse.ProtoReflect.Descriptor instead.
 func (*UpdateOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{14}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateOrgResponse) GetOrg() *Org {
@@ -981,7 +1185,7 @@ type Org struct {
 
 func (x *Org) Reset() {
 	*x = Org{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -993,7 +1197,7 @@ func (x *Org) String() string {
 func (*Org) ProtoMessage() {}
 
 func (x *Org) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1006,7 +1210,7 @@ func (x *Org) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Org.ProtoReflect.Descriptor instead.
 func (*Org) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{15}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Org) GetId() string {
@@ -1109,7 +1313,33 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\texistence\x18\b \x01(\tR\texistence\x12\x16\n" +
 	"\x06reason\x18\t \x01(\tR\x06reason\x12\x14\n" +
 	"\x05error\x18\n" +
-	" \x01(\tR\x05error\"!\n" +
+	" \x01(\tR\x05error\"\xba\x01\n" +
+	"\x0eExplainRequest\x12F\n" +
+	"\bmetadata\x18\x01 \x03(\v2*.orgscaler.v1.ExplainRequest.MetadataEntryR\bmetadata\x12#\n" +
+	"\rscaled_object\x18\x02 \x01(\tR\fscaledObject\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb5\x04\n" +
+	"\x0fExplainResponse\x12G\n" +
+	"\bmetadata\x18\x01 \x03(\v2+.orgscaler.v1.ExplainResponse.MetadataEntryR\bmetadata\x12\x1a\n" +
+	"\bworkload\x18\x02 \x01(\tR\bworkload\x12\x1f\n" +
+	"\vmetric_name\x18\x03 \x01(\tR\n" +
+	"metricName\x12\x16\n" +
+	"\x06active\x18\x04 \x01(\bR\x06active\x12\x1a\n" +
+	"\breplicas\x18\x05 \x01(\x03R\breplicas\x12\x12\n" +
+	"\x04rule\x18\x06 \x01(\tR\x04rule\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12;\n" +
+	"\vnext_change\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"nextChange\x12#\n" +
+	"\x03org\x18\t \x01(\v2\x11.orgscaler.v1.OrgR\x03org\x121\n" +
+	"\x06window\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\x06window\x12#\n" +
+	"\rwindow_source\x18\v \x01(\tR\fwindowSource\x12/\n" +
+	"\abacklog\x18\f \x01(\v2\x15.orgscaler.v1.BacklogR\abacklog\x12\x14\n" +
+	"\x05error\x18\r \x01(\tR\x05error\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"!\n" +
 	"\rGetOrgRequest\x12\x10\n" +
 	"\x03org\x18\x01 \x01(\tR\x03org\"5\n" +
 	"\x0eGetOrgResponse\x12#\n" +
@@ -1154,12 +1384,13 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x0fActivityService\x12[\n" +
 	"\x0eRecordActivity\x12#.orgscaler.v1.RecordActivityRequest\x1a$.orgscaler.v1.RecordActivityResponse\x12]\n" +
 	"\x0eStreamActivity\x12#.orgscaler.v1.StreamActivityRequest\x1a$.orgscaler.v1.StreamActivityResponse(\x01\x12=\n" +
-	"\x04Hint\x12\x19.orgscaler.v1.HintRequest\x1a\x1a.orgscaler.v1.HintResponse2\xc3\x02\n" +
+	"\x04Hint\x12\x19.orgscaler.v1.HintRequest\x1a\x1a.orgscaler.v1.HintResponse2\x8b\x03\n" +
 	"\fAdminService\x12C\n" +
 	"\x06GetOrg\x12\x1b.orgscaler.v1.GetOrgRequest\x1a\x1c.orgscaler.v1.GetOrgResponse\x12I\n" +
 	"\bListOrgs\x12\x1d.orgscaler.v1.ListOrgsRequest\x1a\x1e.orgscaler.v1.ListOrgsResponse\x12L\n" +
 	"\tUpdateOrg\x12\x1e.orgscaler.v1.UpdateOrgRequest\x1a\x1f.orgscaler.v1.UpdateOrgResponse\x12U\n" +
-	"\fListBacklogs\x12!.orgscaler.v1.ListBacklogsRequest\x1a\".orgscaler.v1.ListBacklogsResponseB?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
+	"\fListBacklogs\x12!.orgscaler.v1.ListBacklogsRequest\x1a\".orgscaler.v1.ListBacklogsResponse\x12F\n" +
+	"\aExplain\x12\x1c.orgscaler.v1.ExplainRequest\x1a\x1d.orgscaler.v1.ExplainResponseB?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
 
 var (
 	file_orgscaler_v1_orgscaler_proto_rawDescOnce sync.Once
@@ -1174,7 +1405,7 @@ func file_orgscaler_v1_orgscaler_proto_rawDescGZIP() []byte {
 }
 
 var file_orgscaler_v1_orgscaler_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(ListOrgsRequest_Filter)(0),    // 0: orgscaler.v1.ListOrgsRequest.Filter
 	(Org_State)(0),                 // 1: orgscaler.v1.Org.State
@@ -1187,53 +1418,65 @@ var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(*ListBacklogsRequest)(nil),    // 8: orgscaler.v1.ListBacklogsRequest
 	(*ListBacklogsResponse)(nil),   // 9: orgscaler.v1.ListBacklogsResponse
 	(*Backlog)(nil),                // 10: orgscaler.v1.Backlog
-	(*GetOrgRequest)(nil),          // 11: orgscaler.v1.GetOrgRequest
-	(*GetOrgResponse)(nil),         // 12: orgscaler.v1.GetOrgResponse
-	(*ListOrgsRequest)(nil),        // 13: orgscaler.v1.ListOrgsRequest
-	(*ListOrgsResponse)(nil),       // 14: orgscaler.v1.ListOrgsResponse
-	(*UpdateOrgRequest)(nil),       // 15: orgscaler.v1.UpdateOrgRequest
-	(*UpdateOrgResponse)(nil),      // 16: orgscaler.v1.UpdateOrgResponse
-	(*Org)(nil),                    // 17: orgscaler.v1.Org
-	(*timestamppb.Timestamp)(nil),  // 18: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 19: google.protobuf.Duration
+	(*ExplainRequest)(nil),         // 11: orgscaler.v1.ExplainRequest
+	(*ExplainResponse)(nil),        // 12: orgscaler.v1.ExplainResponse
+	(*GetOrgRequest)(nil),          // 13: orgscaler.v1.GetOrgRequest
+	(*GetOrgResponse)(nil),         // 14: orgscaler.v1.GetOrgResponse
+	(*ListOrgsRequest)(nil),        // 15: orgscaler.v1.ListOrgsRequest
+	(*ListOrgsResponse)(nil),       // 16: orgscaler.v1.ListOrgsResponse
+	(*UpdateOrgRequest)(nil),       // 17: orgscaler.v1.UpdateOrgRequest
+	(*UpdateOrgResponse)(nil),      // 18: orgscaler.v1.UpdateOrgResponse
+	(*Org)(nil),                    // 19: orgscaler.v1.Org
+	nil,                            // 20: orgscaler.v1.ExplainRequest.MetadataEntry
+	nil,                            // 21: orgscaler.v1.ExplainResponse.MetadataEntry
+	(*timestamppb.Timestamp)(nil),  // 22: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 23: google.protobuf.Duration
 }
 var file_orgscaler_v1_orgscaler_proto_depIdxs = []int32{
-	17, // 0: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
+	19, // 0: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
 	10, // 1: orgscaler.v1.HintResponse.backlog:type_name -> orgscaler.v1.Backlog
-	17, // 2: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
+	19, // 2: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
 	10, // 3: orgscaler.v1.ListBacklogsResponse.backlogs:type_name -> orgscaler.v1.Backlog
-	18, // 4: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
-	18, // 5: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
-	17, // 6: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
-	0,  // 7: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
-	17, // 8: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
-	19, // 9: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
-	17, // 10: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
-	1,  // 11: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
-	18, // 12: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
-	18, // 13: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
-	18, // 14: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
-	18, // 15: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
-	19, // 16: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
-	2,  // 17: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
-	4,  // 18: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
-	6,  // 19: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
-	11, // 20: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
-	13, // 21: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
-	15, // 22: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
-	8,  // 23: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
-	3,  // 24: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
-	5,  // 25: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
-	7,  // 26: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
-	12, // 27: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
-	14, // 28: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
-	16, // 29: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
-	9,  // 30: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
-	24, // [24:31] is the sub-list for method output_type
-	17, // [17:24] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	22, // 4: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
+	22, // 5: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
+	20, // 6: orgscaler.v1.ExplainRequest.metadata:type_name -> orgscaler.v1.ExplainRequest.MetadataEntry
+	21, // 7: orgscaler.v1.ExplainResponse.metadata:type_name -> orgscaler.v1.ExplainResponse.MetadataEntry
+	22, // 8: orgscaler.v1.ExplainResponse.next_change:type_name -> google.protobuf.Timestamp
+	19, // 9: orgscaler.v1.ExplainResponse.org:type_name -> orgscaler.v1.Org
+	23, // 10: orgscaler.v1.ExplainResponse.window:type_name -> google.protobuf.Duration
+	10, // 11: orgscaler.v1.ExplainResponse.backlog:type_name -> orgscaler.v1.Backlog
+	19, // 12: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
+	0,  // 13: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
+	19, // 14: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
+	23, // 15: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
+	19, // 16: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
+	1,  // 17: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
+	22, // 18: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
+	22, // 19: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
+	22, // 20: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
+	22, // 21: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
+	23, // 22: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
+	2,  // 23: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
+	4,  // 24: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
+	6,  // 25: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
+	13, // 26: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
+	15, // 27: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
+	17, // 28: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
+	8,  // 29: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
+	11, // 30: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
+	3,  // 31: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
+	5,  // 32: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
+	7,  // 33: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
+	14, // 34: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
+	16, // 35: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
+	18, // 36: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
+	9,  // 37: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
+	12, // 38: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
+	31, // [31:39] is the sub-list for method output_type
+	23, // [23:31] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_orgscaler_proto_init() }
@@ -1241,14 +1484,14 @@ func file_orgscaler_v1_orgscaler_proto_init() {
 	if File_orgscaler_v1_orgscaler_proto != nil {
 		return
 	}
-	file_orgscaler_v1_orgscaler_proto_msgTypes[13].OneofWrappers = []any{}
+	file_orgscaler_v1_orgscaler_proto_msgTypes[15].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orgscaler_v1_orgscaler_proto_rawDesc), len(file_orgscaler_v1_orgscaler_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -221,6 +221,7 @@ const (
 	AdminService_ListOrgs_FullMethodName     = "/orgscaler.v1.AdminService/ListOrgs"
 	AdminService_UpdateOrg_FullMethodName    = "/orgscaler.v1.AdminService/UpdateOrg"
 	AdminService_ListBacklogs_FullMethodName = "/orgscaler.v1.AdminService/ListBacklogs"
+	AdminService_Explain_FullMethodName      = "/orgscaler.v1.AdminService/Explain"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -238,6 +239,9 @@ type AdminServiceClient interface {
 	// ListBacklogs returns every subscription the scaler tracks, with what
 	// it knows of its backlog.
 	ListBacklogs(ctx context.Context, in *ListBacklogsRequest, opts ...grpc.CallOption) (*ListBacklogsResponse, error)
+	// Explain says why a trigger's workload is active or not right now, with
+	// every input, from the same decision KEDA's answers come from.
+	Explain(ctx context.Context, in *ExplainRequest, opts ...grpc.CallOption) (*ExplainResponse, error)
 }
 
 type adminServiceClient struct {
@@ -288,6 +292,16 @@ func (c *adminServiceClient) ListBacklogs(ctx context.Context, in *ListBacklogsR
 	return out, nil
 }
 
+func (c *adminServiceClient) Explain(ctx context.Context, in *ExplainRequest, opts ...grpc.CallOption) (*ExplainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExplainResponse)
+	err := c.cc.Invoke(ctx, AdminService_Explain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -303,6 +317,9 @@ type AdminServiceServer interface {
 	// ListBacklogs returns every subscription the scaler tracks, with what
 	// it knows of its backlog.
 	ListBacklogs(context.Context, *ListBacklogsRequest) (*ListBacklogsResponse, error)
+	// Explain says why a trigger's workload is active or not right now, with
+	// every input, from the same decision KEDA's answers come from.
+	Explain(context.Context, *ExplainRequest) (*ExplainResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -324,6 +341,9 @@ func (UnimplementedAdminServiceServer) UpdateOrg(context.Context, *UpdateOrgRequ
 }
 func (UnimplementedAdminServiceServer) ListBacklogs(context.Context, *ListBacklogsRequest) (*ListBacklogsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListBacklogs not implemented")
+}
+func (UnimplementedAdminServiceServer) Explain(context.Context, *ExplainRequest) (*ExplainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Explain not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -418,6 +438,24 @@ func _AdminService_ListBacklogs_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_Explain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExplainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).Explain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_Explain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).Explain(ctx, req.(*ExplainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -440,6 +478,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListBacklogs",
 			Handler:    _AdminService_ListBacklogs_Handler,
+		},
+		{
+			MethodName: "Explain",
+			Handler:    _AdminService_Explain_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,79 @@
+package api
+
+import (
+	"context"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+	"github.com/orgscaler/orgscaler/scaler"
+)
+
+// Explainer evaluates triggers the way KEDA's answers are evaluated;
+// scaler.Server provides it.
+type Explainer interface {
+	Explain(md map[string]string) (scaler.Explanation, error)
+	ExplainScaledObject(nsName string) (scaler.Explanation, error)
+}
+
+// Explain says why a trigger's workload is active or not right now.
+func (s *Server) Explain(_ context.Context, req *pb.ExplainRequest) (*pb.ExplainResponse, error) {
+	if s.explainer == nil {
+		return nil, status.Error(codes.Unimplemented, "explain is not available on this scaler")
+	}
+	var e scaler.Explanation
+	var err error
+	switch so := req.GetScaledObject(); {
+	case so != "" && len(req.GetMetadata()) > 0:
+		return nil, status.Error(codes.InvalidArgument, "give metadata or scaled_object, not both")
+	case so != "":
+		if ns, name, ok := strings.Cut(so, "/"); !ok || ns == "" || name == "" {
+			return nil, status.Errorf(codes.InvalidArgument, "scaled_object is %q: expected NAMESPACE/NAME", so)
+		}
+		e, err = s.explainer.ExplainScaledObject(so)
+	case len(req.GetMetadata()) > 0:
+		e, err = s.explainer.Explain(req.GetMetadata())
+	default:
+		return nil, status.Error(codes.InvalidArgument, "metadata is empty: give the trigger's metadata, or scaled_object NAMESPACE/NAME")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ExplanationProto(e), nil
+}
+
+// ExplanationProto converts an explanation for the wire.
+func ExplanationProto(e scaler.Explanation) *pb.ExplainResponse {
+	r := &pb.ExplainResponse{
+		Metadata:   e.Metadata,
+		Workload:   string(e.Workload.Kind),
+		MetricName: e.Workload.MetricName(),
+		Active:     e.Active,
+		Replicas:   e.Answer.Replicas,
+		Rule:       string(e.Answer.Rule),
+		Reason:     e.Answer.Reason,
+		NextChange: ts(e.Answer.NextChange),
+	}
+	if e.Org != nil {
+		r.Org = OrgProto(*e.Org)
+		switch {
+		case e.Workload.WarmFor > 0:
+			r.Window, r.WindowSource = durationpb.New(e.Workload.WarmFor), "warmFor"
+		case e.Org.IdleWindowOverridden:
+			r.Window, r.WindowSource = durationpb.New(e.Org.IdleWindow), "org"
+		default:
+			r.Window, r.WindowSource = durationpb.New(e.Org.IdleWindow), "default"
+		}
+	}
+	if e.Backlog != nil {
+		r.Backlog = BacklogProto(*e.Backlog)
+	}
+	if e.Err != nil {
+		st := status.Convert(e.Err)
+		r.Error = st.Code().String() + ": " + st.Message()
+	}
+	return r
+}

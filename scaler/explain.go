@@ -1,0 +1,80 @@
+package scaler
+
+import (
+	"maps"
+
+	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/orgscaler/orgscaler/activity"
+	"github.com/orgscaler/orgscaler/decide"
+	"github.com/orgscaler/orgscaler/pubsubdepth"
+)
+
+// Explanation is one answer with every input behind it: what `scalerctl
+// explain` prints. It comes from the same evaluation as KEDA's answers.
+type Explanation struct {
+	Metadata map[string]string
+	Workload decide.Workload
+	Org      *activity.Org      // nil without an org
+	Backlog  *pubsubdepth.Depth // nil without a subscription
+	Answer   decide.Answer
+	// Active is what IsActive answers (while blind, its last answer).
+	Active bool
+	// Err is what KEDA gets instead of an answer, if anything.
+	Err error
+}
+
+// noteMetadata records the metadata of the ScaledObject KEDA asked about.
+func (s *Server) noteMetadata(ref *pb.ScaledObjectRef) {
+	if ref.GetNamespace() == "" || ref.GetName() == "" {
+		return
+	}
+	k := ref.GetNamespace() + "/" + ref.GetName()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !maps.Equal(s.seen[k], ref.GetScalerMetadata()) {
+		s.seen[k] = maps.Clone(ref.GetScalerMetadata())
+	}
+}
+
+// Explain evaluates a trigger's metadata now, without changing what KEDA
+// is told. An org never seen before is created, as KEDA's first call would.
+func (s *Server) Explain(md map[string]string) (Explanation, error) {
+	w, err := s.workload(&pb.ScaledObjectRef{ScalerMetadata: md})
+	if err != nil {
+		return Explanation{}, err
+	}
+	a, o, d, err := s.evaluate(w)
+	e := Explanation{Metadata: md, Workload: w, Answer: a, Active: a.Active, Err: err}
+	if w.Org != "" {
+		e.Org = &o
+	}
+	if w.Subscription != "" {
+		e.Backlog = &d
+	}
+	if err == nil && a.Rule == decide.RuleBlind {
+		e.Err = blindError(w, d) // GetMetrics
+		if !a.Active {
+			s.mu.Lock()
+			last, ok := s.last[w.MetricName()]
+			s.mu.Unlock()
+			e.Active = ok && last
+		}
+	}
+	return e, nil
+}
+
+// ExplainScaledObject explains the trigger of a ScaledObject KEDA has asked
+// about ("namespace/name"), with the metadata KEDA last sent.
+func (s *Server) ExplainScaledObject(nsName string) (Explanation, error) {
+	s.mu.Lock()
+	md, ok := s.seen[nsName]
+	s.mu.Unlock()
+	if !ok {
+		return Explanation{}, status.Errorf(codes.NotFound,
+			"scaled_object %q: KEDA has not asked about it since the scaler started (give its metadata instead)", nsName)
+	}
+	return s.Explain(md)
+}
