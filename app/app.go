@@ -266,6 +266,7 @@ func (a *App) Run(ctx context.Context) error {
 			a.log.Error("metrics server stopped", "err", err)
 		}
 	}()
+	go a.watchHealth(ctx)
 	go func() { errc <- serve(a.kedaSrv, a.kedaLis, "KEDA") }()
 	go func() { errc <- serve(a.apiSrv, a.apiLis, "API") }()
 	a.log.Info("scaler serving", "keda", a.Addr(), "api", a.APIAddr(), "metrics", a.MetricsAddr(), "data_dir", a.opts.DataDir,
@@ -315,6 +316,43 @@ func (a *App) stop() error {
 		}
 	})
 	return err
+}
+
+// LivenessService is the health service name that is SERVING for as long
+// as the process runs: liveness probes use it, so a backlog source outage
+// never restarts the scaler.
+const LivenessService = "liveness"
+
+// watchHealth keeps the KEDA port's overall health SERVING only while the
+// store is open and, with a backlog source, its data is fresh. Readiness
+// probes use it.
+func (a *App) watchHealth(ctx context.Context) {
+	a.health.SetServingStatus(LivenessService, healthpb.HealthCheckResponse_SERVING)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	last := healthpb.HealthCheckResponse_SERVICE_UNKNOWN
+	for {
+		st := healthpb.HealthCheckResponse_SERVING
+		if a.depth != nil && !a.depth.tracker.Fresh() {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		if st != last {
+			for _, svc := range []string{"", "externalscaler.ExternalScaler"} {
+				a.health.SetServingStatus(svc, st)
+			}
+			if last != healthpb.HealthCheckResponse_SERVICE_UNKNOWN {
+				a.log.Warn("KEDA port health changed", "status", st, "why", "backlog data fresh: "+fmt.Sprint(st == healthpb.HealthCheckResponse_SERVING))
+			}
+			last = st
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.done:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // onTransition sends org transitions to the Events recorder.

@@ -11,6 +11,7 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/orgscaler/orgscaler/app"
@@ -293,4 +294,25 @@ func TestWorkersOnMonitoring(t *testing.T) {
 	if err != nil || !a.GetResult() {
 		t.Fatalf("blind IsActive must keep its last answer (true), got %v %v", a, err)
 	}
+
+	// Monitoring down past the max age: the KEDA port's health turns
+	// NOT_SERVING (readiness), while liveness stays SERVING.
+	ms.SetFail(status.Error(codes.Internal, "monitoring is down"))
+	hc := healthpb.NewHealthClient(d.dial(t, d.app.Addr()))
+	check := func(svc string) healthpb.HealthCheckResponse_ServingStatus {
+		r, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.GetStatus()
+	}
+	poll(t, "NOT_SERVING while blind", func() bool { return check("") == healthpb.HealthCheckResponse_NOT_SERVING })
+	if st := check(app.LivenessService); st != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("liveness must stay SERVING, got %v", st)
+	}
+	ms.SetFail(nil)
+	for _, sub := range subs[:3] {
+		ms.Set(sub, 1, time.Now())
+	}
+	poll(t, "SERVING again", func() bool { return check("") == healthpb.HealthCheckResponse_SERVING })
 }

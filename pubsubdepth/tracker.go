@@ -45,9 +45,10 @@ type Tracker struct {
 	opts TrackerOptions
 	log  *slog.Logger
 
-	mu   sync.Mutex
-	subs map[string]*tracked
-	kick chan struct{}
+	mu     sync.Mutex
+	subs   map[string]*tracked
+	kick   chan struct{}
+	lastOK time.Time // the last refresh whose fetch succeeded for at least one subscription
 }
 
 type tracked struct {
@@ -198,6 +199,18 @@ func (t *Tracker) expireHints(s *tracked, now time.Time) {
 	s.hints = kept
 }
 
+// Fresh reports whether the source has answered within the max age (or
+// nothing is tracked yet): health follows it.
+func (t *Tracker) Fresh() bool {
+	now := t.opts.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.subs) == 0 {
+		return true
+	}
+	return !t.lastOK.IsZero() && now.Sub(t.lastOK) <= t.opts.MaxAge
+}
+
 // Snapshot returns every tracked subscription, by name.
 func (t *Tracker) Snapshot() []Depth {
 	now := t.opts.Now()
@@ -326,6 +339,9 @@ func (t *Tracker) apply(subs []string, points map[string]Point, err error) {
 	errors.As(err, &partial)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err == nil || (partial != nil && len(partial.bySub) < len(subs)) {
+		t.lastOK = now
+	}
 	for _, sub := range subs {
 		s, ok := t.subs[sub]
 		if !ok {
