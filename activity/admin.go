@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/orgscaler/orgscaler/internal/watch"
 )
 
 // Update holds the settings an admin may change; nil fields stay as they are.
@@ -141,7 +143,7 @@ func (s *Store) List(f Filter, after string, limit int) ([]Org, bool) {
 // Watch is a subscription to the changes of one org: C receives a value
 // (coalesced) after every activity, transition or admin change.
 type Watch struct {
-	c     chan struct{}
+	c     watch.Signal
 	id    string
 	store *Store
 }
@@ -151,11 +153,11 @@ func (w *Watch) C() <-chan struct{} { return w.c }
 
 // Watch subscribes to the changes of org, creating it if it is new.
 func (s *Store) Watch(id string) *Watch {
-	w := &Watch{c: make(chan struct{}, 1), id: id, store: s}
+	w := &Watch{c: watch.New(), id: id, store: s}
 	sh := s.shard(id)
 	sh.mu.Lock()
 	e, created := s.getOrCreate(sh, id, s.opts.Now())
-	e.watchers = append(e.watchers, w)
+	e.watchers.Add(w.c)
 	sh.mu.Unlock()
 	if created {
 		s.log.Info("new org", "org", id, "reason", "first seen in a trigger")
@@ -168,17 +170,8 @@ func (w *Watch) Stop() {
 	sh := w.store.shard(w.id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e, ok := sh.orgs[w.id]
-	if !ok {
-		return
-	}
-	for i, x := range e.watchers {
-		if x == w {
-			e.watchers[i] = e.watchers[len(e.watchers)-1]
-			e.watchers[len(e.watchers)-1] = nil
-			e.watchers = e.watchers[:len(e.watchers)-1]
-			return
-		}
+	if e, ok := sh.orgs[w.id]; ok {
+		e.watchers.Remove(w.c)
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orgscaler/orgscaler/internal/watch"
 )
 
 // Options configure a Store.
@@ -112,7 +114,7 @@ type entry struct {
 	rec       record
 	dirty     bool
 	scheduled time.Time // the live scheduler entry, zero if none
-	watchers  []*Watch
+	watchers  watch.List
 }
 
 var keyPrefix = []byte("org/")
@@ -311,14 +313,7 @@ func (s *Store) schedule(id string, e *entry, at time.Time) {
 	}
 }
 
-func (e *entry) notify() {
-	for _, w := range e.watchers {
-		select {
-		case w.c <- struct{}{}:
-		default:
-		}
-	}
-}
+func (e *entry) notify() { e.watchers.Notify() }
 
 // getOrCreate returns the entry for id, creating an active org first seen
 // now. Caller holds sh.mu.

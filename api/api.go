@@ -23,7 +23,6 @@ import (
 
 // Store is what the API needs of the org store; activity.Store provides it.
 type Store interface {
-	Record(id string) (activity.Org, bool)
 	RecordFor(id string, why activity.WakeReason) (activity.Org, bool)
 	Get(id string) (activity.Org, bool)
 	List(f activity.Filter, after string, limit int) ([]activity.Org, bool)
@@ -78,7 +77,7 @@ func (s *Server) RecordActivity(_ context.Context, req *pb.RecordActivityRequest
 	if err := checkOrg("org", req.GetOrg()); err != nil {
 		return nil, err
 	}
-	o, woke := s.store.Record(req.GetOrg())
+	o, woke := s.store.RecordFor(req.GetOrg(), activity.WakeActivity)
 	return &pb.RecordActivityResponse{Org: OrgProto(o), Woke: woke}, nil
 }
 
@@ -122,7 +121,7 @@ func (s *Server) StreamActivity(stream pb.ActivityService_StreamActivityServer) 
 		if err := checkOrg(fmt.Sprintf("event %d: org", events+1), r.ev.GetOrg()); err != nil {
 			return err
 		}
-		if _, woke := s.store.Record(r.ev.GetOrg()); woke {
+		if _, woke := s.store.RecordFor(r.ev.GetOrg(), activity.WakeActivity); woke {
 			woken++
 		}
 		events++
@@ -178,7 +177,7 @@ func BacklogProto(d pubsubdepth.Depth) *pb.Backlog {
 		HintMessages:     d.Hint,
 		HintAt:           ts(d.HintAt),
 		Existence:        d.Exists.String(),
-		Reason:           d.Reason,
+		Reason:           d.Reason(),
 	}
 	if d.Err != nil {
 		b.Error = d.Err.Error()

@@ -54,7 +54,7 @@ func ExplanationProto(e scaler.Explanation) *pb.ExplainResponse {
 		Active:     e.Active,
 		Replicas:   e.Answer.Replicas,
 		Rule:       string(e.Answer.Rule),
-		Reason:     e.Answer.Reason,
+		Reason:     e.Answer.Reason(),
 		NextChange: ts(e.Answer.NextChange),
 	}
 	if e.Org != nil {

@@ -37,14 +37,24 @@ type Answer struct {
 	Active   bool
 	Replicas int64 // the metric value KEDA gets; the HPA turns it into replicas with target 1
 	Rule     Rule
-	Reason   string
 	// WarmUntil is when the org-activity part of the answer ends; zero when
 	// the workload has no org or the org never scales to zero.
 	WarmUntil time.Time
 	// NextChange is when the answer changes if nothing else happens; zero
 	// when only a new event (activity, backlog) can change it.
 	NextChange time.Time
+
+	// The inputs, kept so Reason is written only when someone reads it:
+	// KEDA's answers never need the words.
+	w       Workload
+	org     OrgState
+	backlog Backlog
+	now     time.Time
 }
+
+// Blind reports whether the answer could not be given: the backlog is
+// needed, not known, and nothing else keeps the workload active.
+func (a Answer) Blind() bool { return a.Rule == RuleBlind && !a.Active }
 
 // Window is the warm window of a workload in an org: its own warmFor, else
 // the org's idle window.
@@ -63,14 +73,13 @@ func Window(w Workload, org OrgState) time.Duration {
 // window); a worker only with warmFor. Active = warm, or backlog above
 // activationBacklog.
 func Decide(w Workload, org OrgState, backlog Backlog, now time.Time) Answer {
-	var a Answer
+	a := Answer{w: w, org: org, backlog: backlog, now: now}
 	warm := false
 	if w.Org != "" {
 		switch {
 		case !org.ScaleToZeroAllowed:
 			warm = true
 			a.Rule = RuleScaleToZeroOff
-			a.Reason = fmt.Sprintf("org %s has scale to zero turned off", w.Org)
 		case w.Kind == KindWorker && w.WarmFor == 0:
 			// A GPU worker runs on its backlog: org activity alone does not
 			// keep it warm for the org's whole window, unless its trigger
@@ -80,28 +89,26 @@ func Decide(w Workload, org OrgState, backlog Backlog, now time.Time) Answer {
 			if now.Before(a.WarmUntil) {
 				warm = true
 				a.Rule = RuleWarm
-				a.Reason = fmt.Sprintf("org %s was active %s ago, within its %s window",
-					w.Org, now.Sub(org.LastActivity).Round(time.Second), Window(w, org))
 			}
 		}
 	}
 	if w.Subscription != "" {
 		if !backlog.Known {
 			a.Rule, a.Active = RuleBlind, warm
-			a.Reason = fmt.Sprintf("backlog of %s is not known", w.Subscription)
 			return a
 		}
 		a.Replicas = ceilDiv(backlog.Messages, w.MessagesPerReplica)
 		if !warm && backlog.Messages > w.ActivationBacklog {
 			a.Rule = RuleBacklog
-			a.Reason = fmt.Sprintf("backlog of %d messages is above activationBacklog %d",
-				backlog.Messages, w.ActivationBacklog)
 		}
 	}
 	a.Active = warm || (w.Subscription != "" && backlog.Messages > w.ActivationBacklog)
 	if !a.Active {
 		a.Replicas = 0
-		a.Rule, a.Reason = idleReason(w, org, backlog, now)
+		a.Rule = RuleIdle
+		if w.Org == "" || (w.Kind == KindWorker && w.WarmFor == 0) {
+			a.Rule = RuleNoBacklog
+		}
 		return a
 	}
 	if a.Replicas < 1 {
@@ -115,18 +122,32 @@ func Decide(w Workload, org OrgState, backlog Backlog, now time.Time) Answer {
 	return a
 }
 
-func idleReason(w Workload, org OrgState, backlog Backlog, now time.Time) (Rule, string) {
-	if w.Org == "" || (w.Kind == KindWorker && w.WarmFor == 0) {
-		return RuleNoBacklog, fmt.Sprintf("backlog of %d messages is not above activationBacklog %d",
-			backlog.Messages, w.ActivationBacklog)
+// Reason says in words why the answer is what it is.
+func (a Answer) Reason() string {
+	w, org, b := a.w, a.org, a.backlog
+	switch a.Rule {
+	case RuleScaleToZeroOff:
+		return fmt.Sprintf("org %s has scale to zero turned off", w.Org)
+	case RuleWarm:
+		return fmt.Sprintf("org %s was active %s ago, within its %s window",
+			w.Org, a.now.Sub(org.LastActivity).Round(time.Second), Window(w, org))
+	case RuleBlind:
+		return fmt.Sprintf("backlog of %s is not known", w.Subscription)
+	case RuleBacklog:
+		return fmt.Sprintf("backlog of %d messages is above activationBacklog %d", b.Messages, w.ActivationBacklog)
+	case RuleNoBacklog:
+		return fmt.Sprintf("backlog of %d messages is not above activationBacklog %d", b.Messages, w.ActivationBacklog)
+	case RuleIdle:
+		reason := fmt.Sprintf("org %s was last active %s ago, past its %s window",
+			w.Org, a.now.Sub(org.LastActivity).Round(time.Second), Window(w, org))
+		if w.Subscription != "" {
+			reason += fmt.Sprintf(", and backlog of %d messages is not above activationBacklog %d",
+				b.Messages, w.ActivationBacklog)
+		}
+		return reason
+	default:
+		return ""
 	}
-	reason := fmt.Sprintf("org %s was last active %s ago, past its %s window",
-		w.Org, now.Sub(org.LastActivity).Round(time.Second), Window(w, org))
-	if w.Subscription != "" {
-		reason += fmt.Sprintf(", and backlog of %d messages is not above activationBacklog %d",
-			backlog.Messages, w.ActivationBacklog)
-	}
-	return RuleIdle, reason
 }
 
 func ceilDiv(n, d int64) int64 {

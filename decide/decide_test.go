@@ -59,9 +59,9 @@ func TestDecide(t *testing.T) {
 			a := Decide(tt.w, tt.org, tt.b, t0)
 			if a.Active != tt.active || a.Replicas != tt.replicas || a.Rule != tt.rule || !a.NextChange.Equal(tt.nextChange) {
 				t.Fatalf("got active=%v replicas=%d rule=%s next=%v (%s); want active=%v replicas=%d rule=%s next=%v",
-					a.Active, a.Replicas, a.Rule, a.NextChange, a.Reason, tt.active, tt.replicas, tt.rule, tt.nextChange)
+					a.Active, a.Replicas, a.Rule, a.NextChange, a.Reason(), tt.active, tt.replicas, tt.rule, tt.nextChange)
 			}
-			if a.Reason == "" {
+			if a.Reason() == "" {
 				t.Fatal("every answer needs a reason")
 			}
 		})

@@ -174,8 +174,8 @@ func (r *Recorder) uid(ctx context.Context, k key) (types.UID, error) {
 
 // Answered is told of every answer the scaler gives KEDA for a
 // ScaledObject; it records an Event when the answer changes. Cheap when
-// nothing changed.
-func (r *Recorder) Answered(namespace, name, org string, active, blind bool, reason string) {
+// nothing changed: reason is called only for an Event.
+func (r *Recorder) Answered(namespace, name, org string, active, blind bool, reason func() string) {
 	if namespace == "" || name == "" {
 		return
 	}
@@ -205,11 +205,11 @@ func (r *Recorder) Answered(namespace, name, org string, active, blind bool, rea
 	}
 	switch {
 	case blind && (!seen || !before.blind):
-		r.enqueue(item{k, corev1.EventTypeWarning, ReasonBacklogUnknown, "Answer", reason})
+		r.enqueue(item{k, corev1.EventTypeWarning, ReasonBacklogUnknown, "Answer", reason()})
 	case !blind && active && (!seen || !before.active || before.blind):
-		r.enqueue(item{k, corev1.EventTypeNormal, ReasonActive, "Answer", "active: " + reason})
+		r.enqueue(item{k, corev1.EventTypeNormal, ReasonActive, "Answer", "active: " + reason()})
 	case !blind && !active && (!seen || before.active || before.blind):
-		r.enqueue(item{k, corev1.EventTypeNormal, ReasonInactive, "Answer", "inactive: " + reason})
+		r.enqueue(item{k, corev1.EventTypeNormal, ReasonInactive, "Answer", "inactive: " + reason()})
 	}
 }
 

@@ -57,7 +57,7 @@ func TestAnswerTransitions(t *testing.T) {
 		{true, false, "pynode:ScalerActive"},
 	}
 	for i, s := range steps {
-		r.Answered("ml", "pynode", "acme", s.active, s.blind, "why")
+		r.Answered("ml", "pynode", "acme", s.active, s.blind, func() string { return "why" })
 		if got := reasons(drain(r)); got != s.want {
 			t.Fatalf("step %d: want %q, got %q", i, s.want, got)
 		}
@@ -67,9 +67,9 @@ func TestAnswerTransitions(t *testing.T) {
 // Org transitions go to every ScaledObject of the org's workloads.
 func TestOrgTransitionsReachEveryScaledObject(t *testing.T) {
 	r := newTestRecorder(t)
-	r.Answered("ml", "pynode-acme", "acme", true, false, "")
-	r.Answered("ml", "model-acme", "acme", true, false, "")
-	r.Answered("ml", "pynode-other", "other", true, false, "")
+	r.Answered("ml", "pynode-acme", "acme", true, false, noReason)
+	r.Answered("ml", "model-acme", "acme", true, false, noReason)
+	r.Answered("ml", "pynode-other", "other", true, false, noReason)
 	drain(r)
 	r.OrgWoke("acme", "activity", time.Now().Add(-time.Hour))
 	got := drain(r)
@@ -89,9 +89,11 @@ func TestOrgTransitionsReachEveryScaledObject(t *testing.T) {
 func TestFullQueueDrops(t *testing.T) {
 	r := newTestRecorder(t)
 	for i := range cap(r.queue) + 10 {
-		r.Answered("ml", "so", "", i%2 == 0, false, "")
+		r.Answered("ml", "so", "", i%2 == 0, false, noReason)
 	}
 	if r.Dropped() != 10 {
 		t.Fatalf("want 10 dropped, got %d", r.Dropped())
 	}
 }
+
+func noReason() string { return "" }

@@ -65,11 +65,52 @@ type Depth struct {
 	Exists Existence
 	// Err is the last fetch error, if the last fetch failed.
 	Err error
-	// Reason says in words why the backlog is or is not known.
-	Reason string
 	// Until is when this answer changes by itself (the point or the hint
 	// grows too old); zero when only new data can change it.
 	Until time.Time
+
+	// Why the backlog is or is not known, put in words only by Reason:
+	// KEDA's answers never need the words.
+	why    why
+	age    time.Duration
+	maxAge time.Duration
+}
+
+type why int
+
+const (
+	whyNotFetched why = iota
+	whyFresh
+	whyMissing
+	whyNoPointYet
+	whyStale
+	whyFetchFailed
+	whyUnconfirmed
+)
+
+// Reason says in words why the backlog is or is not known.
+func (d Depth) Reason() string {
+	var r string
+	switch d.why {
+	case whyFresh:
+		r = fmt.Sprintf("%d messages observed %s ago", d.Observed.Messages, d.age.Round(time.Second))
+	case whyMissing:
+		r = "the subscription does not exist"
+	case whyNoPointYet:
+		r = "the subscription exists and has had no point yet: 0 messages"
+	case whyStale:
+		r = fmt.Sprintf("the last point is %s old, older than the depth max age %s", d.age.Round(time.Second), d.maxAge)
+	case whyFetchFailed:
+		r = fmt.Sprintf("fetching the backlog failed: %v", d.Err)
+	case whyNotFetched:
+		r = "the backlog has not been fetched yet"
+	default:
+		r = "no point yet, and the subscription is not confirmed to exist"
+	}
+	if d.Hint > 0 {
+		r += fmt.Sprintf(", plus %d hinted messages", d.Hint)
+	}
+	return r
 }
 
 // ErrNotFound is returned for a subscription that does not exist.

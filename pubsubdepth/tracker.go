@@ -3,11 +3,12 @@ package pubsubdepth
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/orgscaler/orgscaler/internal/watch"
 )
 
 // Checker tells whether a subscription exists.
@@ -60,7 +61,7 @@ type tracked struct {
 	exists    Existence
 	checkedAt time.Time
 	hints     []hint // in arrival order
-	watchers  []*Watch
+	watchers  watch.List
 }
 
 // hint is one enqueue hint: n messages said to be enqueued at at.
@@ -153,31 +154,29 @@ func (t *Tracker) depth(sub string, s *tracked, now time.Time) Depth {
 		d.HintAt = h.at
 	}
 	var base int64
-	switch age := now.Sub(s.observed.At); {
-	case s.hasPoint && age <= t.opts.MaxAge:
-		d.Known, base = true, s.observed.Messages
+	d.age, d.maxAge = now.Sub(s.observed.At), t.opts.MaxAge
+	switch {
+	case s.hasPoint && d.age <= t.opts.MaxAge:
+		d.Known, base, d.why = true, s.observed.Messages, whyFresh
 		d.Until = s.observed.At.Add(t.opts.MaxAge).Add(time.Nanosecond)
-		d.Reason = fmt.Sprintf("%d messages observed %s ago", s.observed.Messages, age.Round(time.Second))
 	case s.exists == Missing:
-		d.Reason = "the subscription does not exist"
+		d.why = whyMissing
 	case !s.hasPoint && s.fetched && s.exists == Exists:
-		d.Known = true
-		d.Reason = "the subscription exists and has had no point yet: 0 messages"
+		d.Known, d.why = true, whyNoPointYet
 	case s.hasPoint:
-		d.Reason = fmt.Sprintf("the last point is %s old, older than the depth max age %s", age.Round(time.Second), t.opts.MaxAge)
+		d.why = whyStale
 	case s.err != nil:
-		d.Reason = fmt.Sprintf("fetching the backlog failed: %v", s.err)
+		d.why = whyFetchFailed
 	case !s.fetched:
-		d.Reason = "the backlog has not been fetched yet"
+		d.why = whyNotFetched
 	default:
-		d.Reason = "no point yet, and the subscription is not confirmed to exist"
+		d.why = whyUnconfirmed
 	}
 	if d.Hint > 0 {
 		if hintEnd := s.hints[0].at.Add(t.opts.MaxAge).Add(time.Nanosecond); d.Until.IsZero() || hintEnd.Before(d.Until) {
 			d.Until = hintEnd // the oldest hint ends first
 		}
 		d.Known = true
-		d.Reason += fmt.Sprintf(", plus %d hinted messages", d.Hint)
 	}
 	d.Messages = base + d.Hint
 	return d
@@ -371,7 +370,7 @@ func (t *Tracker) apply(subs []string, points map[string]Point, err error) {
 // Watch is a subscription to the changes of one Pub/Sub subscription's
 // backlog: C receives a value (coalesced) after every change.
 type Watch struct {
-	c   chan struct{}
+	c   watch.Signal
 	sub string
 	t   *Tracker
 }
@@ -381,10 +380,9 @@ func (w *Watch) C() <-chan struct{} { return w.c }
 
 // Watch follows sub's backlog; it also keeps sub tracked while it lasts.
 func (t *Tracker) Watch(sub string) *Watch {
-	w := &Watch{c: make(chan struct{}, 1), sub: sub, t: t}
+	w := &Watch{c: watch.New(), sub: sub, t: t}
 	t.mu.Lock()
-	s := t.get(sub, t.opts.Now())
-	s.watchers = append(s.watchers, w)
+	t.get(sub, t.opts.Now()).watchers.Add(w.c)
 	t.mu.Unlock()
 	return w
 }
@@ -393,23 +391,9 @@ func (t *Tracker) Watch(sub string) *Watch {
 func (w *Watch) Stop() {
 	w.t.mu.Lock()
 	defer w.t.mu.Unlock()
-	s, ok := w.t.subs[w.sub]
-	if !ok {
-		return
-	}
-	for i, x := range s.watchers {
-		if x == w {
-			s.watchers = append(s.watchers[:i], s.watchers[i+1:]...)
-			return
-		}
+	if s, ok := w.t.subs[w.sub]; ok {
+		s.watchers.Remove(w.c)
 	}
 }
 
-func (s *tracked) notify() {
-	for _, w := range s.watchers {
-		select {
-		case w.c <- struct{}{}:
-		default:
-		}
-	}
-}
+func (s *tracked) notify() { s.watchers.Notify() }

@@ -57,7 +57,7 @@ const sub = "projects/p-tracker/subscriptions/jobs"
 func TestTrackerStalenessAndGaps(t *testing.T) {
 	e := newTrackerEnv(t)
 	e.exist(t, sub)
-	if d := e.tr.Backlog(sub); d.Known || !strings.Contains(d.Reason, "not been fetched") {
+	if d := e.tr.Backlog(sub); d.Known || !strings.Contains(d.Reason(), "not been fetched") {
 		t.Fatalf("before any fetch: want unknown, got %+v", d)
 	}
 	t0 := e.clock.Now()
@@ -78,7 +78,7 @@ func TestTrackerStalenessAndGaps(t *testing.T) {
 	}
 	// ...and past it the backlog is unknown: blind, not zero.
 	e.clock.Set(t0.Add(3*time.Minute + time.Second)) // the point is 5m1s old
-	if d := e.tr.Backlog(sub); d.Known || !strings.Contains(d.Reason, "older than the depth max age") {
+	if d := e.tr.Backlog(sub); d.Known || !strings.Contains(d.Reason(), "older than the depth max age") {
 		t.Fatalf("past max age: want unknown, got %+v", d)
 	}
 }
@@ -95,7 +95,7 @@ func TestTrackerNeverHadAPoint(t *testing.T) {
 	ghost := "projects/p-tracker/subscriptions/ghost"
 	e.tr.Backlog(ghost)
 	e.refresh()
-	if d := e.tr.Backlog(ghost); d.Known || d.Exists != Missing || !strings.Contains(d.Reason, "does not exist") {
+	if d := e.tr.Backlog(ghost); d.Known || d.Exists != Missing || !strings.Contains(d.Reason(), "does not exist") {
 		t.Fatalf("a missing subscription: want unknown and missing, got %+v", d)
 	}
 	// Created later: looked up again after RecheckMissing.

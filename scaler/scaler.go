@@ -41,7 +41,7 @@ type Backlogs interface {
 // Observer is told of every IsActive answer, per ScaledObject; the Events
 // recorder uses it. It must not block.
 type Observer interface {
-	Answered(namespace, name, org string, active, blind bool, reason string)
+	Answered(namespace, name, org string, active, blind bool, reason func() string)
 }
 
 // Server implements KEDA's ExternalScaler service.
@@ -83,11 +83,9 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{orgs: o.Orgs, now: o.Now, log: o.Logger.With("component", "scaler"), done: o.Done,
-		observer: o.Observer, metrics: newMetrics(o.Registerer), last: make(map[string]bool),
-		seen: make(map[string]map[string]string)}
-	s.backlogs = o.Backlogs
-	return s
+	return &Server{orgs: o.Orgs, backlogs: o.Backlogs, now: o.Now, log: o.Logger.With("component", "scaler"),
+		done: o.Done, observer: o.Observer, metrics: newMetrics(o.Registerer),
+		last: make(map[string]bool), seen: make(map[string]map[string]string)}
 }
 
 // workload validates a request's metadata before anything else.
@@ -144,7 +142,7 @@ func orgState(o activity.Org) decide.OrgState {
 }
 
 func blindError(w decide.Workload, d pubsubdepth.Depth) error {
-	return status.Errorf(codes.Unavailable, "backlog of subscription %s is unknown: %s", w.Subscription, d.Reason)
+	return status.Errorf(codes.Unavailable, "backlog of subscription %s is unknown: %s", w.Subscription, d.Reason())
 }
 
 // IsActive answers whether the workload should run at all. While the
@@ -159,15 +157,14 @@ func (s *Server) IsActive(_ context.Context, ref *pb.ScaledObjectRef) (*pb.IsAct
 	if err != nil {
 		return nil, err
 	}
-	blind := a.Rule == decide.RuleBlind && !a.Active
-	active, err := s.remember(w, a.Active, blind, d)
+	active, err := s.remember(w, a.Active, a.Blind(), d)
 	s.count(w, active, err)
 	if s.observer != nil {
 		reason := a.Reason
-		if blind {
+		if a.Blind() {
 			reason = d.Reason
 		}
-		s.observer.Answered(ref.GetNamespace(), ref.GetName(), w.Org, active, blind, reason)
+		s.observer.Answered(ref.GetNamespace(), ref.GetName(), w.Org, active, a.Blind(), reason)
 	}
 	if err != nil {
 		return nil, err
@@ -228,7 +225,8 @@ func (s *Server) GetMetrics(_ context.Context, req *pb.GetMetricsRequest) (*pb.G
 	if err != nil {
 		return nil, err
 	}
-	if name := w.MetricName(); req.GetMetricName() != name {
+	name := w.MetricName()
+	if req.GetMetricName() != name {
 		return nil, status.Errorf(codes.NotFound, "metricName %q is not this trigger's metric: expected %q (as GetMetricSpec returns)",
 			req.GetMetricName(), name)
 	}
@@ -240,7 +238,7 @@ func (s *Server) GetMetrics(_ context.Context, req *pb.GetMetricsRequest) (*pb.G
 		return nil, blindError(w, d)
 	}
 	return &pb.GetMetricsResponse{MetricValues: []*pb.MetricValue{{
-		MetricName: w.MetricName(), MetricValue: a.Replicas, MetricValueFloat: float64(a.Replicas),
+		MetricName: name, MetricValue: a.Replicas, MetricValueFloat: float64(a.Replicas),
 	}}}, nil
 }
 
@@ -303,15 +301,14 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 		} else if err != nil {
 			return err
 		}
-		blind := a.Rule == decide.RuleBlind && !a.Active
 		if a.Active && !wasActive {
 			if err := stream.Send(&pb.IsActiveResponse{Result: true}); err != nil {
 				return fmt.Errorf("push active: %w", err)
 			}
 			s.metrics.pushes.Inc()
-			log.Debug("pushed active", "rule", a.Rule, "reason", a.Reason)
+			log.Debug("pushed active", "rule", a.Rule, "reason", a.Reason())
 		}
-		if !blind { // blind keeps the last state, as IsActive does
+		if !a.Blind() { // blind keeps the last state, as IsActive does
 			wasActive = a.Active
 			activeUntil = time.Time{}
 			if a.Active {
