@@ -126,12 +126,17 @@ func New(o Options) (*App, error) {
 			return nil, err
 		}
 	}
+	// On failure, everything opened so far is closed, last first.
+	var undo []func() error
 	ok := false
 	defer func() {
-		if !ok && a.events != nil {
-			a.events.Close()
+		for i := len(undo) - 1; !ok && i >= 0; i-- {
+			_ = undo[i]()
 		}
 	}()
+	if a.events != nil {
+		undo = append(undo, func() error { a.events.Close(); return nil })
+	}
 	store, err := activity.Open(activity.Options{
 		Dir: o.DataDir, IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval, Logger: o.Logger, Now: o.Now,
 		OnTransition: a.onTransition, Registerer: a.registry,
@@ -140,26 +145,18 @@ func New(o Options) (*App, error) {
 		return nil, err
 	}
 	a.store = store
-	if a.kedaLis, err = net.Listen("tcp", o.Listen); err != nil {
-		_ = store.Close()
-		return nil, fmt.Errorf("listen for KEDA on %s: %w", o.Listen, err)
-	}
-	if a.apiLis, err = net.Listen("tcp", o.APIListen); err != nil {
-		_ = a.kedaLis.Close()
-		_ = store.Close()
-		return nil, fmt.Errorf("listen for the API on %s: %w", o.APIListen, err)
-	}
-	if a.metricsLn, err = net.Listen("tcp", o.MetricsListen); err != nil {
-		_ = a.apiLis.Close()
-		_ = a.kedaLis.Close()
-		_ = store.Close()
-		return nil, fmt.Errorf("listen for metrics on %s: %w", o.MetricsListen, err)
+	undo = append(undo, store.Close)
+	for _, l := range []struct {
+		lis  *net.Listener
+		addr string
+		what string
+	}{{&a.kedaLis, o.Listen, "KEDA"}, {&a.apiLis, o.APIListen, "the API"}, {&a.metricsLn, o.MetricsListen, "metrics"}} {
+		if *l.lis, err = net.Listen("tcp", l.addr); err != nil {
+			return nil, fmt.Errorf("listen for %s on %s: %w", l.what, l.addr, err)
+		}
+		undo = append(undo, (*l.lis).Close)
 	}
 	if a.depth, err = newDepth(o, a.registry); err != nil {
-		_ = a.metricsLn.Close()
-		_ = a.apiLis.Close()
-		_ = a.kedaLis.Close()
-		_ = store.Close()
 		return nil, err
 	}
 	var observer scaler.Observer

@@ -57,9 +57,7 @@ func (s *Server) Explain(md map[string]string) (Explanation, error) {
 	if err == nil && a.Rule == decide.RuleBlind {
 		e.Err = blindError(w, d) // GetMetrics
 		if !a.Active {
-			s.mu.Lock()
-			last, ok := s.last[w.MetricName()]
-			s.mu.Unlock()
+			last, ok := s.lastActive(w)
 			e.Active = ok && last
 		}
 	}

@@ -186,18 +186,25 @@ func (s *Server) count(w decide.Workload, active bool, err error) {
 // remember keeps the last answer per workload, and gives it back while the
 // backlog is blind; with no last answer, blind is an error.
 func (s *Server) remember(w decide.Workload, active, blind bool, d pubsubdepth.Depth) (bool, error) {
-	key := w.MetricName()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if blind {
-		last, ok := s.last[key]
+		last, ok := s.lastActive(w)
 		if !ok {
 			return false, blindError(w, d)
 		}
 		return last, nil
 	}
-	s.last[key] = active
+	s.mu.Lock()
+	s.last[w.MetricName()] = active
+	s.mu.Unlock()
 	return active, nil
+}
+
+// lastActive is the last IsActive answer given for w, if any.
+func (s *Server) lastActive(w decide.Workload) (active, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	active, ok = s.last[w.MetricName()]
+	return active, ok
 }
 
 // GetMetricSpec returns the workload's one metric, with target 1 so the
