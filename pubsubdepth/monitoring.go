@@ -95,7 +95,8 @@ func (m *Monitoring) Calls() int64 { return m.calls.Load() }
 
 // Fetch implements Source.
 func (m *Monitoring) Fetch(ctx context.Context, subs []string) (map[string]Point, error) {
-	byProject := map[string][]string{}
+	byProject := map[string][]string{} // subscription ids, by project queried
+	members := map[string][]string{}   // full names, by project queried
 	want := make(map[string]bool, len(subs))
 	for _, sub := range subs {
 		project, id, err := ParseName(sub)
@@ -107,6 +108,7 @@ func (m *Monitoring) Fetch(ctx context.Context, subs []string) (map[string]Point
 			project = m.opts.Project
 		}
 		byProject[project] = append(byProject[project], id)
+		members[project] = append(members[project], sub)
 	}
 	projects := make([]string, 0, len(byProject))
 	for p := range byProject {
@@ -117,10 +119,8 @@ func (m *Monitoring) Fetch(ctx context.Context, subs []string) (map[string]Point
 	failed := map[string]error{}
 	for _, project := range projects {
 		if err := m.query(ctx, project, byProject[project], want, out); err != nil {
-			for _, sub := range subs {
-				if p, _, _ := ParseName(sub); m.opts.Project != "" || p == project {
-					failed[sub] = err
-				}
+			for _, sub := range members[project] {
+				failed[sub] = err
 			}
 		}
 	}
