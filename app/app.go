@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -28,9 +29,11 @@ import (
 
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/api"
+	"github.com/orgscaler/orgscaler/auth"
 	"github.com/orgscaler/orgscaler/kubeevents"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/scaler"
+	"github.com/orgscaler/orgscaler/tlsconfig"
 )
 
 // Options is the whole configuration of the daemon.
@@ -66,6 +69,19 @@ type Options struct {
 
 	// MetricsListen is where /metrics is served (Prometheus).
 	MetricsListen string
+
+	// TLS serves the KEDA port over TLS (mTLS with a client CA).
+	TLS tlsconfig.Files
+	// APITLS serves the API over TLS; with a client CA, client certificates
+	// name their role in their subject's organization.
+	APITLS tlsconfig.Files
+	// APITokensFile holds the API's bearer tokens, one `TOKEN ROLE` a line.
+	APITokensFile string
+	// APIInsecure lets the API listen on a non-loopback address without
+	// any authentication.
+	APIInsecure bool
+	// TokensReload is how often the tokens file is checked for changes.
+	TokensReload time.Duration
 }
 
 // Backlog sources.
@@ -87,7 +103,13 @@ const (
 	DefaultMetricsListen = "127.0.0.1:9092"
 	DefaultDepthRefresh  = 15 * time.Second
 	DefaultDepthMaxAge   = 5 * time.Minute
+	DefaultTokensReload  = 5 * time.Second
 )
+
+// MaxMessageSize bounds every message either port receives: KEDA's
+// requests and our API's are a few hundred bytes, so anything near it is a
+// mistake or an attack, refused with ResourceExhausted before it is read.
+const MaxMessageSize = 1 << 20
 
 // App is a running scaler.
 type App struct {
@@ -107,6 +129,9 @@ type App struct {
 	metrics   *http.Server
 	eventsWG  sync.WaitGroup
 	eventsEnd context.CancelFunc
+	sec       *security
+	bgWG      sync.WaitGroup
+	bgEnd     context.CancelFunc
 	done      chan struct{}
 	stopOnce  sync.Once
 }
@@ -115,8 +140,13 @@ type App struct {
 // before Run. On error nothing is left open.
 func New(o Options) (*App, error) {
 	o = withDefaults(o)
+	sec, err := newSecurity(o)
+	if err != nil {
+		return nil, err
+	}
 	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{}), registry: prometheus.NewRegistry()}
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.sec = sec
 	if o.Kubeconfig != "" || o.InCluster {
 		cfg, err := kubeevents.Config(o.Kubeconfig)
 		if err != nil {
@@ -156,6 +186,9 @@ func New(o Options) (*App, error) {
 		}
 		undo = append(undo, (*l.lis).Close)
 	}
+	if err := sec.checkAPIAddr(a.apiLis.Addr(), o); err != nil {
+		return nil, err
+	}
 	if a.depth, err = newDepth(o, a.registry); err != nil {
 		return nil, err
 	}
@@ -170,13 +203,14 @@ func New(o Options) (*App, error) {
 	}
 	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	a.registry.MustRegister(grpcMetrics)
-	a.kedaSrv, a.health = newServer(grpcMetrics)
+	authz := sec.authorizer(a.registry)
+	a.kedaSrv, a.health = newServer(grpcMetrics, sec.keda, nil)
 	kedaServer := scaler.New(scaler.Options{
 		Orgs: store, Backlogs: scalerBacklogs, Now: o.Now, Logger: o.Logger, Done: a.done, Observer: observer,
 		Registerer: a.registry,
 	})
 	kedapb.RegisterExternalScalerServer(a.kedaSrv, kedaServer)
-	a.apiSrv, a.apiHealth = newServer(grpcMetrics)
+	a.apiSrv, a.apiHealth = newServer(grpcMetrics, sec.api, authz)
 	apiServer := api.New(store, apiBacklogs, kedaServer, a.done)
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
@@ -201,6 +235,7 @@ func withDefaults(o Options) Options {
 	o.PubSubListen = cmp.Or(o.PubSubListen, DefaultPubSubListen)
 	o.DepthRefresh = cmp.Or(o.DepthRefresh, DefaultDepthRefresh)
 	o.DepthMaxAge = cmp.Or(o.DepthMaxAge, DefaultDepthMaxAge)
+	o.TokensReload = cmp.Or(o.TokensReload, DefaultTokensReload)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -210,14 +245,26 @@ func withDefaults(o Options) Options {
 	return o
 }
 
-func newServer(m *grpcprom.ServerMetrics) (*grpc.Server, *health.Server) {
-	s := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(m.StreamServerInterceptor()),
+// newServer builds a port's server: creds nil is plaintext, authz nil lets
+// every call in. Refused calls still show in the gRPC metrics.
+func newServer(m *grpcprom.ServerMetrics, creds credentials.TransportCredentials, authz *auth.Authorizer) (*grpc.Server, *health.Server) {
+	unary := []grpc.UnaryServerInterceptor{m.UnaryServerInterceptor()}
+	stream := []grpc.StreamServerInterceptor{m.StreamServerInterceptor()}
+	if authz != nil {
+		unary, stream = append(unary, authz.Unary()), append(stream, authz.Stream())
+	}
+	opts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+		grpc.MaxRecvMsgSize(MaxMessageSize),
 		// KEDA keeps one long-lived connection per scaler address; let it
 		// ping to keep that connection alive through idle periods.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	}
+	if creds != nil {
+		opts = append(opts, grpc.Creds(creds))
+	}
+	s := grpc.NewServer(opts...)
 	h := health.NewServer()
 	healthpb.RegisterHealthServer(s, h)
 	reflection.Register(s)
@@ -263,6 +310,12 @@ func (a *App) Run(ctx context.Context) error {
 			a.log.Error("metrics server stopped", "err", err)
 		}
 	}()
+	bg, cancel := context.WithCancel(context.Background())
+	a.bgEnd = cancel
+	if a.sec.tokens != nil {
+		a.bgWG.Go(func() { a.sec.tokens.Run(bg, a.opts.TokensReload) })
+	}
+	a.logSecurity()
 	go a.watchHealth(ctx)
 	go func() { errc <- serve(a.kedaSrv, a.kedaLis, "KEDA") }()
 	go func() { errc <- serve(a.apiSrv, a.apiLis, "API") }()
@@ -300,6 +353,10 @@ func (a *App) stop() error {
 		_ = a.metricsLn.Close()
 		if a.depth != nil {
 			a.depth.stop()
+		}
+		if a.bgEnd != nil {
+			a.bgEnd()
+			a.bgWG.Wait()
 		}
 		err = a.store.Close()
 		if a.eventsEnd != nil {

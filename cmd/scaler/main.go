@@ -79,6 +79,14 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs.DurationVar(&c.app.DepthMaxAge, "depth-max-age", app.DefaultDepthMaxAge, "how long a backlog point is trusted; past it GetMetrics answers Unavailable (so KEDA's fallback engages) and IsActive keeps its last answer")
 	fs.StringVar(&c.app.Kubeconfig, "kubeconfig", "", "kubeconfig of the cluster whose ScaledObjects get the scaler's Events (org woke, went dormant, answer changed); off when empty")
 	fs.BoolVar(&c.app.InCluster, "in-cluster", false, "record Events on ScaledObjects using the pod's service account (in a cluster)")
+	fs.StringVar(&c.app.TLS.Cert, "tls-cert", "", "PEM certificate (chain) of the KEDA port: serve it over TLS; re-read when the file changes")
+	fs.StringVar(&c.app.TLS.Key, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&c.app.TLS.ClientCA, "tls-client-ca", "", "PEM CA bundle: the KEDA port then requires client certificates signed by it (mTLS; KEDA's TriggerAuthentication tlsClientCert/tlsClientKey)")
+	fs.StringVar(&c.app.APITLS.Cert, "api-tls-cert", "", "PEM certificate (chain) of the API port: serve it over TLS; re-read when the file changes")
+	fs.StringVar(&c.app.APITLS.Key, "api-tls-key", "", "PEM private key of --api-tls-cert")
+	fs.StringVar(&c.app.APITLS.ClientCA, "api-tls-client-ca", "", "PEM CA bundle for API client certificates; a certificate's role is its subject's organization: O=producer or O=admin")
+	fs.StringVar(&c.app.APITokensFile, "api-tokens-file", "", "file of API bearer tokens, one `TOKEN ROLE` a line (roles: producer sends activity and hints; admin also reads and changes orgs); re-read when it changes")
+	fs.BoolVar(&c.app.APIInsecure, "api-insecure", false, "let the API listen on a non-loopback address with no authentication (without tokens or client certificates it otherwise refuses to)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.Usage = func() {
@@ -136,7 +144,10 @@ func (c config) validate() error {
 	case c.app.MonitoringInsecure && c.app.MonitoringEndpoint == "":
 		return errors.New("--monitoring-insecure needs --monitoring-endpoint: it is for a local MetricService only")
 	}
-	return nil
+	if err := c.app.TLS.Check("--tls"); err != nil {
+		return err
+	}
+	return c.app.APITLS.Check("--api-tls")
 }
 
 func newLogger(format string, level slog.Level, w io.Writer) *slog.Logger {

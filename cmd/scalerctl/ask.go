@@ -7,7 +7,6 @@ import (
 	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -45,7 +44,11 @@ GetMetrics, IsActive), with KEDA's own client, for a trigger's metadata.`,
 			if err != nil {
 				return err
 			}
-			conn, err := grpc.NewClient(kedaAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			opts, err := c.dialOptions(false)
+			if err != nil {
+				return err
+			}
+			conn, err := grpc.NewClient(kedaAddr, opts...)
 			if err != nil {
 				return fmt.Errorf("--keda-addr %q: %w", kedaAddr, err)
 			}

@@ -7,14 +7,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+	"github.com/orgscaler/orgscaler/tlsconfig"
 )
 
 func main() {
@@ -23,7 +26,12 @@ func main() {
 
 // cli holds the global flags and the connection made from them.
 type cli struct {
-	addr    string
+	addr      string
+	tokenFile string
+	ca        string
+	cert      string
+	key       string
+	tls       bool
 	output  string
 	timeout time.Duration
 	out     io.Writer
@@ -85,6 +93,11 @@ Examples:
 		},
 	}
 	root.PersistentFlags().StringVar(&c.addr, "addr", addr, "HOST:PORT of the scaler's API (env SCALERCTL_ADDR)")
+	root.PersistentFlags().StringVar(&c.tokenFile, "token-file", os.Getenv("SCALERCTL_TOKEN_FILE"), "file holding the API bearer token (a line of the scaler's --api-tokens-file, or the token alone) (env SCALERCTL_TOKEN_FILE)")
+	root.PersistentFlags().StringVar(&c.ca, "ca", os.Getenv("SCALERCTL_CA"), "PEM CA bundle that verifies the scaler's certificate; implies TLS (env SCALERCTL_CA)")
+	root.PersistentFlags().StringVar(&c.cert, "cert", os.Getenv("SCALERCTL_CERT"), "PEM client certificate, for a scaler that checks them; implies TLS (env SCALERCTL_CERT)")
+	root.PersistentFlags().StringVar(&c.key, "key", os.Getenv("SCALERCTL_KEY"), "PEM private key of --cert (env SCALERCTL_KEY)")
+	root.PersistentFlags().BoolVar(&c.tls, "tls", os.Getenv("SCALERCTL_TLS") == "true", "dial over TLS, verifying the scaler with the system's roots unless --ca is given (env SCALERCTL_TLS=true)")
 	root.PersistentFlags().StringVarP(&c.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the scaler")
 	root.AddCommand(c.activityCommand(), c.orgCommand(), c.hintCommand(), c.depthCommand(), c.askCommand(), c.explainCommand())
@@ -95,13 +108,53 @@ func (c *cli) dial() (*grpc.ClientConn, error) {
 	if c.conn != nil {
 		return c.conn, nil
 	}
-	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts, err := c.dialOptions(true)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(c.addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("--addr %q: %w", c.addr, err)
 	}
 	c.conn = conn
 	return conn, nil
 }
+
+// dialOptions are the transport and credentials the flags ask for. ask
+// uses the same transport for the KEDA port, which takes no token.
+func (c *cli) dialOptions(token bool) ([]grpc.DialOption, error) {
+	creds := insecure.NewCredentials()
+	if c.tls || c.ca != "" || c.cert != "" || c.key != "" {
+		cfg, err := tlsconfig.Client(c.ca, c.cert, c.key)
+		if err != nil {
+			return nil, err
+		}
+		creds = credentials.NewTLS(cfg)
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if token && c.tokenFile != "" {
+		data, err := os.ReadFile(c.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		fields := strings.Fields(string(data))
+		if len(fields) == 0 {
+			return nil, fmt.Errorf("--token-file %s is empty: expected a token", c.tokenFile)
+		}
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer(fields[0])))
+	}
+	return opts, nil
+}
+
+// bearer sends a token with every call. It is allowed over plaintext
+// because a scaler may take tokens on a loopback API.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return false }
 
 func (c *cli) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(cmd.Context(), c.timeout)

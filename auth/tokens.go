@@ -1,0 +1,162 @@
+package auth
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// MinTokenLength is the shortest token a tokens file may hold: a guessable
+// token is refused at start, not discovered later.
+const MinTokenLength = 16
+
+// Tokens is a tokens file: one `TOKEN ROLE` a line, blank lines and lines
+// starting with # ignored. Run re-reads it when it changes.
+type Tokens struct {
+	file string
+	log  *slog.Logger
+
+	mu      sync.RWMutex
+	entries []token
+	stamp   fileStamp
+	lastErr string // only Run's goroutine touches it
+}
+
+type token struct {
+	sum  [sha256.Size]byte
+	role Role
+}
+
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+// LoadTokens reads file. An unreadable or malformed file is an error naming
+// the file and the line; no token is ever written into an error or a log.
+func LoadTokens(file string, log *slog.Logger) (*Tokens, error) {
+	t := &Tokens{file: file, log: log.With("component", "auth")}
+	st, entries, err := readTokens(file)
+	if err != nil {
+		return nil, err
+	}
+	t.entries, t.stamp = entries, st
+	return t, nil
+}
+
+func readTokens(file string) (fileStamp, []token, error) {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return fileStamp{}, nil, fmt.Errorf("tokens file: %w", err)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fileStamp{}, nil, fmt.Errorf("tokens file: %w", err)
+	}
+	entries, err := parseTokens(data)
+	if err != nil {
+		return fileStamp{}, nil, fmt.Errorf("tokens file %s: %w", file, err)
+	}
+	return fileStamp{mod: fi.ModTime(), size: fi.Size()}, entries, nil
+}
+
+func parseTokens(data []byte) ([]token, error) {
+	var entries []token
+	seen := map[[sha256.Size]byte]int{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) != 2 {
+			return nil, fmt.Errorf("line %d has %d fields: expected TOKEN ROLE", n, len(fields))
+		}
+		role, err := ParseRole(fields[1])
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		if len(fields[0]) < MinTokenLength {
+			return nil, fmt.Errorf("line %d: the token is %d characters: expected at least %d", n, len(fields[0]), MinTokenLength)
+		}
+		sum := sha256.Sum256([]byte(fields[0]))
+		if prev, ok := seen[sum]; ok {
+			return nil, fmt.Errorf("line %d repeats the token of line %d: a token has one role", n, prev)
+		}
+		seen[sum] = n
+		entries = append(entries, token{sum: sum, role: role})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(entries) == 0 {
+		return nil, fmt.Errorf("no tokens in it: expected lines of TOKEN ROLE")
+	}
+	return entries, nil
+}
+
+// Role returns the role of tok, or RoleNone. Every entry is compared, in
+// constant time on hashes of equal length, so timing tells nothing of
+// which token or how much of it matched.
+func (t *Tokens) Role(tok string) Role {
+	sum := sha256.Sum256([]byte(tok))
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	role := RoleNone
+	for _, e := range t.entries {
+		if subtle.ConstantTimeCompare(sum[:], e.sum[:]) == 1 {
+			role = e.role
+		}
+	}
+	return role
+}
+
+// Run re-reads the file every interval while it changes, until ctx ends.
+// A file that no longer reads is logged, and the last good tokens kept.
+func (t *Tokens) Run(ctx context.Context, interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			t.reload()
+		}
+	}
+}
+
+func (t *Tokens) reload() {
+	fi, err := os.Stat(t.file)
+	if err == nil {
+		t.mu.RLock()
+		same := t.stamp == fileStamp{mod: fi.ModTime(), size: fi.Size()}
+		t.mu.RUnlock()
+		if same {
+			return
+		}
+	}
+	st, entries, err := readTokens(t.file)
+	if err != nil {
+		// Logged once per distinct failure, not at every tick.
+		if err.Error() != t.lastErr {
+			t.log.Error("tokens file does not load; keeping the last good tokens", "err", err)
+			t.lastErr = err.Error()
+		}
+		return
+	}
+	t.lastErr = ""
+	t.mu.Lock()
+	t.entries, t.stamp = entries, st
+	t.mu.Unlock()
+	t.log.Info("tokens file reloaded", "file", t.file, "tokens", len(entries))
+}
