@@ -140,11 +140,11 @@ type App struct {
 // before Run. On error nothing is left open.
 func New(o Options) (*App, error) {
 	o = withDefaults(o)
-	sec, err := newSecurity(o)
+	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{}), registry: prometheus.NewRegistry()}
+	sec, err := newSecurity(o, a.registry)
 	if err != nil {
 		return nil, err
 	}
-	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{}), registry: prometheus.NewRegistry()}
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.sec = sec
 	if o.Kubeconfig != "" || o.InCluster {

@@ -22,7 +22,7 @@ type security struct {
 	clientCerts bool                             // the API verifies client certificates
 }
 
-func newSecurity(o Options) (*security, error) {
+func newSecurity(o Options, reg prometheus.Registerer) (*security, error) {
 	if err := o.TLS.Check("--tls"); err != nil {
 		return nil, err
 	}
@@ -31,7 +31,7 @@ func newSecurity(o Options) (*security, error) {
 	}
 	sec := &security{clientCerts: o.APITLS.ClientCA != ""}
 	if o.APITokensFile != "" {
-		t, err := auth.LoadTokens(o.APITokensFile, o.Logger)
+		t, err := auth.LoadTokens(o.APITokensFile, o.Logger, reg)
 		if err != nil {
 			return nil, fmt.Errorf("--api-tokens-file: %w", err)
 		}

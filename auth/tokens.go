@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // MinTokenLength is the shortest token a tokens file may hold: a guessable
@@ -28,6 +30,7 @@ type Tokens struct {
 	entries []token
 	stamp   fileStamp
 	lastErr string // only Run's goroutine touches it
+	reloads *prometheus.CounterVec
 }
 
 type token struct {
@@ -42,13 +45,21 @@ type fileStamp struct {
 
 // LoadTokens reads file. An unreadable or malformed file is an error naming
 // the file and the line; no token is ever written into an error or a log.
-func LoadTokens(file string, log *slog.Logger) (*Tokens, error) {
-	t := &Tokens{file: file, log: log.With("component", "auth")}
+// reg, when set, gets the reload counter.
+func LoadTokens(file string, log *slog.Logger, reg prometheus.Registerer) (*Tokens, error) {
+	t := &Tokens{file: file, log: log.With("component", "auth"),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scaler_api_tokens_reloads_total",
+			Help: "Reloads of --api-tokens-file after it changed, by result (ok, or error: the last good tokens are kept).",
+		}, []string{"result"})}
 	st, entries, err := readTokens(file)
 	if err != nil {
 		return nil, err
 	}
 	t.entries, t.stamp = entries, st
+	if reg != nil {
+		reg.MustRegister(t.reloads)
+	}
 	return t, nil
 }
 
@@ -151,9 +162,11 @@ func (t *Tokens) reload() {
 		if err.Error() != t.lastErr {
 			t.log.Error("tokens file does not load; keeping the last good tokens", "err", err)
 			t.lastErr = err.Error()
+			t.reloads.WithLabelValues("error").Inc()
 		}
 		return
 	}
+	t.reloads.WithLabelValues("ok").Inc()
 	t.lastErr = ""
 	t.mu.Lock()
 	t.entries, t.stamp = entries, st

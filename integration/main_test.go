@@ -70,6 +70,14 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 func start(t *testing.T, o app.Options) *daemon {
 	t.Helper()
+	plain := grpc.WithTransportCredentials(insecure.NewCredentials())
+	return startWith(t, o, []grpc.DialOption{plain}, []grpc.DialOption{plain})
+}
+
+// startWith starts a daemon whose clients dial KEDA's port with keda and
+// the API with api.
+func startWith(t *testing.T, o app.Options, keda, api []grpc.DialOption) *daemon {
+	t.Helper()
 	a, err := app.New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -77,16 +85,20 @@ func start(t *testing.T, o app.Options) *daemon {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &daemon{app: a, cancel: cancel, done: make(chan error, 1)}
 	go func() { d.done <- a.Run(ctx) }()
-	d.keda = kedapb.NewExternalScalerClient(d.dial(t, a.Addr()))
-	api := d.dial(t, a.APIAddr())
-	d.orgs, d.act = pb.NewAdminServiceClient(api), pb.NewActivityServiceClient(api)
+	d.keda = kedapb.NewExternalScalerClient(d.dial(t, a.Addr(), keda...))
+	apiConn := d.dial(t, a.APIAddr(), api...)
+	d.orgs, d.act = pb.NewAdminServiceClient(apiConn), pb.NewActivityServiceClient(apiConn)
 	t.Cleanup(func() { d.stop(t) })
 	return d
 }
 
-func (d *daemon) dial(t *testing.T, addr string) *grpc.ClientConn {
+// dial connects to addr, in plaintext unless opts say otherwise.
+func (d *daemon) dial(t *testing.T, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if len(opts) == 0 {
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	c, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
