@@ -32,11 +32,11 @@ type cli struct {
 	cert      string
 	key       string
 	tls       bool
-	output  string
-	timeout time.Duration
-	out     io.Writer
-	now     func() time.Time
-	conn    *grpc.ClientConn
+	output    string
+	timeout   time.Duration
+	out       io.Writer
+	now       func() time.Time
+	conn      *grpc.ClientConn
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
