@@ -70,6 +70,9 @@ func (s *Store) Update(ctx context.Context, id string, u Update) (Org, error) {
 	}
 	e.rec = rec
 	e.dirty = false // the write carried everything up to here
+	if woke {
+		e.by = byAdmin
+	}
 	if rec.DormantSince.IsZero() && rec.ScaleToZero {
 		s.schedule(id, e, deadline)
 	}

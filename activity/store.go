@@ -56,6 +56,10 @@ type Org struct {
 	ScaleToZeroAllowed   bool
 	IdleWindow           time.Duration // the window in force
 	IdleWindowOverridden bool
+	// WokeBy is what last woke the org, or what its last activity was
+	// (activity or hint) when it has not woken since; kept in memory only,
+	// so it reads "activity" after a restart.
+	WokeBy WakeReason
 }
 
 // Dormant reports whether the org is dormant.
@@ -68,6 +72,29 @@ func (o Org) DormantAt() time.Time {
 		return time.Time{}
 	}
 	return o.LastActivity.Add(o.IdleWindow)
+}
+
+// wakeBy is a WakeReason in one byte: a million orgs keep one each.
+type wakeBy uint8
+
+const (
+	byActivity wakeBy = iota
+	byHint
+	byAdmin
+)
+
+func byOf(r WakeReason) wakeBy {
+	switch r {
+	case WakeHint:
+		return byHint
+	case WakeAdmin:
+		return byAdmin
+	}
+	return byActivity
+}
+
+func (b wakeBy) reason() WakeReason {
+	return [...]WakeReason{byActivity: WakeActivity, byHint: WakeHint, byAdmin: WakeAdmin}[b]
 }
 
 // WakeReason says why a dormant org woke.
@@ -113,11 +140,17 @@ type shard struct {
 type entry struct {
 	rec       record
 	dirty     bool
+	by        wakeBy    // what the last activity or wake was
 	scheduled time.Time // the live scheduler entry, zero if none
 	watchers  watch.List
 }
 
 var keyPrefix = []byte("org/")
+
+// DB is the store's Badger database, for packages that keep their own keys
+// (under a prefix other than "org/") next to the orgs, so one process has
+// one database. Close closes it.
+func (s *Store) DB() *badger.DB { return s.db }
 
 // Open opens (or creates) the database in opts.Dir, loads every org and
 // starts the flusher and the dormancy timer. A database that cannot be read
@@ -280,6 +313,7 @@ func (s *Store) snapshot(id string, e *entry) Org {
 		ScaleToZeroAllowed:   e.rec.ScaleToZero,
 		IdleWindow:           s.window(e.rec),
 		IdleWindowOverridden: e.rec.IdleWindow > 0,
+		WokeBy:               e.by.reason(),
 	}
 }
 
@@ -341,6 +375,7 @@ func (s *Store) RecordFor(id string, why WakeReason) (o Org, woke bool) {
 	sh := s.shard(id)
 	sh.mu.Lock()
 	e, created := s.getOrCreate(sh, id, now)
+	e.by = byOf(why)
 	var wasDormant time.Time
 	if !created {
 		if now.After(e.rec.LastActivity) {

@@ -52,14 +52,29 @@ type Server struct {
 	store     Store
 	backlogs  Backlogs
 	explainer Explainer
+	reports   Reporter
+	now       func() time.Time
 	done      <-chan struct{}
 }
 
-// New returns a Server over store, backlogs (nil: no backlog source) and
-// explainer. Closing done ends open activity streams cleanly, with their
-// counts.
-func New(store Store, backlogs Backlogs, explainer Explainer, done <-chan struct{}) *Server {
-	return &Server{store: store, backlogs: backlogs, explainer: explainer, done: done}
+// Options configure a Server.
+type Options struct {
+	Store     Store
+	Backlogs  Backlogs // nil: no backlog source
+	Explainer Explainer
+	Reports   Reporter // nil: no usage ledger
+	Now       func() time.Time
+	// Done ends open activity streams cleanly, with their counts, when
+	// closed.
+	Done <-chan struct{}
+}
+
+// New returns a Server.
+func New(o Options) *Server {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done}
 }
 
 func checkOrg(field, org string) error {

@@ -34,6 +34,7 @@ import (
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/scaler"
 	"github.com/orgscaler/orgscaler/tlsconfig"
+	"github.com/orgscaler/orgscaler/usage"
 )
 
 // Options is the whole configuration of the daemon.
@@ -82,6 +83,8 @@ type Options struct {
 	APIInsecure bool
 	// TokensReload is how often the tokens file is checked for changes.
 	TokensReload time.Duration
+	// UsageRetention is how long the hourly GPU-hours figures are kept.
+	UsageRetention time.Duration
 }
 
 // Backlog sources.
@@ -130,6 +133,7 @@ type App struct {
 	eventsWG  sync.WaitGroup
 	eventsEnd context.CancelFunc
 	sec       *security
+	ledger    *usage.Ledger
 	bgWG      sync.WaitGroup
 	bgEnd     context.CancelFunc
 	done      chan struct{}
@@ -176,6 +180,9 @@ func New(o Options) (*App, error) {
 	}
 	a.store = store
 	undo = append(undo, store.Close)
+	if a.ledger, err = usage.Open(store.DB(), usage.Options{Logger: o.Logger, Retention: o.UsageRetention, Registerer: a.registry}); err != nil {
+		return nil, err
+	}
 	for _, l := range []struct {
 		lis  *net.Listener
 		addr string
@@ -207,11 +214,11 @@ func New(o Options) (*App, error) {
 	a.kedaSrv, a.health = newServer(grpcMetrics, sec.keda, nil)
 	kedaServer := scaler.New(scaler.Options{
 		Orgs: store, Backlogs: scalerBacklogs, Now: o.Now, Logger: o.Logger, Done: a.done, Observer: observer,
-		Registerer: a.registry,
+		Registerer: a.registry, Usage: a.ledger,
 	})
 	kedapb.RegisterExternalScalerServer(a.kedaSrv, kedaServer)
 	a.apiSrv, a.apiHealth = newServer(grpcMetrics, sec.api, authz)
-	apiServer := api.New(store, apiBacklogs, kedaServer, a.done)
+	apiServer := api.New(api.Options{Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
 	grpcMetrics.InitializeMetrics(a.kedaSrv)
@@ -236,6 +243,7 @@ func withDefaults(o Options) Options {
 	o.DepthRefresh = cmp.Or(o.DepthRefresh, DefaultDepthRefresh)
 	o.DepthMaxAge = cmp.Or(o.DepthMaxAge, DefaultDepthMaxAge)
 	o.TokensReload = cmp.Or(o.TokensReload, DefaultTokensReload)
+	o.UsageRetention = cmp.Or(o.UsageRetention, usage.DefaultRetention)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -315,6 +323,8 @@ func (a *App) Run(ctx context.Context) error {
 	if a.sec.tokens != nil {
 		a.bgWG.Go(func() { a.sec.tokens.Run(bg, a.opts.TokensReload) })
 	}
+	// Stopped before the store closes, with a last flush.
+	a.bgWG.Go(func() { a.ledger.Run(bg, a.opts.FlushInterval, a.opts.Now) })
 	a.logSecurity()
 	go a.watchHealth(ctx)
 	go func() { errc <- serve(a.kedaSrv, a.kedaLis, "KEDA") }()

@@ -52,6 +52,9 @@ type Answer struct {
 	now     time.Time
 }
 
+// At is the instant the answer was decided for.
+func (a Answer) At() time.Time { return a.now }
+
 // Blind reports whether the answer could not be given: the backlog is
 // needed, not known, and nothing else keeps the workload active.
 func (a Answer) Blind() bool { return a.Rule == RuleBlind && !a.Active }

@@ -75,17 +75,18 @@ func TestParseMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Workload{Kind: KindModel, Org: "acme:eu-1", MessagesPerReplica: 1, WarmFor: time.Hour}
+	want := Workload{Kind: KindModel, Org: "acme:eu-1", MessagesPerReplica: 1, WarmFor: time.Hour, GPUsPerReplica: 1}
 	if w != want {
 		t.Fatalf("got %+v, want %+v", w, want)
 	}
 	w, err = ParseMetadata(map[string]string{
 		"workload": "worker", "subscription": "projects/my-proj/subscriptions/gpu-jobs", "messagesPerReplica": "5", "activationBacklog": "2",
+		"gpusPerReplica": "8",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.Org != "" || w.MessagesPerReplica != 5 || w.ActivationBacklog != 2 {
+	if w.Org != "" || w.MessagesPerReplica != 5 || w.ActivationBacklog != 2 || w.GPUsPerReplica != 8 {
 		t.Fatalf("worker: got %+v", w)
 	}
 }
@@ -115,6 +116,8 @@ func TestParseMetadataErrors(t *testing.T) {
 		{"warmFor zero", map[string]string{"workload": "model", "org": "a", "warmFor": "0s"}, "warmFor", "greater than zero"},
 		{"warmFor negative", map[string]string{"workload": "model", "org": "a", "warmFor": "-1h"}, "warmFor", "greater than zero"},
 		{"warmFor without org", map[string]string{"workload": "worker", "subscription": "projects/my-proj/subscriptions/jobs", "warmFor": "1h"}, "warmFor", "org"},
+		{"gpusPerReplica negative", map[string]string{"workload": "pynode", "org": "a", "gpusPerReplica": "-1"}, "gpusPerReplica", ">= 0"},
+		{"gpusPerReplica huge", map[string]string{"workload": "pynode", "org": "a", "gpusPerReplica": "5000"}, "gpusPerReplica", "0 to 1024"},
 		{"typo key", map[string]string{"workload": "pynode", "org": "a", "warmfor": "1h"}, "warmfor", "no such key"},
 	}
 	for _, tt := range tests {

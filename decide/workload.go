@@ -31,7 +31,12 @@ const (
 	KeyMessagesPerReplica = "messagesPerReplica"
 	KeyActivationBacklog  = "activationBacklog"
 	KeyWarmFor            = "warmFor"
+	KeyGPUsPerReplica     = "gpusPerReplica"
 )
+
+// MaxGPUsPerReplica bounds gpusPerReplica: no node has more, and the
+// GPU-hours arithmetic stays far from overflow.
+const MaxGPUsPerReplica = 1024
 
 // kedaKeys are metadata keys KEDA itself reads from an external trigger, or
 // that KEDA's docs show on every external trigger; they are not ours to reject.
@@ -66,6 +71,9 @@ type Workload struct {
 	MessagesPerReplica int64
 	ActivationBacklog  int64
 	WarmFor            time.Duration // zero: the org's idle window
+	// GPUsPerReplica only prices the GPU-hours report; it never changes an
+	// answer.
+	GPUsPerReplica int64
 }
 
 // MetadataError says which metadata key was wrong, what it held, and what
@@ -139,6 +147,13 @@ func ParseMetadata(md map[string]string) (Workload, error) {
 	if w.ActivationBacklog, err = intKey(md, KeyActivationBacklog, 0, 0); err != nil {
 		return Workload{}, err
 	}
+	if w.GPUsPerReplica, err = intKey(md, KeyGPUsPerReplica, 1, 0); err != nil {
+		return Workload{}, err
+	}
+	if w.GPUsPerReplica > MaxGPUsPerReplica {
+		return Workload{}, &MetadataError{Key: KeyGPUsPerReplica, Value: md[KeyGPUsPerReplica],
+			Expected: fmt.Sprintf("an integer from 0 to %d", MaxGPUsPerReplica)}
+	}
 	if v, ok := md[KeyWarmFor]; ok {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
@@ -172,7 +187,7 @@ func checkKeys(md map[string]string) error {
 	var unknown []string
 	for k := range md {
 		switch k {
-		case KeyWorkload, KeyOrg, KeySubscription, KeyMessagesPerReplica, KeyActivationBacklog, KeyWarmFor:
+		case KeyWorkload, KeyOrg, KeySubscription, KeyMessagesPerReplica, KeyActivationBacklog, KeyWarmFor, KeyGPUsPerReplica:
 		default:
 			if !kedaKeys[k] {
 				unknown = append(unknown, k)
@@ -185,7 +200,7 @@ func checkKeys(md map[string]string) error {
 	sort.Strings(unknown)
 	k := unknown[0]
 	return &MetadataError{Key: Clip(k), Value: Clip(md[k]), Expected: "no such key: known keys are " +
-		strings.Join([]string{KeyWorkload, KeyOrg, KeySubscription, KeyMessagesPerReplica, KeyActivationBacklog, KeyWarmFor}, ", ")}
+		strings.Join([]string{KeyWorkload, KeyOrg, KeySubscription, KeyMessagesPerReplica, KeyActivationBacklog, KeyWarmFor, KeyGPUsPerReplica}, ", ")}
 }
 
 func intKey(md map[string]string, key string, def, minimum int64) (int64, error) {

@@ -85,6 +85,10 @@ func calls(conn *grpc.ClientConn) map[string]func(ctx context.Context) error {
 			_, err := adm.Explain(ctx, &pb.ExplainRequest{Metadata: map[string]string{"workload": "pynode", "org": "acme"}})
 			return err
 		},
+		"Report": func(ctx context.Context) error {
+			_, err := adm.Report(ctx, &pb.ReportRequest{})
+			return err
+		},
 		"Health": func(ctx context.Context) error {
 			_, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 			return err
@@ -94,9 +98,8 @@ func calls(conn *grpc.ClientConn) map[string]func(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if err := s.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
-				return err
-			}
+			// A refused stream's Send may see only EOF; Recv has the status.
+			_ = s.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}})
 			_, err = s.Recv()
 			return err
 		},

@@ -20,6 +20,7 @@ import (
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/decide"
 	"github.com/orgscaler/orgscaler/pubsubdepth"
+	"github.com/orgscaler/orgscaler/usage"
 )
 
 // Orgs is the org state the scaler reads; activity.Store provides it.
@@ -44,6 +45,12 @@ type Observer interface {
 	Answered(namespace, name, org string, active, blind bool, reason func() string)
 }
 
+// Ledger keeps the GPU-hours ledger from every answer; usage.Ledger
+// provides it.
+type Ledger interface {
+	Observe(id string, a usage.Answer, now time.Time)
+}
+
 // Server implements KEDA's ExternalScaler service.
 type Server struct {
 	pb.UnimplementedExternalScalerServer
@@ -53,6 +60,7 @@ type Server struct {
 	log      *slog.Logger
 	done     <-chan struct{}
 	observer Observer
+	usage    Ledger
 	metrics  *metrics
 
 	mu   sync.Mutex
@@ -73,6 +81,8 @@ type Options struct {
 	Observer Observer
 	// Registerer, when set, gets the service's metrics.
 	Registerer prometheus.Registerer
+	// Usage, when set, is told of every answer.
+	Usage Ledger
 }
 
 // New returns a Server.
@@ -84,7 +94,7 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Server{orgs: o.Orgs, backlogs: o.Backlogs, now: o.Now, log: o.Logger.With("component", "scaler"),
-		done: o.Done, observer: o.Observer, metrics: newMetrics(o.Registerer),
+		done: o.Done, observer: o.Observer, usage: o.Usage, metrics: newMetrics(o.Registerer),
 		last: make(map[string]bool), seen: make(map[string]map[string]string)}
 }
 
@@ -110,11 +120,35 @@ func (s *Server) workload(ref *pb.ScaledObjectRef) (decide.Workload, error) {
 	return w, nil
 }
 
-// answer computes the decision for w now, from memory only. It fails with
-// NotFound for a subscription that does not exist.
-func (s *Server) answer(w decide.Workload) (decide.Answer, pubsubdepth.Depth, error) {
-	a, _, d, err := s.evaluate(w)
+// answer computes the decision for w now, from memory only, and enters it
+// in the usage ledger under ref. It fails with NotFound for a subscription
+// that does not exist.
+func (s *Server) answer(ref *pb.ScaledObjectRef, w decide.Workload) (decide.Answer, pubsubdepth.Depth, error) {
+	a, o, d, err := s.evaluate(w)
+	if err == nil && s.usage != nil && !a.Blind() {
+		s.usage.Observe(ref.GetNamespace()+"/"+ref.GetName(), usageOf(w, a, o), a.At())
+	}
 	return a, d, err
+}
+
+// usageOf is an answer as the ledger keeps it: what was asked, and what
+// made it active.
+func usageOf(w decide.Workload, a decide.Answer, o activity.Org) usage.Answer {
+	u := usage.Answer{Kind: string(w.Kind), Org: w.Org, GPUs: w.GPUsPerReplica, Active: a.Active, Replicas: a.Replicas}
+	if a.Active {
+		u.Replicas = max(1, a.Replicas) // warm while blind: at least the one replica KEDA keeps
+	}
+	switch {
+	case a.Rule == decide.RuleBacklog:
+		u.Cause = usage.CauseBacklog
+	case a.Rule == decide.RuleScaleToZeroOff || o.WokeBy == activity.WakeAdmin:
+		u.Cause = usage.CauseAdmin
+	case o.WokeBy == activity.WakeHint:
+		u.Cause = usage.CauseHint
+	default:
+		u.Cause = usage.CauseActivity
+	}
+	return u
 }
 
 // evaluate is answer with the org it read.
@@ -153,7 +187,7 @@ func (s *Server) IsActive(_ context.Context, ref *pb.ScaledObjectRef) (*pb.IsAct
 	if err != nil {
 		return nil, err
 	}
-	a, d, err := s.answer(w)
+	a, d, err := s.answer(ref, w)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +248,7 @@ func (s *Server) GetMetricSpec(_ context.Context, ref *pb.ScaledObjectRef) (*pb.
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := s.answer(w); err != nil { // names the org, tracks the subscription
+	if _, _, _, err := s.evaluate(w); err != nil { // names the org, tracks the subscription
 		return nil, err
 	}
 	return metricSpec(w), nil
@@ -237,7 +271,7 @@ func (s *Server) GetMetrics(_ context.Context, req *pb.GetMetricsRequest) (*pb.G
 		return nil, status.Errorf(codes.NotFound, "metricName %q is not this trigger's metric: expected %q (as GetMetricSpec returns)",
 			req.GetMetricName(), name)
 	}
-	a, d, err := s.answer(w)
+	a, d, err := s.answer(req.GetScaledObjectRef(), w)
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +333,7 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 			// instant it ended: being active now is a new activation.
 			wasActive = false
 		}
-		a, d, err := s.answer(w)
+		a, d, err := s.answer(ref, w)
 		if status.Code(err) == codes.NotFound {
 			// The subscription does not exist (yet): stay open, inactive,
 			// so its creation and first hint are pushed without waiting

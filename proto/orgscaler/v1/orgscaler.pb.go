@@ -73,7 +73,7 @@ func (x ListOrgsRequest_Filter) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ListOrgsRequest_Filter.Descriptor instead.
 func (ListOrgsRequest_Filter) EnumDescriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{13, 0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{16, 0}
 }
 
 type Org_State int32
@@ -122,7 +122,7 @@ func (x Org_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Org_State.Descriptor instead.
 func (Org_State) EnumDescriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{17, 0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{20, 0}
 }
 
 type RecordActivityRequest struct {
@@ -848,6 +848,258 @@ func (x *ExplainResponse) GetError() string {
 	return ""
 }
 
+type ReportRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How far back: the report starts at the hour holding now - since.
+	// Default 7 days; at most the scaler's --usage-retention reaches back.
+	Since         *durationpb.Duration `protobuf:"bytes,1,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportRequest) Reset() {
+	*x = ReportRequest{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportRequest) ProtoMessage() {}
+
+func (x *ReportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
+func (*ReportRequest) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReportRequest) GetSince() *durationpb.Duration {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+type ReportResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The window: from the start of an hour to now.
+	From *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	To   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	// How long the scaler keeps hourly figures (--usage-retention).
+	Retention *durationpb.Duration `protobuf:"bytes,3,opt,name=retention,proto3" json:"retention,omitempty"`
+	// One entry per ScaledObject the scaler answered for in the window,
+	// sorted by org, then ScaledObject.
+	Workloads     []*WorkloadUsage `protobuf:"bytes,4,rep,name=workloads,proto3" json:"workloads,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportResponse) Reset() {
+	*x = ReportResponse{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportResponse) ProtoMessage() {}
+
+func (x *ReportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
+func (*ReportResponse) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ReportResponse) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *ReportResponse) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *ReportResponse) GetRetention() *durationpb.Duration {
+	if x != nil {
+		return x.Retention
+	}
+	return nil
+}
+
+func (x *ReportResponse) GetWorkloads() []*WorkloadUsage {
+	if x != nil {
+		return x.Workloads
+	}
+	return nil
+}
+
+// WorkloadUsage is one ScaledObject's ledger over a report's window. Time
+// is counted between answers the scaler gave KEDA, each taken to hold
+// until the next one (at most 10 minutes).
+type WorkloadUsage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace/name.
+	ScaledObject string `protobuf:"bytes,1,opt,name=scaled_object,json=scaledObject,proto3" json:"scaled_object,omitempty"`
+	Kind         string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Org          string `protobuf:"bytes,3,opt,name=org,proto3" json:"org,omitempty"`
+	// The trigger's gpusPerReplica at its last answer.
+	GpusPerReplica int64 `protobuf:"varint,4,opt,name=gpus_per_replica,json=gpusPerReplica,proto3" json:"gpus_per_replica,omitempty"`
+	// Time the scaler was answering for it, and of that, time answered active.
+	Tracked *durationpb.Duration `protobuf:"bytes,5,opt,name=tracked,proto3" json:"tracked,omitempty"`
+	Active  *durationpb.Duration `protobuf:"bytes,6,opt,name=active,proto3" json:"active,omitempty"`
+	// Replicas asked for (GetMetrics' value) x hours, and what an always-on
+	// deployment would have run: max(1, replicas) x hours.
+	ReplicaHours         float64 `protobuf:"fixed64,7,opt,name=replica_hours,json=replicaHours,proto3" json:"replica_hours,omitempty"`
+	AlwaysOnReplicaHours float64 `protobuf:"fixed64,8,opt,name=always_on_replica_hours,json=alwaysOnReplicaHours,proto3" json:"always_on_replica_hours,omitempty"`
+	// The same in GPU-hours: x gpusPerReplica.
+	GpuHours         float64 `protobuf:"fixed64,9,opt,name=gpu_hours,json=gpuHours,proto3" json:"gpu_hours,omitempty"`
+	AlwaysOnGpuHours float64 `protobuf:"fixed64,10,opt,name=always_on_gpu_hours,json=alwaysOnGpuHours,proto3" json:"always_on_gpu_hours,omitempty"`
+	// Inactive-to-active changes, by cause: activity, hint, backlog, admin.
+	Wakes         map[string]int64 `protobuf:"bytes,11,rep,name=wakes,proto3" json:"wakes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkloadUsage) Reset() {
+	*x = WorkloadUsage{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkloadUsage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkloadUsage) ProtoMessage() {}
+
+func (x *WorkloadUsage) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkloadUsage.ProtoReflect.Descriptor instead.
+func (*WorkloadUsage) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WorkloadUsage) GetScaledObject() string {
+	if x != nil {
+		return x.ScaledObject
+	}
+	return ""
+}
+
+func (x *WorkloadUsage) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *WorkloadUsage) GetOrg() string {
+	if x != nil {
+		return x.Org
+	}
+	return ""
+}
+
+func (x *WorkloadUsage) GetGpusPerReplica() int64 {
+	if x != nil {
+		return x.GpusPerReplica
+	}
+	return 0
+}
+
+func (x *WorkloadUsage) GetTracked() *durationpb.Duration {
+	if x != nil {
+		return x.Tracked
+	}
+	return nil
+}
+
+func (x *WorkloadUsage) GetActive() *durationpb.Duration {
+	if x != nil {
+		return x.Active
+	}
+	return nil
+}
+
+func (x *WorkloadUsage) GetReplicaHours() float64 {
+	if x != nil {
+		return x.ReplicaHours
+	}
+	return 0
+}
+
+func (x *WorkloadUsage) GetAlwaysOnReplicaHours() float64 {
+	if x != nil {
+		return x.AlwaysOnReplicaHours
+	}
+	return 0
+}
+
+func (x *WorkloadUsage) GetGpuHours() float64 {
+	if x != nil {
+		return x.GpuHours
+	}
+	return 0
+}
+
+func (x *WorkloadUsage) GetAlwaysOnGpuHours() float64 {
+	if x != nil {
+		return x.AlwaysOnGpuHours
+	}
+	return 0
+}
+
+func (x *WorkloadUsage) GetWakes() map[string]int64 {
+	if x != nil {
+		return x.Wakes
+	}
+	return nil
+}
+
 type GetOrgRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Org           string                 `protobuf:"bytes,1,opt,name=org,proto3" json:"org,omitempty"`
@@ -857,7 +1109,7 @@ type GetOrgRequest struct {
 
 func (x *GetOrgRequest) Reset() {
 	*x = GetOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +1121,7 @@ func (x *GetOrgRequest) String() string {
 func (*GetOrgRequest) ProtoMessage() {}
 
 func (x *GetOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +1134,7 @@ func (x *GetOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrgRequest.ProtoReflect.Descriptor instead.
 func (*GetOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{11}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetOrgRequest) GetOrg() string {
@@ -901,7 +1153,7 @@ type GetOrgResponse struct {
 
 func (x *GetOrgResponse) Reset() {
 	*x = GetOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +1165,7 @@ func (x *GetOrgResponse) String() string {
 func (*GetOrgResponse) ProtoMessage() {}
 
 func (x *GetOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +1178,7 @@ func (x *GetOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrgResponse.ProtoReflect.Descriptor instead.
 func (*GetOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{12}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetOrgResponse) GetOrg() *Org {
@@ -949,7 +1201,7 @@ type ListOrgsRequest struct {
 
 func (x *ListOrgsRequest) Reset() {
 	*x = ListOrgsRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -961,7 +1213,7 @@ func (x *ListOrgsRequest) String() string {
 func (*ListOrgsRequest) ProtoMessage() {}
 
 func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -974,7 +1226,7 @@ func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsRequest.ProtoReflect.Descriptor instead.
 func (*ListOrgsRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{13}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListOrgsRequest) GetFilter() ListOrgsRequest_Filter {
@@ -1009,7 +1261,7 @@ type ListOrgsResponse struct {
 
 func (x *ListOrgsResponse) Reset() {
 	*x = ListOrgsResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1273,7 @@ func (x *ListOrgsResponse) String() string {
 func (*ListOrgsResponse) ProtoMessage() {}
 
 func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1286,7 @@ func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsResponse.ProtoReflect.Descriptor instead.
 func (*ListOrgsResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{14}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListOrgsResponse) GetOrgs() []*Org {
@@ -1066,7 +1318,7 @@ type UpdateOrgRequest struct {
 
 func (x *UpdateOrgRequest) Reset() {
 	*x = UpdateOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1330,7 @@ func (x *UpdateOrgRequest) String() string {
 func (*UpdateOrgRequest) ProtoMessage() {}
 
 func (x *UpdateOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1343,7 @@ func (x *UpdateOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrgRequest.ProtoReflect.Descriptor instead.
 func (*UpdateOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{15}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateOrgRequest) GetOrg() string {
@@ -1125,7 +1377,7 @@ type UpdateOrgResponse struct {
 
 func (x *UpdateOrgResponse) Reset() {
 	*x = UpdateOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1389,7 @@ func (x *UpdateOrgResponse) String() string {
 func (*UpdateOrgResponse) ProtoMessage() {}
 
 func (x *UpdateOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1402,7 @@ func (x *UpdateOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrgResponse.ProtoReflect.Descriptor instead.
 func (*UpdateOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{16}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpdateOrgResponse) GetOrg() *Org {
@@ -1185,7 +1437,7 @@ type Org struct {
 
 func (x *Org) Reset() {
 	*x = Org{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1197,7 +1449,7 @@ func (x *Org) String() string {
 func (*Org) ProtoMessage() {}
 
 func (x *Org) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1210,7 +1462,7 @@ func (x *Org) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Org.ProtoReflect.Descriptor instead.
 func (*Org) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{17}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Org) GetId() string {
@@ -1339,7 +1591,31 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x05error\x18\r \x01(\tR\x05error\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"!\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
+	"\rReportRequest\x12/\n" +
+	"\x05since\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x05since\"\xe0\x01\n" +
+	"\x0eReportResponse\x12.\n" +
+	"\x04from\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x127\n" +
+	"\tretention\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\tretention\x129\n" +
+	"\tworkloads\x18\x04 \x03(\v2\x1b.orgscaler.v1.WorkloadUsageR\tworkloads\"\x8c\x04\n" +
+	"\rWorkloadUsage\x12#\n" +
+	"\rscaled_object\x18\x01 \x01(\tR\fscaledObject\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x10\n" +
+	"\x03org\x18\x03 \x01(\tR\x03org\x12(\n" +
+	"\x10gpus_per_replica\x18\x04 \x01(\x03R\x0egpusPerReplica\x123\n" +
+	"\atracked\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atracked\x121\n" +
+	"\x06active\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x06active\x12#\n" +
+	"\rreplica_hours\x18\a \x01(\x01R\freplicaHours\x125\n" +
+	"\x17always_on_replica_hours\x18\b \x01(\x01R\x14alwaysOnReplicaHours\x12\x1b\n" +
+	"\tgpu_hours\x18\t \x01(\x01R\bgpuHours\x12-\n" +
+	"\x13always_on_gpu_hours\x18\n" +
+	" \x01(\x01R\x10alwaysOnGpuHours\x12<\n" +
+	"\x05wakes\x18\v \x03(\v2&.orgscaler.v1.WorkloadUsage.WakesEntryR\x05wakes\x1a8\n" +
+	"\n" +
+	"WakesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"!\n" +
 	"\rGetOrgRequest\x12\x10\n" +
 	"\x03org\x18\x01 \x01(\tR\x03org\"5\n" +
 	"\x0eGetOrgResponse\x12#\n" +
@@ -1384,13 +1660,14 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x0fActivityService\x12[\n" +
 	"\x0eRecordActivity\x12#.orgscaler.v1.RecordActivityRequest\x1a$.orgscaler.v1.RecordActivityResponse\x12]\n" +
 	"\x0eStreamActivity\x12#.orgscaler.v1.StreamActivityRequest\x1a$.orgscaler.v1.StreamActivityResponse(\x01\x12=\n" +
-	"\x04Hint\x12\x19.orgscaler.v1.HintRequest\x1a\x1a.orgscaler.v1.HintResponse2\x8b\x03\n" +
+	"\x04Hint\x12\x19.orgscaler.v1.HintRequest\x1a\x1a.orgscaler.v1.HintResponse2\xd0\x03\n" +
 	"\fAdminService\x12C\n" +
 	"\x06GetOrg\x12\x1b.orgscaler.v1.GetOrgRequest\x1a\x1c.orgscaler.v1.GetOrgResponse\x12I\n" +
 	"\bListOrgs\x12\x1d.orgscaler.v1.ListOrgsRequest\x1a\x1e.orgscaler.v1.ListOrgsResponse\x12L\n" +
 	"\tUpdateOrg\x12\x1e.orgscaler.v1.UpdateOrgRequest\x1a\x1f.orgscaler.v1.UpdateOrgResponse\x12U\n" +
 	"\fListBacklogs\x12!.orgscaler.v1.ListBacklogsRequest\x1a\".orgscaler.v1.ListBacklogsResponse\x12F\n" +
-	"\aExplain\x12\x1c.orgscaler.v1.ExplainRequest\x1a\x1d.orgscaler.v1.ExplainResponseB?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
+	"\aExplain\x12\x1c.orgscaler.v1.ExplainRequest\x1a\x1d.orgscaler.v1.ExplainResponse\x12C\n" +
+	"\x06Report\x12\x1b.orgscaler.v1.ReportRequest\x1a\x1c.orgscaler.v1.ReportResponseB?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
 
 var (
 	file_orgscaler_v1_orgscaler_proto_rawDescOnce sync.Once
@@ -1405,7 +1682,7 @@ func file_orgscaler_v1_orgscaler_proto_rawDescGZIP() []byte {
 }
 
 var file_orgscaler_v1_orgscaler_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(ListOrgsRequest_Filter)(0),    // 0: orgscaler.v1.ListOrgsRequest.Filter
 	(Org_State)(0),                 // 1: orgscaler.v1.Org.State
@@ -1420,63 +1697,77 @@ var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(*Backlog)(nil),                // 10: orgscaler.v1.Backlog
 	(*ExplainRequest)(nil),         // 11: orgscaler.v1.ExplainRequest
 	(*ExplainResponse)(nil),        // 12: orgscaler.v1.ExplainResponse
-	(*GetOrgRequest)(nil),          // 13: orgscaler.v1.GetOrgRequest
-	(*GetOrgResponse)(nil),         // 14: orgscaler.v1.GetOrgResponse
-	(*ListOrgsRequest)(nil),        // 15: orgscaler.v1.ListOrgsRequest
-	(*ListOrgsResponse)(nil),       // 16: orgscaler.v1.ListOrgsResponse
-	(*UpdateOrgRequest)(nil),       // 17: orgscaler.v1.UpdateOrgRequest
-	(*UpdateOrgResponse)(nil),      // 18: orgscaler.v1.UpdateOrgResponse
-	(*Org)(nil),                    // 19: orgscaler.v1.Org
-	nil,                            // 20: orgscaler.v1.ExplainRequest.MetadataEntry
-	nil,                            // 21: orgscaler.v1.ExplainResponse.MetadataEntry
-	(*timestamppb.Timestamp)(nil),  // 22: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 23: google.protobuf.Duration
+	(*ReportRequest)(nil),          // 13: orgscaler.v1.ReportRequest
+	(*ReportResponse)(nil),         // 14: orgscaler.v1.ReportResponse
+	(*WorkloadUsage)(nil),          // 15: orgscaler.v1.WorkloadUsage
+	(*GetOrgRequest)(nil),          // 16: orgscaler.v1.GetOrgRequest
+	(*GetOrgResponse)(nil),         // 17: orgscaler.v1.GetOrgResponse
+	(*ListOrgsRequest)(nil),        // 18: orgscaler.v1.ListOrgsRequest
+	(*ListOrgsResponse)(nil),       // 19: orgscaler.v1.ListOrgsResponse
+	(*UpdateOrgRequest)(nil),       // 20: orgscaler.v1.UpdateOrgRequest
+	(*UpdateOrgResponse)(nil),      // 21: orgscaler.v1.UpdateOrgResponse
+	(*Org)(nil),                    // 22: orgscaler.v1.Org
+	nil,                            // 23: orgscaler.v1.ExplainRequest.MetadataEntry
+	nil,                            // 24: orgscaler.v1.ExplainResponse.MetadataEntry
+	nil,                            // 25: orgscaler.v1.WorkloadUsage.WakesEntry
+	(*timestamppb.Timestamp)(nil),  // 26: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 27: google.protobuf.Duration
 }
 var file_orgscaler_v1_orgscaler_proto_depIdxs = []int32{
-	19, // 0: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
+	22, // 0: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
 	10, // 1: orgscaler.v1.HintResponse.backlog:type_name -> orgscaler.v1.Backlog
-	19, // 2: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
+	22, // 2: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
 	10, // 3: orgscaler.v1.ListBacklogsResponse.backlogs:type_name -> orgscaler.v1.Backlog
-	22, // 4: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
-	22, // 5: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
-	20, // 6: orgscaler.v1.ExplainRequest.metadata:type_name -> orgscaler.v1.ExplainRequest.MetadataEntry
-	21, // 7: orgscaler.v1.ExplainResponse.metadata:type_name -> orgscaler.v1.ExplainResponse.MetadataEntry
-	22, // 8: orgscaler.v1.ExplainResponse.next_change:type_name -> google.protobuf.Timestamp
-	19, // 9: orgscaler.v1.ExplainResponse.org:type_name -> orgscaler.v1.Org
-	23, // 10: orgscaler.v1.ExplainResponse.window:type_name -> google.protobuf.Duration
+	26, // 4: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
+	26, // 5: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
+	23, // 6: orgscaler.v1.ExplainRequest.metadata:type_name -> orgscaler.v1.ExplainRequest.MetadataEntry
+	24, // 7: orgscaler.v1.ExplainResponse.metadata:type_name -> orgscaler.v1.ExplainResponse.MetadataEntry
+	26, // 8: orgscaler.v1.ExplainResponse.next_change:type_name -> google.protobuf.Timestamp
+	22, // 9: orgscaler.v1.ExplainResponse.org:type_name -> orgscaler.v1.Org
+	27, // 10: orgscaler.v1.ExplainResponse.window:type_name -> google.protobuf.Duration
 	10, // 11: orgscaler.v1.ExplainResponse.backlog:type_name -> orgscaler.v1.Backlog
-	19, // 12: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
-	0,  // 13: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
-	19, // 14: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
-	23, // 15: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
-	19, // 16: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
-	1,  // 17: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
-	22, // 18: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
-	22, // 19: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
-	22, // 20: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
-	22, // 21: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
-	23, // 22: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
-	2,  // 23: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
-	4,  // 24: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
-	6,  // 25: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
-	13, // 26: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
-	15, // 27: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
-	17, // 28: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
-	8,  // 29: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
-	11, // 30: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
-	3,  // 31: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
-	5,  // 32: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
-	7,  // 33: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
-	14, // 34: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
-	16, // 35: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
-	18, // 36: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
-	9,  // 37: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
-	12, // 38: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
-	31, // [31:39] is the sub-list for method output_type
-	23, // [23:31] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	27, // 12: orgscaler.v1.ReportRequest.since:type_name -> google.protobuf.Duration
+	26, // 13: orgscaler.v1.ReportResponse.from:type_name -> google.protobuf.Timestamp
+	26, // 14: orgscaler.v1.ReportResponse.to:type_name -> google.protobuf.Timestamp
+	27, // 15: orgscaler.v1.ReportResponse.retention:type_name -> google.protobuf.Duration
+	15, // 16: orgscaler.v1.ReportResponse.workloads:type_name -> orgscaler.v1.WorkloadUsage
+	27, // 17: orgscaler.v1.WorkloadUsage.tracked:type_name -> google.protobuf.Duration
+	27, // 18: orgscaler.v1.WorkloadUsage.active:type_name -> google.protobuf.Duration
+	25, // 19: orgscaler.v1.WorkloadUsage.wakes:type_name -> orgscaler.v1.WorkloadUsage.WakesEntry
+	22, // 20: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
+	0,  // 21: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
+	22, // 22: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
+	27, // 23: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
+	22, // 24: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
+	1,  // 25: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
+	26, // 26: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
+	26, // 27: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
+	26, // 28: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
+	26, // 29: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
+	27, // 30: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
+	2,  // 31: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
+	4,  // 32: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
+	6,  // 33: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
+	16, // 34: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
+	18, // 35: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
+	20, // 36: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
+	8,  // 37: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
+	11, // 38: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
+	13, // 39: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
+	3,  // 40: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
+	5,  // 41: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
+	7,  // 42: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
+	17, // 43: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
+	19, // 44: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
+	21, // 45: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
+	9,  // 46: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
+	12, // 47: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
+	14, // 48: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
+	40, // [40:49] is the sub-list for method output_type
+	31, // [31:40] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_orgscaler_proto_init() }
@@ -1484,14 +1775,14 @@ func file_orgscaler_v1_orgscaler_proto_init() {
 	if File_orgscaler_v1_orgscaler_proto != nil {
 		return
 	}
-	file_orgscaler_v1_orgscaler_proto_msgTypes[15].OneofWrappers = []any{}
+	file_orgscaler_v1_orgscaler_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orgscaler_v1_orgscaler_proto_rawDesc), len(file_orgscaler_v1_orgscaler_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -222,6 +222,7 @@ const (
 	AdminService_UpdateOrg_FullMethodName    = "/orgscaler.v1.AdminService/UpdateOrg"
 	AdminService_ListBacklogs_FullMethodName = "/orgscaler.v1.AdminService/ListBacklogs"
 	AdminService_Explain_FullMethodName      = "/orgscaler.v1.AdminService/Explain"
+	AdminService_Report_FullMethodName       = "/orgscaler.v1.AdminService/Report"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -242,6 +243,10 @@ type AdminServiceClient interface {
 	// Explain says why a trigger's workload is active or not right now, with
 	// every input, from the same decision KEDA's answers come from.
 	Explain(ctx context.Context, in *ExplainRequest, opts ...grpc.CallOption) (*ExplainResponse, error)
+	// Report is the GPU-hours ledger: per workload, what the scaler's answers
+	// asked for over a recent window, against what an always-on deployment
+	// (minReplicaCount: 1) would have used over the same time.
+	Report(ctx context.Context, in *ReportRequest, opts ...grpc.CallOption) (*ReportResponse, error)
 }
 
 type adminServiceClient struct {
@@ -302,6 +307,16 @@ func (c *adminServiceClient) Explain(ctx context.Context, in *ExplainRequest, op
 	return out, nil
 }
 
+func (c *adminServiceClient) Report(ctx context.Context, in *ReportRequest, opts ...grpc.CallOption) (*ReportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportResponse)
+	err := c.cc.Invoke(ctx, AdminService_Report_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -320,6 +335,10 @@ type AdminServiceServer interface {
 	// Explain says why a trigger's workload is active or not right now, with
 	// every input, from the same decision KEDA's answers come from.
 	Explain(context.Context, *ExplainRequest) (*ExplainResponse, error)
+	// Report is the GPU-hours ledger: per workload, what the scaler's answers
+	// asked for over a recent window, against what an always-on deployment
+	// (minReplicaCount: 1) would have used over the same time.
+	Report(context.Context, *ReportRequest) (*ReportResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -344,6 +363,9 @@ func (UnimplementedAdminServiceServer) ListBacklogs(context.Context, *ListBacklo
 }
 func (UnimplementedAdminServiceServer) Explain(context.Context, *ExplainRequest) (*ExplainResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Explain not implemented")
+}
+func (UnimplementedAdminServiceServer) Report(context.Context, *ReportRequest) (*ReportResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Report not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -456,6 +478,24 @@ func _AdminService_Explain_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_Report_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).Report(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_Report_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).Report(ctx, req.(*ReportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -482,6 +522,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Explain",
 			Handler:    _AdminService_Explain_Handler,
+		},
+		{
+			MethodName: "Report",
+			Handler:    _AdminService_Report_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

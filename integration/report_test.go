@@ -1,0 +1,94 @@
+package integration
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+
+	"github.com/orgscaler/orgscaler/internal/clocktest"
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+)
+
+// Three hours of KEDA polling every minute, with time under control: the
+// pynode is warm for its 1h window after each activity, the 4-GPU model for
+// its 30m warmFor. The report and /metrics give the figures those answers
+// imply, and they survive a restart.
+func TestReportFromAnswers(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
+	clock := clocktest.New(t0)
+	dir := t.TempDir()
+	o := options(t, dir)
+	o.Now, o.IdleWindow = clock.Now, time.Hour
+	d := start(t, o)
+	model := &kedapb.ScaledObjectRef{Namespace: "orgs", Name: "model-acme",
+		ScalerMetadata: map[string]string{"workload": "model", "org": "acme", "warmFor": "30m", "gpusPerReplica": "4"}}
+	for m := 0; m <= 180; m++ {
+		clock.Set(t0.Add(time.Duration(m) * time.Minute))
+		if m == 120 {
+			if _, err := d.act.RecordActivity(context.Background(), &pb.RecordActivityRequest{Org: "acme"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		answer(t, d, pynode("acme"))
+		answer(t, d, model)
+	}
+	r, err := d.orgs.Report(context.Background(), &pb.ReportRequest{Since: durationOf(4 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*pb.WorkloadUsage{}
+	for _, w := range r.GetWorkloads() {
+		byName[w.GetScaledObject()] = w
+	}
+	p, m := byName["orgs/pynode-acme"], byName["orgs/model-acme"]
+	if p.GetTracked().AsDuration() != 3*time.Hour || p.GetActive().AsDuration() != 2*time.Hour || p.GetReplicaHours() != 2 ||
+		p.GetAlwaysOnReplicaHours() != 3 || p.GetGpuHours() != 2 || p.GetWakes()["activity"] != 1 {
+		t.Errorf("pynode: %v", p)
+	}
+	if m.GetActive().AsDuration() != time.Hour || m.GetGpusPerReplica() != 4 || m.GetGpuHours() != 4 || m.GetAlwaysOnGpuHours() != 12 ||
+		m.GetWakes()["activity"] != 1 || m.GetOrg() != "acme" || m.GetKind() != "model" {
+		t.Errorf("model: %v", m)
+	}
+
+	out, err := d.ctl(t, "report", "--since", "4h", "--gpu-hour-price", "2.50")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Compared field by field, whatever the column widths.
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		lines = append(lines, strings.Join(strings.Fields(l), " "))
+	}
+	text := strings.Join(lines, "\n")
+	for _, want := range []string{
+		"GPU-hours from 2026-11-25 05:00 UTC to 2026-11-25 09:00 UTC (hourly figures are kept for 31d)",
+		"acme orgs/model-acme model 4 1h00m activity:1 1.00 3.00 8.00 20.00", // 8 GPU-hours saved, at $2.50
+		"acme orgs/pynode-acme pynode 1 2h00m activity:1 2.00 3.00 1.00 2.50",
+		"acme (org total) 9.00 22.50",
+		"always-on (minReplicaCount 1) 15.00 100% 37.50",
+		"scale-to-zero (as answered) 6.00 40% 15.00",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("scalerctl report should show %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(scrape(t, d), `scaler_usage_gpu_seconds_total{kind="model",org="acme",scaled_object="orgs/model-acme"} 14400`) {
+		t.Error("/metrics should carry the model's 4 GPU-hours as 14400 GPU-seconds")
+	}
+
+	d.stop(t)
+	d = start(t, o)
+	r2, err := d.orgs.Report(context.Background(), &pb.ReportRequest{Since: durationOf(4 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r2.GetWorkloads()) != 2 || r2.GetWorkloads()[0].GetGpuHours()+r2.GetWorkloads()[1].GetGpuHours() != 6 {
+		t.Errorf("after a restart the report should be the same: %v", r2)
+	}
+	if _, err := d.ctl(t, "report", "--since", "soon"); err == nil || !strings.Contains(err.Error(), `--since is "soon"`) {
+		t.Errorf("a bad --since should be named: %v", err)
+	}
+}

@@ -1,0 +1,246 @@
+package usage
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// MaxGap is the longest time one answer is taken to hold. KEDA asks about
+// every ScaledObject at least every pollingInterval; a workload nobody has
+// asked about for longer is one the scaler cannot vouch for (a deleted
+// ScaledObject, KEDA down), and the rest of the gap is not counted.
+const MaxGap = 10 * time.Minute
+
+// DefaultRetention is how long hourly figures are kept.
+const DefaultRetention = 31 * 24 * time.Hour
+
+// Answer is what the scaler told KEDA about one workload.
+type Answer struct {
+	Kind     string
+	Org      string
+	GPUs     int64 // gpusPerReplica
+	Active   bool
+	Replicas int64 // the replicas asked for (the metric value, target 1)
+	Cause    Cause // what made it active, when it is
+}
+
+// state is a workload's last answer, held until the next.
+type state struct {
+	at       time.Time
+	kind     string
+	org      string
+	gpus     int64
+	active   bool
+	replicas int64
+}
+
+type bucketKey struct {
+	hour int64 // Unix seconds of the hour's start
+	id   string
+}
+
+// Ledger keeps the figures. Its methods are safe for concurrent use.
+type Ledger struct {
+	db        *badger.DB
+	log       *slog.Logger
+	retention time.Duration
+
+	mu      sync.Mutex
+	last    map[string]*state      // per workload ("namespace/name")
+	hours   map[bucketKey]*Figures // hours written to since the last flush, and the current one
+	dirty   map[bucketKey]bool
+	totals  map[string]*Figures // since the ledger began, for Prometheus
+	dirtyTo map[string]bool
+}
+
+// Options configure a Ledger.
+type Options struct {
+	Logger     *slog.Logger
+	Retention  time.Duration // hourly figures older than this are dropped; DefaultRetention when 0
+	Registerer prometheus.Registerer
+}
+
+// Keys: hourly figures sort by hour, so a report reads one range.
+var (
+	hourPrefix  = []byte("usage/h/")
+	totalPrefix = []byte("usage/t/")
+)
+
+func hourKey(k bucketKey) []byte {
+	b := append([]byte{}, hourPrefix...)
+	b = binary.BigEndian.AppendUint64(b, uint64(k.hour))
+	return append(b, k.id...)
+}
+
+// Open loads the all-time totals from db, which the caller keeps open for
+// longer than the Ledger.
+func Open(db *badger.DB, o Options) (*Ledger, error) {
+	l := &Ledger{db: db, log: o.Logger, retention: o.Retention,
+		last: map[string]*state{}, hours: map[bucketKey]*Figures{}, dirty: map[bucketKey]bool{},
+		totals: map[string]*Figures{}, dirtyTo: map[string]bool{}}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	l.log = l.log.With("component", "usage")
+	if l.retention <= 0 {
+		l.retention = DefaultRetention
+	}
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: totalPrefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			id := string(it.Item().Key()[len(totalPrefix):])
+			err := it.Item().Value(func(v []byte) error {
+				f, err := unmarshal(v)
+				l.totals[id] = &f
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("usage totals of %q: %w", id, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(collector{l})
+	}
+	return l, nil
+}
+
+// Observe records that the scaler answered a for workload id at now: the
+// time since its previous answer is counted under that previous answer (up
+// to MaxGap), and an inactive→active change is a wake.
+func (l *Ledger) Observe(id string, a Answer, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, seen := l.last[id]
+	if !seen {
+		s = &state{}
+		l.last[id] = s
+	} else {
+		if now.Before(s.at) {
+			return // answered concurrently; the later one is already in
+		}
+		l.accrue(id, *s, s.at, min(now.Sub(s.at), MaxGap))
+		if !s.active && a.Active {
+			f := l.hour(bucketKey{hourOf(now), id})
+			f.Wakes[a.Cause]++
+			l.total(id).Wakes[a.Cause]++
+		}
+	}
+	*s = state{at: now, kind: a.Kind, org: a.Org, gpus: a.GPUs, active: a.Active, replicas: a.Replicas}
+}
+
+// accrue counts d of state s from start, split at hour boundaries.
+func (l *Ledger) accrue(id string, s state, start time.Time, d time.Duration) {
+	l.total(id).accrue(s, d)
+	for d > 0 {
+		h := hourOf(start)
+		part := min(d, time.Unix(h, 0).Add(time.Hour).Sub(start))
+		l.hour(bucketKey{h, id}).accrue(s, part)
+		start, d = start.Add(part), d-part
+	}
+}
+
+func hourOf(t time.Time) int64 { return t.Unix() - t.Unix()%3600 }
+
+// hour returns the figures of an hour, reading what an earlier run wrote
+// for it first. Caller holds l.mu.
+func (l *Ledger) hour(k bucketKey) *Figures {
+	l.dirty[k] = true
+	if f, ok := l.hours[k]; ok {
+		return f
+	}
+	f := &Figures{}
+	err := l.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(hourKey(k))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			*f, err = unmarshal(v)
+			return err
+		})
+	})
+	if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+		// Start the hour afresh rather than stop counting.
+		l.log.Error("reading an hour of usage; counting it from now", "workload", k.id, "hour", time.Unix(k.hour, 0).UTC(), "err", err)
+		*f = Figures{}
+	}
+	l.hours[k] = f
+	return f
+}
+
+func (l *Ledger) total(id string) *Figures {
+	l.dirtyTo[id] = true
+	f, ok := l.totals[id]
+	if !ok {
+		f = &Figures{}
+		l.totals[id] = f
+	}
+	return f
+}
+
+// Flush writes every figure changed since the last flush, and forgets the
+// hours before now's. On failure the figures stay to be written next time.
+func (l *Ledger) Flush(now time.Time) error {
+	l.mu.Lock()
+	keys, ids := maps.Clone(l.dirty), maps.Clone(l.dirtyTo)
+	wb := l.db.NewWriteBatch()
+	defer wb.Cancel()
+	var err error
+	for k := range keys {
+		e := badger.NewEntry(hourKey(k), l.hours[k].marshal()).WithTTL(l.retention + time.Hour)
+		err = errors.Join(err, wb.SetEntry(e))
+	}
+	for id := range ids {
+		err = errors.Join(err, wb.Set(append(append([]byte{}, totalPrefix...), id...), l.totals[id].marshal()))
+	}
+	clear(l.dirty)
+	clear(l.dirtyTo)
+	l.mu.Unlock()
+	if err == nil {
+		err = wb.Flush()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		maps.Copy(l.dirty, keys)
+		maps.Copy(l.dirtyTo, ids)
+		return fmt.Errorf("write usage: %w", err)
+	}
+	current := hourOf(now)
+	maps.DeleteFunc(l.hours, func(k bucketKey, _ *Figures) bool { return k.hour < current && !l.dirty[k] })
+	return nil
+}
+
+// Run flushes every interval until ctx ends, and once more then.
+func (l *Ledger) Run(ctx context.Context, interval time.Duration, now func() time.Time) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if err := l.Flush(now()); err != nil {
+				l.log.Error("usage not written at stop", "err", err)
+			}
+			return
+		case <-t.C:
+			if err := l.Flush(now()); err != nil {
+				l.log.Error("usage not written; retrying at the next flush", "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,134 @@
+package usage
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Row is one workload's figures over a report's window.
+type Row struct {
+	ID string // namespace/name of the ScaledObject
+	Figures
+}
+
+// Report sums, per workload, the hours from the one holding since up to
+// now. Hours older than the retention are gone. Rows are sorted by org,
+// then workload.
+func (l *Ledger) Report(since time.Time) (from time.Time, rows []Row, err error) {
+	start := hourOf(since)
+	l.mu.Lock()
+	mem := make(map[bucketKey]Figures)
+	for k, f := range l.hours {
+		if k.hour >= start {
+			mem[k] = *f
+		}
+	}
+	l.mu.Unlock()
+	sums := map[string]*Figures{}
+	add := func(id string, f Figures) {
+		s, ok := sums[id]
+		if !ok {
+			s = &Figures{}
+			sums[id] = s
+		}
+		s.Add(f)
+	}
+	err = l.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: hourPrefix})
+		defer it.Close()
+		for it.Seek(hourKey(bucketKey{hour: start})); it.Valid(); it.Next() {
+			key := it.Item().Key()[len(hourPrefix):]
+			if len(key) < 8 {
+				continue
+			}
+			k := bucketKey{hour: int64(binary.BigEndian.Uint64(key)), id: string(key[8:])}
+			if _, ok := mem[k]; ok {
+				continue // memory is newer
+			}
+			err := it.Item().Value(func(v []byte) error {
+				f, err := unmarshal(v)
+				add(k.id, f)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("usage of %q at %s: %w", k.id, time.Unix(k.hour, 0).UTC(), err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, nil, err
+	}
+	for k, f := range mem {
+		add(k.id, f)
+	}
+	for id, f := range sums {
+		rows = append(rows, Row{ID: id, Figures: *f})
+	}
+	sort.Slice(rows, func(i, j int) bool {
+		if rows[i].Org != rows[j].Org {
+			return rows[i].Org < rows[j].Org
+		}
+		return rows[i].ID < rows[j].ID
+	})
+	return time.Unix(start, 0), rows, nil
+}
+
+// Retention is how far back reports reach.
+func (l *Ledger) Retention() time.Duration { return l.retention }
+
+// collector exports the all-time totals, the same figures reports sum.
+type collector struct{ l *Ledger }
+
+var (
+	usageLabels = []string{"scaled_object", "kind", "org"}
+	usageDescs  = []struct {
+		desc *prometheus.Desc
+		get  func(*Figures) time.Duration
+	}{
+		{prometheus.NewDesc("scaler_usage_tracked_seconds_total", "Time the scaler answered KEDA for the workload.", usageLabels, nil),
+			func(f *Figures) time.Duration { return f.Tracked }},
+		{prometheus.NewDesc("scaler_usage_active_seconds_total", "Time the workload was answered active.", usageLabels, nil),
+			func(f *Figures) time.Duration { return f.Active }},
+		{prometheus.NewDesc("scaler_usage_replica_seconds_total", "Replicas asked for × time (replica-seconds).", usageLabels, nil),
+			func(f *Figures) time.Duration { return f.ReplicaTime }},
+		{prometheus.NewDesc("scaler_usage_always_on_replica_seconds_total", "Replica-seconds an always-on deployment (minReplicaCount 1) would have used over the same time.", usageLabels, nil),
+			func(f *Figures) time.Duration { return f.AlwaysOnReplica }},
+		{prometheus.NewDesc("scaler_usage_gpu_seconds_total", "GPU-seconds asked for: replica-seconds × gpusPerReplica.", usageLabels, nil),
+			func(f *Figures) time.Duration { return f.GPUTime }},
+		{prometheus.NewDesc("scaler_usage_always_on_gpu_seconds_total", "GPU-seconds an always-on deployment would have used.", usageLabels, nil),
+			func(f *Figures) time.Duration { return f.AlwaysOnGPU }},
+	}
+	wakesDesc = prometheus.NewDesc("scaler_usage_wakes_total", "Inactive→active changes of the workload's answer, by cause (activity, hint, backlog, admin).",
+		append(append([]string{}, usageLabels...), "cause"), nil)
+)
+
+func (collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range usageDescs {
+		ch <- d.desc
+	}
+	ch <- wakesDesc
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	// Copied first, so a slow scrape never holds up KEDA's answers.
+	c.l.mu.Lock()
+	totals := make(map[string]Figures, len(c.l.totals))
+	for id, f := range c.l.totals {
+		totals[id] = *f
+	}
+	c.l.mu.Unlock()
+	for id, f := range totals {
+		for _, d := range usageDescs {
+			ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, d.get(&f).Seconds(), id, f.Kind, f.Org)
+		}
+		for _, cause := range Causes {
+			ch <- prometheus.MustNewConstMetric(wakesDesc, prometheus.CounterValue, float64(f.Wakes[cause]), id, f.Kind, f.Org, cause.String())
+		}
+	}
+}
