@@ -225,6 +225,11 @@ func New(o Options) (*App, error) {
 	grpcMetrics.InitializeMetrics(a.apiSrv)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	// The same health as the KEDA port's gRPC health, in plain HTTP: the
+	// kubelet's gRPC probes cannot speak TLS, so with --tls-cert the probes
+	// come here.
+	mux.HandleFunc("/livez", a.httpHealth(LivenessService))
+	mux.HandleFunc("/readyz", a.httpHealth(""))
 	a.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	ok = true
 	return a, nil
@@ -416,6 +421,20 @@ func (a *App) watchHealth(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+func (a *App) httpHealth(service string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		resp, err := a.health.Check(r.Context(), &healthpb.HealthCheckRequest{Service: service})
+		st := healthpb.HealthCheckResponse_SERVICE_UNKNOWN
+		if err == nil {
+			st = resp.GetStatus()
+		}
+		if st != healthpb.HealthCheckResponse_SERVING {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		fmt.Fprintln(w, st)
 	}
 }
 

@@ -98,14 +98,21 @@ func run(m *testing.M) int {
 type ourScaler struct {
 	p                                *proc
 	keda, api, pubsub, data, metrics string
+	extra                            []string // more flags
+}
+
+func newScaler(data string, extra ...string) *ourScaler {
+	return &ourScaler{keda: fmt.Sprintf("127.0.0.1:%d", freePort()), api: fmt.Sprintf("127.0.0.1:%d", freePort()),
+		pubsub: fmt.Sprintf("127.0.0.1:%d", freePort()), data: filepath.Join(c.dir, data),
+		metrics: fmt.Sprintf("127.0.0.1:%d", freePort()), extra: extra}
 }
 
 func startScaler(t *testing.T, s *ourScaler) {
 	t.Helper()
-	p, err := c.start("scaler", scalerBin, nil,
+	p, err := c.start(filepath.Base(s.data), scalerBin, nil, append([]string{
 		"--listen", s.keda, "--api-listen", s.api, "--data-dir", s.data, "--metrics-listen", s.metrics,
 		"--pubsub=embedded", "--pubsub-listen", s.pubsub, "--depth-refresh", "500ms",
-		"--kubeconfig", c.kubeconfig, "--log-level", "debug")
+		"--kubeconfig", c.kubeconfig, "--log-level", "debug"}, s.extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,9 +283,7 @@ func forTest(t *testing.T, file, scalerAddr string) []byte {
 
 func TestEndToEnd(t *testing.T) {
 	ctx := context.Background()
-	s := &ourScaler{keda: fmt.Sprintf("127.0.0.1:%d", freePort()), api: fmt.Sprintf("127.0.0.1:%d", freePort()),
-		pubsub: fmt.Sprintf("127.0.0.1:%d", freePort()), data: filepath.Join(c.dir, "scaler-data"),
-		metrics: fmt.Sprintf("127.0.0.1:%d", freePort())}
+	s := newScaler("scaler-data")
 	startScaler(t, s)
 	trivial := startTrivial(t)
 

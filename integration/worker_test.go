@@ -3,7 +3,9 @@ package integration
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -310,9 +312,33 @@ func TestWorkersOnMonitoring(t *testing.T) {
 	if st := check(app.LivenessService); st != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("liveness must stay SERVING, got %v", st)
 	}
+	// The HTTP probes (for a KEDA port on TLS) say the same.
+	if code, body := httpGet(t, "http://"+d.app.MetricsAddr()+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "NOT_SERVING") {
+		t.Fatalf("/readyz while blind: %d %q", code, body)
+	}
+	if code, _ := httpGet(t, "http://"+d.app.MetricsAddr()+"/livez"); code != http.StatusOK {
+		t.Fatalf("/livez while blind: %d", code)
+	}
 	ms.SetFail(nil)
 	for _, sub := range subs[:3] {
 		ms.Set(sub, 1, time.Now())
 	}
 	poll(t, "SERVING again", func() bool { return check("") == healthpb.HealthCheckResponse_SERVING })
+	if code, body := httpGet(t, "http://"+d.app.MetricsAddr()+"/readyz"); code != http.StatusOK || strings.TrimSpace(body) != "SERVING" {
+		t.Fatalf("/readyz once fresh: %d %q", code, body)
+	}
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }
