@@ -38,6 +38,9 @@ func TestBadConfig(t *testing.T) {
 		{[]string{"--idle-window", "10ms"}, nil, "--idle-window is 10ms"},
 		{[]string{"--log-format", "xml"}, nil, `--log-format is "xml"`},
 		{[]string{"extra"}, nil, `unexpected argument "extra"`},
+		{[]string{"--tls-key", "k.pem"}, nil, "--tls-cert and --tls-key go together"},
+		{[]string{"--api-tls-client-ca", "ca.pem"}, nil, "--api-tls-client-ca needs --api-tls-cert"},
+		{[]string{"--usage-retention", "10m"}, nil, "--usage-retention is 10m0s: expected at least 1h"},
 		{nil, map[string]string{"SCALER_FLUSH_INTERVAL": "often"}, `SCALER_FLUSH_INTERVAL="often"`},
 	}
 	for _, tt := range tests {
@@ -61,7 +64,8 @@ func TestHelpListsEveryFlagWithItsEnv(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("want ErrHelp, got %v", err)
 	}
-	for _, want := range []string{"--listen", "SCALER_LISTEN", "--api-listen", "--data-dir", "--idle-window", "--flush-interval", "--log-format", "SCALER_LOG_FORMAT"} {
+	for _, want := range []string{"--listen", "SCALER_LISTEN", "--api-listen", "--data-dir", "--idle-window", "--flush-interval", "--log-format", "SCALER_LOG_FORMAT",
+		"--tls-client-ca", "SCALER_API_TOKENS_FILE", "--api-insecure", "--usage-retention"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %s:\n%s", want, out.String())
 		}
