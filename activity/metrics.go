@@ -8,6 +8,7 @@ type metrics struct {
 	transitions *prometheus.CounterVec
 	events      prometheus.Counter
 	writes      prometheus.Counter
+	refused     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -24,9 +25,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		writes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "scaler_badger_org_writes_total", Help: "Org records written to Badger (after coalescing).",
 		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scaler_org_limit_refusals_total", Help: "Activity for new orgs refused because the scaler holds --max-orgs orgs.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.orgs, m.transitions, m.events, m.writes)
+		reg.MustRegister(m.orgs, m.transitions, m.events, m.writes, m.refused)
 	}
 	return m
 }

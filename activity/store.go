@@ -10,6 +10,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -35,6 +36,21 @@ type Options struct {
 	OnTransition func(Transition)
 	// Registerer, when set, gets the store's metrics.
 	Registerer prometheus.Registerer
+	// MaxOrgs caps the orgs activity may create (0: no cap), so activity
+	// for ever-new ids cannot grow memory without bound. Orgs named by
+	// KEDA's triggers or by an admin are always created.
+	MaxOrgs int
+}
+
+// LimitError is activity for a new org refused because the store holds
+// MaxOrgs orgs already.
+type LimitError struct {
+	Org string
+	Max int
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("org %q is new, and the scaler already holds its limit of %d orgs (--max-orgs): activity for new orgs is refused until the limit is raised", e.Org, e.Max)
 }
 
 // Transition is an org waking or going dormant.
@@ -118,6 +134,8 @@ type Store struct {
 	shards  [shardCount]shard
 	sched   *scheduler
 	metrics *metrics
+
+	count atomic.Int64 // orgs held
 
 	writeMu sync.Mutex // orders writes so an older snapshot never lands after a newer one
 
@@ -252,6 +270,7 @@ func (s *Store) load() error {
 			e := &entry{rec: rec}
 			sh := s.shard(id)
 			sh.orgs[id] = e
+			s.count.Add(1)
 			n++
 			if deadline := rec.LastActivity.Add(s.window(rec)); !rec.DormantSince.IsZero() && (!rec.ScaleToZero || now.Before(deadline)) {
 				// Saved dormant, but its window in force now (a longer
@@ -357,23 +376,39 @@ func (s *Store) getOrCreate(sh *shard, id string, now time.Time) (*entry, bool) 
 	}
 	e := &entry{rec: record{LastActivity: now, FirstSeen: now, ScaleToZero: true}}
 	sh.orgs[id] = e
+	s.count.Add(1)
 	s.metrics.moved("", "active")
 	s.markUrgent(sh, id, e)
 	s.schedule(id, e, now.Add(s.window(e.rec)))
 	return e, true
 }
 
-// Record records one activity of org. woke is true when the org was dormant
-// (or new) and is now active.
-func (s *Store) Record(id string) (o Org, woke bool) { return s.RecordFor(id, WakeActivity) }
+// Record records one activity of org, whatever MaxOrgs says: for callers
+// that create orgs on purpose. woke is true when the org was dormant (or
+// new) and is now active.
+func (s *Store) Record(id string) (o Org, woke bool) {
+	o, woke, _ = s.record(id, WakeActivity, false)
+	return o, woke
+}
 
 // RecordFor records one activity of org, saying what it was (activity, or
-// an enqueue hint naming the org).
-func (s *Store) RecordFor(id string, why WakeReason) (o Org, woke bool) {
+// an enqueue hint naming the org). Past MaxOrgs, activity for a new org is
+// refused with a *LimitError. The cap is checked without a global lock, so
+// concurrent first activities may pass it by their number.
+func (s *Store) RecordFor(id string, why WakeReason) (o Org, woke bool, err error) {
+	return s.record(id, why, true)
+}
+
+func (s *Store) record(id string, why WakeReason, limited bool) (o Org, woke bool, err error) {
 	s.metrics.events.Inc()
 	now := s.opts.Now()
 	sh := s.shard(id)
 	sh.mu.Lock()
+	if _, ok := sh.orgs[id]; !ok && limited && s.opts.MaxOrgs > 0 && s.count.Load() >= int64(s.opts.MaxOrgs) {
+		sh.mu.Unlock()
+		s.metrics.refused.Inc()
+		return Org{}, false, &LimitError{Org: id, Max: s.opts.MaxOrgs}
+	}
 	e, created := s.getOrCreate(sh, id, now)
 	e.by = byOf(why)
 	var wasDormant time.Time
@@ -403,7 +438,7 @@ func (s *Store) RecordFor(id string, why WakeReason) (o Org, woke bool) {
 		s.transition(Transition{Org: id, Woke: true, Reason: why, LastActivity: o.LastActivity,
 			DormantSince: wasDormant, IdleWindow: o.IdleWindow})
 	}
-	return o, created || !wasDormant.IsZero()
+	return o, created || !wasDormant.IsZero(), nil
 }
 
 // Sight returns org, creating it as active from now if it was never seen:

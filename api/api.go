@@ -23,7 +23,7 @@ import (
 
 // Store is what the API needs of the org store; activity.Store provides it.
 type Store interface {
-	RecordFor(id string, why activity.WakeReason) (activity.Org, bool)
+	RecordFor(id string, why activity.WakeReason) (activity.Org, bool, error)
 	Get(id string) (activity.Org, bool)
 	List(f activity.Filter, after string, limit int) ([]activity.Org, bool)
 	Update(ctx context.Context, id string, u activity.Update) (activity.Org, error)
@@ -92,7 +92,10 @@ func (s *Server) RecordActivity(_ context.Context, req *pb.RecordActivityRequest
 	if err := checkOrg("org", req.GetOrg()); err != nil {
 		return nil, err
 	}
-	o, woke := s.store.RecordFor(req.GetOrg(), activity.WakeActivity)
+	o, woke, err := s.store.RecordFor(req.GetOrg(), activity.WakeActivity)
+	if err != nil {
+		return nil, recordError("", err)
+	}
 	return &pb.RecordActivityResponse{Org: OrgProto(o), Woke: woke}, nil
 }
 
@@ -136,11 +139,25 @@ func (s *Server) StreamActivity(stream pb.ActivityService_StreamActivityServer) 
 		if err := checkOrg(fmt.Sprintf("event %d: org", events+1), r.ev.GetOrg()); err != nil {
 			return err
 		}
-		if _, woke := s.store.RecordFor(r.ev.GetOrg(), activity.WakeActivity); woke {
+		_, woke, err := s.store.RecordFor(r.ev.GetOrg(), activity.WakeActivity)
+		if err != nil {
+			return recordError(fmt.Sprintf("event %d: ", events+1), err)
+		}
+		if woke {
 			woken++
 		}
 		events++
 	}
+}
+
+// recordError is the gRPC status of a refused activity; prefix places it in
+// a stream.
+func recordError(prefix string, err error) error {
+	var le *activity.LimitError
+	if errors.As(err, &le) {
+		return status.Errorf(codes.ResourceExhausted, "%s%s", prefix, err)
+	}
+	return status.Errorf(codes.Internal, "%srecord activity: %v", prefix, err)
 }
 
 // Hint records an enqueue hint, and the org's activity when it names one.
@@ -162,7 +179,10 @@ func (s *Server) Hint(_ context.Context, req *pb.HintRequest) (*pb.HintResponse,
 	}
 	resp := &pb.HintResponse{}
 	if req.GetOrg() != "" {
-		o, _ := s.store.RecordFor(req.GetOrg(), activity.WakeHint)
+		o, _, err := s.store.RecordFor(req.GetOrg(), activity.WakeHint)
+		if err != nil {
+			return nil, recordError("", err)
+		}
 		resp.Org = OrgProto(o)
 	}
 	resp.Backlog = BacklogProto(s.backlogs.Hint(req.GetSubscription(), req.GetMessages()))

@@ -85,6 +85,8 @@ type Options struct {
 	TokensReload time.Duration
 	// UsageRetention is how long the hourly GPU-hours figures are kept.
 	UsageRetention time.Duration
+	// MaxOrgs caps the orgs activity may create.
+	MaxOrgs int
 }
 
 // Backlog sources.
@@ -107,6 +109,7 @@ const (
 	DefaultDepthRefresh  = 15 * time.Second
 	DefaultDepthMaxAge   = 5 * time.Minute
 	DefaultTokensReload  = 5 * time.Second
+	DefaultMaxOrgs       = 1_000_000
 )
 
 // MaxMessageSize bounds every message either port receives: KEDA's
@@ -173,7 +176,7 @@ func New(o Options) (*App, error) {
 	}
 	store, err := activity.Open(activity.Options{
 		Dir: o.DataDir, IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval, Logger: o.Logger, Now: o.Now,
-		OnTransition: a.onTransition, Registerer: a.registry,
+		OnTransition: a.onTransition, Registerer: a.registry, MaxOrgs: o.MaxOrgs,
 	})
 	if err != nil {
 		return nil, err
@@ -249,6 +252,7 @@ func withDefaults(o Options) Options {
 	o.DepthMaxAge = cmp.Or(o.DepthMaxAge, DefaultDepthMaxAge)
 	o.TokensReload = cmp.Or(o.TokensReload, DefaultTokensReload)
 	o.UsageRetention = cmp.Or(o.UsageRetention, usage.DefaultRetention)
+	o.MaxOrgs = cmp.Or(o.MaxOrgs, DefaultMaxOrgs)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -3,10 +3,15 @@ package integration
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 )
@@ -54,4 +59,46 @@ func TestKEDAPortAnswersDuringAPIFlood(t *testing.T) {
 	cancel()
 	wg.Wait()
 	t.Logf("%d activity events sent while KEDA's port answered 200 calls", sent.Load())
+}
+
+// Activity for ever-new org ids stops at --max-orgs with ResourceExhausted
+// naming the limit; known orgs, and orgs KEDA's triggers name, go on.
+func TestMaxOrgs(t *testing.T) {
+	o := options(t, t.TempDir())
+	o.MaxOrgs = 3
+	d := start(t, o)
+	ctx := context.Background()
+	for _, org := range []string{"a", "b", "c"} {
+		if _, err := d.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: org}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := d.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: "d"})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "limit of 3 orgs (--max-orgs)") {
+		t.Fatalf("a 4th org: want ResourceExhausted naming the limit, got %v", err)
+	}
+	if _, err := d.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: "a"}); err != nil {
+		t.Fatalf("a known org past the limit: %v", err)
+	}
+	s, err := d.act.StreamActivity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, org := range []string{"b", "e"} {
+		_ = s.Send(&pb.StreamActivityRequest{Org: org})
+	}
+	_, err = s.CloseAndRecv()
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "event 2") {
+		t.Fatalf("stream: want ResourceExhausted at event 2, got %v", err)
+	}
+	if active, _ := answer(t, d, pynode("keda-named")); !active {
+		t.Fatal("an org named by a trigger is created whatever the limit")
+	}
+	if !strings.Contains(scrape(t, d), "scaler_org_limit_refusals_total 2") {
+		t.Error("/metrics should count the 2 refusals")
+	}
+	long := &kedapb.ScaledObjectRef{Namespace: strings.Repeat("n", 300), Name: "x", ScalerMetadata: pynode("a").ScalerMetadata}
+	if _, err := d.keda.IsActive(ctx, long); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("a namespace longer than Kubernetes allows: want InvalidArgument, got %v", err)
+	}
 }

@@ -34,6 +34,9 @@ func (s *Server) noteMetadata(ref *pb.ScaledObjectRef) {
 	k := ref.GetNamespace() + "/" + ref.GetName()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.seen[k]; !ok && len(s.seen) >= MaxScaledObjects {
+		return // explain by metadata still works for it
+	}
 	if !maps.Equal(s.seen[k], ref.GetScalerMetadata()) {
 		s.seen[k] = maps.Clone(ref.GetScalerMetadata())
 	}

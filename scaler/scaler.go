@@ -98,10 +98,22 @@ func New(o Options) *Server {
 		last: make(map[string]bool), seen: make(map[string]map[string]string)}
 }
 
+// MaxScaledObjects bounds what the scaler remembers per ScaledObject (its
+// metadata for explain, its usage ledger): far more than a cluster holds,
+// and a cap on what a misbehaving client of the KEDA port can make it keep.
+const MaxScaledObjects = 100_000
+
+// maxNameLen is Kubernetes' longest object name (a DNS subdomain).
+const maxNameLen = 253
+
 // workload validates a request's metadata before anything else.
 func (s *Server) workload(ref *pb.ScaledObjectRef) (decide.Workload, error) {
 	if ref == nil {
 		return decide.Workload{}, status.Error(codes.InvalidArgument, "scaledObjectRef is missing")
+	}
+	if len(ref.GetNamespace()) > maxNameLen || len(ref.GetName()) > maxNameLen {
+		return decide.Workload{}, status.Errorf(codes.InvalidArgument, "scaledObjectRef %q/%q: expected a namespace and name of at most %d characters",
+			decide.Clip(ref.GetNamespace()), decide.Clip(ref.GetName()), maxNameLen)
 	}
 	w, err := decide.ParseMetadata(ref.GetScalerMetadata())
 	if err != nil {

@@ -60,7 +60,12 @@ type Ledger struct {
 	dirty   map[bucketKey]bool
 	totals  map[string]*Figures // since the ledger began, for Prometheus
 	dirtyTo map[string]bool
+	full    bool // MaxWorkloads reached (logged once)
 }
+
+// MaxWorkloads bounds the workloads the ledger follows, so a client of the
+// KEDA port inventing names cannot grow it without bound.
+const MaxWorkloads = 100_000
 
 // Options configure a Ledger.
 type Options struct {
@@ -127,6 +132,13 @@ func (l *Ledger) Observe(id string, a Answer, now time.Time) {
 	defer l.mu.Unlock()
 	s, seen := l.last[id]
 	if !seen {
+		if len(l.last) >= MaxWorkloads {
+			if !l.full {
+				l.full = true
+				l.log.Warn("usage ledger full: new workloads are not counted", "max", MaxWorkloads, "workload", id)
+			}
+			return
+		}
 		s = &state{}
 		l.last[id] = s
 	} else {

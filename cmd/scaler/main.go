@@ -88,6 +88,7 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs.StringVar(&c.app.APITLS.ClientCA, "api-tls-client-ca", "", "PEM CA bundle for API client certificates; a certificate's role is its subject's organization: O=producer or O=admin")
 	fs.StringVar(&c.app.APITokensFile, "api-tokens-file", "", "file of API bearer tokens, one `TOKEN ROLE` a line (roles: producer sends activity and hints; admin also reads and changes orgs); re-read when it changes")
 	fs.BoolVar(&c.app.APIInsecure, "api-insecure", false, "let the API listen on a non-loopback address with no authentication (without tokens or client certificates it otherwise refuses to)")
+	fs.IntVar(&c.app.MaxOrgs, "max-orgs", app.DefaultMaxOrgs, "most orgs activity may create; past it, activity for a new org gets ResourceExhausted (orgs named by KEDA's triggers or an admin are always created)")
 	fs.DurationVar(&c.app.UsageRetention, "usage-retention", usage.DefaultRetention, "how long the hourly GPU-hours figures behind `scalerctl report` are kept")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
@@ -143,6 +144,8 @@ func (c config) validate() error {
 		return fmt.Errorf("--depth-refresh is %s: expected at least 100ms", c.app.DepthRefresh)
 	case c.app.DepthMaxAge < c.app.DepthRefresh:
 		return fmt.Errorf("--depth-max-age is %s: expected at least --depth-refresh (%s)", c.app.DepthMaxAge, c.app.DepthRefresh)
+	case c.app.MaxOrgs < 1:
+		return fmt.Errorf("--max-orgs is %d: expected at least 1", c.app.MaxOrgs)
 	case c.app.UsageRetention < time.Hour:
 		return fmt.Errorf("--usage-retention is %s: expected at least 1h (figures are kept per hour)", c.app.UsageRetention)
 	case c.app.MonitoringInsecure && c.app.MonitoringEndpoint == "":
