@@ -8,7 +8,7 @@ GOIMPORTS_VERSION          := v0.52.0
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test build check lint proto tools image e2e clean
+.PHONY: run test build check lint proto tools image e2e clean fuzz
 
 ## run: the scaler on the embedded default (Badger under ./data, loopback
 ## ports, embedded Pub/Sub on 127.0.0.1:8085); with SCALER_GCP_PROJECT set,
@@ -20,6 +20,16 @@ run:
 ## test: every test, with the race detector
 test:
 	go test -race -count=1 ./...
+
+## fuzz: each fuzz target for FUZZTIME (default 30s); `make test` runs
+## their seed corpora. A crash leaves its input in PKG/testdata/fuzz.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := ./decide:FuzzParseMetadata ./pubsubdepth:FuzzNewestPoint ./api:FuzzAPIMessages
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \
+		go test -run='^$$' -fuzz="^$${t#*:}$$" -fuzztime=$(FUZZTIME) $${t%%:*}; \
+	done
 
 ## build: both binaries into ./bin
 build:

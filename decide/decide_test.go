@@ -118,7 +118,7 @@ func TestParseMetadataErrors(t *testing.T) {
 		{"warmFor without org", map[string]string{"workload": "worker", "subscription": "projects/my-proj/subscriptions/jobs", "warmFor": "1h"}, "warmFor", "org"},
 		{"gpusPerReplica negative", map[string]string{"workload": "pynode", "org": "a", "gpusPerReplica": "-1"}, "gpusPerReplica", ">= 0"},
 		{"gpusPerReplica huge", map[string]string{"workload": "pynode", "org": "a", "gpusPerReplica": "5000"}, "gpusPerReplica", "0 to 1024"},
-		{"typo key", map[string]string{"workload": "pynode", "org": "a", "warmfor": "1h"}, "warmfor", "no such key"},
+		{"typo key", map[string]string{"workload": "pynode", "org": "a", "warmfor": "1h"}, "warmfor", "is not a known key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

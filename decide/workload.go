@@ -83,9 +83,13 @@ type MetadataError struct {
 	Value    string
 	Expected string
 	Missing  bool
+	Unknown  bool // the key is not one of ours nor KEDA's
 }
 
 func (e *MetadataError) Error() string {
+	if e.Unknown {
+		return fmt.Sprintf("metadata %q (value %q) is not a known key: %s", e.Key, e.Value, e.Expected)
+	}
 	if e.Missing {
 		return fmt.Sprintf("metadata %q is missing: expected %s", e.Key, e.Expected)
 	}
@@ -199,7 +203,7 @@ func checkKeys(md map[string]string) error {
 	}
 	sort.Strings(unknown)
 	k := unknown[0]
-	return &MetadataError{Key: Clip(k), Value: Clip(md[k]), Expected: "no such key: known keys are " +
+	return &MetadataError{Key: Clip(k), Value: Clip(md[k]), Unknown: true, Expected: "the known keys are " +
 		strings.Join([]string{KeyWorkload, KeyOrg, KeySubscription, KeyMessagesPerReplica, KeyActivationBacklog, KeyWarmFor, KeyGPUsPerReplica}, ", ")}
 }
 

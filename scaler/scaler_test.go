@@ -183,7 +183,7 @@ func TestBadMetadata(t *testing.T) {
 		{map[string]string{"workload": "pynode", "org": "a", "messagesPerReplica": "-3"}, []string{`"messagesPerReplica"`, `"-3"`, ">= 1"}},
 		{map[string]string{"workload": "pynode", "org": "a", "activationBacklog": "x"}, []string{`"activationBacklog"`, `"x"`, ">= 0"}},
 		{map[string]string{"workload": "model", "org": "a", "warmFor": "soon"}, []string{`"warmFor"`, `"soon"`, "duration"}},
-		{map[string]string{"workload": "pynode", "org": "a", "orgg": "b"}, []string{`"orgg"`, "no such key"}},
+		{map[string]string{"workload": "pynode", "org": "a", "orgg": "b"}, []string{`"orgg"`, "is not a known key"}},
 	}
 	for _, tt := range tests {
 		for name, call := range map[string]func() error{
