@@ -72,9 +72,9 @@ type Org struct {
 	ScaleToZeroAllowed   bool
 	IdleWindow           time.Duration // the window in force
 	IdleWindowOverridden bool
-	// WokeBy is what last woke the org, or what its last activity was
-	// (activity or hint) when it has not woken since; kept in memory only,
-	// so it reads "activity" after a restart.
+	// WokeBy is the kind of the org's latest activity (activity or hint),
+	// or admin when an admin change woke it since; it tells what turned a
+	// workload active. Kept in memory only: "activity" after a restart.
 	WokeBy WakeReason
 }
 

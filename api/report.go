@@ -35,6 +35,8 @@ func (s *Server) Report(_ context.Context, req *pb.ReportRequest) (*pb.ReportRes
 		since = req.GetSince().AsDuration()
 	}
 	now := s.now()
+	// Nothing older than the retention is kept: the window says so.
+	since = min(since, s.reports.Retention())
 	from, rows, err := s.reports.Report(now.Add(-since))
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "read the usage ledger: %v", err)
@@ -46,7 +48,7 @@ func (s *Server) Report(_ context.Context, req *pb.ReportRequest) (*pb.ReportRes
 			wakes[c.String()] = r.Wakes[c]
 		}
 		resp.Workloads = append(resp.Workloads, &pb.WorkloadUsage{
-			ScaledObject: r.ID, Kind: r.Kind, Org: r.Org, GpusPerReplica: r.GPUs,
+			ScaledObject: r.ScaledObject, MetricName: r.Metric, Kind: r.Kind, Org: r.Org, GpusPerReplica: r.GPUs,
 			Tracked: durationpb.New(r.Tracked), Active: durationpb.New(r.Active),
 			ReplicaHours: r.ReplicaTime.Hours(), AlwaysOnReplicaHours: r.AlwaysOnReplica.Hours(),
 			GpuHours: r.GPUTime.Hours(), AlwaysOnGpuHours: r.AlwaysOnGPU.Hours(),

@@ -183,7 +183,7 @@ func New(o Options) (*App, error) {
 	}
 	a.store = store
 	undo = append(undo, store.Close)
-	if a.ledger, err = usage.Open(store.DB(), usage.Options{Logger: o.Logger, Retention: o.UsageRetention, Registerer: a.registry}); err != nil {
+	if a.ledger, err = usage.Open(store.DB(), usage.Options{Logger: o.Logger, Retention: o.UsageRetention, Registerer: a.registry, Now: o.Now}); err != nil {
 		return nil, err
 	}
 	for _, l := range []struct {

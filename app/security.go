@@ -46,9 +46,10 @@ func newSecurity(o Options, reg prometheus.Registerer) (*security, error) {
 	}
 	if o.APITLS.Cert != "" {
 		files := o.APITLS
-		// With tokens as another way in, a client certificate is optional,
-		// but one that is given must verify.
-		files.ClientCertOptional = sec.tokens != nil
+		// A client certificate that is given must verify, but none is
+		// required at the handshake: health probes carry none, and the
+		// authorizer refuses every other call without credentials.
+		files.ClientCertOptional = true
 		cfg, err := tlsconfig.Server(files, o.Logger.With("component", "tls", "port", "api"))
 		if err != nil {
 			return nil, fmt.Errorf("--api-tls-cert/--api-tls-key: %w", err)

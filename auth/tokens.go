@@ -52,7 +52,7 @@ func LoadTokens(file string, log *slog.Logger, reg prometheus.Registerer) (*Toke
 			Name: "scaler_api_tokens_reloads_total",
 			Help: "Reloads of --api-tokens-file after it changed, by result (ok, or error: the last good tokens are kept).",
 		}, []string{"result"})}
-	st, entries, err := readTokens(file)
+	st, entries, err := readTokens(file, false)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +63,7 @@ func LoadTokens(file string, log *slog.Logger, reg prometheus.Registerer) (*Toke
 	return t, nil
 }
 
-func readTokens(file string) (fileStamp, []token, error) {
+func readTokens(file string, allowEmpty bool) (fileStamp, []token, error) {
 	fi, err := os.Stat(file)
 	if err != nil {
 		return fileStamp{}, nil, fmt.Errorf("tokens file: %w", err)
@@ -72,14 +72,17 @@ func readTokens(file string) (fileStamp, []token, error) {
 	if err != nil {
 		return fileStamp{}, nil, fmt.Errorf("tokens file: %w", err)
 	}
-	entries, err := parseTokens(data)
+	entries, err := parseTokens(data, allowEmpty)
 	if err != nil {
 		return fileStamp{}, nil, fmt.Errorf("tokens file %s: %w", file, err)
 	}
 	return fileStamp{mod: fi.ModTime(), size: fi.Size()}, entries, nil
 }
 
-func parseTokens(data []byte) ([]token, error) {
+// parseTokens reads the file's lines. No tokens at all is an error at
+// start (a scaler nobody can call is a mistake), but on a reload it is how
+// every token is revoked at once.
+func parseTokens(data []byte, allowEmpty bool) ([]token, error) {
 	var entries []token
 	seen := map[[sha256.Size]byte]int{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
@@ -109,7 +112,7 @@ func parseTokens(data []byte) ([]token, error) {
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	if len(entries) == 0 {
+	if len(entries) == 0 && !allowEmpty {
 		return nil, fmt.Errorf("no tokens in it: expected lines of TOKEN ROLE")
 	}
 	return entries, nil
@@ -156,7 +159,7 @@ func (t *Tokens) reload() {
 			return
 		}
 	}
-	st, entries, err := readTokens(t.file)
+	st, entries, err := readTokens(t.file, true)
 	if err != nil {
 		// Logged once per distinct failure, not at every tick.
 		if err.Error() != t.lastErr {
@@ -171,5 +174,9 @@ func (t *Tokens) reload() {
 	t.mu.Lock()
 	t.entries, t.stamp = entries, st
 	t.mu.Unlock()
+	if len(entries) == 0 {
+		t.log.Warn("tokens file reloaded with no tokens: every bearer token is refused", "file", t.file)
+		return
+	}
 	t.log.Info("tokens file reloaded", "file", t.file, "tokens", len(entries))
 }

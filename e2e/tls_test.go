@@ -14,21 +14,22 @@ import (
 )
 
 // KEDA's own operator dials a scaler that requires client certificates,
-// with the shipped TriggerAuthentication and a Secret in cert-manager's
-// layout, and wakes a pynode through the push stream over mTLS.
+// with the shipped ClusterTriggerAuthentication and Secrets in
+// cert-manager's layout (a server CA, and a separate CA for KEDA's client
+// certificate), and wakes a pynode through the push stream over mTLS.
 func TestKEDAOverMTLS(t *testing.T) {
 	dir := filepath.Join(c.dir, "tls")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ca := certtest.NewCA(t, "orgscaler-ca")
-	cert, key := ca.Issue(t, certtest.Spec{CommonName: "orgscaler"}).Write(t, dir, "server")
-	caFile := filepath.Join(dir, "ca.crt")
-	certtest.WriteFile(t, caFile, ca.PEM)
-	client := ca.Issue(t, certtest.Spec{CommonName: "keda-operator", Client: true})
-	clientCert, clientKey := client.Write(t, dir, "keda")
+	serverCA, clientCA := certtest.NewCA(t, "orgscaler-server-ca"), certtest.NewCA(t, "orgscaler-keda-client-ca")
+	cert, key := serverCA.Issue(t, certtest.Spec{CommonName: "orgscaler"}).Write(t, dir, "server")
+	serverCAFile, clientCAFile := filepath.Join(dir, "server-ca.crt"), filepath.Join(dir, "keda-client-ca.crt")
+	certtest.WriteFile(t, serverCAFile, serverCA.PEM)
+	certtest.WriteFile(t, clientCAFile, clientCA.PEM)
+	clientCert, clientKey := clientCA.Issue(t, certtest.Spec{CommonName: "keda-operator", Client: true}).Write(t, dir, "keda")
 
-	s := newScaler("scaler-tls", "--tls-cert", cert, "--tls-key", key, "--tls-client-ca", caFile)
+	s := newScaler("scaler-tls", "--tls-cert", cert, "--tls-key", key, "--tls-client-ca", clientCAFile)
 	startScaler(t, s)
 	t.Cleanup(func() { s.p.stop(syscall.SIGTERM) })
 
@@ -36,10 +37,16 @@ func TestKEDAOverMTLS(t *testing.T) {
 	if err := c.kubectl([]byte(strings.ReplaceAll(deployments, "NAME", "pynode-secure")), "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
-	// The Secret as the README says to make it without cert-manager.
-	if err := c.kubectl(nil, "create", "secret", "generic", "keda-orgscaler-client", "-n", "ml",
-		"--from-file=ca.crt="+caFile, "--from-file=tls.crt="+clientCert, "--from-file=tls.key="+clientKey); err != nil {
-		t.Fatal(err)
+	// The Secrets as keda-client-secret.example.yaml says to make them
+	// without cert-manager, in KEDA's namespace.
+	_ = c.kubectl(nil, "create", "namespace", "keda")
+	for _, args := range [][]string{
+		{"orgscaler-tls", "--from-file=tls.crt=" + cert, "--from-file=tls.key=" + key, "--from-file=ca.crt=" + serverCAFile},
+		{"keda-orgscaler-client", "--from-file=tls.crt=" + clientCert, "--from-file=tls.key=" + clientKey, "--from-file=ca.crt=" + clientCAFile},
+	} {
+		if err := c.kubectl(nil, append([]string{"create", "secret", "generic", "-n", "keda"}, args...)...); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := c.kubectl(nil, "apply", "-f", filepath.Join("..", "deploy", "tls", "triggerauthentication.yaml")); err != nil {
 		t.Fatal(err)
@@ -57,7 +64,7 @@ spec:
   cooldownPeriod: 3
   triggers:
     - type: external-push
-      authenticationRef: {name: orgscaler-mtls}
+      authenticationRef: {name: orgscaler-mtls, kind: ClusterTriggerAuthentication}
       metadata:
         scalerAddress: "ADDR"
         enableTLS: "true"

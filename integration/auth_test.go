@@ -206,6 +206,29 @@ func TestScalerctlWithTokenOverTLS(t *testing.T) {
 			t.Fatalf("a malformed tokens file must keep the last good tokens: %v", err)
 		}
 	}
+	// Emptied: every token is revoked.
+	certtest.WriteFile(t, tokens, []byte("# revoked after a leak\n"))
+	poll(t, "every token revoked", func() bool {
+		_, err := d.ctl(t, "--ca", caFile, "--token-file", admin, "org", "get", "acme")
+		return err != nil && strings.Contains(err.Error(), "Unauthenticated")
+	})
+}
+
+// With client certificates as the only way in, a probe without one still
+// gets health, and every other call without one is Unauthenticated.
+func TestAPIClientCertsOnly(t *testing.T) {
+	s := newTLSSetup(t)
+	o := options(t, t.TempDir())
+	o.APITLS = s.files
+	api := grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: s.ca.Pool(), MinVersion: tls.VersionTLS12}))
+	d := startWith(t, o, nil, []grpc.DialOption{api})
+	conn := d.dial(t, d.app.APIAddr(), api)
+	if _, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("health without a client certificate: %v", err)
+	}
+	if _, err := d.orgs.ListOrgs(context.Background(), &pb.ListOrgsRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("ListOrgs without a client certificate: want Unauthenticated, got %v", err)
+	}
 }
 
 func TestTokensFileErrorsStopTheStart(t *testing.T) {

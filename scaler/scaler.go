@@ -119,17 +119,25 @@ func (s *Server) workload(ref *pb.ScaledObjectRef) (decide.Workload, error) {
 	if err != nil {
 		var me *decide.MetadataError
 		if errors.As(err, &me) {
-			return decide.Workload{}, status.Errorf(codes.InvalidArgument, "%s/%s: %s", ref.GetNamespace(), ref.GetName(), err)
+			return decide.Workload{}, status.Errorf(codes.InvalidArgument, "%s: %s", refName(ref), err)
 		}
 		return decide.Workload{}, status.Error(codes.InvalidArgument, err.Error())
 	}
 	s.noteMetadata(ref)
 	if w.Subscription != "" && s.backlogs == nil {
 		return decide.Workload{}, status.Errorf(codes.FailedPrecondition,
-			"%s/%s: subscription %s: this scaler runs without a backlog source, so a %s that scales on a subscription cannot be answered: start it with --pubsub=monitoring (or --pubsub=embedded for local work)",
-			ref.GetNamespace(), ref.GetName(), w.Subscription, w.Kind)
+			"%s: subscription %s: this scaler runs without a backlog source, so a %s that scales on a subscription cannot be answered: start it with --pubsub=monitoring (or --pubsub=embedded for local work)",
+			refName(ref), w.Subscription, w.Kind)
 	}
 	return w, nil
+}
+
+// refName names a request's ScaledObject in errors.
+func refName(ref *pb.ScaledObjectRef) string {
+	if ref.GetNamespace() == "" && ref.GetName() == "" {
+		return "trigger"
+	}
+	return ref.GetNamespace() + "/" + ref.GetName()
 }
 
 // answer computes the decision for w now, from memory only, and enters it
@@ -137,8 +145,9 @@ func (s *Server) workload(ref *pb.ScaledObjectRef) (decide.Workload, error) {
 // that does not exist.
 func (s *Server) answer(ref *pb.ScaledObjectRef, w decide.Workload) (decide.Answer, pubsubdepth.Depth, error) {
 	a, o, d, err := s.evaluate(w)
-	if err == nil && s.usage != nil && !a.Blind() {
-		s.usage.Observe(ref.GetNamespace()+"/"+ref.GetName(), usageOf(w, a, o), a.At())
+	// Only ScaledObjects count: scalerctl ask and explain send no name.
+	if err == nil && s.usage != nil && !a.Blind() && ref.GetNamespace() != "" && ref.GetName() != "" {
+		s.usage.Observe(usage.ID(ref.GetNamespace()+"/"+ref.GetName(), w.MetricName()), usageOf(w, a, o), a.At())
 	}
 	return a, d, err
 }

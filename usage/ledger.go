@@ -54,13 +54,12 @@ type Ledger struct {
 	log       *slog.Logger
 	retention time.Duration
 
-	mu      sync.Mutex
-	last    map[string]*state      // per workload ("namespace/name")
-	hours   map[bucketKey]*Figures // hours written to since the last flush, and the current one
-	dirty   map[bucketKey]bool
-	totals  map[string]*Figures // since the ledger began, for Prometheus
-	dirtyTo map[string]bool
-	full    bool // MaxWorkloads reached (logged once)
+	mu     sync.Mutex
+	last   map[string]*state      // per workload
+	hours  map[bucketKey]*Figures // the hours answers may still fall in, and any not yet written
+	dirty  map[bucketKey]bool
+	totals map[string]*Figures // since this process started, for Prometheus
+	full   bool                // MaxWorkloads reached (logged once)
 }
 
 // MaxWorkloads bounds the workloads the ledger follows, so a client of the
@@ -72,13 +71,11 @@ type Options struct {
 	Logger     *slog.Logger
 	Retention  time.Duration // hourly figures older than this are dropped; DefaultRetention when 0
 	Registerer prometheus.Registerer
+	Now        func() time.Time // time.Now when nil
 }
 
 // Keys: hourly figures sort by hour, so a report reads one range.
-var (
-	hourPrefix  = []byte("usage/h/")
-	totalPrefix = []byte("usage/t/")
-)
+var hourPrefix = []byte("usage/h/")
 
 func hourKey(k bucketKey) []byte {
 	b := append([]byte{}, hourPrefix...)
@@ -86,12 +83,12 @@ func hourKey(k bucketKey) []byte {
 	return append(b, k.id...)
 }
 
-// Open loads the all-time totals from db, which the caller keeps open for
-// longer than the Ledger.
+// Open reads the current hour's figures from db, which the caller keeps
+// open for longer than the Ledger, so answers never wait on the disk.
 func Open(db *badger.DB, o Options) (*Ledger, error) {
 	l := &Ledger{db: db, log: o.Logger, retention: o.Retention,
 		last: map[string]*state{}, hours: map[bucketKey]*Figures{}, dirty: map[bucketKey]bool{},
-		totals: map[string]*Figures{}, dirtyTo: map[string]bool{}}
+		totals: map[string]*Figures{}}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
@@ -99,18 +96,22 @@ func Open(db *badger.DB, o Options) (*Ledger, error) {
 	if l.retention <= 0 {
 		l.retention = DefaultRetention
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	current := hourOf(o.Now())
 	err := db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: totalPrefix})
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: hourKey(bucketKey{hour: current})})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			id := string(it.Item().Key()[len(totalPrefix):])
+			k := bucketKey{hour: current, id: string(it.Item().Key()[len(hourPrefix)+8:])}
 			err := it.Item().Value(func(v []byte) error {
 				f, err := unmarshal(v)
-				l.totals[id] = &f
+				l.hours[k] = &f
 				return err
 			})
 			if err != nil {
-				return fmt.Errorf("usage totals of %q: %w", id, err)
+				return fmt.Errorf("usage of %q at %s: %w", k.id, time.Unix(k.hour, 0).UTC(), err)
 			}
 		}
 		return nil
@@ -147,8 +148,7 @@ func (l *Ledger) Observe(id string, a Answer, now time.Time) {
 		}
 		l.accrue(id, *s, s.at, min(now.Sub(s.at), MaxGap))
 		if !s.active && a.Active {
-			f := l.hour(bucketKey{hourOf(now), id})
-			f.Wakes[a.Cause]++
+			l.hour(bucketKey{hourOf(now), id}).Wakes[a.Cause]++
 			l.total(id).Wakes[a.Cause]++
 		}
 	}
@@ -168,8 +168,11 @@ func (l *Ledger) accrue(id string, s state, start time.Time, d time.Duration) {
 
 func hourOf(t time.Time) int64 { return t.Unix() - t.Unix()%3600 }
 
-// hour returns the figures of an hour, reading what an earlier run wrote
-// for it first. Caller holds l.mu.
+// hour returns the figures of an hour. Open loaded the hour it started in,
+// and Flush keeps every hour an answer may still fall in, so the disk is
+// read only for an hour older than that: a workload nobody asked about for
+// hours, or a clock stepped back. Caller holds
+// l.mu.
 func (l *Ledger) hour(k bucketKey) *Figures {
 	l.dirty[k] = true
 	if f, ok := l.hours[k]; ok {
@@ -196,7 +199,6 @@ func (l *Ledger) hour(k bucketKey) *Figures {
 }
 
 func (l *Ledger) total(id string) *Figures {
-	l.dirtyTo[id] = true
 	f, ok := l.totals[id]
 	if !ok {
 		f = &Figures{}
@@ -205,36 +207,37 @@ func (l *Ledger) total(id string) *Figures {
 	return f
 }
 
-// Flush writes every figure changed since the last flush, and forgets the
-// hours before now's. On failure the figures stay to be written next time.
+// Flush writes every hour changed since the last flush, and forgets the
+// hours no answer can fall in any more. On failure they stay to be written
+// next time.
 func (l *Ledger) Flush(now time.Time) error {
 	l.mu.Lock()
-	keys, ids := maps.Clone(l.dirty), maps.Clone(l.dirtyTo)
+	changed := make(map[bucketKey]Figures, len(l.dirty))
+	for k := range l.dirty {
+		changed[k] = *l.hours[k]
+	}
+	clear(l.dirty)
+	l.mu.Unlock()
+	// Marshalled and written outside the lock: answers go on meanwhile.
 	wb := l.db.NewWriteBatch()
 	defer wb.Cancel()
 	var err error
-	for k := range keys {
-		e := badger.NewEntry(hourKey(k), l.hours[k].marshal()).WithTTL(l.retention + time.Hour)
-		err = errors.Join(err, wb.SetEntry(e))
+	for k, f := range changed {
+		err = errors.Join(err, wb.SetEntry(badger.NewEntry(hourKey(k), f.marshal()).WithTTL(l.retention+time.Hour)))
 	}
-	for id := range ids {
-		err = errors.Join(err, wb.Set(append(append([]byte{}, totalPrefix...), id...), l.totals[id].marshal()))
-	}
-	clear(l.dirty)
-	clear(l.dirtyTo)
-	l.mu.Unlock()
 	if err == nil {
 		err = wb.Flush()
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
-		maps.Copy(l.dirty, keys)
-		maps.Copy(l.dirtyTo, ids)
+		for k := range changed {
+			l.dirty[k] = true
+		}
 		return fmt.Errorf("write usage: %w", err)
 	}
-	current := hourOf(now)
-	maps.DeleteFunc(l.hours, func(k bucketKey, _ *Figures) bool { return k.hour < current && !l.dirty[k] })
+	oldest := hourOf(now.Add(-MaxGap))
+	maps.DeleteFunc(l.hours, func(k bucketKey, _ *Figures) bool { return k.hour < oldest && !l.dirty[k] })
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -12,8 +13,17 @@ import (
 
 // Row is one workload's figures over a report's window.
 type Row struct {
-	ID string // namespace/name of the ScaledObject
+	ScaledObject string // namespace/name
+	Metric       string // the trigger's metric name: one ScaledObject may have several triggers
 	Figures
+}
+
+// ID names a trigger of a ScaledObject in the ledger.
+func ID(scaledObject, metric string) string { return scaledObject + "\x00" + metric }
+
+func splitID(id string) (scaledObject, metric string) {
+	scaledObject, metric, _ = strings.Cut(id, "\x00")
+	return scaledObject, metric
 }
 
 // Report sums, per workload, the hours from the one holding since up to
@@ -68,13 +78,18 @@ func (l *Ledger) Report(since time.Time) (from time.Time, rows []Row, err error)
 		add(k.id, f)
 	}
 	for id, f := range sums {
-		rows = append(rows, Row{ID: id, Figures: *f})
+		so, metric := splitID(id)
+		rows = append(rows, Row{ScaledObject: so, Metric: metric, Figures: *f})
 	}
 	sort.Slice(rows, func(i, j int) bool {
-		if rows[i].Org != rows[j].Org {
-			return rows[i].Org < rows[j].Org
+		a, b := rows[i], rows[j]
+		if a.Org != b.Org {
+			return a.Org < b.Org
 		}
-		return rows[i].ID < rows[j].ID
+		if a.ScaledObject != b.ScaledObject {
+			return a.ScaledObject < b.ScaledObject
+		}
+		return a.Metric < b.Metric
 	})
 	return time.Unix(start, 0), rows, nil
 }
@@ -86,22 +101,22 @@ func (l *Ledger) Retention() time.Duration { return l.retention }
 type collector struct{ l *Ledger }
 
 var (
-	usageLabels = []string{"scaled_object", "kind", "org"}
+	usageLabels = []string{"scaled_object", "metric", "kind", "org"}
 	usageDescs  = []struct {
 		desc *prometheus.Desc
 		get  func(*Figures) time.Duration
 	}{
-		{prometheus.NewDesc("scaler_usage_tracked_seconds_total", "Time the scaler answered KEDA for the workload.", usageLabels, nil),
+		{prometheus.NewDesc("scaler_usage_tracked_seconds_total", "Time the scaler answered KEDA for the workload, since the scaler started.", usageLabels, nil),
 			func(f *Figures) time.Duration { return f.Tracked }},
-		{prometheus.NewDesc("scaler_usage_active_seconds_total", "Time the workload was answered active.", usageLabels, nil),
+		{prometheus.NewDesc("scaler_usage_active_seconds_total", "Time the workload was answered active, since the scaler started.", usageLabels, nil),
 			func(f *Figures) time.Duration { return f.Active }},
-		{prometheus.NewDesc("scaler_usage_replica_seconds_total", "Replicas asked for × time (replica-seconds).", usageLabels, nil),
+		{prometheus.NewDesc("scaler_usage_replica_seconds_total", "Replicas asked for × time (replica-seconds), since the scaler started.", usageLabels, nil),
 			func(f *Figures) time.Duration { return f.ReplicaTime }},
-		{prometheus.NewDesc("scaler_usage_always_on_replica_seconds_total", "Replica-seconds an always-on deployment (minReplicaCount 1) would have used over the same time.", usageLabels, nil),
+		{prometheus.NewDesc("scaler_usage_always_on_replica_seconds_total", "Replica-seconds an always-on deployment (minReplicaCount 1) would have used over the same time, since the scaler started.", usageLabels, nil),
 			func(f *Figures) time.Duration { return f.AlwaysOnReplica }},
-		{prometheus.NewDesc("scaler_usage_gpu_seconds_total", "GPU-seconds asked for: replica-seconds × gpusPerReplica.", usageLabels, nil),
+		{prometheus.NewDesc("scaler_usage_gpu_seconds_total", "GPU-seconds asked for: replica-seconds × gpusPerReplica, since the scaler started.", usageLabels, nil),
 			func(f *Figures) time.Duration { return f.GPUTime }},
-		{prometheus.NewDesc("scaler_usage_always_on_gpu_seconds_total", "GPU-seconds an always-on deployment would have used.", usageLabels, nil),
+		{prometheus.NewDesc("scaler_usage_always_on_gpu_seconds_total", "GPU-seconds an always-on deployment would have used, since the scaler started.", usageLabels, nil),
 			func(f *Figures) time.Duration { return f.AlwaysOnGPU }},
 	}
 	wakesDesc = prometheus.NewDesc("scaler_usage_wakes_total", "Inactive→active changes of the workload's answer, by cause (activity, hint, backlog, admin).",
@@ -124,11 +139,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.l.mu.Unlock()
 	for id, f := range totals {
+		so, metric := splitID(id)
 		for _, d := range usageDescs {
-			ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, d.get(&f).Seconds(), id, f.Kind, f.Org)
+			ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, d.get(&f).Seconds(), so, metric, f.Kind, f.Org)
 		}
 		for _, cause := range Causes {
-			ch <- prometheus.MustNewConstMetric(wakesDesc, prometheus.CounterValue, float64(f.Wakes[cause]), id, f.Kind, f.Org, cause.String())
+			ch <- prometheus.MustNewConstMetric(wakesDesc, prometheus.CounterValue, float64(f.Wakes[cause]), so, metric, f.Kind, f.Org, cause.String())
 		}
 	}
 }

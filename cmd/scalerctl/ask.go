@@ -56,7 +56,9 @@ GetMetrics, IsActive), with KEDA's own client, for a trigger's metadata.`,
 			client := kedapb.NewExternalScalerClient(conn)
 			ctx, cancel := c.ctx(cmd)
 			defer cancel()
-			ref := &kedapb.ScaledObjectRef{Name: "scalerctl", Namespace: "scalerctl", ScalerMetadata: md}
+			// No ScaledObject name: the scaler then records no Event and no
+			// usage for this question.
+			ref := &kedapb.ScaledObjectRef{ScalerMetadata: md}
 			spec, err := client.GetMetricSpec(ctx, ref)
 			if err != nil {
 				return err

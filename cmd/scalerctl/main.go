@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -137,13 +138,37 @@ func (c *cli) dialOptions(token bool) ([]grpc.DialOption, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--token-file: %w", err)
 		}
-		fields := strings.Fields(string(data))
-		if len(fields) == 0 {
-			return nil, fmt.Errorf("--token-file %s is empty: expected a token", c.tokenFile)
+		tok := firstToken(string(data))
+		if tok == "" {
+			return nil, fmt.Errorf("--token-file %s holds no token: expected the token, or a TOKEN ROLE line", c.tokenFile)
 		}
-		opts = append(opts, grpc.WithPerRPCCredentials(bearer(fields[0])))
+		if creds.Info().SecurityProtocol != "tls" && !loopback(c.addr) {
+			fmt.Fprintf(os.Stderr, "scalerctl: warning: sending the bearer token to %s in plaintext; use --ca or --tls\n", c.addr)
+		}
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer(tok)))
 	}
 	return opts, nil
+}
+
+// firstToken is the first word of the first line that is not blank or a
+// comment.
+func firstToken(data string) string {
+	for _, line := range strings.Split(data, "\n") {
+		if f := strings.Fields(line); len(f) > 0 && !strings.HasPrefix(f[0], "#") {
+			return f[0]
+		}
+	}
+	return ""
+}
+
+// loopback reports whether addr is a loopback host.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 // bearer sends a token with every call. It is allowed over plaintext

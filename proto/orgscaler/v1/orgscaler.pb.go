@@ -988,7 +988,10 @@ type WorkloadUsage struct {
 	GpuHours         float64 `protobuf:"fixed64,9,opt,name=gpu_hours,json=gpuHours,proto3" json:"gpu_hours,omitempty"`
 	AlwaysOnGpuHours float64 `protobuf:"fixed64,10,opt,name=always_on_gpu_hours,json=alwaysOnGpuHours,proto3" json:"always_on_gpu_hours,omitempty"`
 	// Inactive-to-active changes, by cause: activity, hint, backlog, admin.
-	Wakes         map[string]int64 `protobuf:"bytes,11,rep,name=wakes,proto3" json:"wakes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Wakes map[string]int64 `protobuf:"bytes,11,rep,name=wakes,proto3" json:"wakes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// The trigger's metric name: a ScaledObject with several triggers of
+	// this scaler has an entry for each.
+	MetricName    string `protobuf:"bytes,12,opt,name=metric_name,json=metricName,proto3" json:"metric_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1098,6 +1101,13 @@ func (x *WorkloadUsage) GetWakes() map[string]int64 {
 		return x.Wakes
 	}
 	return nil
+}
+
+func (x *WorkloadUsage) GetMetricName() string {
+	if x != nil {
+		return x.MetricName
+	}
+	return ""
 }
 
 type GetOrgRequest struct {
@@ -1598,7 +1608,7 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x04from\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x127\n" +
 	"\tretention\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\tretention\x129\n" +
-	"\tworkloads\x18\x04 \x03(\v2\x1b.orgscaler.v1.WorkloadUsageR\tworkloads\"\x8c\x04\n" +
+	"\tworkloads\x18\x04 \x03(\v2\x1b.orgscaler.v1.WorkloadUsageR\tworkloads\"\xad\x04\n" +
 	"\rWorkloadUsage\x12#\n" +
 	"\rscaled_object\x18\x01 \x01(\tR\fscaledObject\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x10\n" +
@@ -1611,7 +1621,9 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\tgpu_hours\x18\t \x01(\x01R\bgpuHours\x12-\n" +
 	"\x13always_on_gpu_hours\x18\n" +
 	" \x01(\x01R\x10alwaysOnGpuHours\x12<\n" +
-	"\x05wakes\x18\v \x03(\v2&.orgscaler.v1.WorkloadUsage.WakesEntryR\x05wakes\x1a8\n" +
+	"\x05wakes\x18\v \x03(\v2&.orgscaler.v1.WorkloadUsage.WakesEntryR\x05wakes\x12\x1f\n" +
+	"\vmetric_name\x18\f \x01(\tR\n" +
+	"metricName\x1a8\n" +
 	"\n" +
 	"WakesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
