@@ -35,6 +35,7 @@ type pending struct {
 // flush writes dirty orgs: only the urgent ones when urgentOnly is set.
 // An org that fails to write stays dirty and is tried again.
 func (s *Store) flush(urgentOnly bool) error {
+	start := time.Now()
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	var batch []pending
@@ -82,6 +83,11 @@ func (s *Store) flush(urgentOnly bool) error {
 		if err := s.db.Sync(); err != nil {
 			return fmt.Errorf("sync data dir: %w", err)
 		}
+	}
+	if took := time.Since(start); took > s.opts.FlushInterval/2 {
+		s.log.Warn("slow flush: a crash now loses more than one flush interval of activity", "orgs", len(batch), "took", took, "urgent", urgentOnly)
+	} else {
+		s.log.Debug("flushed", "orgs", len(batch), "took", took, "urgent", urgentOnly)
 	}
 	return nil
 }

@@ -23,7 +23,8 @@ import (
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 )
 
-var scalerctl string // path of the scalerctl binary built for these tests
+// The binaries built for these tests.
+var scalerctl, scalerBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "scalerctl")
@@ -31,11 +32,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	scalerctl = filepath.Join(dir, "scalerctl")
-	out, err := exec.Command("go", "build", "-o", scalerctl, "../cmd/scalerctl").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build scalerctl: %v\n%s", err, out)
-		os.Exit(1)
+	scalerctl, scalerBin = filepath.Join(dir, "scalerctl"), filepath.Join(dir, "scaler")
+	for bin, pkg := range map[string]string{scalerctl: "../cmd/scalerctl", scalerBin: "../cmd/scaler"} {
+		out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
