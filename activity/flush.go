@@ -3,6 +3,7 @@ package activity
 import (
 	"fmt"
 	"log/slog"
+	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -93,6 +94,10 @@ func (s *Store) flush(urgentOnly bool) error {
 }
 
 func (s *Store) write(batch []pending) error {
+	if err := s.CheckDisk(); err != nil {
+		s.metrics.writeErrors.Inc()
+		return err
+	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	for _, p := range batch {
@@ -101,6 +106,7 @@ func (s *Store) write(batch []pending) error {
 		}
 	}
 	if err := wb.Flush(); err != nil {
+		s.metrics.writeErrors.Inc()
 		return fmt.Errorf("write %d orgs: %w", len(batch), err)
 	}
 	s.metrics.writes.Add(float64(len(batch)))
@@ -116,6 +122,35 @@ func (s *Store) redirty(batch []pending) {
 		}
 		sh.mu.Unlock()
 	}
+}
+
+// DiskFullError is a write not made because the data dir's filesystem has
+// less free space than MinFreeDisk.
+type DiskFullError struct {
+	Dir        string
+	Free, Want uint64
+}
+
+func (e *DiskFullError) Error() string {
+	return fmt.Sprintf("data dir %s has %d MiB free, less than the %d MiB the scaler keeps free (--min-free-disk-mb): not writing, so the database stays whole; free some space",
+		e.Dir, e.Free>>20, e.Want>>20)
+}
+
+// CheckDisk returns a *DiskFullError when the data dir's filesystem is
+// nearly full. Other packages writing to the store's database call it
+// first too.
+func (s *Store) CheckDisk() error {
+	if s.opts.MinFreeDisk == 0 {
+		return nil
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.opts.Dir, &st); err != nil {
+		return fmt.Errorf("free space of data dir %s: %w", s.opts.Dir, err)
+	}
+	if free := st.Bavail * uint64(st.Bsize); free < s.opts.MinFreeDisk {
+		return &DiskFullError{Dir: s.opts.Dir, Free: free, Want: s.opts.MinFreeDisk}
+	}
+	return nil
 }
 
 func orgKey(id string) []byte {

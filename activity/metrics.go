@@ -9,6 +9,7 @@ type metrics struct {
 	events      prometheus.Counter
 	writes      prometheus.Counter
 	refused     prometheus.Counter
+	writeErrors prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,9 +29,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "scaler_org_limit_refusals_total", Help: "Activity for new orgs refused because the scaler holds --max-orgs orgs.",
 		}),
+		writeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scaler_badger_write_errors_total", Help: "Org writes that failed or were held back (disk nearly full); the orgs stay in memory and are written again.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.orgs, m.transitions, m.events, m.writes, m.refused)
+		reg.MustRegister(m.orgs, m.transitions, m.events, m.writes, m.refused, m.writeErrors)
 	}
 	return m
 }

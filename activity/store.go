@@ -36,6 +36,13 @@ type Options struct {
 	OnTransition func(Transition)
 	// Registerer, when set, gets the store's metrics.
 	Registerer prometheus.Registerer
+	// MinFreeDisk is the free space (bytes) the data dir's filesystem must
+	// keep for the store to write (0: no check). Badger maps its files into
+	// memory, and a write into a full filesystem through a mapping kills
+	// the process (SIGBUS), so the store stops writing first: answers go on
+	// from memory, admin changes are refused, and activity is written once
+	// space is back.
+	MinFreeDisk uint64
 	// MaxOrgs caps the orgs activity may create (0: no cap), so activity
 	// for ever-new ids cannot grow memory without bound. Orgs named by
 	// KEDA's triggers or by an admin are always created.

@@ -87,6 +87,9 @@ type Options struct {
 	UsageRetention time.Duration
 	// MaxOrgs caps the orgs activity may create.
 	MaxOrgs int
+	// MinFreeDiskMB is the free space, in MiB, below which nothing is
+	// written to the data dir; 0 uses the default, negative turns it off.
+	MinFreeDiskMB int
 }
 
 // Backlog sources.
@@ -110,6 +113,7 @@ const (
 	DefaultDepthMaxAge   = 5 * time.Minute
 	DefaultTokensReload  = 5 * time.Second
 	DefaultMaxOrgs       = 1_000_000
+	DefaultMinFreeDiskMB = 64
 )
 
 // MaxMessageSize bounds every message either port receives: KEDA's
@@ -176,14 +180,14 @@ func New(o Options) (*App, error) {
 	}
 	store, err := activity.Open(activity.Options{
 		Dir: o.DataDir, IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval, Logger: o.Logger, Now: o.Now,
-		OnTransition: a.onTransition, Registerer: a.registry, MaxOrgs: o.MaxOrgs,
+		OnTransition: a.onTransition, Registerer: a.registry, MaxOrgs: o.MaxOrgs, MinFreeDisk: uint64(max(0, o.MinFreeDiskMB)) << 20,
 	})
 	if err != nil {
 		return nil, err
 	}
 	a.store = store
 	undo = append(undo, store.Close)
-	if a.ledger, err = usage.Open(store.DB(), usage.Options{Logger: o.Logger, Retention: o.UsageRetention, Registerer: a.registry, Now: o.Now}); err != nil {
+	if a.ledger, err = usage.Open(store.DB(), usage.Options{Logger: o.Logger, Retention: o.UsageRetention, Registerer: a.registry, Now: o.Now, CheckDisk: store.CheckDisk}); err != nil {
 		return nil, err
 	}
 	for _, l := range []struct {
@@ -253,6 +257,7 @@ func withDefaults(o Options) Options {
 	o.TokensReload = cmp.Or(o.TokensReload, DefaultTokensReload)
 	o.UsageRetention = cmp.Or(o.UsageRetention, usage.DefaultRetention)
 	o.MaxOrgs = cmp.Or(o.MaxOrgs, DefaultMaxOrgs)
+	o.MinFreeDiskMB = cmp.Or(o.MinFreeDiskMB, DefaultMinFreeDiskMB)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -53,6 +53,7 @@ type Ledger struct {
 	db        *badger.DB
 	log       *slog.Logger
 	retention time.Duration
+	checkDisk func() error
 
 	mu     sync.Mutex
 	last   map[string]*state      // per workload
@@ -72,6 +73,9 @@ type Options struct {
 	Retention  time.Duration // hourly figures older than this are dropped; DefaultRetention when 0
 	Registerer prometheus.Registerer
 	Now        func() time.Time // time.Now when nil
+	// CheckDisk, when set, is asked before each write; an error skips the
+	// write (the figures stay in memory for the next one).
+	CheckDisk func() error
 }
 
 // Keys: hourly figures sort by hour, so a report reads one range.
@@ -86,7 +90,7 @@ func hourKey(k bucketKey) []byte {
 // Open reads the current hour's figures from db, which the caller keeps
 // open for longer than the Ledger, so answers never wait on the disk.
 func Open(db *badger.DB, o Options) (*Ledger, error) {
-	l := &Ledger{db: db, log: o.Logger, retention: o.Retention,
+	l := &Ledger{db: db, log: o.Logger, retention: o.Retention, checkDisk: o.CheckDisk,
 		last: map[string]*state{}, hours: map[bucketKey]*Figures{}, dirty: map[bucketKey]bool{},
 		totals: map[string]*Figures{}}
 	if l.log == nil {
@@ -222,7 +226,13 @@ func (l *Ledger) Flush(now time.Time) error {
 	wb := l.db.NewWriteBatch()
 	defer wb.Cancel()
 	var err error
+	if l.checkDisk != nil {
+		err = l.checkDisk()
+	}
 	for k, f := range changed {
+		if err != nil {
+			break
+		}
 		err = errors.Join(err, wb.SetEntry(badger.NewEntry(hourKey(k), f.marshal()).WithTTL(l.retention+time.Hour)))
 	}
 	if err == nil {

@@ -89,6 +89,7 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs.StringVar(&c.app.APITokensFile, "api-tokens-file", "", "file of API bearer tokens, one `TOKEN ROLE` a line (roles: producer sends activity and hints; admin also reads and changes orgs); re-read when it changes")
 	fs.BoolVar(&c.app.APIInsecure, "api-insecure", false, "let the API listen on a non-loopback address with no authentication (without tokens or client certificates it otherwise refuses to)")
 	fs.IntVar(&c.app.MaxOrgs, "max-orgs", app.DefaultMaxOrgs, "most orgs activity may create; past it, activity for a new org gets ResourceExhausted (orgs named by KEDA's triggers or an admin are always created)")
+	fs.IntVar(&c.app.MinFreeDiskMB, "min-free-disk-mb", app.DefaultMinFreeDiskMB, "free space (MiB) the data dir's filesystem must keep: below it nothing is written (a full disk would crash Badger), answers go on from memory, admin changes get Unavailable; -1 turns the check off")
 	fs.DurationVar(&c.app.UsageRetention, "usage-retention", usage.DefaultRetention, "how long the hourly GPU-hours figures behind `scalerctl report` are kept")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
