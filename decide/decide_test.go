@@ -2,6 +2,8 @@ package decide
 
 import (
 	"errors"
+	"fmt"
+	"hash/fnv"
 	"strings"
 	"testing"
 	"time"
@@ -158,5 +160,21 @@ func TestMetricNameStableAndUnique(t *testing.T) {
 	}
 	if !strings.HasPrefix(b.MetricName(), "pynode-acme-") {
 		t.Fatalf("metric name should read as the workload: %q", b.MetricName())
+	}
+}
+
+// The name's hash input is written without fmt; it must stay byte for byte
+// what fmt wrote, or every HPA KEDA built would lose its metric.
+func TestMetricNameHashUnchanged(t *testing.T) {
+	for _, w := range []Workload{
+		{Kind: KindPynode, Org: "acme", MessagesPerReplica: 1},
+		{Kind: KindModel, Org: "Acme:EU_1", MessagesPerReplica: 1, WarmFor: 90 * time.Minute, Subscription: "projects/p/subscriptions/x"},
+		{Kind: KindWorker, Subscription: "projects/my-proj/subscriptions/gpu-jobs", MessagesPerReplica: 5, ActivationBacklog: 2},
+	} {
+		h := fnv.New32a()
+		fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d\x00%d\x00%d", w.Kind, w.Org, w.Subscription, w.MessagesPerReplica, w.ActivationBacklog, w.WarmFor)
+		if want := fmt.Sprintf("-%08x", h.Sum32()); !strings.HasSuffix(w.MetricName(), want) {
+			t.Errorf("%+v: name %s, want the hash %s", w, w.MetricName(), want)
+		}
 	}
 }

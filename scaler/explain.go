@@ -32,14 +32,12 @@ func (s *Server) noteMetadata(ref *pb.ScaledObjectRef) {
 		return
 	}
 	k := ref.GetNamespace() + "/" + ref.GetName()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.seen[k]; !ok && len(s.seen) >= MaxScaledObjects {
-		return // explain by metadata still works for it
+	if old, ok := s.seen.load(k); ok && maps.Equal(old.(map[string]string), ref.GetScalerMetadata()) {
+		return
 	}
-	if !maps.Equal(s.seen[k], ref.GetScalerMetadata()) {
-		s.seen[k] = maps.Clone(ref.GetScalerMetadata())
-	}
+	// Past MaxScaledObjects a new one is not kept; explain by metadata
+	// still works for it.
+	s.seen.store(k, maps.Clone(ref.GetScalerMetadata()))
 }
 
 // Explain evaluates a trigger's metadata now, without changing what KEDA
@@ -60,7 +58,7 @@ func (s *Server) Explain(md map[string]string) (Explanation, error) {
 	if err == nil && a.Rule == decide.RuleBlind {
 		e.Err = blindError(w, d) // GetMetrics
 		if !a.Active {
-			last, ok := s.lastActive(w)
+			last, ok := s.lastActive(w.MetricName())
 			e.Active = ok && last
 		}
 	}
@@ -70,12 +68,10 @@ func (s *Server) Explain(md map[string]string) (Explanation, error) {
 // ExplainScaledObject explains the trigger of a ScaledObject KEDA has asked
 // about ("namespace/name"), with the metadata KEDA last sent.
 func (s *Server) ExplainScaledObject(nsName string) (Explanation, error) {
-	s.mu.Lock()
-	md, ok := s.seen[nsName]
-	s.mu.Unlock()
+	v, ok := s.seen.load(nsName)
 	if !ok {
 		return Explanation{}, status.Errorf(codes.NotFound,
 			"scaled_object %q: KEDA has not asked about it since the scaler started (give its metadata instead)", nsName)
 	}
-	return s.Explain(md)
+	return s.Explain(v.(map[string]string))
 }

@@ -1,10 +1,15 @@
 package scaler
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orgscaler/orgscaler/decide"
+)
 
 // metrics are the KEDA service's Prometheus metrics.
 type metrics struct {
 	answers *prometheus.CounterVec
+	byKind  map[decide.Kind]map[string]prometheus.Counter
 	pushes  prometheus.Counter
 	streams prometheus.Gauge
 }
@@ -25,5 +30,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.answers, m.pushes, m.streams)
 	}
+	// Every series made once: KEDA's calls then count without hashing labels.
+	m.byKind = map[decide.Kind]map[string]prometheus.Counter{}
+	for _, k := range []decide.Kind{decide.KindPynode, decide.KindModel, decide.KindWorker} {
+		m.byKind[k] = map[string]prometheus.Counter{}
+		for _, r := range []string{"active", "inactive", "error"} {
+			m.byKind[k][r] = m.answers.WithLabelValues(string(k), r)
+		}
+	}
 	return m
+}
+
+// answer is the counter of one kind and result.
+func (m *metrics) answer(k decide.Kind, result string) prometheus.Counter {
+	if c, ok := m.byKind[k][result]; ok {
+		return c
+	}
+	return m.answers.WithLabelValues(string(k), result)
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
@@ -63,9 +64,26 @@ type Server struct {
 	usage    Ledger
 	metrics  *metrics
 
-	mu   sync.Mutex
-	last map[string]bool              // the last IsActive answer per workload, kept while blind
-	seen map[string]map[string]string // the last metadata per ScaledObject ("ns/name"), for explain
+	// Read on every call and rarely changed, so lock-free to read.
+	last capped // metric name → the last IsActive answer (bool), kept while blind
+	seen capped // "ns/name" → the last metadata KEDA sent (map[string]string), for explain
+}
+
+// capped is a concurrent map that holds at most MaxScaledObjects keys, so
+// a client inventing names cannot grow it without bound.
+type capped struct {
+	m sync.Map
+	n atomic.Int64
+}
+
+func (c *capped) load(k string) (any, bool) { return c.m.Load(k) }
+
+// store sets k, unless k is new and the map is full.
+func (c *capped) store(k string, v any) {
+	if _, loaded := c.m.Swap(k, v); !loaded && c.n.Add(1) > MaxScaledObjects {
+		c.m.Delete(k)
+		c.n.Add(-1)
+	}
 }
 
 // Options configure a Server.
@@ -94,8 +112,7 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Server{orgs: o.Orgs, backlogs: o.Backlogs, now: o.Now, log: o.Logger.With("component", "scaler"),
-		done: o.Done, observer: o.Observer, usage: o.Usage, metrics: newMetrics(o.Registerer),
-		last: make(map[string]bool), seen: make(map[string]map[string]string)}
+		done: o.Done, observer: o.Observer, usage: o.Usage, metrics: newMetrics(o.Registerer)}
 }
 
 // MaxScaledObjects bounds what the scaler remembers per ScaledObject (its
@@ -140,14 +157,14 @@ func refName(ref *pb.ScaledObjectRef) string {
 	return ref.GetNamespace() + "/" + ref.GetName()
 }
 
-// answer computes the decision for w now, from memory only, and enters it
-// in the usage ledger under ref. It fails with NotFound for a subscription
-// that does not exist.
-func (s *Server) answer(ref *pb.ScaledObjectRef, w decide.Workload) (decide.Answer, pubsubdepth.Depth, error) {
+// answer computes the decision for w (whose metric is named name) now,
+// from memory only, and enters it in the usage ledger under ref. It fails
+// with NotFound for a subscription that does not exist.
+func (s *Server) answer(ref *pb.ScaledObjectRef, w decide.Workload, name string) (decide.Answer, pubsubdepth.Depth, error) {
 	a, o, d, err := s.evaluate(w)
 	// Only ScaledObjects count: scalerctl ask and explain send no name.
 	if err == nil && s.usage != nil && !a.Blind() && ref.GetNamespace() != "" && ref.GetName() != "" {
-		s.usage.Observe(usage.ID(ref.GetNamespace()+"/"+ref.GetName(), w.MetricName()), usageOf(w, a, o), a.At())
+		s.usage.Observe(usage.ID(ref.GetNamespace()+"/"+ref.GetName(), name), usageOf(w, a, o), a.At())
 	}
 	return a, d, err
 }
@@ -208,11 +225,12 @@ func (s *Server) IsActive(_ context.Context, ref *pb.ScaledObjectRef) (*pb.IsAct
 	if err != nil {
 		return nil, err
 	}
-	a, d, err := s.answer(ref, w)
+	name := w.MetricName()
+	a, d, err := s.answer(ref, w, name)
 	if err != nil {
 		return nil, err
 	}
-	active, err := s.remember(w, a.Active, a.Blind(), d)
+	active, err := s.remember(w, name, a.Active, a.Blind(), d)
 	s.count(w, active, err)
 	if s.observer != nil {
 		reason := a.Reason
@@ -235,31 +253,34 @@ func (s *Server) count(w decide.Workload, active bool, err error) {
 	case active:
 		result = "active"
 	}
-	s.metrics.answers.WithLabelValues(string(w.Kind), result).Inc()
+	s.metrics.answer(w.Kind, result).Inc()
 }
 
-// remember keeps the last answer per workload, and gives it back while the
-// backlog is blind; with no last answer, blind is an error.
-func (s *Server) remember(w decide.Workload, active, blind bool, d pubsubdepth.Depth) (bool, error) {
+// remember keeps the last answer per workload (by its metric name), and
+// gives it back while the backlog is blind; with no last answer, blind is
+// an error.
+func (s *Server) remember(w decide.Workload, name string, active, blind bool, d pubsubdepth.Depth) (bool, error) {
 	if blind {
-		last, ok := s.lastActive(w)
+		last, ok := s.lastActive(name)
 		if !ok {
 			return false, blindError(w, d)
 		}
 		return last, nil
 	}
-	s.mu.Lock()
-	s.last[w.MetricName()] = active
-	s.mu.Unlock()
+	if last, ok := s.lastActive(name); !ok || last != active {
+		s.last.store(name, active)
+	}
 	return active, nil
 }
 
-// lastActive is the last IsActive answer given for w, if any.
-func (s *Server) lastActive(w decide.Workload) (active, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	active, ok = s.last[w.MetricName()]
-	return active, ok
+// lastActive is the last IsActive answer given for the workload whose
+// metric is name, if any.
+func (s *Server) lastActive(name string) (active, ok bool) {
+	v, ok := s.last.load(name)
+	if !ok {
+		return false, false
+	}
+	return v.(bool), true
 }
 
 // GetMetricSpec returns the workload's one metric, with target 1 so the
@@ -292,7 +313,7 @@ func (s *Server) GetMetrics(_ context.Context, req *pb.GetMetricsRequest) (*pb.G
 		return nil, status.Errorf(codes.NotFound, "metricName %q is not this trigger's metric: expected %q (as GetMetricSpec returns)",
 			req.GetMetricName(), name)
 	}
-	a, d, err := s.answer(req.GetScaledObjectRef(), w)
+	a, d, err := s.answer(req.GetScaledObjectRef(), w, name)
 	if err != nil {
 		return nil, err
 	}
@@ -346,6 +367,7 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 	log := s.log.With("namespace", ref.GetNamespace(), "scaledobject", ref.GetName(), "workload", w.Kind, "org", w.Org)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	name := w.MetricName()
 	wasActive := false
 	var activeUntil time.Time // when the last active answer was due to end
 	for {
@@ -354,7 +376,7 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 			// instant it ended: being active now is a new activation.
 			wasActive = false
 		}
-		a, d, err := s.answer(ref, w)
+		a, d, err := s.answer(ref, w, name)
 		if status.Code(err) == codes.NotFound {
 			// The subscription does not exist (yet): stay open, inactive,
 			// so its creation and first hint are pushed without waiting
