@@ -50,16 +50,16 @@ func (s *Store) Update(ctx context.Context, id string, u Update) (Org, error) {
 	woke, wentDormant := false, false
 	switch {
 	case !rec.DormantSince.IsZero() && (!rec.ScaleToZero || now.Before(deadline)):
-		rec.DormantSince = time.Time{}
+		rec.DormantSince = 0
 		woke = true
 	case rec.DormantSince.IsZero() && rec.ScaleToZero && !now.Before(deadline):
 		// The new settings put the org past its window: dormant now, so
 		// the answer to this very call already says so.
-		rec.DormantSince = deadline
+		rec.DormantSince = stampOf(deadline)
 		wentDormant = true
 	}
 	val := rec.marshal()
-	if err := s.write([]pending{{id, val}}); err != nil {
+	if err := s.write([]pending{{id, val}}, false); err != nil {
 		return Org{}, err // memory unchanged: the change is not in force
 	}
 	if err := s.db.Sync(); err != nil {
@@ -82,9 +82,9 @@ func (s *Store) Update(ctx context.Context, id string, u Update) (Org, error) {
 		"scale_to_zero_allowed", o.ScaleToZeroAllowed, "was_scale_to_zero_allowed", before.ScaleToZero,
 		"idle_window", o.IdleWindow, "idle_window_overridden", o.IdleWindowOverridden)
 	if woke {
-		s.log.Info("org woke", "org", id, "reason", WakeAdmin, "dormant_since", before.DormantSince)
+		s.log.Info("org woke", "org", id, "reason", WakeAdmin, "dormant_since", before.DormantSince.Time())
 		fire = append(fire, Transition{Org: id, Woke: true, Reason: WakeAdmin, LastActivity: o.LastActivity,
-			DormantSince: before.DormantSince, IdleWindow: o.IdleWindow})
+			DormantSince: before.DormantSince.Time(), IdleWindow: o.IdleWindow})
 	}
 	if wentDormant {
 		s.log.Info("org went dormant", "org", id, "reason", WakeAdmin, "last_activity", o.LastActivity,
@@ -160,6 +160,9 @@ func (s *Store) Watch(id string) *Watch {
 	sh := s.shard(id)
 	sh.mu.Lock()
 	e, created := s.getOrCreate(sh, id, s.opts.Now())
+	if e.watchers == nil {
+		e.watchers = new(watch.List)
+	}
 	e.watchers.Add(w.c)
 	sh.mu.Unlock()
 	if created {
@@ -173,8 +176,11 @@ func (w *Watch) Stop() {
 	sh := w.store.shard(w.id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if e, ok := sh.orgs[w.id]; ok {
+	if e, ok := sh.orgs[w.id]; ok && e.watchers != nil {
 		e.watchers.Remove(w.c)
+		if len(*e.watchers) == 0 {
+			e.watchers = nil
+		}
 	}
 }
 
@@ -183,8 +189,8 @@ func (s *Store) Watchers(id string) int {
 	sh := s.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if e, ok := sh.orgs[id]; ok {
-		return len(e.watchers)
+	if e, ok := sh.orgs[id]; ok && e.watchers != nil {
+		return len(*e.watchers)
 	}
 	return 0
 }

@@ -1,6 +1,7 @@
 package activity
 
 import (
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"syscall"
@@ -74,7 +75,7 @@ func (s *Store) flush(urgentOnly bool) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	if err := s.write(batch); err != nil {
+	if err := s.write(batch, !urgentOnly); err != nil {
 		s.redirty(batch)
 		return err
 	}
@@ -93,7 +94,10 @@ func (s *Store) flush(urgentOnly bool) error {
 	return nil
 }
 
-func (s *Store) write(batch []pending) error {
+// write writes batch; withCount also records how many orgs there are, so
+// the next start sizes its maps once instead of growing them a million
+// times.
+func (s *Store) write(batch []pending, withCount bool) error {
 	if err := s.CheckDisk(); err != nil {
 		s.metrics.writeErrors.Inc()
 		return err
@@ -103,6 +107,11 @@ func (s *Store) write(batch []pending) error {
 	for _, p := range batch {
 		if err := wb.Set(orgKey(p.id), p.val); err != nil {
 			return fmt.Errorf("write org %q: %w", p.id, err)
+		}
+	}
+	if withCount {
+		if err := wb.Set(countKey, binary.AppendUvarint(nil, uint64(s.count.Load()))); err != nil {
+			return fmt.Errorf("write the org count: %w", err)
 		}
 	}
 	if err := wb.Flush(); err != nil {
@@ -152,6 +161,10 @@ func (s *Store) CheckDisk() error {
 	}
 	return nil
 }
+
+// countKey holds the number of orgs at the last full flush: a sizing hint,
+// never trusted as a count.
+var countKey = []byte("meta/orgs")
 
 func orgKey(id string) []byte {
 	k := make([]byte, 0, len(keyPrefix)+len(id))

@@ -13,15 +13,30 @@ const recordVersion = 1
 
 const flagScaleToZeroOff = 1 << 0
 
-// record is what Badger holds for an org. Times are Unix nanoseconds, zero
-// when unset.
+// record is what Badger holds for an org, and what memory holds of it.
 type record struct {
-	LastActivity time.Time
-	FirstSeen    time.Time
-	DormantSince time.Time
+	LastActivity stamp
+	FirstSeen    stamp
+	DormantSince stamp
 	IdleWindow   time.Duration // zero: the scaler's default
 	ScaleToZero  bool
 }
+
+// stamp is an instant in Unix nanoseconds, zero for none: a third of a
+// time.Time, and nothing for the garbage collector to follow, times a
+// million orgs.
+type stamp int64
+
+func stampOf(t time.Time) stamp { return stamp(unixNano(t)) }
+
+// Time is the instant as a time.Time (zero for none).
+func (s stamp) Time() time.Time { return fromUnixNano(int64(s)) }
+
+// IsZero reports whether the instant is unset.
+func (s stamp) IsZero() bool { return s == 0 }
+
+// Add is s + d, as a time.Time.
+func (s stamp) Add(d time.Duration) time.Time { return s.Time().Add(d) }
 
 func (r record) marshal() []byte {
 	b := make([]byte, 0, 1+1+4*binary.MaxVarintLen64)
@@ -31,9 +46,9 @@ func (r record) marshal() []byte {
 		flags |= flagScaleToZeroOff
 	}
 	b = append(b, flags)
-	b = binary.AppendVarint(b, unixNano(r.LastActivity))
-	b = binary.AppendVarint(b, unixNano(r.FirstSeen))
-	b = binary.AppendVarint(b, unixNano(r.DormantSince))
+	b = binary.AppendVarint(b, int64(r.LastActivity))
+	b = binary.AppendVarint(b, int64(r.FirstSeen))
+	b = binary.AppendVarint(b, int64(r.DormantSince))
 	b = binary.AppendVarint(b, int64(r.IdleWindow))
 	return b
 }
@@ -63,7 +78,7 @@ func unmarshalRecord(b []byte) (record, error) {
 	if vals[3] < 0 {
 		return record{}, fmt.Errorf("%w: negative idle window", errCorrupt)
 	}
-	r.LastActivity, r.FirstSeen, r.DormantSince = fromUnixNano(vals[0]), fromUnixNano(vals[1]), fromUnixNano(vals[2])
+	r.LastActivity, r.FirstSeen, r.DormantSince = stamp(vals[0]), stamp(vals[1]), stamp(vals[2])
 	r.IdleWindow = time.Duration(vals[3])
 	return r, nil
 }

@@ -5,10 +5,12 @@
 package activity
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -165,9 +167,9 @@ type shard struct {
 type entry struct {
 	rec       record
 	dirty     bool
-	by        wakeBy    // what the last activity or wake was
-	scheduled time.Time // the live scheduler entry, zero if none
-	watchers  watch.List
+	by        wakeBy      // what the last activity or wake was
+	scheduled stamp       // the live scheduler entry, zero if none
+	watchers  *watch.List // nil without watchers: most orgs have none
 }
 
 var keyPrefix = []byte("org/")
@@ -242,10 +244,13 @@ func start(opts Options, db *badger.DB) (*Store, error) {
 func openBadger(dir string, log *slog.Logger) (*badger.DB, error) {
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{log.With("component", "badger")}).
-		WithMemTableSize(16 << 20).
+		// Small: a million orgs are ~40 MB on disk, read in full only at
+		// start, and the memory goes to the orgs themselves. Memtables are
+		// allocated whole; table indices stay in memory (no index cache).
+		WithMemTableSize(8 << 20).
 		WithNumMemtables(2).
-		WithBlockCacheSize(16 << 20).
-		WithIndexCacheSize(16 << 20).
+		WithBlockCacheSize(4 << 20).
+		WithIndexCacheSize(0).
 		WithValueThreshold(1 << 10)
 	db, err := badger.Open(bo)
 	if err != nil {
@@ -259,8 +264,16 @@ func openBadger(dir string, log *slog.Logger) (*badger.DB, error) {
 func (s *Store) load() error {
 	now := s.opts.Now()
 	var n, dormant int
+	var schedule []due
 	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 1000, Prefix: keyPrefix})
+		if hint := countHint(txn); hint > 0 {
+			for i := range s.shards {
+				s.shards[i].orgs = make(map[string]*entry, hint/shardCount+hint/shardCount/16)
+			}
+			schedule = make([]due, 0, hint)
+		}
+		// Values are small and kept in the LSM tree: no prefetching.
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: keyPrefix})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			item := it.Item()
@@ -277,39 +290,60 @@ func (s *Store) load() error {
 			e := &entry{rec: rec}
 			sh := s.shard(id)
 			sh.orgs[id] = e
-			s.count.Add(1)
 			n++
 			if deadline := rec.LastActivity.Add(s.window(rec)); !rec.DormantSince.IsZero() && (!rec.ScaleToZero || now.Before(deadline)) {
 				// Saved dormant, but its window in force now (a longer
 				// --idle-window) still covers its last activity.
-				e.rec.DormantSince = time.Time{}
+				e.rec.DormantSince = 0
 				s.markDirty(sh, id, e)
 				s.log.Info("org woke", "org", id, "reason", "idle window changed while the scaler was down",
-					"last_activity", rec.LastActivity, "idle_window", s.window(rec))
+					"last_activity", rec.LastActivity.Time(), "idle_window", s.window(rec))
 			}
 			if e.rec.DormantSince.IsZero() && rec.ScaleToZero {
 				if deadline := rec.LastActivity.Add(s.window(rec)); !now.Before(deadline) {
-					e.rec.DormantSince = deadline
+					e.rec.DormantSince = stampOf(deadline)
 					s.markDirty(sh, id, e)
 					s.log.Info("org went dormant while the scaler was down", "org", id,
-						"last_activity", rec.LastActivity, "dormant_since", deadline)
+						"last_activity", rec.LastActivity.Time(), "dormant_since", deadline)
 				} else {
-					e.scheduled = deadline
-					s.sched.add(id, deadline)
+					e.scheduled = stampOf(deadline)
+					schedule = append(schedule, due{at: e.scheduled, org: id})
 				}
 			}
 			if !e.rec.DormantSince.IsZero() {
 				dormant++
 			}
-			s.metrics.orgs.WithLabelValues(stateOf(e.rec)).Inc()
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("load orgs from %s: %w", s.opts.Dir, err)
 	}
+	s.sched.addAll(schedule)
+	s.count.Store(int64(n))
+	s.metrics.orgs.WithLabelValues("active").Add(float64(n - dormant))
+	s.metrics.orgs.WithLabelValues("dormant").Add(float64(dormant))
 	s.log.Info("loaded orgs", "orgs", n, "dormant", dormant, "dir", s.opts.Dir)
+	if n > 100_000 {
+		// Loading churns through several times the memory it keeps; give
+		// that back now rather than carry it as resident memory.
+		debug.FreeOSMemory()
+	}
 	return nil
+}
+
+// countHint is the org count the last full flush wrote, or 0.
+func countHint(txn *badger.Txn) int {
+	item, err := txn.Get(countKey)
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	_ = item.Value(func(v []byte) error {
+		n, _ = binary.Uvarint(v)
+		return nil
+	})
+	return int(min(n, 1<<26))
 }
 
 func (s *Store) shard(id string) *shard {
@@ -333,9 +367,9 @@ func (s *Store) window(r record) time.Duration {
 func (s *Store) snapshot(id string, e *entry) Org {
 	return Org{
 		ID:                   id,
-		LastActivity:         e.rec.LastActivity,
-		FirstSeen:            e.rec.FirstSeen,
-		DormantSince:         e.rec.DormantSince,
+		LastActivity:         e.rec.LastActivity.Time(),
+		FirstSeen:            e.rec.FirstSeen.Time(),
+		DormantSince:         e.rec.DormantSince.Time(),
 		ScaleToZeroAllowed:   e.rec.ScaleToZero,
 		IdleWindow:           s.window(e.rec),
 		IdleWindowOverridden: e.rec.IdleWindow > 0,
@@ -367,13 +401,17 @@ func (s *Store) markUrgent(sh *shard, id string, e *entry) {
 // schedule makes sure the scheduler looks at id no later than at. Caller
 // holds the shard lock.
 func (s *Store) schedule(id string, e *entry, at time.Time) {
-	if e.scheduled.IsZero() || at.Before(e.scheduled) {
-		e.scheduled = at
+	if st := stampOf(at); e.scheduled.IsZero() || st < e.scheduled {
+		e.scheduled = st
 		s.sched.add(id, at)
 	}
 }
 
-func (e *entry) notify() { e.watchers.Notify() }
+func (e *entry) notify() {
+	if e.watchers != nil {
+		e.watchers.Notify()
+	}
+}
 
 // getOrCreate returns the entry for id, creating an active org first seen
 // now. Caller holds sh.mu.
@@ -381,7 +419,7 @@ func (s *Store) getOrCreate(sh *shard, id string, now time.Time) (*entry, bool) 
 	if e, ok := sh.orgs[id]; ok {
 		return e, false
 	}
-	e := &entry{rec: record{LastActivity: now, FirstSeen: now, ScaleToZero: true}}
+	e := &entry{rec: record{LastActivity: stampOf(now), FirstSeen: stampOf(now), ScaleToZero: true}}
 	sh.orgs[id] = e
 	s.count.Add(1)
 	s.metrics.moved("", "active")
@@ -420,12 +458,12 @@ func (s *Store) record(id string, why WakeReason, limited bool) (o Org, woke boo
 	e.by = byOf(why)
 	var wasDormant time.Time
 	if !created {
-		if now.After(e.rec.LastActivity) {
-			e.rec.LastActivity = now
+		if st := stampOf(now); st > e.rec.LastActivity {
+			e.rec.LastActivity = st
 		}
 		if !e.rec.DormantSince.IsZero() {
-			wasDormant = e.rec.DormantSince
-			e.rec.DormantSince = time.Time{}
+			wasDormant = e.rec.DormantSince.Time()
+			e.rec.DormantSince = 0
 			s.metrics.moved("dormant", "active")
 			s.markUrgent(sh, id, e)
 			s.schedule(id, e, now.Add(s.window(e.rec)))
@@ -480,11 +518,11 @@ func (s *Store) expire(id string, at time.Time) {
 	sh := s.shard(id)
 	sh.mu.Lock()
 	e, ok := sh.orgs[id]
-	if !ok || !e.scheduled.Equal(at) {
+	if !ok || e.scheduled != stampOf(at) {
 		sh.mu.Unlock()
 		return
 	}
-	e.scheduled = time.Time{}
+	e.scheduled = 0
 	if !e.rec.DormantSince.IsZero() || !e.rec.ScaleToZero {
 		sh.mu.Unlock()
 		return
@@ -495,11 +533,11 @@ func (s *Store) expire(id string, at time.Time) {
 		sh.mu.Unlock()
 		return
 	}
-	e.rec.DormantSince = deadline
+	e.rec.DormantSince = stampOf(deadline)
 	s.metrics.moved("active", "dormant")
 	s.markUrgent(sh, id, e)
 	e.notify()
-	last, window := e.rec.LastActivity, s.window(e.rec)
+	last, window := e.rec.LastActivity.Time(), s.window(e.rec)
 	sh.mu.Unlock()
 	s.log.Info("org went dormant", "org", id, "last_activity", last, "idle_window", window, "dormant_since", deadline)
 	s.transition(Transition{Org: id, LastActivity: last, DormantSince: deadline, IdleWindow: window})

@@ -237,7 +237,7 @@ func TestCorruptDataDirRefusesToStart(t *testing.T) {
 func TestCorruptRecordRefusesToStart(t *testing.T) {
 	dir := t.TempDir()
 	s := mustOpen(t, testOptions(t, dir))
-	if err := s.write([]pending{{"broken", []byte{9, 9}}}); err != nil {
+	if err := s.write([]pending{{"broken", []byte{9, 9}}}, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
