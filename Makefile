@@ -8,7 +8,7 @@ GOIMPORTS_VERSION          := v0.52.0
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test build check lint proto tools image e2e clean fuzz
+.PHONY: run test build check lint proto tools image e2e clean fuzz bench
 
 ## run: the scaler on the embedded default (Badger under ./data, loopback
 ## ports, embedded Pub/Sub on 127.0.0.1:8085); with SCALER_GCP_PROJECT set,
@@ -17,14 +17,24 @@ run:
 	go build -o $(BIN)/scaler ./cmd/scaler
 	exec $(BIN)/scaler --data-dir ./data --pubsub=$(if $(SCALER_GCP_PROJECT),monitoring,embedded)
 
-## test: every test, with the race detector
+## test: every test, with the race detector, and each benchmark once at a
+## small size (so they keep working)
 test:
 	go test -race -count=1 ./...
+	go test -count=1 -short -run='^$$' -bench=. -benchtime=1x ./bench
+
+## bench: the benchmarks at full size (about 5 minutes), their figures
+## written into docs/BENCHMARKS.md
+BENCHES := KEDAPort|Isolation|Ingest|MillionOrgs|Wake|MonitoringCalls
+bench:
+	@mkdir -p $(BIN)
+	go test -count=1 -run='^$$' -bench='^Benchmark($(BENCHES))$$' -benchtime=1x -timeout=30m ./bench | tee $(BIN)/bench.txt
+	go run ./bench/benchdoc -in $(BIN)/bench.txt -doc docs/BENCHMARKS.md
 
 ## fuzz: each fuzz target for FUZZTIME (default 30s); `make test` runs
 ## their seed corpora. A crash leaves its input in PKG/testdata/fuzz.
 FUZZTIME ?= 30s
-FUZZ_TARGETS := ./decide:FuzzParseMetadata ./pubsubdepth:FuzzNewestPoint ./api:FuzzAPIMessages
+FUZZ_TARGETS := ./decide:FuzzParseMetadata ./decide:FuzzValidOrg ./pubsubdepth:FuzzNewestPoint ./api:FuzzAPIMessages
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \

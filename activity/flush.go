@@ -38,60 +38,116 @@ type pending struct {
 // An org that fails to write stays dirty and is tried again.
 func (s *Store) flush(urgentOnly bool) error {
 	start := time.Now()
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	var batch []pending
-	if urgentOnly {
-		s.urgentMu.Lock()
-		ids := s.urgent
-		s.urgent = make(map[string]struct{})
-		s.urgentMu.Unlock()
-		for id := range ids {
-			sh := s.shard(id)
-			sh.mu.Lock()
-			if e, ok := sh.orgs[id]; ok && e.dirty {
-				e.dirty = false // stays in sh.dirty; the next full flush skips it
-				batch = append(batch, pending{id, e.rec.marshal()})
-			}
-			sh.mu.Unlock()
-		}
-	} else {
-		s.urgentMu.Lock()
-		clear(s.urgent)
-		s.urgentMu.Unlock()
-		for i := range s.shards {
-			sh := &s.shards[i]
-			sh.mu.Lock()
-			for _, id := range sh.dirty {
-				if e, ok := sh.orgs[id]; ok && e.dirty {
-					e.dirty = false
-					batch = append(batch, pending{id, e.rec.marshal()})
-				}
-			}
-			sh.dirty = sh.dirty[:0]
-			sh.mu.Unlock()
-		}
-	}
-	if len(batch) == 0 {
+	ids := s.takeDirty(urgentOnly)
+	if len(ids) == 0 {
 		return nil
 	}
-	if err := s.write(batch, !urgentOnly); err != nil {
-		s.redirty(batch)
-		return err
-	}
 	if urgentOnly {
+		if err := s.writeIDs(ids, false); err != nil {
+			s.redirty(ids)
+			return err
+		}
 		// Transitions and new orgs are rare and must outlive the machine,
 		// not only the process.
 		if err := s.db.Sync(); err != nil {
 			return fmt.Errorf("sync data dir: %w", err)
 		}
+	} else if err := s.writePaced(ids); err != nil {
+		return err
 	}
 	if took := time.Since(start); took > s.opts.FlushInterval/2 {
-		s.log.Warn("slow flush: a crash now loses more than one flush interval of activity", "orgs", len(batch), "took", took, "urgent", urgentOnly)
+		s.log.Warn("slow flush: a crash now loses more than one flush interval of activity", "orgs", len(ids), "took", took, "urgent", urgentOnly)
 	} else {
-		s.log.Debug("flushed", "orgs", len(batch), "took", took, "urgent", urgentOnly)
+		s.log.Debug("flushed", "orgs", len(ids), "took", took, "urgent", urgentOnly)
 	}
 	return nil
+}
+
+// takeDirty returns the orgs to write and marks them clean: the urgent ones
+// only, or every dirty one.
+func (s *Store) takeDirty(urgentOnly bool) []string {
+	var ids []string
+	s.urgentMu.Lock()
+	urgent := s.urgent
+	s.urgent = make(map[string]struct{})
+	s.urgentMu.Unlock()
+	if urgentOnly {
+		for id := range urgent {
+			sh := s.shard(id)
+			sh.mu.Lock()
+			if e, ok := sh.orgs[id]; ok && e.dirty {
+				e.dirty = false // stays in sh.dirty; the next full flush skips it
+				ids = append(ids, id)
+			}
+			sh.mu.Unlock()
+		}
+		return ids
+	}
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for _, id := range sh.dirty {
+			if e, ok := sh.orgs[id]; ok && e.dirty {
+				e.dirty = false
+				ids = append(ids, id)
+			}
+		}
+		sh.dirty = sh.dirty[:0]
+		sh.mu.Unlock()
+	}
+	return ids
+}
+
+// flushChunk is how many orgs one write of a full flush holds.
+const flushChunk = 1024
+
+// writePaced writes ids in chunks, resting after each twice as long as it
+// took, within half the flush interval: a full flush of 100k orgs is a
+// third of a second of Badger's CPU, and at once it would take both cores
+// from KEDA's answers. What is not written is marked dirty again.
+func (s *Store) writePaced(ids []string) error {
+	deadline := time.Now().Add(s.opts.FlushInterval / 2)
+	for len(ids) > 0 {
+		n := min(len(ids), flushChunk)
+		start := time.Now()
+		if err := s.writeIDs(ids[:n], n == len(ids)); err != nil {
+			s.redirty(ids)
+			return err
+		}
+		ids = ids[n:]
+		// No rest once closing: SIGTERM wants everything on disk now.
+		if rest := 2 * time.Since(start); len(ids) > 0 && !s.closing() && time.Now().Add(rest).Before(deadline) {
+			time.Sleep(rest)
+		}
+	}
+	return nil
+}
+
+func (s *Store) closing() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// writeIDs writes the orgs as they are now. Holding writeMu from snapshot
+// to write keeps an older snapshot from landing after a newer one (an admin
+// change writes under it too), while chunks let changes in between.
+func (s *Store) writeIDs(ids []string, withCount bool) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	batch := make([]pending, 0, len(ids))
+	for _, id := range ids {
+		sh := s.shard(id)
+		sh.mu.Lock()
+		if e, ok := sh.orgs[id]; ok {
+			batch = append(batch, pending{id, e.rec.marshal()})
+		}
+		sh.mu.Unlock()
+	}
+	return s.write(batch, withCount)
 }
 
 // write writes batch; withCount also records how many orgs there are, so
@@ -122,12 +178,12 @@ func (s *Store) write(batch []pending, withCount bool) error {
 	return nil
 }
 
-func (s *Store) redirty(batch []pending) {
-	for _, p := range batch {
-		sh := s.shard(p.id)
+func (s *Store) redirty(ids []string) {
+	for _, id := range ids {
+		sh := s.shard(id)
 		sh.mu.Lock()
-		if e, ok := sh.orgs[p.id]; ok {
-			s.markDirty(sh, p.id, e)
+		if e, ok := sh.orgs[id]; ok {
+			s.markDirty(sh, id, e)
 		}
 		sh.mu.Unlock()
 	}

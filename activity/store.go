@@ -251,7 +251,8 @@ func openBadger(dir string, log *slog.Logger) (*badger.DB, error) {
 		WithNumMemtables(2).
 		WithBlockCacheSize(4 << 20).
 		WithIndexCacheSize(0).
-		WithValueThreshold(1 << 10)
+		WithValueThreshold(1 << 10).
+		WithNumCompactors(2)
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("open data dir %s: %w", dir, err)

@@ -1,11 +1,17 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,6 +56,10 @@ func startOurs(b *testing.B, o app.Options) *app.App {
 		o.DataDir = b.TempDir()
 	}
 	o.Logger = slog.New(slog.DiscardHandler)
+	if f := os.Getenv("BENCH_LOG"); f != "" {
+		w, _ := os.Create(f)
+		o.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	a, err := app.New(o)
 	if err != nil {
 		b.Fatal(err)
@@ -169,58 +179,69 @@ func BenchmarkKEDAPort(b *testing.B) {
 	}
 }
 
-// BenchmarkIsolation floods the activity API as hard as it goes while
+// BenchmarkIsolation floods the activity API with 200k events a second
+// (4 streams, 100k orgs, from another process as producers are) while
 // IsActive is called at a steady 1k a second, and reports IsActive's p99
 // with and without the flood, same run.
 func BenchmarkIsolation(b *testing.B) {
 	d := size(8*time.Second, 200*time.Millisecond)
+	rate := size(200_000, 20_000)
 	a := startOurs(b, app.Options{MaxOrgs: 10_000_000})
 	isActive, _ := clients(b, a.Addr(), 2).calls()
 	api := pb.NewActivityServiceClient(dial(b, a.APIAddr()))
+	// The flood's orgs known first: it measures activity, not 100k new orgs.
+	sendOnce(b, api, orgRequests(100_000))
 	b.ResetTimer()
 	for range b.N {
 		quiet, _ := openLoop(b, 1000, d, isActive)
-		ctx, cancel := context.WithCancel(context.Background())
-		var events atomic.Int64
-		done := make(chan struct{})
-		for g := range 4 {
-			go func() {
-				defer func() { done <- struct{}{} }()
-				flood(ctx, api, g, &events)
-			}()
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "BENCH_FLOOD_ADDR="+a.APIAddr(), "BENCH_FLOOD_RATE="+fmt.Sprint(rate))
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, os.Stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
 		}
 		start := time.Now()
 		loud, _ := openLoop(b, 1000, d, isActive)
-		rate := float64(events.Load()) / time.Since(start).Seconds()
-		cancel()
-		for range 4 {
-			<-done
+		took := time.Since(start)
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			b.Fatalf("flood process: %v", err)
 		}
+		sent, err := strconv.ParseFloat(strings.TrimSpace(out.String()), 64)
+		if err != nil {
+			b.Fatalf("flood process printed %q", out.String())
+		}
+		got := sent / took.Seconds()
 		b.ReportMetric(ms(quiet.quantile(0.99)), "quiet-IsActive-p99-ms")
 		b.ReportMetric(ms(loud.quantile(0.99)), "flooded-IsActive-p99-ms")
-		b.ReportMetric(rate, "flood-events/s")
+		b.ReportMetric(got, "flood-events/s")
 	}
 }
 
-// flood streams activity for 100k orgs until ctx ends.
-func flood(ctx context.Context, api pb.ActivityServiceClient, g int, events *atomic.Int64) {
+// flood streams activity for 100k orgs at rate events a second, in
+// batches of 1,000 a stream message after another, until ctx ends.
+func flood(ctx context.Context, api pb.ActivityServiceClient, g, rate int, events *atomic.Int64) {
 	reqs := make([]*pb.StreamActivityRequest, 100_000)
 	for i := range reqs {
 		reqs[i] = &pb.StreamActivityRequest{Org: fmt.Sprintf("org-%d", i)}
 	}
-	for ctx.Err() == nil {
-		s, err := api.StreamActivity(ctx)
-		if err != nil {
-			return
-		}
-		for i := range 10_000 {
+	s, err := api.StreamActivity(ctx)
+	if err != nil {
+		return
+	}
+	const batch = 1000
+	every := time.Duration(float64(time.Second) * batch / float64(rate))
+	next := time.Now()
+	for i := 0; ctx.Err() == nil; {
+		for range batch {
 			if s.Send(reqs[(g*7919+i*13)%len(reqs)]) != nil {
 				return
 			}
+			i++
 		}
-		if _, err := s.CloseAndRecv(); err != nil {
-			return
-		}
-		events.Add(10_000)
+		events.Add(batch)
+		next = next.Add(every)
+		time.Sleep(time.Until(next)) // pacing the load is the point
 	}
 }

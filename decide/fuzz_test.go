@@ -3,6 +3,7 @@ package decide
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,20 @@ func FuzzParseMetadata(f *testing.F) {
 			if a.Replicas < 0 || (a.Active && a.Replicas < 1 && !a.Blind() && a.Rule != RuleBlind) || a.Reason() == "" {
 				t.Fatalf("answer %+v (%s) for %+v", a, a.Reason(), w)
 			}
+		}
+	})
+}
+
+// orgPattern is ValidOrg's rule as a regexp, to check the loop against.
+var orgPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+func FuzzValidOrg(f *testing.F) {
+	for _, s := range []string{"acme", "", "a b", strings.Repeat("a", 128), strings.Repeat("a", 129), "acme:eu-1.x_y", "ü", "a\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if ValidOrg(s) != orgPattern.MatchString(s) {
+			t.Fatalf("ValidOrg(%q) = %v, the rule says %v", s, ValidOrg(s), !ValidOrg(s))
 		}
 	})
 }

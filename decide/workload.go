@@ -56,7 +56,6 @@ var kedaKeys = map[string]bool{
 const MaxOrgLen = 128
 
 var (
-	orgPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 	// Pub/Sub's own rules: project ids are 6-30 lowercase letters, digits
 	// and hyphens (older domain-scoped ids carry a "domain:" prefix);
 	// subscription ids are 3-255 characters starting with a letter.
@@ -96,8 +95,21 @@ func (e *MetadataError) Error() string {
 	return fmt.Sprintf("metadata %q is %q: expected %s", e.Key, e.Value, e.Expected)
 }
 
-// ValidOrg reports whether org is a well-formed org id.
-func ValidOrg(org string) bool { return orgPattern.MatchString(org) }
+// ValidOrg reports whether org is a well-formed org id: 1 to 128 of
+// [A-Za-z0-9._:-]. A loop, not a regexp: every activity event is checked.
+func ValidOrg(org string) bool {
+	if len(org) == 0 || len(org) > MaxOrgLen {
+		return false
+	}
+	for i := 0; i < len(org); i++ {
+		switch c := org[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // OrgExpected says what an org id must be, for error messages.
 const OrgExpected = "1 to 128 characters of letters, digits, '.', '_', '-', ':'"
