@@ -57,4 +57,3 @@ func BenchmarkMonitoringCalls(b *testing.B) {
 	}
 	b.ReportMetric(float64(n), "subscriptions")
 }
-
