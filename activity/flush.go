@@ -117,10 +117,29 @@ func (s *Store) writePaced(ids []string) error {
 		ids = ids[n:]
 		// No rest once closing: SIGTERM wants everything on disk now.
 		if rest := 2 * time.Since(start); len(ids) > 0 && !s.closing() && time.Now().Add(rest).Before(deadline) {
-			time.Sleep(rest)
+			s.rest(rest)
 		}
 	}
 	return nil
+}
+
+// rest waits d between the chunks of a full flush, writing transitions and
+// new orgs meanwhile: they are due at once, not after the full flush.
+func (s *Store) rest(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return
+		case <-s.done:
+			return
+		case <-s.urgentC:
+			if err := s.flush(true); err != nil {
+				s.log.Error("flush of org transitions failed; will retry", "err", err)
+			}
+		}
+	}
 }
 
 func (s *Store) closing() bool {

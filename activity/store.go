@@ -344,7 +344,7 @@ func countHint(txn *badger.Txn) int {
 		n, _ = binary.Uvarint(v)
 		return nil
 	})
-	return int(min(n, 1<<26))
+	return int(min(n, 1<<23)) // a damaged value must not reserve gigabytes
 }
 
 func (s *Store) shard(id string) *shard {

@@ -111,7 +111,7 @@ func (s *Server) StreamActivity(stream pb.ActivityService_StreamActivityServer) 
 	}
 	// Buffered: the reader runs ahead of the recorder instead of handing
 	// over one event at a time (two goroutine switches an event).
-	in := make(chan received, 1024)
+	in := make(chan received, 64)
 	go func() {
 		for {
 			ev, err := stream.Recv()

@@ -61,6 +61,9 @@ type Ledger struct {
 	dirty  map[bucketKey]bool
 	totals map[string]*Figures // since this process started, for Prometheus
 	full   bool                // MaxWorkloads reached (logged once)
+	// floor is the oldest hour memory holds in full: an hour at or after it
+	// that memory lacks is new, and is not looked for on disk.
+	floor int64
 }
 
 // MaxWorkloads bounds the workloads the ledger follows, so a client of the
@@ -104,6 +107,7 @@ func Open(db *badger.DB, o Options) (*Ledger, error) {
 		o.Now = time.Now
 	}
 	current := hourOf(o.Now())
+	l.floor = current
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: hourKey(bucketKey{hour: current})})
 		defer it.Close()
@@ -172,17 +176,21 @@ func (l *Ledger) accrue(id string, s state, start time.Time, d time.Duration) {
 
 func hourOf(t time.Time) int64 { return t.Unix() - t.Unix()%3600 }
 
-// hour returns the figures of an hour. Open loaded the hour it started in,
-// and Flush keeps every hour an answer may still fall in, so the disk is
-// read only for an hour older than that: a workload nobody asked about for
-// hours, or a clock stepped back. Caller holds
-// l.mu.
+// hour returns the figures of an hour. Memory holds every hour from floor
+// on in full (Open loaded the hour it started in; Flush keeps every hour an
+// answer may still fall in), so a missing one there is new; the disk is
+// read only for an hour before floor: a workload nobody asked about for
+// hours, or a clock stepped back. Caller holds l.mu.
 func (l *Ledger) hour(k bucketKey) *Figures {
 	l.dirty[k] = true
 	if f, ok := l.hours[k]; ok {
 		return f
 	}
 	f := &Figures{}
+	if k.hour >= l.floor {
+		l.hours[k] = f
+		return f
+	}
 	err := l.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(hourKey(k))
 		if err != nil {
@@ -248,6 +256,11 @@ func (l *Ledger) Flush(now time.Time) error {
 	}
 	oldest := hourOf(now.Add(-MaxGap))
 	maps.DeleteFunc(l.hours, func(k bucketKey, _ *Figures) bool { return k.hour < oldest && !l.dirty[k] })
+	if oldest > l.floor {
+		// A dirty hour below oldest stays in memory, so every hour from
+		// oldest on is whole here.
+		l.floor = oldest
+	}
 	return nil
 }
 
