@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"time"
 
@@ -53,6 +54,7 @@ type Server struct {
 	backlogs  Backlogs
 	explainer Explainer
 	reports   Reporter
+	slots     chan struct{} // ingest slots: recording activity holds one
 	now       func() time.Time
 	done      <-chan struct{}
 }
@@ -74,7 +76,8 @@ func New(o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done}
+	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done,
+		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))}
 }
 
 func checkOrg(field, org string) error {
@@ -92,7 +95,9 @@ func (s *Server) RecordActivity(_ context.Context, req *pb.RecordActivityRequest
 	if err := checkOrg("org", req.GetOrg()); err != nil {
 		return nil, err
 	}
+	s.slots <- struct{}{}
 	o, woke, err := s.store.RecordFor(req.GetOrg(), activity.WakeActivity)
+	<-s.slots
 	if err != nil {
 		return nil, recordError("", err)
 	}
@@ -125,6 +130,27 @@ func (s *Server) StreamActivity(stream pb.ActivityService_StreamActivityServer) 
 			}
 		}
 	}()
+	// handle records one event; finished says the stream is over.
+	handle := func(r received) (finished bool, err error) {
+		if errors.Is(r.err, io.EOF) {
+			return true, stream.SendAndClose(&pb.StreamActivityResponse{Events: events, Woken: woken})
+		}
+		if r.err != nil {
+			return true, r.err
+		}
+		if !decide.ValidOrg(r.ev.GetOrg()) { // the message is written only for a bad one
+			return true, checkOrg(fmt.Sprintf("event %d: org", events+1), r.ev.GetOrg())
+		}
+		_, woke, err := s.store.RecordFor(r.ev.GetOrg(), activity.WakeActivity)
+		if err != nil {
+			return true, recordError(fmt.Sprintf("event %d: ", events+1), err)
+		}
+		if woke {
+			woken++
+		}
+		events++
+		return false, nil
+	}
 	for {
 		var r received
 		select {
@@ -132,23 +158,27 @@ func (s *Server) StreamActivity(stream pb.ActivityService_StreamActivityServer) 
 		case <-s.done:
 			return stream.SendAndClose(&pb.StreamActivityResponse{Events: events, Woken: woken})
 		}
-		if errors.Is(r.err, io.EOF) {
-			return stream.SendAndClose(&pb.StreamActivityResponse{Events: events, Woken: woken})
+		// Events are recorded in runs of up to 256 while holding one of the
+		// ingest slots, so however many producers stream at once, activity
+		// keeps at most GOMAXPROCS-1 cores and KEDA's answers one.
+		s.slots <- struct{}{}
+		finished, err := handle(r)
+		for range 255 {
+			if finished {
+				break
+			}
+			select {
+			case r = <-in:
+				finished, err = handle(r)
+				continue
+			default:
+			}
+			break
 		}
-		if r.err != nil {
-			return r.err
+		<-s.slots
+		if finished {
+			return err
 		}
-		if !decide.ValidOrg(r.ev.GetOrg()) { // the message is written only for a bad one
-			return checkOrg(fmt.Sprintf("event %d: org", events+1), r.ev.GetOrg())
-		}
-		_, woke, err := s.store.RecordFor(r.ev.GetOrg(), activity.WakeActivity)
-		if err != nil {
-			return recordError(fmt.Sprintf("event %d: ", events+1), err)
-		}
-		if woke {
-			woken++
-		}
-		events++
 	}
 }
 

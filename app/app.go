@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"sync"
 	"time"
 
@@ -280,7 +279,6 @@ func newServer(m *grpcprom.ServerMetrics, creds credentials.TransportCredentials
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(MaxMessageSize),
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		// KEDA keeps one long-lived connection per scaler address; let it
 		// ping to keep that connection alive through idle periods.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
