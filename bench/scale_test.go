@@ -1,10 +1,8 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,18 +16,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/orgscaler/orgscaler/internal/proctest"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 )
 
 // scalerProcess is the scaler binary running on its own, so its memory is
 // its own.
-type scalerProcess struct {
-	cmd     *exec.Cmd
-	api     string
-	started time.Time
-	serving time.Time
-	done    chan struct{}
-}
+type scalerProcess struct{ *proctest.Process }
 
 func buildScaler(b *testing.B) string {
 	bin := filepath.Join(b.TempDir(), "scaler")
@@ -40,42 +33,12 @@ func buildScaler(b *testing.B) string {
 }
 
 func runScaler(b *testing.B, bin, dir string, args ...string) *scalerProcess {
-	cmd := exec.Command(bin, append([]string{"--data-dir", dir, "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
-		"--metrics-listen", "127.0.0.1:0", "--log-format", "json"}, args...)...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	p := &scalerProcess{cmd: cmd, done: make(chan struct{}), started: time.Now()}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var line struct{ Msg, API string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "scaler serving" {
-				p.serving, p.api = time.Now(), line.API
-				close(ready)
-			}
-		}
-	}()
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	b.Cleanup(func() { _ = cmd.Process.Kill(); <-p.done })
-	select {
-	case <-ready:
-	case <-p.done:
-		b.Fatal("the scaler exited before serving")
-	case <-time.After(2 * time.Minute):
-		b.Fatal("the scaler did not serve within 2 minutes")
-	}
-	return p
+	return &scalerProcess{proctest.Start(b, bin, dir, nil, args...)}
 }
 
 // rssMB is the process's resident memory, from /proc.
 func (p *scalerProcess) rssMB(b *testing.B) float64 {
-	status, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/status")
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(p.Cmd.Process.Pid) + "/status")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -90,9 +53,9 @@ func (p *scalerProcess) rssMB(b *testing.B) float64 {
 }
 
 func (p *scalerProcess) stop(b *testing.B) {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
+	case <-p.Done:
 	case <-time.After(time.Minute):
 		b.Fatal("the scaler did not stop within a minute")
 	}
@@ -106,7 +69,7 @@ func BenchmarkMillionOrgs(b *testing.B) {
 	bin := buildScaler(b)
 	dir := b.TempDir()
 	p := runScaler(b, bin, dir, "--max-orgs", strconv.Itoa(2*n))
-	conn, err := grpc.NewClient(p.api, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(p.API, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -130,7 +93,7 @@ func BenchmarkMillionOrgs(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		q := runScaler(b, bin, dir, "--max-orgs", strconv.Itoa(2*n))
-		b.ReportMetric(q.serving.Sub(q.started).Seconds(), "restart-to-serving-s")
+		b.ReportMetric(q.Serving.Sub(q.Started).Seconds(), "restart-to-serving-s")
 		b.ReportMetric(q.rssMB(b), "restarted-rss-MB")
 		q.stop(b)
 	}

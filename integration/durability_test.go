@@ -1,14 +1,10 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"os/exec"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -18,68 +14,35 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/orgscaler/orgscaler/internal/proctest"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 )
 
-// process is the scaler binary running as its own process.
+// process is the scaler binary running as its own process, with clients.
 type process struct {
-	cmd  *exec.Cmd
+	*proctest.Process
 	api  pb.AdminServiceClient
 	act  pb.ActivityServiceClient
 	conn *grpc.ClientConn
-	done chan struct{}
 }
 
-// startProcess runs the scaler binary on loopback ports it picks itself,
-// and reads them from its "scaler serving" log line.
+// startProcess runs the scaler binary with a 1h idle window and the given
+// flush interval; a slow flush it logs shows in the test's log.
 func startProcess(t *testing.T, dataDir string, flush time.Duration) *process {
 	t.Helper()
-	cmd := exec.Command(scalerBin, "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
-		"--metrics-listen", "127.0.0.1:0", "--idle-window", "1h", "--flush-interval", flush.String(), "--log-format", "json")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
+	pp := proctest.Start(t, scalerBin, dataDir, func(line []byte) {
+		if bytes.Contains(line, []byte("slow flush")) {
+			t.Log(string(line))
+		}
+	}, "--idle-window", "1h", "--flush-interval", flush.String())
+	p := &process{Process: pp}
+	var err error
+	if p.conn, err = grpc.NewClient(pp.API, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var line struct{ Msg, API string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "scaler serving" {
-				addr <- line.API
-			}
-			if bytes.Contains(sc.Bytes(), []byte("slow flush")) {
-				t.Log(sc.Text())
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-	}()
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { p.kill() })
-	select {
-	case a := <-addr:
-		if p.conn, err = grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
-			t.Fatal(err)
-		}
-		p.api, p.act = pb.NewAdminServiceClient(p.conn), pb.NewActivityServiceClient(p.conn)
-	case <-p.done:
-		t.Fatal("the scaler exited before serving")
-	case <-time.After(30 * time.Second):
-		t.Fatal("the scaler did not start serving within 30s")
-	}
+	t.Cleanup(func() { _ = p.conn.Close() })
+	p.api, p.act = pb.NewAdminServiceClient(p.conn), pb.NewActivityServiceClient(p.conn)
 	return p
-}
-
-func (p *process) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-	if p.conn != nil {
-		_ = p.conn.Close()
-	}
 }
 
 // adminChange is one UpdateOrg and what it sets.
@@ -158,8 +121,8 @@ func TestKillNineUnderLoad(t *testing.T) {
 
 			time.Sleep(300*time.Millisecond + time.Duration(rng.IntN(1200))*time.Millisecond) // the random moment is the point
 			killAt := time.Now()
-			_ = p.cmd.Process.Signal(syscall.SIGKILL)
-			<-p.done
+			_ = p.Cmd.Process.Signal(syscall.SIGKILL)
+			<-p.Done
 			cancel()
 			wg.Wait()
 			t.Logf("killed after %d acknowledged events and %d admin changes", events.Load(), len(changes))
