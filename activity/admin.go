@@ -25,51 +25,56 @@ func (s *Store) Update(ctx context.Context, id string, u Update) (Org, error) {
 	if err := ctx.Err(); err != nil {
 		return Org{}, err
 	}
-	s.writeMu.Lock()
+	s.writeMu.Lock() // no flush can write this org between our write and our apply
 	defer s.writeMu.Unlock()
 	now := s.opts.Now()
-	var fire []Transition
-	defer func() { // after the unlock below
-		for _, t := range fire {
-			s.transition(t)
-		}
-	}()
 	sh := s.shard(id)
 	sh.mu.Lock()
-	defer sh.mu.Unlock() // held across the write: an admin change is rare, and must not be half applied
 	e, _ := s.getOrCreate(sh, id, now)
-	before := e.rec
-	rec := e.rec
+	rec := u.apply(e.rec)
+	s.settle(&rec, now)
+	sh.mu.Unlock()
+	// Written and synced with no lock an answer takes: KEDA's calls about
+	// this org go on from memory meanwhile, and see the change once it is
+	// on disk.
+	if err := s.write([]pending{{id, rec.marshal()}}, false); err != nil {
+		return Org{}, err // memory unchanged: the change is not in force
+	}
+	if err := s.sync(); err != nil {
+		return Org{}, fmt.Errorf("sync data dir: %w", err)
+	}
+	return s.applyUpdate(sh, id, u, rec, now), nil
+}
+
+// apply returns rec with u's settings.
+func (u Update) apply(rec record) record {
 	if u.ScaleToZeroAllowed != nil {
 		rec.ScaleToZero = *u.ScaleToZeroAllowed
 	}
 	if u.IdleWindow != nil {
 		rec.IdleWindow = *u.IdleWindow
 	}
-	deadline := rec.LastActivity.Add(s.window(rec))
-	woke, wentDormant := false, false
-	switch {
-	case !rec.DormantSince.IsZero() && (!rec.ScaleToZero || now.Before(deadline)):
-		rec.DormantSince = 0
-		woke = true
-	case rec.DormantSince.IsZero() && rec.ScaleToZero && !now.Before(deadline):
-		// The new settings put the org past its window: dormant now, so
-		// the answer to this very call already says so.
-		rec.DormantSince = stampOf(deadline)
-		wentDormant = true
-	}
-	val := rec.marshal()
-	if err := s.write([]pending{{id, val}}, false); err != nil {
-		return Org{}, err // memory unchanged: the change is not in force
-	}
-	if err := s.db.Sync(); err != nil {
-		return Org{}, fmt.Errorf("sync data dir: %w", err)
-	}
+	return rec
+}
+
+// applyUpdate puts u's settings, now on disk as written, in force in
+// memory. Activity that came during the write is kept (and written by the
+// next flush).
+func (s *Store) applyUpdate(sh *shard, id string, u Update, written record, now time.Time) Org {
+	sh.mu.Lock()
+	e := sh.orgs[id]
+	before := e.rec
+	rec := u.apply(e.rec)
+	woke, slept, deadline := s.settle(&rec, now)
 	if from, to := stateOf(e.rec), stateOf(rec); from != to {
 		s.metrics.moved(from, to)
 	}
 	e.rec = rec
-	e.dirty = false // the write carried everything up to here
+	if rec == written {
+		e.dirty = false // the write carried everything up to here
+	} else {
+		s.markDirty(sh, id, e)
+	}
 	if woke {
 		e.by = byAdmin
 	}
@@ -78,20 +83,23 @@ func (s *Store) Update(ctx context.Context, id string, u Update) (Org, error) {
 	}
 	e.notify()
 	o := s.snapshot(id, e)
+	sh.mu.Unlock()
 	s.log.Info("org updated", "org", id,
 		"scale_to_zero_allowed", o.ScaleToZeroAllowed, "was_scale_to_zero_allowed", before.ScaleToZero,
 		"idle_window", o.IdleWindow, "idle_window_overridden", o.IdleWindowOverridden)
-	if woke {
+	switch {
+	case woke:
 		s.log.Info("org woke", "org", id, "reason", WakeAdmin, "dormant_since", before.DormantSince.Time())
-		fire = append(fire, Transition{Org: id, Woke: true, Reason: WakeAdmin, LastActivity: o.LastActivity,
+		s.transition(Transition{Org: id, Woke: true, Reason: WakeAdmin, LastActivity: o.LastActivity,
 			DormantSince: before.DormantSince.Time(), IdleWindow: o.IdleWindow})
-	}
-	if wentDormant {
+	case slept:
+		// The new settings put the org past its window: dormant now, so
+		// the answer to this very call already says so.
 		s.log.Info("org went dormant", "org", id, "reason", WakeAdmin, "last_activity", o.LastActivity,
 			"idle_window", o.IdleWindow, "dormant_since", o.DormantSince)
-		fire = append(fire, Transition{Org: id, LastActivity: o.LastActivity, DormantSince: o.DormantSince, IdleWindow: o.IdleWindow})
+		s.transition(Transition{Org: id, LastActivity: o.LastActivity, DormantSince: o.DormantSince, IdleWindow: o.IdleWindow})
 	}
-	return o, nil
+	return o
 }
 
 // Filter selects orgs by state.
@@ -154,11 +162,16 @@ type Watch struct {
 // C is signalled after each change of the org.
 func (w *Watch) C() <-chan struct{} { return w.c }
 
-// Watch subscribes to the changes of org, creating it if it is new.
-func (s *Store) Watch(id string) *Watch {
+// Watch subscribes to the changes of org, creating it if it is new (past
+// MaxOrgs, a new org is refused with a *LimitError).
+func (s *Store) Watch(id string) (*Watch, error) {
 	w := &Watch{c: watch.New(), id: id, store: s}
 	sh := s.shard(id)
 	sh.mu.Lock()
+	if err := s.refuseNew(sh, id); err != nil {
+		sh.mu.Unlock()
+		return nil, err
+	}
 	e, created := s.getOrCreate(sh, id, s.opts.Now())
 	if e.watchers == nil {
 		e.watchers = new(watch.List)
@@ -168,7 +181,7 @@ func (s *Store) Watch(id string) *Watch {
 	if created {
 		s.log.Info("new org", "org", id, "reason", "first seen in a trigger")
 	}
-	return w
+	return w, nil
 }
 
 // Stop ends the subscription.

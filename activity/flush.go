@@ -38,7 +38,7 @@ type pending struct {
 // An org that fails to write stays dirty and is tried again.
 func (s *Store) flush(urgentOnly bool) error {
 	start := time.Now()
-	ids := s.takeDirty(urgentOnly)
+	ids, urgent := s.takeDirty(urgentOnly)
 	if len(ids) == 0 {
 		return nil
 	}
@@ -47,13 +47,15 @@ func (s *Store) flush(urgentOnly bool) error {
 			s.redirty(ids)
 			return err
 		}
-		// Transitions and new orgs are rare and must outlive the machine,
-		// not only the process.
-		if err := s.db.Sync(); err != nil {
-			return fmt.Errorf("sync data dir: %w", err)
-		}
 	} else if err := s.writePaced(ids); err != nil {
 		return err
+	}
+	if urgent {
+		// Transitions and new orgs are rare and must outlive the machine,
+		// not only the process, whichever flush wrote them.
+		if err := s.sync(); err != nil {
+			return fmt.Errorf("sync data dir: %w", err)
+		}
 	}
 	if took := time.Since(start); took > s.opts.FlushInterval/2 {
 		s.log.Warn("slow flush: a crash now loses more than one flush interval of activity", "orgs", len(ids), "took", took, "urgent", urgentOnly)
@@ -64,15 +66,16 @@ func (s *Store) flush(urgentOnly bool) error {
 }
 
 // takeDirty returns the orgs to write and marks them clean: the urgent ones
-// only, or every dirty one.
-func (s *Store) takeDirty(urgentOnly bool) []string {
-	var ids []string
+// only, or every dirty one; urgent says whether a transition or a new org
+// is among them.
+func (s *Store) takeDirty(urgentOnly bool) (ids []string, urgent bool) {
 	s.urgentMu.Lock()
-	urgent := s.urgent
+	pending := s.urgent
 	s.urgent = make(map[string]struct{})
 	s.urgentMu.Unlock()
+	urgent = len(pending) > 0
 	if urgentOnly {
-		for id := range urgent {
+		for id := range pending {
 			sh := s.shard(id)
 			sh.mu.Lock()
 			if e, ok := sh.orgs[id]; ok && e.dirty {
@@ -81,7 +84,7 @@ func (s *Store) takeDirty(urgentOnly bool) []string {
 			}
 			sh.mu.Unlock()
 		}
-		return ids
+		return ids, urgent
 	}
 	for i := range s.shards {
 		sh := &s.shards[i]
@@ -95,7 +98,15 @@ func (s *Store) takeDirty(urgentOnly bool) []string {
 		sh.dirty = sh.dirty[:0]
 		sh.mu.Unlock()
 	}
-	return ids
+	return ids, urgent
+}
+
+// sync makes what was written survive the machine: fsync.
+func (s *Store) sync() error {
+	if hook := s.syncHook.Load(); hook != nil {
+		(*hook)()
+	}
+	return s.db.Sync()
 }
 
 // flushChunk is how many orgs one write of a full flush holds.

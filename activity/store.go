@@ -45,9 +45,9 @@ type Options struct {
 	// from memory, admin changes are refused, and activity is written once
 	// space is back.
 	MinFreeDisk uint64
-	// MaxOrgs caps the orgs activity may create (0: no cap), so activity
-	// for ever-new ids cannot grow memory without bound. Orgs named by
-	// KEDA's triggers or by an admin are always created.
+	// MaxOrgs caps the orgs activity and KEDA's triggers may create (0: no
+	// cap), so ever-new ids cannot grow memory without bound. Orgs named
+	// by an admin are always created.
 	MaxOrgs int
 }
 
@@ -59,7 +59,7 @@ type LimitError struct {
 }
 
 func (e *LimitError) Error() string {
-	return fmt.Sprintf("org %q is new, and the scaler already holds its limit of %d orgs (--max-orgs): activity for new orgs is refused until the limit is raised", e.Org, e.Max)
+	return fmt.Sprintf("org %q is new, and the scaler already holds its limit of %d orgs (--max-orgs): new orgs are refused until the limit is raised or orgs are deleted", e.Org, e.Max)
 }
 
 // Transition is an org waking or going dormant.
@@ -151,6 +151,9 @@ type Store struct {
 	urgentMu sync.Mutex
 	urgent   map[string]struct{}
 	urgentC  chan struct{}
+
+	// syncHook, set by tests, runs before every fsync.
+	syncHook atomic.Pointer[func()]
 
 	done      chan struct{}
 	wg        sync.WaitGroup
@@ -292,24 +295,22 @@ func (s *Store) load() error {
 			sh := s.shard(id)
 			sh.orgs[id] = e
 			n++
-			if deadline := rec.LastActivity.Add(s.window(rec)); !rec.DormantSince.IsZero() && (!rec.ScaleToZero || now.Before(deadline)) {
+			woke, slept, deadline := s.settle(&e.rec, now)
+			switch {
+			case woke:
 				// Saved dormant, but its window in force now (a longer
 				// --idle-window) still covers its last activity.
-				e.rec.DormantSince = 0
 				s.markDirty(sh, id, e)
 				s.log.Info("org woke", "org", id, "reason", "idle window changed while the scaler was down",
 					"last_activity", rec.LastActivity.Time(), "idle_window", s.window(rec))
+			case slept:
+				s.markDirty(sh, id, e)
+				s.log.Info("org went dormant while the scaler was down", "org", id,
+					"last_activity", rec.LastActivity.Time(), "dormant_since", deadline)
 			}
 			if e.rec.DormantSince.IsZero() && rec.ScaleToZero {
-				if deadline := rec.LastActivity.Add(s.window(rec)); !now.Before(deadline) {
-					e.rec.DormantSince = stampOf(deadline)
-					s.markDirty(sh, id, e)
-					s.log.Info("org went dormant while the scaler was down", "org", id,
-						"last_activity", rec.LastActivity.Time(), "dormant_since", deadline)
-				} else {
-					e.scheduled = stampOf(deadline)
-					schedule = append(schedule, due{at: e.scheduled, org: id})
-				}
+				e.scheduled = stampOf(deadline)
+				schedule = append(schedule, due{at: e.scheduled, org: id})
 			}
 			if !e.rec.DormantSince.IsZero() {
 				dormant++
@@ -363,6 +364,25 @@ func (s *Store) window(r record) time.Duration {
 		return r.IdleWindow
 	}
 	return s.opts.IdleWindow
+}
+
+// settle applies the dormancy rule to rec at now, and is the one place it
+// lives: an org is dormant from the exact instant last activity + its
+// window passes, unless scale to zero is off; a dormant org whose window
+// (or setting) now covers its last activity is active again. It reports
+// what changed, and the deadline in force.
+func (s *Store) settle(rec *record, now time.Time) (woke, slept bool, deadline time.Time) {
+	deadline = rec.LastActivity.Add(s.window(*rec))
+	warm := !rec.ScaleToZero || now.Before(deadline)
+	switch {
+	case !rec.DormantSince.IsZero() && warm:
+		rec.DormantSince = 0
+		return true, false, deadline
+	case rec.DormantSince.IsZero() && !warm:
+		rec.DormantSince = stampOf(deadline)
+		return false, true, deadline
+	}
+	return false, false, deadline
 }
 
 func (s *Store) snapshot(id string, e *entry) Org {
@@ -439,8 +459,7 @@ func (s *Store) Record(id string) (o Org, woke bool) {
 
 // RecordFor records one activity of org, saying what it was (activity, or
 // an enqueue hint naming the org). Past MaxOrgs, activity for a new org is
-// refused with a *LimitError. The cap is checked without a global lock, so
-// concurrent first activities may pass it by their number.
+// refused with a *LimitError.
 func (s *Store) RecordFor(id string, why WakeReason) (o Org, woke bool, err error) {
 	return s.record(id, why, true)
 }
@@ -450,10 +469,11 @@ func (s *Store) record(id string, why WakeReason, limited bool) (o Org, woke boo
 	now := s.opts.Now()
 	sh := s.shard(id)
 	sh.mu.Lock()
-	if _, ok := sh.orgs[id]; !ok && limited && s.opts.MaxOrgs > 0 && s.count.Load() >= int64(s.opts.MaxOrgs) {
-		sh.mu.Unlock()
-		s.metrics.refused.Inc()
-		return Org{}, false, &LimitError{Org: id, Max: s.opts.MaxOrgs}
+	if limited {
+		if err := s.refuseNew(sh, id); err != nil {
+			sh.mu.Unlock()
+			return Org{}, false, err
+		}
 	}
 	e, created := s.getOrCreate(sh, id, now)
 	e.by = byOf(why)
@@ -462,12 +482,12 @@ func (s *Store) record(id string, why WakeReason, limited bool) (o Org, woke boo
 		if st := stampOf(now); st > e.rec.LastActivity {
 			e.rec.LastActivity = st
 		}
-		if !e.rec.DormantSince.IsZero() {
-			wasDormant = e.rec.DormantSince.Time()
-			e.rec.DormantSince = 0
+		before := e.rec.DormantSince.Time()
+		if woke, _, deadline := s.settle(&e.rec, now); woke {
+			wasDormant = before
 			s.metrics.moved("dormant", "active")
 			s.markUrgent(sh, id, e)
-			s.schedule(id, e, now.Add(s.window(e.rec)))
+			s.schedule(id, e, deadline)
 		} else {
 			s.markDirty(sh, id, e)
 		}
@@ -487,19 +507,35 @@ func (s *Store) record(id string, why WakeReason, limited bool) (o Org, woke boo
 	return o, created || !wasDormant.IsZero(), nil
 }
 
+// refuseNew returns a *LimitError when id is new and the store holds
+// MaxOrgs orgs. The cap is checked without a global lock, so concurrent
+// first sightings may pass it by their number. Caller holds sh.mu.
+func (s *Store) refuseNew(sh *shard, id string) error {
+	if _, ok := sh.orgs[id]; ok || s.opts.MaxOrgs <= 0 || s.count.Load() < int64(s.opts.MaxOrgs) {
+		return nil
+	}
+	s.metrics.refused.Inc()
+	return &LimitError{Org: id, Max: s.opts.MaxOrgs}
+}
+
 // Sight returns org, creating it as active from now if it was never seen:
-// a fresh deployment must not drop to zero before anyone used it.
-func (s *Store) Sight(id string) Org {
+// a fresh deployment must not drop to zero before anyone used it. Past
+// MaxOrgs a new org is refused with a *LimitError.
+func (s *Store) Sight(id string) (Org, error) {
 	now := s.opts.Now()
 	sh := s.shard(id)
 	sh.mu.Lock()
+	if err := s.refuseNew(sh, id); err != nil {
+		sh.mu.Unlock()
+		return Org{}, err
+	}
 	e, created := s.getOrCreate(sh, id, now)
 	o := s.snapshot(id, e)
 	sh.mu.Unlock()
 	if created {
 		s.log.Info("new org", "org", id, "reason", "first seen in a trigger")
 	}
-	return o
+	return o, nil
 }
 
 // Get returns org, or false if it was never seen.
@@ -528,13 +564,12 @@ func (s *Store) expire(id string, at time.Time) {
 		sh.mu.Unlock()
 		return
 	}
-	deadline := e.rec.LastActivity.Add(s.window(e.rec))
-	if s.opts.Now().Before(deadline) {
+	_, slept, deadline := s.settle(&e.rec, s.opts.Now())
+	if !slept {
 		s.schedule(id, e, deadline)
 		sh.mu.Unlock()
 		return
 	}
-	e.rec.DormantSince = stampOf(deadline)
 	s.metrics.moved("active", "dormant")
 	s.markUrgent(sh, id, e)
 	e.notify()

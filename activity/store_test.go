@@ -81,7 +81,7 @@ func TestDormantAtExactInstant(t *testing.T) {
 		s := c.s
 		start := c.Now()
 		s.Record("acme")
-		w := s.Watch("acme")
+		w, _ := s.Watch("acme")
 		defer w.Stop()
 
 		c.advance(24*time.Hour - time.Nanosecond)

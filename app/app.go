@@ -62,6 +62,10 @@ type Options struct {
 	MonitoringInsecure bool   // plaintext, no credentials: a local MetricService only
 	DepthRefresh       time.Duration
 	DepthMaxAge        time.Duration
+	// DepthEmptyAfter is how far back Monitoring is asked for a point: an
+	// existing subscription with none over it counts as empty; one whose
+	// newest point is older than DepthMaxAge is blind.
+	DepthEmptyAfter time.Duration
 
 	// Kubeconfig, or InCluster, turns on Kubernetes Events on the
 	// ScaledObjects the scaler serves.
@@ -78,6 +82,12 @@ type Options struct {
 	APITLS tlsconfig.Files
 	// APITokensFile holds the API's bearer tokens, one `TOKEN ROLE` a line.
 	APITokensFile string
+	// KEDAInsecure lets the KEDA port listen in plaintext (or TLS without
+	// client certificates) on a non-loopback address.
+	KEDAInsecure bool
+	// MaxStreamsPerConn bounds the concurrent calls and streams of one
+	// connection to the KEDA port.
+	MaxStreamsPerConn int
 	// APIInsecure lets the API listen on a non-loopback address without
 	// any authentication.
 	APIInsecure bool
@@ -101,19 +111,24 @@ const (
 
 // Defaults used by cmd/scaler and by New for zero fields.
 const (
-	DefaultListen        = "127.0.0.1:9090"
-	DefaultAPIListen     = "127.0.0.1:9091"
-	DefaultDataDir       = "./data"
-	DefaultIdleWindow    = 24 * time.Hour
-	DefaultFlushInterval = 10 * time.Second
-	DefaultShutdownGrace = 10 * time.Second
-	DefaultPubSubListen  = "127.0.0.1:8085"
-	DefaultMetricsListen = "127.0.0.1:9092"
-	DefaultDepthRefresh  = 15 * time.Second
-	DefaultDepthMaxAge   = 5 * time.Minute
-	DefaultTokensReload  = 5 * time.Second
-	DefaultMaxOrgs       = 1_000_000
-	DefaultMinFreeDiskMB = 64
+	DefaultListen          = "127.0.0.1:9090"
+	DefaultAPIListen       = "127.0.0.1:9091"
+	DefaultDataDir         = "./data"
+	DefaultIdleWindow      = 24 * time.Hour
+	DefaultFlushInterval   = 10 * time.Second
+	DefaultShutdownGrace   = 10 * time.Second
+	DefaultPubSubListen    = "127.0.0.1:8085"
+	DefaultMetricsListen   = "127.0.0.1:9092"
+	DefaultDepthRefresh    = 15 * time.Second
+	DefaultDepthMaxAge     = 5 * time.Minute
+	DefaultDepthEmptyAfter = time.Hour
+	DefaultTokensReload    = 5 * time.Second
+	DefaultMaxOrgs         = 1_000_000
+	DefaultMinFreeDiskMB   = 64
+	// DefaultMaxStreamsPerConn is far above what one KEDA operator opens
+	// (a StreamIsActive per external-push trigger it watches), and a bound
+	// on what one connection can make the scaler hold.
+	DefaultMaxStreamsPerConn = 10_000
 )
 
 // MaxMessageSize bounds every message either port receives: KEDA's
@@ -150,6 +165,9 @@ type App struct {
 // New opens the store and binds both ports, so Addr and APIAddr are known
 // before Run. On error nothing is left open.
 func New(o Options) (*App, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
 	o = withDefaults(o)
 	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{}), registry: prometheus.NewRegistry()}
 	sec, err := newSecurity(o, a.registry)
@@ -203,6 +221,9 @@ func New(o Options) (*App, error) {
 	if err := sec.checkAPIAddr(a.apiLis.Addr(), o); err != nil {
 		return nil, err
 	}
+	if err := checkKEDAAddr(a.kedaLis.Addr(), o); err != nil {
+		return nil, err
+	}
 	if a.depth, err = newDepth(o, a.registry); err != nil {
 		return nil, err
 	}
@@ -218,13 +239,13 @@ func New(o Options) (*App, error) {
 	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	a.registry.MustRegister(grpcMetrics)
 	authz := sec.authorizer(a.registry)
-	a.kedaSrv, a.health = newServer(grpcMetrics, sec.keda, nil)
+	a.kedaSrv, a.health = newServer(grpcMetrics, sec.keda, nil, grpc.MaxConcurrentStreams(uint32(o.MaxStreamsPerConn)))
 	kedaServer := scaler.New(scaler.Options{
 		Orgs: store, Backlogs: scalerBacklogs, Now: o.Now, Logger: o.Logger, Done: a.done, Observer: observer,
 		Registerer: a.registry, Usage: a.ledger,
 	})
 	kedapb.RegisterExternalScalerServer(a.kedaSrv, kedaServer)
-	a.apiSrv, a.apiHealth = newServer(grpcMetrics, sec.api, authz)
+	a.apiSrv, a.apiHealth = newServer(grpcMetrics, sec.api, authz, grpc.MaxConcurrentStreams(uint32(o.MaxStreamsPerConn)))
 	apiServer := api.New(api.Options{Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
@@ -254,10 +275,12 @@ func withDefaults(o Options) Options {
 	o.PubSubListen = cmp.Or(o.PubSubListen, DefaultPubSubListen)
 	o.DepthRefresh = cmp.Or(o.DepthRefresh, DefaultDepthRefresh)
 	o.DepthMaxAge = cmp.Or(o.DepthMaxAge, DefaultDepthMaxAge)
+	o.DepthEmptyAfter = cmp.Or(o.DepthEmptyAfter, DefaultDepthEmptyAfter)
 	o.TokensReload = cmp.Or(o.TokensReload, DefaultTokensReload)
 	o.UsageRetention = cmp.Or(o.UsageRetention, usage.DefaultRetention)
 	o.MaxOrgs = cmp.Or(o.MaxOrgs, DefaultMaxOrgs)
 	o.MinFreeDiskMB = cmp.Or(o.MinFreeDiskMB, DefaultMinFreeDiskMB)
+	o.MaxStreamsPerConn = cmp.Or(o.MaxStreamsPerConn, DefaultMaxStreamsPerConn)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -269,7 +292,7 @@ func withDefaults(o Options) Options {
 
 // newServer builds a port's server: creds nil is plaintext, authz nil lets
 // every call in. Refused calls still show in the gRPC metrics.
-func newServer(m *grpcprom.ServerMetrics, creds credentials.TransportCredentials, authz *auth.Authorizer) (*grpc.Server, *health.Server) {
+func newServer(m *grpcprom.ServerMetrics, creds credentials.TransportCredentials, authz *auth.Authorizer, extra ...grpc.ServerOption) (*grpc.Server, *health.Server) {
 	unary := []grpc.UnaryServerInterceptor{m.UnaryServerInterceptor()}
 	stream := []grpc.StreamServerInterceptor{m.StreamServerInterceptor()}
 	if authz != nil {
@@ -286,6 +309,7 @@ func newServer(m *grpcprom.ServerMetrics, creds credentials.TransportCredentials
 	if creds != nil {
 		opts = append(opts, grpc.Creds(creds))
 	}
+	opts = append(opts, extra...)
 	s := grpc.NewServer(opts...)
 	h := health.NewServer()
 	healthpb.RegisterHealthServer(s, h)

@@ -47,7 +47,7 @@ func newDepth(o Options, reg prometheus.Registerer) (*depth, error) {
 	case PubSubMonitoring:
 		mon, err := pubsubdepth.NewMonitoring(context.Background(), pubsubdepth.MonitoringOptions{
 			Project: o.GCPProject, Endpoint: o.MonitoringEndpoint, Insecure: o.MonitoringInsecure,
-			Lookback: o.DepthMaxAge, Now: o.Now,
+			Lookback: o.DepthEmptyAfter, Now: o.Now,
 		})
 		if err != nil {
 			return nil, err
@@ -62,7 +62,7 @@ func newDepth(o Options, reg prometheus.Registerer) (*depth, error) {
 		return nil, fmt.Errorf("pubsub is %q: expected %s, %s or %s", o.PubSub, PubSubNone, PubSubEmbedded, PubSubMonitoring)
 	}
 	d.tracker = pubsubdepth.NewTracker(pubsubdepth.TrackerOptions{
-		Source: source, Checker: checker, Refresh: o.DepthRefresh, MaxAge: o.DepthMaxAge,
+		Source: source, Checker: checker, Refresh: o.DepthRefresh, MaxAge: o.DepthMaxAge, EmptyAfter: o.DepthEmptyAfter,
 		Now: o.Now, Logger: o.Logger,
 	})
 	reg.MustRegister(d.tracker.Collector())

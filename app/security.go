@@ -72,6 +72,18 @@ func (s *security) checkAPIAddr(addr net.Addr, o Options) error {
 		"give --api-tokens-file or --api-tls-client-ca, listen on 127.0.0.1, or pass --api-insecure to serve it unauthenticated anyway", o.APIListen)
 }
 
+// checkKEDAAddr refuses a KEDA port that any pod could reach and steer:
+// on a non-loopback address it needs client certificates (mTLS), or
+// --keda-insecure from an operator who fenced it off another way.
+func checkKEDAAddr(addr net.Addr, o Options) error {
+	if o.TLS.ClientCA != "" || o.KEDAInsecure || isLoopback(addr) {
+		return nil
+	}
+	return fmt.Errorf("--listen %s is reachable from other hosts, and the KEDA port does not require client certificates, so anyone who reaches it can steer the answers: "+
+		"give --tls-cert, --tls-key and --tls-client-ca (mTLS with KEDA's TriggerAuthentication), listen on 127.0.0.1, "+
+		"or pass --keda-insecure if a NetworkPolicy admits only KEDA's operator", o.Listen)
+}
+
 func isLoopback(addr net.Addr) bool {
 	tcp, ok := addr.(*net.TCPAddr)
 	return ok && tcp.IP.IsLoopback()
@@ -120,7 +132,12 @@ func (a *App) logSecurity() {
 	if a.opts.APITLS.ClientCA != "" {
 		api = append(api, "client certificates")
 	}
-	a.log.Info("KEDA port security", "addr", a.Addr(), "transport", keda)
+	if a.opts.TLS.ClientCA == "" && !isLoopback(a.kedaLis.Addr()) {
+		a.log.Warn("the KEDA port requires no client certificate and is reachable from other hosts (--keda-insecure): only a NetworkPolicy stands between it and any pod",
+			"addr", a.Addr(), "transport", keda)
+	} else {
+		a.log.Info("KEDA port security", "addr", a.Addr(), "transport", keda)
+	}
 	switch {
 	case !a.sec.authenticated() && isLoopback(a.apiLis.Addr()):
 		a.log.Info("the API has no authentication, so it listens on loopback only; give --api-tokens-file or --api-tls-client-ca to serve other hosts",

@@ -59,6 +59,18 @@ func (a Answer) At() time.Time { return a.now }
 // needed, not known, and nothing else keeps the workload active.
 func (a Answer) Blind() bool { return a.Rule == RuleBlind && !a.Active }
 
+// Hold is what IsActive says for answer a, given the last thing said for
+// the same workload (hasLast false when nothing was). Being blind is not
+// an empty queue: a blind answer keeps the last one, and with none there
+// is nothing true to say (ok false: the caller returns an error, so KEDA's
+// fallback engages). IsActive, the streams and explain all use it.
+func Hold(a Answer, last, hasLast bool) (active, ok bool) {
+	if !a.Blind() {
+		return a.Active, true
+	}
+	return last, hasLast
+}
+
 // Window is the warm window of a workload in an org: its own warmFor, else
 // the org's idle window.
 func Window(w Workload, org OrgState) time.Duration {

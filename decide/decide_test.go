@@ -178,3 +178,47 @@ func TestMetricNameHashUnchanged(t *testing.T) {
 		}
 	}
 }
+
+// Blind keeps the last answer; with none, there is no answer.
+func TestHold(t *testing.T) {
+	w := Workload{Kind: KindWorker, Subscription: "projects/p/subscriptions/s", MessagesPerReplica: 1}
+	blind := Decide(w, OrgState{}, Backlog{}, time.Unix(100, 0))
+	seen := Decide(w, OrgState{}, Backlog{Known: true, Messages: 3}, time.Unix(100, 0))
+	for _, c := range []struct {
+		name             string
+		a                Answer
+		last, hasLast    bool
+		wantActive, okay bool
+	}{
+		{"blind, last active", blind, true, true, true, true},
+		{"blind, last inactive", blind, false, true, false, true},
+		{"blind, nothing said yet", blind, false, false, false, false},
+		{"seen overrides the last", seen, false, true, true, true},
+	} {
+		if active, ok := Hold(c.a, c.last, c.hasLast); active != c.wantActive || ok != c.okay {
+			t.Errorf("%s: got active=%v ok=%v, want %v %v", c.name, active, ok, c.wantActive, c.okay)
+		}
+	}
+}
+
+// Metadata is bounded: a value past 1 KiB, or more than 64 keys, is
+// refused naming the key.
+func TestMetadataBounds(t *testing.T) {
+	md := map[string]string{"workload": "pynode", "org": "acme", "scalerAddress": strings.Repeat("x", MaxMetadataValue+1)}
+	_, err := ParseMetadata(md)
+	var me *MetadataError
+	if !errors.As(err, &me) || me.Key != "scalerAddress" || !strings.Contains(err.Error(), "at most 1024 bytes") {
+		t.Fatalf("a 1025-byte value: want an error naming scalerAddress and the bound, got %v", err)
+	}
+	md = map[string]string{"workload": "pynode", "org": "acme"}
+	for i := range MaxMetadataKeys {
+		md[fmt.Sprintf("k%02d", i)] = "v"
+	}
+	if _, err := ParseMetadata(md); !errors.As(err, &me) || !strings.Contains(err.Error(), "at most 64 metadata keys, got 66") {
+		t.Fatalf("66 keys: want a refusal naming the bound, got %v", err)
+	}
+	pem := map[string]string{"workload": "pynode", "org": "acme", "caCert": strings.Repeat("A", 4000)}
+	if _, err := ParseMetadata(pem); err != nil {
+		t.Fatalf("a 4 KB PEM in caCert is KEDA's and allowed: %v", err)
+	}
+}

@@ -32,6 +32,8 @@ func FuzzParseMetadata(f *testing.F) {
 		"workload=worker\nsubscription=projects/P/subscriptions/x",
 		"workload=pynode\norg=a\ngpusPerReplica=99999999999999999999",
 		"scalerAddress=x:1\nenableTLS=true\nworkload=pynode\norg=ü",
+		"workload=pynode\norg=acme\nscalerAddress=" + strings.Repeat("x", MaxMetadataValue+1),
+		"workload=pynode\norg=acme" + strings.Repeat("\nmetricType=AverageValue", 3),
 	} {
 		f.Add(seed)
 	}
@@ -47,6 +49,15 @@ func FuzzParseMetadata(f *testing.F) {
 				t.Fatalf("error of %d bytes: values must be clipped", len(err.Error()))
 			}
 			return
+		}
+		md := metadataOf(s)
+		if len(md) > MaxMetadataKeys {
+			t.Fatalf("accepted %d keys", len(md))
+		}
+		for k, v := range md {
+			if len(k) > MaxMetadataValue || len(v) > MaxMetadataPEMValue || (!pemKeys[k] && len(v) > MaxMetadataValue) {
+				t.Fatalf("accepted key %q with a value of %d bytes", Clip(k), len(v))
+			}
 		}
 		if w.Kind != KindPynode && w.Kind != KindModel && w.Kind != KindWorker {
 			t.Fatalf("kind %q", w.Kind)

@@ -199,7 +199,43 @@ func validateSubscription(field, sub string) error {
 	return nil
 }
 
+// Bounds on a trigger's metadata: ours are short words and names, so
+// anything past them is a mistake or an attack, refused before it is kept.
+// KEDA's own TLS keys may hold PEM certificates, hence their larger bound.
+const (
+	MaxMetadataKeys     = 64
+	MaxMetadataValue    = 1 << 10
+	MaxMetadataPEMValue = 16 << 10
+)
+
+var pemKeys = map[string]bool{"caCert": true, "tlsClientCert": true, "tlsClientKey": true}
+
+func checkBounds(md map[string]string) error {
+	if len(md) > MaxMetadataKeys {
+		keys := make([]string, 0, len(md))
+		for k := range md {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		k := keys[MaxMetadataKeys]
+		return &MetadataError{Key: Clip(k), Value: Clip(md[k]), Expected: fmt.Sprintf("at most %d metadata keys, got %d", MaxMetadataKeys, len(md))}
+	}
+	for k, v := range md {
+		limit := MaxMetadataValue
+		if pemKeys[k] {
+			limit = MaxMetadataPEMValue
+		}
+		if len(k) > MaxMetadataValue || len(v) > limit {
+			return &MetadataError{Key: Clip(k), Value: Clip(v), Expected: fmt.Sprintf("a key and value of at most %d bytes each (this value has %d)", limit, len(v))}
+		}
+	}
+	return nil
+}
+
 func checkKeys(md map[string]string) error {
+	if err := checkBounds(md); err != nil {
+		return err
+	}
 	var unknown []string
 	for k := range md {
 		switch k {

@@ -64,8 +64,9 @@ func TestKEDAPortAnswersDuringAPIFlood(t *testing.T) {
 	t.Logf("%d activity events sent while KEDA's port answered 200 calls", sent.Load())
 }
 
-// Activity for ever-new org ids stops at --max-orgs with ResourceExhausted
-// naming the limit; known orgs, and orgs KEDA's triggers name, go on.
+// Activity and KEDA's triggers for ever-new org ids stop at --max-orgs with
+// ResourceExhausted naming the limit; known orgs go on, and an admin may
+// still create one.
 func TestMaxOrgs(t *testing.T) {
 	o := options(t, t.TempDir())
 	o.MaxOrgs = 3
@@ -94,11 +95,18 @@ func TestMaxOrgs(t *testing.T) {
 	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "event 2") {
 		t.Fatalf("stream: want ResourceExhausted at event 2, got %v", err)
 	}
-	if active, _ := answer(t, d, pynode("keda-named")); !active {
-		t.Fatal("an org named by a trigger is created whatever the limit")
+	if _, err := d.keda.IsActive(ctx, pynode("keda-named")); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "limit of 3 orgs") {
+		t.Fatalf("a new org named by a trigger past the limit: want ResourceExhausted, got %v", err)
 	}
-	if !strings.Contains(scrape(t, d), "scaler_org_limit_refusals_total 2") {
-		t.Error("/metrics should count the 2 refusals")
+	if active, _ := answer(t, d, pynode("a")); !active {
+		t.Fatal("a known org's trigger must go on being answered past the limit")
+	}
+	on := true
+	if _, err := d.orgs.UpdateOrg(ctx, &pb.UpdateOrgRequest{Org: "admin-named", ScaleToZeroAllowed: &on}); err != nil {
+		t.Fatalf("an admin creates an org whatever the limit: %v", err)
+	}
+	if !strings.Contains(scrape(t, d), "scaler_org_limit_refusals_total 3") {
+		t.Error("/metrics should count the 3 refusals")
 	}
 	long := &kedapb.ScaledObjectRef{Namespace: strings.Repeat("n", 300), Name: "x", ScalerMetadata: pynode("a").ScalerMetadata}
 	if _, err := d.keda.IsActive(ctx, long); status.Code(err) != codes.InvalidArgument {

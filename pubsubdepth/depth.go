@@ -71,9 +71,10 @@ type Depth struct {
 
 	// Why the backlog is or is not known, put in words only by Reason:
 	// KEDA's answers never need the words.
-	why    why
-	age    time.Duration
-	maxAge time.Duration
+	why        why
+	age        time.Duration
+	maxAge     time.Duration
+	emptyAfter time.Duration
 }
 
 type why int
@@ -97,7 +98,7 @@ func (d Depth) Reason() string {
 	case whyMissing:
 		r = "the subscription does not exist"
 	case whyNoPointYet:
-		r = "the subscription exists and has had no point yet: 0 messages"
+		r = fmt.Sprintf("the subscription exists and has had no point over the last %s: 0 messages", d.emptyAfter)
 	case whyStale:
 		r = fmt.Sprintf("the last point is %s old, older than the depth max age %s", d.age.Round(time.Second), d.maxAge)
 	case whyFetchFailed:

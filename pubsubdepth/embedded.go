@@ -41,6 +41,9 @@ func (e *Embedded) Addr() string { return e.srv.Addr }
 // Close stops the server.
 func (e *Embedded) Close() error { return e.srv.Close() }
 
+// Group implements Grouper: one read answers every subscription.
+func (e *Embedded) Group(string) string { return "embedded" }
+
 // Fetch implements Source: unacknowledged messages of each subscription's
 // topic, observed now. A subscription that does not exist has no point.
 func (e *Embedded) Fetch(ctx context.Context, subs []string) (map[string]Point, error) {

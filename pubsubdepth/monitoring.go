@@ -40,7 +40,9 @@ type MonitoringOptions struct {
 	// Insecure dials Endpoint in plaintext without credentials: for a local
 	// MetricService only.
 	Insecure bool
-	// Lookback is how far back a query looks for the newest point.
+	// Lookback is how far back a query looks for the newest point: the
+	// tracker's EmptyAfter, so a point older than the max age is seen (and
+	// makes the backlog blind) instead of being missed (and read as empty).
 	Lookback time.Duration
 	Now      func() time.Time
 }
@@ -60,7 +62,7 @@ func NewMonitoring(ctx context.Context, opts MonitoringOptions) (*Monitoring, er
 		opts.Now = time.Now
 	}
 	if opts.Lookback <= 0 {
-		opts.Lookback = 5 * time.Minute
+		opts.Lookback = DefaultEmptyAfter
 	}
 	m := &Monitoring{opts: opts}
 	// Count the calls the API sees: one per page.
@@ -92,6 +94,15 @@ func (m *Monitoring) Close() error { return m.client.Close() }
 
 // Calls is the number of ListTimeSeries calls made (pages included).
 func (m *Monitoring) Calls() int64 { return m.calls.Load() }
+
+// Group implements Grouper: one query per project queried.
+func (m *Monitoring) Group(sub string) string {
+	if m.opts.Project != "" {
+		return m.opts.Project
+	}
+	project, _, _ := ParseName(sub)
+	return project
+}
 
 // Fetch implements Source.
 func (m *Monitoring) Fetch(ctx context.Context, subs []string) (map[string]Point, error) {

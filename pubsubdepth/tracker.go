@@ -2,8 +2,8 @@ package pubsubdepth
 
 import (
 	"context"
-	"errors"
 	"log/slog"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -16,15 +16,28 @@ type Checker interface {
 	Exists(ctx context.Context, sub string) (bool, error)
 }
 
+// Grouper is implemented by a Source whose one query answers several
+// subscriptions: Group names the query sub belongs to (Cloud Monitoring:
+// the project queried). A Source without it is queried per project.
+type Grouper interface {
+	Group(sub string) string
+}
+
 // TrackerOptions configure a Tracker.
 type TrackerOptions struct {
 	Source  Source
 	Checker Checker // nil: existence is never confirmed
-	// Refresh is how often every tracked subscription is fetched.
+	// Refresh is how often every tracked subscription is fetched, and the
+	// least time between two queries of one group (project).
 	Refresh time.Duration
 	// MaxAge is how long a point is trusted, and a hint kept without a
 	// newer point.
 	MaxAge time.Duration
+	// EmptyAfter is how far back the source looks for a point (at least
+	// MaxAge; default 1h): an existing subscription with no point at all
+	// over it counts as empty, and one whose newest point is older than
+	// MaxAge but within it is blind, never empty.
+	EmptyAfter time.Duration
 	// DropAfter drops a subscription nobody asked about for this many
 	// refreshes (default 10), and never sooner than MinDropAfter.
 	DropAfter int
@@ -36,8 +49,12 @@ type TrackerOptions struct {
 	// RecheckMissing is how often a missing subscription is looked up
 	// again, in case it was created since (default 1m).
 	RecheckMissing time.Duration
-	Now            func() time.Time
-	Logger         *slog.Logger
+	// MaxBackoff bounds how long a subscription whose fetch keeps failing
+	// waits before the next try (default 5m; it starts at Refresh and
+	// doubles).
+	MaxBackoff time.Duration
+	Now        func() time.Time
+	Logger     *slog.Logger
 }
 
 // Tracker keeps the backlog of every subscription being asked about, fresh
@@ -46,22 +63,36 @@ type Tracker struct {
 	opts TrackerOptions
 	log  *slog.Logger
 
-	mu     sync.Mutex
-	subs   map[string]*tracked
-	kick   chan struct{}
-	lastOK time.Time // the last refresh whose fetch succeeded for at least one subscription
+	mu      sync.Mutex
+	subs    map[string]*tracked
+	groups  map[string]*group
+	kick    chan struct{}
+	checkC  chan struct{}
+	lastOK  time.Time // the last fetch that succeeded for at least one subscription
+	running sync.WaitGroup
 }
 
 type tracked struct {
+	group     string
 	lastAsked time.Time
 	observed  Point
 	hasPoint  bool
 	fetched   bool // a fetch that covered it succeeded at least once
 	err       error
+	failures  int       // fetches failed in a row
+	retryAt   time.Time // not fetched before this, after failures
 	exists    Existence
 	checkedAt time.Time
-	hints     []hint // in arrival order
+	checking  bool
+	hints     []hint // in arrival order, at most maxHints
 	watchers  watch.List
+}
+
+// group is one query of the source (a project): queried at most once per
+// Refresh, however many new subscriptions are named in between.
+type group struct {
+	lastCall time.Time
+	inFlight bool
 }
 
 // hint is one enqueue hint: n messages said to be enqueued at at.
@@ -69,6 +100,10 @@ type hint struct {
 	at time.Time
 	n  int64
 }
+
+// maxHints bounds the hints kept per subscription: past it the two oldest
+// merge into one, with their saturating sum and the older time.
+const maxHints = 16
 
 // NewTracker returns a Tracker; call Run to start refreshing.
 func NewTracker(o TrackerOptions) *Tracker {
@@ -81,6 +116,13 @@ func NewTracker(o TrackerOptions) *Tracker {
 	if o.RecheckMissing <= 0 {
 		o.RecheckMissing = time.Minute
 	}
+	if o.EmptyAfter <= 0 {
+		o.EmptyAfter = DefaultEmptyAfter
+	}
+	o.EmptyAfter = max(o.EmptyAfter, o.MaxAge)
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 5 * time.Minute
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -88,12 +130,17 @@ func NewTracker(o TrackerOptions) *Tracker {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Tracker{opts: o, log: o.Logger.With("component", "pubsubdepth"),
-		subs: make(map[string]*tracked), kick: make(chan struct{}, 1)}
+		subs: make(map[string]*tracked), groups: make(map[string]*group),
+		kick: make(chan struct{}, 1), checkC: make(chan struct{}, 1)}
 }
 
+// DefaultEmptyAfter is the default lookback: an hour without any point is
+// what it takes for an existing subscription to count as empty.
+const DefaultEmptyAfter = time.Hour
+
 // Backlog returns what is known of sub now, from memory, and tracks it: a
-// subscription asked about for the first time is fetched at once in the
-// background.
+// subscription asked about for the first time is fetched in the
+// background, at once unless its group was queried within Refresh.
 func (t *Tracker) Backlog(sub string) Depth {
 	now := t.opts.Now()
 	t.mu.Lock()
@@ -109,14 +156,61 @@ func (t *Tracker) Backlog(sub string) Depth {
 func (t *Tracker) get(sub string, now time.Time) *tracked {
 	s, ok := t.subs[sub]
 	if !ok {
-		s = &tracked{lastAsked: now}
+		s = &tracked{lastAsked: now, group: t.groupOf(sub)}
 		t.subs[sub] = s
-		select {
-		case t.kick <- struct{}{}:
-		default:
+		if t.groups[s.group] == nil {
+			t.groups[s.group] = &group{}
 		}
+		signal(t.kick)
+		signal(t.checkC)
 	}
 	return s
+}
+
+func (t *Tracker) groupOf(sub string) string {
+	if g, ok := t.opts.Source.(Grouper); ok {
+		return g.Group(sub)
+	}
+	project, _, _ := ParseName(sub)
+	return project
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Forget stops tracking sub now, unless a stream still watches it: its
+// trigger is gone.
+func (t *Tracker) Forget(sub string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s, ok := t.subs[sub]; ok && len(s.watchers) == 0 {
+		t.drop(sub, s)
+	}
+}
+
+// drop removes sub, and its group once it is empty. Caller holds t.mu.
+func (t *Tracker) drop(sub string, s *tracked) {
+	delete(t.subs, sub)
+	for _, o := range t.subs {
+		if o.group == s.group {
+			return
+		}
+	}
+	if g := t.groups[s.group]; g != nil && !g.inFlight {
+		delete(t.groups, s.group)
+	}
+}
+
+// Tracked reports whether sub is tracked.
+func (t *Tracker) Tracked(sub string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.subs[sub]
+	return ok
 }
 
 // Hint counts n more messages on sub until the source shows a point
@@ -128,19 +222,35 @@ func (t *Tracker) Hint(sub string, n int64) Depth {
 	s := t.get(sub, now)
 	s.lastAsked = now
 	if n > 0 {
-		s.hints = append(s.hints, hint{at: now, n: n})
+		s.addHint(hint{at: now, n: n})
 	}
 	if s.exists == Missing {
 		// Work enqueued on it: it may have just been created. Look again now
 		// rather than at the next periodic recheck.
 		s.exists, s.checkedAt = ExistenceUnknown, time.Time{}
-		select {
-		case t.kick <- struct{}{}:
-		default:
-		}
+		signal(t.checkC)
 	}
 	s.notify()
 	return t.depth(sub, s, now)
+}
+
+// addHint appends h, merging the two oldest hints when there are
+// maxHints: the count saturates and the older time stands, so a flood of
+// hints can neither grow memory nor overflow into a negative backlog.
+func (s *tracked) addHint(h hint) {
+	if len(s.hints) == maxHints {
+		s.hints[1] = hint{at: s.hints[0].at, n: satAdd(s.hints[0].n, s.hints[1].n)}
+		s.hints = append(s.hints[:0], s.hints[1:]...)
+	}
+	s.hints = append(s.hints, h)
+}
+
+// satAdd is a + b for non-negative counts, stopping at math.MaxInt64.
+func satAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 func (t *Tracker) depth(sub string, s *tracked, now time.Time) Depth {
@@ -150,11 +260,11 @@ func (t *Tracker) depth(sub string, s *tracked, now time.Time) Depth {
 	}
 	t.expireHints(s, now)
 	for _, h := range s.hints {
-		d.Hint += h.n
+		d.Hint = satAdd(d.Hint, h.n)
 		d.HintAt = h.at
 	}
 	var base int64
-	d.age, d.maxAge = now.Sub(s.observed.At), t.opts.MaxAge
+	d.age, d.maxAge, d.emptyAfter = now.Sub(s.observed.At), t.opts.MaxAge, t.opts.EmptyAfter
 	switch {
 	case s.hasPoint && d.age <= t.opts.MaxAge:
 		d.Known, base, d.why = true, s.observed.Messages, whyFresh
@@ -178,7 +288,7 @@ func (t *Tracker) depth(sub string, s *tracked, now time.Time) Depth {
 		}
 		d.Known = true
 	}
-	d.Messages = base + d.Hint
+	d.Messages = satAdd(base, d.Hint)
 	return d
 }
 
@@ -221,150 +331,6 @@ func (t *Tracker) Snapshot() []Depth {
 	t.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Subscription < out[j].Subscription })
 	return out
-}
-
-// Run refreshes every tracked subscription each Refresh, and new ones at
-// once, until ctx ends.
-func (t *Tracker) Run(ctx context.Context) {
-	tick := time.NewTicker(t.opts.Refresh)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			t.refresh(ctx, false)
-		case <-t.kick:
-			t.refresh(ctx, true)
-		}
-	}
-}
-
-// refresh fetches the tracked subscriptions (only those never fetched when
-// onlyNew), then looks up the existence of those that need it.
-func (t *Tracker) refresh(ctx context.Context, onlyNew bool) {
-	subs, check := t.due(onlyNew)
-	if len(subs) > 0 {
-		fctx, cancel := context.WithTimeout(ctx, t.opts.Refresh)
-		points, err := t.opts.Source.Fetch(fctx, subs)
-		cancel()
-		if err != nil && ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			t.log.Warn("backlog fetch failed; keeping the last points", "subscriptions", len(subs), "err", err)
-		}
-		t.apply(subs, points, err)
-	}
-	t.checkAll(ctx, check)
-}
-
-// maxChecks bounds the existence lookups in flight at once.
-const maxChecks = 8
-
-func (t *Tracker) checkAll(ctx context.Context, subs []string) {
-	sem := make(chan struct{}, maxChecks)
-	var wg sync.WaitGroup
-	for _, sub := range subs {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			t.check(ctx, sub)
-		})
-	}
-	wg.Wait()
-}
-
-// due lists what to fetch and what to check, and drops the subscriptions
-// nobody asked about for DropAfter refreshes. A subscription with a point
-// needs no lookup: Monitoring has its series, so it exists.
-func (t *Tracker) due(onlyNew bool) (fetch, check []string) {
-	now := t.opts.Now()
-	idle := max(time.Duration(t.opts.DropAfter)*t.opts.Refresh, t.opts.MinDropAfter)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for sub, s := range t.subs {
-		if now.Sub(s.lastAsked) > idle && len(s.watchers) == 0 {
-			delete(t.subs, sub)
-			t.log.Info("stopped tracking a subscription nobody asks about", "subscription", sub, "last_asked", s.lastAsked)
-			continue
-		}
-		if !onlyNew || !s.fetched {
-			fetch = append(fetch, sub)
-		}
-		if t.opts.Checker != nil && !s.hasPoint && s.exists != Exists && now.Sub(s.checkedAt) > t.opts.RecheckMissing {
-			check = append(check, sub)
-		}
-	}
-	sort.Strings(fetch)
-	return fetch, check
-}
-
-func (t *Tracker) check(ctx context.Context, sub string) {
-	cctx, cancel := context.WithTimeout(ctx, checkTimeout)
-	ok, err := t.opts.Checker.Exists(cctx, sub)
-	cancel()
-	now := t.opts.Now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s, tracked := t.subs[sub]
-	if !tracked {
-		return
-	}
-	s.checkedAt = now // a failed lookup also waits RecheckMissing before the next
-	if err != nil {
-		t.log.Warn("cannot tell whether a subscription exists", "subscription", sub, "err", err)
-		return
-	}
-	before := s.exists
-	s.exists = Missing
-	if ok {
-		s.exists = Exists
-	}
-	if s.exists != before {
-		if s.exists == Missing {
-			t.log.Warn("subscription not found", "subscription", sub)
-		}
-		s.notify()
-	}
-}
-
-// checkTimeout bounds one existence lookup.
-const checkTimeout = 5 * time.Second
-
-func (t *Tracker) apply(subs []string, points map[string]Point, err error) {
-	now := t.opts.Now()
-	var partial *FetchError
-	errors.As(err, &partial)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if err == nil || (partial != nil && len(partial.bySub) < len(subs)) {
-		t.lastOK = now
-	}
-	for _, sub := range subs {
-		s, ok := t.subs[sub]
-		if !ok {
-			continue
-		}
-		before := t.depth(sub, s, now)
-		subErr := err
-		if partial != nil {
-			subErr = partial.For(sub) // other projects' answers stand
-		}
-		if subErr != nil {
-			s.err = subErr
-		} else {
-			s.err, s.fetched = nil, true
-			if p, ok := points[sub]; ok && (!s.hasPoint || !p.At.Before(s.observed.At)) {
-				s.observed, s.hasPoint = p, true
-				s.exists = Exists // it has a series: it exists
-			}
-		}
-		after := t.depth(sub, s, now)
-		if before.Known != after.Known || before.Messages != after.Messages {
-			s.notify()
-		}
-	}
 }
 
 // Watch is a subscription to the changes of one Pub/Sub subscription's

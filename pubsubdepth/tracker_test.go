@@ -50,7 +50,7 @@ func (e *trackerEnv) exist(t *testing.T, sub string) {
 	pubsubtest.Create(t, pubsubtest.Client(t, e.emb.Addr(), e.project), sub)
 }
 
-func (e *trackerEnv) refresh() { e.tr.refresh(context.Background(), false) }
+func (e *trackerEnv) refresh() { e.tr.refreshNow(context.Background()) }
 
 const sub = "projects/p-tracker/subscriptions/jobs"
 
@@ -301,7 +301,7 @@ func TestTrackerHintRechecksMissing(t *testing.T) {
 	}
 	e.exist(t, fresh)
 	e.tr.Hint(fresh, 1)
-	e.tr.refresh(context.Background(), true) // what the kick runs
+	e.tr.refreshNow(context.Background())
 	if d := e.tr.Backlog(fresh); d.Exists != Exists || !d.Known || d.Messages != 1 {
 		t.Fatalf("want found at once, with the hint counted: %+v", d)
 	}

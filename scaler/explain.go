@@ -57,10 +57,9 @@ func (s *Server) Explain(md map[string]string) (Explanation, error) {
 	}
 	if err == nil && a.Rule == decide.RuleBlind {
 		e.Err = blindError(w, d) // GetMetrics
-		if !a.Active {
-			last, ok := s.lastActive(w.MetricName())
-			e.Active = ok && last
-		}
+		last, hasLast := s.lastActive(w.MetricName())
+		active, ok := decide.Hold(a, last, hasLast)
+		e.Active = ok && active
 	}
 	return e, nil
 }

@@ -26,10 +26,11 @@ import (
 
 // Orgs is the org state the scaler reads; activity.Store provides it.
 type Orgs interface {
-	// Sight returns the org, creating it as active if it is new.
-	Sight(id string) activity.Org
-	// Watch subscribes to the org's changes.
-	Watch(id string) *activity.Watch
+	// Sight returns the org, creating it as active if it is new; past the
+	// org limit a new one is refused with *activity.LimitError.
+	Sight(id string) (activity.Org, error)
+	// Watch subscribes to the org's changes, creating it as Sight does.
+	Watch(id string) (*activity.Watch, error)
 }
 
 // Backlogs gives the backlog of a subscription from memory;
@@ -194,7 +195,10 @@ func (s *Server) evaluate(w decide.Workload) (decide.Answer, activity.Org, pubsu
 	var org decide.OrgState
 	var o activity.Org
 	if w.Org != "" {
-		o = s.orgs.Sight(w.Org)
+		var err error
+		if o, err = s.orgs.Sight(w.Org); err != nil {
+			return decide.Answer{}, o, pubsubdepth.Depth{}, orgError(err)
+		}
 		org = orgState(o)
 	}
 	var b decide.Backlog
@@ -207,6 +211,15 @@ func (s *Server) evaluate(w decide.Workload) (decide.Answer, activity.Org, pubsu
 		b = decide.Backlog{Known: d.Known, Messages: d.Messages, ObservedAt: d.Observed.At}
 	}
 	return decide.Decide(w, org, b, s.now()), o, d, nil
+}
+
+// orgError is an org the scaler will not create, as KEDA gets it.
+func orgError(err error) error {
+	var limit *activity.LimitError
+	if errors.As(err, &limit) {
+		return status.Error(codes.ResourceExhausted, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
 }
 
 func orgState(o activity.Org) decide.OrgState {
@@ -230,7 +243,7 @@ func (s *Server) IsActive(_ context.Context, ref *pb.ScaledObjectRef) (*pb.IsAct
 	if err != nil {
 		return nil, err
 	}
-	active, err := s.remember(w, name, a.Active, a.Blind(), d)
+	active, err := s.remember(w, name, a, d)
 	s.count(w, active, err)
 	if s.observer != nil {
 		reason := a.Reason
@@ -257,17 +270,15 @@ func (s *Server) count(w decide.Workload, active bool, err error) {
 }
 
 // remember keeps the last answer per workload (by its metric name), and
-// gives it back while the backlog is blind; with no last answer, blind is
-// an error.
-func (s *Server) remember(w decide.Workload, name string, active, blind bool, d pubsubdepth.Depth) (bool, error) {
-	if blind {
-		last, ok := s.lastActive(name)
-		if !ok {
-			return false, blindError(w, d)
-		}
-		return last, nil
+// says what IsActive answers by decide.Hold: while blind, the last answer;
+// with none, an error.
+func (s *Server) remember(w decide.Workload, name string, a decide.Answer, d pubsubdepth.Depth) (bool, error) {
+	last, hasLast := s.lastActive(name)
+	active, ok := decide.Hold(a, last, hasLast)
+	if !ok {
+		return false, blindError(w, d)
 	}
-	if last, ok := s.lastActive(name); !ok || last != active {
+	if !a.Blind() && (!hasLast || last != active) {
 		s.last.store(name, active)
 	}
 	return active, nil
@@ -353,7 +364,10 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 	}
 	var orgChanged, backlogChanged <-chan struct{}
 	if w.Org != "" {
-		watch := s.orgs.Watch(w.Org)
+		watch, err := s.orgs.Watch(w.Org)
+		if err != nil {
+			return orgError(err)
+		}
 		defer watch.Stop()
 		orgChanged = watch.C()
 	}
@@ -392,8 +406,9 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 			s.metrics.pushes.Inc()
 			log.Debug("pushed active", "rule", a.Rule, "reason", a.Reason())
 		}
-		if !a.Blind() { // blind keeps the last state, as IsActive does
-			wasActive = a.Active
+		// Blind keeps the last state, by the rule IsActive uses.
+		wasActive, _ = decide.Hold(a, wasActive, true)
+		if !a.Blind() {
 			activeUntil = time.Time{}
 			if a.Active {
 				activeUntil = a.NextChange

@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/orgscaler/orgscaler/app"
 	"github.com/orgscaler/orgscaler/usage"
@@ -78,6 +77,7 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs.BoolVar(&c.app.MonitoringInsecure, "monitoring-insecure", false, "dial --monitoring-endpoint in plaintext without credentials: for a local MetricService only")
 	fs.DurationVar(&c.app.DepthRefresh, "depth-refresh", app.DefaultDepthRefresh, "how often the backlog of every tracked subscription is fetched, in the background")
 	fs.DurationVar(&c.app.DepthMaxAge, "depth-max-age", app.DefaultDepthMaxAge, "how long a backlog point is trusted; past it GetMetrics answers Unavailable (so KEDA's fallback engages) and IsActive keeps its last answer")
+	fs.DurationVar(&c.app.DepthEmptyAfter, "depth-empty-after", app.DefaultDepthEmptyAfter, "how far back Cloud Monitoring is asked for a subscription's newest point (at least 1h): only an existing subscription with no point at all over it counts as empty; a newest point older than --depth-max-age is blind, never empty")
 	fs.StringVar(&c.app.Kubeconfig, "kubeconfig", "", "kubeconfig of the cluster whose ScaledObjects get the scaler's Events (org woke, went dormant, answer changed); off when empty")
 	fs.BoolVar(&c.app.InCluster, "in-cluster", false, "record Events on ScaledObjects using the pod's service account (in a cluster)")
 	fs.StringVar(&c.app.TLS.Cert, "tls-cert", "", "PEM certificate (chain) of the KEDA port: serve it over TLS; re-read when the file changes")
@@ -87,6 +87,8 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs.StringVar(&c.app.APITLS.Key, "api-tls-key", "", "PEM private key of --api-tls-cert")
 	fs.StringVar(&c.app.APITLS.ClientCA, "api-tls-client-ca", "", "PEM CA bundle for API client certificates; a certificate's role is its subject's organization: O=producer or O=admin")
 	fs.StringVar(&c.app.APITokensFile, "api-tokens-file", "", "file of API bearer tokens, one `TOKEN ROLE` a line (roles: producer sends activity and hints; admin also reads and changes orgs); re-read when it changes")
+	fs.BoolVar(&c.app.KEDAInsecure, "keda-insecure", false, "let the KEDA port listen in plaintext on a non-loopback address without --tls-client-ca (it otherwise refuses to: anyone who reaches it could steer the answers); for a port fenced by a NetworkPolicy")
+	fs.IntVar(&c.app.MaxStreamsPerConn, "max-streams-per-conn", app.DefaultMaxStreamsPerConn, "most concurrent calls and streams one connection to the KEDA port may hold open (KEDA opens one StreamIsActive per external-push trigger over one shared connection)")
 	fs.BoolVar(&c.app.APIInsecure, "api-insecure", false, "let the API listen on a non-loopback address with no authentication (without tokens or client certificates it otherwise refuses to)")
 	fs.IntVar(&c.app.MaxOrgs, "max-orgs", app.DefaultMaxOrgs, "most orgs activity may create; past it, activity for a new org gets ResourceExhausted (orgs named by KEDA's triggers or an admin are always created)")
 	fs.IntVar(&c.app.MinFreeDiskMB, "min-free-disk-mb", app.DefaultMinFreeDiskMB, "free space (MiB) the data dir's filesystem must keep: below it nothing is written (a full disk would crash Badger), answers go on from memory, admin changes get Unavailable; -1 turns the check off")
@@ -130,32 +132,13 @@ Flags:
 }
 
 func (c config) validate() error {
-	switch {
-	case c.logFormat != "text" && c.logFormat != "json":
+	if c.logFormat != "text" && c.logFormat != "json" {
 		return fmt.Errorf("--log-format is %q: expected text or json", c.logFormat)
-	case c.app.IdleWindow < time.Second:
-		return fmt.Errorf("--idle-window is %s: expected at least 1s", c.app.IdleWindow)
-	case c.app.FlushInterval < 10*time.Millisecond:
-		return fmt.Errorf("--flush-interval is %s: expected at least 10ms", c.app.FlushInterval)
-	case c.app.DataDir == "":
+	}
+	if c.app.DataDir == "" {
 		return errors.New("--data-dir is empty: expected a directory")
-	case c.app.PubSub != app.PubSubNone && c.app.PubSub != app.PubSubEmbedded && c.app.PubSub != app.PubSubMonitoring:
-		return fmt.Errorf("--pubsub is %q: expected monitoring, embedded or none", c.app.PubSub)
-	case c.app.DepthRefresh < 100*time.Millisecond:
-		return fmt.Errorf("--depth-refresh is %s: expected at least 100ms", c.app.DepthRefresh)
-	case c.app.DepthMaxAge < c.app.DepthRefresh:
-		return fmt.Errorf("--depth-max-age is %s: expected at least --depth-refresh (%s)", c.app.DepthMaxAge, c.app.DepthRefresh)
-	case c.app.MaxOrgs < 1:
-		return fmt.Errorf("--max-orgs is %d: expected at least 1", c.app.MaxOrgs)
-	case c.app.UsageRetention < time.Hour:
-		return fmt.Errorf("--usage-retention is %s: expected at least 1h (figures are kept per hour)", c.app.UsageRetention)
-	case c.app.MonitoringInsecure && c.app.MonitoringEndpoint == "":
-		return errors.New("--monitoring-insecure needs --monitoring-endpoint: it is for a local MetricService only")
 	}
-	if err := c.app.TLS.Check("--tls"); err != nil {
-		return err
-	}
-	return c.app.APITLS.Check("--api-tls")
+	return c.app.Validate()
 }
 
 func newLogger(format string, level slog.Level, w io.Writer) *slog.Logger {

@@ -41,7 +41,8 @@ type Server struct {
 	series   map[string][]*monitoringpb.TimeSeries // by project queried
 	requests []*monitoringpb.ListTimeSeriesRequest
 	fail     error
-	failFor  map[string]error // by project queried
+	failFor  map[string]error         // by project queried
+	hang     map[string]chan struct{} // by project queried: calls wait until closed
 }
 
 // Start serves a MetricService on loopback until the test ends.
@@ -108,6 +109,41 @@ func (m *Server) SetFailFor(project string, err error) {
 	m.failFor[project] = err
 }
 
+// Hang makes the queries of one project wait, as a slow or unreachable
+// region does, until the caller gives up or release is called.
+func (m *Server) Hang(project string) (release func()) {
+	ch := make(chan struct{})
+	m.mu.Lock()
+	if m.hang == nil {
+		m.hang = map[string]chan struct{}{}
+	}
+	m.hang[project] = ch
+	m.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			m.mu.Lock()
+			delete(m.hang, project)
+			m.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// CallsFor is how many ListTimeSeries requests (pages included) one
+// project has received.
+func (m *Server) CallsFor(project string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, r := range m.requests {
+		if r.GetName() == "projects/"+project {
+			n++
+		}
+	}
+	return n
+}
+
 // Requests returns every ListTimeSeries request received, pages included.
 func (m *Server) Requests() []*monitoringpb.ListTimeSeriesRequest {
 	m.mu.Lock()
@@ -118,10 +154,19 @@ func (m *Server) Requests() []*monitoringpb.ListTimeSeriesRequest {
 var oneOf = regexp.MustCompile(`resource\.labels\.subscription_id = one_of\(([^)]*)\)`)
 
 // ListTimeSeries implements the API.
-func (m *Server) ListTimeSeries(_ context.Context, req *monitoringpb.ListTimeSeriesRequest) (*monitoringpb.ListTimeSeriesResponse, error) {
+func (m *Server) ListTimeSeries(ctx context.Context, req *monitoringpb.ListTimeSeriesRequest) (*monitoringpb.ListTimeSeriesResponse, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.requests = append(m.requests, req)
+	if ch := m.hang[strings.TrimPrefix(req.GetName(), "projects/")]; ch != nil {
+		m.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+		m.mu.Lock()
+	}
+	defer m.mu.Unlock()
 	if m.fail != nil {
 		return nil, m.fail
 	}

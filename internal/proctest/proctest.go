@@ -14,6 +14,7 @@ import (
 type Process struct {
 	Cmd     *exec.Cmd
 	API     string    // the activity and admin API's address
+	KEDA    string    // the KEDA port's address
 	Started time.Time // when the process was started
 	Serving time.Time // when it logged "scaler serving"
 	Done    chan struct{}
@@ -38,9 +39,9 @@ func Start(t testing.TB, bin, dir string, onLine func(line []byte), args ...stri
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			var line struct{ Msg, API string }
+			var line struct{ Msg, API, KEDA string }
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "scaler serving" && p.API == "" {
-				p.Serving, p.API = time.Now(), line.API
+				p.Serving, p.API, p.KEDA = time.Now(), line.API, line.KEDA
 				close(ready)
 			}
 			if onLine != nil {

@@ -1,0 +1,41 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Validate checks the options as New will use them (zero fields take
+// their defaults), with errors that name the flag, the value and what is
+// expected: cmd/scaler and embedders get the same ones.
+func (o Options) Validate() error {
+	o = withDefaults(o)
+	switch {
+	case o.IdleWindow < time.Second:
+		return fmt.Errorf("--idle-window is %s: expected at least 1s", o.IdleWindow)
+	case o.FlushInterval < 10*time.Millisecond:
+		return fmt.Errorf("--flush-interval is %s: expected at least 10ms", o.FlushInterval)
+	case o.PubSub != PubSubNone && o.PubSub != PubSubEmbedded && o.PubSub != PubSubMonitoring:
+		return fmt.Errorf("--pubsub is %q: expected monitoring, embedded or none", o.PubSub)
+	case o.DepthRefresh < 100*time.Millisecond:
+		return fmt.Errorf("--depth-refresh is %s: expected at least 100ms", o.DepthRefresh)
+	case o.DepthMaxAge < o.DepthRefresh:
+		return fmt.Errorf("--depth-max-age is %s: expected at least --depth-refresh (%s)", o.DepthMaxAge, o.DepthRefresh)
+	case o.DepthEmptyAfter < time.Hour || o.DepthEmptyAfter < o.DepthMaxAge:
+		return fmt.Errorf("--depth-empty-after is %s: expected at least 1h and at least --depth-max-age (%s): a gap in Monitoring's points shorter than that is not an empty queue",
+			o.DepthEmptyAfter, o.DepthMaxAge)
+	case o.MaxOrgs < 1:
+		return fmt.Errorf("--max-orgs is %d: expected at least 1", o.MaxOrgs)
+	case o.UsageRetention < time.Hour:
+		return fmt.Errorf("--usage-retention is %s: expected at least 1h (figures are kept per hour)", o.UsageRetention)
+	case o.MonitoringInsecure && o.MonitoringEndpoint == "":
+		return errors.New("--monitoring-insecure needs --monitoring-endpoint: it is for a local MetricService only")
+	case o.MaxStreamsPerConn < 1:
+		return fmt.Errorf("--max-streams-per-conn is %d: expected at least 1", o.MaxStreamsPerConn)
+	}
+	if err := o.TLS.Check("--tls"); err != nil {
+		return err
+	}
+	return o.APITLS.Check("--api-tls")
+}
