@@ -102,6 +102,72 @@ func (s *Store) applyUpdate(sh *shard, id string, u Update, written record, now 
 	return o
 }
 
+// Delete removes org from disk, then from memory, and returns it as it
+// was, with how many watches still follow it: each open stream recreates
+// it as new (active) at its next look. ok is false when the store does
+// not hold it.
+func (s *Store) Delete(ctx context.Context, id string) (o Org, watchers int, ok bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return Org{}, 0, false, err
+	}
+	s.writeMu.Lock() // only writeMu holders remove orgs, and no flush writes it back
+	defer s.writeMu.Unlock()
+	sh := s.shard(id)
+	sh.mu.Lock()
+	_, ok = sh.orgs[id]
+	sh.mu.Unlock()
+	if !ok {
+		return Org{}, 0, false, nil
+	}
+	if err := s.erase(id); err != nil {
+		return Org{}, 0, false, err // memory unchanged: the org is still there
+	}
+	sh.mu.Lock()
+	e := sh.orgs[id]
+	o = s.snapshot(id, e)
+	delete(sh.orgs, id)
+	s.count.Add(-1)
+	s.metrics.moved(stateOf(e.rec), "")
+	if e.watchers != nil {
+		watchers = len(*e.watchers)
+		if sh.orphans == nil {
+			sh.orphans = map[string]*watch.List{}
+		}
+		sh.orphans[id] = e.watchers
+		e.watchers.Notify()
+	}
+	if sh.deleted == nil || len(sh.deleted) >= maxDeletedRemembered {
+		sh.deleted = map[string]struct{}{}
+	}
+	sh.deleted[id] = struct{}{}
+	sh.mu.Unlock()
+	s.log.Info("org deleted", "org", id, "state", stateOf(e.rec), "last_activity", o.LastActivity, "open_streams", watchers)
+	return o, watchers, true, nil
+}
+
+// maxDeletedRemembered bounds, per shard, the deleted ids remembered so
+// the log can say an org came back.
+const maxDeletedRemembered = 1024
+
+// erase deletes id's record and syncs.
+func (s *Store) erase(id string) error {
+	if err := s.CheckDisk(); err != nil {
+		return err
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	if err := wb.Delete(orgKey(id)); err != nil {
+		return fmt.Errorf("delete org %q: %w", id, err)
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("delete org %q: %w", id, err)
+	}
+	if err := s.sync(); err != nil {
+		return fmt.Errorf("sync data dir: %w", err)
+	}
+	return nil
+}
+
 // Filter selects orgs by state.
 type Filter int
 
@@ -193,6 +259,11 @@ func (w *Watch) Stop() {
 		e.watchers.Remove(w.c)
 		if len(*e.watchers) == 0 {
 			e.watchers = nil
+		}
+	} else if l := sh.orphans[w.id]; l != nil {
+		l.Remove(w.c)
+		if len(*l) == 0 {
+			delete(sh.orphans, w.id)
 		}
 	}
 }

@@ -44,7 +44,9 @@ func (m *metrics) moved(from, to string) {
 	if from != "" {
 		m.orgs.WithLabelValues(from).Dec()
 	}
-	m.orgs.WithLabelValues(to).Inc()
+	if to != "" {
+		m.orgs.WithLabelValues(to).Inc()
+	}
 	switch {
 	case from == "dormant" && to == "active":
 		m.transitions.WithLabelValues("wake").Inc()

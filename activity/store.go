@@ -165,6 +165,10 @@ type shard struct {
 	mu    sync.Mutex
 	orgs  map[string]*entry
 	dirty []string
+	// orphans are the watchers of deleted orgs, handed to the org when a
+	// trigger names it again; deleted remembers recent deletes, for the log.
+	orphans map[string]*watch.List
+	deleted map[string]struct{}
 }
 
 type entry struct {
@@ -442,6 +446,14 @@ func (s *Store) getOrCreate(sh *shard, id string, now time.Time) (*entry, bool) 
 	}
 	e := &entry{rec: record{LastActivity: stampOf(now), FirstSeen: stampOf(now), ScaleToZero: true}}
 	sh.orgs[id] = e
+	if w := sh.orphans[id]; w != nil {
+		e.watchers = w
+		delete(sh.orphans, id)
+	}
+	if _, ok := sh.deleted[id]; ok {
+		delete(sh.deleted, id)
+		s.log.Info("org named again after it was deleted: recreated as new, active from now", "org", id)
+	}
 	s.count.Add(1)
 	s.metrics.moved("", "active")
 	s.markUrgent(sh, id, e)

@@ -28,6 +28,7 @@ type Store interface {
 	Get(id string) (activity.Org, bool)
 	List(f activity.Filter, after string, limit int) ([]activity.Org, bool)
 	Update(ctx context.Context, id string, u activity.Update) (activity.Org, error)
+	Delete(ctx context.Context, id string) (activity.Org, int, bool, error)
 }
 
 // Backlogs is what the API needs of the backlog tracker; nil when the
@@ -337,6 +338,24 @@ func (s *Server) UpdateOrg(ctx context.Context, req *pb.UpdateOrgRequest) (*pb.U
 		return nil, status.Errorf(codes.Unavailable, "org %q: change not saved: %v", req.GetOrg(), err)
 	}
 	return &pb.UpdateOrgResponse{Org: OrgProto(o)}, nil
+}
+
+// DeleteOrg removes an org from memory and disk, and answers once it is
+// gone from both.
+func (s *Server) DeleteOrg(ctx context.Context, req *pb.DeleteOrgRequest) (*pb.DeleteOrgResponse, error) {
+	if err := checkOrg("org", req.GetOrg()); err != nil {
+		return nil, err
+	}
+	o, streams, ok, err := s.store.Delete(ctx, req.GetOrg())
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, status.FromContextError(ctx.Err()).Err()
+	case err != nil:
+		return nil, status.Errorf(codes.Unavailable, "org %q: not deleted: %v", req.GetOrg(), err)
+	case !ok:
+		return nil, status.Errorf(codes.NotFound, "org %q: the scaler does not hold it", req.GetOrg())
+	}
+	return &pb.DeleteOrgResponse{Org: OrgProto(o), OpenStreams: int32(min(streams, 1<<30))}, nil
 }
 
 // OrgProto converts an org for the wire.

@@ -157,3 +157,57 @@ func TestStreamsPerConnectionAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// An admin deletes an org: gone from memory and disk (a restart does not
+// bring it back); a trigger that names it again gets a new, active org with
+// default settings; an open stream recreates it at once.
+func TestDeleteOrg(t *testing.T) {
+	dir := t.TempDir()
+	o := options(t, dir)
+	d := start(t, o)
+	ctx := context.Background()
+	off := false
+	if _, err := d.orgs.UpdateOrg(ctx, &pb.UpdateOrgRequest{Org: "gone", ScaleToZeroAllowed: &off}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.orgs.UpdateOrg(ctx, &pb.UpdateOrgRequest{Org: "watched", ScaleToZeroAllowed: &off}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := d.ctl(t, "org", "delete", "gone")
+	if err != nil || !strings.Contains(out, "deleted gone") {
+		t.Fatalf("scalerctl org delete: %v\n%s", err, out)
+	}
+	if _, err := d.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "gone"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("after delete: want NotFound, got %v", err)
+	}
+	if _, err := d.orgs.DeleteOrg(ctx, &pb.DeleteOrgRequest{Org: "gone"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("deleting it again: want NotFound, got %v", err)
+	}
+	stream, err := d.keda.StreamIsActive(ctx, pynode("watched"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := d.orgs.DeleteOrg(ctx, &pb.DeleteOrgRequest{Org: "watched"})
+	if err != nil || resp.GetOpenStreams() != 1 || resp.GetOrg().GetScaleToZeroAllowed() {
+		t.Fatalf("delete of a watched org: want 1 open stream and the old settings, got %v %v", resp, err)
+	}
+	poll(t, "the open stream recreates the org as new", func() bool {
+		got, err := d.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "watched"})
+		return err == nil && got.GetOrg().GetScaleToZeroAllowed() && got.GetOrg().GetState() == pb.Org_STATE_ACTIVE
+	})
+	d.stop(t)
+	d = start(t, o)
+	if _, err := d.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "gone"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("after a restart: want still NotFound, got %v", err)
+	}
+	if active, _ := answer(t, d, pynode("gone")); !active {
+		t.Fatal("a trigger naming a deleted org: want a new, active org")
+	}
+	got, err := d.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "gone"})
+	if err != nil || !got.GetOrg().GetScaleToZeroAllowed() {
+		t.Fatalf("recreated with default settings: got %v %v", got, err)
+	}
+}

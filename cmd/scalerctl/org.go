@@ -16,7 +16,7 @@ import (
 
 func (c *cli) orgCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "org", Short: "Read and change orgs"}
-	cmd.AddCommand(c.orgGetCommand(), c.orgListCommand(), c.orgSetCommand())
+	cmd.AddCommand(c.orgGetCommand(), c.orgListCommand(), c.orgSetCommand(), c.orgDeleteCommand())
 	return cmd
 }
 
@@ -139,6 +139,38 @@ last activity the org goes dormant (0 returns to the scaler's default).`,
 	cmd.Flags().BoolVar(&scaleToZero, "scale-to-zero", true, "whether the org may go dormant and scale to zero")
 	cmd.Flags().DurationVar(&window, "idle-window", 0, "the org's idle window, such as 2h (0: the scaler's default)")
 	return cmd
+}
+
+func (c *cli) orgDeleteCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete ORG",
+		Short: "Remove an org from the scaler's memory and disk",
+		Long: `Remove an org from the scaler's memory and disk (gone from both before it
+returns). Its GPU-hours figures stay in the report. A trigger that still
+names the org recreates it as new, active from that moment: delete the
+org's ScaledObjects first if it is gone for good.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			conn, err := c.dial()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := c.ctx(cmd)
+			defer cancel()
+			resp, err := pb.NewAdminServiceClient(conn).DeleteOrg(ctx, &pb.DeleteOrgRequest{Org: args[0]})
+			if err != nil {
+				return err
+			}
+			if c.output == "json" {
+				return printJSON(c.out, resp)
+			}
+			fmt.Fprintf(c.out, "deleted %s\n", resp.GetOrg().GetId())
+			if n := resp.GetOpenStreams(); n > 0 {
+				fmt.Fprintf(c.out, "%d open KEDA stream(s) still name it: it is back as a new, active org\n", n)
+			}
+			return nil
+		},
+	}
 }
 
 func printJSON(w io.Writer, m proto.Message) error {

@@ -220,6 +220,7 @@ const (
 	AdminService_GetOrg_FullMethodName       = "/orgscaler.v1.AdminService/GetOrg"
 	AdminService_ListOrgs_FullMethodName     = "/orgscaler.v1.AdminService/ListOrgs"
 	AdminService_UpdateOrg_FullMethodName    = "/orgscaler.v1.AdminService/UpdateOrg"
+	AdminService_DeleteOrg_FullMethodName    = "/orgscaler.v1.AdminService/DeleteOrg"
 	AdminService_ListBacklogs_FullMethodName = "/orgscaler.v1.AdminService/ListBacklogs"
 	AdminService_Explain_FullMethodName      = "/orgscaler.v1.AdminService/Explain"
 	AdminService_Report_FullMethodName       = "/orgscaler.v1.AdminService/Report"
@@ -237,6 +238,10 @@ type AdminServiceClient interface {
 	ListOrgs(ctx context.Context, in *ListOrgsRequest, opts ...grpc.CallOption) (*ListOrgsResponse, error)
 	// UpdateOrg changes the settings of an org, creating it if it is new.
 	UpdateOrg(ctx context.Context, in *UpdateOrgRequest, opts ...grpc.CallOption) (*UpdateOrgResponse, error)
+	// DeleteOrg removes an org from memory and disk; NotFound when the scaler
+	// does not hold it. A trigger that still names it recreates it as new
+	// (active), as a first sighting does.
+	DeleteOrg(ctx context.Context, in *DeleteOrgRequest, opts ...grpc.CallOption) (*DeleteOrgResponse, error)
 	// ListBacklogs returns every subscription the scaler tracks, with what
 	// it knows of its backlog.
 	ListBacklogs(ctx context.Context, in *ListBacklogsRequest, opts ...grpc.CallOption) (*ListBacklogsResponse, error)
@@ -287,6 +292,16 @@ func (c *adminServiceClient) UpdateOrg(ctx context.Context, in *UpdateOrgRequest
 	return out, nil
 }
 
+func (c *adminServiceClient) DeleteOrg(ctx context.Context, in *DeleteOrgRequest, opts ...grpc.CallOption) (*DeleteOrgResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteOrgResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeleteOrg_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) ListBacklogs(ctx context.Context, in *ListBacklogsRequest, opts ...grpc.CallOption) (*ListBacklogsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListBacklogsResponse)
@@ -329,6 +344,10 @@ type AdminServiceServer interface {
 	ListOrgs(context.Context, *ListOrgsRequest) (*ListOrgsResponse, error)
 	// UpdateOrg changes the settings of an org, creating it if it is new.
 	UpdateOrg(context.Context, *UpdateOrgRequest) (*UpdateOrgResponse, error)
+	// DeleteOrg removes an org from memory and disk; NotFound when the scaler
+	// does not hold it. A trigger that still names it recreates it as new
+	// (active), as a first sighting does.
+	DeleteOrg(context.Context, *DeleteOrgRequest) (*DeleteOrgResponse, error)
 	// ListBacklogs returns every subscription the scaler tracks, with what
 	// it knows of its backlog.
 	ListBacklogs(context.Context, *ListBacklogsRequest) (*ListBacklogsResponse, error)
@@ -357,6 +376,9 @@ func (UnimplementedAdminServiceServer) ListOrgs(context.Context, *ListOrgsReques
 }
 func (UnimplementedAdminServiceServer) UpdateOrg(context.Context, *UpdateOrgRequest) (*UpdateOrgResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateOrg not implemented")
+}
+func (UnimplementedAdminServiceServer) DeleteOrg(context.Context, *DeleteOrgRequest) (*DeleteOrgResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteOrg not implemented")
 }
 func (UnimplementedAdminServiceServer) ListBacklogs(context.Context, *ListBacklogsRequest) (*ListBacklogsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListBacklogs not implemented")
@@ -442,6 +464,24 @@ func _AdminService_UpdateOrg_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_DeleteOrg_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteOrgRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeleteOrg(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeleteOrg_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeleteOrg(ctx, req.(*DeleteOrgRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_ListBacklogs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListBacklogsRequest)
 	if err := dec(in); err != nil {
@@ -514,6 +554,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateOrg",
 			Handler:    _AdminService_UpdateOrg_Handler,
+		},
+		{
+			MethodName: "DeleteOrg",
+			Handler:    _AdminService_DeleteOrg_Handler,
 		},
 		{
 			MethodName: "ListBacklogs",
