@@ -26,12 +26,14 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/api"
 	"github.com/orgscaler/orgscaler/auth"
 	"github.com/orgscaler/orgscaler/kubeevents"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+	"github.com/orgscaler/orgscaler/scaledobjects"
 	"github.com/orgscaler/orgscaler/scaler"
 	"github.com/orgscaler/orgscaler/tlsconfig"
 	"github.com/orgscaler/orgscaler/usage"
@@ -147,8 +149,10 @@ type App struct {
 	apiSrv    *grpc.Server
 	health    *health.Server
 	apiHealth *health.Server
-	depth     *depth               // nil without a backlog source
-	events    *kubeevents.Recorder // nil without a cluster
+	depth     *depth                  // nil without a backlog source
+	events    *kubeevents.Recorder    // nil without a cluster
+	objects   *scaledobjects.Registry // nil without a cluster
+	keda      *scaler.Server
 	registry  *prometheus.Registry
 	metricsLn net.Listener
 	metrics   *http.Server
@@ -182,6 +186,13 @@ func New(o Options) (*App, error) {
 			return nil, err
 		}
 		if a.events, err = kubeevents.New(cfg, o.Logger); err != nil {
+			return nil, err
+		}
+		dyn, err := dynamic.NewForConfig(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes client: %w", err)
+		}
+		if a.objects, err = scaledobjects.New(dyn, scaledobjects.Options{Logger: o.Logger, OnGone: a.onGone}); err != nil {
 			return nil, err
 		}
 	}
@@ -240,10 +251,15 @@ func New(o Options) (*App, error) {
 	a.registry.MustRegister(grpcMetrics)
 	authz := sec.authorizer(a.registry)
 	a.kedaSrv, a.health = newServer(grpcMetrics, sec.keda, nil, grpc.MaxConcurrentStreams(uint32(o.MaxStreamsPerConn)))
+	var admit scaler.Admitter
+	if a.objects != nil {
+		admit = a.objects
+	}
 	kedaServer := scaler.New(scaler.Options{
 		Orgs: store, Backlogs: scalerBacklogs, Now: o.Now, Logger: o.Logger, Done: a.done, Observer: observer,
-		Registerer: a.registry, Usage: a.ledger,
+		Registerer: a.registry, Usage: a.ledger, Admit: admit,
 	})
+	a.keda = kedaServer
 	kedapb.RegisterExternalScalerServer(a.kedaSrv, kedaServer)
 	a.apiSrv, a.apiHealth = newServer(grpcMetrics, sec.api, authz, grpc.MaxConcurrentStreams(uint32(o.MaxStreamsPerConn)))
 	apiServer := api.New(api.Options{Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done})
@@ -361,6 +377,9 @@ func (a *App) Run(ctx context.Context) error {
 	if a.sec.tokens != nil {
 		a.bgWG.Go(func() { a.sec.tokens.Run(bg, a.opts.TokensReload) })
 	}
+	if a.objects != nil {
+		a.bgWG.Go(func() { a.objects.Run(bg) })
+	}
 	// Stopped before the store closes, with a last flush.
 	a.bgWG.Go(func() { a.ledger.Run(bg, a.opts.FlushInterval, a.opts.Now) })
 	a.logSecurity()
@@ -434,16 +453,19 @@ func (a *App) watchHealth(ctx context.Context) {
 	defer t.Stop()
 	last := healthpb.HealthCheckResponse_SERVICE_UNKNOWN
 	for {
-		st := healthpb.HealthCheckResponse_SERVING
-		if a.depth != nil && !a.depth.tracker.Fresh() {
-			st = healthpb.HealthCheckResponse_NOT_SERVING
+		st, why := healthpb.HealthCheckResponse_SERVING, "serving"
+		switch {
+		case a.objects != nil && !a.objects.Synced():
+			st, why = healthpb.HealthCheckResponse_NOT_SERVING, "ScaledObjects and ScaledJobs not yet read from the cluster"
+		case a.depth != nil && !a.depth.tracker.Fresh():
+			st, why = healthpb.HealthCheckResponse_NOT_SERVING, "backlog data not fresh"
 		}
 		if st != last {
 			for _, svc := range []string{"", "externalscaler.ExternalScaler"} {
 				a.health.SetServingStatus(svc, st)
 			}
 			if last != healthpb.HealthCheckResponse_SERVICE_UNKNOWN {
-				a.log.Warn("KEDA port health changed", "status", st, "why", "backlog data fresh: "+fmt.Sprint(st == healthpb.HealthCheckResponse_SERVING))
+				a.log.Warn("KEDA port health changed", "status", st, "why", why)
 			}
 			last = st
 		}
@@ -468,6 +490,23 @@ func (a *App) httpHealth(service string) http.HandlerFunc {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 		fmt.Fprintln(w, st)
+	}
+}
+
+// onGone drops what was kept for triggers that are gone from the cluster.
+func (a *App) onGone(g scaledobjects.Gone) {
+	so := g.Key.String()
+	a.keda.Forget(so, g.Deleted, g.Metrics)
+	for _, m := range g.ObjectMetrics {
+		a.ledger.Forget(usage.ID(so, m), a.opts.Now())
+	}
+	if a.depth != nil {
+		for _, sub := range g.Subscriptions {
+			a.depth.tracker.Forget(sub)
+		}
+	}
+	if g.Deleted && a.events != nil {
+		a.events.Forget(g.Key.Namespace, g.Key.Name)
 	}
 }
 

@@ -213,6 +213,31 @@ func (r *Recorder) Answered(namespace, name, org string, active, blind bool, rea
 	}
 }
 
+// Forget drops what the recorder keeps for a ScaledObject that is gone.
+func (r *Recorder) Forget(namespace, name string) {
+	k := key{namespace, name}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if org, ok := r.orgOf[k]; ok {
+		if set := r.byOrg[org]; set != nil {
+			delete(set, k)
+			if len(set) == 0 {
+				delete(r.byOrg, org)
+			}
+		}
+	}
+	delete(r.orgOf, k)
+	delete(r.state, k)
+	delete(r.uids, k)
+}
+
+// Tracked is how many ScaledObjects the recorder keeps state for.
+func (r *Recorder) Tracked() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.state)
+}
+
 // OrgWoke records that org woke, and why, on every ScaledObject of its
 // workloads.
 func (r *Recorder) OrgWoke(org, why string, dormantSince time.Time) {

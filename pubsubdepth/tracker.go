@@ -63,13 +63,12 @@ type Tracker struct {
 	opts TrackerOptions
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	subs    map[string]*tracked
-	groups  map[string]*group
-	kick    chan struct{}
-	checkC  chan struct{}
-	lastOK  time.Time // the last fetch that succeeded for at least one subscription
-	running sync.WaitGroup
+	mu     sync.Mutex
+	subs   map[string]*tracked
+	groups map[string]*group
+	kick   chan struct{}
+	checkC chan struct{}
+	lastOK time.Time // the last fetch that succeeded for at least one subscription
 }
 
 type tracked struct {
@@ -86,6 +85,7 @@ type tracked struct {
 	checking  bool
 	hints     []hint // in arrival order, at most maxHints
 	watchers  watch.List
+	forgotten bool // its trigger is gone: dropped when the last watcher leaves
 }
 
 // group is one query of the source (a project): queried at most once per
@@ -145,7 +145,7 @@ func (t *Tracker) Backlog(sub string) Depth {
 	now := t.opts.Now()
 	t.mu.Lock()
 	s := t.get(sub, now)
-	s.lastAsked = now
+	s.lastAsked, s.forgotten = now, false
 	d := t.depth(sub, s, now)
 	t.mu.Unlock()
 	return d
@@ -182,13 +182,18 @@ func signal(c chan struct{}) {
 	}
 }
 
-// Forget stops tracking sub now, unless a stream still watches it: its
-// trigger is gone.
+// Forget stops tracking sub, whose trigger is gone: now, or when the last
+// stream still watching it ends.
 func (t *Tracker) Forget(sub string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if s, ok := t.subs[sub]; ok && len(s.watchers) == 0 {
+	s, ok := t.subs[sub]
+	switch {
+	case !ok:
+	case len(s.watchers) == 0:
 		t.drop(sub, s)
+	default:
+		s.forgotten = true
 	}
 }
 
@@ -348,7 +353,9 @@ func (w *Watch) C() <-chan struct{} { return w.c }
 func (t *Tracker) Watch(sub string) *Watch {
 	w := &Watch{c: watch.New(), sub: sub, t: t}
 	t.mu.Lock()
-	t.get(sub, t.opts.Now()).watchers.Add(w.c)
+	s := t.get(sub, t.opts.Now())
+	s.forgotten = false
+	s.watchers.Add(w.c)
 	t.mu.Unlock()
 	return w
 }
@@ -359,6 +366,9 @@ func (w *Watch) Stop() {
 	defer w.t.mu.Unlock()
 	if s, ok := w.t.subs[w.sub]; ok {
 		s.watchers.Remove(w.c)
+		if s.forgotten && len(s.watchers) == 0 {
+			w.t.drop(w.sub, s)
+		}
 	}
 }
 

@@ -64,6 +64,18 @@ func (s *Server) Explain(md map[string]string) (Explanation, error) {
 	return e, nil
 }
 
+// Forget drops what the scaler keeps for a trigger that is gone: the
+// metadata of the ScaledObject scaledObject ("namespace/name") when it is
+// deleted, and the last answers of metrics no trigger names any more.
+func (s *Server) Forget(scaledObject string, deleted bool, metrics []string) {
+	if deleted {
+		s.seen.remove(scaledObject)
+	}
+	for _, m := range metrics {
+		s.last.remove(m)
+	}
+}
+
 // ExplainScaledObject explains the trigger of a ScaledObject KEDA has asked
 // about ("namespace/name"), with the metadata KEDA last sent.
 func (s *Server) ExplainScaledObject(nsName string) (Explanation, error) {

@@ -21,6 +21,7 @@ import (
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/decide"
 	"github.com/orgscaler/orgscaler/pubsubdepth"
+	"github.com/orgscaler/orgscaler/scaledobjects"
 	"github.com/orgscaler/orgscaler/usage"
 )
 
@@ -47,6 +48,13 @@ type Observer interface {
 	Answered(namespace, name, org string, active, blind bool, reason func() string)
 }
 
+// Admitter says whether a request comes from a real ScaledObject's
+// trigger; scaledobjects.Registry provides it. Nil admits every request
+// (the embedded default, with no cluster).
+type Admitter interface {
+	Check(namespace, name string, metadata map[string]string) error
+}
+
 // Ledger keeps the GPU-hours ledger from every answer; usage.Ledger
 // provides it.
 type Ledger interface {
@@ -63,6 +71,7 @@ type Server struct {
 	done     <-chan struct{}
 	observer Observer
 	usage    Ledger
+	admit    Admitter
 	metrics  *metrics
 
 	// Read on every call and rarely changed, so lock-free to read.
@@ -78,6 +87,13 @@ type capped struct {
 }
 
 func (c *capped) load(k string) (any, bool) { return c.m.Load(k) }
+
+// remove deletes k.
+func (c *capped) remove(k string) {
+	if _, loaded := c.m.LoadAndDelete(k); loaded {
+		c.n.Add(-1)
+	}
+}
 
 // store sets k, unless k is new and the map is full.
 func (c *capped) store(k string, v any) {
@@ -102,6 +118,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Usage, when set, is told of every answer.
 	Usage Ledger
+	// Admit, when set, refuses every request that no real ScaledObject's
+	// trigger makes, before anything is kept for it.
+	Admit Admitter
 }
 
 // New returns a Server.
@@ -113,7 +132,7 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Server{orgs: o.Orgs, backlogs: o.Backlogs, now: o.Now, log: o.Logger.With("component", "scaler"),
-		done: o.Done, observer: o.Observer, usage: o.Usage, metrics: newMetrics(o.Registerer)}
+		done: o.Done, observer: o.Observer, usage: o.Usage, admit: o.Admit, metrics: newMetrics(o.Registerer)}
 }
 
 // MaxScaledObjects bounds what the scaler remembers per ScaledObject (its
@@ -123,6 +142,29 @@ const MaxScaledObjects = 100_000
 
 // maxNameLen is Kubernetes' longest object name (a DNS subdomain).
 const maxNameLen = 253
+
+// admitted validates a KEDA request's metadata, then makes sure a real
+// ScaledObject's trigger makes it, before anything is kept for it.
+func (s *Server) admitted(ref *pb.ScaledObjectRef) (decide.Workload, error) {
+	w, err := s.workload(ref)
+	if err != nil {
+		return w, err
+	}
+	if s.admit != nil {
+		if err := s.admit.Check(ref.GetNamespace(), ref.GetName(), ref.GetScalerMetadata()); err != nil {
+			return decide.Workload{}, admitError(err)
+		}
+	}
+	s.noteMetadata(ref)
+	return w, nil
+}
+
+func admitError(err error) error {
+	if errors.Is(err, scaledobjects.ErrNotSynced) {
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	return status.Error(codes.NotFound, err.Error())
+}
 
 // workload validates a request's metadata before anything else.
 func (s *Server) workload(ref *pb.ScaledObjectRef) (decide.Workload, error) {
@@ -141,7 +183,6 @@ func (s *Server) workload(ref *pb.ScaledObjectRef) (decide.Workload, error) {
 		}
 		return decide.Workload{}, status.Error(codes.InvalidArgument, err.Error())
 	}
-	s.noteMetadata(ref)
 	if w.Subscription != "" && s.backlogs == nil {
 		return decide.Workload{}, status.Errorf(codes.FailedPrecondition,
 			"%s: subscription %s: this scaler runs without a backlog source, so a %s that scales on a subscription cannot be answered: start it with --pubsub=monitoring (or --pubsub=embedded for local work)",
@@ -234,7 +275,7 @@ func blindError(w decide.Workload, d pubsubdepth.Depth) error {
 // backlog cannot be seen it keeps its last answer rather than turning
 // false: being blind is not an empty queue.
 func (s *Server) IsActive(_ context.Context, ref *pb.ScaledObjectRef) (*pb.IsActiveResponse, error) {
-	w, err := s.workload(ref)
+	w, err := s.admitted(ref)
 	if err != nil {
 		return nil, err
 	}
@@ -297,7 +338,7 @@ func (s *Server) lastActive(name string) (active, ok bool) {
 // GetMetricSpec returns the workload's one metric, with target 1 so the
 // metric value is the replica count.
 func (s *Server) GetMetricSpec(_ context.Context, ref *pb.ScaledObjectRef) (*pb.GetMetricSpecResponse, error) {
-	w, err := s.workload(ref)
+	w, err := s.admitted(ref)
 	if err != nil {
 		return nil, err
 	}
@@ -315,7 +356,7 @@ func metricSpec(w decide.Workload) *pb.GetMetricSpecResponse {
 
 // GetMetrics returns the replica count the workload should have.
 func (s *Server) GetMetrics(_ context.Context, req *pb.GetMetricsRequest) (*pb.GetMetricsResponse, error) {
-	w, err := s.workload(req.GetScaledObjectRef())
+	w, err := s.admitted(req.GetScaledObjectRef())
 	if err != nil {
 		return nil, err
 	}
@@ -340,7 +381,7 @@ func (s *Server) GetMetrics(_ context.Context, req *pb.GetMetricsRequest) (*pb.G
 // stream until KEDA leaves: a workload's spec never changes while its
 // metadata stays the same.
 func (s *Server) StreamMetricSpec(ref *pb.ScaledObjectRef, stream pb.ExternalScaler_StreamMetricSpecServer) error {
-	w, err := s.workload(ref)
+	w, err := s.admitted(ref)
 	if err != nil {
 		return err
 	}
@@ -358,7 +399,7 @@ func (s *Server) StreamMetricSpec(ref *pb.ScaledObjectRef, stream pb.ExternalSca
 // open if it is active then). It never pushes false: KEDA ignores it, and
 // every true restarts KEDA's cooldown, so only transitions are sent.
 func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScaler_StreamIsActiveServer) error {
-	w, err := s.workload(ref)
+	w, err := s.admitted(ref)
 	if err != nil {
 		return err
 	}

@@ -163,6 +163,30 @@ func (l *Ledger) Observe(id string, a Answer, now time.Time) {
 	*s = state{at: now, kind: a.Kind, org: a.Org, gpus: a.GPUs, active: a.Active, replicas: a.Replicas}
 }
 
+// Forget stops following workload id (its trigger is gone): its last
+// answer counts up to now, its hours stay until the retention drops them.
+func (l *Ledger) Forget(id string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, ok := l.last[id]
+	if !ok {
+		return
+	}
+	if now.After(s.at) {
+		l.accrue(id, *s, s.at, min(now.Sub(s.at), MaxGap))
+	}
+	delete(l.last, id)
+	delete(l.totals, id)
+	l.full = false
+}
+
+// Following is how many workloads the ledger follows.
+func (l *Ledger) Following() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.last)
+}
+
 // accrue counts d of state s from start, split at hour boundaries.
 func (l *Ledger) accrue(id string, s state, start time.Time, d time.Duration) {
 	l.total(id).accrue(s, d)
