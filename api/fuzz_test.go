@@ -44,13 +44,16 @@ func FuzzAPIMessages(f *testing.F) {
 	add(2, &pb.UpdateOrgRequest{Org: "acme", IdleWindow: &durationpb.Duration{Seconds: 1 << 62}})
 	add(3, &pb.GetOrgRequest{Org: "acme"})
 	add(4, &pb.ListOrgsRequest{PageSize: -5, PageToken: "zz"})
+	add(5, &pb.DeleteOrgRequest{Org: "acme"})
+	add(5, &pb.DeleteOrgRequest{Org: "a/b"})
 	allowed := map[codes.Code]bool{codes.OK: true, codes.InvalidArgument: true, codes.NotFound: true,
 		codes.FailedPrecondition: true, codes.ResourceExhausted: true, codes.Unimplemented: true}
 	f.Fuzz(func(t *testing.T, op byte, b []byte) {
 		ctx := context.Background()
 		var org string
 		var err error
-		switch op % 5 {
+		deleted := false
+		switch op % 6 {
 		case 0:
 			var req pb.RecordActivityRequest
 			if proto.Unmarshal(b, &req) != nil {
@@ -84,17 +87,29 @@ func FuzzAPIMessages(f *testing.F) {
 				return
 			}
 			_, err = s.ListOrgs(ctx, &req)
+		case 5:
+			var req pb.DeleteOrgRequest
+			if proto.Unmarshal(b, &req) != nil {
+				return
+			}
+			_, err = s.DeleteOrg(ctx, &req)
+			if err == nil {
+				if _, ok := store.Get(req.GetOrg()); ok {
+					t.Fatalf("deleted org %q is still held", req.GetOrg())
+				}
+			}
+			deleted = true
 		}
 		if c := status.Code(err); !allowed[c] {
-			t.Fatalf("op %d: %v", op%5, err)
+			t.Fatalf("op %d: %v", op%6, err)
 		}
-		if err == nil && org != "" {
+		if err == nil && org != "" && !deleted {
 			if _, ok := store.Get(org); !ok {
-				t.Fatalf("op %d accepted org %q but the store does not hold it", op%5, org)
+				t.Fatalf("op %d accepted org %q but the store does not hold it", op%6, org)
 			}
 		}
 		if err != nil && status.Convert(err).Message() == "" {
-			t.Fatalf("op %d: a refusal without a message", op%5)
+			t.Fatalf("op %d: a refusal without a message", op%6)
 		}
 	})
 }

@@ -265,6 +265,7 @@ func New(o Options) (*App, error) {
 	apiServer := api.New(api.Options{Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
+	a.registerKept()
 	grpcMetrics.InitializeMetrics(a.kedaSrv)
 	grpcMetrics.InitializeMetrics(a.apiSrv)
 	mux := http.NewServeMux()
@@ -490,6 +491,29 @@ func (a *App) httpHealth(service string) http.HandlerFunc {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 		fmt.Fprintln(w, st)
+	}
+}
+
+// registerKept exports how much the scaler keeps per name a caller gives
+// (ScaledObjects, workloads, subscriptions), so a leak shows on a graph.
+func (a *App) registerKept() {
+	kept := func(what string, f func() int) {
+		a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "scaler_kept", Help: "What the scaler keeps per name callers give: bounded, and pruned when a ScaledObject goes.",
+			ConstLabels: prometheus.Labels{"what": what},
+		}, func() float64 { return float64(f()) }))
+	}
+	kept("explain_scaledobjects", func() int { n, _ := a.keda.Kept(); return n })
+	kept("last_answers", func() int { _, n := a.keda.Kept(); return n })
+	kept("ledger_workloads", a.ledger.Following)
+	if a.depth != nil {
+		kept("subscriptions", a.depth.tracker.Len)
+	}
+	if a.events != nil {
+		kept("event_scaledobjects", a.events.Tracked)
+	}
+	if a.objects != nil {
+		kept("cluster_scaledobjects", a.objects.Len)
 	}
 }
 

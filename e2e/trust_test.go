@@ -4,8 +4,11 @@ package e2e
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -94,6 +97,9 @@ spec:
 	if out := s.ctl(t, "explain", "ml/model-trusted"); !strings.Contains(out, "trusted") {
 		t.Fatalf("explain of the real ScaledObject:\n%s", out)
 	}
+	if kept := keptGauges(t, s.metrics); kept["explain_scaledobjects"] != 1 || kept["subscriptions"] != 1 || kept["cluster_scaledobjects"] < 1 {
+		t.Fatalf("while it exists, the scaler keeps its state: %v", kept)
+	}
 
 	for name, ref := range map[string]*kedapb.ScaledObjectRef{
 		"an invented ScaledObject":         {Namespace: "ml", Name: "invented", ScalerMetadata: map[string]string{"workload": "pynode", "org": "invented-org"}},
@@ -135,4 +141,43 @@ spec:
 	if err == nil || !strings.Contains(string(out), "NotFound") {
 		t.Fatalf("explain memory of a deleted ScaledObject must go: %v\n%s", err, out)
 	}
+	// Nothing else is kept for it either: the scaler's own gauges say so.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		kept := keptGauges(t, s.metrics)
+		if len(kept) > 0 && kept["explain_scaledobjects"]+kept["last_answers"]+kept["ledger_workloads"]+kept["subscriptions"]+kept["event_scaledobjects"] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("state kept for a deleted ScaledObject: %v", kept)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// keptGauges reads scaler_kept{what=...} from /metrics.
+func keptGauges(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, `scaler_kept{what="`) {
+			continue
+		}
+		rest := strings.TrimPrefix(line, `scaler_kept{what="`)
+		what, val, _ := strings.Cut(rest, `"} `)
+		v, err := strconv.ParseFloat(val, 64)
+		if err == nil {
+			out[what] = v
+		}
+	}
+	return out
 }

@@ -16,9 +16,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/orgscaler/orgscaler/app"
+	"github.com/orgscaler/orgscaler/internal/certtest"
 	"github.com/orgscaler/orgscaler/internal/proctest"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 )
@@ -209,5 +211,38 @@ func TestDeleteOrg(t *testing.T) {
 	got, err := d.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "gone"})
 	if err != nil || !got.GetOrg().GetScaleToZeroAllowed() {
 		t.Fatalf("recreated with default settings: got %v %v", got, err)
+	}
+}
+
+// With a cluster configured but not (yet) readable, the KEDA port is not
+// ready and answers nothing rather than guess: Unavailable, so KEDA's
+// fallback engages.
+func TestKEDAPortNotReadyUntilScaledObjectsAreRead(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	certtest.WriteFile(t, kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`))
+	o := options(t, t.TempDir())
+	o.Kubeconfig = kubeconfig
+	d := start(t, o)
+	health := healthpb.NewHealthClient(d.dial(t, d.app.Addr()))
+	ctx := context.Background()
+	poll(t, "health reported", func() bool {
+		h, err := health.Check(ctx, &healthpb.HealthCheckRequest{})
+		return err == nil && h.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING
+	})
+	_, err := d.keda.IsActive(ctx, pynode("acme"))
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "not yet read every ScaledObject") {
+		t.Fatalf("before the ScaledObjects are read: want Unavailable, got %v", err)
+	}
+	if _, err := d.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "acme"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("a refused call must create no org: %v", err)
+	}
+	if h, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: "liveness"}); err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("liveness must stay SERVING: %v %v", h, err)
 	}
 }

@@ -210,6 +210,13 @@ func (t *Tracker) drop(sub string, s *tracked) {
 	}
 }
 
+// Len is the number of subscriptions tracked.
+func (t *Tracker) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.subs)
+}
+
 // Tracked reports whether sub is tracked.
 func (t *Tracker) Tracked(sub string) bool {
 	t.mu.Lock()

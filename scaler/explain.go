@@ -76,6 +76,12 @@ func (s *Server) Forget(scaledObject string, deleted bool, metrics []string) {
 	}
 }
 
+// Kept is how many ScaledObjects' metadata and workloads' last answers
+// the scaler keeps: bounded, and pruned as triggers go.
+func (s *Server) Kept() (scaledObjects, lastAnswers int) {
+	return int(s.seen.n.Load()), int(s.last.n.Load())
+}
+
 // ExplainScaledObject explains the trigger of a ScaledObject KEDA has asked
 // about ("namespace/name"), with the metadata KEDA last sent.
 func (s *Server) ExplainScaledObject(nsName string) (Explanation, error) {
