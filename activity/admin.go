@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/orgscaler/orgscaler/hlc"
 	"github.com/orgscaler/orgscaler/internal/watch"
 )
 
@@ -28,10 +29,12 @@ func (s *Store) Update(ctx context.Context, id string, u Update) (Org, error) {
 	s.writeMu.Lock() // no flush can write this org between our write and our apply
 	defer s.writeMu.Unlock()
 	now := s.opts.Now()
+	c := u.change(id, s.clock.Now())
 	sh := s.shard(id)
 	sh.mu.Lock()
 	e, _ := s.getOrCreate(sh, id, now)
-	rec := u.apply(e.rec)
+	rec := e.rec
+	mergeSettings(&rec, c, sh.tombs[id])
 	s.settle(&rec, now)
 	sh.mu.Unlock()
 	// Written and synced with no lock an answer takes: KEDA's calls about
@@ -43,28 +46,30 @@ func (s *Store) Update(ctx context.Context, id string, u Update) (Org, error) {
 	if err := s.sync(); err != nil {
 		return Org{}, fmt.Errorf("sync data dir: %w", err)
 	}
-	return s.applyUpdate(sh, id, u, rec, now), nil
+	return s.applyUpdate(sh, id, c, rec, now), nil
 }
 
-// apply returns rec with u's settings.
-func (u Update) apply(rec record) record {
+// change is u as a Change written at at.
+func (u Update) change(id string, at hlc.Stamp) Change {
+	c := Change{Org: id}
 	if u.ScaleToZeroAllowed != nil {
-		rec.ScaleToZero = *u.ScaleToZeroAllowed
+		c.ScaleToZero, c.ScaleToZeroAt = u.ScaleToZeroAllowed, at
 	}
 	if u.IdleWindow != nil {
-		rec.IdleWindow = *u.IdleWindow
+		c.IdleWindow, c.IdleWindowAt = u.IdleWindow, at
 	}
-	return rec
+	return c
 }
 
 // applyUpdate puts u's settings, now on disk as written, in force in
 // memory. Activity that came during the write is kept (and written by the
 // next flush).
-func (s *Store) applyUpdate(sh *shard, id string, u Update, written record, now time.Time) Org {
+func (s *Store) applyUpdate(sh *shard, id string, c Change, written record, now time.Time) Org {
 	sh.mu.Lock()
 	e := sh.orgs[id]
 	before := e.rec
-	rec := u.apply(e.rec)
+	rec := e.rec
+	mergeSettings(&rec, c, sh.tombs[id])
 	woke, slept, deadline := s.settle(&rec, now)
 	if from, to := stateOf(e.rec), stateOf(rec); from != to {
 		s.metrics.moved(from, to)
@@ -102,10 +107,10 @@ func (s *Store) applyUpdate(sh *shard, id string, u Update, written record, now 
 	return o
 }
 
-// Delete removes org from disk, then from memory, and returns it as it
-// was, with how many watches still follow it: each open stream recreates
-// it as new (active) at its next look. ok is false when the store does
-// not hold it.
+// Delete removes org from disk, then from memory, leaving a tombstone, and
+// returns it as it was, with how many watches still follow it: each open
+// stream recreates it as new (active) at its next look. ok is false when
+// the store does not hold it.
 func (s *Store) Delete(ctx context.Context, id string) (o Org, watchers int, ok bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return Org{}, 0, false, err
@@ -119,15 +124,40 @@ func (s *Store) Delete(ctx context.Context, id string) (o Org, watchers int, ok 
 	if !ok {
 		return Org{}, 0, false, nil
 	}
-	if err := s.erase(id); err != nil {
+	d := s.clock.Now()
+	if err := s.erase(id, d); err != nil {
 		return Org{}, 0, false, err // memory unchanged: the org is still there
 	}
+	o, watchers = s.forget(sh, id, d)
+	s.log.Info("org deleted", "org", id, "last_activity", o.LastActivity, "open_streams", watchers)
+	return o, watchers, true, nil
+}
+
+// forget applies a delete at d to id in memory: the org goes unless
+// something later than d keeps it (then it is rewritten). It returns the
+// org as it was and how many watches followed it.
+func (s *Store) forget(sh *shard, id string, d hlc.Stamp) (Org, int) {
 	sh.mu.Lock()
-	e := sh.orgs[id]
-	o = s.snapshot(id, e)
+	defer sh.mu.Unlock()
+	s.addTomb(sh, id, d)
+	e, ok := sh.orgs[id]
+	if !ok {
+		return Org{}, 0
+	}
+	o := s.snapshot(id, e)
+	rec := e.rec
+	if mergeDelete(&rec, d) {
+		// Activity or a setting later than the delete keeps the org.
+		s.settle(&rec, s.opts.Now())
+		e.rec = rec
+		s.markUrgent(sh, id, e)
+		e.notify()
+		return o, 0
+	}
 	delete(sh.orgs, id)
 	s.count.Add(-1)
 	s.metrics.moved(stateOf(e.rec), "")
+	watchers := 0
 	if e.watchers != nil {
 		watchers = len(*e.watchers)
 		if sh.orphans == nil {
@@ -140,33 +170,12 @@ func (s *Store) Delete(ctx context.Context, id string) (o Org, watchers int, ok 
 		sh.deleted = map[string]struct{}{}
 	}
 	sh.deleted[id] = struct{}{}
-	sh.mu.Unlock()
-	s.log.Info("org deleted", "org", id, "state", stateOf(e.rec), "last_activity", o.LastActivity, "open_streams", watchers)
-	return o, watchers, true, nil
+	return o, watchers
 }
 
 // maxDeletedRemembered bounds, per shard, the deleted ids remembered so
 // the log can say an org came back.
 const maxDeletedRemembered = 1024
-
-// erase deletes id's record and syncs.
-func (s *Store) erase(id string) error {
-	if err := s.CheckDisk(); err != nil {
-		return err
-	}
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
-	if err := wb.Delete(orgKey(id)); err != nil {
-		return fmt.Errorf("delete org %q: %w", id, err)
-	}
-	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("delete org %q: %w", id, err)
-	}
-	if err := s.sync(); err != nil {
-		return fmt.Errorf("sync data dir: %w", err)
-	}
-	return nil
-}
 
 // Filter selects orgs by state.
 type Filter int

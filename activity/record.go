@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/orgscaler/orgscaler/hlc"
 )
 
 // recordVersion is the first byte of every stored org, so the format can
-// change without guessing.
-const recordVersion = 1
+// change without guessing. Version 1 had no settings stamps; it is read
+// as stamps of zero.
+const recordVersion = 2
 
 const flagScaleToZeroOff = 1 << 0
 
@@ -20,6 +23,10 @@ type record struct {
 	DormantSince stamp
 	IdleWindow   time.Duration // zero: the scaler's default
 	ScaleToZero  bool
+	// When each setting was last written (zero: never, the default):
+	// settings are last-writer-wins by these stamps across replicas.
+	ScaleToZeroAt hlc.Stamp
+	IdleWindowAt  hlc.Stamp
 }
 
 // stamp is an instant in Unix nanoseconds, zero for none: a third of a
@@ -39,7 +46,7 @@ func (s stamp) IsZero() bool { return s == 0 }
 func (s stamp) Add(d time.Duration) time.Time { return s.Time().Add(d) }
 
 func (r record) marshal() []byte {
-	b := make([]byte, 0, 1+1+4*binary.MaxVarintLen64)
+	b := make([]byte, 0, 1+1+6*binary.MaxVarintLen64)
 	b = append(b, recordVersion)
 	var flags byte
 	if !r.ScaleToZero {
@@ -50,6 +57,8 @@ func (r record) marshal() []byte {
 	b = binary.AppendVarint(b, int64(r.FirstSeen))
 	b = binary.AppendVarint(b, int64(r.DormantSince))
 	b = binary.AppendVarint(b, int64(r.IdleWindow))
+	b = binary.AppendVarint(b, int64(r.ScaleToZeroAt))
+	b = binary.AppendVarint(b, int64(r.IdleWindowAt))
 	return b
 }
 
@@ -59,13 +68,17 @@ func unmarshalRecord(b []byte) (record, error) {
 	if len(b) < 2 {
 		return record{}, fmt.Errorf("%w: %d bytes", errCorrupt, len(b))
 	}
-	if b[0] != recordVersion {
-		return record{}, fmt.Errorf("%w: unknown version %d (this scaler reads version %d)", errCorrupt, b[0], recordVersion)
+	if b[0] != 1 && b[0] != recordVersion {
+		return record{}, fmt.Errorf("%w: unknown version %d (this scaler reads versions 1 and %d)", errCorrupt, b[0], recordVersion)
 	}
 	r := record{ScaleToZero: b[1]&flagScaleToZeroOff == 0}
+	fields := 6
+	if b[0] == 1 {
+		fields = 4
+	}
 	b = b[2:]
-	var vals [4]int64
-	for i := range vals {
+	var vals [6]int64
+	for i := range fields {
 		v, n := binary.Varint(b)
 		if n <= 0 {
 			return record{}, fmt.Errorf("%w: truncated field %d", errCorrupt, i)
@@ -80,6 +93,7 @@ func unmarshalRecord(b []byte) (record, error) {
 	}
 	r.LastActivity, r.FirstSeen, r.DormantSince = stamp(vals[0]), stamp(vals[1]), stamp(vals[2])
 	r.IdleWindow = time.Duration(vals[3])
+	r.ScaleToZeroAt, r.IdleWindowAt = hlc.Stamp(vals[4]), hlc.Stamp(vals[5])
 	return r, nil
 }
 

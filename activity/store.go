@@ -18,6 +18,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/orgscaler/orgscaler/hlc"
 	"github.com/orgscaler/orgscaler/internal/watch"
 )
 
@@ -45,6 +46,9 @@ type Options struct {
 	// from memory, admin changes are refused, and activity is written once
 	// space is back.
 	MinFreeDisk uint64
+	// Replica names this store's replica in the stamps of its changes
+	// (settings, deletes), for last-writer-wins across replicas.
+	Replica string
 	// MaxOrgs caps the orgs activity and KEDA's triggers may create (0: no
 	// cap), so ever-new ids cannot grow memory without bound. Orgs named
 	// by an admin are always created.
@@ -143,6 +147,7 @@ type Store struct {
 	shards  [shardCount]shard
 	sched   *scheduler
 	metrics *metrics
+	clock   *hlc.Clock
 
 	count atomic.Int64 // orgs held
 
@@ -169,6 +174,9 @@ type shard struct {
 	// trigger names it again; deleted remembers recent deletes, for the log.
 	orphans map[string]*watch.List
 	deleted map[string]struct{}
+	// tombs are the stamps of deletes of orgs not held: what a replica
+	// says of the org no later than that is ignored (kept tombTTL).
+	tombs map[string]hlc.Stamp
 }
 
 type entry struct {
@@ -233,6 +241,7 @@ func start(opts Options, db *badger.DB) (*Store, error) {
 		urgentC: make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		metrics: newMetrics(opts.Registerer),
+		clock:   hlc.New(opts.Replica, opts.Now),
 	}
 	for i := range s.shards {
 		s.shards[i].orgs = make(map[string]*entry)
@@ -320,7 +329,7 @@ func (s *Store) load() error {
 				dormant++
 			}
 		}
-		return nil
+		return s.loadTombs(txn)
 	})
 	if err != nil {
 		return fmt.Errorf("load orgs from %s: %w", s.opts.Dir, err)
@@ -444,7 +453,10 @@ func (s *Store) getOrCreate(sh *shard, id string, now time.Time) (*entry, bool) 
 	if e, ok := sh.orgs[id]; ok {
 		return e, false
 	}
-	e := &entry{rec: record{LastActivity: stampOf(now), FirstSeen: stampOf(now), ScaleToZero: true}}
+	// After a delete the org comes back as new, later than the delete
+	// even if this clock is behind the replica that deleted it.
+	created := max(stampOf(now), stamp(sh.tombs[id])+1)
+	e := &entry{rec: record{LastActivity: created, FirstSeen: stampOf(now), ScaleToZero: true}}
 	sh.orgs[id] = e
 	if w := sh.orphans[id]; w != nil {
 		e.watchers = w
@@ -457,7 +469,7 @@ func (s *Store) getOrCreate(sh *shard, id string, now time.Time) (*entry, bool) 
 	s.count.Add(1)
 	s.metrics.moved("", "active")
 	s.markUrgent(sh, id, e)
-	s.schedule(id, e, now.Add(s.window(e.rec)))
+	s.schedule(id, e, e.rec.LastActivity.Add(s.window(e.rec)))
 	return e, true
 }
 
@@ -491,9 +503,7 @@ func (s *Store) record(id string, why WakeReason, limited bool) (o Org, woke boo
 	e.by = byOf(why)
 	var wasDormant time.Time
 	if !created {
-		if st := stampOf(now); st > e.rec.LastActivity {
-			e.rec.LastActivity = st
-		}
+		mergeActivity(&e.rec, stampOf(now), sh.tombs[id])
 		before := e.rec.DormantSince.Time()
 		if woke, _, deadline := s.settle(&e.rec, now); woke {
 			wasDormant = before

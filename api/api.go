@@ -4,6 +4,7 @@ package api
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,7 @@ type Store interface {
 	List(f activity.Filter, after string, limit int) ([]activity.Org, bool)
 	Update(ctx context.Context, id string, u activity.Update) (activity.Org, error)
 	Delete(ctx context.Context, id string) (activity.Org, int, bool, error)
+	Digest() ([32]byte, int)
 }
 
 // Backlogs is what the API needs of the backlog tracker; nil when the
@@ -58,6 +60,7 @@ type Server struct {
 	slots     chan struct{} // ingest slots: recording activity holds one
 	now       func() time.Time
 	done      <-chan struct{}
+	replica   string
 }
 
 // Options configure a Server.
@@ -70,6 +73,8 @@ type Options struct {
 	// Done ends open activity streams cleanly, with their counts, when
 	// closed.
 	Done <-chan struct{}
+	// Replica is this replica's id, named in Digest.
+	Replica string
 }
 
 // New returns a Server.
@@ -77,7 +82,7 @@ func New(o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done,
+	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica,
 		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))}
 }
 
@@ -356,6 +361,12 @@ func (s *Server) DeleteOrg(ctx context.Context, req *pb.DeleteOrgRequest) (*pb.D
 		return nil, status.Errorf(codes.NotFound, "org %q: the scaler does not hold it", req.GetOrg())
 	}
 	return &pb.DeleteOrgResponse{Org: OrgProto(o), OpenStreams: int32(min(streams, 1<<30))}, nil
+}
+
+// Digest hashes every org's state, so replicas can be compared.
+func (s *Server) Digest(context.Context, *pb.DigestRequest) (*pb.DigestResponse, error) {
+	sum, n := s.store.Digest()
+	return &pb.DigestResponse{Digest: hex.EncodeToString(sum[:]), Orgs: int64(n), Replica: s.replica}, nil
 }
 
 // OrgProto converts an org for the wire.

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -97,6 +98,9 @@ type Options struct {
 	TokensReload time.Duration
 	// UsageRetention is how long the hourly GPU-hours figures are kept.
 	UsageRetention time.Duration
+	// ReplicaID names this replica (default: the hostname, a StatefulSet's
+	// pod name) in the stamps of its changes and in Digest.
+	ReplicaID string
 	// MaxOrgs caps the orgs activity may create.
 	MaxOrgs int
 	// MinFreeDiskMB is the free space, in MiB, below which nothing is
@@ -209,7 +213,7 @@ func New(o Options) (*App, error) {
 	}
 	store, err := activity.Open(activity.Options{
 		Dir: o.DataDir, IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval, Logger: o.Logger, Now: o.Now,
-		OnTransition: a.onTransition, Registerer: a.registry, MaxOrgs: o.MaxOrgs, MinFreeDisk: uint64(max(0, o.MinFreeDiskMB)) << 20,
+		OnTransition: a.onTransition, Registerer: a.registry, MaxOrgs: o.MaxOrgs, Replica: o.ReplicaID, MinFreeDisk: uint64(max(0, o.MinFreeDiskMB)) << 20,
 	})
 	if err != nil {
 		return nil, err
@@ -262,7 +266,7 @@ func New(o Options) (*App, error) {
 	a.keda = kedaServer
 	kedapb.RegisterExternalScalerServer(a.kedaSrv, kedaServer)
 	a.apiSrv, a.apiHealth = newServer(grpcMetrics, sec.api, authz, grpc.MaxConcurrentStreams(uint32(o.MaxStreamsPerConn)))
-	apiServer := api.New(api.Options{Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done})
+	apiServer := api.New(api.Options{Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
 	a.registerKept()
@@ -300,6 +304,9 @@ func withDefaults(o Options) Options {
 	o.MaxStreamsPerConn = cmp.Or(o.MaxStreamsPerConn, DefaultMaxStreamsPerConn)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.ReplicaID == "" {
+		o.ReplicaID, _ = os.Hostname()
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -122,7 +122,7 @@ func (x Org_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Org_State.Descriptor instead.
 func (Org_State) EnumDescriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{22, 0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{24, 0}
 }
 
 type RecordActivityRequest struct {
@@ -1422,6 +1422,105 @@ func (x *UpdateOrgResponse) GetOrg() *Org {
 	return nil
 }
 
+type DigestRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DigestRequest) Reset() {
+	*x = DigestRequest{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestRequest) ProtoMessage() {}
+
+func (x *DigestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestRequest.ProtoReflect.Descriptor instead.
+func (*DigestRequest) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{20}
+}
+
+type DigestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SHA-256 of every org's state in id order, in hex.
+	Digest string `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	// How many orgs it covers.
+	Orgs int64 `protobuf:"varint,2,opt,name=orgs,proto3" json:"orgs,omitempty"`
+	// The replica that answered (--replica-id).
+	Replica       string `protobuf:"bytes,3,opt,name=replica,proto3" json:"replica,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DigestResponse) Reset() {
+	*x = DigestResponse{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestResponse) ProtoMessage() {}
+
+func (x *DigestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestResponse.ProtoReflect.Descriptor instead.
+func (*DigestResponse) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *DigestResponse) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *DigestResponse) GetOrgs() int64 {
+	if x != nil {
+		return x.Orgs
+	}
+	return 0
+}
+
+func (x *DigestResponse) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
 type DeleteOrgRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Org           string                 `protobuf:"bytes,1,opt,name=org,proto3" json:"org,omitempty"`
@@ -1431,7 +1530,7 @@ type DeleteOrgRequest struct {
 
 func (x *DeleteOrgRequest) Reset() {
 	*x = DeleteOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1542,7 @@ func (x *DeleteOrgRequest) String() string {
 func (*DeleteOrgRequest) ProtoMessage() {}
 
 func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1555,7 @@ func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgRequest.ProtoReflect.Descriptor instead.
 func (*DeleteOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{20}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeleteOrgRequest) GetOrg() string {
@@ -1478,7 +1577,7 @@ type DeleteOrgResponse struct {
 
 func (x *DeleteOrgResponse) Reset() {
 	*x = DeleteOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1490,7 +1589,7 @@ func (x *DeleteOrgResponse) String() string {
 func (*DeleteOrgResponse) ProtoMessage() {}
 
 func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1503,7 +1602,7 @@ func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgResponse.ProtoReflect.Descriptor instead.
 func (*DeleteOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{21}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteOrgResponse) GetOrg() *Org {
@@ -1545,7 +1644,7 @@ type Org struct {
 
 func (x *Org) Reset() {
 	*x = Org{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1557,7 +1656,7 @@ func (x *Org) String() string {
 func (*Org) ProtoMessage() {}
 
 func (x *Org) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1570,7 +1669,7 @@ func (x *Org) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Org.ProtoReflect.Descriptor instead.
 func (*Org) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{22}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Org) GetId() string {
@@ -1749,7 +1848,12 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"idleWindowB\x18\n" +
 	"\x16_scale_to_zero_allowed\"8\n" +
 	"\x11UpdateOrgResponse\x12#\n" +
-	"\x03org\x18\x01 \x01(\v2\x11.orgscaler.v1.OrgR\x03org\"$\n" +
+	"\x03org\x18\x01 \x01(\v2\x11.orgscaler.v1.OrgR\x03org\"\x0f\n" +
+	"\rDigestRequest\"V\n" +
+	"\x0eDigestResponse\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04orgs\x18\x02 \x01(\x03R\x04orgs\x12\x18\n" +
+	"\areplica\x18\x03 \x01(\tR\areplica\"$\n" +
 	"\x10DeleteOrgRequest\x12\x10\n" +
 	"\x03org\x18\x01 \x01(\tR\x03org\"[\n" +
 	"\x11DeleteOrgResponse\x12#\n" +
@@ -1775,12 +1879,13 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x0fActivityService\x12[\n" +
 	"\x0eRecordActivity\x12#.orgscaler.v1.RecordActivityRequest\x1a$.orgscaler.v1.RecordActivityResponse\x12]\n" +
 	"\x0eStreamActivity\x12#.orgscaler.v1.StreamActivityRequest\x1a$.orgscaler.v1.StreamActivityResponse(\x01\x12=\n" +
-	"\x04Hint\x12\x19.orgscaler.v1.HintRequest\x1a\x1a.orgscaler.v1.HintResponse2\x9e\x04\n" +
+	"\x04Hint\x12\x19.orgscaler.v1.HintRequest\x1a\x1a.orgscaler.v1.HintResponse2\xe3\x04\n" +
 	"\fAdminService\x12C\n" +
 	"\x06GetOrg\x12\x1b.orgscaler.v1.GetOrgRequest\x1a\x1c.orgscaler.v1.GetOrgResponse\x12I\n" +
 	"\bListOrgs\x12\x1d.orgscaler.v1.ListOrgsRequest\x1a\x1e.orgscaler.v1.ListOrgsResponse\x12L\n" +
 	"\tUpdateOrg\x12\x1e.orgscaler.v1.UpdateOrgRequest\x1a\x1f.orgscaler.v1.UpdateOrgResponse\x12L\n" +
-	"\tDeleteOrg\x12\x1e.orgscaler.v1.DeleteOrgRequest\x1a\x1f.orgscaler.v1.DeleteOrgResponse\x12U\n" +
+	"\tDeleteOrg\x12\x1e.orgscaler.v1.DeleteOrgRequest\x1a\x1f.orgscaler.v1.DeleteOrgResponse\x12C\n" +
+	"\x06Digest\x12\x1b.orgscaler.v1.DigestRequest\x1a\x1c.orgscaler.v1.DigestResponse\x12U\n" +
 	"\fListBacklogs\x12!.orgscaler.v1.ListBacklogsRequest\x1a\".orgscaler.v1.ListBacklogsResponse\x12F\n" +
 	"\aExplain\x12\x1c.orgscaler.v1.ExplainRequest\x1a\x1d.orgscaler.v1.ExplainResponse\x12C\n" +
 	"\x06Report\x12\x1b.orgscaler.v1.ReportRequest\x1a\x1c.orgscaler.v1.ReportResponseB?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
@@ -1798,7 +1903,7 @@ func file_orgscaler_v1_orgscaler_proto_rawDescGZIP() []byte {
 }
 
 var file_orgscaler_v1_orgscaler_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(ListOrgsRequest_Filter)(0),    // 0: orgscaler.v1.ListOrgsRequest.Filter
 	(Org_State)(0),                 // 1: orgscaler.v1.Org.State
@@ -1822,70 +1927,74 @@ var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(*ListOrgsResponse)(nil),       // 19: orgscaler.v1.ListOrgsResponse
 	(*UpdateOrgRequest)(nil),       // 20: orgscaler.v1.UpdateOrgRequest
 	(*UpdateOrgResponse)(nil),      // 21: orgscaler.v1.UpdateOrgResponse
-	(*DeleteOrgRequest)(nil),       // 22: orgscaler.v1.DeleteOrgRequest
-	(*DeleteOrgResponse)(nil),      // 23: orgscaler.v1.DeleteOrgResponse
-	(*Org)(nil),                    // 24: orgscaler.v1.Org
-	nil,                            // 25: orgscaler.v1.ExplainRequest.MetadataEntry
-	nil,                            // 26: orgscaler.v1.ExplainResponse.MetadataEntry
-	nil,                            // 27: orgscaler.v1.WorkloadUsage.WakesEntry
-	(*timestamppb.Timestamp)(nil),  // 28: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 29: google.protobuf.Duration
+	(*DigestRequest)(nil),          // 22: orgscaler.v1.DigestRequest
+	(*DigestResponse)(nil),         // 23: orgscaler.v1.DigestResponse
+	(*DeleteOrgRequest)(nil),       // 24: orgscaler.v1.DeleteOrgRequest
+	(*DeleteOrgResponse)(nil),      // 25: orgscaler.v1.DeleteOrgResponse
+	(*Org)(nil),                    // 26: orgscaler.v1.Org
+	nil,                            // 27: orgscaler.v1.ExplainRequest.MetadataEntry
+	nil,                            // 28: orgscaler.v1.ExplainResponse.MetadataEntry
+	nil,                            // 29: orgscaler.v1.WorkloadUsage.WakesEntry
+	(*timestamppb.Timestamp)(nil),  // 30: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 31: google.protobuf.Duration
 }
 var file_orgscaler_v1_orgscaler_proto_depIdxs = []int32{
-	24, // 0: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
+	26, // 0: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
 	10, // 1: orgscaler.v1.HintResponse.backlog:type_name -> orgscaler.v1.Backlog
-	24, // 2: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
+	26, // 2: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
 	10, // 3: orgscaler.v1.ListBacklogsResponse.backlogs:type_name -> orgscaler.v1.Backlog
-	28, // 4: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
-	28, // 5: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
-	25, // 6: orgscaler.v1.ExplainRequest.metadata:type_name -> orgscaler.v1.ExplainRequest.MetadataEntry
-	26, // 7: orgscaler.v1.ExplainResponse.metadata:type_name -> orgscaler.v1.ExplainResponse.MetadataEntry
-	28, // 8: orgscaler.v1.ExplainResponse.next_change:type_name -> google.protobuf.Timestamp
-	24, // 9: orgscaler.v1.ExplainResponse.org:type_name -> orgscaler.v1.Org
-	29, // 10: orgscaler.v1.ExplainResponse.window:type_name -> google.protobuf.Duration
+	30, // 4: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
+	30, // 5: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
+	27, // 6: orgscaler.v1.ExplainRequest.metadata:type_name -> orgscaler.v1.ExplainRequest.MetadataEntry
+	28, // 7: orgscaler.v1.ExplainResponse.metadata:type_name -> orgscaler.v1.ExplainResponse.MetadataEntry
+	30, // 8: orgscaler.v1.ExplainResponse.next_change:type_name -> google.protobuf.Timestamp
+	26, // 9: orgscaler.v1.ExplainResponse.org:type_name -> orgscaler.v1.Org
+	31, // 10: orgscaler.v1.ExplainResponse.window:type_name -> google.protobuf.Duration
 	10, // 11: orgscaler.v1.ExplainResponse.backlog:type_name -> orgscaler.v1.Backlog
-	29, // 12: orgscaler.v1.ReportRequest.since:type_name -> google.protobuf.Duration
-	28, // 13: orgscaler.v1.ReportResponse.from:type_name -> google.protobuf.Timestamp
-	28, // 14: orgscaler.v1.ReportResponse.to:type_name -> google.protobuf.Timestamp
-	29, // 15: orgscaler.v1.ReportResponse.retention:type_name -> google.protobuf.Duration
+	31, // 12: orgscaler.v1.ReportRequest.since:type_name -> google.protobuf.Duration
+	30, // 13: orgscaler.v1.ReportResponse.from:type_name -> google.protobuf.Timestamp
+	30, // 14: orgscaler.v1.ReportResponse.to:type_name -> google.protobuf.Timestamp
+	31, // 15: orgscaler.v1.ReportResponse.retention:type_name -> google.protobuf.Duration
 	15, // 16: orgscaler.v1.ReportResponse.workloads:type_name -> orgscaler.v1.WorkloadUsage
-	29, // 17: orgscaler.v1.WorkloadUsage.tracked:type_name -> google.protobuf.Duration
-	29, // 18: orgscaler.v1.WorkloadUsage.active:type_name -> google.protobuf.Duration
-	27, // 19: orgscaler.v1.WorkloadUsage.wakes:type_name -> orgscaler.v1.WorkloadUsage.WakesEntry
-	24, // 20: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
+	31, // 17: orgscaler.v1.WorkloadUsage.tracked:type_name -> google.protobuf.Duration
+	31, // 18: orgscaler.v1.WorkloadUsage.active:type_name -> google.protobuf.Duration
+	29, // 19: orgscaler.v1.WorkloadUsage.wakes:type_name -> orgscaler.v1.WorkloadUsage.WakesEntry
+	26, // 20: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
 	0,  // 21: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
-	24, // 22: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
-	29, // 23: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
-	24, // 24: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
-	24, // 25: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
+	26, // 22: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
+	31, // 23: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
+	26, // 24: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
+	26, // 25: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
 	1,  // 26: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
-	28, // 27: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
-	28, // 28: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
-	28, // 29: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
-	28, // 30: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
-	29, // 31: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
+	30, // 27: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
+	30, // 28: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
+	30, // 29: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
+	30, // 30: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
+	31, // 31: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
 	2,  // 32: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
 	4,  // 33: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
 	6,  // 34: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
 	16, // 35: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
 	18, // 36: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
 	20, // 37: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
-	22, // 38: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
-	8,  // 39: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
-	11, // 40: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
-	13, // 41: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
-	3,  // 42: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
-	5,  // 43: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
-	7,  // 44: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
-	17, // 45: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
-	19, // 46: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
-	21, // 47: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
-	23, // 48: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
-	9,  // 49: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
-	12, // 50: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
-	14, // 51: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
-	42, // [42:52] is the sub-list for method output_type
-	32, // [32:42] is the sub-list for method input_type
+	24, // 38: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
+	22, // 39: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
+	8,  // 40: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
+	11, // 41: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
+	13, // 42: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
+	3,  // 43: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
+	5,  // 44: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
+	7,  // 45: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
+	17, // 46: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
+	19, // 47: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
+	21, // 48: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
+	25, // 49: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
+	23, // 50: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
+	9,  // 51: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
+	12, // 52: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
+	14, // 53: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
+	43, // [43:54] is the sub-list for method output_type
+	32, // [32:43] is the sub-list for method input_type
 	32, // [32:32] is the sub-list for extension type_name
 	32, // [32:32] is the sub-list for extension extendee
 	0,  // [0:32] is the sub-list for field type_name
@@ -1903,7 +2012,7 @@ func file_orgscaler_v1_orgscaler_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orgscaler_v1_orgscaler_proto_rawDesc), len(file_orgscaler_v1_orgscaler_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -221,6 +221,7 @@ const (
 	AdminService_ListOrgs_FullMethodName     = "/orgscaler.v1.AdminService/ListOrgs"
 	AdminService_UpdateOrg_FullMethodName    = "/orgscaler.v1.AdminService/UpdateOrg"
 	AdminService_DeleteOrg_FullMethodName    = "/orgscaler.v1.AdminService/DeleteOrg"
+	AdminService_Digest_FullMethodName       = "/orgscaler.v1.AdminService/Digest"
 	AdminService_ListBacklogs_FullMethodName = "/orgscaler.v1.AdminService/ListBacklogs"
 	AdminService_Explain_FullMethodName      = "/orgscaler.v1.AdminService/Explain"
 	AdminService_Report_FullMethodName       = "/orgscaler.v1.AdminService/Report"
@@ -242,6 +243,9 @@ type AdminServiceClient interface {
 	// does not hold it. A trigger that still names it recreates it as new
 	// (active), as a first sighting does.
 	DeleteOrg(ctx context.Context, in *DeleteOrgRequest, opts ...grpc.CallOption) (*DeleteOrgResponse, error)
+	// Digest is a hash of every org's state (id, last activity, settings):
+	// replicas that agree have equal digests.
+	Digest(ctx context.Context, in *DigestRequest, opts ...grpc.CallOption) (*DigestResponse, error)
 	// ListBacklogs returns every subscription the scaler tracks, with what
 	// it knows of its backlog.
 	ListBacklogs(ctx context.Context, in *ListBacklogsRequest, opts ...grpc.CallOption) (*ListBacklogsResponse, error)
@@ -302,6 +306,16 @@ func (c *adminServiceClient) DeleteOrg(ctx context.Context, in *DeleteOrgRequest
 	return out, nil
 }
 
+func (c *adminServiceClient) Digest(ctx context.Context, in *DigestRequest, opts ...grpc.CallOption) (*DigestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DigestResponse)
+	err := c.cc.Invoke(ctx, AdminService_Digest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) ListBacklogs(ctx context.Context, in *ListBacklogsRequest, opts ...grpc.CallOption) (*ListBacklogsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListBacklogsResponse)
@@ -348,6 +362,9 @@ type AdminServiceServer interface {
 	// does not hold it. A trigger that still names it recreates it as new
 	// (active), as a first sighting does.
 	DeleteOrg(context.Context, *DeleteOrgRequest) (*DeleteOrgResponse, error)
+	// Digest is a hash of every org's state (id, last activity, settings):
+	// replicas that agree have equal digests.
+	Digest(context.Context, *DigestRequest) (*DigestResponse, error)
 	// ListBacklogs returns every subscription the scaler tracks, with what
 	// it knows of its backlog.
 	ListBacklogs(context.Context, *ListBacklogsRequest) (*ListBacklogsResponse, error)
@@ -379,6 +396,9 @@ func (UnimplementedAdminServiceServer) UpdateOrg(context.Context, *UpdateOrgRequ
 }
 func (UnimplementedAdminServiceServer) DeleteOrg(context.Context, *DeleteOrgRequest) (*DeleteOrgResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteOrg not implemented")
+}
+func (UnimplementedAdminServiceServer) Digest(context.Context, *DigestRequest) (*DigestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Digest not implemented")
 }
 func (UnimplementedAdminServiceServer) ListBacklogs(context.Context, *ListBacklogsRequest) (*ListBacklogsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListBacklogs not implemented")
@@ -482,6 +502,24 @@ func _AdminService_DeleteOrg_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_Digest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DigestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).Digest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_Digest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).Digest(ctx, req.(*DigestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_ListBacklogs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListBacklogsRequest)
 	if err := dec(in); err != nil {
@@ -558,6 +596,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteOrg",
 			Handler:    _AdminService_DeleteOrg_Handler,
+		},
+		{
+			MethodName: "Digest",
+			Handler:    _AdminService_Digest_Handler,
 		},
 		{
 			MethodName: "ListBacklogs",

@@ -1,0 +1,192 @@
+package activity
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/orgscaler/orgscaler/hlc"
+)
+
+// tombTTL is how long a delete's tombstone is kept: longer than Pub/Sub
+// keeps a message (7 days), so no redelivered change can outlive it.
+const tombTTL = 8 * 24 * time.Hour
+
+var tombPrefix = []byte("tomb/")
+
+func tombKey(id string) []byte {
+	k := make([]byte, 0, len(tombPrefix)+len(id))
+	return append(append(k, tombPrefix...), id...)
+}
+
+// erase deletes id's record and writes its tombstone at d, synced.
+func (s *Store) erase(id string, d hlc.Stamp) error {
+	if err := s.CheckDisk(); err != nil {
+		return err
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	if err := wb.Delete(orgKey(id)); err != nil {
+		return fmt.Errorf("delete org %q: %w", id, err)
+	}
+	if err := wb.SetEntry(badger.NewEntry(tombKey(id), binary.AppendVarint(nil, int64(d))).WithTTL(tombTTL)); err != nil {
+		return fmt.Errorf("delete org %q: %w", id, err)
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("delete org %q: %w", id, err)
+	}
+	if err := s.sync(); err != nil {
+		return fmt.Errorf("sync data dir: %w", err)
+	}
+	return nil
+}
+
+// addTomb keeps d as id's tombstone if it is the latest, dropping expired
+// ones when the shard holds many. Caller holds sh.mu.
+func (s *Store) addTomb(sh *shard, id string, d hlc.Stamp) {
+	if sh.tombs == nil {
+		sh.tombs = map[string]hlc.Stamp{}
+	}
+	if len(sh.tombs) >= 1024 {
+		horizon := hlc.Stamp(s.opts.Now().Add(-tombTTL).UnixNano())
+		for k, t := range sh.tombs {
+			if t < horizon {
+				delete(sh.tombs, k)
+			}
+		}
+	}
+	if d > sh.tombs[id] {
+		sh.tombs[id] = d
+	}
+}
+
+// loadTombs reads the tombstones Badger has not expired yet.
+func (s *Store) loadTombs(txn *badger.Txn) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: tombPrefix})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		item := it.Item()
+		id := string(item.Key()[len(tombPrefix):])
+		err := item.Value(func(v []byte) error {
+			d, n := binary.Varint(v)
+			if n <= 0 {
+				return fmt.Errorf("tombstone of org %q: %w", id, errCorrupt)
+			}
+			sh := s.shard(id)
+			s.addTomb(sh, id, hlc.Stamp(d))
+			s.clock.Observe(hlc.Stamp(d))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Apply merges changes made by other replicas into the store: the same
+// rules as local changes (see Change), in any order, any number of times.
+// Changes to settings, deletes and new orgs are written before it returns;
+// activity at the next flush, as local activity is.
+func (s *Store) Apply(changes []Change) error {
+	for _, c := range changes {
+		s.observe(c)
+		var err error
+		if c.Deleted != 0 {
+			err = s.applyDelete(c)
+		} else {
+			err = s.applyWrite(c)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) observe(c Change) {
+	for _, st := range []hlc.Stamp{c.ScaleToZeroAt, c.IdleWindowAt, c.Deleted} {
+		if st != 0 {
+			s.clock.Observe(st)
+		}
+	}
+}
+
+func (s *Store) applyDelete(c Change) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	sh := s.shard(c.Org)
+	sh.mu.Lock()
+	if old := sh.tombs[c.Org]; c.Deleted <= old {
+		sh.mu.Unlock()
+		return nil // seen already
+	}
+	sh.mu.Unlock()
+	if err := s.erase(c.Org, c.Deleted); err != nil {
+		return err
+	}
+	// An org that something later keeps is rewritten by forget.
+	_, watchers := s.forget(sh, c.Org, c.Deleted)
+	s.log.Info("org deleted by another replica", "org", c.Org, "open_streams", watchers)
+	return nil
+}
+
+// applyWrite merges activity and settings. Caller holds nothing.
+func (s *Store) applyWrite(c Change) error {
+	now := s.opts.Now()
+	sh := s.shard(c.Org)
+	sh.mu.Lock()
+	tomb := sh.tombs[c.Org]
+	e, ok := sh.orgs[c.Org]
+	created := false
+	if !ok {
+		if !c.creates(tomb) {
+			sh.mu.Unlock()
+			return nil
+		}
+		e = &entry{rec: record{FirstSeen: stampOf(now), ScaleToZero: true}}
+		if w := sh.orphans[c.Org]; w != nil {
+			e.watchers = w
+			delete(sh.orphans, c.Org)
+		}
+		sh.orgs[c.Org] = e
+		s.count.Add(1)
+		created = true
+	}
+	before := e.rec
+	rec := e.rec
+	moved := mergeActivity(&rec, stampOf(c.Activity), tomb)
+	changedSettings := mergeSettings(&rec, c, tomb)
+	woke, slept, deadline := s.settle(&rec, now)
+	e.rec = rec
+	switch {
+	case created:
+		s.metrics.moved("", stateOf(rec))
+	case woke || slept:
+		s.metrics.moved(stateOf(before), stateOf(rec))
+	}
+	if created || changedSettings || woke || slept {
+		s.markUrgent(sh, c.Org, e)
+	} else if moved {
+		s.markDirty(sh, c.Org, e)
+	}
+	if rec.DormantSince.IsZero() && rec.ScaleToZero {
+		s.schedule(c.Org, e, deadline)
+	}
+	if created || moved || changedSettings || woke || slept {
+		e.notify()
+	}
+	o := s.snapshot(c.Org, e)
+	sh.mu.Unlock()
+	switch {
+	case woke:
+		s.log.Info("org woke", "org", c.Org, "reason", "a change from another replica", "dormant_since", before.DormantSince.Time())
+		s.transition(Transition{Org: c.Org, Woke: true, Reason: WakeActivity, LastActivity: o.LastActivity,
+			DormantSince: before.DormantSince.Time(), IdleWindow: o.IdleWindow})
+	case slept:
+		s.transition(Transition{Org: c.Org, LastActivity: o.LastActivity, DormantSince: o.DormantSince, IdleWindow: o.IdleWindow})
+	}
+	return nil
+}
