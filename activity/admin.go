@@ -32,7 +32,10 @@ func (s *Store) Update(ctx context.Context, id string, u Update) (Org, error) {
 	c := u.change(id, s.clock.Now())
 	sh := s.shard(id)
 	sh.mu.Lock()
-	e, _ := s.getOrCreate(sh, id, now)
+	e, created := s.getOrCreate(sh, id, now)
+	if created {
+		c.Activity = e.rec.LastActivity.Time() // other replicas create it as this one did
+	}
 	rec := e.rec
 	mergeSettings(&rec, c, sh.tombs[id])
 	s.settle(&rec, now)
@@ -46,7 +49,9 @@ func (s *Store) Update(ctx context.Context, id string, u Update) (Org, error) {
 	if err := s.sync(); err != nil {
 		return Org{}, fmt.Errorf("sync data dir: %w", err)
 	}
-	return s.applyUpdate(sh, id, c, rec, now), nil
+	o := s.applyUpdate(sh, id, c, rec, now)
+	s.changed(c)
+	return o, nil
 }
 
 // change is u as a Change written at at.
@@ -129,6 +134,7 @@ func (s *Store) Delete(ctx context.Context, id string) (o Org, watchers int, ok 
 		return Org{}, 0, false, err // memory unchanged: the org is still there
 	}
 	o, watchers = s.forget(sh, id, d)
+	s.changed(Change{Org: id, Deleted: d})
 	s.log.Info("org deleted", "org", id, "last_activity", o.LastActivity, "open_streams", watchers)
 	return o, watchers, true, nil
 }
@@ -252,8 +258,10 @@ func (s *Store) Watch(id string) (*Watch, error) {
 		e.watchers = new(watch.List)
 	}
 	e.watchers.Add(w.c)
+	last := e.rec.LastActivity.Time()
 	sh.mu.Unlock()
 	if created {
+		s.changed(Change{Org: id, Activity: last})
 		s.log.Info("new org", "org", id, "reason", "first seen in a trigger")
 	}
 	return w, nil

@@ -88,20 +88,29 @@ func (s *Store) loadTombs(txn *badger.Txn) error {
 
 // Apply merges changes made by other replicas into the store: the same
 // rules as local changes (see Change), in any order, any number of times.
-// Changes to settings, deletes and new orgs are written before it returns;
-// activity at the next flush, as local activity is.
+// Everything applied is on disk (synced) when it returns, so a replica
+// that acknowledges a change after Apply never loses it.
 func (s *Store) Apply(changes []Change) error {
+	written := make([]string, 0, len(changes))
 	for _, c := range changes {
 		s.observe(c)
-		var err error
 		if c.Deleted != 0 {
-			err = s.applyDelete(c)
-		} else {
-			err = s.applyWrite(c)
+			if err := s.applyDelete(c); err != nil {
+				return err
+			}
+			continue
 		}
-		if err != nil {
-			return err
-		}
+		s.applyWrite(c)
+		written = append(written, c.Org)
+	}
+	if len(written) == 0 {
+		return nil
+	}
+	if err := s.writeIDs(written, false); err != nil {
+		return err
+	}
+	if err := s.sync(); err != nil {
+		return fmt.Errorf("sync data dir: %w", err)
 	}
 	return nil
 }
@@ -134,7 +143,7 @@ func (s *Store) applyDelete(c Change) error {
 }
 
 // applyWrite merges activity and settings. Caller holds nothing.
-func (s *Store) applyWrite(c Change) error {
+func (s *Store) applyWrite(c Change) {
 	now := s.opts.Now()
 	sh := s.shard(c.Org)
 	sh.mu.Lock()
@@ -144,7 +153,7 @@ func (s *Store) applyWrite(c Change) error {
 	if !ok {
 		if !c.creates(tomb) {
 			sh.mu.Unlock()
-			return nil
+			return
 		}
 		e = &entry{rec: record{FirstSeen: stampOf(now), ScaleToZero: true}}
 		if w := sh.orphans[c.Org]; w != nil {
@@ -188,5 +197,4 @@ func (s *Store) applyWrite(c Change) error {
 	case slept:
 		s.transition(Transition{Org: c.Org, LastActivity: o.LastActivity, DormantSince: o.DormantSince, IdleWindow: o.IdleWindow})
 	}
-	return nil
 }

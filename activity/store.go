@@ -46,6 +46,11 @@ type Options struct {
 	// from memory, admin changes are refused, and activity is written once
 	// space is back.
 	MinFreeDisk uint64
+	// OnChange, when set, is told of every change made here (activity,
+	// new orgs, settings, deletes; not those Apply brings from other
+	// replicas), outside the store's locks, for replication. It must not
+	// block.
+	OnChange func(Change)
 	// Replica names this store's replica in the stamps of its changes
 	// (settings, deletes), for last-writer-wins across replicas.
 	Replica string
@@ -517,6 +522,7 @@ func (s *Store) record(id string, why WakeReason, limited bool) (o Org, woke boo
 	e.notify()
 	o = s.snapshot(id, e)
 	sh.mu.Unlock()
+	s.changed(Change{Org: id, Activity: o.LastActivity})
 	switch {
 	case created:
 		s.log.Info("new org", "org", id, "reason", why)
@@ -555,9 +561,17 @@ func (s *Store) Sight(id string) (Org, error) {
 	o := s.snapshot(id, e)
 	sh.mu.Unlock()
 	if created {
+		s.changed(Change{Org: id, Activity: o.LastActivity})
 		s.log.Info("new org", "org", id, "reason", "first seen in a trigger")
 	}
 	return o, nil
+}
+
+// changed tells OnChange of a change made here.
+func (s *Store) changed(c Change) {
+	if s.opts.OnChange != nil {
+		s.opts.OnChange(c)
+	}
 }
 
 // Get returns org, or false if it was never seen.

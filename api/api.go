@@ -33,6 +33,12 @@ type Store interface {
 	Digest() ([32]byte, int)
 }
 
+// Syncer waits until every change made so far is replicated;
+// replication.Replicator provides it. Nil with one replica.
+type Syncer interface {
+	Sync(ctx context.Context) error
+}
+
 // Backlogs is what the API needs of the backlog tracker; nil when the
 // scaler runs without a backlog source.
 type Backlogs interface {
@@ -61,6 +67,19 @@ type Server struct {
 	now       func() time.Time
 	done      <-chan struct{}
 	replica   string
+	sync      Syncer
+}
+
+// replicated returns once the changes made so far reach every replica;
+// until then the caller is not told its change is done.
+func (s *Server) replicated(ctx context.Context) error {
+	if s.sync == nil {
+		return nil
+	}
+	if err := s.sync.Sync(ctx); err != nil {
+		return status.Errorf(codes.Unavailable, "the change is accepted here but not yet replicated: %v; retry, it is safe to send again", err)
+	}
+	return nil
 }
 
 // Options configure a Server.
@@ -75,6 +94,9 @@ type Options struct {
 	Done <-chan struct{}
 	// Replica is this replica's id, named in Digest.
 	Replica string
+	// Sync, when set, is waited on before a change is acknowledged: with
+	// several replicas, a change is done once every replica can get it.
+	Sync Syncer
 }
 
 // New returns a Server.
@@ -82,7 +104,7 @@ func New(o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica,
+	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica, sync: o.Sync,
 		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))}
 }
 
@@ -97,7 +119,7 @@ func checkOrg(field, org string) error {
 }
 
 // RecordActivity records one activity of an org.
-func (s *Server) RecordActivity(_ context.Context, req *pb.RecordActivityRequest) (*pb.RecordActivityResponse, error) {
+func (s *Server) RecordActivity(ctx context.Context, req *pb.RecordActivityRequest) (*pb.RecordActivityResponse, error) {
 	if err := checkOrg("org", req.GetOrg()); err != nil {
 		return nil, err
 	}
@@ -106,6 +128,9 @@ func (s *Server) RecordActivity(_ context.Context, req *pb.RecordActivityRequest
 	<-s.slots
 	if err != nil {
 		return nil, recordError("", err)
+	}
+	if err := s.replicated(ctx); err != nil {
+		return nil, err
 	}
 	return &pb.RecordActivityResponse{Org: OrgProto(o), Woke: woke}, nil
 }
@@ -139,6 +164,9 @@ func (s *Server) StreamActivity(stream pb.ActivityService_StreamActivityServer) 
 	// handle records one event; finished says the stream is over.
 	handle := func(r received) (finished bool, err error) {
 		if errors.Is(r.err, io.EOF) {
+			if err := s.replicated(stream.Context()); err != nil {
+				return true, err
+			}
 			return true, stream.SendAndClose(&pb.StreamActivityResponse{Events: events, Woken: woken})
 		}
 		if r.err != nil {
@@ -199,7 +227,7 @@ func recordError(prefix string, err error) error {
 }
 
 // Hint records an enqueue hint, and the org's activity when it names one.
-func (s *Server) Hint(_ context.Context, req *pb.HintRequest) (*pb.HintResponse, error) {
+func (s *Server) Hint(ctx context.Context, req *pb.HintRequest) (*pb.HintResponse, error) {
 	if !decide.ValidSubscription(req.GetSubscription()) {
 		return nil, status.Errorf(codes.InvalidArgument, "subscription is %q: expected projects/PROJECT/subscriptions/SUBSCRIPTION",
 			decide.Clip(req.GetSubscription()))
@@ -220,6 +248,9 @@ func (s *Server) Hint(_ context.Context, req *pb.HintRequest) (*pb.HintResponse,
 		o, _, err := s.store.RecordFor(req.GetOrg(), activity.WakeHint)
 		if err != nil {
 			return nil, recordError("", err)
+		}
+		if err := s.replicated(ctx); err != nil {
+			return nil, err
 		}
 		resp.Org = OrgProto(o)
 	}
@@ -342,6 +373,9 @@ func (s *Server) UpdateOrg(ctx context.Context, req *pb.UpdateOrgRequest) (*pb.U
 		}
 		return nil, status.Errorf(codes.Unavailable, "org %q: change not saved: %v", req.GetOrg(), err)
 	}
+	if err := s.replicated(ctx); err != nil {
+		return nil, err
+	}
 	return &pb.UpdateOrgResponse{Org: OrgProto(o)}, nil
 }
 
@@ -359,6 +393,9 @@ func (s *Server) DeleteOrg(ctx context.Context, req *pb.DeleteOrgRequest) (*pb.D
 		return nil, status.Errorf(codes.Unavailable, "org %q: not deleted: %v", req.GetOrg(), err)
 	case !ok:
 		return nil, status.Errorf(codes.NotFound, "org %q: the scaler does not hold it", req.GetOrg())
+	}
+	if err := s.replicated(ctx); err != nil {
+		return nil, err
 	}
 	return &pb.DeleteOrgResponse{Org: OrgProto(o), OpenStreams: int32(min(streams, 1<<30))}, nil
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/orgscaler/orgscaler/auth"
 	"github.com/orgscaler/orgscaler/kubeevents"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+	"github.com/orgscaler/orgscaler/replication"
 	"github.com/orgscaler/orgscaler/scaledobjects"
 	"github.com/orgscaler/orgscaler/scaler"
 	"github.com/orgscaler/orgscaler/tlsconfig"
@@ -98,6 +99,11 @@ type Options struct {
 	TokensReload time.Duration
 	// UsageRetention is how long the hourly GPU-hours figures are kept.
 	UsageRetention time.Duration
+	// Replication is ReplicationNone (one replica, the default) or
+	// ReplicationPubSub: every change is published to ReplicationTopic and
+	// every replica applies every other's.
+	Replication      string
+	ReplicationTopic string // projects/P/topics/T
 	// ReplicaID names this replica (default: the hostname, a StatefulSet's
 	// pod name) in the stamps of its changes and in Digest.
 	ReplicaID string
@@ -107,6 +113,12 @@ type Options struct {
 	// written to the data dir; 0 uses the default, negative turns it off.
 	MinFreeDiskMB int
 }
+
+// Replication modes.
+const (
+	ReplicationNone   = "none"
+	ReplicationPubSub = "pubsub"
+)
 
 // Backlog sources.
 const (
@@ -154,6 +166,7 @@ type App struct {
 	health    *health.Server
 	apiHealth *health.Server
 	depth     *depth                  // nil without a backlog source
+	repl      *replication.Replicator // nil with one replica
 	events    *kubeevents.Recorder    // nil without a cluster
 	objects   *scaledobjects.Registry // nil without a cluster
 	keda      *scaler.Server
@@ -211,8 +224,20 @@ func New(o Options) (*App, error) {
 	if a.events != nil {
 		undo = append(undo, func() error { a.events.Close(); return nil })
 	}
+	var onChange func(activity.Change)
+	if o.Replication == ReplicationPubSub {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		a.repl, err = replication.New(ctx, replication.Options{Topic: o.ReplicationTopic, Replica: o.ReplicaID, Logger: o.Logger, Registerer: a.registry})
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		undo = append(undo, a.repl.Close)
+		onChange = a.repl.Enqueue
+	}
 	store, err := activity.Open(activity.Options{
-		Dir: o.DataDir, IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval, Logger: o.Logger, Now: o.Now,
+		OnChange: onChange,
+		Dir:      o.DataDir, IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval, Logger: o.Logger, Now: o.Now,
 		OnTransition: a.onTransition, Registerer: a.registry, MaxOrgs: o.MaxOrgs, Replica: o.ReplicaID, MinFreeDisk: uint64(max(0, o.MinFreeDiskMB)) << 20,
 	})
 	if err != nil {
@@ -266,7 +291,11 @@ func New(o Options) (*App, error) {
 	a.keda = kedaServer
 	kedapb.RegisterExternalScalerServer(a.kedaSrv, kedaServer)
 	a.apiSrv, a.apiHealth = newServer(grpcMetrics, sec.api, authz, grpc.MaxConcurrentStreams(uint32(o.MaxStreamsPerConn)))
-	apiServer := api.New(api.Options{Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID})
+	var syncer api.Syncer
+	if a.repl != nil {
+		syncer = a.repl
+	}
+	apiServer := api.New(api.Options{Sync: syncer, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
 	a.registerKept()
@@ -293,6 +322,7 @@ func withDefaults(o Options) Options {
 	o.FlushInterval = cmp.Or(o.FlushInterval, DefaultFlushInterval)
 	o.ShutdownGrace = cmp.Or(o.ShutdownGrace, DefaultShutdownGrace)
 	o.PubSub = cmp.Or(o.PubSub, PubSubNone)
+	o.Replication = cmp.Or(o.Replication, ReplicationNone)
 	o.PubSubListen = cmp.Or(o.PubSubListen, DefaultPubSubListen)
 	o.DepthRefresh = cmp.Or(o.DepthRefresh, DefaultDepthRefresh)
 	o.DepthMaxAge = cmp.Or(o.DepthMaxAge, DefaultDepthMaxAge)
@@ -388,6 +418,13 @@ func (a *App) Run(ctx context.Context) error {
 	if a.objects != nil {
 		a.bgWG.Go(func() { a.objects.Run(bg) })
 	}
+	if a.repl != nil {
+		a.bgWG.Go(func() {
+			if err := a.repl.Run(bg, a.store); err != nil {
+				a.log.Error("replication stopped with an error", "err", err)
+			}
+		})
+	}
 	// Stopped before the store closes, with a last flush.
 	a.bgWG.Go(func() { a.ledger.Run(bg, a.opts.FlushInterval, a.opts.Now) })
 	a.logSecurity()
@@ -432,6 +469,8 @@ func (a *App) stop() error {
 		if a.bgEnd != nil {
 			a.bgEnd()
 			a.bgWG.Wait()
+		} else if a.repl != nil {
+			_ = a.repl.Close() // never ran
 		}
 		err = a.store.Close()
 		if a.eventsEnd != nil {

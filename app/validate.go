@@ -31,6 +31,12 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--usage-retention is %s: expected at least 1h (figures are kept per hour)", o.UsageRetention)
 	case o.MonitoringInsecure && o.MonitoringEndpoint == "":
 		return errors.New("--monitoring-insecure needs --monitoring-endpoint: it is for a local MetricService only")
+	case o.Replication != ReplicationNone && o.Replication != ReplicationPubSub:
+		return fmt.Errorf("--replication is %q: expected none or pubsub", o.Replication)
+	case o.Replication == ReplicationPubSub && o.ReplicationTopic == "":
+		return errors.New("--replication=pubsub needs --replication-topic projects/PROJECT/topics/TOPIC")
+	case o.Replication == ReplicationPubSub && !validReplicaID(o.ReplicaID):
+		return fmt.Errorf("--replica-id is %q: expected 1 to 63 letters, digits, '-', '_' or '.' (it names the replica's Pub/Sub subscription)", o.ReplicaID)
 	case o.MaxStreamsPerConn < 1:
 		return fmt.Errorf("--max-streams-per-conn is %d: expected at least 1", o.MaxStreamsPerConn)
 	}
@@ -38,4 +44,18 @@ func (o Options) Validate() error {
 		return err
 	}
 	return o.APITLS.Check("--api-tls")
+}
+
+func validReplicaID(id string) bool {
+	if len(id) == 0 || len(id) > 63 {
+		return false
+	}
+	for _, c := range id {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
 }

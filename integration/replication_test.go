@@ -1,0 +1,203 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+	"google.golang.org/grpc/status"
+
+	"github.com/orgscaler/orgscaler/app"
+	"github.com/orgscaler/orgscaler/internal/pubsubtest"
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+)
+
+const replTopic = "projects/p-repl/topics/orgs"
+
+// startFleet runs n replicas replicating over one topic of Google's
+// Pub/Sub emulator.
+func startFleet(t *testing.T, n int) []*daemon {
+	t.Helper()
+	addr := pubsubtest.StartEmulator(t)
+	c := pubsubtest.Client(t, addr, "p-repl")
+	if _, err := c.TopicAdminClient.CreateTopic(context.Background(), &pubsubpb.Topic{Name: replTopic}); err != nil {
+		t.Fatal(err)
+	}
+	var fleet []*daemon
+	for i := range n {
+		o := options(t, t.TempDir())
+		o.Replication, o.ReplicationTopic, o.ReplicaID = app.ReplicationPubSub, replTopic, fmt.Sprintf("scaler-%d", i)
+		fleet = append(fleet, start(t, o))
+	}
+	return fleet
+}
+
+func digests(t *testing.T, fleet []*daemon) []string {
+	t.Helper()
+	var out []string
+	for _, d := range fleet {
+		r, err := d.orgs.Digest(context.Background(), &pb.DigestRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprintf("%s/%d", r.GetDigest(), r.GetOrgs()))
+	}
+	return out
+}
+
+func agree(s []string) bool {
+	for _, v := range s {
+		if v != s[0] {
+			return false
+		}
+	}
+	return true
+}
+
+// roundRobin is KEDA's client as KEDA dials a headless Service: one
+// connection spread over every replica with round_robin.
+func roundRobin(t *testing.T, fleet []*daemon) kedapb.ExternalScalerClient {
+	t.Helper()
+	r := manual.NewBuilderWithScheme("fleet")
+	var addrs []resolver.Address
+	for _, d := range fleet {
+		addrs = append(addrs, resolver.Address{Addr: d.app.Addr()})
+	}
+	r.InitialState(resolver.State{Addresses: addrs})
+	conn, err := grpc.NewClient("fleet:///orgscaler", grpc.WithResolvers(r), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return kedapb.NewExternalScalerClient(conn)
+}
+
+// Activity for many orgs and admin changes sent to random replicas: every
+// replica ends with the same state, and KEDA's polls, spread round robin,
+// get one answer whichever replica gives it.
+func TestReplicasAgree(t *testing.T) {
+	fleet := startFleet(t, 3)
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range 600 {
+		d := fleet[r.IntN(3)]
+		org := fmt.Sprintf("org-%03d", i%300)
+		if _, err := d.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: org}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	off := false
+	for i := range 30 {
+		d := fleet[r.IntN(3)]
+		org := fmt.Sprintf("org-%03d", r.IntN(300))
+		var err error
+		switch i % 3 {
+		case 0:
+			_, err = d.orgs.UpdateOrg(ctx, &pb.UpdateOrgRequest{Org: org, ScaleToZeroAllowed: &off})
+		case 1:
+			_, err = d.orgs.UpdateOrg(ctx, &pb.UpdateOrgRequest{Org: org, IdleWindow: durationOf(time.Hour)})
+		default:
+			_, err = d.orgs.DeleteOrg(ctx, &pb.DeleteOrgRequest{Org: org})
+		}
+		if err != nil && !isNotFound(err) {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	var ds []string
+	poll(t, "every replica's digest equal", func() bool { ds = digests(t, fleet); return agree(ds) })
+	t.Logf("digests equal %s after the last change: %s", time.Since(start).Round(time.Millisecond), ds[0])
+
+	keda := roundRobin(t, fleet)
+	for i := range 60 {
+		ref := pynode(fmt.Sprintf("org-%03d", i*5))
+		seen := map[bool]int{}
+		for range 6 { // twice over each replica
+			a, err := keda.IsActive(ctx, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen[a.GetResult()]++
+		}
+		if len(seen) != 1 {
+			t.Fatalf("%s: replicas disagree: %v", ref.GetScalerMetadata()["org"], seen)
+		}
+	}
+}
+
+func isNotFound(err error) bool { return status.Code(err) == codes.NotFound }
+
+// Activity sent to one replica wakes a dormant org's stream held by
+// another; an admin change made on one is in force on all.
+func TestWakeAcrossReplicas(t *testing.T) {
+	fleet := startFleet(t, 3)
+	a, c := fleet[0], fleet[2]
+	ctx := context.Background()
+	if _, err := a.orgs.UpdateOrg(ctx, &pb.UpdateOrgRequest{Org: "acme", IdleWindow: durationOf(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	var lat []time.Duration
+	for range 5 {
+		poll(t, "acme dormant on every replica", func() bool {
+			for _, d := range fleet {
+				o, err := d.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "acme"})
+				if err != nil || o.GetOrg().GetState() != pb.Org_STATE_DORMANT {
+					return false
+				}
+			}
+			return true
+		})
+		sctx, cancel := context.WithCancel(ctx)
+		stream, err := c.keda.StreamIsActive(sctx, pynode("acme"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pushed := make(chan time.Time, 1)
+		go func() {
+			if r, err := stream.Recv(); err == nil && r.GetResult() {
+				pushed <- time.Now()
+			}
+		}()
+		poll(t, "the stream is open on C", func() bool { _, err := c.ctl(t, "explain", "orgs/pynode-acme"); return err == nil })
+		sent := time.Now()
+		if _, err := a.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: "acme"}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case at := <-pushed:
+			lat = append(lat, at.Sub(sent))
+		case <-time.After(10 * time.Second):
+			t.Fatal("activity on replica A did not wake the stream held by replica C")
+		}
+		cancel()
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	t.Logf("wake across replicas (activity on A, push from C): min %s, max %s", lat[0], lat[len(lat)-1])
+
+	off := false
+	if _, err := a.orgs.UpdateOrg(ctx, &pb.UpdateOrgRequest{Org: "acme", ScaleToZeroAllowed: &off}); err != nil {
+		t.Fatal(err)
+	}
+	done := time.Now()
+	poll(t, "the admin change in force on every replica", func() bool {
+		for _, d := range fleet {
+			o, err := d.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "acme"})
+			if err != nil || o.GetOrg().GetScaleToZeroAllowed() {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("admin change in force everywhere %s after the call returned", time.Since(done).Round(time.Millisecond))
+}

@@ -1,0 +1,349 @@
+// Package replication keeps several scaler replicas' org stores equal over
+// one Pub/Sub topic: every change a replica accepts is published to the
+// topic before its caller is told it is done, and every replica applies
+// every other replica's changes from a subscription of its own. Changes
+// merge commutatively and idempotently (activity.Change), so Pub/Sub's
+// redelivery and lack of order change nothing. The store does not know it
+// is replicated: it reports its changes and applies the others'.
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/orgscaler/orgscaler/activity"
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+)
+
+// Store is where other replicas' changes go; activity.Store provides it.
+type Store interface {
+	Apply([]activity.Change) error
+}
+
+// Options configure a Replicator.
+type Options struct {
+	// Topic is the replication topic, projects/P/topics/T. It must exist.
+	Topic string
+	// Replica is this replica's id; its subscription is T-Replica.
+	Replica string
+	Logger  *slog.Logger
+	// Registerer, when set, gets the replicator's metrics.
+	Registerer prometheus.Registerer
+	// ClientOptions dial Pub/Sub (none: Application Default Credentials,
+	// or PUBSUB_EMULATOR_HOST).
+	ClientOptions []option.ClientOption
+	// Expiry is how long a subscription nobody reads lives (default and
+	// minimum on the service: 24h), so a dead replica's goes away.
+	Expiry time.Duration
+}
+
+// Replicator publishes this replica's changes and applies the others'.
+type Replicator struct {
+	opts   Options
+	log    *slog.Logger
+	client *pubsub.Client
+	pub    *pubsub.Publisher
+	sub    string
+	m      *metrics
+
+	mu         sync.Mutex
+	activity   map[string]time.Time // pending activity, coalesced: the latest per org
+	others     []activity.Change    // pending settings, creations by admins, deletes
+	enqueued   uint64               // changes enqueued so far
+	confirmed  uint64               // changes published so far
+	published  chan struct{}        // closed and replaced at each confirmation
+	lastErr    error                // the last publish failure, while failing
+	kick       chan struct{}
+}
+
+// maxBatch bounds the changes in one message: far under Pub/Sub's 10 MB.
+const maxBatch = 2000
+
+// New dials Pub/Sub and makes sure this replica's subscription exists
+// (created if missing, with an expiration policy). Run starts the work.
+func New(ctx context.Context, o Options) (*Replicator, error) {
+	project, topicID, err := parseTopic(o.Topic)
+	if err != nil {
+		return nil, err
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Expiry <= 0 {
+		o.Expiry = 24 * time.Hour
+	}
+	client, err := pubsub.NewClient(ctx, project, o.ClientOptions...)
+	if err != nil {
+		return nil, fmt.Errorf("replication: pub/sub client for project %s: %w", project, err)
+	}
+	r := &Replicator{opts: o, log: o.Logger.With("component", "replication"), client: client,
+		sub:      fmt.Sprintf("projects/%s/subscriptions/%s-%s", project, topicID, o.Replica),
+		activity: map[string]time.Time{}, published: make(chan struct{}), kick: make(chan struct{}, 1),
+		m: newMetrics(o.Registerer)}
+	if err := r.ensureSubscription(ctx); err != nil {
+		_ = client.Close()
+		return nil, err
+	}
+	r.pub = client.Publisher(o.Topic)
+	r.pub.PublishSettings.DelayThreshold = time.Millisecond
+	return r, nil
+}
+
+func parseTopic(topic string) (project, id string, err error) {
+	parts := strings.Split(topic, "/")
+	if len(parts) != 4 || parts[0] != "projects" || parts[2] != "topics" || parts[1] == "" || parts[3] == "" {
+		return "", "", fmt.Errorf("--replication-topic is %q: expected projects/PROJECT/topics/TOPIC", topic)
+	}
+	return parts[1], parts[3], nil
+}
+
+// Subscription is this replica's subscription.
+func (r *Replicator) Subscription() string { return r.sub }
+
+func (r *Replicator) ensureSubscription(ctx context.Context) error {
+	_, err := r.client.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: r.sub})
+	if err == nil {
+		r.log.Info("resuming the replication subscription", "subscription", r.sub)
+		return nil
+	}
+	if status.Code(err) != codes.NotFound {
+		return fmt.Errorf("replication: look up subscription %s: %w", r.sub, err)
+	}
+	_, err = r.client.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
+		Name: r.sub, Topic: r.opts.Topic, AckDeadlineSeconds: 60,
+		ExpirationPolicy: &pubsubpb.ExpirationPolicy{Ttl: durationpb.New(r.opts.Expiry)},
+	})
+	switch status.Code(err) {
+	case codes.OK, codes.AlreadyExists:
+		r.log.Info("created the replication subscription", "subscription", r.sub, "topic", r.opts.Topic, "expires_unused_after", r.opts.Expiry)
+		return nil
+	case codes.NotFound:
+		return fmt.Errorf("replication: topic %s does not exist: create it first (gcloud pubsub topics create %s --project %s)",
+			r.opts.Topic, r.opts.Topic[strings.LastIndexByte(r.opts.Topic, '/')+1:], strings.Split(r.opts.Topic, "/")[1])
+	default:
+		return fmt.Errorf("replication: create subscription %s: %w", r.sub, err)
+	}
+}
+
+// Enqueue queues a change made here for publishing; activity.Store's
+// OnChange. It never blocks: activity of one org coalesces to its latest.
+func (r *Replicator) Enqueue(c activity.Change) {
+	r.mu.Lock()
+	if c.Deleted == 0 && c.ScaleToZero == nil && c.IdleWindow == nil {
+		if c.Activity.After(r.activity[c.Org]) {
+			r.activity[c.Org] = c.Activity
+		}
+	} else {
+		r.others = append(r.others, c)
+	}
+	r.enqueued++
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Sync returns once every change enqueued before it is published, or an
+// error saying why not yet (the change stays queued and is published
+// when Pub/Sub is back).
+func (r *Replicator) Sync(ctx context.Context) error {
+	r.mu.Lock()
+	target := r.enqueued
+	for r.confirmed < target {
+		wait, lastErr := r.published, r.lastErr
+		r.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			if lastErr != nil {
+				return fmt.Errorf("not yet published to %s: %w", r.opts.Topic, lastErr)
+			}
+			return fmt.Errorf("not yet published to %s: %w", r.opts.Topic, ctx.Err())
+		}
+		r.mu.Lock()
+	}
+	r.mu.Unlock()
+	return nil
+}
+
+// Run publishes and applies until ctx ends, then publishes what is still
+// queued (for up to DrainTimeout) and closes the client.
+func (r *Replicator) Run(ctx context.Context, store Store) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { r.publishLoop(ctx) })
+	err := r.receive(ctx, store)
+	wg.Wait()
+	dctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
+	defer cancel()
+	if seq, batch := r.take(); len(batch) > 0 {
+		if perr := r.publish(dctx, batch); perr != nil {
+			r.log.Error("changes not published before stopping: other replicas will not see them", "changes", len(batch), "err", perr)
+		} else {
+			r.confirm(seq)
+		}
+	}
+	return errors.Join(err, r.Close())
+}
+
+// DrainTimeout bounds how long a stop waits to publish what is queued.
+const DrainTimeout = 5 * time.Second
+
+// Close stops publishing and closes the client (Run does it on its way
+// out; call it only when Run never ran).
+func (r *Replicator) Close() error {
+	r.pub.Stop()
+	return r.client.Close()
+}
+
+func (r *Replicator) publishLoop(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+		}
+		for {
+			seq, batch := r.take()
+			if len(batch) == 0 {
+				break
+			}
+			err := r.publish(ctx, batch)
+			if err == nil {
+				r.confirm(seq)
+				backoff = 100 * time.Millisecond
+				continue
+			}
+			r.requeue(batch, err)
+			if ctx.Err() != nil {
+				return
+			}
+			r.log.Warn("publishing changes failed; retrying", "topic", r.opts.Topic, "changes", len(batch), "retry_in", backoff, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 10*time.Second)
+		}
+	}
+}
+
+// take returns every pending change, and the count enqueued up to them.
+func (r *Replicator) take() (uint64, []activity.Change) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	batch := make([]activity.Change, 0, len(r.activity)+len(r.others))
+	for org, at := range r.activity {
+		batch = append(batch, activity.Change{Org: org, Activity: at})
+	}
+	batch = append(batch, r.others...)
+	clear(r.activity)
+	r.others = nil
+	return r.enqueued, batch
+}
+
+func (r *Replicator) requeue(batch []activity.Change, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lastErr = err
+	r.m.publishErrors.Inc()
+	for _, c := range batch {
+		if c.Deleted == 0 && c.ScaleToZero == nil && c.IdleWindow == nil {
+			if c.Activity.After(r.activity[c.Org]) {
+				r.activity[c.Org] = c.Activity
+			}
+		} else {
+			r.others = append(r.others, c)
+		}
+	}
+}
+
+func (r *Replicator) confirm(seq uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if seq > r.confirmed {
+		r.confirmed = seq
+	}
+	r.lastErr = nil
+	close(r.published)
+	r.published = make(chan struct{})
+}
+
+// publish sends batch in messages of at most maxBatch changes and waits
+// for Pub/Sub to confirm them all.
+func (r *Replicator) publish(ctx context.Context, batch []activity.Change) error {
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var results []*pubsub.PublishResult
+	for len(batch) > 0 {
+		n := min(len(batch), maxBatch)
+		data, err := proto.Marshal(toProto(r.opts.Replica, batch[:n]))
+		if err != nil {
+			return fmt.Errorf("encode changes: %w", err)
+		}
+		results = append(results, r.pub.Publish(pctx, &pubsub.Message{Data: data}))
+		r.m.published.Add(float64(n))
+		batch = batch[n:]
+	}
+	var errs []error
+	for _, res := range results {
+		if _, err := res.Get(pctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// receive applies other replicas' changes from this replica's
+// subscription, acknowledging each message once it is on disk here.
+func (r *Replicator) receive(ctx context.Context, store Store) error {
+	sub := r.client.Subscriber(r.sub)
+	sub.ReceiveSettings.NumGoroutines = 1
+	for {
+		err := sub.Receive(ctx, func(_ context.Context, m *pubsub.Message) {
+			var b pb.ChangeBatch
+			if err := proto.Unmarshal(m.Data, &b); err != nil {
+				r.log.Error("dropping an undecodable replication message", "id", m.ID, "err", err)
+				m.Ack()
+				return
+			}
+			if b.GetReplica() == r.opts.Replica {
+				m.Ack() // ours: applied when it was made
+				return
+			}
+			changes := fromProto(b.GetChanges())
+			if err := store.Apply(changes); err != nil {
+				r.log.Error("applying another replica's changes failed; Pub/Sub will redeliver them", "from", b.GetReplica(), "err", err)
+				m.Nack()
+				return
+			}
+			r.m.applied.Add(float64(len(changes)))
+			m.Ack()
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.log.Error("receiving replication messages stopped; resuming", "subscription", r.sub, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}

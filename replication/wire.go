@@ -1,0 +1,66 @@
+package replication
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orgscaler/orgscaler/activity"
+	"github.com/orgscaler/orgscaler/hlc"
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+)
+
+func toProto(replica string, changes []activity.Change) *pb.ChangeBatch {
+	b := &pb.ChangeBatch{Replica: replica, Changes: make([]*pb.OrgChange, len(changes))}
+	for i, c := range changes {
+		oc := &pb.OrgChange{Org: c.Org, DeletedAt: int64(c.Deleted)}
+		if !c.Activity.IsZero() {
+			oc.ActivityUnixNano = c.Activity.UnixNano()
+		}
+		if c.ScaleToZero != nil {
+			oc.ScaleToZeroAllowed, oc.ScaleToZeroAllowedAt = c.ScaleToZero, int64(c.ScaleToZeroAt)
+		}
+		if c.IdleWindow != nil {
+			n := int64(*c.IdleWindow)
+			oc.IdleWindowNanos, oc.IdleWindowAt = &n, int64(c.IdleWindowAt)
+		}
+		b.Changes[i] = oc
+	}
+	return b
+}
+
+func fromProto(in []*pb.OrgChange) []activity.Change {
+	out := make([]activity.Change, 0, len(in))
+	for _, oc := range in {
+		c := activity.Change{Org: oc.GetOrg(), Deleted: hlc.Stamp(oc.GetDeletedAt())}
+		if n := oc.GetActivityUnixNano(); n != 0 {
+			c.Activity = time.Unix(0, n).UTC()
+		}
+		if oc.ScaleToZeroAllowed != nil {
+			v := oc.GetScaleToZeroAllowed()
+			c.ScaleToZero, c.ScaleToZeroAt = &v, hlc.Stamp(oc.GetScaleToZeroAllowedAt())
+		}
+		if oc.IdleWindowNanos != nil {
+			d := time.Duration(max(0, oc.GetIdleWindowNanos()))
+			c.IdleWindow, c.IdleWindowAt = &d, hlc.Stamp(oc.GetIdleWindowAt())
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+type metrics struct {
+	published, applied, publishErrors prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		published:     prometheus.NewCounter(prometheus.CounterOpts{Name: "scaler_replication_published_changes_total", Help: "Org changes this replica published to the replication topic."}),
+		applied:       prometheus.NewCounter(prometheus.CounterOpts{Name: "scaler_replication_applied_changes_total", Help: "Org changes from other replicas applied here."}),
+		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "scaler_replication_publish_errors_total", Help: "Publishes to the replication topic that failed (and were retried)."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.published, m.applied, m.publishErrors)
+	}
+	return m
+}
