@@ -198,3 +198,53 @@ func (s *Store) applyWrite(c Change) {
 		s.transition(Transition{Org: c.Org, LastActivity: o.LastActivity, DormantSince: o.DormantSince, IdleWindow: o.IdleWindow})
 	}
 }
+
+// exportChunk is how many changes Export hands over at a time.
+const exportChunk = 1000
+
+// Export hands every org's state (last activity, settings with their
+// stamps) and every tombstone to send as Changes, a chunk at a time, each
+// chunk read under one shard's lock and sent outside it. Applied to an
+// empty store, they make it equal to this one.
+func (s *Store) Export(send func([]Change) error) error {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		changes := make([]Change, 0, len(sh.orgs)+len(sh.tombs))
+		for id, e := range sh.orgs {
+			changes = append(changes, e.rec.change(id))
+		}
+		for id, d := range sh.tombs {
+			changes = append(changes, Change{Org: id, Deleted: d})
+		}
+		sh.mu.Unlock()
+		for len(changes) > 0 {
+			n := min(len(changes), exportChunk)
+			if err := send(changes[:n]); err != nil {
+				return err
+			}
+			changes = changes[n:]
+		}
+	}
+	return nil
+}
+
+// change is the Change that makes an org's state from nothing.
+func (r record) change(id string) Change {
+	c := Change{Org: id}
+	if r.LastActivity != 0 {
+		c.Activity = r.LastActivity.Time()
+	}
+	if r.ScaleToZeroAt != 0 {
+		v := r.ScaleToZero
+		c.ScaleToZero, c.ScaleToZeroAt = &v, r.ScaleToZeroAt
+	}
+	if r.IdleWindowAt != 0 {
+		w := r.IdleWindow
+		c.IdleWindow, c.IdleWindowAt = &w, r.IdleWindowAt
+	}
+	return c
+}
+
+// Len is the number of orgs held.
+func (s *Store) Len() int { return int(s.count.Load()) }

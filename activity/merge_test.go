@@ -129,7 +129,8 @@ func TestDeleteIsATombstone(t *testing.T) {
 }
 
 // A data dir written before settings had stamps (record version 1) reads
-// as settings never written by any replica.
+// as settings written at the earliest instant: replicated, and beaten by
+// any later write.
 func TestRecordVersion1Reads(t *testing.T) {
 	v1 := []byte{1, flagScaleToZeroOff}
 	for _, v := range []int64{100, 50, 0, int64(time.Hour)} {
@@ -139,7 +140,7 @@ func TestRecordVersion1Reads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.LastActivity != 100 || r.FirstSeen != 50 || r.ScaleToZero || r.IdleWindow != time.Hour || r.ScaleToZeroAt != 0 || r.IdleWindowAt != 0 {
+	if r.LastActivity != 100 || r.FirstSeen != 50 || r.ScaleToZero || r.IdleWindow != time.Hour || r.ScaleToZeroAt != 1 || r.IdleWindowAt != 1 {
 		t.Fatalf("version 1 record: %+v", r)
 	}
 	back, err := unmarshalRecord(r.marshal())

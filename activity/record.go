@@ -94,6 +94,16 @@ func unmarshalRecord(b []byte) (record, error) {
 	r.LastActivity, r.FirstSeen, r.DormantSince = stamp(vals[0]), stamp(vals[1]), stamp(vals[2])
 	r.IdleWindow = time.Duration(vals[3])
 	r.ScaleToZeroAt, r.IdleWindowAt = hlc.Stamp(vals[4]), hlc.Stamp(vals[5])
+	if fields == 4 {
+		// Settings made before stamps existed count as written at the
+		// earliest instant: replicated, and beaten by any later write.
+		if !r.ScaleToZero {
+			r.ScaleToZeroAt = 1
+		}
+		if r.IdleWindow != 0 {
+			r.IdleWindowAt = 1
+		}
+	}
 	return r, nil
 }
 

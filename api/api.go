@@ -68,6 +68,8 @@ type Server struct {
 	done      <-chan struct{}
 	replica   string
 	sync      Syncer
+	snapshot  func(send func([]*pb.OrgChange) error) error
+	ready     func() bool
 }
 
 // replicated returns once the changes made so far reach every replica;
@@ -97,6 +99,11 @@ type Options struct {
 	// Sync, when set, is waited on before a change is acknowledged: with
 	// several replicas, a change is done once every replica can get it.
 	Sync Syncer
+	// Snapshot, when set (with replication), sends every org's state in
+	// chunks, for a peer that starts empty; Ready says whether this replica
+	// holds its own whole state yet.
+	Snapshot func(send func([]*pb.OrgChange) error) error
+	Ready    func() bool
 }
 
 // New returns a Server.
@@ -104,7 +111,7 @@ func New(o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica, sync: o.Sync,
+	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica, sync: o.Sync, snapshot: o.Snapshot, ready: o.Ready,
 		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))}
 }
 
@@ -403,7 +410,25 @@ func (s *Server) DeleteOrg(ctx context.Context, req *pb.DeleteOrgRequest) (*pb.D
 // Digest hashes every org's state, so replicas can be compared.
 func (s *Server) Digest(context.Context, *pb.DigestRequest) (*pb.DigestResponse, error) {
 	sum, n := s.store.Digest()
-	return &pb.DigestResponse{Digest: hex.EncodeToString(sum[:]), Orgs: int64(n), Replica: s.replica}, nil
+	return &pb.DigestResponse{Digest: hex.EncodeToString(sum[:]), Orgs: int64(n), Replica: s.replica,
+		Loading: s.ready != nil && !s.ready()}, nil
+}
+
+// Snapshot streams every org's state to a peer that starts empty.
+func (s *Server) Snapshot(_ *pb.SnapshotRequest, stream pb.AdminService_SnapshotServer) error {
+	if s.snapshot == nil {
+		return status.Error(codes.FailedPrecondition, "this scaler runs without replication (--replication=pubsub): it gives no snapshots")
+	}
+	if s.ready != nil && !s.ready() {
+		return status.Error(codes.Unavailable, "this replica is still loading its own state from a peer: ask another")
+	}
+	err := s.snapshot(func(cs []*pb.OrgChange) error {
+		return stream.Send(&pb.SnapshotResponse{Replica: s.replica, Changes: cs})
+	})
+	if err != nil && status.Code(err) == codes.Unknown {
+		return status.Errorf(codes.Unavailable, "snapshot: %v", err)
+	}
+	return err
 }
 
 // OrgProto converts an org for the wire.

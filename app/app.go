@@ -13,7 +13,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -104,6 +106,12 @@ type Options struct {
 	// every replica applies every other's.
 	Replication      string
 	ReplicationTopic string // projects/P/topics/T
+	// Peers are the other replicas' API ports (HOST:PORT, hosts resolved
+	// to all their addresses): a replica that starts empty loads a
+	// snapshot from one before it is ready.
+	Peers []string
+	// PeerTokenFile holds the bearer token presented to peers' APIs.
+	PeerTokenFile string
 	// ReplicaID names this replica (default: the hostname, a StatefulSet's
 	// pod name) in the stamps of its changes and in Digest.
 	ReplicaID string
@@ -167,6 +175,8 @@ type App struct {
 	apiHealth *health.Server
 	depth     *depth                  // nil without a backlog source
 	repl      *replication.Replicator // nil with one replica
+	ready     atomic.Bool             // holds every org's state (false while loading a snapshot)
+	peers     replication.Peers
 	events    *kubeevents.Recorder    // nil without a cluster
 	objects   *scaledobjects.Registry // nil without a cluster
 	keda      *scaler.Server
@@ -245,6 +255,20 @@ func New(o Options) (*App, error) {
 	}
 	a.store = store
 	undo = append(undo, store.Close)
+	a.ready.Store(true)
+	if a.repl != nil && len(o.Peers) > 0 && store.Len() == 0 {
+		// Empty: a new pod, or a lost volume. Not ready until a peer's
+		// snapshot is in (or there is no peer at all).
+		a.ready.Store(false)
+		a.peers = replication.Peers{Addrs: o.Peers, Self: o.ReplicaID, Logger: o.Logger}
+		if o.PeerTokenFile != "" {
+			b, err := os.ReadFile(o.PeerTokenFile)
+			if err != nil {
+				return nil, fmt.Errorf("--peer-token-file: %w", err)
+			}
+			a.peers.Token = strings.TrimSpace(string(b))
+		}
+	}
 	if a.ledger, err = usage.Open(store.DB(), usage.Options{Logger: o.Logger, Retention: o.UsageRetention, Registerer: a.registry, Now: o.Now, CheckDisk: store.CheckDisk}); err != nil {
 		return nil, err
 	}
@@ -284,6 +308,9 @@ func New(o Options) (*App, error) {
 	if a.objects != nil {
 		admit = a.objects
 	}
+	if a.repl != nil {
+		admit = gate{ready: &a.ready, next: admit}
+	}
 	kedaServer := scaler.New(scaler.Options{
 		Orgs: store, Backlogs: scalerBacklogs, Now: o.Now, Logger: o.Logger, Done: a.done, Observer: observer,
 		Registerer: a.registry, Usage: a.ledger, Admit: admit,
@@ -295,7 +322,13 @@ func New(o Options) (*App, error) {
 	if a.repl != nil {
 		syncer = a.repl
 	}
-	apiServer := api.New(api.Options{Sync: syncer, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID})
+	var snapshot func(func([]*pb.OrgChange) error) error
+	if a.repl != nil {
+		snapshot = func(send func([]*pb.OrgChange) error) error {
+			return store.Export(func(cs []activity.Change) error { return send(replication.ToProto(cs)) })
+		}
+	}
+	apiServer := api.New(api.Options{Sync: syncer, Snapshot: snapshot, Ready: a.ready.Load, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
 	a.registerKept()
@@ -386,6 +419,9 @@ func (a *App) PubSubAddr() string {
 // MetricsAddr is the address /metrics is served on.
 func (a *App) MetricsAddr() string { return a.metricsLn.Addr().String() }
 
+// DataDir is the Badger directory in use.
+func (a *App) DataDir() string { return a.opts.DataDir }
+
 // APIAddr is the address of the activity and admin API.
 func (a *App) APIAddr() string { return a.apiLis.Addr().String() }
 
@@ -424,6 +460,9 @@ func (a *App) Run(ctx context.Context) error {
 				a.log.Error("replication stopped with an error", "err", err)
 			}
 		})
+		if !a.ready.Load() {
+			a.bgWG.Go(func() { a.bootstrap(bg) })
+		}
 	}
 	// Stopped before the store closes, with a last flush.
 	a.bgWG.Go(func() { a.ledger.Run(bg, a.opts.FlushInterval, a.opts.Now) })
@@ -502,6 +541,8 @@ func (a *App) watchHealth(ctx context.Context) {
 	for {
 		st, why := healthpb.HealthCheckResponse_SERVING, "serving"
 		switch {
+		case !a.ready.Load():
+			st, why = healthpb.HealthCheckResponse_NOT_SERVING, "loading every org's state from a peer"
 		case a.objects != nil && !a.objects.Synced():
 			st, why = healthpb.HealthCheckResponse_NOT_SERVING, "ScaledObjects and ScaledJobs not yet read from the cluster"
 		case a.depth != nil && !a.depth.tracker.Fresh():
@@ -511,8 +552,12 @@ func (a *App) watchHealth(ctx context.Context) {
 			for _, svc := range []string{"", "externalscaler.ExternalScaler"} {
 				a.health.SetServingStatus(svc, st)
 			}
-			if last != healthpb.HealthCheckResponse_SERVICE_UNKNOWN {
-				a.log.Warn("KEDA port health changed", "status", st, "why", why)
+			switch {
+			case last == healthpb.HealthCheckResponse_SERVICE_UNKNOWN:
+			case st == healthpb.HealthCheckResponse_SERVING:
+				a.log.Info("KEDA port ready", "status", st)
+			default:
+				a.log.Warn("KEDA port not ready", "status", st, "why", why)
 			}
 			last = st
 		}
@@ -561,6 +606,44 @@ func (a *App) registerKept() {
 	if a.objects != nil {
 		kept("cluster_scaledobjects", a.objects.Len)
 	}
+}
+
+// bootstrap loads a peer's snapshot into the empty store, retrying while
+// peers exist but none is ready, and then makes this replica ready.
+func (a *App) bootstrap(ctx context.Context) {
+	for {
+		_, _, err := replication.Bootstrap(ctx, a.peers, a.store)
+		if err == nil {
+			a.ready.Store(true)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		a.log.Warn("not ready: no snapshot from a peer yet; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// gate refuses KEDA's calls while this replica loads its state, then
+// defers to next (the cluster's ScaledObjects), if any.
+type gate struct {
+	ready *atomic.Bool
+	next  scaler.Admitter
+}
+
+func (g gate) Check(namespace, name string, md map[string]string) error {
+	if !g.ready.Load() {
+		return scaler.ErrNotReady
+	}
+	if g.next == nil {
+		return nil
+	}
+	return g.next.Check(namespace, name, md)
 }
 
 // onGone drops what was kept for triggers that are gone from the cluster.

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
@@ -25,7 +26,8 @@ import (
 const replTopic = "projects/p-repl/topics/orgs"
 
 // startFleet runs n replicas replicating over one topic of Google's
-// Pub/Sub emulator.
+// Pub/Sub emulator, each started with an empty data dir and the others'
+// API ports as peers, one after the other (as a StatefulSet starts them).
 func startFleet(t *testing.T, n int) []*daemon {
 	t.Helper()
 	addr := pubsubtest.StartEmulator(t)
@@ -35,11 +37,27 @@ func startFleet(t *testing.T, n int) []*daemon {
 	}
 	var fleet []*daemon
 	for i := range n {
-		o := options(t, t.TempDir())
-		o.Replication, o.ReplicationTopic, o.ReplicaID = app.ReplicationPubSub, replTopic, fmt.Sprintf("scaler-%d", i)
-		fleet = append(fleet, start(t, o))
+		fleet = append(fleet, startReplica(t, fmt.Sprintf("scaler-%d", i), t.TempDir(), fleet))
 	}
 	return fleet
+}
+
+// startReplica starts one replica with peers' API ports as --peers, and
+// waits until it is ready.
+func startReplica(t *testing.T, id, dir string, peers []*daemon) *daemon {
+	t.Helper()
+	o := options(t, dir)
+	o.Replication, o.ReplicationTopic, o.ReplicaID = app.ReplicationPubSub, replTopic, id
+	for _, p := range peers {
+		o.Peers = append(o.Peers, p.app.APIAddr())
+	}
+	d := start(t, o)
+	health := healthpb.NewHealthClient(d.dial(t, d.app.Addr()))
+	poll(t, id+" ready", func() bool {
+		h, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{})
+		return err == nil && h.GetStatus() == healthpb.HealthCheckResponse_SERVING
+	})
+	return d
 }
 
 func digests(t *testing.T, fleet []*daemon) []string {
@@ -200,4 +218,62 @@ func TestWakeAcrossReplicas(t *testing.T) {
 		return true
 	})
 	t.Logf("admin change in force everywhere %s after the call returned", time.Since(done).Round(time.Millisecond))
+}
+
+// A replica with an empty data dir (a new pod, a lost volume) loads a
+// peer's snapshot, applies its subscription on top, and only then is ready:
+// with the same digest as the others.
+func TestEmptyReplicaJoins(t *testing.T) {
+	fleet := startFleet(t, 3)
+	ctx := context.Background()
+	off := false
+	for i := range 200 {
+		if _, err := fleet[i%3].act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: fmt.Sprintf("org-%03d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := fleet[1].orgs.UpdateOrg(ctx, &pb.UpdateOrgRequest{Org: "org-007", ScaleToZeroAllowed: &off}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fleet[2].orgs.DeleteOrg(ctx, &pb.DeleteOrgRequest{Org: "org-008"}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "the three agree", func() bool { return agree(digests(t, fleet)) })
+	began := time.Now()
+	joined := startReplica(t, "scaler-3", t.TempDir(), fleet)
+	ready := time.Since(began)
+	all := append(fleet, joined)
+	if ds := digests(t, all); !agree(ds) {
+		t.Fatalf("ready with partial state: %v", ds)
+	}
+	// The admin change and the delete (its tombstone) came with it.
+	o, err := joined.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "org-007"})
+	if err != nil || o.GetOrg().GetScaleToZeroAllowed() {
+		t.Fatalf("the admin change came with the snapshot: %v %v", o, err)
+	}
+	if _, err := joined.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "org-008"}); !isNotFound(err) {
+		t.Fatalf("the delete came with the snapshot: %v", err)
+	}
+	// And it takes part: activity on it reaches the others.
+	if _, err := joined.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: "newcomer"}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "the four agree", func() bool { return agree(digests(t, all)) })
+	t.Logf("an empty replica joined and was ready in %s", ready.Round(time.Millisecond))
+}
+
+// A replica restarted on its data dir resumes its subscription and catches
+// up with what it missed while it was down.
+func TestRestartedReplicaCatchesUp(t *testing.T) {
+	fleet := startFleet(t, 3)
+	ctx := context.Background()
+	dir := fleet[2].app.DataDir()
+	fleet[2].stop(t)
+	for i := range 50 {
+		if _, err := fleet[i%2].act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: fmt.Sprintf("missed-%02d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	back := startReplica(t, "scaler-2", dir, fleet[:2])
+	poll(t, "the restarted replica caught up", func() bool { return agree(digests(t, []*daemon{fleet[0], fleet[1], back})) })
 }

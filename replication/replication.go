@@ -60,14 +60,14 @@ type Replicator struct {
 	sub    string
 	m      *metrics
 
-	mu         sync.Mutex
-	activity   map[string]time.Time // pending activity, coalesced: the latest per org
-	others     []activity.Change    // pending settings, creations by admins, deletes
-	enqueued   uint64               // changes enqueued so far
-	confirmed  uint64               // changes published so far
-	published  chan struct{}        // closed and replaced at each confirmation
-	lastErr    error                // the last publish failure, while failing
-	kick       chan struct{}
+	mu        sync.Mutex
+	activity  map[string]time.Time // pending activity, coalesced: the latest per org
+	others    []activity.Change    // pending settings, creations by admins, deletes
+	enqueued  uint64               // changes enqueued so far
+	confirmed uint64               // changes published so far
+	published chan struct{}        // closed and replaced at each confirmation
+	lastErr   error                // the last publish failure, while failing
+	kick      chan struct{}
 }
 
 // maxBatch bounds the changes in one message: far under Pub/Sub's 10 MB.

@@ -11,7 +11,12 @@ import (
 )
 
 func toProto(replica string, changes []activity.Change) *pb.ChangeBatch {
-	b := &pb.ChangeBatch{Replica: replica, Changes: make([]*pb.OrgChange, len(changes))}
+	return &pb.ChangeBatch{Replica: replica, Changes: ToProto(changes)}
+}
+
+// ToProto is changes as replicas send them.
+func ToProto(changes []activity.Change) []*pb.OrgChange {
+	out := make([]*pb.OrgChange, len(changes))
 	for i, c := range changes {
 		oc := &pb.OrgChange{Org: c.Org, DeletedAt: int64(c.Deleted)}
 		if !c.Activity.IsZero() {
@@ -24,9 +29,9 @@ func toProto(replica string, changes []activity.Change) *pb.ChangeBatch {
 			n := int64(*c.IdleWindow)
 			oc.IdleWindowNanos, oc.IdleWindowAt = &n, int64(c.IdleWindowAt)
 		}
-		b.Changes[i] = oc
+		out[i] = oc
 	}
-	return b
+	return out
 }
 
 func fromProto(in []*pb.OrgChange) []activity.Change {

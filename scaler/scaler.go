@@ -159,8 +159,12 @@ func (s *Server) admitted(ref *pb.ScaledObjectRef) (decide.Workload, error) {
 	return w, nil
 }
 
+// ErrNotReady is what an Admitter returns while the scaler cannot answer
+// yet (a replica loading its state): KEDA gets Unavailable.
+var ErrNotReady = errors.New("this replica is still loading every org's state from a peer: it answers once it has")
+
 func admitError(err error) error {
-	if errors.Is(err, scaledobjects.ErrNotSynced) {
+	if errors.Is(err, scaledobjects.ErrNotSynced) || errors.Is(err, ErrNotReady) {
 		return status.Error(codes.Unavailable, err.Error())
 	}
 	return status.Error(codes.NotFound, err.Error())

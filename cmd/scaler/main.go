@@ -92,6 +92,16 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs.BoolVar(&c.app.APIInsecure, "api-insecure", false, "let the API listen on a non-loopback address with no authentication (without tokens or client certificates it otherwise refuses to)")
 	fs.StringVar(&c.app.Replication, "replication", app.ReplicationNone, "none (one replica) or pubsub: every change is published to --replication-topic before it is acknowledged, and every replica applies every other's from its own subscription (TOPIC-REPLICA_ID, created if missing)")
 	fs.StringVar(&c.app.ReplicationTopic, "replication-topic", "", "the replication topic, projects/PROJECT/topics/TOPIC (it must exist); Pub/Sub is reached with Application Default Credentials or PUBSUB_EMULATOR_HOST")
+	fs.Func("peers", "the other replicas' API ports, HOST:PORT[,HOST:PORT...]; each host is resolved to all its addresses, so the headless Service's name lists every replica: a replica that starts with an empty data dir loads a snapshot from one before it is ready (none found: it is the first of the fleet)", func(v string) error {
+		c.app.Peers = nil
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				c.app.Peers = append(c.app.Peers, p)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&c.app.PeerTokenFile, "peer-token-file", "", "file holding the bearer token (an admin token of --api-tokens-file) presented to peers' APIs for snapshots")
 	fs.StringVar(&c.app.ReplicaID, "replica-id", "", "this replica's name, in the stamps of its admin changes and in `scalerctl digest` (default: the hostname, which in a StatefulSet is the pod's name)")
 	fs.IntVar(&c.app.MaxOrgs, "max-orgs", app.DefaultMaxOrgs, "most orgs activity may create; past it, activity for a new org gets ResourceExhausted (orgs named by KEDA's triggers or an admin are always created)")
 	fs.IntVar(&c.app.MinFreeDiskMB, "min-free-disk-mb", app.DefaultMinFreeDiskMB, "free space (MiB) the data dir's filesystem must keep: below it nothing is written (a full disk would crash Badger), answers go on from memory, admin changes get Unavailable; -1 turns the check off")

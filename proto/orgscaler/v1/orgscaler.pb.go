@@ -122,7 +122,7 @@ func (x Org_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Org_State.Descriptor instead.
 func (Org_State) EnumDescriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{24, 0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{26, 0}
 }
 
 type RecordActivityRequest struct {
@@ -1458,6 +1458,96 @@ func (*DigestRequest) Descriptor() ([]byte, []int) {
 	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{20}
 }
 
+type SnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRequest) Reset() {
+	*x = SnapshotRequest{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRequest) ProtoMessage() {}
+
+func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{21}
+}
+
+type SnapshotResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The replica that sent the snapshot.
+	Replica string `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
+	// A chunk of orgs and tombstones, as replicas exchange them.
+	Changes       []*OrgChange `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotResponse) Reset() {
+	*x = SnapshotResponse{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotResponse) ProtoMessage() {}
+
+func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
+func (*SnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SnapshotResponse) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *SnapshotResponse) GetChanges() []*OrgChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
 type DigestResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// SHA-256 of every org's state in id order, in hex.
@@ -1465,14 +1555,17 @@ type DigestResponse struct {
 	// How many orgs it covers.
 	Orgs int64 `protobuf:"varint,2,opt,name=orgs,proto3" json:"orgs,omitempty"`
 	// The replica that answered (--replica-id).
-	Replica       string `protobuf:"bytes,3,opt,name=replica,proto3" json:"replica,omitempty"`
+	Replica string `protobuf:"bytes,3,opt,name=replica,proto3" json:"replica,omitempty"`
+	// True while the replica started empty and is loading a peer's snapshot:
+	// not ready, and it gives no snapshot.
+	Loading       bool `protobuf:"varint,4,opt,name=loading,proto3" json:"loading,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DigestResponse) Reset() {
 	*x = DigestResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1577,7 @@ func (x *DigestResponse) String() string {
 func (*DigestResponse) ProtoMessage() {}
 
 func (x *DigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1590,7 @@ func (x *DigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestResponse.ProtoReflect.Descriptor instead.
 func (*DigestResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{21}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DigestResponse) GetDigest() string {
@@ -1521,6 +1614,13 @@ func (x *DigestResponse) GetReplica() string {
 	return ""
 }
 
+func (x *DigestResponse) GetLoading() bool {
+	if x != nil {
+		return x.Loading
+	}
+	return false
+}
+
 type DeleteOrgRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Org           string                 `protobuf:"bytes,1,opt,name=org,proto3" json:"org,omitempty"`
@@ -1530,7 +1630,7 @@ type DeleteOrgRequest struct {
 
 func (x *DeleteOrgRequest) Reset() {
 	*x = DeleteOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1542,7 +1642,7 @@ func (x *DeleteOrgRequest) String() string {
 func (*DeleteOrgRequest) ProtoMessage() {}
 
 func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1555,7 +1655,7 @@ func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgRequest.ProtoReflect.Descriptor instead.
 func (*DeleteOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{22}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeleteOrgRequest) GetOrg() string {
@@ -1577,7 +1677,7 @@ type DeleteOrgResponse struct {
 
 func (x *DeleteOrgResponse) Reset() {
 	*x = DeleteOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1589,7 +1689,7 @@ func (x *DeleteOrgResponse) String() string {
 func (*DeleteOrgResponse) ProtoMessage() {}
 
 func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1602,7 +1702,7 @@ func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgResponse.ProtoReflect.Descriptor instead.
 func (*DeleteOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{23}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeleteOrgResponse) GetOrg() *Org {
@@ -1644,7 +1744,7 @@ type Org struct {
 
 func (x *Org) Reset() {
 	*x = Org{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1756,7 @@ func (x *Org) String() string {
 func (*Org) ProtoMessage() {}
 
 func (x *Org) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1769,7 @@ func (x *Org) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Org.ProtoReflect.Descriptor instead.
 func (*Org) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{24}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Org) GetId() string {
@@ -1739,7 +1839,7 @@ var File_orgscaler_v1_orgscaler_proto protoreflect.FileDescriptor
 
 const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\n" +
-	"\x1corgscaler/v1/orgscaler.proto\x12\forgscaler.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\")\n" +
+	"\x1corgscaler/v1/orgscaler.proto\x12\forgscaler.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1eorgscaler/v1/replication.proto\x1a\x1fgoogle/protobuf/timestamp.proto\")\n" +
 	"\x15RecordActivityRequest\x12\x10\n" +
 	"\x03org\x18\x01 \x01(\tR\x03org\"Q\n" +
 	"\x16RecordActivityResponse\x12#\n" +
@@ -1849,11 +1949,16 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x16_scale_to_zero_allowed\"8\n" +
 	"\x11UpdateOrgResponse\x12#\n" +
 	"\x03org\x18\x01 \x01(\v2\x11.orgscaler.v1.OrgR\x03org\"\x0f\n" +
-	"\rDigestRequest\"V\n" +
+	"\rDigestRequest\"\x11\n" +
+	"\x0fSnapshotRequest\"_\n" +
+	"\x10SnapshotResponse\x12\x18\n" +
+	"\areplica\x18\x01 \x01(\tR\areplica\x121\n" +
+	"\achanges\x18\x02 \x03(\v2\x17.orgscaler.v1.OrgChangeR\achanges\"p\n" +
 	"\x0eDigestResponse\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04orgs\x18\x02 \x01(\x03R\x04orgs\x12\x18\n" +
-	"\areplica\x18\x03 \x01(\tR\areplica\"$\n" +
+	"\areplica\x18\x03 \x01(\tR\areplica\x12\x18\n" +
+	"\aloading\x18\x04 \x01(\bR\aloading\"$\n" +
 	"\x10DeleteOrgRequest\x12\x10\n" +
 	"\x03org\x18\x01 \x01(\tR\x03org\"[\n" +
 	"\x11DeleteOrgResponse\x12#\n" +
@@ -1879,13 +1984,14 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x0fActivityService\x12[\n" +
 	"\x0eRecordActivity\x12#.orgscaler.v1.RecordActivityRequest\x1a$.orgscaler.v1.RecordActivityResponse\x12]\n" +
 	"\x0eStreamActivity\x12#.orgscaler.v1.StreamActivityRequest\x1a$.orgscaler.v1.StreamActivityResponse(\x01\x12=\n" +
-	"\x04Hint\x12\x19.orgscaler.v1.HintRequest\x1a\x1a.orgscaler.v1.HintResponse2\xe3\x04\n" +
+	"\x04Hint\x12\x19.orgscaler.v1.HintRequest\x1a\x1a.orgscaler.v1.HintResponse2\xb0\x05\n" +
 	"\fAdminService\x12C\n" +
 	"\x06GetOrg\x12\x1b.orgscaler.v1.GetOrgRequest\x1a\x1c.orgscaler.v1.GetOrgResponse\x12I\n" +
 	"\bListOrgs\x12\x1d.orgscaler.v1.ListOrgsRequest\x1a\x1e.orgscaler.v1.ListOrgsResponse\x12L\n" +
 	"\tUpdateOrg\x12\x1e.orgscaler.v1.UpdateOrgRequest\x1a\x1f.orgscaler.v1.UpdateOrgResponse\x12L\n" +
 	"\tDeleteOrg\x12\x1e.orgscaler.v1.DeleteOrgRequest\x1a\x1f.orgscaler.v1.DeleteOrgResponse\x12C\n" +
-	"\x06Digest\x12\x1b.orgscaler.v1.DigestRequest\x1a\x1c.orgscaler.v1.DigestResponse\x12U\n" +
+	"\x06Digest\x12\x1b.orgscaler.v1.DigestRequest\x1a\x1c.orgscaler.v1.DigestResponse\x12K\n" +
+	"\bSnapshot\x12\x1d.orgscaler.v1.SnapshotRequest\x1a\x1e.orgscaler.v1.SnapshotResponse0\x01\x12U\n" +
 	"\fListBacklogs\x12!.orgscaler.v1.ListBacklogsRequest\x1a\".orgscaler.v1.ListBacklogsResponse\x12F\n" +
 	"\aExplain\x12\x1c.orgscaler.v1.ExplainRequest\x1a\x1d.orgscaler.v1.ExplainResponse\x12C\n" +
 	"\x06Report\x12\x1b.orgscaler.v1.ReportRequest\x1a\x1c.orgscaler.v1.ReportResponseB?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
@@ -1903,7 +2009,7 @@ func file_orgscaler_v1_orgscaler_proto_rawDescGZIP() []byte {
 }
 
 var file_orgscaler_v1_orgscaler_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(ListOrgsRequest_Filter)(0),    // 0: orgscaler.v1.ListOrgsRequest.Filter
 	(Org_State)(0),                 // 1: orgscaler.v1.Org.State
@@ -1928,76 +2034,82 @@ var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(*UpdateOrgRequest)(nil),       // 20: orgscaler.v1.UpdateOrgRequest
 	(*UpdateOrgResponse)(nil),      // 21: orgscaler.v1.UpdateOrgResponse
 	(*DigestRequest)(nil),          // 22: orgscaler.v1.DigestRequest
-	(*DigestResponse)(nil),         // 23: orgscaler.v1.DigestResponse
-	(*DeleteOrgRequest)(nil),       // 24: orgscaler.v1.DeleteOrgRequest
-	(*DeleteOrgResponse)(nil),      // 25: orgscaler.v1.DeleteOrgResponse
-	(*Org)(nil),                    // 26: orgscaler.v1.Org
-	nil,                            // 27: orgscaler.v1.ExplainRequest.MetadataEntry
-	nil,                            // 28: orgscaler.v1.ExplainResponse.MetadataEntry
-	nil,                            // 29: orgscaler.v1.WorkloadUsage.WakesEntry
-	(*timestamppb.Timestamp)(nil),  // 30: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 31: google.protobuf.Duration
+	(*SnapshotRequest)(nil),        // 23: orgscaler.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),       // 24: orgscaler.v1.SnapshotResponse
+	(*DigestResponse)(nil),         // 25: orgscaler.v1.DigestResponse
+	(*DeleteOrgRequest)(nil),       // 26: orgscaler.v1.DeleteOrgRequest
+	(*DeleteOrgResponse)(nil),      // 27: orgscaler.v1.DeleteOrgResponse
+	(*Org)(nil),                    // 28: orgscaler.v1.Org
+	nil,                            // 29: orgscaler.v1.ExplainRequest.MetadataEntry
+	nil,                            // 30: orgscaler.v1.ExplainResponse.MetadataEntry
+	nil,                            // 31: orgscaler.v1.WorkloadUsage.WakesEntry
+	(*timestamppb.Timestamp)(nil),  // 32: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 33: google.protobuf.Duration
+	(*OrgChange)(nil),              // 34: orgscaler.v1.OrgChange
 }
 var file_orgscaler_v1_orgscaler_proto_depIdxs = []int32{
-	26, // 0: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
+	28, // 0: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
 	10, // 1: orgscaler.v1.HintResponse.backlog:type_name -> orgscaler.v1.Backlog
-	26, // 2: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
+	28, // 2: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
 	10, // 3: orgscaler.v1.ListBacklogsResponse.backlogs:type_name -> orgscaler.v1.Backlog
-	30, // 4: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
-	30, // 5: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
-	27, // 6: orgscaler.v1.ExplainRequest.metadata:type_name -> orgscaler.v1.ExplainRequest.MetadataEntry
-	28, // 7: orgscaler.v1.ExplainResponse.metadata:type_name -> orgscaler.v1.ExplainResponse.MetadataEntry
-	30, // 8: orgscaler.v1.ExplainResponse.next_change:type_name -> google.protobuf.Timestamp
-	26, // 9: orgscaler.v1.ExplainResponse.org:type_name -> orgscaler.v1.Org
-	31, // 10: orgscaler.v1.ExplainResponse.window:type_name -> google.protobuf.Duration
+	32, // 4: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
+	32, // 5: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
+	29, // 6: orgscaler.v1.ExplainRequest.metadata:type_name -> orgscaler.v1.ExplainRequest.MetadataEntry
+	30, // 7: orgscaler.v1.ExplainResponse.metadata:type_name -> orgscaler.v1.ExplainResponse.MetadataEntry
+	32, // 8: orgscaler.v1.ExplainResponse.next_change:type_name -> google.protobuf.Timestamp
+	28, // 9: orgscaler.v1.ExplainResponse.org:type_name -> orgscaler.v1.Org
+	33, // 10: orgscaler.v1.ExplainResponse.window:type_name -> google.protobuf.Duration
 	10, // 11: orgscaler.v1.ExplainResponse.backlog:type_name -> orgscaler.v1.Backlog
-	31, // 12: orgscaler.v1.ReportRequest.since:type_name -> google.protobuf.Duration
-	30, // 13: orgscaler.v1.ReportResponse.from:type_name -> google.protobuf.Timestamp
-	30, // 14: orgscaler.v1.ReportResponse.to:type_name -> google.protobuf.Timestamp
-	31, // 15: orgscaler.v1.ReportResponse.retention:type_name -> google.protobuf.Duration
+	33, // 12: orgscaler.v1.ReportRequest.since:type_name -> google.protobuf.Duration
+	32, // 13: orgscaler.v1.ReportResponse.from:type_name -> google.protobuf.Timestamp
+	32, // 14: orgscaler.v1.ReportResponse.to:type_name -> google.protobuf.Timestamp
+	33, // 15: orgscaler.v1.ReportResponse.retention:type_name -> google.protobuf.Duration
 	15, // 16: orgscaler.v1.ReportResponse.workloads:type_name -> orgscaler.v1.WorkloadUsage
-	31, // 17: orgscaler.v1.WorkloadUsage.tracked:type_name -> google.protobuf.Duration
-	31, // 18: orgscaler.v1.WorkloadUsage.active:type_name -> google.protobuf.Duration
-	29, // 19: orgscaler.v1.WorkloadUsage.wakes:type_name -> orgscaler.v1.WorkloadUsage.WakesEntry
-	26, // 20: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
+	33, // 17: orgscaler.v1.WorkloadUsage.tracked:type_name -> google.protobuf.Duration
+	33, // 18: orgscaler.v1.WorkloadUsage.active:type_name -> google.protobuf.Duration
+	31, // 19: orgscaler.v1.WorkloadUsage.wakes:type_name -> orgscaler.v1.WorkloadUsage.WakesEntry
+	28, // 20: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
 	0,  // 21: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
-	26, // 22: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
-	31, // 23: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
-	26, // 24: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
-	26, // 25: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
-	1,  // 26: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
-	30, // 27: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
-	30, // 28: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
-	30, // 29: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
-	30, // 30: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
-	31, // 31: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
-	2,  // 32: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
-	4,  // 33: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
-	6,  // 34: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
-	16, // 35: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
-	18, // 36: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
-	20, // 37: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
-	24, // 38: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
-	22, // 39: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
-	8,  // 40: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
-	11, // 41: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
-	13, // 42: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
-	3,  // 43: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
-	5,  // 44: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
-	7,  // 45: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
-	17, // 46: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
-	19, // 47: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
-	21, // 48: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
-	25, // 49: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
-	23, // 50: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
-	9,  // 51: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
-	12, // 52: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
-	14, // 53: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
-	43, // [43:54] is the sub-list for method output_type
-	32, // [32:43] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	28, // 22: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
+	33, // 23: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
+	28, // 24: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
+	34, // 25: orgscaler.v1.SnapshotResponse.changes:type_name -> orgscaler.v1.OrgChange
+	28, // 26: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
+	1,  // 27: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
+	32, // 28: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
+	32, // 29: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
+	32, // 30: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
+	32, // 31: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
+	33, // 32: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
+	2,  // 33: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
+	4,  // 34: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
+	6,  // 35: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
+	16, // 36: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
+	18, // 37: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
+	20, // 38: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
+	26, // 39: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
+	22, // 40: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
+	23, // 41: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
+	8,  // 42: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
+	11, // 43: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
+	13, // 44: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
+	3,  // 45: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
+	5,  // 46: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
+	7,  // 47: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
+	17, // 48: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
+	19, // 49: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
+	21, // 50: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
+	27, // 51: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
+	25, // 52: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
+	24, // 53: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
+	9,  // 54: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
+	12, // 55: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
+	14, // 56: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
+	45, // [45:57] is the sub-list for method output_type
+	33, // [33:45] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_orgscaler_proto_init() }
@@ -2005,6 +2117,7 @@ func file_orgscaler_v1_orgscaler_proto_init() {
 	if File_orgscaler_v1_orgscaler_proto != nil {
 		return
 	}
+	file_orgscaler_v1_replication_proto_init()
 	file_orgscaler_v1_orgscaler_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2012,7 +2125,7 @@ func file_orgscaler_v1_orgscaler_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orgscaler_v1_orgscaler_proto_rawDesc), len(file_orgscaler_v1_orgscaler_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -222,6 +222,7 @@ const (
 	AdminService_UpdateOrg_FullMethodName    = "/orgscaler.v1.AdminService/UpdateOrg"
 	AdminService_DeleteOrg_FullMethodName    = "/orgscaler.v1.AdminService/DeleteOrg"
 	AdminService_Digest_FullMethodName       = "/orgscaler.v1.AdminService/Digest"
+	AdminService_Snapshot_FullMethodName     = "/orgscaler.v1.AdminService/Snapshot"
 	AdminService_ListBacklogs_FullMethodName = "/orgscaler.v1.AdminService/ListBacklogs"
 	AdminService_Explain_FullMethodName      = "/orgscaler.v1.AdminService/Explain"
 	AdminService_Report_FullMethodName       = "/orgscaler.v1.AdminService/Report"
@@ -246,6 +247,11 @@ type AdminServiceClient interface {
 	// Digest is a hash of every org's state (id, last activity, settings):
 	// replicas that agree have equal digests.
 	Digest(ctx context.Context, in *DigestRequest, opts ...grpc.CallOption) (*DigestResponse, error)
+	// Snapshot streams every org's state, with its stamps, and the tombstones
+	// of recent deletes: a replica that starts empty loads it from a peer,
+	// then applies its subscription on top. Unavailable while this replica is
+	// still loading its own.
+	Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotResponse], error)
 	// ListBacklogs returns every subscription the scaler tracks, with what
 	// it knows of its backlog.
 	ListBacklogs(ctx context.Context, in *ListBacklogsRequest, opts ...grpc.CallOption) (*ListBacklogsResponse, error)
@@ -316,6 +322,25 @@ func (c *adminServiceClient) Digest(ctx context.Context, in *DigestRequest, opts
 	return out, nil
 }
 
+func (c *adminServiceClient) Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[0], AdminService_Snapshot_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SnapshotRequest, SnapshotResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_SnapshotClient = grpc.ServerStreamingClient[SnapshotResponse]
+
 func (c *adminServiceClient) ListBacklogs(ctx context.Context, in *ListBacklogsRequest, opts ...grpc.CallOption) (*ListBacklogsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListBacklogsResponse)
@@ -365,6 +390,11 @@ type AdminServiceServer interface {
 	// Digest is a hash of every org's state (id, last activity, settings):
 	// replicas that agree have equal digests.
 	Digest(context.Context, *DigestRequest) (*DigestResponse, error)
+	// Snapshot streams every org's state, with its stamps, and the tombstones
+	// of recent deletes: a replica that starts empty loads it from a peer,
+	// then applies its subscription on top. Unavailable while this replica is
+	// still loading its own.
+	Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotResponse]) error
 	// ListBacklogs returns every subscription the scaler tracks, with what
 	// it knows of its backlog.
 	ListBacklogs(context.Context, *ListBacklogsRequest) (*ListBacklogsResponse, error)
@@ -399,6 +429,9 @@ func (UnimplementedAdminServiceServer) DeleteOrg(context.Context, *DeleteOrgRequ
 }
 func (UnimplementedAdminServiceServer) Digest(context.Context, *DigestRequest) (*DigestResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Digest not implemented")
+}
+func (UnimplementedAdminServiceServer) Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotResponse]) error {
+	return status.Error(codes.Unimplemented, "method Snapshot not implemented")
 }
 func (UnimplementedAdminServiceServer) ListBacklogs(context.Context, *ListBacklogsRequest) (*ListBacklogsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListBacklogs not implemented")
@@ -520,6 +553,17 @@ func _AdminService_Digest_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_Snapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SnapshotRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServiceServer).Snapshot(m, &grpc.GenericServerStream[SnapshotRequest, SnapshotResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_SnapshotServer = grpc.ServerStreamingServer[SnapshotResponse]
+
 func _AdminService_ListBacklogs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListBacklogsRequest)
 	if err := dec(in); err != nil {
@@ -614,6 +658,12 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AdminService_Report_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Snapshot",
+			Handler:       _AdminService_Snapshot_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "orgscaler/v1/orgscaler.proto",
 }

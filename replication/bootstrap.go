@@ -1,0 +1,156 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+)
+
+// Peers says where the other replicas' API ports are: HOST:PORT entries,
+// each host resolved to every address it has (a headless Service's name
+// gives every replica, this one included).
+type Peers struct {
+	Addrs []string
+	// Token, when set, is the bearer token presented to peers' APIs (an
+	// admin token: a snapshot holds every org).
+	Token string
+	// Self is this replica's id: a peer answering with it is this replica.
+	Self   string
+	Logger *slog.Logger
+}
+
+// ErrNoPeerReady is a bootstrap that found other replicas, none of which
+// could give a snapshot yet.
+var ErrNoPeerReady = errors.New("no peer could give a snapshot yet")
+
+// Bootstrap loads a snapshot of every org from the first ready peer into
+// store. It returns 0, nil when there is no other replica at all (the
+// first of a new fleet starts empty), and ErrNoPeerReady (wrapped, with
+// each peer's reason) when there are others but none is ready: the caller
+// tries again, and stays not ready meanwhile.
+func Bootstrap(ctx context.Context, p Peers, store Store) (orgs int, from string, err error) {
+	log := p.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	addrs, err := resolve(ctx, p.Addrs)
+	if err != nil {
+		return 0, "", err
+	}
+	others, empty := 0, 0
+	var reasons []string
+	for _, addr := range addrs {
+		n, replica, err := p.load(ctx, addr, store)
+		switch {
+		case err == nil:
+			log.Info("loaded a snapshot from a peer", "peer", addr, "replica", replica, "changes", n)
+			return n, replica, nil
+		case errors.Is(err, errSelf), errors.Is(err, syscall.ECONNREFUSED):
+			continue // this replica, or no replica running there
+		case errors.Is(err, errEmpty):
+			empty++
+			continue
+		}
+		others++
+		reasons = append(reasons, fmt.Sprintf("%s: %v", addr, err))
+	}
+	if others == 0 {
+		// No other replica, or only ones as empty as this one: there is no
+		// state anywhere to wait for.
+		log.Info("no peer holds any state: starting empty, as the first of the fleet", "peers", strings.Join(p.Addrs, ","), "empty_peers", empty)
+		return 0, "", nil
+	}
+	return 0, "", fmt.Errorf("%w: %s", ErrNoPeerReady, strings.Join(reasons, "; "))
+}
+
+var (
+	errSelf  = errors.New("this replica")
+	errEmpty = errors.New("a peer as empty as this one, loading too")
+)
+
+// resolve turns HOST:PORT entries into one address per IP.
+func resolve(ctx context.Context, entries []string) ([]string, error) {
+	var out []string
+	for _, e := range entries {
+		host, port, err := net.SplitHostPort(strings.TrimSpace(e))
+		if err != nil {
+			return nil, fmt.Errorf("--peers entry %q: expected HOST:PORT: %w", e, err)
+		}
+		ips, err := net.DefaultResolver.LookupHost(ctx, host)
+		if err != nil {
+			// A headless Service with no ready pod yet has no addresses:
+			// no other replica.
+			var dns *net.DNSError
+			if errors.As(err, &dns) && dns.IsNotFound {
+				continue
+			}
+			return nil, fmt.Errorf("--peers entry %q: %w", e, err)
+		}
+		for _, ip := range ips {
+			out = append(out, net.JoinHostPort(ip, port))
+		}
+	}
+	return out, nil
+}
+
+// load asks one peer for its snapshot and applies it.
+func (p Peers) load(ctx context.Context, addr string, store Store) (int, string, error) {
+	// Nothing listening there is no replica, not one that is down.
+	probe, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return 0, "", err
+	}
+	_ = probe.Close()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return 0, "", err
+	}
+	defer conn.Close()
+	if p.Token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+p.Token)
+	}
+	client := pb.NewAdminServiceClient(conn)
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	d, err := client.Digest(cctx, &pb.DigestRequest{})
+	cancel()
+	if err != nil {
+		return 0, "", err
+	}
+	switch {
+	case d.GetReplica() == p.Self:
+		return 0, "", errSelf
+	case d.GetLoading() && d.GetOrgs() == 0:
+		return 0, "", errEmpty
+	}
+	stream, err := client.Snapshot(ctx, &pb.SnapshotRequest{})
+	if err != nil {
+		return 0, "", err
+	}
+	n := 0
+	for {
+		chunk, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return n, d.GetReplica(), nil
+		}
+		if err != nil {
+			return n, "", err
+		}
+		changes := fromProto(chunk.GetChanges())
+		if err := store.Apply(changes); err != nil {
+			return n, "", fmt.Errorf("apply the snapshot: %w", err)
+		}
+		n += len(changes)
+	}
+}
