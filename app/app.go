@@ -94,6 +94,10 @@ type Options struct {
 	// MaxStreamsPerConn bounds the concurrent calls and streams of one
 	// connection to the KEDA port.
 	MaxStreamsPerConn int
+	// KEDAMaxConnectionAge ends KEDA's connections (GOAWAY) after about
+	// this long, and its streams cleanly, so its client re-resolves the
+	// headless Service and spreads over the replicas there are now.
+	KEDAMaxConnectionAge time.Duration
 	// APIInsecure lets the API listen on a non-loopback address without
 	// any authentication.
 	APIInsecure bool
@@ -155,6 +159,9 @@ const (
 	// (a StreamIsActive per external-push trigger it watches), and a bound
 	// on what one connection can make the scaler hold.
 	DefaultMaxStreamsPerConn = 10_000
+	// DefaultKEDAMaxConnectionAge lets KEDA find a new replica within
+	// minutes, at the cost of one reconnect per stream per interval.
+	DefaultKEDAMaxConnectionAge = 5 * time.Minute
 )
 
 // MaxMessageSize bounds every message either port receives: KEDA's
@@ -303,7 +310,11 @@ func New(o Options) (*App, error) {
 	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	a.registry.MustRegister(grpcMetrics)
 	authz := sec.authorizer(a.registry)
-	a.kedaSrv, a.health = newServer(grpcMetrics, sec.keda, nil, grpc.MaxConcurrentStreams(uint32(o.MaxStreamsPerConn)))
+	a.kedaSrv, a.health = newServer(grpcMetrics, sec.keda, nil, grpc.MaxConcurrentStreams(uint32(o.MaxStreamsPerConn)),
+		// KEDA's client re-resolves the scaler's address only when a
+		// connection ends: an age makes it find new replicas. The grace
+		// outlasts any stream, which ends cleanly by itself first.
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: o.KEDAMaxConnectionAge, MaxConnectionAgeGrace: o.KEDAMaxConnectionAge * 6 / 5}))
 	var admit scaler.Admitter
 	if a.objects != nil {
 		admit = a.objects
@@ -312,7 +323,8 @@ func New(o Options) (*App, error) {
 		admit = gate{ready: &a.ready, next: admit}
 	}
 	kedaServer := scaler.New(scaler.Options{
-		Orgs: store, Backlogs: scalerBacklogs, Now: o.Now, Logger: o.Logger, Done: a.done, Observer: observer,
+		MaxStreamAge: o.KEDAMaxConnectionAge,
+		Orgs:         store, Backlogs: scalerBacklogs, Now: o.Now, Logger: o.Logger, Done: a.done, Observer: observer,
 		Registerer: a.registry, Usage: a.ledger, Admit: admit,
 	})
 	a.keda = kedaServer
@@ -365,6 +377,7 @@ func withDefaults(o Options) Options {
 	o.MaxOrgs = cmp.Or(o.MaxOrgs, DefaultMaxOrgs)
 	o.MinFreeDiskMB = cmp.Or(o.MinFreeDiskMB, DefaultMinFreeDiskMB)
 	o.MaxStreamsPerConn = cmp.Or(o.MaxStreamsPerConn, DefaultMaxStreamsPerConn)
+	o.KEDAMaxConnectionAge = cmp.Or(o.KEDAMaxConnectionAge, DefaultKEDAMaxConnectionAge)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os/exec"
 	"path/filepath"
@@ -244,5 +245,36 @@ current-context: c
 	}
 	if h, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: "liveness"}); err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("liveness must stay SERVING: %v %v", h, err)
+	}
+}
+
+// KEDA's connections age out, and its streams end cleanly first (KEDA
+// resets its reconnect backoff only after a clean end), so its client
+// re-resolves the address and finds the replicas there are now.
+func TestStreamsEndCleanlyWithTheirConnectionsAge(t *testing.T) {
+	o := options(t, t.TempDir())
+	o.KEDAMaxConnectionAge = time.Second
+	d := start(t, o)
+	stream, err := d.keda.StreamIsActive(context.Background(), pynode("acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil { // a new org is active: pushed on open
+		t.Fatal(err)
+	}
+	began := time.Now()
+	ended := make(chan error, 1)
+	go func() { _, err := stream.Recv(); ended <- err }()
+	select {
+	case err := <-ended:
+		if !errors.Is(err, io.EOF) {
+			t.Fatalf("the stream must end cleanly (io.EOF), got %v", err)
+		}
+		t.Logf("stream ended cleanly after %s", time.Since(began).Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream outlived its connection's age")
+	}
+	if active, _ := answer(t, d, pynode("acme")); !active {
+		t.Fatal("calls go on over a new connection")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +73,7 @@ type Server struct {
 	observer Observer
 	usage    Ledger
 	admit    Admitter
+	maxAge   time.Duration
 	metrics  *metrics
 
 	// Read on every call and rarely changed, so lock-free to read.
@@ -121,6 +123,10 @@ type Options struct {
 	// Admit, when set, refuses every request that no real ScaledObject's
 	// trigger makes, before anything is kept for it.
 	Admit Admitter
+	// MaxStreamAge, when set, ends each stream cleanly after about this
+	// long (±10%), before its connection's own age cuts it: KEDA's client
+	// resets its reconnect backoff only after a clean end.
+	MaxStreamAge time.Duration
 }
 
 // New returns a Server.
@@ -132,7 +138,7 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Server{orgs: o.Orgs, backlogs: o.Backlogs, now: o.Now, log: o.Logger.With("component", "scaler"),
-		done: o.Done, observer: o.Observer, usage: o.Usage, admit: o.Admit, metrics: newMetrics(o.Registerer)}
+		done: o.Done, observer: o.Observer, usage: o.Usage, admit: o.Admit, maxAge: o.MaxStreamAge, metrics: newMetrics(o.Registerer)}
 }
 
 // MaxScaledObjects bounds what the scaler remembers per ScaledObject (its
@@ -395,8 +401,19 @@ func (s *Server) StreamMetricSpec(ref *pb.ScaledObjectRef, stream pb.ExternalSca
 	select {
 	case <-stream.Context().Done():
 	case <-s.done:
+	case <-s.aged():
 	}
 	return nil
+}
+
+// aged fires when a stream opened now has lived its age; never without
+// one.
+func (s *Server) aged() <-chan time.Time {
+	if s.maxAge <= 0 {
+		return nil
+	}
+	jitter := time.Duration(rand.Int64N(int64(s.maxAge)/5+1)) - s.maxAge/10
+	return time.After(s.maxAge + jitter)
 }
 
 // StreamIsActive pushes true when the workload turns active (and once on
@@ -426,6 +443,7 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 	log := s.log.With("namespace", ref.GetNamespace(), "scaledobject", ref.GetName(), "workload", w.Kind, "org", w.Org)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	aged := s.aged()
 	name := w.MetricName()
 	wasActive := false
 	var activeUntil time.Time // when the last active answer was due to end
@@ -469,6 +487,8 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 			return nil
 		case <-s.done:
 			return nil
+		case <-aged:
+			return nil // a clean end: KEDA reconnects, perhaps to another replica
 		case <-orgChanged:
 		case <-backlogChanged:
 		case <-due:
