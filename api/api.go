@@ -39,6 +39,12 @@ type Syncer interface {
 	Sync(ctx context.Context) error
 }
 
+// HintReplicator sends an enqueue hint to every other replica;
+// replication.Replicator provides it. Nil with one replica.
+type HintReplicator interface {
+	EnqueueHint(sub string, n int64, at time.Time)
+}
+
 // Backlogs is what the API needs of the backlog tracker; nil when the
 // scaler runs without a backlog source.
 type Backlogs interface {
@@ -70,6 +76,7 @@ type Server struct {
 	sync      Syncer
 	snapshot  func(send func([]*pb.OrgChange) error) error
 	ready     func() bool
+	hints     HintReplicator
 }
 
 // replicated returns once the changes made so far reach every replica;
@@ -104,6 +111,8 @@ type Options struct {
 	// holds its own whole state yet.
 	Snapshot func(send func([]*pb.OrgChange) error) error
 	Ready    func() bool
+	// Hints, when set, sends each hint to the other replicas.
+	Hints HintReplicator
 }
 
 // New returns a Server.
@@ -111,7 +120,7 @@ func New(o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica, sync: o.Sync, snapshot: o.Snapshot, ready: o.Ready,
+	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica, sync: o.Sync, snapshot: o.Snapshot, ready: o.Ready, hints: o.Hints,
 		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))}
 }
 
@@ -256,12 +265,15 @@ func (s *Server) Hint(ctx context.Context, req *pb.HintRequest) (*pb.HintRespons
 		if err != nil {
 			return nil, recordError("", err)
 		}
-		if err := s.replicated(ctx); err != nil {
-			return nil, err
-		}
 		resp.Org = OrgProto(o)
 	}
 	resp.Backlog = BacklogProto(s.backlogs.Hint(req.GetSubscription(), req.GetMessages()))
+	if s.hints != nil && req.GetMessages() > 0 {
+		s.hints.EnqueueHint(req.GetSubscription(), req.GetMessages(), s.now())
+	}
+	if err := s.replicated(ctx); err != nil {
+		return nil, err
+	}
 	return resp, nil
 }
 

@@ -331,8 +331,9 @@ func New(o Options) (*App, error) {
 	kedapb.RegisterExternalScalerServer(a.kedaSrv, kedaServer)
 	a.apiSrv, a.apiHealth = newServer(grpcMetrics, sec.api, authz, grpc.MaxConcurrentStreams(uint32(o.MaxStreamsPerConn)))
 	var syncer api.Syncer
+	var hintRepl api.HintReplicator
 	if a.repl != nil {
-		syncer = a.repl
+		syncer, hintRepl = a.repl, a.repl
 	}
 	var snapshot func(func([]*pb.OrgChange) error) error
 	if a.repl != nil {
@@ -340,7 +341,7 @@ func New(o Options) (*App, error) {
 			return store.Export(func(cs []activity.Change) error { return send(replication.ToProto(cs)) })
 		}
 	}
-	apiServer := api.New(api.Options{Sync: syncer, Snapshot: snapshot, Ready: a.ready.Load, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID})
+	apiServer := api.New(api.Options{Sync: syncer, Hints: hintRepl, Snapshot: snapshot, Ready: a.ready.Load, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
 	a.registerKept()
@@ -469,7 +470,11 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	if a.repl != nil {
 		a.bgWG.Go(func() {
-			if err := a.repl.Run(bg, a.store); err != nil {
+			var hints replication.Hints
+			if a.depth != nil {
+				hints = a.depth.tracker
+			}
+			if err := a.repl.Run(bg, a.store, hints); err != nil {
 				a.log.Error("replication stopped with an error", "err", err)
 			}
 		})

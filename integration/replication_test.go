@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/orgscaler/orgscaler/app"
+	"github.com/orgscaler/orgscaler/internal/monitoringtest"
 	"github.com/orgscaler/orgscaler/internal/pubsubtest"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 )
@@ -28,7 +29,7 @@ const replTopic = "projects/p-repl/topics/orgs"
 // startFleet runs n replicas replicating over one topic of Google's
 // Pub/Sub emulator, each started with an empty data dir and the others'
 // API ports as peers, one after the other (as a StatefulSet starts them).
-func startFleet(t *testing.T, n int) []*daemon {
+func startFleet(t *testing.T, n int, with ...func(*app.Options)) []*daemon {
 	t.Helper()
 	addr := pubsubtest.StartEmulator(t)
 	c := pubsubtest.Client(t, addr, "p-repl")
@@ -37,16 +38,19 @@ func startFleet(t *testing.T, n int) []*daemon {
 	}
 	var fleet []*daemon
 	for i := range n {
-		fleet = append(fleet, startReplica(t, fmt.Sprintf("scaler-%d", i), t.TempDir(), fleet))
+		fleet = append(fleet, startReplica(t, fmt.Sprintf("scaler-%d", i), t.TempDir(), fleet, with...))
 	}
 	return fleet
 }
 
 // startReplica starts one replica with peers' API ports as --peers, and
 // waits until it is ready.
-func startReplica(t *testing.T, id, dir string, peers []*daemon) *daemon {
+func startReplica(t *testing.T, id, dir string, peers []*daemon, with ...func(*app.Options)) *daemon {
 	t.Helper()
 	o := options(t, dir)
+	for _, f := range with {
+		f(&o)
+	}
 	o.Replication, o.ReplicationTopic, o.ReplicaID = app.ReplicationPubSub, replTopic, id
 	for _, p := range peers {
 		o.Peers = append(o.Peers, p.app.APIAddr())
@@ -276,4 +280,43 @@ func TestRestartedReplicaCatchesUp(t *testing.T) {
 	}
 	back := startReplica(t, "scaler-2", dir, fleet[:2])
 	poll(t, "the restarted replica caught up", func() bool { return agree(digests(t, []*daemon{fleet[0], fleet[1], back})) })
+}
+
+// A hint sent to one replica counts on every replica, once: a worker
+// polled round robin gets the same replica count whichever answers.
+func TestHintsReachEveryReplica(t *testing.T) {
+	ms := monitoringtest.Start(t)
+	sub := "projects/p-repl/subscriptions/transcribe"
+	ms.Set(sub, 0, time.Now())
+	fleet := startFleet(t, 3, func(o *app.Options) {
+		o.PubSub, o.MonitoringEndpoint, o.MonitoringInsecure = app.PubSubMonitoring, ms.Addr, true
+		o.DepthRefresh = 100 * time.Millisecond
+	})
+	ref := worker(sub, 2)
+	for _, d := range fleet {
+		poll(t, "the empty queue seen", func() bool {
+			active, replicas, err := state(d, ref)
+			return err == nil && !active && replicas == 0
+		})
+	}
+	if _, err := fleet[0].act.Hint(context.Background(), &pb.HintRequest{Subscription: sub, Messages: 5}); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range fleet {
+		poll(t, fmt.Sprintf("replica %d counts the hint", i), func() bool {
+			active, replicas, err := state(d, ref)
+			return err == nil && active && replicas == 3
+		})
+	}
+	keda := roundRobin(t, fleet)
+	spec, err := keda.GetMetricSpec(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 9 {
+		m, err := keda.GetMetrics(context.Background(), &kedapb.GetMetricsRequest{ScaledObjectRef: ref, MetricName: spec.GetMetricSpecs()[0].GetMetricName()})
+		if err != nil || m.GetMetricValues()[0].GetMetricValue() != 3 {
+			t.Fatalf("round robin: want 3 replicas from every replica (5 hinted messages, 2 a replica), got %v %v", m, err)
+		}
+	}
 }

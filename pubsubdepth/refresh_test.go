@@ -204,3 +204,25 @@ func TestTrackerHangingLookupsDoNotStallFetches(t *testing.T) {
 	e.ms.Set(sub, 2, time.Now())
 	waitFor(t, "a newer point while every lookup hangs", 3*time.Second, func() bool { return tr.Backlog(sub).Messages == 2 })
 }
+
+// A hint from another replica counts once, however often Pub/Sub delivers
+// it, and from the instant it arrived there.
+func TestTrackerAppliesRemoteHintsOnce(t *testing.T) {
+	e := newTrackerEnv(t)
+	e.ms.Set(sub, 0, e.clock.Now())
+	e.tr.Backlog(sub)
+	e.refresh()
+	at := e.clock.Now().Add(time.Second)
+	e.clock.Set(at.Add(time.Second))
+	for range 3 {
+		e.tr.ApplyHint("scaler-1/7", sub, 4, at)
+	}
+	e.tr.ApplyHint("scaler-2/1", sub, 1, at)
+	if d := e.tr.Backlog(sub); d.Messages != 5 || d.Hint != 5 {
+		t.Fatalf("want 4+1 hinted messages, each counted once, got %+v", d)
+	}
+	e.tr.ApplyHint("scaler-1/8", sub, 9, at.Add(-10*time.Minute)) // older than the max age: nothing to count
+	if d := e.tr.Backlog(sub); d.Messages != 5 {
+		t.Fatalf("a hint older than the max age must not count: %+v", d)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -85,8 +86,14 @@ type tracked struct {
 	checking  bool
 	hints     []hint // in arrival order, at most maxHints
 	watchers  watch.List
-	forgotten bool // its trigger is gone: dropped when the last watcher leaves
+	forgotten bool     // its trigger is gone: dropped when the last watcher leaves
+	hintIDs   []string // the last maxHintIDs ids of hints from other replicas, to count each once
 }
+
+// maxHintIDs bounds the remote hint ids remembered per subscription:
+// Pub/Sub redelivers within minutes, and far fewer hints than this come
+// in that time.
+const maxHintIDs = 256
 
 // group is one query of the source (a project): queried at most once per
 // Refresh, however many new subscriptions are named in between.
@@ -244,6 +251,28 @@ func (t *Tracker) Hint(sub string, n int64) Depth {
 	}
 	s.notify()
 	return t.depth(sub, s, now)
+}
+
+// ApplyHint counts a hint another replica accepted (n messages on sub at
+// at), once whatever the redeliveries of id, and tells sub's watchers.
+func (t *Tracker) ApplyHint(id, sub string, n int64, at time.Time) {
+	now := t.opts.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.get(sub, now)
+	if slices.Contains(s.hintIDs, id) {
+		return
+	}
+	if len(s.hintIDs) == maxHintIDs {
+		s.hintIDs = append(s.hintIDs[:0], s.hintIDs[1:]...)
+	}
+	s.hintIDs = append(s.hintIDs, id)
+	s.lastAsked = now
+	if n > 0 && now.Sub(at) <= t.opts.MaxAge {
+		s.addHint(hint{at: at, n: n})
+		sort.SliceStable(s.hints, func(i, j int) bool { return s.hints[i].at.Before(s.hints[j].at) })
+	}
+	s.notify()
 }
 
 // addHint appends h, merging the two oldest hints when there are

@@ -34,6 +34,12 @@ type Store interface {
 	Apply([]activity.Change) error
 }
 
+// Hints is where other replicas' enqueue hints go; pubsubdepth.Tracker
+// provides it. Nil without a backlog source.
+type Hints interface {
+	ApplyHint(id, sub string, n int64, at time.Time)
+}
+
 // Options configure a Replicator.
 type Options struct {
 	// Topic is the replication topic, projects/P/topics/T. It must exist.
@@ -63,10 +69,12 @@ type Replicator struct {
 	mu        sync.Mutex
 	activity  map[string]time.Time // pending activity, coalesced: the latest per org
 	others    []activity.Change    // pending settings, creations by admins, deletes
-	enqueued  uint64               // changes enqueued so far
-	confirmed uint64               // changes published so far
-	published chan struct{}        // closed and replaced at each confirmation
-	lastErr   error                // the last publish failure, while failing
+	hints     []*pb.SubscriptionHint
+	hintSeq   uint64
+	enqueued  uint64        // changes enqueued so far
+	confirmed uint64        // changes published so far
+	published chan struct{} // closed and replaced at each confirmation
+	lastErr   error         // the last publish failure, while failing
 	kick      chan struct{}
 }
 
@@ -93,7 +101,8 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 	r := &Replicator{opts: o, log: o.Logger.With("component", "replication"), client: client,
 		sub:      fmt.Sprintf("projects/%s/subscriptions/%s-%s", project, topicID, o.Replica),
 		activity: map[string]time.Time{}, published: make(chan struct{}), kick: make(chan struct{}, 1),
-		m: newMetrics(o.Registerer)}
+		hintSeq: uint64(time.Now().UnixNano()), // unique across this replica's restarts
+		m:       newMetrics(o.Registerer)}
 	if err := r.ensureSubscription(ctx); err != nil {
 		_ = client.Close()
 		return nil, err
@@ -158,6 +167,21 @@ func (r *Replicator) Enqueue(c activity.Change) {
 	}
 }
 
+// EnqueueHint queues an enqueue hint accepted here, for every replica to
+// count once.
+func (r *Replicator) EnqueueHint(sub string, n int64, at time.Time) {
+	r.mu.Lock()
+	r.hintSeq++
+	r.hints = append(r.hints, &pb.SubscriptionHint{Id: fmt.Sprintf("%s/%d", r.opts.Replica, r.hintSeq),
+		Subscription: sub, Messages: n, AtUnixNano: at.UnixNano()})
+	r.enqueued++
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
 // Sync returns once every change enqueued before it is published, or an
 // error saying why not yet (the change stays queued and is published
 // when Pub/Sub is back).
@@ -181,18 +205,19 @@ func (r *Replicator) Sync(ctx context.Context) error {
 	return nil
 }
 
-// Run publishes and applies until ctx ends, then publishes what is still
-// queued (for up to DrainTimeout) and closes the client.
-func (r *Replicator) Run(ctx context.Context, store Store) error {
+// Run publishes and applies (changes to store, hints to hints, if set)
+// until ctx ends, then publishes what is still queued (for up to
+// DrainTimeout) and closes the client.
+func (r *Replicator) Run(ctx context.Context, store Store, hints Hints) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { r.publishLoop(ctx) })
-	err := r.receive(ctx, store)
+	err := r.receive(ctx, store, hints)
 	wg.Wait()
 	dctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
 	defer cancel()
-	if seq, batch := r.take(); len(batch) > 0 {
+	if seq, batch := r.take(); !batch.empty() {
 		if perr := r.publish(dctx, batch); perr != nil {
-			r.log.Error("changes not published before stopping: other replicas will not see them", "changes", len(batch), "err", perr)
+			r.log.Error("changes not published before stopping: other replicas will not see them", "changes", len(batch.changes), "err", perr)
 		} else {
 			r.confirm(seq)
 		}
@@ -220,7 +245,7 @@ func (r *Replicator) publishLoop(ctx context.Context) {
 		}
 		for {
 			seq, batch := r.take()
-			if len(batch) == 0 {
+			if batch.empty() {
 				break
 			}
 			err := r.publish(ctx, batch)
@@ -233,7 +258,7 @@ func (r *Replicator) publishLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			r.log.Warn("publishing changes failed; retrying", "topic", r.opts.Topic, "changes", len(batch), "retry_in", backoff, "err", err)
+			r.log.Warn("publishing changes failed; retrying", "topic", r.opts.Topic, "changes", len(batch.changes), "hints", len(batch.hints), "retry_in", backoff, "err", err)
 			select {
 			case <-ctx.Done():
 				return
@@ -244,8 +269,16 @@ func (r *Replicator) publishLoop(ctx context.Context) {
 	}
 }
 
-// take returns every pending change, and the count enqueued up to them.
-func (r *Replicator) take() (uint64, []activity.Change) {
+// pending is what one publish carries.
+type pending struct {
+	changes []activity.Change
+	hints   []*pb.SubscriptionHint
+}
+
+func (p pending) empty() bool { return len(p.changes) == 0 && len(p.hints) == 0 }
+
+// take returns everything pending, and the count enqueued up to it.
+func (r *Replicator) take() (uint64, pending) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	batch := make([]activity.Change, 0, len(r.activity)+len(r.others))
@@ -255,15 +288,18 @@ func (r *Replicator) take() (uint64, []activity.Change) {
 	batch = append(batch, r.others...)
 	clear(r.activity)
 	r.others = nil
-	return r.enqueued, batch
+	p := pending{changes: batch, hints: r.hints}
+	r.hints = nil
+	return r.enqueued, p
 }
 
-func (r *Replicator) requeue(batch []activity.Change, err error) {
+func (r *Replicator) requeue(p pending, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.lastErr = err
 	r.m.publishErrors.Inc()
-	for _, c := range batch {
+	r.hints = append(p.hints, r.hints...)
+	for _, c := range p.changes {
 		if c.Deleted == 0 && c.ScaleToZero == nil && c.IdleWindow == nil {
 			if c.Activity.After(r.activity[c.Org]) {
 				r.activity[c.Org] = c.Activity
@@ -285,15 +321,18 @@ func (r *Replicator) confirm(seq uint64) {
 	r.published = make(chan struct{})
 }
 
-// publish sends batch in messages of at most maxBatch changes and waits
-// for Pub/Sub to confirm them all.
-func (r *Replicator) publish(ctx context.Context, batch []activity.Change) error {
+// publish sends p in messages of at most maxBatch changes (the hints
+// ride with the first) and waits for Pub/Sub to confirm them all.
+func (r *Replicator) publish(ctx context.Context, p pending) error {
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var results []*pubsub.PublishResult
-	for len(batch) > 0 {
+	batch, hints := p.changes, p.hints
+	for len(batch) > 0 || len(hints) > 0 {
 		n := min(len(batch), maxBatch)
-		data, err := proto.Marshal(toProto(r.opts.Replica, batch[:n]))
+		msg := toProto(r.opts.Replica, batch[:n])
+		msg.Hints, hints = hints, nil
+		data, err := proto.Marshal(msg)
 		if err != nil {
 			return fmt.Errorf("encode changes: %w", err)
 		}
@@ -312,7 +351,7 @@ func (r *Replicator) publish(ctx context.Context, batch []activity.Change) error
 
 // receive applies other replicas' changes from this replica's
 // subscription, acknowledging each message once it is on disk here.
-func (r *Replicator) receive(ctx context.Context, store Store) error {
+func (r *Replicator) receive(ctx context.Context, store Store, hints Hints) error {
 	sub := r.client.Subscriber(r.sub)
 	sub.ReceiveSettings.NumGoroutines = 1
 	for {
@@ -332,6 +371,11 @@ func (r *Replicator) receive(ctx context.Context, store Store) error {
 				r.log.Error("applying another replica's changes failed; Pub/Sub will redeliver them", "from", b.GetReplica(), "err", err)
 				m.Nack()
 				return
+			}
+			if hints != nil {
+				for _, h := range b.GetHints() {
+					hints.ApplyHint(h.GetId(), h.GetSubscription(), h.GetMessages(), time.Unix(0, h.GetAtUnixNano()))
+				}
 			}
 			r.m.applied.Add(float64(len(changes)))
 			m.Ack()

@@ -28,8 +28,9 @@ const (
 type ChangeBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The replica that accepted the changes (--replica-id).
-	Replica       string       `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
-	Changes       []*OrgChange `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	Replica       string              `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
+	Changes       []*OrgChange        `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	Hints         []*SubscriptionHint `protobuf:"bytes,3,rep,name=hints,proto3" json:"hints,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -78,6 +79,85 @@ func (x *ChangeBatch) GetChanges() []*OrgChange {
 	return nil
 }
 
+func (x *ChangeBatch) GetHints() []*SubscriptionHint {
+	if x != nil {
+		return x.Hints
+	}
+	return nil
+}
+
+// SubscriptionHint is an enqueue hint a replica accepted: every replica
+// counts it once (by id) until Monitoring shows data observed after it.
+type SubscriptionHint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unique across the fleet: the replica and a sequence number.
+	Id           string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Subscription string `protobuf:"bytes,2,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	Messages     int64  `protobuf:"varint,3,opt,name=messages,proto3" json:"messages,omitempty"`
+	// When the hint arrived, Unix nanoseconds.
+	AtUnixNano    int64 `protobuf:"varint,4,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscriptionHint) Reset() {
+	*x = SubscriptionHint{}
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscriptionHint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscriptionHint) ProtoMessage() {}
+
+func (x *SubscriptionHint) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscriptionHint.ProtoReflect.Descriptor instead.
+func (*SubscriptionHint) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SubscriptionHint) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SubscriptionHint) GetSubscription() string {
+	if x != nil {
+		return x.Subscription
+	}
+	return ""
+}
+
+func (x *SubscriptionHint) GetMessages() int64 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+func (x *SubscriptionHint) GetAtUnixNano() int64 {
+	if x != nil {
+		return x.AtUnixNano
+	}
+	return 0
+}
+
 // OrgChange is one change of one org. Stamps are a hybrid logical clock in
 // Unix nanoseconds, the replica in the low bits; zero is "not in this
 // change".
@@ -99,7 +179,7 @@ type OrgChange struct {
 
 func (x *OrgChange) Reset() {
 	*x = OrgChange{}
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -111,7 +191,7 @@ func (x *OrgChange) String() string {
 func (*OrgChange) ProtoMessage() {}
 
 func (x *OrgChange) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -124,7 +204,7 @@ func (x *OrgChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrgChange.ProtoReflect.Descriptor instead.
 func (*OrgChange) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{1}
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *OrgChange) GetOrg() string {
@@ -180,10 +260,17 @@ var File_orgscaler_v1_replication_proto protoreflect.FileDescriptor
 
 const file_orgscaler_v1_replication_proto_rawDesc = "" +
 	"\n" +
-	"\x1eorgscaler/v1/replication.proto\x12\forgscaler.v1\"Z\n" +
+	"\x1eorgscaler/v1/replication.proto\x12\forgscaler.v1\"\x90\x01\n" +
 	"\vChangeBatch\x12\x18\n" +
 	"\areplica\x18\x01 \x01(\tR\areplica\x121\n" +
-	"\achanges\x18\x02 \x03(\v2\x17.orgscaler.v1.OrgChangeR\achanges\"\xe1\x02\n" +
+	"\achanges\x18\x02 \x03(\v2\x17.orgscaler.v1.OrgChangeR\achanges\x124\n" +
+	"\x05hints\x18\x03 \x03(\v2\x1e.orgscaler.v1.SubscriptionHintR\x05hints\"\x84\x01\n" +
+	"\x10SubscriptionHint\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
+	"\fsubscription\x18\x02 \x01(\tR\fsubscription\x12\x1a\n" +
+	"\bmessages\x18\x03 \x01(\x03R\bmessages\x12 \n" +
+	"\fat_unix_nano\x18\x04 \x01(\x03R\n" +
+	"atUnixNano\"\xe1\x02\n" +
 	"\tOrgChange\x12\x10\n" +
 	"\x03org\x18\x01 \x01(\tR\x03org\x12,\n" +
 	"\x12activity_unix_nano\x18\x02 \x01(\x03R\x10activityUnixNano\x126\n" +
@@ -208,18 +295,20 @@ func file_orgscaler_v1_replication_proto_rawDescGZIP() []byte {
 	return file_orgscaler_v1_replication_proto_rawDescData
 }
 
-var file_orgscaler_v1_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_orgscaler_v1_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_orgscaler_v1_replication_proto_goTypes = []any{
-	(*ChangeBatch)(nil), // 0: orgscaler.v1.ChangeBatch
-	(*OrgChange)(nil),   // 1: orgscaler.v1.OrgChange
+	(*ChangeBatch)(nil),      // 0: orgscaler.v1.ChangeBatch
+	(*SubscriptionHint)(nil), // 1: orgscaler.v1.SubscriptionHint
+	(*OrgChange)(nil),        // 2: orgscaler.v1.OrgChange
 }
 var file_orgscaler_v1_replication_proto_depIdxs = []int32{
-	1, // 0: orgscaler.v1.ChangeBatch.changes:type_name -> orgscaler.v1.OrgChange
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	2, // 0: orgscaler.v1.ChangeBatch.changes:type_name -> orgscaler.v1.OrgChange
+	1, // 1: orgscaler.v1.ChangeBatch.hints:type_name -> orgscaler.v1.SubscriptionHint
+	2, // [2:2] is the sub-list for method output_type
+	2, // [2:2] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_replication_proto_init() }
@@ -227,14 +316,14 @@ func file_orgscaler_v1_replication_proto_init() {
 	if File_orgscaler_v1_replication_proto != nil {
 		return
 	}
-	file_orgscaler_v1_replication_proto_msgTypes[1].OneofWrappers = []any{}
+	file_orgscaler_v1_replication_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orgscaler_v1_replication_proto_rawDesc), len(file_orgscaler_v1_replication_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
