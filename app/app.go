@@ -116,6 +116,9 @@ type Options struct {
 	Peers []string
 	// PeerTokenFile holds the bearer token presented to peers' APIs.
 	PeerTokenFile string
+	// AntiEntropy is how often a replica compares its digest with a random
+	// peer's and applies that peer's snapshot when they differ.
+	AntiEntropy time.Duration
 	// ReplicaID names this replica (default: the hostname, a StatefulSet's
 	// pod name) in the stamps of its changes and in Digest.
 	ReplicaID string
@@ -162,6 +165,9 @@ const (
 	// DefaultKEDAMaxConnectionAge lets KEDA find a new replica within
 	// minutes, at the cost of one reconnect per stream per interval.
 	DefaultKEDAMaxConnectionAge = 5 * time.Minute
+	// DefaultAntiEntropy is the safety net's period: rare enough that a
+	// full snapshot pull under load costs little.
+	DefaultAntiEntropy = 5 * time.Minute
 )
 
 // MaxMessageSize bounds every message either port receives: KEDA's
@@ -183,6 +189,7 @@ type App struct {
 	depth     *depth                  // nil without a backlog source
 	repl      *replication.Replicator // nil with one replica
 	ready     atomic.Bool             // holds every org's state (false while loading a snapshot)
+	empty     bool                    // started with no org: waits for a snapshot
 	peers     replication.Peers
 	events    *kubeevents.Recorder    // nil without a cluster
 	objects   *scaledobjects.Registry // nil without a cluster
@@ -263,10 +270,14 @@ func New(o Options) (*App, error) {
 	a.store = store
 	undo = append(undo, store.Close)
 	a.ready.Store(true)
-	if a.repl != nil && len(o.Peers) > 0 && store.Len() == 0 {
-		// Empty: a new pod, or a lost volume. Not ready until a peer's
-		// snapshot is in (or there is no peer at all).
+	if a.repl != nil && len(o.Peers) > 0 {
+		// Not ready until a peer's snapshot is in. Empty (a new pod, a lost
+		// volume): until one is, or there is no peer with any state. With
+		// state of its own (a restart): one try, so what it missed while
+		// down (messages held for the dead process until their ack deadline)
+		// is in before it answers.
 		a.ready.Store(false)
+		a.empty = store.Len() == 0
 		a.peers = replication.Peers{Addrs: o.Peers, Self: o.ReplicaID, Logger: o.Logger}
 		if o.PeerTokenFile != "" {
 			b, err := os.ReadFile(o.PeerTokenFile)
@@ -379,6 +390,7 @@ func withDefaults(o Options) Options {
 	o.MinFreeDiskMB = cmp.Or(o.MinFreeDiskMB, DefaultMinFreeDiskMB)
 	o.MaxStreamsPerConn = cmp.Or(o.MaxStreamsPerConn, DefaultMaxStreamsPerConn)
 	o.KEDAMaxConnectionAge = cmp.Or(o.KEDAMaxConnectionAge, DefaultKEDAMaxConnectionAge)
+	o.AntiEntropy = cmp.Or(o.AntiEntropy, DefaultAntiEntropy)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -480,6 +492,16 @@ func (a *App) Run(ctx context.Context) error {
 		})
 		if !a.ready.Load() {
 			a.bgWG.Go(func() { a.bootstrap(bg) })
+		}
+		if len(a.peers.Addrs) > 0 {
+			first := a.opts.AntiEntropy
+			if !a.empty {
+				// Restarted: messages Pub/Sub handed to the dead process are
+				// held until their ack deadline (on the emulator, seen never
+				// to come back); one early look heals them.
+				first = min(first, restartRecheck)
+			}
+			a.bgWG.Go(func() { replication.AntiEntropy(bg, a.peers, a.store, first, a.opts.AntiEntropy) })
 		}
 	}
 	// Stopped before the store closes, with a last flush.
@@ -626,13 +648,26 @@ func (a *App) registerKept() {
 	}
 }
 
-// bootstrap loads a peer's snapshot into the empty store, retrying while
-// peers exist but none is ready, and then makes this replica ready.
+// bootstrap loads a peer's snapshot, then makes this replica ready. An
+// empty store retries while peers exist but none is ready; a store with
+// state tries once (for up to restartCatchUp) and then answers from its
+// own state, so a whole fleet restarting never waits on itself.
 func (a *App) bootstrap(ctx context.Context) {
 	for {
-		_, _, err := replication.Bootstrap(ctx, a.peers, a.store)
-		if err == nil {
+		tctx, cancel := ctx, context.CancelFunc(func() {})
+		if !a.empty {
+			tctx, cancel = context.WithTimeout(ctx, restartCatchUp)
+		}
+		_, _, err := replication.Bootstrap(tctx, a.peers, a.store)
+		cancel()
+		if err == nil || (!a.empty && ctx.Err() == nil) {
+			if err != nil {
+				a.log.Warn("restarted without a peer's snapshot: answering from this replica's own state while its subscription catches up", "err", err)
+			}
 			a.ready.Store(true)
+			if !a.empty {
+				a.republish()
+			}
 			return
 		}
 		if ctx.Err() != nil {
@@ -646,6 +681,31 @@ func (a *App) bootstrap(ctx context.Context) {
 		}
 	}
 }
+
+// republish sends this replica's whole state to the others after a
+// restart. A crash can leave on disk changes that were accepted but not yet
+// published (and so never acknowledged); merges are maxima and
+// last-writer-wins, so sending everything again is harmless and makes the
+// fleet agree again.
+func (a *App) republish() {
+	n := 0
+	_ = a.store.Export(func(cs []activity.Change) error {
+		for _, c := range cs {
+			a.repl.Enqueue(c)
+		}
+		n += len(cs)
+		return nil
+	})
+	a.log.Info("republished this replica's state after a restart, so changes accepted but not published before it stopped reach the others", "changes", n)
+}
+
+// restartCatchUp bounds how long a restarted replica waits for a peer's
+// snapshot before it answers from its own state.
+const restartCatchUp = 10 * time.Second
+
+// restartRecheck is when a restarted replica first compares its digest
+// with a peer's.
+const restartRecheck = 3 * time.Second
 
 // gate refuses KEDA's calls while this replica loads its state, then
 // defers to next (the cluster's ScaledObjects), if any.

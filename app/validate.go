@@ -39,6 +39,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--replica-id is %q: expected 1 to 63 letters, digits, '-', '_' or '.' (it names the replica's Pub/Sub subscription)", o.ReplicaID)
 	case len(o.Peers) > 0 && o.Replication != ReplicationPubSub:
 		return errors.New("--peers needs --replication=pubsub: peers share state only through the replication topic")
+	case o.AntiEntropy < time.Second:
+		return fmt.Errorf("--anti-entropy-interval is %s: expected at least 1s", o.AntiEntropy)
 	case o.KEDAMaxConnectionAge < time.Second:
 		return fmt.Errorf("--keda-max-connection-age is %s: expected at least 1s", o.KEDAMaxConnectionAge)
 	case o.MaxStreamsPerConn < 1:

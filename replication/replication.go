@@ -133,7 +133,7 @@ func (r *Replicator) ensureSubscription(ctx context.Context) error {
 		return fmt.Errorf("replication: look up subscription %s: %w", r.sub, err)
 	}
 	_, err = r.client.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
-		Name: r.sub, Topic: r.opts.Topic, AckDeadlineSeconds: 60,
+		Name: r.sub, Topic: r.opts.Topic, AckDeadlineSeconds: 10, // the least: a crashed replica's messages come back soonest
 		ExpirationPolicy: &pubsubpb.ExpirationPolicy{Ttl: durationpb.New(r.opts.Expiry)},
 	})
 	switch status.Code(err) {

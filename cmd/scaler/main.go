@@ -102,6 +102,7 @@ func parse(args []string, out io.Writer) (config, error) {
 		}
 		return nil
 	})
+	fs.DurationVar(&c.app.AntiEntropy, "anti-entropy-interval", app.DefaultAntiEntropy, "how often a replica compares its digest with a random peer's, and applies that peer's snapshot when they differ (heals what the log did not carry, such as messages held for a crashed replica)")
 	fs.StringVar(&c.app.PeerTokenFile, "peer-token-file", "", "file holding the bearer token (an admin token of --api-tokens-file) presented to peers' APIs for snapshots")
 	fs.StringVar(&c.app.ReplicaID, "replica-id", "", "this replica's name, in the stamps of its admin changes and in `scalerctl digest` (default: the hostname, which in a StatefulSet is the pod's name)")
 	fs.IntVar(&c.app.MaxOrgs, "max-orgs", app.DefaultMaxOrgs, "most orgs activity may create; past it, activity for a new org gets ResourceExhausted (orgs named by KEDA's triggers or an admin are always created)")
