@@ -177,34 +177,35 @@ const MaxMessageSize = 1 << 20
 
 // App is a running scaler.
 type App struct {
-	opts      Options
-	log       *slog.Logger
-	store     *activity.Store
-	kedaLis   net.Listener
-	apiLis    net.Listener
-	kedaSrv   *grpc.Server
-	apiSrv    *grpc.Server
-	health    *health.Server
-	apiHealth *health.Server
-	depth     *depth                  // nil without a backlog source
-	repl      *replication.Replicator // nil with one replica
-	ready     atomic.Bool             // holds every org's state (false while loading a snapshot)
-	empty     bool                    // started with no org: waits for a snapshot
-	peers     replication.Peers
-	events    *kubeevents.Recorder    // nil without a cluster
-	objects   *scaledobjects.Registry // nil without a cluster
-	keda      *scaler.Server
-	registry  *prometheus.Registry
-	metricsLn net.Listener
-	metrics   *http.Server
-	eventsWG  sync.WaitGroup
-	eventsEnd context.CancelFunc
-	sec       *security
-	ledger    *usage.Ledger
-	bgWG      sync.WaitGroup
-	bgEnd     context.CancelFunc
-	done      chan struct{}
-	stopOnce  sync.Once
+	opts       Options
+	log        *slog.Logger
+	store      *activity.Store
+	kedaLis    net.Listener
+	apiLis     net.Listener
+	kedaSrv    *grpc.Server
+	apiSrv     *grpc.Server
+	health     *health.Server
+	apiHealth  *health.Server
+	depth      *depth                  // nil without a backlog source
+	repl       *replication.Replicator // nil with one replica
+	ready      atomic.Bool             // holds every org's state (false while loading a snapshot)
+	empty      bool                    // started with no org: waits for a snapshot
+	healthKick chan struct{}           // re-evaluate health now (readiness changed)
+	peers      replication.Peers
+	events     *kubeevents.Recorder    // nil without a cluster
+	objects    *scaledobjects.Registry // nil without a cluster
+	keda       *scaler.Server
+	registry   *prometheus.Registry
+	metricsLn  net.Listener
+	metrics    *http.Server
+	eventsWG   sync.WaitGroup
+	eventsEnd  context.CancelFunc
+	sec        *security
+	ledger     *usage.Ledger
+	bgWG       sync.WaitGroup
+	bgEnd      context.CancelFunc
+	done       chan struct{}
+	stopOnce   sync.Once
 }
 
 // New opens the store and binds both ports, so Addr and APIAddr are known
@@ -214,7 +215,8 @@ func New(o Options) (*App, error) {
 		return nil, err
 	}
 	o = withDefaults(o)
-	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{}), registry: prometheus.NewRegistry()}
+	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{}), registry: prometheus.NewRegistry(),
+		healthKick: make(chan struct{}, 1)}
 	sec, err := newSecurity(o, a.registry)
 	if err != nil {
 		return nil, err
@@ -607,6 +609,7 @@ func (a *App) watchHealth(ctx context.Context) {
 		case <-a.done:
 			return
 		case <-t.C:
+		case <-a.healthKick:
 		}
 	}
 }
@@ -665,6 +668,10 @@ func (a *App) bootstrap(ctx context.Context) {
 				a.log.Warn("restarted without a peer's snapshot: answering from this replica's own state while its subscription catches up", "err", err)
 			}
 			a.ready.Store(true)
+			select {
+			case a.healthKick <- struct{}{}:
+			default:
+			}
 			if !a.empty {
 				a.republish()
 			}

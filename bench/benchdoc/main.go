@@ -177,6 +177,13 @@ func render(w io.Writer, r results, cmd string) {
 		r.cell("Wake", "wake-from-send-p99-ms", "%.3f"),
 		r.cell("Wake", "100-workloads-p50-ms", "%.3f"), r.cell("Wake", "100-workloads-last-ms", "%.3f"))
 
+	fmt.Fprintf(w, "\n### Several replicas\n\n`BenchmarkReplicas`: three replicas replicating over Google's Pub/Sub emulator on loopback. Activity sent to replica A for a dormant org, the true pushed on a stream held by replica C; then a fourth replica with an empty data dir joins a fleet holding the orgs shown.\n\n")
+	fmt.Fprintf(w, "| wake across replicas, send → true: p50 / p99 (goal p99 ≤ 150 ms) | orgs | join: ready / same digest (goal ≤ 10 s) |\n|---|---|---|\n")
+	fmt.Fprintf(w, "| %s / %s ms (%s) | %s | %s / %s s (%s) |\n",
+		r.cell("Replicas", "cross-wake-p50-ms", "%.1f"), r.cell("Replicas", "cross-wake-p99-ms", "%.1f"), r.goal("Replicas", "cross-wake-p99-ms", 150, true, "%.0f ms"),
+		r.cell("Replicas", "orgs", "%.0f"),
+		r.cell("Replicas", "join-ready-s", "%.2f"), r.cell("Replicas", "join-same-digest-s", "%.2f"), r.goal("Replicas", "join-same-digest-s", 10, true, "%.2f s"))
+
 	fmt.Fprintf(w, "\n### Cloud Monitoring calls\n\n`BenchmarkMonitoringCalls`: one refresh of 5,000 subscriptions in 3 projects against a MetricService served by the benchmark, with Cloud Monitoring's 100,000-series pages and with 1,000-series pages.\n\n")
 	fmt.Fprintf(w, "| subscriptions | queries (goal: exactly 3) | calls with 100k-series pages | calls with 1k-series pages | refresh |\n|---|---|---|---|---|\n")
 	q, ok := r.get("MonitoringCalls", "queries@page100000")
