@@ -403,16 +403,20 @@ func (s *Store) settle(rec *record, now time.Time) (woke, slept bool, deadline t
 	return false, false, deadline
 }
 
-func (s *Store) snapshot(id string, e *entry) Org {
+func (s *Store) snapshot(id string, e *entry) Org { return s.orgOf(id, e.rec, e.by) }
+
+// orgOf is the Org of a record copied out of its entry, so the
+// conversions can run outside the shard's lock.
+func (s *Store) orgOf(id string, rec record, by wakeBy) Org {
 	return Org{
 		ID:                   id,
-		LastActivity:         e.rec.LastActivity.Time(),
-		FirstSeen:            e.rec.FirstSeen.Time(),
-		DormantSince:         e.rec.DormantSince.Time(),
-		ScaleToZeroAllowed:   e.rec.ScaleToZero,
-		IdleWindow:           s.window(e.rec),
-		IdleWindowOverridden: e.rec.IdleWindow > 0,
-		WokeBy:               e.by.reason(),
+		LastActivity:         rec.LastActivity.Time(),
+		FirstSeen:            rec.FirstSeen.Time(),
+		DormantSince:         rec.DormantSince.Time(),
+		ScaleToZeroAllowed:   rec.ScaleToZero,
+		IdleWindow:           s.window(rec),
+		IdleWindowOverridden: rec.IdleWindow > 0,
+		WokeBy:               by.reason(),
 	}
 }
 
@@ -550,14 +554,18 @@ func (s *Store) refuseNew(sh *shard, id string) error {
 // a fresh deployment must not drop to zero before anyone used it. Past
 // MaxOrgs a new org is refused with a *LimitError.
 func (s *Store) Sight(id string) (Org, error) {
-	now := s.opts.Now()
 	sh := s.shard(id)
 	sh.mu.Lock()
+	if e, ok := sh.orgs[id]; ok { // KEDA's every call: keep the lock short
+		rec, by := e.rec, e.by
+		sh.mu.Unlock()
+		return s.orgOf(id, rec, by), nil
+	}
 	if err := s.refuseNew(sh, id); err != nil {
 		sh.mu.Unlock()
 		return Org{}, err
 	}
-	e, created := s.getOrCreate(sh, id, now)
+	e, created := s.getOrCreate(sh, id, s.opts.Now())
 	o := s.snapshot(id, e)
 	sh.mu.Unlock()
 	if created {
