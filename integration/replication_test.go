@@ -105,24 +105,39 @@ func roundRobin(t *testing.T, fleet []*daemon) kedapb.ExternalScalerClient {
 	return kedapb.NewExternalScalerClient(conn)
 }
 
-// Activity for many orgs and admin changes sent to random replicas: every
-// replica ends with the same state, and KEDA's polls, spread round robin,
-// get one answer whichever replica gives it.
+// Activity for 10k orgs and 100 admin changes and deletes sent to random
+// replicas: every replica ends with the same state, and KEDA's polls,
+// spread round robin, get one answer whichever replica gives it.
 func TestReplicasAgree(t *testing.T) {
 	fleet := startFleet(t, 3)
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(1, 2))
-	for i := range 600 {
+	// 10k orgs of activity, a stream to each replica, then single calls.
+	const orgs = 10_000
+	for i, d := range fleet {
+		s, err := d.act.StreamActivity(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := i; j < orgs; j += len(fleet) {
+			if err := s.Send(&pb.StreamActivityRequest{Org: fmt.Sprintf("org-%05d", j)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.CloseAndRecv(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 300 {
 		d := fleet[r.IntN(3)]
-		org := fmt.Sprintf("org-%03d", i%300)
-		if _, err := d.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: org}); err != nil {
+		if _, err := d.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: fmt.Sprintf("org-%05d", i*31%orgs)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	off := false
-	for i := range 30 {
+	for i := range 100 {
 		d := fleet[r.IntN(3)]
-		org := fmt.Sprintf("org-%03d", r.IntN(300))
+		org := fmt.Sprintf("org-%05d", r.IntN(orgs))
 		var err error
 		switch i % 3 {
 		case 0:
@@ -143,7 +158,7 @@ func TestReplicasAgree(t *testing.T) {
 
 	keda := roundRobin(t, fleet)
 	for i := range 60 {
-		ref := pynode(fmt.Sprintf("org-%03d", i*5))
+		ref := pynode(fmt.Sprintf("org-%05d", i*150))
 		seen := map[bool]int{}
 		for range 6 { // twice over each replica
 			a, err := keda.IsActive(ctx, ref)
