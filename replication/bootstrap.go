@@ -113,21 +113,38 @@ func (p Peers) load(ctx context.Context, addr string, store Store) (int, string,
 		return 0, "", err
 	}
 	_ = probe.Close()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	client, ctx, closeConn, err := p.dial(ctx, addr)
 	if err != nil {
 		return 0, "", err
 	}
-	defer conn.Close()
+	defer closeConn()
+	d, err := digestOf(ctx, client)
+	if err != nil {
+		return 0, "", err
+	}
+	return p.loadFrom(ctx, client, d, store)
+}
+
+// dial connects to a peer's API, with this replica's token on ctx.
+func (p Peers) dial(ctx context.Context, addr string) (pb.AdminServiceClient, context.Context, func(), error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, ctx, nil, err
+	}
 	if p.Token != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+p.Token)
 	}
-	client := pb.NewAdminServiceClient(conn)
+	return pb.NewAdminServiceClient(conn), ctx, func() { _ = conn.Close() }, nil
+}
+
+func digestOf(ctx context.Context, client pb.AdminServiceClient) (*pb.DigestResponse, error) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	d, err := client.Digest(cctx, &pb.DigestRequest{})
-	cancel()
-	if err != nil {
-		return 0, "", err
-	}
+	defer cancel()
+	return client.Digest(cctx, &pb.DigestRequest{})
+}
+
+// loadFrom applies the snapshot of the peer whose digest is d.
+func (p Peers) loadFrom(ctx context.Context, client pb.AdminServiceClient, d *pb.DigestResponse, store Store) (int, string, error) {
 	switch {
 	case d.GetReplica() == p.Self:
 		return 0, "", errSelf
@@ -199,17 +216,12 @@ func (p Peers) pullIfDifferent(ctx context.Context, addr string, store interface
 	Store
 	Digester
 }) (int, string, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	client, ctx, closeConn, err := p.dial(ctx, addr)
 	if err != nil {
 		return 0, "", err
 	}
-	defer conn.Close()
-	if p.Token != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+p.Token)
-	}
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	d, err := pb.NewAdminServiceClient(conn).Digest(cctx, &pb.DigestRequest{})
-	cancel()
+	defer closeConn()
+	d, err := digestOf(ctx, client)
 	if err != nil || d.GetReplica() == p.Self || d.GetLoading() {
 		return 0, "", err
 	}
@@ -217,5 +229,5 @@ func (p Peers) pullIfDifferent(ctx context.Context, addr string, store interface
 	if fmt.Sprintf("%x", sum) == d.GetDigest() && int64(n) == d.GetOrgs() {
 		return 0, "", nil
 	}
-	return p.load(ctx, addr, store)
+	return p.loadFrom(ctx, client, d, store)
 }

@@ -152,13 +152,7 @@ func (r *Replicator) ensureSubscription(ctx context.Context) error {
 // OnChange. It never blocks: activity of one org coalesces to its latest.
 func (r *Replicator) Enqueue(c activity.Change) {
 	r.mu.Lock()
-	if c.Deleted == 0 && c.ScaleToZero == nil && c.IdleWindow == nil {
-		if c.Activity.After(r.activity[c.Org]) {
-			r.activity[c.Org] = c.Activity
-		}
-	} else {
-		r.others = append(r.others, c)
-	}
+	r.add(c)
 	r.enqueued++
 	r.mu.Unlock()
 	select {
@@ -180,6 +174,18 @@ func (r *Replicator) EnqueueHint(sub string, n int64, at time.Time) {
 	case r.kick <- struct{}{}:
 	default:
 	}
+}
+
+// add queues c: activity alone coalesces to the org's latest instant.
+// Caller holds r.mu.
+func (r *Replicator) add(c activity.Change) {
+	if c.Deleted == 0 && c.ScaleToZero == nil && c.IdleWindow == nil {
+		if c.Activity.After(r.activity[c.Org]) {
+			r.activity[c.Org] = c.Activity
+		}
+		return
+	}
+	r.others = append(r.others, c)
 }
 
 // Sync returns once every change enqueued before it is published, or an
@@ -300,13 +306,7 @@ func (r *Replicator) requeue(p pending, err error) {
 	r.m.publishErrors.Inc()
 	r.hints = append(p.hints, r.hints...)
 	for _, c := range p.changes {
-		if c.Deleted == 0 && c.ScaleToZero == nil && c.IdleWindow == nil {
-			if c.Activity.After(r.activity[c.Org]) {
-				r.activity[c.Org] = c.Activity
-			}
-		} else {
-			r.others = append(r.others, c)
-		}
+		r.add(c)
 	}
 }
 
