@@ -115,13 +115,9 @@ func (s *Store) Apply(changes []Change) error {
 	return nil
 }
 
-func (s *Store) observe(c Change) {
-	for _, st := range []hlc.Stamp{c.ScaleToZeroAt, c.IdleWindowAt, c.Deleted} {
-		if st != 0 {
-			s.clock.Observe(st)
-		}
-	}
-}
+// observe moves this replica's clock past c's stamps, so its next writes
+// win over what it has seen.
+func (s *Store) observe(c Change) { s.clock.Observe(max(c.ScaleToZeroAt, c.IdleWindowAt, c.Deleted)) }
 
 func (s *Store) applyDelete(c Change) error {
 	s.writeMu.Lock()
@@ -155,13 +151,7 @@ func (s *Store) applyWrite(c Change) {
 			sh.mu.Unlock()
 			return
 		}
-		e = &entry{rec: record{FirstSeen: stampOf(now), ScaleToZero: true}}
-		if w := sh.orphans[c.Org]; w != nil {
-			e.watchers = w
-			delete(sh.orphans, c.Org)
-		}
-		sh.orgs[c.Org] = e
-		s.count.Add(1)
+		e = s.insert(sh, c.Org, record{FirstSeen: stampOf(now), ScaleToZero: true})
 		created = true
 	}
 	before := e.rec

@@ -10,8 +10,8 @@ import (
 )
 
 // recordVersion is the first byte of every stored org, so the format can
-// change without guessing. Version 1 had no settings stamps; it is read
-// as stamps of zero.
+// change without guessing. Version 1 had no settings stamps; its
+// non-default settings read as written at the earliest instant.
 const recordVersion = 2
 
 const flagScaleToZeroOff = 1 << 0

@@ -465,7 +465,18 @@ func (s *Store) getOrCreate(sh *shard, id string, now time.Time) (*entry, bool) 
 	// After a delete the org comes back as new, later than the delete
 	// even if this clock is behind the replica that deleted it.
 	created := max(stampOf(now), stamp(sh.tombs[id])+1)
-	e := &entry{rec: record{LastActivity: created, FirstSeen: stampOf(now), ScaleToZero: true}}
+	e := s.insert(sh, id, record{LastActivity: created, FirstSeen: stampOf(now), ScaleToZero: true})
+	s.metrics.moved("", "active")
+	s.markUrgent(sh, id, e)
+	s.schedule(id, e, e.rec.LastActivity.Add(s.window(e.rec)))
+	return e, true
+}
+
+// insert puts a new org in sh, handing it the watchers left by its delete,
+// if any: the one place an org comes into being, locally or from another
+// replica. Caller holds sh.mu.
+func (s *Store) insert(sh *shard, id string, rec record) *entry {
+	e := &entry{rec: rec}
 	sh.orgs[id] = e
 	if w := sh.orphans[id]; w != nil {
 		e.watchers = w
@@ -473,13 +484,10 @@ func (s *Store) getOrCreate(sh *shard, id string, now time.Time) (*entry, bool) 
 	}
 	if _, ok := sh.deleted[id]; ok {
 		delete(sh.deleted, id)
-		s.log.Info("org named again after it was deleted: recreated as new, active from now", "org", id)
+		s.log.Info("org named again after it was deleted: recreated as new", "org", id)
 	}
 	s.count.Add(1)
-	s.metrics.moved("", "active")
-	s.markUrgent(sh, id, e)
-	s.schedule(id, e, e.rec.LastActivity.Add(s.window(e.rec)))
-	return e, true
+	return e
 }
 
 // Record records one activity of org, whatever MaxOrgs says: for callers

@@ -5,7 +5,6 @@
 package app
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,141 +38,8 @@ import (
 	"github.com/orgscaler/orgscaler/replication"
 	"github.com/orgscaler/orgscaler/scaledobjects"
 	"github.com/orgscaler/orgscaler/scaler"
-	"github.com/orgscaler/orgscaler/tlsconfig"
 	"github.com/orgscaler/orgscaler/usage"
 )
-
-// Options is the whole configuration of the daemon.
-type Options struct {
-	Listen        string        // KEDA-facing gRPC address
-	APIListen     string        // activity/admin gRPC address
-	DataDir       string        // Badger directory
-	IdleWindow    time.Duration // default idle window of an org
-	FlushInterval time.Duration // how often coalesced activity is written
-	Logger        *slog.Logger
-	// Now is the clock; time.Now when nil.
-	Now func() time.Time
-	// ShutdownGrace bounds how long a stop waits for RPCs in flight.
-	ShutdownGrace time.Duration
-
-	// PubSub is the backlog source: PubSubNone, PubSubEmbedded or
-	// PubSubMonitoring.
-	PubSub string
-	// PubSubListen is where the embedded Pub/Sub listens.
-	PubSubListen string
-	// GCPProject, when set, is the project every Monitoring query goes to;
-	// otherwise each subscription's own project.
-	GCPProject         string
-	MonitoringEndpoint string // HOST:PORT override of Cloud Monitoring
-	MonitoringInsecure bool   // plaintext, no credentials: a local MetricService only
-	DepthRefresh       time.Duration
-	DepthMaxAge        time.Duration
-	// DepthEmptyAfter is how far back Monitoring is asked for a point: an
-	// existing subscription with none over it counts as empty; one whose
-	// newest point is older than DepthMaxAge is blind.
-	DepthEmptyAfter time.Duration
-
-	// Kubeconfig, or InCluster, turns on Kubernetes Events on the
-	// ScaledObjects the scaler serves.
-	Kubeconfig string
-	InCluster  bool
-
-	// MetricsListen is where /metrics is served (Prometheus).
-	MetricsListen string
-
-	// TLS serves the KEDA port over TLS (mTLS with a client CA).
-	TLS tlsconfig.Files
-	// APITLS serves the API over TLS; with a client CA, client certificates
-	// name their role in their subject's organization.
-	APITLS tlsconfig.Files
-	// APITokensFile holds the API's bearer tokens, one `TOKEN ROLE` a line.
-	APITokensFile string
-	// KEDAInsecure lets the KEDA port listen in plaintext (or TLS without
-	// client certificates) on a non-loopback address.
-	KEDAInsecure bool
-	// MaxStreamsPerConn bounds the concurrent calls and streams of one
-	// connection to the KEDA port.
-	MaxStreamsPerConn int
-	// KEDAMaxConnectionAge ends KEDA's connections (GOAWAY) after about
-	// this long, and its streams cleanly, so its client re-resolves the
-	// headless Service and spreads over the replicas there are now.
-	KEDAMaxConnectionAge time.Duration
-	// APIInsecure lets the API listen on a non-loopback address without
-	// any authentication.
-	APIInsecure bool
-	// TokensReload is how often the tokens file is checked for changes.
-	TokensReload time.Duration
-	// UsageRetention is how long the hourly GPU-hours figures are kept.
-	UsageRetention time.Duration
-	// Replication is ReplicationNone (one replica, the default) or
-	// ReplicationPubSub: every change is published to ReplicationTopic and
-	// every replica applies every other's.
-	Replication      string
-	ReplicationTopic string // projects/P/topics/T
-	// Peers are the other replicas' API ports (HOST:PORT, hosts resolved
-	// to all their addresses): a replica that starts empty loads a
-	// snapshot from one before it is ready.
-	Peers []string
-	// PeerTokenFile holds the bearer token presented to peers' APIs.
-	PeerTokenFile string
-	// AntiEntropy is how often a replica compares its digest with a random
-	// peer's and applies that peer's snapshot when they differ.
-	AntiEntropy time.Duration
-	// ReplicaID names this replica (default: the hostname, a StatefulSet's
-	// pod name) in the stamps of its changes and in Digest.
-	ReplicaID string
-	// MaxOrgs caps the orgs activity may create.
-	MaxOrgs int
-	// MinFreeDiskMB is the free space, in MiB, below which nothing is
-	// written to the data dir; 0 uses the default, negative turns it off.
-	MinFreeDiskMB int
-}
-
-// Replication modes.
-const (
-	ReplicationNone   = "none"
-	ReplicationPubSub = "pubsub"
-)
-
-// Backlog sources.
-const (
-	PubSubNone       = "none"
-	PubSubEmbedded   = "embedded"
-	PubSubMonitoring = "monitoring"
-)
-
-// Defaults used by cmd/scaler and by New for zero fields.
-const (
-	DefaultListen          = "127.0.0.1:9090"
-	DefaultAPIListen       = "127.0.0.1:9091"
-	DefaultDataDir         = "./data"
-	DefaultIdleWindow      = 24 * time.Hour
-	DefaultFlushInterval   = 10 * time.Second
-	DefaultShutdownGrace   = 10 * time.Second
-	DefaultPubSubListen    = "127.0.0.1:8085"
-	DefaultMetricsListen   = "127.0.0.1:9092"
-	DefaultDepthRefresh    = 15 * time.Second
-	DefaultDepthMaxAge     = 5 * time.Minute
-	DefaultDepthEmptyAfter = time.Hour
-	DefaultTokensReload    = 5 * time.Second
-	DefaultMaxOrgs         = 1_000_000
-	DefaultMinFreeDiskMB   = 64
-	// DefaultMaxStreamsPerConn is far above what one KEDA operator opens
-	// (a StreamIsActive per external-push trigger it watches), and a bound
-	// on what one connection can make the scaler hold.
-	DefaultMaxStreamsPerConn = 10_000
-	// DefaultKEDAMaxConnectionAge lets KEDA find a new replica within
-	// minutes, at the cost of one reconnect per stream per interval.
-	DefaultKEDAMaxConnectionAge = 5 * time.Minute
-	// DefaultAntiEntropy is the safety net's period: rare enough that a
-	// full snapshot pull under load costs little.
-	DefaultAntiEntropy = 5 * time.Minute
-)
-
-// MaxMessageSize bounds every message either port receives: KEDA's
-// requests and our API's are a few hundred bytes, so anything near it is a
-// mistake or an attack, refused with ResourceExhausted before it is read.
-const MaxMessageSize = 1 << 20
 
 // App is a running scaler.
 type App struct {
@@ -273,11 +139,8 @@ func New(o Options) (*App, error) {
 	undo = append(undo, store.Close)
 	a.ready.Store(true)
 	if a.repl != nil && len(o.Peers) > 0 {
-		// Not ready until a peer's snapshot is in. Empty (a new pod, a lost
-		// volume): until one is, or there is no peer with any state. With
-		// state of its own (a restart): one try, so what it missed while
-		// down (messages held for the dead process until their ack deadline)
-		// is in before it answers.
+		// Not ready until Join has brought this replica level with its
+		// peers (replication.Replicator.Join says how).
 		a.ready.Store(false)
 		a.empty = store.Len() == 0
 		a.peers = replication.Peers{Addrs: o.Peers, Self: o.ReplicaID, Logger: o.Logger}
@@ -350,9 +213,7 @@ func New(o Options) (*App, error) {
 	}
 	var snapshot func(func([]*pb.OrgChange) error) error
 	if a.repl != nil {
-		snapshot = func(send func([]*pb.OrgChange) error) error {
-			return store.Export(func(cs []activity.Change) error { return send(replication.ToProto(cs)) })
-		}
+		snapshot = replication.Snapshot(store)
 	}
 	apiServer := api.New(api.Options{Sync: syncer, Hints: hintRepl, Snapshot: snapshot, Ready: a.ready.Load, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
@@ -370,39 +231,6 @@ func New(o Options) (*App, error) {
 	a.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	ok = true
 	return a, nil
-}
-
-func withDefaults(o Options) Options {
-	o.Listen = cmp.Or(o.Listen, DefaultListen)
-	o.APIListen = cmp.Or(o.APIListen, DefaultAPIListen)
-	o.MetricsListen = cmp.Or(o.MetricsListen, DefaultMetricsListen)
-	o.DataDir = cmp.Or(o.DataDir, DefaultDataDir)
-	o.IdleWindow = cmp.Or(o.IdleWindow, DefaultIdleWindow)
-	o.FlushInterval = cmp.Or(o.FlushInterval, DefaultFlushInterval)
-	o.ShutdownGrace = cmp.Or(o.ShutdownGrace, DefaultShutdownGrace)
-	o.PubSub = cmp.Or(o.PubSub, PubSubNone)
-	o.Replication = cmp.Or(o.Replication, ReplicationNone)
-	o.PubSubListen = cmp.Or(o.PubSubListen, DefaultPubSubListen)
-	o.DepthRefresh = cmp.Or(o.DepthRefresh, DefaultDepthRefresh)
-	o.DepthMaxAge = cmp.Or(o.DepthMaxAge, DefaultDepthMaxAge)
-	o.DepthEmptyAfter = cmp.Or(o.DepthEmptyAfter, DefaultDepthEmptyAfter)
-	o.TokensReload = cmp.Or(o.TokensReload, DefaultTokensReload)
-	o.UsageRetention = cmp.Or(o.UsageRetention, usage.DefaultRetention)
-	o.MaxOrgs = cmp.Or(o.MaxOrgs, DefaultMaxOrgs)
-	o.MinFreeDiskMB = cmp.Or(o.MinFreeDiskMB, DefaultMinFreeDiskMB)
-	o.MaxStreamsPerConn = cmp.Or(o.MaxStreamsPerConn, DefaultMaxStreamsPerConn)
-	o.KEDAMaxConnectionAge = cmp.Or(o.KEDAMaxConnectionAge, DefaultKEDAMaxConnectionAge)
-	o.AntiEntropy = cmp.Or(o.AntiEntropy, DefaultAntiEntropy)
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.ReplicaID == "" {
-		o.ReplicaID, _ = os.Hostname()
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	return o
 }
 
 // newServer builds a port's server: creds nil is plaintext, authz nil lets
@@ -492,18 +320,11 @@ func (a *App) Run(ctx context.Context) error {
 				a.log.Error("replication stopped with an error", "err", err)
 			}
 		})
-		if !a.ready.Load() {
-			a.bgWG.Go(func() { a.bootstrap(bg) })
-		}
 		if len(a.peers.Addrs) > 0 {
-			first := a.opts.AntiEntropy
-			if !a.empty {
-				// Restarted: messages Pub/Sub handed to the dead process are
-				// held until their ack deadline (on the emulator, seen never
-				// to come back); one early look heals them.
-				first = min(first, restartRecheck)
-			}
-			a.bgWG.Go(func() { replication.AntiEntropy(bg, a.peers, a.store, first, a.opts.AntiEntropy) })
+			a.bgWG.Go(func() {
+				a.repl.Join(bg, replication.JoinOptions{Peers: a.peers, Store: a.store, Empty: a.empty,
+					AntiEntropy: a.opts.AntiEntropy, Ready: a.becomeReady})
+			})
 		}
 	}
 	// Stopped before the store closes, with a last flush.
@@ -626,138 +447,6 @@ func (a *App) httpHealth(service string) http.HandlerFunc {
 		}
 		fmt.Fprintln(w, st)
 	}
-}
-
-// registerKept exports how much the scaler keeps per name a caller gives
-// (ScaledObjects, workloads, subscriptions), so a leak shows on a graph.
-func (a *App) registerKept() {
-	kept := func(what string, f func() int) {
-		a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "scaler_kept", Help: "What the scaler keeps per name callers give: bounded, and pruned when a ScaledObject goes.",
-			ConstLabels: prometheus.Labels{"what": what},
-		}, func() float64 { return float64(f()) }))
-	}
-	kept("explain_scaledobjects", func() int { n, _ := a.keda.Kept(); return n })
-	kept("last_answers", func() int { _, n := a.keda.Kept(); return n })
-	kept("ledger_workloads", a.ledger.Following)
-	if a.depth != nil {
-		kept("subscriptions", a.depth.tracker.Len)
-	}
-	if a.events != nil {
-		kept("event_scaledobjects", a.events.Tracked)
-	}
-	if a.objects != nil {
-		kept("cluster_scaledobjects", a.objects.Len)
-	}
-}
-
-// bootstrap loads a peer's snapshot, then makes this replica ready. An
-// empty store retries while peers exist but none is ready; a store with
-// state tries once (for up to restartCatchUp) and then answers from its
-// own state, so a whole fleet restarting never waits on itself.
-func (a *App) bootstrap(ctx context.Context) {
-	for {
-		tctx, cancel := ctx, context.CancelFunc(func() {})
-		if !a.empty {
-			tctx, cancel = context.WithTimeout(ctx, restartCatchUp)
-		}
-		_, _, err := replication.Bootstrap(tctx, a.peers, a.store)
-		cancel()
-		if err == nil || (!a.empty && ctx.Err() == nil) {
-			if err != nil {
-				a.log.Warn("restarted without a peer's snapshot: answering from this replica's own state while its subscription catches up", "err", err)
-			}
-			a.ready.Store(true)
-			select {
-			case a.healthKick <- struct{}{}:
-			default:
-			}
-			if !a.empty {
-				a.republish()
-			}
-			return
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		a.log.Warn("not ready: no snapshot from a peer yet; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(2 * time.Second):
-		}
-	}
-}
-
-// republish sends this replica's whole state to the others after a
-// restart. A crash can leave on disk changes that were accepted but not yet
-// published (and so never acknowledged); merges are maxima and
-// last-writer-wins, so sending everything again is harmless and makes the
-// fleet agree again.
-func (a *App) republish() {
-	n := 0
-	_ = a.store.Export(func(cs []activity.Change) error {
-		for _, c := range cs {
-			a.repl.Enqueue(c)
-		}
-		n += len(cs)
-		return nil
-	})
-	a.log.Info("republished this replica's state after a restart, so changes accepted but not published before it stopped reach the others", "changes", n)
-}
-
-// restartCatchUp bounds how long a restarted replica waits for a peer's
-// snapshot before it answers from its own state.
-const restartCatchUp = 10 * time.Second
-
-// restartRecheck is when a restarted replica first compares its digest
-// with a peer's.
-const restartRecheck = 3 * time.Second
-
-// gate refuses KEDA's calls while this replica loads its state, then
-// defers to next (the cluster's ScaledObjects), if any.
-type gate struct {
-	ready *atomic.Bool
-	next  scaler.Admitter
-}
-
-func (g gate) Check(namespace, name string, md map[string]string) error {
-	if !g.ready.Load() {
-		return scaler.ErrNotReady
-	}
-	if g.next == nil {
-		return nil
-	}
-	return g.next.Check(namespace, name, md)
-}
-
-// onGone drops what was kept for triggers that are gone from the cluster.
-func (a *App) onGone(g scaledobjects.Gone) {
-	so := g.Key.String()
-	a.keda.Forget(so, g.Deleted, g.Metrics)
-	for _, m := range g.ObjectMetrics {
-		a.ledger.Forget(usage.ID(so, m), a.opts.Now())
-	}
-	if a.depth != nil {
-		for _, sub := range g.Subscriptions {
-			a.depth.tracker.Forget(sub)
-		}
-	}
-	if g.Deleted && a.events != nil {
-		a.events.Forget(g.Key.Namespace, g.Key.Name)
-	}
-}
-
-// onTransition sends org transitions to the Events recorder.
-func (a *App) onTransition(t activity.Transition) {
-	if a.events == nil {
-		return
-	}
-	if t.Woke {
-		a.events.OrgWoke(t.Org, string(t.Reason), t.DormantSince)
-		return
-	}
-	a.events.OrgDormant(t.Org, t.LastActivity, t.IdleWindow)
 }
 
 // Close stops an App whose Run was never called.

@@ -119,6 +119,7 @@ func (t *Tracker) fetch(ctx context.Context, job fetchJob) {
 	if err != nil && ctx.Err() != nil {
 		t.mu.Lock()
 		t.groups[job.group].inFlight = false
+		t.dropIdle(job.group)
 		t.mu.Unlock()
 		return
 	}
@@ -156,9 +157,8 @@ func (t *Tracker) apply(job fetchJob, points map[string]Point, err error) {
 	errors.As(err, &partial)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if g := t.groups[job.group]; g != nil {
-		g.inFlight = false
-	}
+	t.groups[job.group].inFlight = false // an in-flight group is never dropped
+	defer t.dropIdle(job.group)
 	if err == nil || (partial != nil && len(partial.bySub) < len(job.subs)) {
 		t.lastOK = now
 	}
@@ -178,20 +178,6 @@ func (t *Tracker) apply(job fetchJob, points map[string]Point, err error) {
 			s.notify()
 		}
 	}
-	for g := range t.groups {
-		if !t.groups[g].inFlight && !t.hasGroup(g) {
-			delete(t.groups, g)
-		}
-	}
-}
-
-func (t *Tracker) hasGroup(g string) bool {
-	for _, s := range t.subs {
-		if s.group == g {
-			return true
-		}
-	}
-	return false
 }
 
 // applyOne applies one subscription's part of a fetch. Caller holds t.mu.

@@ -100,6 +100,7 @@ const maxHintIDs = 256
 type group struct {
 	lastCall time.Time
 	inFlight bool
+	members  int // tracked subscriptions in it
 }
 
 // hint is one enqueue hint: n messages said to be enqueued at at.
@@ -165,9 +166,12 @@ func (t *Tracker) get(sub string, now time.Time) *tracked {
 	if !ok {
 		s = &tracked{lastAsked: now, group: t.groupOf(sub)}
 		t.subs[sub] = s
-		if t.groups[s.group] == nil {
-			t.groups[s.group] = &group{}
+		g := t.groups[s.group]
+		if g == nil {
+			g = &group{}
+			t.groups[s.group] = g
 		}
+		g.members++
 		signal(t.kick)
 		signal(t.checkC)
 	}
@@ -207,13 +211,17 @@ func (t *Tracker) Forget(sub string) {
 // drop removes sub, and its group once it is empty. Caller holds t.mu.
 func (t *Tracker) drop(sub string, s *tracked) {
 	delete(t.subs, sub)
-	for _, o := range t.subs {
-		if o.group == s.group {
-			return
-		}
+	if g := t.groups[s.group]; g != nil {
+		g.members--
+		t.dropIdle(s.group)
 	}
-	if g := t.groups[s.group]; g != nil && !g.inFlight {
-		delete(t.groups, s.group)
+}
+
+// dropIdle forgets group name once it has no subscription and no query in
+// flight. Caller holds t.mu.
+func (t *Tracker) dropIdle(name string) {
+	if g := t.groups[name]; g != nil && g.members == 0 && !g.inFlight {
+		delete(t.groups, name)
 	}
 }
 

@@ -184,10 +184,7 @@ type Digester interface {
 // carry (a message held for a crashed process, a change accepted but not
 // yet published when a replica died) without undoing anything; the peer
 // does the same with this replica. Runs until ctx ends.
-func AntiEntropy(ctx context.Context, p Peers, store interface {
-	Store
-	Digester
-}, first, every time.Duration) {
+func AntiEntropy(ctx context.Context, p Peers, store Replica, first, every time.Duration) {
 	log := p.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -212,10 +209,7 @@ func AntiEntropy(ctx context.Context, p Peers, store interface {
 	}
 }
 
-func (p Peers) pullIfDifferent(ctx context.Context, addr string, store interface {
-	Store
-	Digester
-}) (int, string, error) {
+func (p Peers) pullIfDifferent(ctx context.Context, addr string, store Replica) (int, string, error) {
 	client, ctx, closeConn, err := p.dial(ctx, addr)
 	if err != nil {
 		return 0, "", err

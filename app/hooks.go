@@ -1,0 +1,91 @@
+package app
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orgscaler/orgscaler/activity"
+	"github.com/orgscaler/orgscaler/scaledobjects"
+	"github.com/orgscaler/orgscaler/scaler"
+	"github.com/orgscaler/orgscaler/usage"
+)
+
+// registerKept exports how much the scaler keeps per name a caller gives
+// (ScaledObjects, workloads, subscriptions), so a leak shows on a graph.
+func (a *App) registerKept() {
+	kept := func(what string, f func() int) {
+		a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "scaler_kept", Help: "What the scaler keeps per name callers give: bounded, and pruned when a ScaledObject goes.",
+			ConstLabels: prometheus.Labels{"what": what},
+		}, func() float64 { return float64(f()) }))
+	}
+	kept("explain_scaledobjects", func() int { n, _ := a.keda.Kept(); return n })
+	kept("last_answers", func() int { _, n := a.keda.Kept(); return n })
+	kept("ledger_workloads", a.ledger.Following)
+	if a.depth != nil {
+		kept("subscriptions", a.depth.tracker.Len)
+	}
+	if a.events != nil {
+		kept("event_scaledobjects", a.events.Tracked)
+	}
+	if a.objects != nil {
+		kept("cluster_scaledobjects", a.objects.Len)
+	}
+}
+
+// becomeReady marks this replica as holding every org's state, and
+// reports it in the health at once.
+func (a *App) becomeReady() {
+	a.ready.Store(true)
+	select {
+	case a.healthKick <- struct{}{}:
+	default:
+	}
+}
+
+// gate refuses KEDA's calls while this replica loads its state, then
+// defers to next (the cluster's ScaledObjects), if any.
+type gate struct {
+	ready *atomic.Bool
+	next  scaler.Admitter
+}
+
+func (g gate) Check(namespace, name string, md map[string]string) error {
+	if !g.ready.Load() {
+		return scaler.ErrNotReady
+	}
+	if g.next == nil {
+		return nil
+	}
+	return g.next.Check(namespace, name, md)
+}
+
+// onGone drops what was kept for triggers that are gone from the cluster.
+func (a *App) onGone(g scaledobjects.Gone) {
+	so := g.Key.String()
+	a.keda.Forget(so, g.Deleted, g.Metrics)
+	for _, m := range g.ObjectMetrics {
+		a.ledger.Forget(usage.ID(so, m), a.opts.Now())
+	}
+	if a.depth != nil {
+		for _, sub := range g.Subscriptions {
+			a.depth.tracker.Forget(sub)
+		}
+	}
+	if g.Deleted && a.events != nil {
+		a.events.Forget(g.Key.Namespace, g.Key.Name)
+	}
+}
+
+// onTransition sends org transitions to the Events recorder.
+func (a *App) onTransition(t activity.Transition) {
+	if a.events == nil {
+		return
+	}
+	if t.Woke {
+		a.events.OrgWoke(t.Org, string(t.Reason), t.DormantSince)
+		return
+	}
+	a.events.OrgDormant(t.Org, t.LastActivity, t.IdleWindow)
+}

@@ -1,0 +1,112 @@
+package replication
+
+import (
+	"context"
+	"time"
+
+	"github.com/orgscaler/orgscaler/activity"
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+)
+
+// Exporter hands over every org's state as changes; activity.Store
+// provides it.
+type Exporter interface {
+	Export(send func([]activity.Change) error) error
+}
+
+// Replica is what joining needs of this replica's store.
+type Replica interface {
+	Store
+	Digester
+	Exporter
+}
+
+// JoinOptions configure Join.
+type JoinOptions struct {
+	Peers Peers
+	Store Replica
+	// Empty says the store started with no org (a new pod, a lost volume).
+	Empty bool
+	// AntiEntropy is how often digests are compared with a peer's.
+	AntiEntropy time.Duration
+	// Ready is called once this replica holds every org's state.
+	Ready func()
+}
+
+// restartCatchUp bounds how long a restarted replica waits for a peer's
+// snapshot before it answers from its own state; restartRecheck is when
+// it first compares digests with a peer's again.
+const (
+	restartCatchUp = 10 * time.Second
+	restartRecheck = 3 * time.Second
+)
+
+// Join brings this replica level with its peers, calls Ready, then keeps
+// it level (anti-entropy) until ctx ends. An empty store loads a peer's
+// snapshot, retrying while peers exist but none is ready. A store with
+// state (a restart) tries once, so a fleet restarting at once never waits
+// on itself; then it sends its own whole state again, since a crash can
+// leave changes on disk that were accepted but not yet published, and
+// looks at a peer's digest again soon: Pub/Sub holds the messages it had
+// handed to the dead process until their ack deadline (on the emulator,
+// they were seen never to come back).
+func (r *Replicator) Join(ctx context.Context, o JoinOptions) {
+	if !r.catchUp(ctx, o) {
+		return
+	}
+	o.Ready()
+	first := o.AntiEntropy
+	if !o.Empty {
+		r.republish(o.Store)
+		first = min(first, restartRecheck)
+	}
+	AntiEntropy(ctx, o.Peers, o.Store, first, o.AntiEntropy)
+}
+
+// catchUp loads a peer's snapshot as Join says; false when ctx ended first.
+func (r *Replicator) catchUp(ctx context.Context, o JoinOptions) bool {
+	for {
+		tctx, cancel := context.WithTimeout(ctx, restartCatchUp)
+		if o.Empty {
+			tctx, cancel = context.WithCancel(ctx)
+		}
+		_, _, err := Bootstrap(tctx, o.Peers, o.Store)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return false
+		case err == nil:
+			return true
+		case !o.Empty:
+			r.log.Warn("restarted without a peer's snapshot: answering from this replica's own state while its subscription catches up", "err", err)
+			return true
+		}
+		r.log.Warn("not ready: no snapshot from a peer yet; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// republish queues this replica's whole state for the others.
+func (r *Replicator) republish(store Exporter) {
+	n := 0
+	_ = store.Export(func(cs []activity.Change) error {
+		for _, c := range cs {
+			r.Enqueue(c)
+		}
+		n += len(cs)
+		return nil
+	})
+	r.log.Info("republished this replica's state after a restart, so changes accepted but not published before it stopped reach the others", "changes", n)
+}
+
+// Snapshot sends store's state in chunks as replicas exchange it: what
+// AdminService.Snapshot streams to a peer that starts empty.
+func Snapshot(store Exporter) func(send func([]*pb.OrgChange) error) error {
+	return func(send func([]*pb.OrgChange) error) error {
+		return store.Export(func(cs []activity.Change) error { return send(ToProto(cs)) })
+	}
+}
