@@ -138,7 +138,8 @@ func (s *Store) applyDelete(c Change) error {
 	return nil
 }
 
-// applyWrite merges activity and settings. Caller holds nothing.
+// applyWrite merges activity and settings in memory; Apply writes the org.
+// Caller holds nothing.
 func (s *Store) applyWrite(c Change) {
 	now := s.opts.Now()
 	sh := s.shard(c.Org)
@@ -166,11 +167,7 @@ func (s *Store) applyWrite(c Change) {
 	case woke || slept:
 		s.metrics.moved(stateOf(before), stateOf(rec))
 	}
-	if created || changedSettings || woke || slept {
-		s.markUrgent(sh, c.Org, e)
-	} else if moved {
-		s.markDirty(sh, c.Org, e)
-	}
+	// Not marked for a flush: Apply writes and syncs it before it returns.
 	if rec.DormantSince.IsZero() && rec.ScaleToZero {
 		s.schedule(c.Org, e, deadline)
 	}

@@ -33,15 +33,12 @@ type Store interface {
 	Digest() ([32]byte, int)
 }
 
-// Syncer waits until every change made so far is replicated;
+// Replicator sends what this replica accepts to the others;
 // replication.Replicator provides it. Nil with one replica.
-type Syncer interface {
+type Replicator interface {
+	// Sync returns once every change made so far is published.
 	Sync(ctx context.Context) error
-}
-
-// HintReplicator sends an enqueue hint to every other replica;
-// replication.Replicator provides it. Nil with one replica.
-type HintReplicator interface {
+	// EnqueueHint sends an enqueue hint to every other replica.
 	EnqueueHint(sub string, n int64, at time.Time)
 }
 
@@ -73,19 +70,18 @@ type Server struct {
 	now       func() time.Time
 	done      <-chan struct{}
 	replica   string
-	sync      Syncer
+	repl      Replicator
 	snapshot  func(send func([]*pb.OrgChange) error) error
 	ready     func() bool
-	hints     HintReplicator
 }
 
 // replicated returns once the changes made so far reach every replica;
 // until then the caller is not told its change is done.
 func (s *Server) replicated(ctx context.Context) error {
-	if s.sync == nil {
+	if s.repl == nil {
 		return nil
 	}
-	if err := s.sync.Sync(ctx); err != nil {
+	if err := s.repl.Sync(ctx); err != nil {
 		return status.Errorf(codes.Unavailable, "the change is accepted here but not yet replicated: %v; retry, it is safe to send again", err)
 	}
 	return nil
@@ -103,16 +99,15 @@ type Options struct {
 	Done <-chan struct{}
 	// Replica is this replica's id, named in Digest.
 	Replica string
-	// Sync, when set, is waited on before a change is acknowledged: with
-	// several replicas, a change is done once every replica can get it.
-	Sync Syncer
+	// Replication, when set, is waited on before a change is acknowledged
+	// (with several replicas, a change is done once every replica can get
+	// it), and sends hints to the other replicas.
+	Replication Replicator
 	// Snapshot, when set (with replication), sends every org's state in
 	// chunks, for a peer that starts empty; Ready says whether this replica
 	// holds its own whole state yet.
 	Snapshot func(send func([]*pb.OrgChange) error) error
 	Ready    func() bool
-	// Hints, when set, sends each hint to the other replicas.
-	Hints HintReplicator
 }
 
 // New returns a Server.
@@ -120,7 +115,7 @@ func New(o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica, sync: o.Sync, snapshot: o.Snapshot, ready: o.Ready, hints: o.Hints,
+	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica, repl: o.Replication, snapshot: o.Snapshot, ready: o.Ready,
 		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))}
 }
 
@@ -268,8 +263,8 @@ func (s *Server) Hint(ctx context.Context, req *pb.HintRequest) (*pb.HintRespons
 		resp.Org = OrgProto(o)
 	}
 	resp.Backlog = BacklogProto(s.backlogs.Hint(req.GetSubscription(), req.GetMessages()))
-	if s.hints != nil && req.GetMessages() > 0 {
-		s.hints.EnqueueHint(req.GetSubscription(), req.GetMessages(), s.now())
+	if s.repl != nil && req.GetMessages() > 0 {
+		s.repl.EnqueueHint(req.GetSubscription(), req.GetMessages(), s.now())
 	}
 	if err := s.replicated(ctx); err != nil {
 		return nil, err

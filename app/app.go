@@ -206,16 +206,12 @@ func New(o Options) (*App, error) {
 	a.keda = kedaServer
 	kedapb.RegisterExternalScalerServer(a.kedaSrv, kedaServer)
 	a.apiSrv, a.apiHealth = newServer(grpcMetrics, sec.api, authz, grpc.MaxConcurrentStreams(uint32(o.MaxStreamsPerConn)))
-	var syncer api.Syncer
-	var hintRepl api.HintReplicator
-	if a.repl != nil {
-		syncer, hintRepl = a.repl, a.repl
-	}
+	var repl api.Replicator
 	var snapshot func(func([]*pb.OrgChange) error) error
 	if a.repl != nil {
-		snapshot = replication.Snapshot(store)
+		repl, snapshot = a.repl, replication.Snapshot(store)
 	}
-	apiServer := api.New(api.Options{Sync: syncer, Hints: hintRepl, Snapshot: snapshot, Ready: a.ready.Load, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID})
+	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.ready.Load, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
 	a.registerKept()
