@@ -71,7 +71,7 @@ type Server struct {
 	done      <-chan struct{}
 	replica   string
 	repl      Replicator
-	snapshot  func(send func([]*pb.OrgChange) error) error
+	snapshot  func(send func(*pb.SnapshotResponse) error) error
 	ready     func() bool
 }
 
@@ -106,7 +106,7 @@ type Options struct {
 	// Snapshot, when set (with replication), sends every org's state in
 	// chunks, for a peer that starts empty; Ready says whether this replica
 	// holds its own whole state yet.
-	Snapshot func(send func([]*pb.OrgChange) error) error
+	Snapshot func(send func(*pb.SnapshotResponse) error) error
 	Ready    func() bool
 }
 
@@ -429,8 +429,9 @@ func (s *Server) Snapshot(_ *pb.SnapshotRequest, stream pb.AdminService_Snapshot
 	if s.ready != nil && !s.ready() {
 		return status.Error(codes.Unavailable, "this replica is still loading its own state from a peer: ask another")
 	}
-	err := s.snapshot(func(cs []*pb.OrgChange) error {
-		return stream.Send(&pb.SnapshotResponse{Replica: s.replica, Changes: cs})
+	err := s.snapshot(func(chunk *pb.SnapshotResponse) error {
+		chunk.Replica = s.replica
+		return stream.Send(chunk)
 	})
 	if err != nil && status.Code(err) == codes.Unknown {
 		return status.Errorf(codes.Unavailable, "snapshot: %v", err)

@@ -11,8 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +27,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/api"
@@ -43,35 +42,40 @@ import (
 
 // App is a running scaler.
 type App struct {
-	opts       Options
-	log        *slog.Logger
-	store      *activity.Store
-	kedaLis    net.Listener
-	apiLis     net.Listener
-	kedaSrv    *grpc.Server
-	apiSrv     *grpc.Server
-	health     *health.Server
-	apiHealth  *health.Server
-	depth      *depth                  // nil without a backlog source
-	repl       *replication.Replicator // nil with one replica
-	ready      atomic.Bool             // holds every org's state (false while loading a snapshot)
-	empty      bool                    // started with no org: waits for a snapshot
-	healthKick chan struct{}           // re-evaluate health now (readiness changed)
-	peers      replication.Peers
-	events     *kubeevents.Recorder    // nil without a cluster
-	objects    *scaledobjects.Registry // nil without a cluster
-	keda       *scaler.Server
-	registry   *prometheus.Registry
-	metricsLn  net.Listener
-	metrics    *http.Server
-	eventsWG   sync.WaitGroup
-	eventsEnd  context.CancelFunc
-	sec        *security
-	ledger     *usage.Ledger
-	bgWG       sync.WaitGroup
-	bgEnd      context.CancelFunc
-	done       chan struct{}
-	stopOnce   sync.Once
+	opts        Options
+	log         *slog.Logger
+	store       *activity.Store
+	kedaLis     net.Listener
+	apiLis      net.Listener
+	kedaSrv     *grpc.Server
+	apiSrv      *grpc.Server
+	health      *health.Server
+	apiHealth   *health.Server
+	depth       *depth                  // nil without a backlog source
+	repl        *replication.Replicator // nil with one replica
+	ready       atomic.Bool             // holds every org's state (false while loading a snapshot)
+	empty       bool                    // started with no org: waits for a snapshot
+	healthKick  chan struct{}           // re-evaluate health now (readiness changed)
+	peers       replication.Peers
+	events      *kubeevents.Recorder // nil without a cluster
+	kube        *rest.Config         // nil without a cluster
+	leading     atomic.Bool          // this replica leads the fleet (fleet only)
+	transitions chan string          // orgs the leader tallies now
+	leadWG      sync.WaitGroup
+	leadEnd     context.CancelFunc
+	objects     *scaledobjects.Registry // nil without a cluster
+	keda        *scaler.Server
+	registry    *prometheus.Registry
+	metricsLn   net.Listener
+	metrics     *http.Server
+	eventsWG    sync.WaitGroup
+	eventsEnd   context.CancelFunc
+	sec         *security
+	ledger      *usage.Ledger
+	bgWG        sync.WaitGroup
+	bgEnd       context.CancelFunc
+	done        chan struct{}
+	stopOnce    sync.Once
 }
 
 // New opens the store and binds both ports, so Addr and APIAddr are known
@@ -82,7 +86,7 @@ func New(o Options) (*App, error) {
 	}
 	o = withDefaults(o)
 	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{}), registry: prometheus.NewRegistry(),
-		healthKick: make(chan struct{}, 1)}
+		healthKick: make(chan struct{}, 1), transitions: make(chan string, 4096)}
 	sec, err := newSecurity(o, a.registry)
 	if err != nil {
 		return nil, err
@@ -94,7 +98,8 @@ func New(o Options) (*App, error) {
 		if err != nil {
 			return nil, err
 		}
-		if a.events, err = kubeevents.New(cfg, o.Logger); err != nil {
+		a.kube = cfg
+		if a.events, err = kubeevents.New(cfg, o.Logger, a.objectsOf); err != nil {
 			return nil, err
 		}
 		dyn, err := dynamic.NewForConfig(cfg)
@@ -143,17 +148,21 @@ func New(o Options) (*App, error) {
 		// peers (replication.Replicator.Join says how).
 		a.ready.Store(false)
 		a.empty = store.Len() == 0
-		a.peers = replication.Peers{Addrs: o.Peers, Self: o.ReplicaID, Logger: o.Logger}
-		if o.PeerTokenFile != "" {
-			b, err := os.ReadFile(o.PeerTokenFile)
-			if err != nil {
-				return nil, fmt.Errorf("--peer-token-file: %w", err)
-			}
-			a.peers.Token = strings.TrimSpace(string(b))
+		if a.peers, err = newPeers(o); err != nil {
+			return nil, err
 		}
 	}
-	if a.ledger, err = usage.Open(store.DB(), usage.Options{Logger: o.Logger, Retention: o.UsageRetention, Registerer: a.registry, Now: o.Now, CheckDisk: store.CheckDisk}); err != nil {
+	var onFlush func([]usage.Hour)
+	if a.fleet() {
+		onFlush = a.repl.EnqueueUsage
+		a.events.Follow() // until this replica leads
+	}
+	if a.ledger, err = usage.Open(store.DB(), usage.Options{Logger: o.Logger, Retention: o.UsageRetention, Registerer: a.registry, Now: o.Now,
+		CheckDisk: store.CheckDisk, OnFlush: onFlush}); err != nil {
 		return nil, err
+	}
+	if a.fleet() {
+		a.peers.Usage = a.ledger
 	}
 	for _, l := range []struct {
 		lis  *net.Listener
@@ -201,15 +210,19 @@ func New(o Options) (*App, error) {
 	kedaServer := scaler.New(scaler.Options{
 		MaxStreamAge: o.KEDAMaxConnectionAge,
 		Orgs:         store, Backlogs: scalerBacklogs, Now: o.Now, Logger: o.Logger, Done: a.done, Observer: observer,
-		Registerer: a.registry, Usage: a.ledger, Admit: admit,
+		Registerer: a.registry, Usage: a.ledger, Admit: admit, Tallied: a.fleet(),
 	})
 	a.keda = kedaServer
 	kedapb.RegisterExternalScalerServer(a.kedaSrv, kedaServer)
 	a.apiSrv, a.apiHealth = newServer(grpcMetrics, sec.api, authz, grpc.MaxConcurrentStreams(uint32(o.MaxStreamsPerConn)))
 	var repl api.Replicator
-	var snapshot func(func([]*pb.OrgChange) error) error
+	var snapshot func(func(*pb.SnapshotResponse) error) error
 	if a.repl != nil {
-		repl, snapshot = a.repl, replication.Snapshot(store)
+		var ledger replication.UsageExporter
+		if a.fleet() {
+			ledger = a.ledger
+		}
+		repl, snapshot = a.repl, replication.Snapshot(store, ledger)
 	}
 	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.ready.Load, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
@@ -312,7 +325,11 @@ func (a *App) Run(ctx context.Context) error {
 			if a.depth != nil {
 				hints = a.depth.tracker
 			}
-			if err := a.repl.Run(bg, a.store, hints); err != nil {
+			sinks := replication.Sinks{Store: a.store, Hints: hints}
+			if a.fleet() {
+				sinks.Usage = a.ledger
+			}
+			if err := a.repl.Run(bg, sinks); err != nil {
 				a.log.Error("replication stopped with an error", "err", err)
 			}
 		})
@@ -325,6 +342,16 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	// Stopped before the store closes, with a last flush.
 	a.bgWG.Go(func() { a.ledger.Run(bg, a.opts.FlushInterval, a.opts.Now) })
+	switch {
+	case a.fleet():
+		// Ends before the rest, so the last leader's hours are published
+		// before replication stops.
+		lctx, cancel := context.WithCancel(context.Background())
+		a.leadEnd = cancel
+		a.leadWG.Go(func() { a.elect(lctx) })
+	case a.repl != nil:
+		a.log.Warn("several replicas without a cluster (--kubeconfig or --in-cluster): no Lease elects a leader, so each replica counts the GPU-hours of the calls it answers and reports differ")
+	}
 	a.logSecurity()
 	go a.watchHealth(ctx)
 	go func() { errc <- serve(a.kedaSrv, a.kedaLis, "KEDA") }()
@@ -363,6 +390,10 @@ func (a *App) stop() error {
 		_ = a.metricsLn.Close()
 		if a.depth != nil {
 			a.depth.stop()
+		}
+		if a.leadEnd != nil {
+			a.leadEnd()
+			a.leadWG.Wait()
 		}
 		if a.bgEnd != nil {
 			a.bgEnd()

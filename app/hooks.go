@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/scaledobjects"
@@ -78,6 +79,16 @@ func (a *App) onGone(g scaledobjects.Gone) {
 	}
 }
 
+// objectsOf names the cluster's objects whose triggers name org.
+func (a *App) objectsOf(org string) []types.NamespacedName {
+	targets := a.objects.Targets(org)
+	out := make([]types.NamespacedName, len(targets))
+	for i, t := range targets {
+		out[i] = types.NamespacedName{Namespace: t.Key.Namespace, Name: t.Key.Name}
+	}
+	return out
+}
+
 // onTransition sends org transitions to the Events recorder.
 func (a *App) onTransition(t activity.Transition) {
 	if a.events == nil {
@@ -85,7 +96,8 @@ func (a *App) onTransition(t activity.Transition) {
 	}
 	if t.Woke {
 		a.events.OrgWoke(t.Org, string(t.Reason), t.DormantSince)
-		return
+	} else {
+		a.events.OrgDormant(t.Org, t.LastActivity, t.IdleWindow)
 	}
-	a.events.OrgDormant(t.Org, t.LastActivity, t.IdleWindow)
+	a.tallyOrg(t.Org)
 }

@@ -85,12 +85,21 @@ type Options struct {
 	Peers []string
 	// PeerTokenFile holds the bearer token presented to peers' APIs.
 	PeerTokenFile string
+	// PeerTLSCA, when set, dials peers' APIs over TLS, trusting this CA
+	// bundle; needed when the API is served over TLS.
+	PeerTLSCA string
 	// AntiEntropy is how often a replica compares its digest with a random
 	// peer's and applies that peer's snapshot when they differ.
 	AntiEntropy time.Duration
 	// ReplicaID names this replica (default: the hostname, a StatefulSet's
 	// pod name) in the stamps of its changes and in Digest.
 	ReplicaID string
+	// LeaseName and LeaseNamespace name the Lease through which, with
+	// replication and a cluster, one replica leads the fleet: it alone
+	// records Events and counts the GPU-hours ledger. The namespace
+	// defaults to the pod's.
+	LeaseName      string
+	LeaseNamespace string
 	// MaxOrgs caps the orgs activity may create.
 	MaxOrgs int
 	// MinFreeDiskMB is the free space, in MiB, below which nothing is
@@ -137,6 +146,8 @@ const (
 	// DefaultAntiEntropy is the safety net's period: rare enough that a
 	// full snapshot pull under load costs little.
 	DefaultAntiEntropy = 5 * time.Minute
+	// DefaultLeaseName is the fleet leader's Lease.
+	DefaultLeaseName = "orgscaler-leader"
 )
 
 // MaxMessageSize bounds every message either port receives: KEDA's
@@ -165,6 +176,7 @@ func withDefaults(o Options) Options {
 	o.MaxStreamsPerConn = cmp.Or(o.MaxStreamsPerConn, DefaultMaxStreamsPerConn)
 	o.KEDAMaxConnectionAge = cmp.Or(o.KEDAMaxConnectionAge, DefaultKEDAMaxConnectionAge)
 	o.AntiEntropy = cmp.Or(o.AntiEntropy, DefaultAntiEntropy)
+	o.LeaseName = cmp.Or(o.LeaseName, DefaultLeaseName)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -210,6 +222,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--replica-id is %q: expected 1 to 63 letters, digits, '-', '_' or '.' (it names the replica's Pub/Sub subscription)", o.ReplicaID)
 	case len(o.Peers) > 0 && o.Replication != ReplicationPubSub:
 		return errors.New("--peers needs --replication=pubsub: peers share state only through the replication topic")
+	case o.Replication == ReplicationPubSub && len(o.Peers) > 0 && o.APITLS.Cert != "" && o.PeerTLSCA == "":
+		return fmt.Errorf("--api-tls-cert serves the API over TLS, so the other replicas' APIs in --peers are too: give --peer-tls-ca, the CA bundle that signed their certificates")
 	case o.AntiEntropy < time.Second:
 		return fmt.Errorf("--anti-entropy-interval is %s: expected at least 1s", o.AntiEntropy)
 	case o.KEDAMaxConnectionAge < time.Second:

@@ -74,10 +74,13 @@ type Recorder struct {
 	rec         events.EventRecorder
 	queue       chan item
 	dropped     atomic.Int64
+	following   atomic.Bool // another replica leads the fleet: it records the Events
+
+	quiet bool // guarded by mu: answers set the baseline, without Events
+
+	objectsOf func(org string) []types.NamespacedName // the ScaledObjects whose triggers name org
 
 	mu    sync.Mutex
-	byOrg map[string]map[key]struct{} // the ScaledObjects each org's workloads belong to
-	orgOf map[key]string
 	state map[key]answerState // the last answer recorded per ScaledObject
 	uids  map[key]types.UID
 }
@@ -87,7 +90,10 @@ type answerState struct {
 }
 
 // New returns a Recorder talking to the cluster at cfg; Run starts it.
-func New(cfg *rest.Config, log *slog.Logger) (*Recorder, error) {
+// objectsOf names the ScaledObjects whose triggers name an org (the
+// cluster's, not only those KEDA has asked about yet): an org's wake and
+// dormancy are recorded on each.
+func New(cfg *rest.Config, log *slog.Logger, objectsOf func(org string) []types.NamespacedName) (*Recorder, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = Controller
 	cs, err := kubernetes.NewForConfig(cfg)
@@ -102,8 +108,8 @@ func New(cfg *rest.Config, log *slog.Logger) (*Recorder, error) {
 	return &Recorder{
 		log: log.With("component", "kubeevents"), dyn: dyn, broadcaster: b,
 		rec:   b.NewRecorder(runtime.NewScheme(), Controller),
-		queue: make(chan item, 4096),
-		byOrg: map[string]map[key]struct{}{}, orgOf: map[key]string{}, state: map[key]answerState{}, uids: map[key]types.UID{},
+		queue: make(chan item, 4096), objectsOf: objectsOf,
+		state: map[key]answerState{}, uids: map[key]types.UID{},
 	}, nil
 }
 
@@ -129,7 +135,35 @@ func (r *Recorder) Close() { r.broadcaster.Shutdown() }
 // Dropped is how many Events were dropped because the queue was full.
 func (r *Recorder) Dropped() int64 { return r.dropped.Load() }
 
+// Follow stops recording: another replica leads the fleet and records
+// every Event once. What was kept per ScaledObject is dropped.
+func (r *Recorder) Follow() {
+	r.following.Store(true)
+	r.mu.Lock()
+	clear(r.state)
+	r.mu.Unlock()
+}
+
+// Lead starts recording again, as the fleet's leader. baseline is called
+// first (with the leader's first answers for every ScaledObject): what it
+// answers is taken as the state each ScaledObject is in, and records no
+// Event, since the last leader recorded how it got there.
+func (r *Recorder) Lead(baseline func()) {
+	r.mu.Lock()
+	clear(r.state)
+	r.quiet = true
+	r.mu.Unlock()
+	baseline()
+	r.mu.Lock()
+	r.quiet = false
+	r.mu.Unlock()
+	r.following.Store(false)
+}
+
 func (r *Recorder) enqueue(it item) {
+	if r.following.Load() {
+		return
+	}
 	select {
 	case r.queue <- it:
 	default:
@@ -175,32 +209,18 @@ func (r *Recorder) uid(ctx context.Context, k key) (types.UID, error) {
 // Answered is told of every answer the scaler gives KEDA for a
 // ScaledObject; it records an Event when the answer changes. Cheap when
 // nothing changed: reason is called only for an Event.
-func (r *Recorder) Answered(namespace, name, org string, active, blind bool, reason func() string) {
+func (r *Recorder) Answered(namespace, name string, active, blind bool, reason func() string) {
 	if namespace == "" || name == "" {
 		return
 	}
 	k := key{namespace, name}
 	now := answerState{active: active, blind: blind}
 	r.mu.Lock()
-	if old := r.orgOf[k]; old != org { // new, or its trigger now names another org
-		if set := r.byOrg[old]; set != nil {
-			delete(set, k)
-			if len(set) == 0 {
-				delete(r.byOrg, old)
-			}
-		}
-		r.orgOf[k] = org
-		if org != "" {
-			if r.byOrg[org] == nil {
-				r.byOrg[org] = map[key]struct{}{}
-			}
-			r.byOrg[org][k] = struct{}{}
-		}
-	}
 	before, seen := r.state[k]
 	r.state[k] = now
+	quiet := r.quiet
 	r.mu.Unlock()
-	if seen && before == now {
+	if quiet || (seen && before == now) {
 		return
 	}
 	switch {
@@ -218,15 +238,6 @@ func (r *Recorder) Forget(namespace, name string) {
 	k := key{namespace, name}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if org, ok := r.orgOf[k]; ok {
-		if set := r.byOrg[org]; set != nil {
-			delete(set, k)
-			if len(set) == 0 {
-				delete(r.byOrg, org)
-			}
-		}
-	}
-	delete(r.orgOf, k)
 	delete(r.state, k)
 	delete(r.uids, k)
 }
@@ -255,13 +266,15 @@ func (r *Recorder) OrgDormant(org string, lastActivity time.Time, window time.Du
 }
 
 func (r *Recorder) toOrg(org, eventtype, reason, note string) {
-	r.mu.Lock()
-	targets := make([]key, 0, len(r.byOrg[org]))
-	for k := range r.byOrg[org] {
-		targets = append(targets, k)
+	if r.following.Load() {
+		return
 	}
-	r.mu.Unlock()
-	for _, k := range targets {
-		r.enqueue(item{k, eventtype, reason, "Transition", note})
+	seen := map[key]bool{}
+	for _, o := range r.objectsOf(org) {
+		k := key{o.Namespace, o.Name}
+		if !seen[k] { // once per object, however many of its triggers name org
+			seen[k] = true
+			r.enqueue(item{k, eventtype, reason, "Transition", note})
+		}
 	}
 }

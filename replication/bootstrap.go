@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
@@ -29,7 +31,20 @@ type Peers struct {
 	// Self is this replica's id: a peer answering with it is this replica.
 	Self   string
 	Logger *slog.Logger
+	// Usage, when set, gets the ledger's hours of a snapshot.
+	Usage Usage
+	// TLS, when set, dials peers over TLS (their API is served with
+	// --api-tls-cert); the server name checked is the --peers entry's host.
+	TLS *tls.Config
 }
+
+// peer is one address a --peers entry resolved to.
+type peer struct {
+	addr string // IP:PORT
+	host string // the entry's host: the name a peer's certificate holds
+}
+
+func (p peer) String() string { return p.addr }
 
 // ErrNoPeerReady is a bootstrap that found other replicas, none of which
 // could give a snapshot yet.
@@ -81,8 +96,8 @@ var (
 )
 
 // resolve turns HOST:PORT entries into one address per IP.
-func resolve(ctx context.Context, entries []string) ([]string, error) {
-	var out []string
+func resolve(ctx context.Context, entries []string) ([]peer, error) {
+	var out []peer
 	for _, e := range entries {
 		host, port, err := net.SplitHostPort(strings.TrimSpace(e))
 		if err != nil {
@@ -99,16 +114,16 @@ func resolve(ctx context.Context, entries []string) ([]string, error) {
 			return nil, fmt.Errorf("--peers entry %q: %w", e, err)
 		}
 		for _, ip := range ips {
-			out = append(out, net.JoinHostPort(ip, port))
+			out = append(out, peer{addr: net.JoinHostPort(ip, port), host: host})
 		}
 	}
 	return out, nil
 }
 
 // load asks one peer for its snapshot and applies it.
-func (p Peers) load(ctx context.Context, addr string, store Store) (int, string, error) {
+func (p Peers) load(ctx context.Context, addr peer, store Store) (int, string, error) {
 	// Nothing listening there is no replica, not one that is down.
-	probe, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", addr)
+	probe, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", addr.addr)
 	if err != nil {
 		return 0, "", err
 	}
@@ -126,8 +141,14 @@ func (p Peers) load(ctx context.Context, addr string, store Store) (int, string,
 }
 
 // dial connects to a peer's API, with this replica's token on ctx.
-func (p Peers) dial(ctx context.Context, addr string) (pb.AdminServiceClient, context.Context, func(), error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func (p Peers) dial(ctx context.Context, addr peer) (pb.AdminServiceClient, context.Context, func(), error) {
+	creds := insecure.NewCredentials()
+	if p.TLS != nil {
+		cfg := p.TLS.Clone()
+		cfg.ServerName = addr.host
+		creds = credentials.NewTLS(cfg)
+	}
+	conn, err := grpc.NewClient(addr.addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, ctx, nil, err
 	}
@@ -167,6 +188,11 @@ func (p Peers) loadFrom(ctx context.Context, client pb.AdminServiceClient, d *pb
 		changes := fromProto(chunk.GetChanges())
 		if err := store.Apply(changes); err != nil {
 			return n, "", fmt.Errorf("apply the snapshot: %w", err)
+		}
+		if p.Usage != nil && len(chunk.GetUsage()) > 0 {
+			if err := p.Usage.Merge(usageFromProto(chunk.GetUsage()), time.Now()); err != nil {
+				return n, "", fmt.Errorf("apply the snapshot's usage: %w", err)
+			}
 		}
 		n += len(changes)
 	}
@@ -209,7 +235,7 @@ func AntiEntropy(ctx context.Context, p Peers, store Replica, first, every time.
 	}
 }
 
-func (p Peers) pullIfDifferent(ctx context.Context, addr string, store Replica) (int, string, error) {
+func (p Peers) pullIfDifferent(ctx context.Context, addr peer, store Replica) (int, string, error) {
 	client, ctx, closeConn, err := p.dial(ctx, addr)
 	if err != nil {
 		return 0, "", err

@@ -6,6 +6,7 @@ import (
 
 	"github.com/orgscaler/orgscaler/activity"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+	"github.com/orgscaler/orgscaler/usage"
 )
 
 // Exporter hands over every org's state as changes; activity.Store
@@ -103,10 +104,20 @@ func (r *Replicator) republish(store Exporter) {
 	r.log.Info("republished this replica's state after a restart, so changes accepted but not published before it stopped reach the others", "changes", n)
 }
 
-// Snapshot sends store's state in chunks as replicas exchange it: what
-// AdminService.Snapshot streams to a peer that starts empty.
-func Snapshot(store Exporter) func(send func([]*pb.OrgChange) error) error {
-	return func(send func([]*pb.OrgChange) error) error {
-		return store.Export(func(cs []activity.Change) error { return send(ToProto(cs)) })
+// UsageExporter hands over the ledger's hours; usage.Ledger provides it.
+type UsageExporter interface {
+	Export(send func([]usage.Hour) error) error
+}
+
+// Snapshot sends store's state, then the ledger's hours when ledger is
+// not nil, in chunks as replicas exchange them: what AdminService.Snapshot
+// streams to a peer that starts empty.
+func Snapshot(store Exporter, ledger UsageExporter) func(send func(*pb.SnapshotResponse) error) error {
+	return func(send func(*pb.SnapshotResponse) error) error {
+		err := store.Export(func(cs []activity.Change) error { return send(&pb.SnapshotResponse{Changes: ToProto(cs)}) })
+		if err != nil || ledger == nil {
+			return err
+		}
+		return ledger.Export(func(hs []usage.Hour) error { return send(&pb.SnapshotResponse{Usage: usageToProto(hs)}) })
 	}
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/orgscaler/orgscaler/activity"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+	"github.com/orgscaler/orgscaler/usage"
 )
 
 // Store is where other replicas' changes go; activity.Store provides it.
@@ -38,6 +39,19 @@ type Store interface {
 // provides it. Nil without a backlog source.
 type Hints interface {
 	ApplyHint(id, sub string, n int64, at time.Time)
+}
+
+// Usage is where the leader's GPU-hours ledger hours go; usage.Ledger
+// provides it.
+type Usage interface {
+	Merge(hours []usage.Hour, now time.Time) error
+}
+
+// Sinks are where other replicas' changes go. Store is required.
+type Sinks struct {
+	Store Store
+	Hints Hints // nil without a backlog source
+	Usage Usage // nil when the ledger is not the fleet's
 }
 
 // Options configure a Replicator.
@@ -70,6 +84,7 @@ type Replicator struct {
 	activity  map[string]time.Time // pending activity, coalesced: the latest per org
 	others    []activity.Change    // pending settings, creations by admins, deletes
 	hints     []*pb.SubscriptionHint
+	usage     map[usageKey]usage.Hour // pending hours, coalesced: the latest per hour and workload
 	hintSeq   uint64
 	enqueued  uint64        // changes enqueued so far
 	confirmed uint64        // changes published so far
@@ -100,7 +115,7 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 	}
 	r := &Replicator{opts: o, log: o.Logger.With("component", "replication"), client: client,
 		sub:      fmt.Sprintf("projects/%s/subscriptions/%s-%s", project, topicID, o.Replica),
-		activity: map[string]time.Time{}, published: make(chan struct{}), kick: make(chan struct{}, 1),
+		activity: map[string]time.Time{}, usage: map[usageKey]usage.Hour{}, published: make(chan struct{}), kick: make(chan struct{}, 1),
 		hintSeq: uint64(time.Now().UnixNano()), // unique across this replica's restarts
 		m:       newMetrics(o.Registerer)}
 	if err := r.ensureSubscription(ctx); err != nil {
@@ -176,6 +191,26 @@ func (r *Replicator) EnqueueHint(sub string, n int64, at time.Time) {
 	}
 }
 
+type usageKey struct {
+	hour int64
+	id   string
+}
+
+// EnqueueUsage queues ledger hours counted here (the leader's flushes),
+// for every replica to merge: usage.Ledger's OnFlush.
+func (r *Replicator) EnqueueUsage(hours []usage.Hour) {
+	r.mu.Lock()
+	for _, h := range hours {
+		r.usage[usageKey{h.Start.Unix(), h.ID}] = h
+	}
+	r.enqueued++
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
 // add queues c: activity alone coalesces to the org's latest instant.
 // Caller holds r.mu.
 func (r *Replicator) add(c activity.Change) {
@@ -214,10 +249,10 @@ func (r *Replicator) Sync(ctx context.Context) error {
 // Run publishes and applies (changes to store, hints to hints, if set)
 // until ctx ends, then publishes what is still queued (for up to
 // DrainTimeout) and closes the client.
-func (r *Replicator) Run(ctx context.Context, store Store, hints Hints) error {
+func (r *Replicator) Run(ctx context.Context, sinks Sinks) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { r.publishLoop(ctx) })
-	err := r.receive(ctx, store, hints)
+	err := r.receive(ctx, sinks)
 	wg.Wait()
 	dctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
 	defer cancel()
@@ -279,9 +314,10 @@ func (r *Replicator) publishLoop(ctx context.Context) {
 type pending struct {
 	changes []activity.Change
 	hints   []*pb.SubscriptionHint
+	usage   []usage.Hour
 }
 
-func (p pending) empty() bool { return len(p.changes) == 0 && len(p.hints) == 0 }
+func (p pending) empty() bool { return len(p.changes) == 0 && len(p.hints) == 0 && len(p.usage) == 0 }
 
 // take returns everything pending, and the count enqueued up to it.
 func (r *Replicator) take() (uint64, pending) {
@@ -296,6 +332,10 @@ func (r *Replicator) take() (uint64, pending) {
 	r.others = nil
 	p := pending{changes: batch, hints: r.hints}
 	r.hints = nil
+	for _, h := range r.usage {
+		p.usage = append(p.usage, h)
+	}
+	clear(r.usage)
 	return r.enqueued, p
 }
 
@@ -307,6 +347,11 @@ func (r *Replicator) requeue(p pending, err error) {
 	r.hints = append(p.hints, r.hints...)
 	for _, c := range p.changes {
 		r.add(c)
+	}
+	for _, h := range p.usage {
+		if _, newer := r.usage[usageKey{h.Start.Unix(), h.ID}]; !newer {
+			r.usage[usageKey{h.Start.Unix(), h.ID}] = h
+		}
 	}
 }
 
@@ -321,17 +366,19 @@ func (r *Replicator) confirm(seq uint64) {
 	r.published = make(chan struct{})
 }
 
-// publish sends p in messages of at most maxBatch changes (the hints
-// ride with the first) and waits for Pub/Sub to confirm them all.
+// publish sends p in messages of at most maxBatch changes and maxBatch
+// hours (the hints ride with the first) and waits for Pub/Sub to confirm
+// them all.
 func (r *Replicator) publish(ctx context.Context, p pending) error {
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var results []*pubsub.PublishResult
-	batch, hints := p.changes, p.hints
-	for len(batch) > 0 || len(hints) > 0 {
-		n := min(len(batch), maxBatch)
+	batch, hints, hours := p.changes, p.hints, p.usage
+	for len(batch) > 0 || len(hints) > 0 || len(hours) > 0 {
+		n, u := min(len(batch), maxBatch), min(len(hours), maxBatch)
 		msg := toProto(r.opts.Replica, batch[:n])
 		msg.Hints, hints = hints, nil
+		msg.Usage, hours = usageToProto(hours[:u]), hours[u:]
 		data, err := proto.Marshal(msg)
 		if err != nil {
 			return fmt.Errorf("encode changes: %w", err)
@@ -351,7 +398,7 @@ func (r *Replicator) publish(ctx context.Context, p pending) error {
 
 // receive applies other replicas' changes from this replica's
 // subscription, acknowledging each message once it is on disk here.
-func (r *Replicator) receive(ctx context.Context, store Store, hints Hints) error {
+func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 	sub := r.client.Subscriber(r.sub)
 	sub.ReceiveSettings.NumGoroutines = 1
 	for {
@@ -367,14 +414,18 @@ func (r *Replicator) receive(ctx context.Context, store Store, hints Hints) erro
 				return
 			}
 			changes := fromProto(b.GetChanges())
-			if err := store.Apply(changes); err != nil {
+			err := sinks.Store.Apply(changes)
+			if err == nil && sinks.Usage != nil && len(b.GetUsage()) > 0 {
+				err = sinks.Usage.Merge(usageFromProto(b.GetUsage()), time.Now())
+			}
+			if err != nil {
 				r.log.Error("applying another replica's changes failed; Pub/Sub will redeliver them", "from", b.GetReplica(), "err", err)
 				m.Nack()
 				return
 			}
-			if hints != nil {
+			if sinks.Hints != nil {
 				for _, h := range b.GetHints() {
-					hints.ApplyHint(h.GetId(), h.GetSubscription(), h.GetMessages(), time.Unix(0, h.GetAtUnixNano()))
+					sinks.Hints.ApplyHint(h.GetId(), h.GetSubscription(), h.GetMessages(), time.Unix(0, h.GetAtUnixNano()))
 				}
 			}
 			r.m.applied.Add(float64(len(changes)))

@@ -8,6 +8,7 @@ import (
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/hlc"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+	"github.com/orgscaler/orgscaler/usage"
 )
 
 func toProto(replica string, changes []activity.Change) *pb.ChangeBatch {
@@ -68,4 +69,31 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.published, m.applied, m.publishErrors)
 	}
 	return m
+}
+
+// usageToProto is ledger hours as replicas send them.
+func usageToProto(hours []usage.Hour) []*pb.UsageHour {
+	out := make([]*pb.UsageHour, len(hours))
+	for i, h := range hours {
+		so, metric := usage.SplitID(h.ID)
+		f := h.Figures
+		out[i] = &pb.UsageHour{HourUnix: h.Start.Unix(), ScaledObject: so, Metric: metric, Kind: f.Kind, Org: f.Org, GpusPerReplica: f.GPUs,
+			TrackedMs: f.Tracked.Milliseconds(), ActiveMs: f.Active.Milliseconds(), ReplicaMs: f.ReplicaTime.Milliseconds(),
+			AlwaysOnReplicaMs: f.AlwaysOnReplica.Milliseconds(), GpuMs: f.GPUTime.Milliseconds(), AlwaysOnGpuMs: f.AlwaysOnGPU.Milliseconds(),
+			Wakes: f.Wakes[:]}
+	}
+	return out
+}
+
+func usageFromProto(in []*pb.UsageHour) []usage.Hour {
+	out := make([]usage.Hour, 0, len(in))
+	ms := func(v int64) time.Duration { return time.Duration(max(0, v)) * time.Millisecond }
+	for _, u := range in {
+		f := usage.Figures{Kind: u.GetKind(), Org: u.GetOrg(), GPUs: u.GetGpusPerReplica(),
+			Tracked: ms(u.GetTrackedMs()), Active: ms(u.GetActiveMs()), ReplicaTime: ms(u.GetReplicaMs()),
+			AlwaysOnReplica: ms(u.GetAlwaysOnReplicaMs()), GPUTime: ms(u.GetGpuMs()), AlwaysOnGPU: ms(u.GetAlwaysOnGpuMs())}
+		copy(f.Wakes[:], u.GetWakes())
+		out = append(out, usage.Hour{Start: time.Unix(u.GetHourUnix(), 0).UTC(), ID: usage.ID(u.GetScaledObject(), u.GetMetric()), Figures: f})
+	}
+	return out
 }

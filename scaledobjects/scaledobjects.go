@@ -38,6 +38,14 @@ func (k Key) String() string { return k.Namespace + "/" + k.Name }
 type trigger struct {
 	workload, org, subscription string
 	metric                      string // "" when the metadata does not parse
+	parsed                      decide.Workload
+}
+
+// Target is one external trigger of an object whose metadata parses: what
+// the fleet's leader answers for itself, to count it once for the fleet.
+type Target struct {
+	Key      Key
+	Workload decide.Workload
 }
 
 // Gone is what went away with a change of one object: the object itself
@@ -167,6 +175,24 @@ func (r *Registry) Check(namespace, name string, md map[string]string) error {
 	}
 	return &NotFoundError{Key: k, reason: fmt.Sprintf("it has no external trigger with workload %q, org %q and subscription %q",
 		decide.Clip(want.workload), decide.Clip(want.org), decide.Clip(want.subscription))}
+}
+
+// Targets lists every trigger whose metadata parses, of every object, or
+// only of those naming org when org is not "".
+func (r *Registry) Targets(org string) []Target {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []Target
+	for k, byRes := range r.objs {
+		for _, ts := range byRes {
+			for _, t := range ts {
+				if t.metric != "" && (org == "" || t.org == org) {
+					out = append(out, Target{Key: k, Workload: t.parsed})
+				}
+			}
+		}
+	}
+	return out
 }
 
 // Len is the number of objects held.
@@ -304,7 +330,7 @@ func triggersOf(u *unstructured.Unstructured) []trigger {
 		}
 		t := trigger{workload: md[decide.KeyWorkload], org: md[decide.KeyOrg], subscription: md[decide.KeySubscription]}
 		if w, err := decide.ParseMetadata(md); err == nil {
-			t.metric = w.MetricName()
+			t.metric, t.parsed = w.MetricName(), w
 		}
 		out = append(out, t)
 	}

@@ -76,6 +76,16 @@ func TestCheckAdmitsOnlyRealTriggers(t *testing.T) {
 	if err := r.Check("ml", "pynode-acme", worker); err != nil {
 		t.Fatalf("the ScaledJob's trigger: %v", err)
 	}
+	// What the leader answers for itself: our triggers only, by org.
+	if got := r.Targets("acme"); len(got) != 1 || got[0].Key != (Key{"ml", "pynode-acme"}) || got[0].Workload.MetricName() != metricOf(t, pynode) {
+		t.Errorf("Targets(acme) = %+v, want the pynode trigger alone", got)
+	}
+	if got := r.Targets(""); len(got) != 2 {
+		t.Errorf("Targets() = %+v, want the pynode and worker triggers", got)
+	}
+	if got := r.Targets("evil"); len(got) != 0 {
+		t.Errorf("Targets(evil) = %+v: a cpu trigger is not ours", got)
+	}
 }
 
 func TestGoneSaysWhatNoTriggerNamesAnyMore(t *testing.T) {

@@ -46,7 +46,7 @@ type Backlogs interface {
 // Observer is told of every IsActive answer, per ScaledObject; the Events
 // recorder uses it. It must not block.
 type Observer interface {
-	Answered(namespace, name, org string, active, blind bool, reason func() string)
+	Answered(namespace, name string, active, blind bool, reason func() string)
 }
 
 // Admitter says whether a request comes from a real ScaledObject's
@@ -74,6 +74,7 @@ type Server struct {
 	usage    Ledger
 	admit    Admitter
 	maxAge   time.Duration
+	tallied  bool
 	metrics  *metrics
 
 	// Read on every call and rarely changed, so lock-free to read.
@@ -127,6 +128,10 @@ type Options struct {
 	// long (±10%), before its connection's own age cuts it: KEDA's client
 	// resets its reconnect backoff only after a clean end.
 	MaxStreamAge time.Duration
+	// Tallied says the fleet's leader calls Tally for every workload, so
+	// answers to KEDA are told to neither Observer nor Usage: with several
+	// replicas, each sees only the calls that reach it.
+	Tallied bool
 }
 
 // New returns a Server.
@@ -138,7 +143,7 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Server{orgs: o.Orgs, backlogs: o.Backlogs, now: o.Now, log: o.Logger.With("component", "scaler"),
-		done: o.Done, observer: o.Observer, usage: o.Usage, admit: o.Admit, maxAge: o.MaxStreamAge, metrics: newMetrics(o.Registerer)}
+		done: o.Done, observer: o.Observer, usage: o.Usage, admit: o.Admit, maxAge: o.MaxStreamAge, tallied: o.Tallied, metrics: newMetrics(o.Registerer)}
 }
 
 // MaxScaledObjects bounds what the scaler remembers per ScaledObject (its
@@ -214,11 +219,50 @@ func refName(ref *pb.ScaledObjectRef) string {
 // with NotFound for a subscription that does not exist.
 func (s *Server) answer(ref *pb.ScaledObjectRef, w decide.Workload, name string) (decide.Answer, pubsubdepth.Depth, error) {
 	a, o, d, err := s.evaluate(w)
-	// Only ScaledObjects count: scalerctl ask and explain send no name.
-	if err == nil && s.usage != nil && !a.Blind() && ref.GetNamespace() != "" && ref.GetName() != "" {
-		s.usage.Observe(usage.ID(ref.GetNamespace()+"/"+ref.GetName(), name), usageOf(w, a, o), a.At())
+	if err == nil && !s.tallied {
+		s.observe(ref.GetNamespace(), ref.GetName(), w, name, a, o)
 	}
 	return a, d, err
+}
+
+// observe enters an answer in the usage ledger. Only ScaledObjects count:
+// scalerctl ask and explain send no name.
+func (s *Server) observe(namespace, name string, w decide.Workload, metric string, a decide.Answer, o activity.Org) {
+	if s.usage != nil && !a.Blind() && namespace != "" && name != "" {
+		s.usage.Observe(usage.ID(namespace+"/"+name, metric), usageOf(w, a, o), a.At())
+	}
+}
+
+// Tally answers every target as KEDA would be answered now, and tells the
+// usage ledger and the Observer: the fleet's leader calls it, so each
+// interval and each change of answer is counted once for the fleet, not
+// once per replica KEDA's calls happen to reach.
+func (s *Server) Tally(targets []scaledobjects.Target) {
+	for _, t := range targets {
+		if t.Workload.Subscription != "" && s.backlogs == nil {
+			continue // refused to KEDA too: nothing to count
+		}
+		name := t.Workload.MetricName()
+		a, o, d, err := s.evaluate(t.Workload)
+		if err != nil {
+			continue // no such subscription, or an org past the limit: KEDA gets the error
+		}
+		s.observe(t.Key.Namespace, t.Key.Name, t.Workload, name, a, o)
+		active, _ := s.remember(t.Workload, name, a, d) // blind with no last answer: told as blind
+		s.tell(t.Key.Namespace, t.Key.Name, t.Workload, active, a, d)
+	}
+}
+
+// tell gives the Observer an IsActive answer.
+func (s *Server) tell(namespace, name string, w decide.Workload, active bool, a decide.Answer, d pubsubdepth.Depth) {
+	if s.observer == nil {
+		return
+	}
+	reason := a.Reason
+	if a.Blind() {
+		reason = d.Reason
+	}
+	s.observer.Answered(namespace, name, active, a.Blind(), reason)
 }
 
 // usageOf is an answer as the ledger keeps it: what was asked, and what
@@ -296,12 +340,8 @@ func (s *Server) IsActive(_ context.Context, ref *pb.ScaledObjectRef) (*pb.IsAct
 	}
 	active, err := s.remember(w, name, a, d)
 	s.count(w, active, err)
-	if s.observer != nil {
-		reason := a.Reason
-		if a.Blind() {
-			reason = d.Reason
-		}
-		s.observer.Answered(ref.GetNamespace(), ref.GetName(), w.Org, active, a.Blind(), reason)
+	if !s.tallied {
+		s.tell(ref.GetNamespace(), ref.GetName(), w, active, a, d)
 	}
 	if err != nil {
 		return nil, err

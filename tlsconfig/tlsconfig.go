@@ -166,3 +166,4 @@ func Client(ca, cert, key string) (*tls.Config, error) {
 	}
 	return cfg, nil
 }
+

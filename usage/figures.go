@@ -79,6 +79,16 @@ func (f *Figures) accrue(s state, d time.Duration) {
 	f.AlwaysOnGPU += time.Duration(onReplicas*s.gpus) * d
 }
 
+// stored is f as written (whole milliseconds), so a report from memory
+// and one from disk, or from another replica, give the same figures.
+func (f *Figures) stored() Figures {
+	o := *f
+	for _, d := range []*time.Duration{&o.Tracked, &o.Active, &o.ReplicaTime, &o.AlwaysOnReplica, &o.GPUTime, &o.AlwaysOnGPU} {
+		*d = d.Truncate(time.Millisecond)
+	}
+	return o
+}
+
 const recordVersion = 1
 
 // marshal writes the figures in a versioned binary form: a version byte,

@@ -54,6 +54,7 @@ type Ledger struct {
 	log       *slog.Logger
 	retention time.Duration
 	checkDisk func() error
+	onFlush   func([]Hour)
 
 	mu     sync.Mutex
 	last   map[string]*state      // per workload
@@ -79,10 +80,21 @@ type Options struct {
 	// CheckDisk, when set, is asked before each write; an error skips the
 	// write (the figures stay in memory for the next one).
 	CheckDisk func() error
+	// OnFlush, when set, is handed the hours each flush wrote (to publish
+	// them to the other replicas). It must not block.
+	OnFlush func([]Hour)
 }
 
 // Keys: hourly figures sort by hour, so a report reads one range.
 var hourPrefix = []byte("usage/h/")
+
+func parseHourKey(key []byte) (bucketKey, bool) {
+	key = key[len(hourPrefix):]
+	if len(key) < 8 {
+		return bucketKey{}, false
+	}
+	return bucketKey{hour: int64(binary.BigEndian.Uint64(key)), id: string(key[8:])}, true
+}
 
 func hourKey(k bucketKey) []byte {
 	b := append([]byte{}, hourPrefix...)
@@ -93,7 +105,7 @@ func hourKey(k bucketKey) []byte {
 // Open reads the current hour's figures from db, which the caller keeps
 // open for longer than the Ledger, so answers never wait on the disk.
 func Open(db *badger.DB, o Options) (*Ledger, error) {
-	l := &Ledger{db: db, log: o.Logger, retention: o.Retention, checkDisk: o.CheckDisk,
+	l := &Ledger{db: db, log: o.Logger, retention: o.Retention, checkDisk: o.CheckDisk, onFlush: o.OnFlush,
 		last: map[string]*state{}, hours: map[bucketKey]*Figures{}, dirty: map[bucketKey]bool{},
 		totals: map[string]*Figures{}}
 	if l.log == nil {
@@ -269,6 +281,13 @@ func (l *Ledger) Flush(now time.Time) error {
 	}
 	if err == nil {
 		err = wb.Flush()
+	}
+	if err == nil && l.onFlush != nil && len(changed) > 0 {
+		hours := make([]Hour, 0, len(changed))
+		for k, f := range changed {
+			hours = append(hours, Hour{Start: time.Unix(k.hour, 0).UTC(), ID: k.id, Figures: f})
+		}
+		l.onFlush(hours)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

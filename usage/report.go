@@ -1,7 +1,6 @@
 package usage
 
 import (
-	"encoding/binary"
 	"fmt"
 	"sort"
 	"strings"
@@ -21,7 +20,7 @@ type Row struct {
 // ID names a trigger of a ScaledObject in the ledger.
 func ID(scaledObject, metric string) string { return scaledObject + "\x00" + metric }
 
-func splitID(id string) (scaledObject, metric string) {
+func SplitID(id string) (scaledObject, metric string) {
 	scaledObject, metric, _ = strings.Cut(id, "\x00")
 	return scaledObject, metric
 }
@@ -35,7 +34,7 @@ func (l *Ledger) Report(since time.Time) (from time.Time, rows []Row, err error)
 	mem := make(map[bucketKey]Figures)
 	for k, f := range l.hours {
 		if k.hour >= start {
-			mem[k] = *f
+			mem[k] = f.stored()
 		}
 	}
 	l.mu.Unlock()
@@ -52,11 +51,10 @@ func (l *Ledger) Report(since time.Time) (from time.Time, rows []Row, err error)
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: hourPrefix})
 		defer it.Close()
 		for it.Seek(hourKey(bucketKey{hour: start})); it.Valid(); it.Next() {
-			key := it.Item().Key()[len(hourPrefix):]
-			if len(key) < 8 {
+			k, ok := parseHourKey(it.Item().Key())
+			if !ok {
 				continue
 			}
-			k := bucketKey{hour: int64(binary.BigEndian.Uint64(key)), id: string(key[8:])}
 			if _, ok := mem[k]; ok {
 				continue // memory is newer
 			}
@@ -78,7 +76,7 @@ func (l *Ledger) Report(since time.Time) (from time.Time, rows []Row, err error)
 		add(k.id, f)
 	}
 	for id, f := range sums {
-		so, metric := splitID(id)
+		so, metric := SplitID(id)
 		rows = append(rows, Row{ScaledObject: so, Metric: metric, Figures: *f})
 	}
 	sort.Slice(rows, func(i, j int) bool {
@@ -139,7 +137,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.l.mu.Unlock()
 	for id, f := range totals {
-		so, metric := splitID(id)
+		so, metric := SplitID(id)
 		for _, d := range usageDescs {
 			ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, d.get(&f).Seconds(), so, metric, f.Kind, f.Org)
 		}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 
+	"k8s.io/klog/v2"
+
 	"github.com/orgscaler/orgscaler/app"
 	"github.com/orgscaler/orgscaler/usage"
 )
@@ -38,6 +40,9 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	cfg.app.Logger = newLogger(cfg.logFormat, cfg.logLevel, stderr)
+	// client-go (informers, leader election, Events) logs through klog:
+	// in the same format, with the same level.
+	klog.SetSlogLogger(cfg.app.Logger.With("component", "client-go"))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	a, err := app.New(cfg.app)
@@ -103,7 +108,10 @@ func parse(args []string, out io.Writer) (config, error) {
 		return nil
 	})
 	fs.DurationVar(&c.app.AntiEntropy, "anti-entropy-interval", app.DefaultAntiEntropy, "how often a replica compares its digest with a random peer's, and applies that peer's snapshot when they differ (heals what the log did not carry, such as messages held for a crashed replica)")
+	fs.StringVar(&c.app.LeaseName, "leader-elect-lease", app.DefaultLeaseName, "with --replication and a cluster: the Lease through which one replica leads the fleet, recording Events and counting the GPU-hours ledger once for all")
+	fs.StringVar(&c.app.LeaseNamespace, "leader-elect-namespace", "", "namespace of --leader-elect-lease (default: the pod's, from $POD_NAMESPACE or its service account)")
 	fs.StringVar(&c.app.PeerTokenFile, "peer-token-file", "", "file holding the bearer token (an admin token of --api-tokens-file) presented to peers' APIs for snapshots")
+	fs.StringVar(&c.app.PeerTLSCA, "peer-tls-ca", "", "PEM CA bundle that signed the other replicas' API certificates: peers are dialled over TLS, checking each --peers entry's host name (needed with --api-tls-cert)")
 	fs.StringVar(&c.app.ReplicaID, "replica-id", "", "this replica's name, in the stamps of its admin changes and in `scalerctl digest` (default: the hostname, which in a StatefulSet is the pod's name)")
 	fs.IntVar(&c.app.MaxOrgs, "max-orgs", app.DefaultMaxOrgs, "most orgs activity may create; past it, activity for a new org gets ResourceExhausted (orgs named by KEDA's triggers or an admin are always created)")
 	fs.IntVar(&c.app.MinFreeDiskMB, "min-free-disk-mb", app.DefaultMinFreeDiskMB, "free space (MiB) the data dir's filesystem must keep: below it nothing is written (a full disk would crash Badger), answers go on from memory, admin changes get Unavailable; -1 turns the check off")

@@ -1499,7 +1499,9 @@ type SnapshotResponse struct {
 	// The replica that sent the snapshot.
 	Replica string `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
 	// A chunk of orgs and tombstones, as replicas exchange them.
-	Changes       []*OrgChange `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	Changes []*OrgChange `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	// A chunk of the GPU-hours ledger's hours.
+	Usage         []*UsageHour `protobuf:"bytes,3,rep,name=usage,proto3" json:"usage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1544,6 +1546,13 @@ func (x *SnapshotResponse) GetReplica() string {
 func (x *SnapshotResponse) GetChanges() []*OrgChange {
 	if x != nil {
 		return x.Changes
+	}
+	return nil
+}
+
+func (x *SnapshotResponse) GetUsage() []*UsageHour {
+	if x != nil {
+		return x.Usage
 	}
 	return nil
 }
@@ -1950,10 +1959,11 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x11UpdateOrgResponse\x12#\n" +
 	"\x03org\x18\x01 \x01(\v2\x11.orgscaler.v1.OrgR\x03org\"\x0f\n" +
 	"\rDigestRequest\"\x11\n" +
-	"\x0fSnapshotRequest\"_\n" +
+	"\x0fSnapshotRequest\"\x8e\x01\n" +
 	"\x10SnapshotResponse\x12\x18\n" +
 	"\areplica\x18\x01 \x01(\tR\areplica\x121\n" +
-	"\achanges\x18\x02 \x03(\v2\x17.orgscaler.v1.OrgChangeR\achanges\"p\n" +
+	"\achanges\x18\x02 \x03(\v2\x17.orgscaler.v1.OrgChangeR\achanges\x12-\n" +
+	"\x05usage\x18\x03 \x03(\v2\x17.orgscaler.v1.UsageHourR\x05usage\"p\n" +
 	"\x0eDigestResponse\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04orgs\x18\x02 \x01(\x03R\x04orgs\x12\x18\n" +
@@ -2046,6 +2056,7 @@ var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil),  // 32: google.protobuf.Timestamp
 	(*durationpb.Duration)(nil),    // 33: google.protobuf.Duration
 	(*OrgChange)(nil),              // 34: orgscaler.v1.OrgChange
+	(*UsageHour)(nil),              // 35: orgscaler.v1.UsageHour
 }
 var file_orgscaler_v1_orgscaler_proto_depIdxs = []int32{
 	28, // 0: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
@@ -2074,42 +2085,43 @@ var file_orgscaler_v1_orgscaler_proto_depIdxs = []int32{
 	33, // 23: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
 	28, // 24: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
 	34, // 25: orgscaler.v1.SnapshotResponse.changes:type_name -> orgscaler.v1.OrgChange
-	28, // 26: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
-	1,  // 27: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
-	32, // 28: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
-	32, // 29: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
-	32, // 30: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
-	32, // 31: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
-	33, // 32: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
-	2,  // 33: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
-	4,  // 34: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
-	6,  // 35: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
-	16, // 36: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
-	18, // 37: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
-	20, // 38: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
-	26, // 39: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
-	22, // 40: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
-	23, // 41: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
-	8,  // 42: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
-	11, // 43: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
-	13, // 44: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
-	3,  // 45: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
-	5,  // 46: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
-	7,  // 47: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
-	17, // 48: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
-	19, // 49: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
-	21, // 50: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
-	27, // 51: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
-	25, // 52: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
-	24, // 53: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
-	9,  // 54: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
-	12, // 55: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
-	14, // 56: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
-	45, // [45:57] is the sub-list for method output_type
-	33, // [33:45] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	35, // 26: orgscaler.v1.SnapshotResponse.usage:type_name -> orgscaler.v1.UsageHour
+	28, // 27: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
+	1,  // 28: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
+	32, // 29: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
+	32, // 30: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
+	32, // 31: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
+	32, // 32: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
+	33, // 33: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
+	2,  // 34: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
+	4,  // 35: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
+	6,  // 36: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
+	16, // 37: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
+	18, // 38: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
+	20, // 39: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
+	26, // 40: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
+	22, // 41: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
+	23, // 42: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
+	8,  // 43: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
+	11, // 44: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
+	13, // 45: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
+	3,  // 46: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
+	5,  // 47: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
+	7,  // 48: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
+	17, // 49: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
+	19, // 50: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
+	21, // 51: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
+	27, // 52: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
+	25, // 53: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
+	24, // 54: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
+	9,  // 55: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
+	12, // 56: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
+	14, // 57: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
+	46, // [46:58] is the sub-list for method output_type
+	34, // [34:46] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_orgscaler_proto_init() }

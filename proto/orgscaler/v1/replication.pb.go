@@ -28,9 +28,11 @@ const (
 type ChangeBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The replica that accepted the changes (--replica-id).
-	Replica       string              `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
-	Changes       []*OrgChange        `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
-	Hints         []*SubscriptionHint `protobuf:"bytes,3,rep,name=hints,proto3" json:"hints,omitempty"`
+	Replica string              `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
+	Changes []*OrgChange        `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	Hints   []*SubscriptionHint `protobuf:"bytes,3,rep,name=hints,proto3" json:"hints,omitempty"`
+	// Hours of the GPU-hours ledger, counted by the fleet's leader.
+	Usage         []*UsageHour `protobuf:"bytes,4,rep,name=usage,proto3" json:"usage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -86,6 +88,159 @@ func (x *ChangeBatch) GetHints() []*SubscriptionHint {
 	return nil
 }
 
+func (x *ChangeBatch) GetUsage() []*UsageHour {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+// UsageHour is one workload's ledger over one hour. Within an hour the
+// figures only grow, so replicas merge them field by field with max.
+// Durations are milliseconds.
+type UsageHour struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The hour's start, Unix seconds.
+	HourUnix int64 `protobuf:"varint,1,opt,name=hour_unix,json=hourUnix,proto3" json:"hour_unix,omitempty"`
+	// The ScaledObject (namespace/name) and the trigger's metric.
+	ScaledObject      string `protobuf:"bytes,2,opt,name=scaled_object,json=scaledObject,proto3" json:"scaled_object,omitempty"`
+	Metric            string `protobuf:"bytes,3,opt,name=metric,proto3" json:"metric,omitempty"`
+	Kind              string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	Org               string `protobuf:"bytes,5,opt,name=org,proto3" json:"org,omitempty"`
+	GpusPerReplica    int64  `protobuf:"varint,6,opt,name=gpus_per_replica,json=gpusPerReplica,proto3" json:"gpus_per_replica,omitempty"`
+	TrackedMs         int64  `protobuf:"varint,7,opt,name=tracked_ms,json=trackedMs,proto3" json:"tracked_ms,omitempty"`
+	ActiveMs          int64  `protobuf:"varint,8,opt,name=active_ms,json=activeMs,proto3" json:"active_ms,omitempty"`
+	ReplicaMs         int64  `protobuf:"varint,9,opt,name=replica_ms,json=replicaMs,proto3" json:"replica_ms,omitempty"`
+	AlwaysOnReplicaMs int64  `protobuf:"varint,10,opt,name=always_on_replica_ms,json=alwaysOnReplicaMs,proto3" json:"always_on_replica_ms,omitempty"`
+	GpuMs             int64  `protobuf:"varint,11,opt,name=gpu_ms,json=gpuMs,proto3" json:"gpu_ms,omitempty"`
+	AlwaysOnGpuMs     int64  `protobuf:"varint,12,opt,name=always_on_gpu_ms,json=alwaysOnGpuMs,proto3" json:"always_on_gpu_ms,omitempty"`
+	// Wakes by cause: activity, hint, backlog, admin.
+	Wakes         []int64 `protobuf:"varint,13,rep,packed,name=wakes,proto3" json:"wakes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageHour) Reset() {
+	*x = UsageHour{}
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageHour) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageHour) ProtoMessage() {}
+
+func (x *UsageHour) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageHour.ProtoReflect.Descriptor instead.
+func (*UsageHour) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *UsageHour) GetHourUnix() int64 {
+	if x != nil {
+		return x.HourUnix
+	}
+	return 0
+}
+
+func (x *UsageHour) GetScaledObject() string {
+	if x != nil {
+		return x.ScaledObject
+	}
+	return ""
+}
+
+func (x *UsageHour) GetMetric() string {
+	if x != nil {
+		return x.Metric
+	}
+	return ""
+}
+
+func (x *UsageHour) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *UsageHour) GetOrg() string {
+	if x != nil {
+		return x.Org
+	}
+	return ""
+}
+
+func (x *UsageHour) GetGpusPerReplica() int64 {
+	if x != nil {
+		return x.GpusPerReplica
+	}
+	return 0
+}
+
+func (x *UsageHour) GetTrackedMs() int64 {
+	if x != nil {
+		return x.TrackedMs
+	}
+	return 0
+}
+
+func (x *UsageHour) GetActiveMs() int64 {
+	if x != nil {
+		return x.ActiveMs
+	}
+	return 0
+}
+
+func (x *UsageHour) GetReplicaMs() int64 {
+	if x != nil {
+		return x.ReplicaMs
+	}
+	return 0
+}
+
+func (x *UsageHour) GetAlwaysOnReplicaMs() int64 {
+	if x != nil {
+		return x.AlwaysOnReplicaMs
+	}
+	return 0
+}
+
+func (x *UsageHour) GetGpuMs() int64 {
+	if x != nil {
+		return x.GpuMs
+	}
+	return 0
+}
+
+func (x *UsageHour) GetAlwaysOnGpuMs() int64 {
+	if x != nil {
+		return x.AlwaysOnGpuMs
+	}
+	return 0
+}
+
+func (x *UsageHour) GetWakes() []int64 {
+	if x != nil {
+		return x.Wakes
+	}
+	return nil
+}
+
 // SubscriptionHint is an enqueue hint a replica accepted: every replica
 // counts it once (by id) until Monitoring shows data observed after it.
 type SubscriptionHint struct {
@@ -102,7 +257,7 @@ type SubscriptionHint struct {
 
 func (x *SubscriptionHint) Reset() {
 	*x = SubscriptionHint{}
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -114,7 +269,7 @@ func (x *SubscriptionHint) String() string {
 func (*SubscriptionHint) ProtoMessage() {}
 
 func (x *SubscriptionHint) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -127,7 +282,7 @@ func (x *SubscriptionHint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscriptionHint.ProtoReflect.Descriptor instead.
 func (*SubscriptionHint) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{1}
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SubscriptionHint) GetId() string {
@@ -179,7 +334,7 @@ type OrgChange struct {
 
 func (x *OrgChange) Reset() {
 	*x = OrgChange{}
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[2]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -191,7 +346,7 @@ func (x *OrgChange) String() string {
 func (*OrgChange) ProtoMessage() {}
 
 func (x *OrgChange) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[2]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -204,7 +359,7 @@ func (x *OrgChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrgChange.ProtoReflect.Descriptor instead.
 func (*OrgChange) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{2}
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *OrgChange) GetOrg() string {
@@ -260,11 +415,29 @@ var File_orgscaler_v1_replication_proto protoreflect.FileDescriptor
 
 const file_orgscaler_v1_replication_proto_rawDesc = "" +
 	"\n" +
-	"\x1eorgscaler/v1/replication.proto\x12\forgscaler.v1\"\x90\x01\n" +
+	"\x1eorgscaler/v1/replication.proto\x12\forgscaler.v1\"\xbf\x01\n" +
 	"\vChangeBatch\x12\x18\n" +
 	"\areplica\x18\x01 \x01(\tR\areplica\x121\n" +
 	"\achanges\x18\x02 \x03(\v2\x17.orgscaler.v1.OrgChangeR\achanges\x124\n" +
-	"\x05hints\x18\x03 \x03(\v2\x1e.orgscaler.v1.SubscriptionHintR\x05hints\"\x84\x01\n" +
+	"\x05hints\x18\x03 \x03(\v2\x1e.orgscaler.v1.SubscriptionHintR\x05hints\x12-\n" +
+	"\x05usage\x18\x04 \x03(\v2\x17.orgscaler.v1.UsageHourR\x05usage\"\x97\x03\n" +
+	"\tUsageHour\x12\x1b\n" +
+	"\thour_unix\x18\x01 \x01(\x03R\bhourUnix\x12#\n" +
+	"\rscaled_object\x18\x02 \x01(\tR\fscaledObject\x12\x16\n" +
+	"\x06metric\x18\x03 \x01(\tR\x06metric\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x10\n" +
+	"\x03org\x18\x05 \x01(\tR\x03org\x12(\n" +
+	"\x10gpus_per_replica\x18\x06 \x01(\x03R\x0egpusPerReplica\x12\x1d\n" +
+	"\n" +
+	"tracked_ms\x18\a \x01(\x03R\ttrackedMs\x12\x1b\n" +
+	"\tactive_ms\x18\b \x01(\x03R\bactiveMs\x12\x1d\n" +
+	"\n" +
+	"replica_ms\x18\t \x01(\x03R\treplicaMs\x12/\n" +
+	"\x14always_on_replica_ms\x18\n" +
+	" \x01(\x03R\x11alwaysOnReplicaMs\x12\x15\n" +
+	"\x06gpu_ms\x18\v \x01(\x03R\x05gpuMs\x12'\n" +
+	"\x10always_on_gpu_ms\x18\f \x01(\x03R\ralwaysOnGpuMs\x12\x14\n" +
+	"\x05wakes\x18\r \x03(\x03R\x05wakes\"\x84\x01\n" +
 	"\x10SubscriptionHint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\fsubscription\x18\x02 \x01(\tR\fsubscription\x12\x1a\n" +
@@ -295,20 +468,22 @@ func file_orgscaler_v1_replication_proto_rawDescGZIP() []byte {
 	return file_orgscaler_v1_replication_proto_rawDescData
 }
 
-var file_orgscaler_v1_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_orgscaler_v1_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_orgscaler_v1_replication_proto_goTypes = []any{
 	(*ChangeBatch)(nil),      // 0: orgscaler.v1.ChangeBatch
-	(*SubscriptionHint)(nil), // 1: orgscaler.v1.SubscriptionHint
-	(*OrgChange)(nil),        // 2: orgscaler.v1.OrgChange
+	(*UsageHour)(nil),        // 1: orgscaler.v1.UsageHour
+	(*SubscriptionHint)(nil), // 2: orgscaler.v1.SubscriptionHint
+	(*OrgChange)(nil),        // 3: orgscaler.v1.OrgChange
 }
 var file_orgscaler_v1_replication_proto_depIdxs = []int32{
-	2, // 0: orgscaler.v1.ChangeBatch.changes:type_name -> orgscaler.v1.OrgChange
-	1, // 1: orgscaler.v1.ChangeBatch.hints:type_name -> orgscaler.v1.SubscriptionHint
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	3, // 0: orgscaler.v1.ChangeBatch.changes:type_name -> orgscaler.v1.OrgChange
+	2, // 1: orgscaler.v1.ChangeBatch.hints:type_name -> orgscaler.v1.SubscriptionHint
+	1, // 2: orgscaler.v1.ChangeBatch.usage:type_name -> orgscaler.v1.UsageHour
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_replication_proto_init() }
@@ -316,14 +491,14 @@ func file_orgscaler_v1_replication_proto_init() {
 	if File_orgscaler_v1_replication_proto != nil {
 		return
 	}
-	file_orgscaler_v1_replication_proto_msgTypes[2].OneofWrappers = []any{}
+	file_orgscaler_v1_replication_proto_msgTypes[3].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orgscaler_v1_replication_proto_rawDesc), len(file_orgscaler_v1_replication_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,107 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/orgscaler/orgscaler/leader"
+	"github.com/orgscaler/orgscaler/replication"
+	"github.com/orgscaler/orgscaler/tlsconfig"
+)
+
+// newPeers is how this replica reaches the others' APIs.
+func newPeers(o Options) (replication.Peers, error) {
+	p := replication.Peers{Addrs: o.Peers, Self: o.ReplicaID, Logger: o.Logger}
+	if o.PeerTokenFile != "" {
+		b, err := os.ReadFile(o.PeerTokenFile)
+		if err != nil {
+			return p, fmt.Errorf("--peer-token-file: %w", err)
+		}
+		p.Token = strings.TrimSpace(string(b))
+	}
+	if o.PeerTLSCA != "" {
+		var err error
+		if p.TLS, err = tlsconfig.Client(o.PeerTLSCA, "", ""); err != nil {
+			return p, fmt.Errorf("--peer-tls-ca: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// tallyEvery is how often the fleet's leader answers every trigger for
+// itself, for the ledger and the answer Events; an org's wake or dormancy
+// is tallied at once besides.
+const tallyEvery = 5 * time.Second
+
+// fleet says whether several replicas share the work that must happen
+// once: with replication and a cluster, a Lease leader records Events and
+// counts the GPU-hours ledger, which it replicates to the others.
+func (a *App) fleet() bool { return a.repl != nil && a.objects != nil }
+
+// elect stands for the fleet's Lease once this replica holds every org's
+// state and has read every ScaledObject (a leader tallies from both), and
+// until ctx ends.
+func (a *App) elect(ctx context.Context) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for !a.ready.Load() || !a.objects.Synced() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	err := leader.Run(ctx, leader.Options{Config: a.kube, Namespace: a.opts.LeaseNamespace, Name: a.opts.LeaseName,
+		Identity: a.opts.ReplicaID, Logger: a.opts.Logger, Registerer: a.registry, Lead: a.lead})
+	if err != nil {
+		a.log.Error("not standing for the fleet's lease: this replica never records Events or counts GPU-hours", "err", err)
+	}
+}
+
+// lead is this replica's term as the fleet's leader: it tallies every
+// trigger, and every org that changes, until ctx ends; then it counts up
+// to now, publishes its last hours, and lets another lead.
+func (a *App) lead(ctx context.Context) {
+	tally := func(org string) { a.keda.Tally(a.objects.Targets(org)) }
+	a.leading.Store(true)
+	a.events.Lead(func() { tally("") })
+	t := time.NewTicker(tallyEvery)
+	defer t.Stop()
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+			tally("")
+		case org := <-a.transitions:
+			tally(org)
+		}
+	}
+	a.leading.Store(false)
+	a.events.Follow()
+	now := a.opts.Now()
+	a.ledger.Pause(now)
+	if err := a.ledger.Flush(now); err != nil {
+		a.log.Error("the last hours counted as leader are not written", "err", err)
+		return
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.repl.Sync(sctx); err != nil {
+		a.log.Warn("the last hours counted as leader are not yet published: the next leader goes on without them", "err", err)
+	}
+}
+
+// tallyOrg asks the leader to tally org's triggers now (its wake or
+// dormancy); never blocks: a full queue waits for the next tally of all.
+func (a *App) tallyOrg(org string) {
+	if !a.leading.Load() {
+		return
+	}
+	select {
+	case a.transitions <- org:
+	default:
+	}
+}

@@ -1,0 +1,177 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/orgscaler/orgscaler/internal/pubsubtest"
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+)
+
+// Two replicas over the Pub/Sub emulator, on the real kube-apiserver: one
+// holds the Lease, each wake and dormancy shows as one Event on the
+// ScaledObject (not one per replica), both replicas give the same GPU-hours
+// report, and when the leader stops the other takes over and counts on.
+func TestFleetCountsOnce(t *testing.T) {
+	ctx := context.Background()
+	emulator := pubsubtest.StartEmulator(t)
+	topic := "projects/fleet-e2e/topics/changes"
+	client := pubsubtest.Client(t, emulator, "fleet-e2e")
+	if _, err := client.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic}); err != nil {
+		t.Fatal(err)
+	}
+	a, b := newScaler("fleet-a"), newScaler("fleet-b")
+	for _, r := range []struct {
+		s        *ourScaler
+		id, peer string
+	}{{a, "fleet-a", b.api}, {b, "fleet-b", a.api}} {
+		r.s.extra = []string{"--pubsub=none", "--replication=pubsub", "--replication-topic", topic, "--replica-id", r.id,
+			"--peers", r.peer, "--leader-elect-lease", "fleet-e2e", "--leader-elect-namespace", "default",
+			"--idle-window", "4s", "--flush-interval", "200ms"}
+	}
+	startScaler(t, a)
+	t.Cleanup(func() { a.p.stop(syscall.SIGTERM) })
+	startScaler(t, b)
+	t.Cleanup(func() { b.p.stop(syscall.SIGTERM) })
+
+	holder := func() string {
+		l, err := kube.CoordinationV1().Leases("default").Get(ctx, "fleet-e2e", metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil {
+			return ""
+		}
+		return *l.Spec.HolderIdentity
+	}
+	first := waitFor(t, 60*time.Second, "a replica holds the Lease", func() (string, bool) { h := holder(); return h, h != "" })
+	t.Logf("leader: %s", first)
+
+	_ = c.kubectl(nil, "create", "namespace", "ml")
+	if err := c.kubectl([]byte(strings.ReplaceAll(deployments, "NAME", "pynode-fleet")), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	so := `apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: pynode-fleet, namespace: ml}
+spec:
+  scaleTargetRef: {name: pynode-fleet}
+  minReplicaCount: 0
+  maxReplicaCount: 1
+  pollingInterval: 1
+  cooldownPeriod: 2
+  triggers:
+    - type: external-push
+      metadata: {scalerAddress: "ADDR", workload: pynode, org: fleet, gpusPerReplica: "1"}
+`
+	if err := c.kubectl([]byte(strings.ReplaceAll(so, "ADDR", a.keda)), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.kubectl(nil, "delete", "scaledobject", "pynode-fleet", "-n", "ml") })
+
+	// Dormant, woken on the replica that does not lead, dormant again.
+	events := func(reason string) int {
+		list, err := kube.EventsV1().Events("ml").List(ctx, metav1.ListOptions{FieldSelector: "regarding.name=pynode-fleet"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range list.Items {
+			if e.Reason != reason || e.ReportingController != "orgscaler" {
+				continue
+			}
+			n++
+			if e.Series != nil {
+				n += int(e.Series.Count) - 1
+			}
+		}
+		return n
+	}
+	waitFor(t, 30*time.Second, "the org goes dormant", func() (string, bool) {
+		d := events("OrgDormant")
+		return fmt.Sprintf("OrgDormant %d", d), d == 1
+	})
+	follower := b
+	if first == "fleet-b" {
+		follower = a
+	}
+	follower.ctl(t, "activity", "fleet")
+	waitFor(t, 30*time.Second, "one OrgWoke Event, then OrgDormant", func() (string, bool) {
+		w, d := events("OrgWoke"), events("OrgDormant")
+		return fmt.Sprintf("OrgWoke %d, OrgDormant %d", w, d), w >= 1 && d >= 2
+	})
+	if w, d := events("OrgWoke"), events("OrgDormant"); w != 1 || d != 2 {
+		t.Fatalf("each transition is recorded once for the fleet: OrgWoke %d (want 1), OrgDormant %d (want 2: before and after the wake)", w, d)
+	}
+
+	report := func(s *ourScaler) *pb.ReportResponse {
+		conn, err := grpc.NewClient(s.api, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		r, err := pb.NewAdminServiceClient(conn).Report(ctx, &pb.ReportRequest{})
+		if err != nil {
+			return nil
+		}
+		return r
+	}
+	same := func(what string) *pb.WorkloadUsage {
+		var got *pb.WorkloadUsage
+		waitFor(t, 30*time.Second, what, func() (string, bool) {
+			ra, rb := report(a), report(b)
+			if ra == nil || rb == nil || len(ra.GetWorkloads()) != 1 {
+				return fmt.Sprintf("a: %v\nb: %v", ra, rb), false
+			}
+			got = ra.GetWorkloads()[0]
+			return fmt.Sprintf("a: %v\nb: %v", ra.GetWorkloads(), rb.GetWorkloads()), proto.Equal(&pb.ReportResponse{Workloads: ra.GetWorkloads()}, &pb.ReportResponse{Workloads: rb.GetWorkloads()})
+		})
+		return got
+	}
+	before := same("both replicas report the same GPU-hours")
+	if before.GetWakes()["activity"] != 1 {
+		t.Fatalf("the wake is counted once for the fleet: %v", before)
+	}
+
+	// The leader stops: the other takes the Lease and counts on.
+	leader, other := a, b
+	if first == "fleet-b" {
+		leader, other = b, a
+	}
+	leader.p.stop(syscall.SIGTERM)
+	waitFor(t, 30*time.Second, "the other replica takes the Lease", func() (string, bool) { h := holder(); return h, h != "" && h != first })
+	waitFor(t, 30*time.Second, "the new leader counts on from the replicated hours", func() (string, bool) {
+		r := report(other)
+		if r == nil || len(r.GetWorkloads()) != 1 {
+			return fmt.Sprint(r), false
+		}
+		w := r.GetWorkloads()[0]
+		return fmt.Sprint(w), w.GetTracked().AsDuration() > before.GetTracked().AsDuration()+5*time.Second && w.GetWakes()["activity"] == 1
+	})
+}
+
+// waitFor polls cond until it holds or timeout passes, and returns its
+// last observation.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (string, bool)) string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got, ok := cond()
+		if ok {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s; last: %s", what, timeout, got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

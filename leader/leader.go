@@ -1,0 +1,110 @@
+// Package leader elects one replica of the fleet, through a Kubernetes
+// Lease (client-go's leaderelection), to do what must happen once for the
+// fleet rather than once per replica: record Events and count the
+// GPU-hours ledger. Answers to KEDA never depend on it: every replica
+// answers from its own copy of the state.
+package leader
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+)
+
+// Options configure an election.
+type Options struct {
+	Config    *rest.Config
+	Namespace string // of the Lease; Namespace() when ""
+	Name      string // of the Lease
+	Identity  string // this replica (--replica-id)
+	Logger    *slog.Logger
+	// Registerer, when set, gets scaler_leader.
+	Registerer prometheus.Registerer
+	// Lead runs while this replica leads; its ctx ends when leadership is
+	// lost (or the election stops). Stop-leading work goes after ctx ends,
+	// before Lead returns: the Lease is released only then.
+	Lead func(ctx context.Context)
+	// Durations of the Lease; client-go's usual 15s, 10s and 2s when 0.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+}
+
+// Namespace is the namespace this pod runs in: $POD_NAMESPACE (the
+// downward API), else the service account's, else "default".
+func Namespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+		if ns := strings.TrimSpace(string(b)); ns != "" {
+			return ns
+		}
+	}
+	return "default"
+}
+
+// Run takes part in the election until ctx ends, standing again each time
+// leadership is lost. On the way out it releases the Lease it holds, so
+// another replica takes over at once rather than after the Lease expires.
+func Run(ctx context.Context, o Options) error {
+	cs, err := kubernetes.NewForConfig(rest.CopyConfig(o.Config))
+	if err != nil {
+		return fmt.Errorf("leader election: kubernetes client: %w", err)
+	}
+	log := cmp.Or(o.Logger, slog.New(slog.DiscardHandler)).With("component", "leader")
+	ns := cmp.Or(o.Namespace, Namespace())
+	leading := prometheus.NewGauge(prometheus.GaugeOpts{Name: "scaler_leader",
+		Help: "1 while this replica leads the fleet (records Events and counts the GPU-hours ledger), 0 otherwise."})
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(leading)
+	}
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metaOf(ns, o.Name),
+		Client:     cs.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: o.Identity},
+	}
+	cfg := leaderelection.LeaderElectionConfig{
+		Lock: lock, Name: o.Name, ReleaseOnCancel: true,
+		LeaseDuration: cmp.Or(o.LeaseDuration, 15*time.Second),
+		RenewDeadline: cmp.Or(o.RenewDeadline, 10*time.Second),
+		RetryPeriod:   cmp.Or(o.RetryPeriod, 2*time.Second),
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(lctx context.Context) {
+				leading.Set(1)
+				log.Info("leading the fleet: recording Events and counting GPU-hours", "lease", ns+"/"+o.Name)
+				o.Lead(lctx)
+			},
+			OnStoppedLeading: func() {
+				leading.Set(0)
+				log.Info("not leading the fleet", "lease", ns+"/"+o.Name)
+			},
+			OnNewLeader: func(id string) {
+				if id != o.Identity {
+					log.Info("the fleet's leader", "replica", id, "lease", ns+"/"+o.Name)
+				}
+			},
+		},
+	}
+	for ctx.Err() == nil {
+		le, err := leaderelection.NewLeaderElector(cfg)
+		if err != nil {
+			return fmt.Errorf("leader election on lease %s/%s: %w", ns, o.Name, err)
+		}
+		le.Run(ctx) // returns when leadership is lost, or ctx ends
+	}
+	return nil
+}
+
+func metaOf(namespace, name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Namespace: namespace, Name: name}
+}
