@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orgscaler/orgscaler/tlsconfig"
 )
 
 // Embedders get the errors the command line gets, naming the flag, the
@@ -24,6 +26,8 @@ func TestValidate(t *testing.T) {
 		{Options{MaxOrgs: -1}, "--max-orgs is -1"},
 		{Options{MaxStreamsPerConn: -2}, "--max-streams-per-conn is -2"},
 		{Options{MonitoringInsecure: true}, "--monitoring-insecure needs --monitoring-endpoint"},
+		{Options{Replication: ReplicationPubSub, ReplicationTopic: "projects/p/topics/t", ReplicaID: "r0", Peers: []string{"peers:9091"},
+			APITLS: tlsconfig.Files{Cert: "c.pem", Key: "k.pem"}}, "--api-tls-cert serves the API over TLS, so the other replicas' APIs in --peers are too: give --peer-tls-ca"},
 	} {
 		err := c.o.Validate()
 		if err == nil || !strings.Contains(err.Error(), c.want) {

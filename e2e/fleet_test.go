@@ -157,6 +157,17 @@ spec:
 		w := r.GetWorkloads()[0]
 		return fmt.Sprint(w), w.GetTracked().AsDuration() > before.GetTracked().AsDuration()+5*time.Second && w.GetWakes()["activity"] == 1
 	})
+
+	// A replica that starts empty gets the ledger's history in its
+	// snapshot, and then the leader's hours as they come.
+	joined := newScaler("fleet-c")
+	joined.extra = []string{"--pubsub=none", "--replication=pubsub", "--replication-topic", topic, "--replica-id", "fleet-c",
+		"--peers", other.api, "--leader-elect-lease", "fleet-e2e", "--leader-elect-namespace", "default",
+		"--idle-window", "4s", "--flush-interval", "200ms"}
+	startScaler(t, joined)
+	t.Cleanup(func() { joined.p.stop(syscall.SIGTERM) })
+	a, b = other, joined
+	same("a replica that joined empty reports what the leader does")
 }
 
 // waitFor polls cond until it holds or timeout passes, and returns its
