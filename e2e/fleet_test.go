@@ -147,8 +147,10 @@ spec:
 	if first == "fleet-b" {
 		leader, other = b, a
 	}
+	stopped := time.Now()
 	leader.p.stop(syscall.SIGTERM)
 	waitFor(t, 30*time.Second, "the other replica takes the Lease", func() (string, bool) { h := holder(); return h, h != "" && h != first })
+	t.Logf("the other replica led %s after SIGTERM to the leader", time.Since(stopped).Round(10*time.Millisecond))
 	waitFor(t, 30*time.Second, "the new leader counts on from the replicated hours", func() (string, bool) {
 		r := report(other)
 		if r == nil || len(r.GetWorkloads()) != 1 {
