@@ -166,4 +166,3 @@ func Client(ca, cert, key string) (*tls.Config, error) {
 	}
 	return cfg, nil
 }
-
