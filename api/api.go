@@ -71,7 +71,7 @@ type Server struct {
 	done      <-chan struct{}
 	replica   string
 	repl      Replicator
-	snapshot  func(send func(*pb.SnapshotResponse) error) error
+	snapshot  func(withUsage bool, send func(*pb.SnapshotResponse) error) error
 	ready     func() bool
 }
 
@@ -106,7 +106,7 @@ type Options struct {
 	// Snapshot, when set (with replication), sends every org's state in
 	// chunks, for a peer that starts empty; Ready says whether this replica
 	// holds its own whole state yet.
-	Snapshot func(send func(*pb.SnapshotResponse) error) error
+	Snapshot func(withUsage bool, send func(*pb.SnapshotResponse) error) error
 	Ready    func() bool
 }
 
@@ -422,14 +422,14 @@ func (s *Server) Digest(context.Context, *pb.DigestRequest) (*pb.DigestResponse,
 }
 
 // Snapshot streams every org's state to a peer that starts empty.
-func (s *Server) Snapshot(_ *pb.SnapshotRequest, stream pb.AdminService_SnapshotServer) error {
+func (s *Server) Snapshot(req *pb.SnapshotRequest, stream pb.AdminService_SnapshotServer) error {
 	if s.snapshot == nil {
 		return status.Error(codes.FailedPrecondition, "this scaler runs without replication (--replication=pubsub): it gives no snapshots")
 	}
 	if s.ready != nil && !s.ready() {
 		return status.Error(codes.Unavailable, "this replica is still loading its own state from a peer: ask another")
 	}
-	err := s.snapshot(func(chunk *pb.SnapshotResponse) error {
+	err := s.snapshot(req.GetUsage(), func(chunk *pb.SnapshotResponse) error {
 		chunk.Replica = s.replica
 		return stream.Send(chunk)
 	})

@@ -63,6 +63,8 @@ type App struct {
 	transitions chan string          // orgs the leader tallies now
 	leadWG      sync.WaitGroup
 	leadEnd     context.CancelFunc
+	leadStop    chan struct{}           // closed at stop: the term ends before the Lease goes
+	leadMu      sync.Mutex              // held through a term
 	objects     *scaledobjects.Registry // nil without a cluster
 	keda        *scaler.Server
 	registry    *prometheus.Registry
@@ -86,7 +88,7 @@ func New(o Options) (*App, error) {
 	}
 	o = withDefaults(o)
 	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{}), registry: prometheus.NewRegistry(),
-		healthKick: make(chan struct{}, 1), transitions: make(chan string, 4096)}
+		healthKick: make(chan struct{}, 1), transitions: make(chan string, 4096), leadStop: make(chan struct{})}
 	sec, err := newSecurity(o, a.registry)
 	if err != nil {
 		return nil, err
@@ -161,9 +163,7 @@ func New(o Options) (*App, error) {
 		CheckDisk: store.CheckDisk, OnFlush: onFlush}); err != nil {
 		return nil, err
 	}
-	if a.fleet() {
-		a.peers.Usage = a.ledger
-	}
+	a.peers.Usage = a.fleetLedger()
 	for _, l := range []struct {
 		lis  *net.Listener
 		addr string
@@ -216,13 +216,9 @@ func New(o Options) (*App, error) {
 	kedapb.RegisterExternalScalerServer(a.kedaSrv, kedaServer)
 	a.apiSrv, a.apiHealth = newServer(grpcMetrics, sec.api, authz, grpc.MaxConcurrentStreams(uint32(o.MaxStreamsPerConn)))
 	var repl api.Replicator
-	var snapshot func(func(*pb.SnapshotResponse) error) error
+	var snapshot func(bool, func(*pb.SnapshotResponse) error) error
 	if a.repl != nil {
-		var ledger replication.UsageExporter
-		if a.fleet() {
-			ledger = a.ledger
-		}
-		repl, snapshot = a.repl, replication.Snapshot(store, ledger)
+		repl, snapshot = a.repl, replication.Snapshot(store, a.fleetLedger())
 	}
 	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.ready.Load, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
@@ -325,11 +321,7 @@ func (a *App) Run(ctx context.Context) error {
 			if a.depth != nil {
 				hints = a.depth.tracker
 			}
-			sinks := replication.Sinks{Store: a.store, Hints: hints}
-			if a.fleet() {
-				sinks.Usage = a.ledger
-			}
-			if err := a.repl.Run(bg, sinks); err != nil {
+			if err := a.repl.Run(bg, replication.Sinks{Store: a.store, Hints: hints, Usage: a.fleetLedger()}); err != nil {
 				a.log.Error("replication stopped with an error", "err", err)
 			}
 		})
@@ -342,16 +334,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	// Stopped before the store closes, with a last flush.
 	a.bgWG.Go(func() { a.ledger.Run(bg, a.opts.FlushInterval, a.opts.Now) })
-	switch {
-	case a.fleet():
-		// Ends before the rest, so the last leader's hours are published
-		// before replication stops.
-		lctx, cancel := context.WithCancel(context.Background())
-		a.leadEnd = cancel
-		a.leadWG.Go(func() { a.elect(lctx) })
-	case a.repl != nil:
-		a.log.Warn("several replicas without a cluster (--kubeconfig or --in-cluster): no Lease elects a leader, so each replica counts the GPU-hours of the calls it answers and reports differ")
-	}
+	a.startElection()
 	a.logSecurity()
 	go a.watchHealth(ctx)
 	go func() { errc <- serve(a.kedaSrv, a.kedaLis, "KEDA") }()
@@ -391,10 +374,7 @@ func (a *App) stop() error {
 		if a.depth != nil {
 			a.depth.stop()
 		}
-		if a.leadEnd != nil {
-			a.leadEnd()
-			a.leadWG.Wait()
-		}
+		a.stopLeading()
 		if a.bgEnd != nil {
 			a.bgEnd()
 			a.bgWG.Wait()

@@ -41,6 +41,32 @@ const tallyEvery = 5 * time.Second
 // counts the GPU-hours ledger, which it replicates to the others.
 func (a *App) fleet() bool { return a.repl != nil && a.objects != nil }
 
+// fleetLedger is the ledger when it is the fleet's, for replication to
+// carry; nil otherwise (each replica's own).
+func (a *App) fleetLedger() interface {
+	replication.Usage
+	replication.UsageExporter
+} {
+	if !a.fleet() {
+		return nil
+	}
+	return a.ledger
+}
+
+// startElection stands for the fleet's Lease, in a context of its own
+// that stop ends before the rest, so the last leader's hours are
+// published before replication stops.
+func (a *App) startElection() {
+	switch {
+	case a.fleet():
+		ctx, cancel := context.WithCancel(context.Background())
+		a.leadEnd = cancel
+		a.leadWG.Go(func() { a.elect(ctx) })
+	case a.repl != nil:
+		a.log.Warn("several replicas without a cluster (--kubeconfig or --in-cluster): no Lease elects a leader, so each replica counts the GPU-hours of the calls it answers and reports differ")
+	}
+}
+
 // elect stands for the fleet's Lease once this replica holds every org's
 // state and has read every ScaledObject (a leader tallies from both), and
 // until ctx ends.
@@ -62,17 +88,29 @@ func (a *App) elect(ctx context.Context) {
 }
 
 // lead is this replica's term as the fleet's leader: it tallies every
-// trigger, and every org that changes, until ctx ends; then it counts up
-// to now, publishes its last hours, and lets another lead.
+// trigger, and every org that changes, until ctx ends or the scaler
+// stops; then it counts up to now and publishes its last hours, before
+// stop lets the Lease go.
 func (a *App) lead(ctx context.Context) {
+	a.leadMu.Lock()
+	defer a.leadMu.Unlock()
+	select {
+	case <-a.leadStop:
+		return
+	default:
+	}
 	tally := func(org string) { a.keda.Tally(a.objects.Targets(org)) }
+	a.ledger.Lead(fmt.Sprintf("%s-%d", a.opts.ReplicaID, a.opts.Now().UnixNano()))
 	a.leading.Store(true)
 	a.events.Lead(func() { tally("") })
 	t := time.NewTicker(tallyEvery)
 	defer t.Stop()
-	for ctx.Err() == nil {
+	for done := false; !done; {
 		select {
 		case <-ctx.Done():
+			done = true
+		case <-a.leadStop:
+			done = true
 		case <-t.C:
 			tally("")
 		case org := <-a.transitions:
@@ -90,8 +128,22 @@ func (a *App) lead(ctx context.Context) {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := a.repl.Sync(sctx); err != nil {
-		a.log.Warn("the last hours counted as leader are not yet published: the next leader goes on without them", "err", err)
+		a.log.Warn("the last hours counted as leader are not yet published: they reach the other replicas when Pub/Sub takes them", "err", err)
 	}
+}
+
+// stopLeading ends this replica's term, if it leads, once its last hours
+// are published, and then leaves the election (releasing the Lease), so
+// the next leader's term begins after this one's ends.
+func (a *App) stopLeading() {
+	if a.leadEnd == nil {
+		return
+	}
+	close(a.leadStop)
+	a.leadMu.Lock() // the term, if any, has ended
+	a.leadMu.Unlock()
+	a.leadEnd()
+	a.leadWG.Wait()
 }
 
 // tallyOrg asks the leader to tally org's triggers now (its wake or

@@ -223,7 +223,7 @@ func (o Options) Validate() error {
 	case len(o.Peers) > 0 && o.Replication != ReplicationPubSub:
 		return errors.New("--peers needs --replication=pubsub: peers share state only through the replication topic")
 	case o.Replication == ReplicationPubSub && len(o.Peers) > 0 && o.APITLS.Cert != "" && o.PeerTLSCA == "":
-		return fmt.Errorf("--api-tls-cert serves the API over TLS, so the other replicas' APIs in --peers are too: give --peer-tls-ca, the CA bundle that signed their certificates")
+		return errors.New("--api-tls-cert serves the API over TLS, so the other replicas' APIs in --peers are too: give --peer-tls-ca, the CA bundle that signed their certificates")
 	case o.AntiEntropy < time.Second:
 		return fmt.Errorf("--anti-entropy-interval is %s: expected at least 1s", o.AntiEntropy)
 	case o.KEDAMaxConnectionAge < time.Second:

@@ -76,11 +76,10 @@ type Recorder struct {
 	dropped     atomic.Int64
 	following   atomic.Bool // another replica leads the fleet: it records the Events
 
-	quiet bool // guarded by mu: answers set the baseline, without Events
-
 	objectsOf func(org string) []types.NamespacedName // the ScaledObjects whose triggers name org
 
 	mu    sync.Mutex
+	quiet bool                // answers set the baseline, without Events
 	state map[key]answerState // the last answer recorded per ScaledObject
 	uids  map[key]types.UID
 }

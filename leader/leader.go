@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,8 +33,10 @@ type Options struct {
 	// Registerer, when set, gets scaler_leader.
 	Registerer prometheus.Registerer
 	// Lead runs while this replica leads; its ctx ends when leadership is
-	// lost (or the election stops). Stop-leading work goes after ctx ends,
-	// before Lead returns: the Lease is released only then.
+	// lost or the election stops. Two calls never overlap: a new term's
+	// waits for the last one's to return. The Lease may be released before
+	// Lead returns (client-go releases it as Run ends): work that must end
+	// before another replica leads has to be stopped before Run's ctx is.
 	Lead func(ctx context.Context)
 	// Durations of the Lease; client-go's usual 15s, 10s and 2s when 0.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
@@ -68,6 +71,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.Registerer != nil {
 		o.Registerer.MustRegister(leading)
 	}
+	var term sync.Mutex
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metaOf(ns, o.Name),
 		Client:     cs.CoordinationV1(),
@@ -80,6 +84,13 @@ func Run(ctx context.Context, o Options) error {
 		RetryPeriod:   cmp.Or(o.RetryPeriod, 2*time.Second),
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(lctx context.Context) {
+				// client-go runs this in a goroutine it does not wait for,
+				// and may start the next term's before this one returns.
+				term.Lock()
+				defer term.Unlock()
+				if lctx.Err() != nil {
+					return
+				}
 				leading.Set(1)
 				log.Info("leading the fleet: recording Events and counting GPU-hours", "lease", ns+"/"+o.Name)
 				o.Lead(lctx)
@@ -102,6 +113,8 @@ func Run(ctx context.Context, o Options) error {
 		}
 		le.Run(ctx) // returns when leadership is lost, or ctx ends
 	}
+	term.Lock() // a term still running finishes first; one not begun never will
+	term.Unlock()
 	return nil
 }
 

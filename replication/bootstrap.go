@@ -137,7 +137,7 @@ func (p Peers) load(ctx context.Context, addr peer, store Store) (int, string, e
 	if err != nil {
 		return 0, "", err
 	}
-	return p.loadFrom(ctx, client, d, store)
+	return p.loadFrom(ctx, client, d, store, p.Usage != nil)
 }
 
 // dial connects to a peer's API, with this replica's token on ctx.
@@ -164,15 +164,16 @@ func digestOf(ctx context.Context, client pb.AdminServiceClient) (*pb.DigestResp
 	return client.Digest(cctx, &pb.DigestRequest{})
 }
 
-// loadFrom applies the snapshot of the peer whose digest is d.
-func (p Peers) loadFrom(ctx context.Context, client pb.AdminServiceClient, d *pb.DigestResponse, store Store) (int, string, error) {
+// loadFrom applies the snapshot of the peer whose digest is d, with the
+// ledger's hours when withUsage.
+func (p Peers) loadFrom(ctx context.Context, client pb.AdminServiceClient, d *pb.DigestResponse, store Store, withUsage bool) (int, string, error) {
 	switch {
 	case d.GetReplica() == p.Self:
 		return 0, "", errSelf
 	case d.GetLoading() && d.GetOrgs() == 0:
 		return 0, "", errEmpty
 	}
-	stream, err := client.Snapshot(ctx, &pb.SnapshotRequest{})
+	stream, err := client.Snapshot(ctx, &pb.SnapshotRequest{Usage: withUsage})
 	if err != nil {
 		return 0, "", err
 	}
@@ -190,7 +191,7 @@ func (p Peers) loadFrom(ctx context.Context, client pb.AdminServiceClient, d *pb
 			return n, "", fmt.Errorf("apply the snapshot: %w", err)
 		}
 		if p.Usage != nil && len(chunk.GetUsage()) > 0 {
-			if err := p.Usage.Merge(usageFromProto(chunk.GetUsage()), time.Now()); err != nil {
+			if err := p.Usage.Merge(usageFromProto(chunk.GetUsage())); err != nil {
 				return n, "", fmt.Errorf("apply the snapshot's usage: %w", err)
 			}
 		}
@@ -249,5 +250,5 @@ func (p Peers) pullIfDifferent(ctx context.Context, addr peer, store Replica) (i
 	if fmt.Sprintf("%x", sum) == d.GetDigest() && int64(n) == d.GetOrgs() {
 		return 0, "", nil
 	}
-	return p.loadFrom(ctx, client, d, store)
+	return p.loadFrom(ctx, client, d, store, false) // the log carries the ledger's hours
 }

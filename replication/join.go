@@ -109,13 +109,13 @@ type UsageExporter interface {
 	Export(send func([]usage.Hour) error) error
 }
 
-// Snapshot sends store's state, then the ledger's hours when ledger is
-// not nil, in chunks as replicas exchange them: what AdminService.Snapshot
-// streams to a peer that starts empty.
-func Snapshot(store Exporter, ledger UsageExporter) func(send func(*pb.SnapshotResponse) error) error {
-	return func(send func(*pb.SnapshotResponse) error) error {
+// Snapshot sends store's state, then, when asked and ledger is not nil,
+// the ledger's hours, in chunks as replicas exchange them: what
+// AdminService.Snapshot streams to a peer.
+func Snapshot(store Exporter, ledger UsageExporter) func(withUsage bool, send func(*pb.SnapshotResponse) error) error {
+	return func(withUsage bool, send func(*pb.SnapshotResponse) error) error {
 		err := store.Export(func(cs []activity.Change) error { return send(&pb.SnapshotResponse{Changes: ToProto(cs)}) })
-		if err != nil || ledger == nil {
+		if err != nil || ledger == nil || !withUsage {
 			return err
 		}
 		return ledger.Export(func(hs []usage.Hour) error { return send(&pb.SnapshotResponse{Usage: usageToProto(hs)}) })

@@ -44,7 +44,7 @@ type Hints interface {
 // Usage is where the leader's GPU-hours ledger hours go; usage.Ledger
 // provides it.
 type Usage interface {
-	Merge(hours []usage.Hour, now time.Time) error
+	Merge(hours []usage.Hour) error
 }
 
 // Sinks are where other replicas' changes go. Store is required.
@@ -192,16 +192,19 @@ func (r *Replicator) EnqueueHint(sub string, n int64, at time.Time) {
 }
 
 type usageKey struct {
-	hour int64
-	id   string
+	hour     int64
+	id, term string
 }
 
+func keyOf(h usage.Hour) usageKey { return usageKey{h.Start.Unix(), h.ID, h.Term} }
+
 // EnqueueUsage queues ledger hours counted here (the leader's flushes),
-// for every replica to merge: usage.Ledger's OnFlush.
+// for every replica to merge: usage.Ledger's OnFlush. The ledger hands
+// its flushes over in order, so a later hour replaces an earlier one.
 func (r *Replicator) EnqueueUsage(hours []usage.Hour) {
 	r.mu.Lock()
 	for _, h := range hours {
-		r.usage[usageKey{h.Start.Unix(), h.ID}] = h
+		r.usage[keyOf(h)] = h
 	}
 	r.enqueued++
 	r.mu.Unlock()
@@ -349,8 +352,8 @@ func (r *Replicator) requeue(p pending, err error) {
 		r.add(c)
 	}
 	for _, h := range p.usage {
-		if _, newer := r.usage[usageKey{h.Start.Unix(), h.ID}]; !newer {
-			r.usage[usageKey{h.Start.Unix(), h.ID}] = h
+		if _, newer := r.usage[keyOf(h)]; !newer {
+			r.usage[keyOf(h)] = h
 		}
 	}
 }
@@ -416,7 +419,7 @@ func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 			changes := fromProto(b.GetChanges())
 			err := sinks.Store.Apply(changes)
 			if err == nil && sinks.Usage != nil && len(b.GetUsage()) > 0 {
-				err = sinks.Usage.Merge(usageFromProto(b.GetUsage()), time.Now())
+				err = sinks.Usage.Merge(usageFromProto(b.GetUsage()))
 			}
 			if err != nil {
 				r.log.Error("applying another replica's changes failed; Pub/Sub will redeliver them", "from", b.GetReplica(), "err", err)

@@ -80,7 +80,7 @@ func usageToProto(hours []usage.Hour) []*pb.UsageHour {
 		out[i] = &pb.UsageHour{HourUnix: h.Start.Unix(), ScaledObject: so, Metric: metric, Kind: f.Kind, Org: f.Org, GpusPerReplica: f.GPUs,
 			TrackedMs: f.Tracked.Milliseconds(), ActiveMs: f.Active.Milliseconds(), ReplicaMs: f.ReplicaTime.Milliseconds(),
 			AlwaysOnReplicaMs: f.AlwaysOnReplica.Milliseconds(), GpuMs: f.GPUTime.Milliseconds(), AlwaysOnGpuMs: f.AlwaysOnGPU.Milliseconds(),
-			Wakes: f.Wakes[:]}
+			Wakes: f.Wakes[:], Term: h.Term}
 	}
 	return out
 }
@@ -93,7 +93,7 @@ func usageFromProto(in []*pb.UsageHour) []usage.Hour {
 			Tracked: ms(u.GetTrackedMs()), Active: ms(u.GetActiveMs()), ReplicaTime: ms(u.GetReplicaMs()),
 			AlwaysOnReplica: ms(u.GetAlwaysOnReplicaMs()), GPUTime: ms(u.GetGpuMs()), AlwaysOnGPU: ms(u.GetAlwaysOnGpuMs())}
 		copy(f.Wakes[:], u.GetWakes())
-		out = append(out, usage.Hour{Start: time.Unix(u.GetHourUnix(), 0).UTC(), ID: usage.ID(u.GetScaledObject(), u.GetMetric()), Figures: f})
+		out = append(out, usage.Hour{Start: time.Unix(u.GetHourUnix(), 0).UTC(), ID: usage.ID(u.GetScaledObject(), u.GetMetric()), Term: u.GetTerm(), Figures: f})
 	}
 	return out
 }

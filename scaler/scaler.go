@@ -234,10 +234,17 @@ func (s *Server) observe(namespace, name string, w decide.Workload, metric strin
 }
 
 // Tally answers every target as KEDA would be answered now, and tells the
-// usage ledger and the Observer: the fleet's leader calls it, so each
-// interval and each change of answer is counted once for the fleet, not
-// once per replica KEDA's calls happen to reach.
+// usage ledger (per trigger) and the Observer (per object: active when
+// any of its triggers is, as KEDA takes it): the fleet's leader calls it,
+// so each interval and each change of answer is counted once for the
+// fleet, not once per replica KEDA's calls happen to reach.
 func (s *Server) Tally(targets []scaledobjects.Target) {
+	type verdict struct {
+		active, blind bool
+		reason        func() string
+	}
+	objects := map[scaledobjects.Key]*verdict{}
+	var order []scaledobjects.Key
 	for _, t := range targets {
 		if t.Workload.Subscription != "" && s.backlogs == nil {
 			continue // refused to KEDA too: nothing to count
@@ -249,7 +256,27 @@ func (s *Server) Tally(targets []scaledobjects.Target) {
 		}
 		s.observe(t.Key.Namespace, t.Key.Name, t.Workload, name, a, o)
 		active, _ := s.remember(t.Workload, name, a, d) // blind with no last answer: told as blind
-		s.tell(t.Key.Namespace, t.Key.Name, t.Workload, active, a, d)
+		v := objects[t.Key]
+		if v == nil {
+			v = &verdict{}
+			objects[t.Key] = v
+			order = append(order, t.Key)
+		}
+		switch {
+		case active && !v.active:
+			v.active, v.blind, v.reason = true, false, a.Reason
+		case !v.active && a.Blind() && !v.blind:
+			v.blind, v.reason = true, d.Reason
+		case !v.active && !v.blind && v.reason == nil:
+			v.reason = a.Reason
+		}
+	}
+	if s.observer == nil {
+		return
+	}
+	for _, k := range order {
+		v := objects[k]
+		s.observer.Answered(k.Namespace, k.Name, v.active, v.blind, v.reason)
 	}
 }
 

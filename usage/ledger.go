@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +47,11 @@ type state struct {
 type bucketKey struct {
 	hour int64 // Unix seconds of the hour's start
 	id   string
+	// term is the fleet leader's term that counted it ("" with one
+	// replica): replicas keep each term's figures apart and sum them, so
+	// a leader that goes on before the last one's figures reached it
+	// loses none of them.
+	term string
 }
 
 // Ledger keeps the figures. Its methods are safe for concurrent use.
@@ -55,8 +61,13 @@ type Ledger struct {
 	retention time.Duration
 	checkDisk func() error
 	onFlush   func([]Hour)
+	now       func() time.Time
+	// writeMu orders the writes of Flush and Merge: each writes the copy
+	// it took, so a later copy is never overwritten by an earlier one.
+	writeMu sync.Mutex
 
 	mu     sync.Mutex
+	term   string // the term new figures are counted in
 	last   map[string]*state      // per workload
 	hours  map[bucketKey]*Figures // the hours answers may still fall in, and any not yet written
 	dirty  map[bucketKey]bool
@@ -88,24 +99,36 @@ type Options struct {
 // Keys: hourly figures sort by hour, so a report reads one range.
 var hourPrefix = []byte("usage/h/")
 
+// termSep ends a workload's id in a key that names a leader's term; ids
+// hold only "\x00" (between the ScaledObject and the metric).
+const termSep = "\x01"
+
 func parseHourKey(key []byte) (bucketKey, bool) {
 	key = key[len(hourPrefix):]
 	if len(key) < 8 {
 		return bucketKey{}, false
 	}
-	return bucketKey{hour: int64(binary.BigEndian.Uint64(key)), id: string(key[8:])}, true
+	k := bucketKey{hour: int64(binary.BigEndian.Uint64(key)), id: string(key[8:])}
+	if i := strings.LastIndex(k.id, termSep); i >= 0 {
+		k.id, k.term = k.id[:i], k.id[i+1:]
+	}
+	return k, true
 }
 
 func hourKey(k bucketKey) []byte {
 	b := append([]byte{}, hourPrefix...)
 	b = binary.BigEndian.AppendUint64(b, uint64(k.hour))
-	return append(b, k.id...)
+	b = append(b, k.id...)
+	if k.term != "" {
+		b = append(append(b, termSep...), k.term...)
+	}
+	return b
 }
 
 // Open reads the current hour's figures from db, which the caller keeps
 // open for longer than the Ledger, so answers never wait on the disk.
 func Open(db *badger.DB, o Options) (*Ledger, error) {
-	l := &Ledger{db: db, log: o.Logger, retention: o.Retention, checkDisk: o.CheckDisk, onFlush: o.OnFlush,
+	l := &Ledger{db: db, log: o.Logger, retention: o.Retention, checkDisk: o.CheckDisk, onFlush: o.OnFlush, now: o.Now,
 		last: map[string]*state{}, hours: map[bucketKey]*Figures{}, dirty: map[bucketKey]bool{},
 		totals: map[string]*Figures{}}
 	if l.log == nil {
@@ -115,16 +138,16 @@ func Open(db *badger.DB, o Options) (*Ledger, error) {
 	if l.retention <= 0 {
 		l.retention = DefaultRetention
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if l.now == nil {
+		l.now = time.Now
 	}
-	current := hourOf(o.Now())
+	current := hourOf(l.now())
 	l.floor = current
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: hourKey(bucketKey{hour: current})})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			k := bucketKey{hour: current, id: string(it.Item().Key()[len(hourPrefix)+8:])}
+			k, _ := parseHourKey(it.Item().Key())
 			err := it.Item().Value(func(v []byte) error {
 				f, err := unmarshal(v)
 				l.hours[k] = &f
@@ -168,7 +191,7 @@ func (l *Ledger) Observe(id string, a Answer, now time.Time) {
 		}
 		l.accrue(id, *s, s.at, min(now.Sub(s.at), MaxGap))
 		if !s.active && a.Active {
-			l.hour(bucketKey{hourOf(now), id}).Wakes[a.Cause]++
+			l.hour(bucketKey{hourOf(now), id, l.term}).Wakes[a.Cause]++
 			l.total(id).Wakes[a.Cause]++
 		}
 	}
@@ -205,7 +228,7 @@ func (l *Ledger) accrue(id string, s state, start time.Time, d time.Duration) {
 	for d > 0 {
 		h := hourOf(start)
 		part := min(d, time.Unix(h, 0).Add(time.Hour).Sub(start))
-		l.hour(bucketKey{h, id}).accrue(s, part)
+		l.hour(bucketKey{h, id, l.term}).accrue(s, part)
 		start, d = start.Add(part), d-part
 	}
 }
@@ -259,6 +282,8 @@ func (l *Ledger) total(id string) *Figures {
 // hours no answer can fall in any more. On failure they stay to be written
 // next time.
 func (l *Ledger) Flush(now time.Time) error {
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
 	l.mu.Lock()
 	changed := make(map[bucketKey]Figures, len(l.dirty))
 	for k := range l.dirty {
@@ -285,7 +310,7 @@ func (l *Ledger) Flush(now time.Time) error {
 	if err == nil && l.onFlush != nil && len(changed) > 0 {
 		hours := make([]Hour, 0, len(changed))
 		for k, f := range changed {
-			hours = append(hours, Hour{Start: time.Unix(k.hour, 0).UTC(), ID: k.id, Figures: f})
+			hours = append(hours, Hour{Start: time.Unix(k.hour, 0).UTC(), ID: k.id, Term: k.term, Figures: f})
 		}
 		l.onFlush(hours)
 	}

@@ -8,19 +8,21 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// Hour is one workload's figures over one hour, as replicas exchange them:
-// the fleet's leader counts, every replica keeps the same hours.
+// Hour is one workload's figures over one hour in one leader's term, as
+// replicas exchange them: the fleet's leader counts, every replica keeps
+// the same hours.
 type Hour struct {
 	Start time.Time // the hour's first instant
 	ID    string    // the workload, as ID names it
+	Term  string    // the leader's term that counted it
 	Figures
 }
 
-// merge makes f the larger of f and o, field by field. Within an hour a
-// workload's figures only grow, so the larger is the later: merging
-// commutes and is idempotent, whatever order and however often Pub/Sub
-// delivers, and a new leader that goes on from the figures it holds never
-// lowers what the last one published.
+// merge makes f the larger of f and o, field by field. Within one term an
+// hour's figures only grow, so the larger is the later: merging commutes
+// and is idempotent, whatever order and however often Pub/Sub delivers.
+// Terms are kept apart and summed, so nothing one leader counted is lost
+// to another's.
 func (f *Figures) merge(o Figures) {
 	if o.Tracked > f.Tracked || f.Kind == "" {
 		f.Kind, f.Org, f.GPUs = o.Kind, o.Org, o.GPUs
@@ -36,36 +38,89 @@ func (f *Figures) merge(o Figures) {
 	}
 }
 
+// Lead starts a leader's term: what this ledger counts from now on is
+// kept under term, apart from every other term's.
+func (l *Ledger) Lead(term string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.term = term
+}
+
 // Merge applies hours another replica counted, and returns once they are
-// on disk. Hours past the retention are dropped.
-func (l *Ledger) Merge(hours []Hour, now time.Time) error {
-	oldest := now.Add(-l.retention)
+// on disk. An hour that adds nothing is not written; hours past the
+// retention are dropped.
+func (l *Ledger) Merge(hours []Hour) error {
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
+	now := l.now()
 	wb := l.db.NewWriteBatch()
 	defer wb.Cancel()
 	var errs []error
+	wrote := false
 	for _, h := range hours {
-		if h.Start.Before(oldest) {
+		ttl := h.Start.Add(l.retention + time.Hour).Sub(now)
+		if ttl <= 0 {
 			continue
 		}
-		k := bucketKey{hourOf(h.Start), h.ID}
-		l.mu.Lock()
-		own := l.dirty[k] // counted here too, still to be published
-		f := l.hour(k)
-		f.merge(h.Figures)
-		merged := *f
-		if !own {
-			delete(l.dirty, k) // written below: nothing of this replica's to publish
+		k := bucketKey{hourOf(h.Start), h.ID, h.Term}
+		merged, changed, err := l.merged(k, h.Figures)
+		if err != nil {
+			errs = append(errs, err)
+			continue
 		}
-		l.mu.Unlock()
-		errs = append(errs, wb.SetEntry(badger.NewEntry(hourKey(k), merged.marshal()).WithTTL(l.retention+time.Hour)))
+		if changed {
+			errs = append(errs, wb.SetEntry(badger.NewEntry(hourKey(k), merged.marshal()).WithTTL(ttl)))
+			wrote = true
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("write merged usage: %w", err)
+		return fmt.Errorf("merge usage: %w", err)
+	}
+	if !wrote {
+		return nil
 	}
 	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("write merged usage: %w", err)
+		return fmt.Errorf("merge usage: %w", err)
 	}
-	return l.db.Sync()
+	if err := l.db.Sync(); err != nil {
+		return fmt.Errorf("merge usage: %w", err)
+	}
+	return nil
+}
+
+// merged is k's figures merged with o, and whether that changed them. An
+// hour memory holds is merged there too (reports read memory first);
+// another is read from disk, outside the lock answers take, and not kept
+// in memory, so a snapshot of a month of hours does not fill it. Caller
+// holds writeMu: only its own term's hours, never merged, come into
+// memory meanwhile.
+func (l *Ledger) merged(k bucketKey, o Figures) (Figures, bool, error) {
+	l.mu.Lock()
+	if f, ok := l.hours[k]; ok {
+		before := *f
+		f.merge(o)
+		after := *f
+		l.mu.Unlock()
+		return after, after != before, nil
+	}
+	l.mu.Unlock()
+	var before Figures
+	err := l.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(hourKey(k))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			before, err = unmarshal(v)
+			return err
+		})
+	})
+	if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+		return before, false, fmt.Errorf("usage of %q at %s: %w", k.id, time.Unix(k.hour, 0).UTC(), err)
+	}
+	f := before
+	f.merge(o)
+	return f, f != before, nil
 }
 
 // Export sends every hour kept on disk (at most 1,000 per call), for a
@@ -82,7 +137,7 @@ func (l *Ledger) Export(send func([]Hour) error) error {
 			}
 			err := it.Item().Value(func(v []byte) error {
 				f, err := unmarshal(v)
-				chunk = append(chunk, Hour{Start: time.Unix(k.hour, 0).UTC(), ID: k.id, Figures: f})
+				chunk = append(chunk, Hour{Start: time.Unix(k.hour, 0).UTC(), ID: k.id, Term: k.term, Figures: f})
 				return err
 			})
 			if err != nil {

@@ -15,6 +15,7 @@ func TestMergedHoursGiveTheSameReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	leader.Lead("a-1")
 	other, err := Open(openDB(t, t.TempDir()), Options{Now: func() time.Time { return t0 }})
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +36,7 @@ func TestMergedHoursGiveTheSameReport(t *testing.T) {
 	order := append(slices.Clone(published), published...)
 	slices.Reverse(order)
 	for _, batch := range order {
-		if err := other.Merge(batch, at(150*time.Minute)); err != nil {
+		if err := other.Merge(batch); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -58,7 +59,7 @@ func TestMergedHoursGiveTheSameReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := other.Export(func(h []Hour) error { return joined.Merge(h, at(150*time.Minute)) }); err != nil {
+	if err := other.Export(func(h []Hour) error { return joined.Merge(h) }); err != nil {
 		t.Fatal(err)
 	}
 	if _, got, _ := joined.Report(t0); !slices.Equal(got, want) {
@@ -84,5 +85,51 @@ func TestPauseStopsCounting(t *testing.T) {
 	}
 	if f := row(t, rows, id); f.Active != 3*time.Minute {
 		t.Fatalf("active %s after pausing from 2m to 7m; want 3m (0-2m, 7-8m)", f.Active)
+	}
+}
+
+// A leader that takes over before the last one's hours reached it counts
+// in a term of its own: every replica sums the terms, so neither leader's
+// time is lost to the other's.
+func TestTermsAddUp(t *testing.T) {
+	var fromA, fromB []Hour
+	now := func() time.Time { return t0 }
+	a, err := Open(openDB(t, t.TempDir()), Options{Now: now, OnFlush: func(h []Hour) { fromA = append(fromA, h...) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(openDB(t, t.TempDir()), Options{Now: now, OnFlush: func(h []Hour) { fromB = append(fromB, h...) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ID("default/pynode-acme", "m")
+	a.Lead("a-1")
+	a.Observe(id, pynode(true, CauseActivity), at(0))
+	a.Observe(id, pynode(true, CauseActivity), at(10*time.Minute))
+	a.Pause(at(10 * time.Minute))
+	if err := a.Flush(at(10 * time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	// b leads before a's hours reach it.
+	b.Lead("b-1")
+	b.Observe(id, pynode(true, CauseActivity), at(11*time.Minute))
+	b.Observe(id, pynode(true, CauseActivity), at(16*time.Minute))
+	if err := b.Flush(at(16 * time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Merge(fromA); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Merge(fromB); err != nil {
+		t.Fatal(err)
+	}
+	for name, l := range map[string]*Ledger{"a": a, "b": b} {
+		_, rows, err := l.Report(t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := row(t, rows, id); f.Active != 15*time.Minute {
+			t.Errorf("%s reports %s active; want 15m: a's 10m and b's 5m", name, f.Active)
+		}
 	}
 }

@@ -1459,7 +1459,10 @@ func (*DigestRequest) Descriptor() ([]byte, []int) {
 }
 
 type SnapshotRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Also send the GPU-hours ledger's hours: a replica that starts empty
+	// asks for them; anti-entropy does not (the log carries each hour).
+	Usage         bool `protobuf:"varint,1,opt,name=usage,proto3" json:"usage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1492,6 +1495,13 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
 	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SnapshotRequest) GetUsage() bool {
+	if x != nil {
+		return x.Usage
+	}
+	return false
 }
 
 type SnapshotResponse struct {
@@ -1958,8 +1968,9 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x16_scale_to_zero_allowed\"8\n" +
 	"\x11UpdateOrgResponse\x12#\n" +
 	"\x03org\x18\x01 \x01(\v2\x11.orgscaler.v1.OrgR\x03org\"\x0f\n" +
-	"\rDigestRequest\"\x11\n" +
-	"\x0fSnapshotRequest\"\x8e\x01\n" +
+	"\rDigestRequest\"'\n" +
+	"\x0fSnapshotRequest\x12\x14\n" +
+	"\x05usage\x18\x01 \x01(\bR\x05usage\"\x8e\x01\n" +
 	"\x10SnapshotResponse\x12\x18\n" +
 	"\areplica\x18\x01 \x01(\tR\areplica\x121\n" +
 	"\achanges\x18\x02 \x03(\v2\x17.orgscaler.v1.OrgChangeR\achanges\x12-\n" +

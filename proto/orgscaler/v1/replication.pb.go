@@ -95,8 +95,9 @@ func (x *ChangeBatch) GetUsage() []*UsageHour {
 	return nil
 }
 
-// UsageHour is one workload's ledger over one hour. Within an hour the
-// figures only grow, so replicas merge them field by field with max.
+// UsageHour is one workload's ledger over one hour in one leader's term.
+// Within a term the figures only grow, so replicas merge them field by
+// field with max.
 // Durations are milliseconds.
 type UsageHour struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -115,7 +116,11 @@ type UsageHour struct {
 	GpuMs             int64  `protobuf:"varint,11,opt,name=gpu_ms,json=gpuMs,proto3" json:"gpu_ms,omitempty"`
 	AlwaysOnGpuMs     int64  `protobuf:"varint,12,opt,name=always_on_gpu_ms,json=alwaysOnGpuMs,proto3" json:"always_on_gpu_ms,omitempty"`
 	// Wakes by cause: activity, hint, backlog, admin.
-	Wakes         []int64 `protobuf:"varint,13,rep,packed,name=wakes,proto3" json:"wakes,omitempty"`
+	Wakes []int64 `protobuf:"varint,13,rep,packed,name=wakes,proto3" json:"wakes,omitempty"`
+	// The leader's term that counted it: replicas keep terms apart and sum
+	// them, so a leader that goes on before its predecessor's last hours
+	// arrived loses none of them.
+	Term          string `protobuf:"bytes,14,opt,name=term,proto3" json:"term,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -239,6 +244,13 @@ func (x *UsageHour) GetWakes() []int64 {
 		return x.Wakes
 	}
 	return nil
+}
+
+func (x *UsageHour) GetTerm() string {
+	if x != nil {
+		return x.Term
+	}
+	return ""
 }
 
 // SubscriptionHint is an enqueue hint a replica accepted: every replica
@@ -420,7 +432,7 @@ const file_orgscaler_v1_replication_proto_rawDesc = "" +
 	"\areplica\x18\x01 \x01(\tR\areplica\x121\n" +
 	"\achanges\x18\x02 \x03(\v2\x17.orgscaler.v1.OrgChangeR\achanges\x124\n" +
 	"\x05hints\x18\x03 \x03(\v2\x1e.orgscaler.v1.SubscriptionHintR\x05hints\x12-\n" +
-	"\x05usage\x18\x04 \x03(\v2\x17.orgscaler.v1.UsageHourR\x05usage\"\x97\x03\n" +
+	"\x05usage\x18\x04 \x03(\v2\x17.orgscaler.v1.UsageHourR\x05usage\"\xab\x03\n" +
 	"\tUsageHour\x12\x1b\n" +
 	"\thour_unix\x18\x01 \x01(\x03R\bhourUnix\x12#\n" +
 	"\rscaled_object\x18\x02 \x01(\tR\fscaledObject\x12\x16\n" +
@@ -437,7 +449,8 @@ const file_orgscaler_v1_replication_proto_rawDesc = "" +
 	" \x01(\x03R\x11alwaysOnReplicaMs\x12\x15\n" +
 	"\x06gpu_ms\x18\v \x01(\x03R\x05gpuMs\x12'\n" +
 	"\x10always_on_gpu_ms\x18\f \x01(\x03R\ralwaysOnGpuMs\x12\x14\n" +
-	"\x05wakes\x18\r \x03(\x03R\x05wakes\"\x84\x01\n" +
+	"\x05wakes\x18\r \x03(\x03R\x05wakes\x12\x12\n" +
+	"\x04term\x18\x0e \x01(\tR\x04term\"\x84\x01\n" +
 	"\x10SubscriptionHint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\fsubscription\x18\x02 \x01(\tR\fsubscription\x12\x1a\n" +
