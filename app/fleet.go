@@ -94,10 +94,8 @@ func (a *App) elect(ctx context.Context) {
 func (a *App) lead(ctx context.Context) {
 	a.leadMu.Lock()
 	defer a.leadMu.Unlock()
-	select {
-	case <-a.leadStop:
+	if a.leadStopped {
 		return
-	default:
 	}
 	tally := func(org string) { a.keda.Tally(a.objects.Targets(org)) }
 	a.ledger.Lead(fmt.Sprintf("%s-%d", a.opts.ReplicaID, a.opts.Now().UnixNano()))
@@ -140,7 +138,8 @@ func (a *App) stopLeading() {
 		return
 	}
 	close(a.leadStop)
-	a.leadMu.Lock() // the term, if any, has ended
+	a.leadMu.Lock() // a term running ends first; one not begun never will
+	a.leadStopped = true
 	a.leadMu.Unlock()
 	a.leadEnd()
 	a.leadWG.Wait()

@@ -72,6 +72,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Registerer.MustRegister(leading)
 	}
 	var term sync.Mutex
+	ended := false // guarded by term
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metaOf(ns, o.Name),
 		Client:     cs.CoordinationV1(),
@@ -88,7 +89,7 @@ func Run(ctx context.Context, o Options) error {
 				// and may start the next term's before this one returns.
 				term.Lock()
 				defer term.Unlock()
-				if lctx.Err() != nil {
+				if ended || lctx.Err() != nil {
 					return
 				}
 				leading.Set(1)
@@ -114,6 +115,7 @@ func Run(ctx context.Context, o Options) error {
 		le.Run(ctx) // returns when leadership is lost, or ctx ends
 	}
 	term.Lock() // a term still running finishes first; one not begun never will
+	ended = true
 	term.Unlock()
 	return nil
 }

@@ -67,7 +67,7 @@ type Ledger struct {
 	writeMu sync.Mutex
 
 	mu     sync.Mutex
-	term   string // the term new figures are counted in
+	term   string                 // the term new figures are counted in
 	last   map[string]*state      // per workload
 	hours  map[bucketKey]*Figures // the hours answers may still fall in, and any not yet written
 	dirty  map[bucketKey]bool

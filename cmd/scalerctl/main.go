@@ -101,7 +101,7 @@ Examples:
 	root.PersistentFlags().BoolVar(&c.tls, "tls", os.Getenv("SCALERCTL_TLS") == "true", "dial over TLS, verifying the scaler with the system's roots unless --ca is given (env SCALERCTL_TLS=true)")
 	root.PersistentFlags().StringVarP(&c.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the scaler")
-	root.AddCommand(c.activityCommand(), c.orgCommand(), c.hintCommand(), c.depthCommand(), c.askCommand(), c.explainCommand(), c.reportCommand(), c.digestCommand())
+	root.AddCommand(c.activityCommand(), c.orgCommand(), c.hintCommand(), c.depthCommand(), c.askCommand(), c.explainCommand(), c.reportCommand(), c.digestCommand(), c.replayCommand())
 	return root
 }
 

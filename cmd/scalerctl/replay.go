@@ -1,0 +1,110 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/orgscaler/orgscaler/keepalive"
+	"github.com/orgscaler/orgscaler/replay"
+)
+
+// defaultPolicies are the anchors a replay compares by default.
+const defaultPolicies = "fixed:10m,fixed:1h,fixed:4h,fixed:1d,hybrid,limit"
+
+func (c *cli) replayCommand() *cobra.Command {
+	var coldStart time.Duration
+	var policies string
+	cmd := &cobra.Command{
+		Use:   "replay TRACE.csv [--cold-start 3m] [--policy P,...]",
+		Short: "Replay a day of per-minute activity through keep-alive policies: cold starts against GPU-hours",
+		Long: `replay runs a per-minute activity trace through the keep-alive policies the
+scaler runs (the same code), and prints for each: cold activations as a
+share of active minutes, the per-org cold share at the 75th percentile,
+and the GPU-hours billed, against fixed:10m's.
+
+The trace is the Azure Functions 2019 public schema (gzipped or not):
+HashFunction,HashOwner,HashApp, then 1440 per-minute counts (headers 1..1440
+or 1_minute..1440_minute). Every row is one org with one GPU workload of
+one replica. The model is in docs/POLICY.md.
+
+Policies: fixed:DURATION (the scaler's --idle-window: up for that long
+after the last activity), hybrid (the histogram policy of "Serverless in
+the Wild", USENIX ATC 2020), and limit (knowing every arrival ahead: the
+least any policy could bill with no cold start).
+
+It needs no scaler: it reads the file only.`,
+		Example: "  scalerctl replay ../shared/traces/azure-functions-2019-day1-half-a.csv --cold-start 3m\n  scalerctl replay trace.csv --policy fixed:30m,hybrid -o json",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if coldStart < time.Minute || coldStart%time.Minute != 0 {
+				return fmt.Errorf("--cold-start is %s: expected whole minutes, at least 1m (the trace is per minute)", coldStart)
+			}
+			ps, err := parsePolicies(policies)
+			if err != nil {
+				return err
+			}
+			f, err := os.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			tr, err := replay.Read(f)
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			return c.printReplay(tr, int(coldStart/time.Minute), ps)
+		},
+	}
+	cmd.Flags().DurationVar(&coldStart, "cold-start", 3*time.Minute, "how long a workload takes from starting to serving (whole minutes)")
+	cmd.Flags().StringVar(&policies, "policy", defaultPolicies, "policies to compare, comma-separated: fixed:DURATION, hybrid, limit")
+	return cmd
+}
+
+// parsePolicies reads --policy; nil stands for limit, which is no policy
+// but a bound.
+func parsePolicies(list string) ([]keepalive.Policy, error) {
+	var out []keepalive.Policy
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		if name == "limit" {
+			out = append(out, nil)
+			continue
+		}
+		p, err := keepalive.Parse(name)
+		if err != nil {
+			return nil, fmt.Errorf("--policy: %w (or limit)", err)
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--policy is %q: expected at least one policy, such as %s", list, defaultPolicies)
+	}
+	return out, nil
+}
+
+func (c *cli) printReplay(tr *replay.Trace, coldStart int, ps []keepalive.Policy) error {
+	base := replay.Run(tr, keepalive.Fixed(10*time.Minute), coldStart)
+	var results []replay.Result
+	for _, p := range ps {
+		if p == nil {
+			results = append(results, replay.Limit(tr, coldStart))
+		} else {
+			results = append(results, replay.Run(tr, p, coldStart))
+		}
+	}
+	s := replay.Summarize(tr, coldStart, base, results)
+	if c.output == "json" {
+		enc := json.NewEncoder(c.out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(s)
+	}
+	return s.WriteTable(c.out)
+}

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/orgscaler/orgscaler/replay"
+)
+
+const halfA = "../../replay/testdata/azure-functions-2019-day1-half-a.csv.gz"
+
+// What a user runs: the JSON of a replay, in the issue's shape, with the
+// reference figures of fixed:1h on half-a at a 3-minute cold start.
+func TestReplayJSON(t *testing.T) {
+	var out, errs strings.Builder
+	if code := run([]string{"replay", halfA, "--policy", "fixed:1h,limit", "-o", "json"}, &out, &errs); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs.String())
+	}
+	var s replay.Summary
+	if err := json.Unmarshal([]byte(out.String()), &s); err != nil {
+		t.Fatalf("%v:\n%s", err, out.String())
+	}
+	if s.Orgs != 662 || s.ColdStartMinutes != 3 || len(s.Policies) != 2 {
+		t.Fatalf("summary %+v", s)
+	}
+	if p := s.Policies[0]; p.Policy != "fixed:1h" || p.ColdPct != 1.19 || p.P75OrgColdPct != 80 || p.GPUHours != 7432.7 || p.VsFixed10m != 136.1 {
+		t.Fatalf("fixed:1h: %+v", p)
+	}
+}
+
+func TestReplayRefusesBadFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"replay", halfA, "--cold-start", "30s"}, "--cold-start is 30s: expected whole minutes, at least 1m"},
+		{[]string{"replay", halfA, "--policy", "fixed:1h,lru"}, `--policy: policy "lru": expected fixed:DURATION or hybrid (or limit)`},
+		{[]string{"replay", "no-such-file.csv"}, "no-such-file.csv"},
+	} {
+		var out, errs strings.Builder
+		if code := run(c.args, &out, &errs); code == 0 || !strings.Contains(errs.String(), c.want) {
+			t.Errorf("%v: exit %d, %q; want an error with %q", c.args, code, errs.String(), c.want)
+		}
+	}
+}

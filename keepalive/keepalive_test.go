@@ -1,0 +1,72 @@
+package keepalive
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+
+// Idle times go into whole-minute bins; activity less than a minute after
+// the last only moves it; longer than the range is only counted.
+func TestHistoryObserve(t *testing.T) {
+	var h History
+	h.Observe(t0)
+	h.Observe(t0.Add(30 * time.Second))
+	h.Observe(t0.Add(30*time.Second + 5*time.Minute + 59*time.Second))
+	h.Observe(t0.Add(10 * time.Hour))
+	h.Observe(t0) // before the last: nothing
+	if h.Bins[5] != 1 || h.inRange() != 1 || h.Over != 1 || !h.Last.Equal(t0.Add(10*time.Hour)) {
+		t.Fatalf("bins[5]=%d in range %d over %d last %s; want one 5-minute idle time, one beyond the range", h.Bins[5], h.inRange(), h.Over, h.Last)
+	}
+}
+
+func TestHybridPlans(t *testing.T) {
+	var h History
+	at := t0
+	for range 3 { // first visit, then two idle times of 40 minutes
+		h.Observe(at)
+		at = at.Add(40 * time.Minute)
+	}
+	if p := (Hybrid{}).Plan(&h, 3*time.Minute); p.KeepFor != Range || p.PrewarmFrom != 0 {
+		t.Fatalf("two idle times: %+v; want the 4 h keep-alive", p)
+	}
+	h.Observe(at)
+	p := (Hybrid{}).Plan(&h, 3*time.Minute)
+	// 40 m less 10% is 36 m, less the 3 m cold start: back at 33 m, up to 44 m.
+	if p.KeepFor != 0 || p.PrewarmFrom != 33*time.Minute || p.PrewarmUntil != 44*time.Minute {
+		t.Fatalf("three idle times of 40 m: %+v; want down, then up from 33m to 44m", p)
+	}
+	if p.Up(10*time.Minute) || !p.Up(33*time.Minute) || !p.Up(44*time.Minute) || p.Up(45*time.Minute) || !p.Up(0) {
+		t.Fatalf("Up does not follow %+v", p)
+	}
+	if !strings.Contains(p.Why, "let go, back 3m before the 5th percentile") {
+		t.Fatalf("why: %q", p.Why)
+	}
+	var flat History
+	flat.Observe(t0)
+	for i := 1; i <= bins; i++ { // one idle time in every bin: nothing to predict
+		flat.Observe(flat.Last.Add(time.Duration(i-1)*Bin + Bin))
+	}
+	if p := (Hybrid{}).Plan(&flat, 3*time.Minute); p.KeepFor != Range || !strings.Contains(p.Why, "spread evenly") {
+		t.Fatalf("a flat histogram: %+v; want the 4 h keep-alive", p)
+	}
+}
+
+func TestParse(t *testing.T) {
+	for in, want := range map[string]string{"fixed:10m": "fixed:10m", "fixed:1h": "fixed:1h", "fixed:4h30m": "fixed:4h30m", "fixed:1d": "fixed:1d", "fixed:24h": "fixed:1d", "hybrid": "hybrid"} {
+		p, err := Parse(in)
+		if err != nil || p.String() != want {
+			t.Errorf("Parse(%q) = %v, %v; want %s", in, p, err, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"fixed:0s": "expected fixed:DURATION with a window above zero", "fixed:soon": "expected fixed:DURATION",
+		"hybrid:2": "hybrid takes no setting", "azure": `policy "azure": expected fixed:DURATION or hybrid`,
+	} {
+		if _, err := Parse(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(%q): want %q, got %v", in, want, err)
+		}
+	}
+}
