@@ -31,25 +31,33 @@ type History struct {
 }
 
 // Observe records activity at at: the idle time since the last, if any
-// and at least a Bin, goes into the histogram. Activity before the last
-// changes nothing.
-func (h *History) Observe(at time.Time) {
-	if !h.Last.IsZero() {
-		idle := at.Sub(h.Last)
-		if idle < Bin {
-			if idle > 0 {
-				h.Last = at
-			}
-			return
-		}
-		if idle > Range {
-			h.Over = saturating(h.Over)
-		} else {
-			i := int(idle / Bin)
-			h.Bins[i] = saturating(h.Bins[i])
-		}
+// and at least a Bin, goes into the histogram, and is returned with true.
+// Activity before the last changes nothing.
+func (h *History) Observe(at time.Time) (time.Duration, bool) {
+	last := h.Last
+	if !at.After(last) {
+		return 0, false
 	}
 	h.Last = at
+	if last.IsZero() {
+		return 0, false
+	}
+	idle := at.Sub(last)
+	if idle < Bin {
+		return 0, false
+	}
+	h.record(idle)
+	return idle, true
+}
+
+// record counts one idle time of at least a Bin.
+func (h *History) record(idle time.Duration) {
+	if idle > Range {
+		h.Over = saturating(h.Over)
+		return
+	}
+	i := int(idle / Bin)
+	h.Bins[i] = saturating(h.Bins[i])
 }
 
 func saturating(n uint32) uint32 {
@@ -84,6 +92,12 @@ type Policy interface {
 	String() string
 }
 
+// Fleet is a policy that also learns from every org: it is told each idle
+// time any org shows, as it happens.
+type Fleet interface {
+	Learn(h *History, idle time.Duration)
+}
+
 // Fixed keeps a workload up for a fixed window after the last activity,
 // and never pre-warms: the scaler's --idle-window.
 type Fixed time.Duration
@@ -111,10 +125,21 @@ func duration(d time.Duration) string {
 }
 
 // Parse reads a policy as --policy names it: fixed:DURATION (fixed:10m,
-// fixed:1h, fixed:1d) or hybrid.
+// fixed:1h, fixed:1d), hybrid, or learned[:PRICE] (learned:30m). A learned
+// policy gets a fleet histogram of its own.
 func Parse(s string) (Policy, error) {
 	name, arg, _ := strings.Cut(strings.TrimSpace(s), ":")
 	switch name {
+	case "learned":
+		price := DefaultPrice
+		if arg != "" {
+			d, err := parseDuration(arg)
+			if err != nil || d <= 0 {
+				return nil, fmt.Errorf("policy %q: expected learned or learned:PRICE, a cold start's price in GPU-time above zero, such as learned:30m", s)
+			}
+			price = d
+		}
+		return Learned{Price: price, Fleet: &History{}}, nil
 	case "fixed":
 		d, err := parseDuration(arg)
 		if err != nil || d <= 0 {
@@ -127,7 +152,7 @@ func Parse(s string) (Policy, error) {
 		}
 		return Hybrid{}, nil
 	}
-	return nil, fmt.Errorf("policy %q: expected fixed:DURATION or hybrid", s)
+	return nil, fmt.Errorf("policy %q: expected fixed:DURATION, hybrid or learned[:PRICE]", s)
 }
 
 func parseDuration(s string) (time.Duration, error) {

@@ -63,10 +63,38 @@ func TestParse(t *testing.T) {
 	}
 	for in, want := range map[string]string{
 		"fixed:0s": "expected fixed:DURATION with a window above zero", "fixed:soon": "expected fixed:DURATION",
-		"hybrid:2": "hybrid takes no setting", "azure": `policy "azure": expected fixed:DURATION or hybrid`,
+		"hybrid:2": "hybrid takes no setting", "azure": `policy "azure": expected fixed:DURATION, hybrid or learned[:PRICE]`,
 	} {
 		if _, err := Parse(in); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Parse(%q): want %q, got %v", in, want, err)
 		}
+	}
+}
+
+// A periodic org, once its idle times are known, is let go after each
+// visit and brought back, the cold start ahead, before the next; an org
+// with one idle time and a high price is kept up through the time it was.
+func TestLearnedPlans(t *testing.T) {
+	p := Learned{Price: DefaultPrice, Fleet: &History{}}
+	var h History
+	at := t0
+	for range 10 {
+		if idle, ok := h.Observe(at); ok {
+			p.Learn(&h, idle)
+		}
+		at = at.Add(45 * time.Minute)
+	}
+	plan := p.Plan(&h, 3*time.Minute)
+	if plan.Up(20*time.Minute) || !plan.Up(42*time.Minute) || !plan.Up(45*time.Minute) {
+		t.Fatalf("every 45 minutes: %+v; want down after the visit, up from before 42m through 45m", plan)
+	}
+	var sparse History
+	sparse.Observe(t0)
+	sparse.Observe(t0.Add(90 * time.Minute))
+	if plan := (Learned{Price: 4 * time.Hour}).Plan(&sparse, 3*time.Minute); !plan.Up(89 * time.Minute) {
+		t.Fatalf("one idle time of 90 m at a price of 4 h: %+v; want up through 90m", plan)
+	}
+	if plan := (Learned{Price: time.Hour}).Plan(&History{}, 3*time.Minute); plan.KeepFor != time.Hour {
+		t.Fatalf("nothing known: %+v; want kept up for the price", plan)
 	}
 }

@@ -57,15 +57,61 @@ func (r Result) GPUHours() float64 { return float64(r.BilledMinutes) / 60 }
 var origin = time.Date(2019, 7, 15, 0, 0, 0, 0, time.UTC)
 
 // Run replays t through p for workloads that take coldStart minutes to
-// become ready.
+// become ready. Minutes go in order across all orgs, so a policy that
+// learns from every org (keepalive.Fleet) knows, at minute m, only what
+// every org did before m.
 func Run(t *Trace, p keepalive.Policy, coldStart int) Result {
 	r := Result{Policy: p.String(), Orgs: len(t.Orgs)}
-	for i := range t.Orgs {
-		active, cold, billed := runOrg(&t.Orgs[i], p, coldStart)
-		r.add(active, cold, billed)
+	fleet, _ := p.(keepalive.Fleet)
+	orgs := make([]orgRun, len(t.Orgs))
+	for m := range Minutes {
+		for i := range orgs {
+			orgs[i].minute(&t.Orgs[i], m, p, fleet, coldStart)
+		}
+	}
+	for _, o := range orgs {
+		r.add(o.active, o.cold, o.billed)
 	}
 	slices.Sort(r.orgCold)
 	return r
+}
+
+// orgRun is one org's workload as a replay goes.
+type orgRun struct {
+	h                    keepalive.History
+	plan                 keepalive.Plan
+	last                 int  // the last active minute; -1 before any
+	seen                 bool // any active minute yet
+	up                   bool
+	start                int // up since: ready from start + cold start
+	active, cold, billed int
+}
+
+func (o *orgRun) minute(org *Org, m int, p keepalive.Policy, fleet keepalive.Fleet, c int) {
+	want := o.seen && o.plan.Up(time.Duration(m-o.last)*time.Minute)
+	switch {
+	case org.Active[m]:
+		o.active++
+		if !o.up || m-o.start < c {
+			o.cold++
+			if !o.up {
+				o.up, o.start = true, m
+			}
+		}
+		o.billed++
+		if idle, ok := o.h.Observe(origin.Add(time.Duration(m) * time.Minute)); ok && fleet != nil {
+			fleet.Learn(&o.h, idle)
+		}
+		o.plan = p.Plan(&o.h, time.Duration(c)*time.Minute)
+		o.last, o.seen = m, true
+	case want || (o.up && m-o.start < c): // asked up, or still starting
+		if !o.up {
+			o.up, o.start = true, m
+		}
+		o.billed++
+	default:
+		o.up = false
+	}
 }
 
 func (r *Result) add(active, cold, billed int) {
@@ -75,38 +121,6 @@ func (r *Result) add(active, cold, billed int) {
 	if active > 0 {
 		r.orgCold = append(r.orgCold, float64(cold)/float64(active))
 	}
-}
-
-func runOrg(o *Org, p keepalive.Policy, c int) (active, cold, billed int) {
-	var h keepalive.History
-	var plan keepalive.Plan
-	last := -1
-	up, start := false, 0 // up since start: ready from start+c
-	for m := range Minutes {
-		want := last >= 0 && plan.Up(time.Duration(m-last)*time.Minute)
-		switch {
-		case o.Active[m]:
-			active++
-			if !up || m-start < c {
-				cold++
-				if !up {
-					up, start = true, m
-				}
-			}
-			billed++
-			h.Observe(origin.Add(time.Duration(m) * time.Minute))
-			plan = p.Plan(&h, time.Duration(c)*time.Minute)
-			last = m
-		case want || (up && m-start < c): // asked up, or still starting
-			if !up {
-				up, start = true, m
-			}
-			billed++
-		default:
-			up = false
-		}
-	}
-	return active, cold, billed
 }
 
 // Limit is what knowing every arrival in advance would cost: no cold

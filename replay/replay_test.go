@@ -168,3 +168,25 @@ func TestReadRefusesWhatIsNotATrace(t *testing.T) {
 		}
 	}
 }
+
+// Where the learned policy stands on half-a at a 3-minute cold start (the
+// frontier is in docs/POLICY.md): at its default price it bills no more
+// GPU-hours than fixed:1h, with no more cold starts and a far lower p75
+// org; and it Pareto-dominates the hybrid, with 10% fewer GPU-hours.
+func TestLearnedAgainstAnchors(t *testing.T) {
+	tr := halfA(t)
+	learned := Run(tr, mustParse(t, "learned"), 3)
+	for _, c := range []struct {
+		anchor   string
+		gpuRatio float64 // learned's GPU-hours at most this times the anchor's
+	}{{"fixed:1h", 1}, {"hybrid", 0.9}} {
+		a := Run(tr, mustParse(t, c.anchor), 3)
+		if learned.ColdPct() > a.ColdPct() || learned.P75OrgColdPct() > a.P75OrgColdPct() || learned.GPUHours() > c.gpuRatio*a.GPUHours() {
+			t.Errorf("learned (cold %.2f%%, p75 %.2f%%, %.1f GPU-h) does not dominate %s (%.2f%%, %.2f%%, %.1f GPU-h, ×%.1f)",
+				learned.ColdPct(), learned.P75OrgColdPct(), learned.GPUHours(), c.anchor, a.ColdPct(), a.P75OrgColdPct(), a.GPUHours(), c.gpuRatio)
+		}
+	}
+	if fixed := Run(tr, mustParse(t, "fixed:1h"), 3); learned.P75OrgColdPct() > 0.9*fixed.P75OrgColdPct() {
+		t.Errorf("learned's p75 org cold %.2f%% is not 10%% below fixed:1h's %.2f%%", learned.P75OrgColdPct(), fixed.P75OrgColdPct())
+	}
+}

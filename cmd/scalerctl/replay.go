@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -14,11 +15,11 @@ import (
 )
 
 // defaultPolicies are the anchors a replay compares by default.
-const defaultPolicies = "fixed:10m,fixed:1h,fixed:4h,fixed:1d,hybrid,limit"
+const defaultPolicies = "fixed:10m,fixed:1h,fixed:4h,fixed:1d,hybrid,learned,limit"
 
 func (c *cli) replayCommand() *cobra.Command {
 	var coldStart time.Duration
-	var policies string
+	var policies, plot string
 	cmd := &cobra.Command{
 		Use:   "replay TRACE.csv [--cold-start 3m] [--policy P,...]",
 		Short: "Replay a day of per-minute activity through keep-alive policies: cold starts against GPU-hours",
@@ -34,8 +35,10 @@ one replica. The model is in docs/POLICY.md.
 
 Policies: fixed:DURATION (the scaler's --idle-window: up for that long
 after the last activity), hybrid (the histogram policy of "Serverless in
-the Wild", USENIX ATC 2020), and limit (knowing every arrival ahead: the
-least any policy could bill with no cold start).
+the Wild", USENIX ATC 2020), learned[:PRICE] (the scaler's own: per org,
+the keep-alive and pre-warm of least expected cost, a cold start priced at
+PRICE of GPU-time, 37m by default), and limit (knowing every arrival
+ahead: the least any policy could bill with no cold start).
 
 It needs no scaler: it reads the file only.`,
 		Example: "  scalerctl replay ../shared/traces/azure-functions-2019-day1-half-a.csv --cold-start 3m\n  scalerctl replay trace.csv --policy fixed:30m,hybrid -o json",
@@ -57,11 +60,12 @@ It needs no scaler: it reads the file only.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			return c.printReplay(tr, int(coldStart/time.Minute), ps)
+			return c.printReplay(tr, int(coldStart/time.Minute), ps, plot)
 		},
 	}
 	cmd.Flags().DurationVar(&coldStart, "cold-start", 3*time.Minute, "how long a workload takes from starting to serving (whole minutes)")
-	cmd.Flags().StringVar(&policies, "policy", defaultPolicies, "policies to compare, comma-separated: fixed:DURATION, hybrid, limit")
+	cmd.Flags().StringVar(&policies, "policy", defaultPolicies, "policies to compare, comma-separated: fixed:DURATION, hybrid, learned[:PRICE], limit")
+	cmd.Flags().StringVar(&plot, "plot", "", "also draw the policies as an SVG file: cold starts against GPU-hours, the learned prices joined into a frontier")
 	return cmd
 }
 
@@ -90,7 +94,7 @@ func parsePolicies(list string) ([]keepalive.Policy, error) {
 	return out, nil
 }
 
-func (c *cli) printReplay(tr *replay.Trace, coldStart int, ps []keepalive.Policy) error {
+func (c *cli) printReplay(tr *replay.Trace, coldStart int, ps []keepalive.Policy, plot string) error {
 	base := replay.Run(tr, keepalive.Fixed(10*time.Minute), coldStart)
 	var results []replay.Result
 	for _, p := range ps {
@@ -101,6 +105,15 @@ func (c *cli) printReplay(tr *replay.Trace, coldStart int, ps []keepalive.Policy
 		}
 	}
 	s := replay.Summarize(tr, coldStart, base, results)
+	if plot != "" {
+		f, err := os.Create(plot)
+		if err != nil {
+			return fmt.Errorf("--plot: %w", err)
+		}
+		if err := errors.Join(s.WriteSVG(f), f.Close()); err != nil {
+			return fmt.Errorf("--plot: %w", err)
+		}
+	}
 	if c.output == "json" {
 		enc := json.NewEncoder(c.out)
 		enc.SetIndent("", "  ")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -35,12 +36,29 @@ func TestReplayRefusesBadFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"replay", halfA, "--cold-start", "30s"}, "--cold-start is 30s: expected whole minutes, at least 1m"},
-		{[]string{"replay", halfA, "--policy", "fixed:1h,lru"}, `--policy: policy "lru": expected fixed:DURATION or hybrid (or limit)`},
+		{[]string{"replay", halfA, "--policy", "fixed:1h,lru"}, `--policy: policy "lru": expected fixed:DURATION, hybrid or learned[:PRICE] (or limit)`},
 		{[]string{"replay", "no-such-file.csv"}, "no-such-file.csv"},
 	} {
 		var out, errs strings.Builder
 		if code := run(c.args, &out, &errs); code == 0 || !strings.Contains(errs.String(), c.want) {
 			t.Errorf("%v: exit %d, %q; want an error with %q", c.args, code, errs.String(), c.want)
 		}
+	}
+}
+
+// --plot draws every policy, and joins the learned prices into a line.
+func TestReplayPlot(t *testing.T) {
+	svg := t.TempDir() + "/frontier.svg"
+	var out, errs strings.Builder
+	if code := run([]string{"replay", halfA, "--policy", "fixed:1h,learned:30m,learned,hybrid", "--plot", svg}, &out, &errs); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs.String())
+	}
+	b, err := os.ReadFile(svg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	if strings.Count(s, "<circle") != 4 || strings.Count(s, "<polyline") != 1 || !strings.Contains(s, "learned:30m (p75") || !strings.Contains(out.String(), "hybrid") {
+		t.Fatalf("plot:\n%s\ntable:\n%s", s, out.String())
 	}
 }
