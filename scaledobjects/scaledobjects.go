@@ -39,7 +39,12 @@ type trigger struct {
 	workload, org, subscription string
 	metric                      string // "" when the metadata does not parse
 	parsed                      decide.Workload
+	paused                      bool // its object is paused: KEDA does not ask
 }
+
+// KEDA's annotations that pause an object: KEDA then neither scales it
+// nor asks its scalers.
+var pauseAnnotations = []string{"autoscaling.keda.sh/paused", "autoscaling.keda.sh/paused-replicas"}
 
 // Target is one external trigger of an object whose metadata parses: what
 // the fleet's leader answers for itself, to count it once for the fleet.
@@ -91,6 +96,7 @@ type Registry struct {
 	objs    map[Key]map[string][]trigger // by key, then by resource
 	metrics map[string]int               // metric → triggers naming it
 	subs    map[string]int               // subscription → triggers naming it
+	byOrg   map[string]map[Key]int       // org → the objects whose triggers name it (how many)
 }
 
 // New returns a Registry over the cluster dyn reaches; Run starts it.
@@ -122,7 +128,7 @@ func newRegistry(o Options) *Registry {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Registry{log: o.Logger.With("component", "scaledobjects"), onGone: o.OnGone,
-		objs: map[Key]map[string][]trigger{}, metrics: map[string]int{}, subs: map[string]int{}}
+		objs: map[Key]map[string][]trigger{}, metrics: map[string]int{}, subs: map[string]int{}, byOrg: map[string]map[Key]int{}}
 }
 
 // Run watches the cluster until ctx ends.
@@ -177,20 +183,29 @@ func (r *Registry) Check(namespace, name string, md map[string]string) error {
 		decide.Clip(want.workload), decide.Clip(want.org), decide.Clip(want.subscription))}
 }
 
-// Targets lists every trigger whose metadata parses, of every object, or
-// only of those naming org when org is not "".
+// Targets lists every trigger whose metadata parses, of every object not
+// paused, or only of those naming org when org is not "".
 func (r *Registry) Targets(org string) []Target {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	var out []Target
-	for k, byRes := range r.objs {
-		for _, ts := range byRes {
+	add := func(k Key) {
+		for _, ts := range r.objs[k] {
 			for _, t := range ts {
-				if t.metric != "" && (org == "" || t.org == org) {
+				if t.metric != "" && !t.paused && (org == "" || t.org == org) {
 					out = append(out, Target{Key: k, Workload: t.parsed})
 				}
 			}
 		}
+	}
+	if org == "" {
+		for k := range r.objs {
+			add(k)
+		}
+		return out
+	}
+	for k := range r.byOrg[org] {
+		add(k)
 	}
 	return out
 }
@@ -207,7 +222,15 @@ func (r *Registry) set(resource string, obj any) {
 	if !ok {
 		return
 	}
-	r.apply(resource, Key{u.GetNamespace(), u.GetName()}, triggersOf(u))
+	ts := triggersOf(u)
+	for _, a := range pauseAnnotations {
+		if _, ok := u.GetAnnotations()[a]; ok {
+			for i := range ts {
+				ts[i].paused = true
+			}
+		}
+	}
+	r.apply(resource, Key{u.GetNamespace(), u.GetName()}, ts)
 }
 
 func (r *Registry) remove(resource string, obj any) {
@@ -228,10 +251,10 @@ func (r *Registry) apply(resource string, k Key, ts []trigger) {
 	before := r.metricsOf(k)
 	old := r.objs[k][resource]
 	for _, t := range old {
-		r.release(t)
+		r.release(k, t)
 	}
 	for _, t := range ts {
-		r.hold(t)
+		r.hold(k, t)
 	}
 	if ts == nil {
 		delete(r.objs[k], resource)
@@ -271,21 +294,35 @@ func (r *Registry) apply(resource string, k Key, ts []trigger) {
 
 // hold and release count the triggers naming each metric and
 // subscription. Caller holds r.mu.
-func (r *Registry) hold(t trigger) {
+func (r *Registry) hold(k Key, t trigger) {
 	if t.metric != "" {
 		r.metrics[t.metric]++
 	}
 	if t.subscription != "" {
 		r.subs[t.subscription]++
 	}
+	if t.org != "" {
+		if r.byOrg[t.org] == nil {
+			r.byOrg[t.org] = map[Key]int{}
+		}
+		r.byOrg[t.org][k]++
+	}
 }
 
-func (r *Registry) release(t trigger) {
+func (r *Registry) release(k Key, t trigger) {
 	if t.metric != "" {
 		r.metrics[t.metric]--
 	}
 	if t.subscription != "" {
 		r.subs[t.subscription]--
+	}
+	if objs := r.byOrg[t.org]; objs != nil {
+		if objs[k]--; objs[k] <= 0 {
+			delete(objs, k)
+		}
+		if len(objs) == 0 {
+			delete(r.byOrg, t.org)
+		}
 	}
 }
 
@@ -352,6 +389,16 @@ func strip(obj any) (any, error) {
 	out.SetName(u.GetName())
 	out.SetUID(u.GetUID())
 	out.SetResourceVersion(u.GetResourceVersion())
+	var kept map[string]string
+	for _, a := range pauseAnnotations {
+		if v, ok := u.GetAnnotations()[a]; ok {
+			if kept == nil {
+				kept = map[string]string{}
+			}
+			kept[a] = v
+		}
+	}
+	out.SetAnnotations(kept)
 	if triggers != nil {
 		_ = unstructured.SetNestedSlice(out.Object, triggers, "spec", "triggers")
 	}

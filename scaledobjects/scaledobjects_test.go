@@ -86,6 +86,23 @@ func TestCheckAdmitsOnlyRealTriggers(t *testing.T) {
 	if got := r.Targets("evil"); len(got) != 0 {
 		t.Errorf("Targets(evil) = %+v: a cpu trigger is not ours", got)
 	}
+	// A paused object: KEDA does not ask, so the leader does not count it;
+	// a request for it is still its own.
+	paused := object("ml", "pynode-paused", external(map[string]string{"workload": "pynode", "org": "acme"}))
+	paused.SetAnnotations(map[string]string{"autoscaling.keda.sh/paused": "true"})
+	stripped, _ := strip(paused)
+	r.set("scaledobjects", stripped)
+	if got := r.Targets("acme"); len(got) != 1 || got[0].Key.Name != "pynode-acme" {
+		t.Errorf("Targets(acme) with a paused object = %+v; want pynode-acme alone", got)
+	}
+	if err := r.Check("ml", "pynode-paused", map[string]string{"workload": "pynode", "org": "acme"}); err != nil {
+		t.Errorf("a paused object's trigger: %v", err)
+	}
+	// Gone, it is gone from the org's objects too.
+	r.remove("scaledobjects", object("ml", "pynode-acme"))
+	if got := r.Targets("acme"); len(got) != 0 {
+		t.Errorf("Targets(acme) after the delete = %+v", got)
+	}
 }
 
 func TestGoneSaysWhatNoTriggerNamesAnyMore(t *testing.T) {
