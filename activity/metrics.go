@@ -15,22 +15,22 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		orgs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "scaler_orgs", Help: "Orgs known to the scaler, by state (active or dormant).",
+			Name: "orgscaler_orgs", Help: "Orgs known to the scaler, by state (active or dormant).",
 		}, []string{"state"}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "scaler_org_transitions_total", Help: "Orgs that woke or went dormant, by direction (wake, dormant).",
+			Name: "orgscaler_org_transitions_total", Help: "Orgs that woke or went dormant, by direction (wake, dormant).",
 		}, []string{"direction"}),
 		events: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "scaler_activity_events_total", Help: "Activity events received (before coalescing).",
+			Name: "orgscaler_activity_events_total", Help: "Activity events received (before coalescing).",
 		}),
 		writes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "scaler_badger_org_writes_total", Help: "Org records written to Badger (after coalescing).",
+			Name: "orgscaler_badger_org_writes_total", Help: "Org records written to Badger (after coalescing).",
 		}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "scaler_org_limit_refusals_total", Help: "Activity for new orgs refused because the scaler holds --max-orgs orgs.",
+			Name: "orgscaler_org_limit_refusals_total", Help: "Activity for new orgs refused because the scaler holds --max-orgs orgs.",
 		}),
 		writeErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "scaler_badger_write_errors_total", Help: "Org writes that failed or were held back (disk nearly full); the orgs stay in memory and are written again.",
+			Name: "orgscaler_badger_write_errors_total", Help: "Org writes that failed or were held back (disk nearly full); the orgs stay in memory and are written again.",
 		}),
 	}
 	if reg != nil {

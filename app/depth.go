@@ -54,7 +54,7 @@ func newDepth(o Options, reg prometheus.Registerer) (*depth, error) {
 		}
 		source = mon
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "scaler_monitoring_calls_total", Help: "Cloud Monitoring ListTimeSeries calls (pages included).",
+			Name: "orgscaler_monitoring_calls_total", Help: "Cloud Monitoring ListTimeSeries calls (pages included).",
 		}, func() float64 { return float64(mon.Calls()) }))
 		checker = pubsubdepth.NewPubSubChecker() // Application Default Credentials, or PUBSUB_EMULATOR_HOST
 		d.closers = append(d.closers, checker.Close, mon.Close)

@@ -17,7 +17,7 @@ import (
 func (a *App) registerKept() {
 	kept := func(what string, f func() int) {
 		a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "scaler_kept", Help: "What the scaler keeps per name callers give: bounded, and pruned when a ScaledObject goes.",
+			Name: "orgscaler_kept", Help: "What the scaler keeps per name callers give: bounded, and pruned when a ScaledObject goes.",
 			ConstLabels: prometheus.Labels{"what": what},
 		}, func() float64 { return float64(f()) }))
 	}

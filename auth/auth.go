@@ -78,7 +78,7 @@ type Options struct {
 func New(o Options) *Authorizer {
 	a := &Authorizer{tokens: o.Tokens, certs: o.ClientCerts, needs: o.Needs,
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "scaler_api_auth_failures_total",
+			Name: "orgscaler_api_auth_failures_total",
 			Help: "API calls refused, by gRPC code (Unauthenticated: no or bad credentials; PermissionDenied: a role too weak).",
 		}, []string{"code"})}
 	if o.Registerer != nil {

@@ -49,7 +49,7 @@ type fileStamp struct {
 func LoadTokens(file string, log *slog.Logger, reg prometheus.Registerer) (*Tokens, error) {
 	t := &Tokens{file: file, log: log.With("component", "auth"),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "scaler_api_tokens_reloads_total",
+			Name: "orgscaler_api_tokens_reloads_total",
 			Help: "Reloads of --api-tokens-file after it changed, by result (ok, or error: the last good tokens are kept).",
 		}, []string{"result"})}
 	st, entries, err := readTokens(file, false)

@@ -105,14 +105,14 @@ func BenchmarkIngest(b *testing.B) {
 	sendOnce(b, api, orgs)
 	b.ResetTimer()
 	for range b.N {
-		writes0 := scrapeValue(b, a, "scaler_badger_org_writes_total")
+		writes0 := scrapeValue(b, a, "orgscaler_badger_org_writes_total")
 		var events atomic.Int64
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		start := time.Now()
 		streamActivity(ctx, api, orgs, 4, 2_000, &events)
 		took := time.Since(start)
 		cancel()
-		writes := scrapeValue(b, a, "scaler_badger_org_writes_total") - writes0
+		writes := scrapeValue(b, a, "orgscaler_badger_org_writes_total") - writes0
 		b.ReportMetric(float64(events.Load())/took.Seconds(), "events/s")
 		b.ReportMetric(writes/took.Seconds(), "badger-writes/s")
 	}

@@ -155,7 +155,7 @@ spec:
 	}
 }
 
-// keptGauges reads scaler_kept{what=...} from /metrics.
+// keptGauges reads orgscaler_kept{what=...} from /metrics.
 func keptGauges(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
@@ -169,10 +169,10 @@ func keptGauges(t *testing.T, addr string) map[string]float64 {
 	}
 	out := map[string]float64{}
 	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(line, `scaler_kept{what="`) {
+		if !strings.HasPrefix(line, `orgscaler_kept{what="`) {
 			continue
 		}
-		rest := strings.TrimPrefix(line, `scaler_kept{what="`)
+		rest := strings.TrimPrefix(line, `orgscaler_kept{what="`)
 		what, val, _ := strings.Cut(rest, `"} `)
 		v, err := strconv.ParseFloat(val, 64)
 		if err == nil {

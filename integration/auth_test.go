@@ -199,7 +199,7 @@ func TestScalerctlWithTokenOverTLS(t *testing.T) {
 	})
 	certtest.WriteFile(t, tokens, []byte(producerToken+" superuser\n"))
 	poll(t, "failed reload counted", func() bool {
-		return strings.Contains(scrape(t, d), `scaler_api_tokens_reloads_total{result="error"} 1`)
+		return strings.Contains(scrape(t, d), `orgscaler_api_tokens_reloads_total{result="error"} 1`)
 	})
 	for range 2 {
 		if _, err := d.ctl(t, "--ca", caFile, "--token-file", admin, "org", "get", "acme"); err != nil {

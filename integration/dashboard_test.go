@@ -30,7 +30,7 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	names := map[string]bool{}
-	for _, n := range regexp.MustCompile(`\b(scaler_[a-z_]+|grpc_server_[a-z_]+)\b`).FindAllString(string(dash), -1) {
+	for _, n := range regexp.MustCompile(`\b(orgscaler_[a-z_]+|grpc_server_[a-z_]+)\b`).FindAllString(string(dash), -1) {
 		names[n] = true
 	}
 	if len(names) < 10 {
@@ -85,10 +85,10 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 	poll(t, "acme dormant", func() bool {
 		_, _ = d.keda.IsActive(context.Background(), pynode("acme"))
 		note()
-		return seen["scaler_org_transitions_total"]
+		return seen["orgscaler_org_transitions_total"]
 	})
 	ms.SetFail(status.Error(codes.Unavailable, "monitoring is down"))
-	poll(t, "the subscription blind", func() bool { note(); return seen["scaler_depth_unknown"] })
+	poll(t, "the subscription blind", func() bool { note(); return seen["orgscaler_depth_unknown"] })
 	var missing []string
 	for n := range names {
 		if !seen[n] {

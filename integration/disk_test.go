@@ -75,7 +75,7 @@ func TestDiskNearlyFull(t *testing.T) {
 	if r, err := d.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "before"}); err != nil || !r.GetOrg().GetScaleToZeroAllowed() {
 		t.Fatalf("a refused change must not be in force: %v %v", r, err)
 	}
-	poll(t, "write errors counted", func() bool { return !strings.Contains(scrape(t, d), "scaler_badger_write_errors_total 0") })
+	poll(t, "write errors counted", func() bool { return !strings.Contains(scrape(t, d), "orgscaler_badger_write_errors_total 0") })
 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)

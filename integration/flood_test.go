@@ -105,7 +105,7 @@ func TestMaxOrgs(t *testing.T) {
 	if _, err := d.orgs.UpdateOrg(ctx, &pb.UpdateOrgRequest{Org: "admin-named", ScaleToZeroAllowed: &on}); err != nil {
 		t.Fatalf("an admin creates an org whatever the limit: %v", err)
 	}
-	if !strings.Contains(scrape(t, d), "scaler_org_limit_refusals_total 3") {
+	if !strings.Contains(scrape(t, d), "orgscaler_org_limit_refusals_total 3") {
 		t.Error("/metrics should count the 3 refusals")
 	}
 	long := &kedapb.ScaledObjectRef{Namespace: strings.Repeat("n", 300), Name: "x", ScalerMetadata: pynode("a").ScalerMetadata}

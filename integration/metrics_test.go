@@ -49,11 +49,11 @@ func TestMetrics(t *testing.T) {
 		`grpc_server_handled_total{grpc_code="OK",grpc_method="IsActive",grpc_service="externalscaler.ExternalScaler",grpc_type="unary"} 1`,
 		`grpc_server_handled_total{grpc_code="OK",grpc_method="RecordActivity",grpc_service="orgscaler.v1.ActivityService",grpc_type="unary"} 3`,
 		`grpc_server_handling_seconds_bucket{grpc_method="IsActive"`,
-		`scaler_orgs{state="active"} 1`,
-		`scaler_activity_events_total 3`,
-		`scaler_answers_total{kind="pynode",result="active"} 1`,
-		`scaler_hints_in_force{subscription="projects/demo/subscriptions/jobs"} 4`,
-		`scaler_open_streams 0`,
+		`orgscaler_orgs{state="active"} 1`,
+		`orgscaler_activity_events_total 3`,
+		`orgscaler_answers_total{kind="pynode",result="active"} 1`,
+		`orgscaler_hints_in_force{subscription="projects/demo/subscriptions/jobs"} 4`,
+		`orgscaler_open_streams 0`,
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -65,7 +65,7 @@ func TestMetrics(t *testing.T) {
 	}
 	poll(t, "acme dormant in the metrics", func() bool {
 		m := scrape(t, d)
-		return strings.Contains(m, `scaler_orgs{state="dormant"} 1`) && strings.Contains(m, `scaler_orgs{state="active"} 0`) &&
-			strings.Contains(m, `scaler_org_transitions_total{direction="dormant"} 1`)
+		return strings.Contains(m, `orgscaler_orgs{state="dormant"} 1`) && strings.Contains(m, `orgscaler_orgs{state="active"} 0`) &&
+			strings.Contains(m, `orgscaler_org_transitions_total{direction="dormant"} 1`)
 	})
 }

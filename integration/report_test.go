@@ -76,7 +76,7 @@ func TestReportFromAnswers(t *testing.T) {
 			t.Errorf("scalerctl report should show %q:\n%s", want, out)
 		}
 	}
-	gpu := regexp.MustCompile(`scaler_usage_gpu_seconds_total\{kind="model",metric="model-acme-[0-9a-f]{8}",org="acme",scaled_object="orgs/model-acme"\} 14400\n`)
+	gpu := regexp.MustCompile(`orgscaler_usage_gpu_seconds_total\{kind="model",metric="model-acme-[0-9a-f]{8}",org="acme",scaled_object="orgs/model-acme"\} 14400\n`)
 	if !gpu.MatchString(scrape(t, d)) {
 		t.Error("/metrics should carry the model's 4 GPU-hours as 14400 GPU-seconds")
 	}

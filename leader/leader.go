@@ -30,7 +30,7 @@ type Options struct {
 	Name      string // of the Lease
 	Identity  string // this replica (--replica-id)
 	Logger    *slog.Logger
-	// Registerer, when set, gets scaler_leader.
+	// Registerer, when set, gets orgscaler_leader.
 	Registerer prometheus.Registerer
 	// Lead runs while this replica leads; its ctx ends when leadership is
 	// lost or the election stops. Two calls never overlap: a new term's
@@ -66,7 +66,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log := cmp.Or(o.Logger, slog.New(slog.DiscardHandler)).With("component", "leader")
 	ns := cmp.Or(o.Namespace, Namespace())
-	leading := prometheus.NewGauge(prometheus.GaugeOpts{Name: "scaler_leader",
+	leading := prometheus.NewGauge(prometheus.GaugeOpts{Name: "orgscaler_leader",
 		Help: "1 while this replica leads the fleet (records Events and counts the GPU-hours ledger), 0 otherwise."})
 	if o.Registerer != nil {
 		o.Registerer.MustRegister(leading)

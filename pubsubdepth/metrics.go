@@ -5,13 +5,13 @@ import (
 )
 
 var (
-	depthAgeDesc = prometheus.NewDesc("scaler_depth_age_seconds",
+	depthAgeDesc = prometheus.NewDesc("orgscaler_depth_age_seconds",
 		"Age of the newest backlog point of each tracked subscription.", []string{"subscription"}, nil)
-	depthDesc = prometheus.NewDesc("scaler_depth_messages",
+	depthDesc = prometheus.NewDesc("orgscaler_depth_messages",
 		"Backlog counted for each tracked subscription whose backlog is known (point plus hints).", []string{"subscription"}, nil)
-	hintsDesc = prometheus.NewDesc("scaler_hints_in_force",
+	hintsDesc = prometheus.NewDesc("orgscaler_hints_in_force",
 		"Hinted messages still counted, per subscription.", []string{"subscription"}, nil)
-	blindDesc = prometheus.NewDesc("scaler_depth_unknown",
+	blindDesc = prometheus.NewDesc("orgscaler_depth_unknown",
 		"1 for each tracked subscription whose backlog is not known (KEDA gets Unavailable).", []string{"subscription"}, nil)
 )
 

@@ -61,9 +61,9 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		published:     prometheus.NewCounter(prometheus.CounterOpts{Name: "scaler_replication_published_changes_total", Help: "Org changes this replica published to the replication topic."}),
-		applied:       prometheus.NewCounter(prometheus.CounterOpts{Name: "scaler_replication_applied_changes_total", Help: "Org changes from other replicas applied here."}),
-		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "scaler_replication_publish_errors_total", Help: "Publishes to the replication topic that failed (and were retried)."}),
+		published:     prometheus.NewCounter(prometheus.CounterOpts{Name: "orgscaler_replication_published_changes_total", Help: "Org changes this replica published to the replication topic."}),
+		applied:       prometheus.NewCounter(prometheus.CounterOpts{Name: "orgscaler_replication_applied_changes_total", Help: "Org changes from other replicas applied here."}),
+		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "orgscaler_replication_publish_errors_total", Help: "Publishes to the replication topic that failed (and were retried)."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.published, m.applied, m.publishErrors)

@@ -17,14 +17,14 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		answers: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "scaler_answers_total",
+			Name: "orgscaler_answers_total",
 			Help: "IsActive answers given to KEDA, by workload kind and result (active, inactive, error).",
 		}, []string{"kind", "result"}),
 		pushes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "scaler_pushes_total", Help: "true pushed on StreamIsActive streams (inactive to active changes).",
+			Name: "orgscaler_pushes_total", Help: "true pushed on StreamIsActive streams (inactive to active changes).",
 		}),
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "scaler_open_streams", Help: "StreamIsActive streams open.",
+			Name: "orgscaler_open_streams", Help: "StreamIsActive streams open.",
 		}),
 	}
 	if reg != nil {

@@ -97,12 +97,12 @@ func TestLedgerScenario(t *testing.T) {
 	}
 	check(l)
 	want := `
-# HELP scaler_usage_replica_seconds_total Replicas asked for × time (replica-seconds), since the scaler started.
-# TYPE scaler_usage_replica_seconds_total counter
-scaler_usage_replica_seconds_total{kind="pynode",metric="m",org="acme",scaled_object="default/pynode-acme"} 3600
-scaler_usage_replica_seconds_total{kind="worker",metric="w",org="",scaled_object="gpu/worker"} 7200
+# HELP orgscaler_usage_replica_seconds_total Replicas asked for × time (replica-seconds), since the scaler started.
+# TYPE orgscaler_usage_replica_seconds_total counter
+orgscaler_usage_replica_seconds_total{kind="pynode",metric="m",org="acme",scaled_object="default/pynode-acme"} 3600
+orgscaler_usage_replica_seconds_total{kind="worker",metric="w",org="",scaled_object="gpu/worker"} 7200
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "scaler_usage_replica_seconds_total"); err != nil {
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "orgscaler_usage_replica_seconds_total"); err != nil {
 		t.Error(err)
 	}
 	if err := l.Flush(at(3 * time.Hour)); err != nil {

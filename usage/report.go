@@ -104,20 +104,20 @@ var (
 		desc *prometheus.Desc
 		get  func(*Figures) time.Duration
 	}{
-		{prometheus.NewDesc("scaler_usage_tracked_seconds_total", "Time the scaler answered KEDA for the workload, since the scaler started.", usageLabels, nil),
+		{prometheus.NewDesc("orgscaler_usage_tracked_seconds_total", "Time the scaler answered KEDA for the workload, since the scaler started.", usageLabels, nil),
 			func(f *Figures) time.Duration { return f.Tracked }},
-		{prometheus.NewDesc("scaler_usage_active_seconds_total", "Time the workload was answered active, since the scaler started.", usageLabels, nil),
+		{prometheus.NewDesc("orgscaler_usage_active_seconds_total", "Time the workload was answered active, since the scaler started.", usageLabels, nil),
 			func(f *Figures) time.Duration { return f.Active }},
-		{prometheus.NewDesc("scaler_usage_replica_seconds_total", "Replicas asked for × time (replica-seconds), since the scaler started.", usageLabels, nil),
+		{prometheus.NewDesc("orgscaler_usage_replica_seconds_total", "Replicas asked for × time (replica-seconds), since the scaler started.", usageLabels, nil),
 			func(f *Figures) time.Duration { return f.ReplicaTime }},
-		{prometheus.NewDesc("scaler_usage_always_on_replica_seconds_total", "Replica-seconds an always-on deployment (minReplicaCount 1) would have used over the same time, since the scaler started.", usageLabels, nil),
+		{prometheus.NewDesc("orgscaler_usage_always_on_replica_seconds_total", "Replica-seconds an always-on deployment (minReplicaCount 1) would have used over the same time, since the scaler started.", usageLabels, nil),
 			func(f *Figures) time.Duration { return f.AlwaysOnReplica }},
-		{prometheus.NewDesc("scaler_usage_gpu_seconds_total", "GPU-seconds asked for: replica-seconds × gpusPerReplica, since the scaler started.", usageLabels, nil),
+		{prometheus.NewDesc("orgscaler_usage_gpu_seconds_total", "GPU-seconds asked for: replica-seconds × gpusPerReplica, since the scaler started.", usageLabels, nil),
 			func(f *Figures) time.Duration { return f.GPUTime }},
-		{prometheus.NewDesc("scaler_usage_always_on_gpu_seconds_total", "GPU-seconds an always-on deployment would have used, since the scaler started.", usageLabels, nil),
+		{prometheus.NewDesc("orgscaler_usage_always_on_gpu_seconds_total", "GPU-seconds an always-on deployment would have used, since the scaler started.", usageLabels, nil),
 			func(f *Figures) time.Duration { return f.AlwaysOnGPU }},
 	}
-	wakesDesc = prometheus.NewDesc("scaler_usage_wakes_total", "Inactive→active changes of the workload's answer, by cause (activity, hint, backlog, admin).",
+	wakesDesc = prometheus.NewDesc("orgscaler_usage_wakes_total", "Inactive→active changes of the workload's answer, by cause (activity, hint, backlog, admin).",
 		append(append([]string{}, usageLabels...), "cause"), nil)
 )
 
