@@ -94,6 +94,11 @@ func (a *App) elect(ctx context.Context) {
 func (a *App) lead(ctx context.Context) {
 	a.leadMu.Lock()
 	defer a.leadMu.Unlock()
+	select {
+	case <-a.leadStop:
+		return // stopping: no new term
+	default:
+	}
 	if a.leadStopped {
 		return
 	}

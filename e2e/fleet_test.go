@@ -32,15 +32,13 @@ func TestFleetCountsOnce(t *testing.T) {
 	if _, err := client.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic}); err != nil {
 		t.Fatal(err)
 	}
-	a, b := newScaler("fleet-a"), newScaler("fleet-b")
-	for _, r := range []struct {
-		s        *ourScaler
-		id, peer string
-	}{{a, "fleet-a", b.api}, {b, "fleet-b", a.api}} {
-		r.s.extra = []string{"--pubsub=none", "--replication=pubsub", "--replication-topic", topic, "--replica-id", r.id,
-			"--peers", r.peer, "--leader-elect-lease", "fleet-e2e", "--leader-elect-namespace", "default",
+	replica := func(id, peer string) []string {
+		return []string{"--pubsub=none", "--replication=pubsub", "--replication-topic", topic, "--replica-id", id,
+			"--peers", peer, "--leader-elect-lease", "fleet-e2e", "--leader-elect-namespace", "default",
 			"--idle-window", "4s", "--flush-interval", "200ms"}
 	}
+	a, b := newScaler("fleet-a"), newScaler("fleet-b")
+	a.extra, b.extra = replica("fleet-a", b.api), replica("fleet-b", a.api)
 	startScaler(t, a)
 	t.Cleanup(func() { a.p.stop(syscall.SIGTERM) })
 	startScaler(t, b)
@@ -175,9 +173,7 @@ spec:
 	// A replica that starts empty gets the ledger's history in its
 	// snapshot, and then the leader's hours as they come.
 	joined := newScaler("fleet-c")
-	joined.extra = []string{"--pubsub=none", "--replication=pubsub", "--replication-topic", topic, "--replica-id", "fleet-c",
-		"--peers", other.api, "--leader-elect-lease", "fleet-e2e", "--leader-elect-namespace", "default",
-		"--idle-window", "4s", "--flush-interval", "200ms"}
+	joined.extra = replica("fleet-c", other.api)
 	startScaler(t, joined)
 	t.Cleanup(func() { joined.p.stop(syscall.SIGTERM) })
 	a, b = other, joined

@@ -21,7 +21,7 @@ const (
 	hybridTail       = 0.99
 	hybridMargin     = 0.10
 	hybridMinCV      = 2   // below it the histogram is too flat to predict anything
-	hybridMinSamples = 3   // idle times in range before the histogram is trusted
+	hybridMinSamples = 2   // idle times in range before the histogram is trusted
 	hybridMaxOver    = 0.5 // most the idle times may be beyond the range
 )
 
@@ -39,9 +39,10 @@ func (Hybrid) Plan(h *History, coldStart time.Duration) Plan {
 	case h.cv() < hybridMinCV:
 		return Plan{KeepFor: Range, Why: fmt.Sprintf("idle times spread evenly (CV %.1f < %d): a %s keep-alive", h.cv(), hybridMinCV, duration(Range))}
 	}
-	head := time.Duration(math.Floor(float64(h.percentile(hybridHead))*(1-hybridMargin))) * Bin
-	tail := time.Duration(math.Ceil(float64(h.percentile(hybridTail))*(1+hybridMargin))) * Bin
-	why := fmt.Sprintf("idle times from %s (5th percentile, less 10%%) to %s (99th, plus 10%%)", duration(head), duration(tail))
+	headBin := int(math.Floor(float64(h.percentile(hybridHead)) * (1 - hybridMargin)))
+	tailBin := int(math.Ceil(float64(h.percentile(hybridTail)) * (1 + hybridMargin)))
+	head, tail := time.Duration(headBin)*Bin, binEnd(tailBin)
+	why := fmt.Sprintf("idle times from %s (5th percentile, less 10%%) to %s (99th, plus 10%%)", duration(head), duration(time.Duration(tailBin)*Bin))
 	if head-coldStart <= 0 {
 		return Plan{KeepFor: tail, Why: why + ": kept up throughout"}
 	}

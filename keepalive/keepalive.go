@@ -1,9 +1,10 @@
 // Package keepalive is the policy that says, from an org's history of
 // activity, how long its workloads stay warm after the last activity and
-// when they are brought back before the next: a fixed window, or the
-// hybrid histogram policy of Shahrad et al., "Serverless in the Wild"
-// (USENIX ATC 2020). `scalerctl replay` runs these very policies over a
-// trace, so what a replay shows is what the scaler would do.
+// when they are brought back before the next: a fixed window, the hybrid
+// histogram policy of Shahrad et al., "Serverless in the Wild" (USENIX ATC
+// 2020), or the learned one (the plan of least expected cost, per org).
+// `scalerctl replay` runs these very policies over a trace, so what a
+// replay shows is what the scaler would do.
 package keepalive
 
 import (
@@ -13,12 +14,19 @@ import (
 )
 
 // Bin is the width of one bin of an org's idle-time histogram, and Range
-// the longest idle time it holds; longer ones are only counted.
+// the longest idle time it holds; longer ones are only counted. MinIdle is
+// the shortest idle time recorded: activity closer together is one busy
+// stretch (in a per-minute trace, two active minutes in a row).
 const (
-	Bin   = time.Minute
-	Range = 4 * time.Hour
-	bins  = int(Range/Bin) + 1 // 0 .. Range, whole bins
+	Bin     = time.Minute
+	Range   = 4 * time.Hour
+	MinIdle = 2 * Bin
+	bins    = int(Range/Bin) + 1 // 0 .. Range, whole bins
 )
+
+// binEnd is the last instant of bin k: a plan that covers the idle times
+// of bin k covers all of them, however far into the bin they fall.
+func binEnd(k int) time.Duration { return time.Duration(k+1)*Bin - 1 }
 
 // History is what a policy knows of an org: its last activity and a
 // fixed-size histogram of its idle times (the time from one activity to
@@ -31,8 +39,8 @@ type History struct {
 }
 
 // Observe records activity at at: the idle time since the last, if any
-// and at least a Bin, goes into the histogram, and is returned with true.
-// Activity before the last changes nothing.
+// and at least MinIdle, goes into the histogram, and is returned with
+// true. Activity before the last changes nothing.
 func (h *History) Observe(at time.Time) (time.Duration, bool) {
 	last := h.Last
 	if !at.After(last) {
@@ -43,7 +51,7 @@ func (h *History) Observe(at time.Time) (time.Duration, bool) {
 		return 0, false
 	}
 	idle := at.Sub(last)
-	if idle < Bin {
+	if idle < MinIdle {
 		return 0, false
 	}
 	h.record(idle)
@@ -93,9 +101,11 @@ type Policy interface {
 }
 
 // Fleet is a policy that also learns from every org: it is told each idle
-// time any org shows, as it happens.
+// time any org shows (just recorded in h), as it happens. Fresh is the
+// same policy knowing nothing yet, for a run of its own.
 type Fleet interface {
 	Learn(h *History, idle time.Duration)
+	Fresh() Policy
 }
 
 // Fixed keeps a workload up for a fixed window after the last activity,

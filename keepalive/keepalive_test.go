@@ -8,13 +8,15 @@ import (
 
 var t0 = time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 
-// Idle times go into whole-minute bins; activity less than a minute after
+// Idle times go into whole-minute bins; activity less than MinIdle after
 // the last only moves it; longer than the range is only counted.
 func TestHistoryObserve(t *testing.T) {
 	var h History
 	h.Observe(t0)
 	h.Observe(t0.Add(30 * time.Second))
-	h.Observe(t0.Add(30*time.Second + 5*time.Minute + 59*time.Second))
+	h.Observe(t0.Add(2 * time.Minute)) // 90 s later: still one busy stretch
+	h.Observe(t0.Add(30 * time.Second))
+	h.Observe(t0.Add(2*time.Minute + 5*time.Minute + 59*time.Second))
 	h.Observe(t0.Add(10 * time.Hour))
 	h.Observe(t0) // before the last: nothing
 	if h.Bins[5] != 1 || h.inRange() != 1 || h.Over != 1 || !h.Last.Equal(t0.Add(10*time.Hour)) {
@@ -25,20 +27,21 @@ func TestHistoryObserve(t *testing.T) {
 func TestHybridPlans(t *testing.T) {
 	var h History
 	at := t0
-	for range 3 { // first visit, then two idle times of 40 minutes
+	for range 2 { // first visit, then one idle time of 40 minutes
 		h.Observe(at)
 		at = at.Add(40 * time.Minute)
 	}
 	if p := (Hybrid{}).Plan(&h, 3*time.Minute); p.KeepFor != Range || p.PrewarmFrom != 0 {
-		t.Fatalf("two idle times: %+v; want the 4 h keep-alive", p)
+		t.Fatalf("one idle time: %+v; want the 4 h keep-alive", p)
 	}
 	h.Observe(at)
 	p := (Hybrid{}).Plan(&h, 3*time.Minute)
-	// 40 m less 10% is 36 m, less the 3 m cold start: back at 33 m, up to 44 m.
-	if p.KeepFor != 0 || p.PrewarmFrom != 33*time.Minute || p.PrewarmUntil != 44*time.Minute {
-		t.Fatalf("three idle times of 40 m: %+v; want down, then up from 33m to 44m", p)
+	// 40 m less 10% is 36 m, less the 3 m cold start: back at 33 m, up
+	// through the 44th minute (40 m plus 10%), however far into it.
+	if p.KeepFor != 0 || p.PrewarmFrom != 33*time.Minute || p.PrewarmUntil != 45*time.Minute-1 {
+		t.Fatalf("two idle times of 40 m: %+v; want down, then up from 33m to the end of the 44th minute", p)
 	}
-	if p.Up(10*time.Minute) || !p.Up(33*time.Minute) || !p.Up(44*time.Minute) || p.Up(45*time.Minute) || !p.Up(0) {
+	if p.Up(10*time.Minute) || !p.Up(33*time.Minute) || !p.Up(44*time.Minute+50*time.Second) || p.Up(45*time.Minute) || !p.Up(0) {
 		t.Fatalf("Up does not follow %+v", p)
 	}
 	if !strings.Contains(p.Why, "let go, back 3m before the 5th percentile") {

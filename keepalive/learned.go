@@ -18,9 +18,10 @@ type Learned struct {
 }
 
 // DefaultPrice is the learned policy's default cold-start price: on the
-// Azure Functions 2019 day of docs/POLICY.md, the price at which it bills
-// no more GPU-hours than a fixed 1 h window, with fewer cold starts.
-const DefaultPrice = 37 * time.Minute
+// Azure Functions 2019 day of docs/POLICY.md, at a 3-minute cold start,
+// a price at which it bills fewer GPU-hours than a fixed 1 h window, with
+// fewer cold starts.
+const DefaultPrice = 35 * time.Minute
 
 // The learned policy's fixed settings: how many of an org's own idle
 // times the fleet's histogram counts as; how many idle times of each org
@@ -51,6 +52,10 @@ func (l Learned) Learn(h *History, idle time.Duration) {
 		l.Fleet.record(idle)
 	}
 }
+
+// Fresh is l with an empty fleet histogram. The histogram is not safe
+// for concurrent use: one run, or one goroutine, at a time.
+func (l Learned) Fresh() Policy { return Learned{Price: l.Price, Fleet: &History{}} }
 
 // dist is an idle-time distribution over whole bins 1..bins-1 and beyond.
 type dist struct {
@@ -99,7 +104,7 @@ func (l Learned) Plan(h *History, coldStart time.Duration) Plan {
 	price *= 1 + youngBoost/float64(h.inRange()+uint64(h.Over)+1)
 	c := float64(coldStart) / float64(Bin)
 	k, best := d.bestKeep(price)
-	plan := Plan{KeepFor: time.Duration(k) * Bin}
+	plan := Plan{KeepFor: keepFor(k)}
 	for _, q := range prewarmWindows {
 		for _, keep := range []int{0, k} {
 			lo, hi := d.quantileAfter(keep, q[0]), d.quantileAfter(keep, q[1])
@@ -109,12 +114,20 @@ func (l Learned) Plan(h *History, coldStart time.Duration) Plan {
 			}
 			if cost := d.prewarmCost(keep, s, hi, c, price); cost < best {
 				best = cost
-				plan = Plan{KeepFor: time.Duration(keep) * Bin, PrewarmFrom: time.Duration(s) * Bin, PrewarmUntil: time.Duration(hi) * Bin}
+				plan = Plan{KeepFor: keepFor(keep), PrewarmFrom: time.Duration(s) * Bin, PrewarmUntil: binEnd(hi)}
 			}
 		}
 	}
-	plan.Why = fmt.Sprintf("the cheapest plan for the next idle gap at a cold start's price of %s (%.0f GPU-minutes expected)", duration(l.Price), best)
+	plan.Why = fmt.Sprintf("the cheapest plan for the next idle gap at a cold start's price of %s (an expected %.0f minutes of GPU-time and priced cold starts)", duration(l.Price), best)
 	return plan
+}
+
+// keepFor is a keep-alive through bin k (none for 0: only the activity).
+func keepFor(k int) time.Duration {
+	if k == 0 {
+		return 0
+	}
+	return binEnd(k)
 }
 
 // bestKeep is the keep-alive k (in bins) of least expected cost, and that
@@ -137,7 +150,7 @@ func (d *dist) bestKeep(price float64) (int, float64) {
 	return bestK, best
 }
 
-// prewarmCost is keepCost(k) with the workload brought back at s (ready
+// prewarmCost is the cost of keeping up for k bins, with the workload brought back at s (ready
 // c later) and kept to u: activity before it is ready, or after u, is
 // cold.
 func (d *dist) prewarmCost(k, s, u int, c, price float64) float64 {

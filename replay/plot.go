@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"cmp"
 	"fmt"
 	"html"
 	"io"
@@ -42,7 +43,7 @@ func (s Summary) WriteSVG(w io.Writer) error {
 			frontier = append(frontier, p)
 		}
 	}
-	slices.SortFunc(frontier, func(a, b PolicyFigure) int { return int(a.GPUHours - b.GPUHours) })
+	slices.SortFunc(frontier, func(a, b PolicyFigure) int { return cmp.Compare(a.GPUHours, b.GPUHours) })
 	if len(frontier) > 1 {
 		var pts []string
 		for _, p := range frontier {

@@ -57,17 +57,29 @@ func (r Result) GPUHours() float64 { return float64(r.BilledMinutes) / 60 }
 var origin = time.Date(2019, 7, 15, 0, 0, 0, 0, time.UTC)
 
 // Run replays t through p for workloads that take coldStart minutes to
-// become ready. Minutes go in order across all orgs, so a policy that
-// learns from every org (keepalive.Fleet) knows, at minute m, only what
-// every org did before m.
+// become ready. Minutes go in order across all orgs, and what a policy
+// that learns from every org (keepalive.Fleet) learns in a minute reaches
+// it when the minute is over: at minute m it knows what every org did
+// before m, whatever the order of the rows.
 func Run(t *Trace, p keepalive.Policy, coldStart int) Result {
-	r := Result{Policy: p.String(), Orgs: len(t.Orgs)}
 	fleet, _ := p.(keepalive.Fleet)
+	if fleet != nil {
+		p = fleet.Fresh()
+		fleet = p.(keepalive.Fleet)
+	}
+	r := Result{Policy: p.String(), Orgs: len(t.Orgs)}
 	orgs := make([]orgRun, len(t.Orgs))
+	var learned []learnt
 	for m := range Minutes {
 		for i := range orgs {
-			orgs[i].minute(&t.Orgs[i], m, p, fleet, coldStart)
+			if idle, ok := orgs[i].minute(&t.Orgs[i], m, p, coldStart); ok && fleet != nil {
+				learned = append(learned, learnt{&orgs[i].h, idle})
+			}
 		}
+		for _, l := range learned {
+			fleet.Learn(l.h, l.idle)
+		}
+		learned = learned[:0]
 	}
 	for _, o := range orgs {
 		r.add(o.active, o.cold, o.billed)
@@ -76,18 +88,25 @@ func Run(t *Trace, p keepalive.Policy, coldStart int) Result {
 	return r
 }
 
+type learnt struct {
+	h    *keepalive.History
+	idle time.Duration
+}
+
 // orgRun is one org's workload as a replay goes.
 type orgRun struct {
 	h                    keepalive.History
 	plan                 keepalive.Plan
-	last                 int  // the last active minute; -1 before any
+	last                 int  // the last active minute, once seen
 	seen                 bool // any active minute yet
 	up                   bool
 	start                int // up since: ready from start + cold start
 	active, cold, billed int
 }
 
-func (o *orgRun) minute(org *Org, m int, p keepalive.Policy, fleet keepalive.Fleet, c int) {
+// minute plays minute m of org, and returns the idle time it ended, if
+// any.
+func (o *orgRun) minute(org *Org, m int, p keepalive.Policy, c int) (time.Duration, bool) {
 	want := o.seen && o.plan.Up(time.Duration(m-o.last)*time.Minute)
 	switch {
 	case org.Active[m]:
@@ -99,11 +118,10 @@ func (o *orgRun) minute(org *Org, m int, p keepalive.Policy, fleet keepalive.Fle
 			}
 		}
 		o.billed++
-		if idle, ok := o.h.Observe(origin.Add(time.Duration(m) * time.Minute)); ok && fleet != nil {
-			fleet.Learn(&o.h, idle)
-		}
+		idle, ok := o.h.Observe(origin.Add(time.Duration(m) * time.Minute))
 		o.plan = p.Plan(&o.h, time.Duration(c)*time.Minute)
 		o.last, o.seen = m, true
+		return idle, ok
 	case want || (o.up && m-o.start < c): // asked up, or still starting
 		if !o.up {
 			o.up, o.start = true, m
@@ -112,6 +130,7 @@ func (o *orgRun) minute(org *Org, m int, p keepalive.Policy, fleet keepalive.Fle
 	default:
 		o.up = false
 	}
+	return 0, false
 }
 
 func (r *Result) add(active, cold, billed int) {
@@ -124,9 +143,9 @@ func (r *Result) add(active, cold, billed int) {
 }
 
 // Limit is what knowing every arrival in advance would cost: no cold
-// activation, each org's first arrival preceded by a cold start, and each
-// idle gap billed up to a cold start (shorter gaps are kept up, longer
-// ones loaded again just in time).
+// activation, since each org's workload is loaded just in time before its
+// first arrival, and each idle gap is billed up to a cold start (shorter
+// gaps are kept up, longer ones loaded again just in time).
 func Limit(t *Trace, coldStart int) Result {
 	r := Result{Policy: "limit", Orgs: len(t.Orgs)}
 	for i := range t.Orgs {

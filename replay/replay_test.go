@@ -61,18 +61,20 @@ func TestHandTraces(t *testing.T) {
 		{"one visit", oneVisit, "hybrid", 1, 241}, // no history: a 4 h keep-alive
 		{"one visit", oneVisit, "limit", 0, 4},    // loaded 3 minutes ahead
 		// Every 30 minutes: a 10 m window misses each visit, 1 h keeps it
-		// up all day; the hybrid trusts its histogram from the 4th visit,
+		// up all day; the hybrid trusts its histogram from the 3rd visit,
 		// lets go after each and is back (3 minutes loading) 6 minutes
 		// before the next.
 		{"periodic", periodic, "fixed:10m", 48, 48 * 11},
 		{"periodic", periodic, "fixed:1h", 1, Minutes},
-		{"periodic", periodic, "hybrid", 1, 90 + 45*7},
+		{"periodic", periodic, "hybrid", 1, 60 + 46*7},
 		{"periodic", periodic, "limit", 0, 48 + 3 + 47*3},
 		// A burst of 5 minutes, then one more visit: the burst's first 3
-		// minutes find the workload still starting.
+		// minutes find the workload still starting. A burst is one busy
+		// stretch, no idle time, so the hybrid knows nothing yet: 4 h after
+		// each.
 		{"bursty", bursty, "fixed:10m", 4, 15 + 11},
 		{"bursty", bursty, "fixed:1h", 4, 65 + 61},
-		{"bursty", bursty, "hybrid", 4, 7 + 3},
+		{"bursty", bursty, "hybrid", 4, 245 + 241},
 		{"bursty", bursty, "limit", 0, 6 + 3 + 3},
 	} {
 		tr := &Trace{Orgs: []Org{c.org}}
@@ -105,7 +107,7 @@ func halfA(t *testing.T) *Trace {
 // The reference figures for half-a at a 3-minute cold start, from an
 // independent implementation of the model: the fixed windows and the limit
 // as exactly as the reference is printed (half its last digit: 0.005
-// point, 0.05 GPU-hour), the hybrid within 5%.
+// point, 0.05 GPU-hour), the hybrid within 1%.
 func TestHalfAReference(t *testing.T) {
 	tr := halfA(t)
 	if len(tr.Orgs) != 662 {
@@ -121,7 +123,7 @@ func TestHalfAReference(t *testing.T) {
 		{"fixed:4h", 0.74, 41.67, 9664.6, 0},
 		{"fixed:1d", 0.58, 25.0, 13590.8, 0},
 		{"limit", 0, 0, 4475.2, 0},
-		{"hybrid", 1.24, 50.0, 8301.3, 0.05},
+		{"hybrid", 1.24, 50.0, 8301.3, 0.01},
 	} {
 		var r Result
 		if c.policy == "limit" {
@@ -152,12 +154,18 @@ func TestReadRefusesWhatIsNotATrace(t *testing.T) {
 	}
 	plain := minutes(strconv.Itoa)
 	row := "f,o,a" + strings.Repeat(",0", Minutes-1) + ",2"
-	if tr, err := Read(strings.NewReader(plain + "\n" + row + "\n")); err != nil || !tr.Orgs[0].Active[Minutes-1] || tr.Orgs[0].Active[0] {
+	if tr, err := Read(strings.NewReader(plain + "\n" + row + "\n")); err != nil || !tr.Orgs[0].Active[Minutes-1] || tr.Orgs[0].Active[0] || tr.Orgs[0].ID != "f" {
 		t.Fatalf("headers 1..1440: %v", err)
 	}
+	// The published files: owner, app, function, trigger first.
+	published := strings.Replace(plain, "HashFunction,HashOwner,HashApp", "HashOwner,HashApp,HashFunction,Trigger", 1)
+	if tr, err := Read(strings.NewReader(published + "\n" + "o,a,f,http" + strings.Repeat(",0", Minutes-1) + ",1\n")); err != nil || tr.Orgs[0].ID != "f" || !tr.Orgs[0].Active[Minutes-1] {
+		t.Fatalf("the published layout: %v", err)
+	}
 	for name, c := range map[string]struct{ in, want string }{
-		"too few columns": {"HashFunction,HashOwner,HashApp,1,2\nf,o,a,0,1\n", "header has 5 columns: expected HashFunction,HashOwner,HashApp and 1440 per-minute counts"},
-		"a wrong column":  {strings.Replace(plain, "HashOwner", "Owner", 1) + "\n", `header column 2 is "Owner": expected "HashOwner"`},
+		"too few columns": {"HashFunction,HashOwner,HashApp,1,2\nf,o,a,0,1\n", `header has 5 columns starting "HashFunction,HashOwner,HashApp,1": expected HashFunction,HashOwner,HashApp or HashOwner,HashApp,HashFunction,Trigger, then 1440 per-minute counts`},
+		"a wrong column":  {strings.Replace(plain, "HashOwner", "Owner", 1) + "\n", `starting "HashFunction,Owner,HashApp,1"`},
+		"a wrong minute":  {strings.Replace(plain, ",1000,", ",999,", 1) + "\n", `header column 1003 is "999": expected minute 1000`},
 		"not a count":     {plain + "\n" + strings.Replace(row, ",2", ",x", 1) + "\n", `line 2, column 1443 (1440): "x" is not a count`},
 		"negative":        {plain + "\n" + strings.Replace(row, ",2", ",-1", 1) + "\n", `"-1" is not a count`},
 		"no rows":         {plain + "\n", "no rows after the header"},

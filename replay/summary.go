@@ -39,9 +39,10 @@ func Summarize(t *Trace, coldStart int, base Result, results []Result) Summary {
 	return s
 }
 
+// round rounds half to even, as most tools print (4475.25 is 4475.2).
 func round(v float64, places int) float64 {
 	p := math.Pow(10, float64(places))
-	return math.Round(v*p) / p
+	return math.RoundToEven(v*p) / p
 }
 
 // WriteTable prints s for people.

@@ -28,8 +28,10 @@ type Trace struct {
 	Orgs []Org
 }
 
-// Read parses a trace in the Azure Functions 2019 public schema:
-// HashFunction,HashOwner,HashApp, then 1440 per-minute counts whose
+// Read parses a trace of the Azure Functions 2019 public data: either
+// HashFunction,HashOwner,HashApp (as samples of it, such as vHive's, lay it
+// out) or HashOwner,HashApp,HashFunction,Trigger (the published
+// invocations_per_function files), then 1440 per-minute counts whose
 // headers are 1..1440 or 1_minute..1440_minute. Gzipped input is read as
 // well. Every row is one org, named by its HashFunction.
 func Read(r io.Reader) (*Trace, error) {
@@ -48,12 +50,13 @@ func Read(r io.Reader) (*Trace, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trace: header: %w", err)
 	}
-	if err := checkHeader(header); err != nil {
+	lead, fn, err := checkHeader(header)
+	if err != nil {
 		return nil, err
 	}
 	header = slices.Clone(header) // the reader reuses its record
 	t := &Trace{}
-	for line := 2; ; line++ {
+	for {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
 			break
@@ -61,11 +64,12 @@ func Read(r io.Reader) (*Trace, error) {
 		if err != nil {
 			return nil, fmt.Errorf("trace: %w", err)
 		}
-		org := Org{ID: rec[0]}
-		for i, v := range rec[3:] {
+		org := Org{ID: rec[fn]}
+		for i, v := range rec[lead:] {
 			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil || n < 0 || n != float64(int64(n)) {
-				return nil, fmt.Errorf("trace: line %d, column %d (%s): %q is not a count: expected a whole number of at least 0", line, i+4, header[i+3], v)
+				line, _ := cr.FieldPos(lead + i)
+				return nil, fmt.Errorf("trace: line %d, column %d (%s): %q is not a count: expected a whole number of at least 0", line, lead+i+1, header[lead+i], v)
 			}
 			org.Active[i] = n > 0
 		}
@@ -77,22 +81,37 @@ func Read(r io.Reader) (*Trace, error) {
 	return t, nil
 }
 
-func checkHeader(h []string) error {
-	want := []string{"HashFunction", "HashOwner", "HashApp"}
-	if len(h) != len(want)+Minutes {
-		return fmt.Errorf("trace: header has %d columns: expected %s and %d per-minute counts (%d in all), the Azure Functions 2019 schema",
-			len(h), strings.Join(want, ","), Minutes, len(want)+Minutes)
+// layouts are the leading columns a trace may have, and which of them
+// names the function.
+var layouts = []struct {
+	columns  []string
+	function int
+}{
+	{[]string{"HashFunction", "HashOwner", "HashApp"}, 0},
+	{[]string{"HashOwner", "HashApp", "HashFunction", "Trigger"}, 2},
+}
+
+// checkHeader returns how many leading columns h has and which names the
+// function, or what is wrong with it.
+func checkHeader(h []string) (lead, function int, err error) {
+	if len(h) > 0 {
+		h[0] = strings.TrimPrefix(h[0], "\ufeff")
 	}
-	for i, w := range want {
-		if strings.TrimPrefix(h[i], "\ufeff") != w {
-			return fmt.Errorf("trace: header column %d is %q: expected %q", i+1, h[i], w)
+	var want []string
+	for _, l := range layouts {
+		want = append(want, strings.Join(l.columns, ","))
+		if len(h) != len(l.columns)+Minutes || !slices.Equal(h[:len(l.columns)], l.columns) {
+			continue
 		}
-	}
-	for m := 1; m <= Minutes; m++ {
-		got := h[len(want)+m-1]
-		if got != strconv.Itoa(m) && got != strconv.Itoa(m)+"_minute" {
-			return fmt.Errorf("trace: header column %d is %q: expected minute %d, as %q or %q", len(want)+m, got, m, strconv.Itoa(m), strconv.Itoa(m)+"_minute")
+		for m := 1; m <= Minutes; m++ {
+			got := h[len(l.columns)+m-1]
+			if got != strconv.Itoa(m) && got != strconv.Itoa(m)+"_minute" {
+				return 0, 0, fmt.Errorf("trace: header column %d is %q: expected minute %d, as %q or %q", len(l.columns)+m, got, m, strconv.Itoa(m), strconv.Itoa(m)+"_minute")
+			}
 		}
+		return len(l.columns), l.function, nil
 	}
-	return nil
+	first := strings.Join(h[:min(len(h), 4)], ",")
+	return 0, 0, fmt.Errorf("trace: header has %d columns starting %q: expected %s or %s, then %d per-minute counts (the Azure Functions 2019 schema)",
+		len(h), first, want[0], want[1], Minutes)
 }

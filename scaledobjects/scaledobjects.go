@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -45,6 +46,20 @@ type trigger struct {
 // KEDA's annotations that pause an object: KEDA then neither scales it
 // nor asks its scalers.
 var pauseAnnotations = []string{"autoscaling.keda.sh/paused", "autoscaling.keda.sh/paused-replicas"}
+
+// paused reads them as KEDA does: paused-replicas pauses whenever it is
+// set; paused unless it says false.
+func paused(annotations map[string]string) bool {
+	if _, ok := annotations["autoscaling.keda.sh/paused-replicas"]; ok {
+		return true
+	}
+	v, ok := annotations["autoscaling.keda.sh/paused"]
+	if !ok {
+		return false
+	}
+	b, err := strconv.ParseBool(v)
+	return err != nil || b
+}
 
 // Target is one external trigger of an object whose metadata parses: what
 // the fleet's leader answers for itself, to count it once for the fleet.
@@ -223,11 +238,9 @@ func (r *Registry) set(resource string, obj any) {
 		return
 	}
 	ts := triggersOf(u)
-	for _, a := range pauseAnnotations {
-		if _, ok := u.GetAnnotations()[a]; ok {
-			for i := range ts {
-				ts[i].paused = true
-			}
+	if paused(u.GetAnnotations()) {
+		for i := range ts {
+			ts[i].paused = true
 		}
 	}
 	r.apply(resource, Key{u.GetNamespace(), u.GetName()}, ts)

@@ -98,6 +98,16 @@ func TestCheckAdmitsOnlyRealTriggers(t *testing.T) {
 	if err := r.Check("ml", "pynode-paused", map[string]string{"workload": "pynode", "org": "acme"}); err != nil {
 		t.Errorf("a paused object's trigger: %v", err)
 	}
+	// paused: "false" is KEDA's way to unpause.
+	paused.SetAnnotations(map[string]string{"autoscaling.keda.sh/paused": "false"})
+	stripped, _ = strip(paused)
+	r.set("scaledobjects", stripped)
+	if got := r.Targets("acme"); len(got) != 2 {
+		t.Errorf("Targets(acme) once unpaused = %+v; want both objects", got)
+	}
+	paused.SetAnnotations(map[string]string{"autoscaling.keda.sh/paused-replicas": "0"})
+	stripped, _ = strip(paused)
+	r.set("scaledobjects", stripped)
 	// Gone, it is gone from the org's objects too.
 	r.remove("scaledobjects", object("ml", "pynode-acme"))
 	if got := r.Targets("acme"); len(got) != 0 {

@@ -21,23 +21,23 @@ func (c *cli) replayCommand() *cobra.Command {
 	var coldStart time.Duration
 	var policies, plot string
 	cmd := &cobra.Command{
-		Use:   "replay TRACE.csv [--cold-start 3m] [--policy P,...]",
+		Use:   "replay TRACE.csv [--cold-start 3m] [--policy P,...] [-o table|json] [--plot out.svg]",
 		Short: "Replay a day of per-minute activity through keep-alive policies: cold starts against GPU-hours",
 		Long: `replay runs a per-minute activity trace through the keep-alive policies the
 scaler runs (the same code), and prints for each: cold activations as a
 share of active minutes, the per-org cold share at the 75th percentile,
 and the GPU-hours billed, against fixed:10m's.
 
-The trace is the Azure Functions 2019 public schema (gzipped or not):
-HashFunction,HashOwner,HashApp, then 1440 per-minute counts (headers 1..1440
-or 1_minute..1440_minute). Every row is one org with one GPU workload of
+The trace is the Azure Functions 2019 public data (gzipped or not):
+HashFunction,HashOwner,HashApp or HashOwner,HashApp,HashFunction,Trigger,
+then 1440 per-minute counts (headers 1..1440 or 1_minute..1440_minute). Every row is one org with one GPU workload of
 one replica. The model is in docs/POLICY.md.
 
 Policies: fixed:DURATION (the scaler's --idle-window: up for that long
 after the last activity), hybrid (the histogram policy of "Serverless in
 the Wild", USENIX ATC 2020), learned[:PRICE] (the scaler's own: per org,
 the keep-alive and pre-warm of least expected cost, a cold start priced at
-PRICE of GPU-time, 37m by default), and limit (knowing every arrival
+PRICE of GPU-time, 35m by default), and limit (knowing every arrival
 ahead: the least any policy could bill with no cold start).
 
 It needs no scaler: it reads the file only.`,
@@ -95,14 +95,21 @@ func parsePolicies(list string) ([]keepalive.Policy, error) {
 }
 
 func (c *cli) printReplay(tr *replay.Trace, coldStart int, ps []keepalive.Policy, plot string) error {
-	base := replay.Run(tr, keepalive.Fixed(10*time.Minute), coldStart)
 	var results []replay.Result
+	var base replay.Result // fixed:10m's, once
+	tenMinutes := keepalive.Policy(keepalive.Fixed(10 * time.Minute))
 	for _, p := range ps {
-		if p == nil {
-			results = append(results, replay.Limit(tr, coldStart))
-		} else {
-			results = append(results, replay.Run(tr, p, coldStart))
+		r := replay.Limit(tr, coldStart)
+		if p != nil {
+			r = replay.Run(tr, p, coldStart)
 		}
+		results = append(results, r)
+		if p == tenMinutes {
+			base = r
+		}
+	}
+	if base.Policy == "" {
+		base = replay.Run(tr, tenMinutes, coldStart)
 	}
 	s := replay.Summarize(tr, coldStart, base, results)
 	if plot != "" {
