@@ -62,3 +62,24 @@ func TestReplayPlot(t *testing.T) {
 		t.Fatalf("plot:\n%s\ntable:\n%s", s, out.String())
 	}
 }
+
+// The README's replay walkthrough is what the command prints.
+func TestReadmeReplayIsTrue(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const prompt = "$ scalerctl replay replay/testdata/azure-functions-2019-day1-half-a.csv.gz --cold-start 3m\n"
+	_, block, ok := strings.Cut(string(readme), prompt)
+	if !ok {
+		t.Fatalf("the README has no %q", prompt)
+	}
+	want, _, _ := strings.Cut(block, "```")
+	var out, errs strings.Builder
+	if code := run([]string{"replay", halfA, "--cold-start", "3m"}, &out, &errs); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs.String())
+	}
+	if out.String() != want {
+		t.Fatalf("the README shows:\n%s\nthe command prints:\n%s", want, out.String())
+	}
+}
