@@ -55,13 +55,12 @@ func (c *cli) depthCommand() *cobra.Command {
 		Short: "List the subscriptions the scaler tracks, with their backlog",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := c.dial()
+			admin, ctx, cancel, err := c.admin(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.ctx(cmd)
 			defer cancel()
-			resp, err := pb.NewAdminServiceClient(conn).ListBacklogs(ctx, &pb.ListBacklogsRequest{})
+			resp, err := admin.ListBacklogs(ctx, &pb.ListBacklogsRequest{})
 			if err != nil {
 				return err
 			}

@@ -17,13 +17,12 @@ number of orgs and the replica that answered. Replicas that agree print the
 same digest; ask each one with --addr to compare them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := c.dial()
+			admin, ctx, cancel, err := c.admin(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.ctx(cmd)
 			defer cancel()
-			resp, err := pb.NewAdminServiceClient(conn).Digest(ctx, &pb.DigestRequest{})
+			resp, err := admin.Digest(ctx, &pb.DigestRequest{})
 			if err != nil {
 				return err
 			}

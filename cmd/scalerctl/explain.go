@@ -39,13 +39,12 @@ about, or give a trigger's metadata.`,
 			default:
 				return fmt.Errorf("give NAMESPACE/SCALEDOBJECT, or the trigger's metadata with --meta KEY=VALUE")
 			}
-			conn, err := c.dial()
+			admin, ctx, cancel, err := c.admin(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.ctx(cmd)
 			defer cancel()
-			resp, err := pb.NewAdminServiceClient(conn).Explain(ctx, req)
+			resp, err := admin.Explain(ctx, req)
 			if err != nil {
 				return err
 			}

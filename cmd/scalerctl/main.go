@@ -185,6 +185,16 @@ func (c *cli) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(cmd.Context(), c.timeout)
 }
 
+// admin dials the scaler's admin service, with the call's deadline.
+func (c *cli) admin(cmd *cobra.Command) (pb.AdminServiceClient, context.Context, context.CancelFunc, error) {
+	conn, err := c.dial()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := c.ctx(cmd)
+	return pb.NewAdminServiceClient(conn), ctx, cancel, nil
+}
+
 func (c *cli) activityCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "activity ORG [ORG...]",

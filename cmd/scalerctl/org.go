@@ -26,13 +26,12 @@ func (c *cli) orgGetCommand() *cobra.Command {
 		Short: "Show one org",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			conn, err := c.dial()
+			admin, ctx, cancel, err := c.admin(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.ctx(cmd)
 			defer cancel()
-			resp, err := pb.NewAdminServiceClient(conn).GetOrg(ctx, &pb.GetOrgRequest{Org: args[0]})
+			resp, err := admin.GetOrg(ctx, &pb.GetOrgRequest{Org: args[0]})
 			if err != nil {
 				return err
 			}
@@ -64,13 +63,11 @@ func (c *cli) orgListCommand() *cobra.Command {
 			if limit < 0 {
 				return fmt.Errorf("--limit is %d: expected 0 (no limit) or more", limit)
 			}
-			conn, err := c.dial()
+			client, ctx, cancel, err := c.admin(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.ctx(cmd)
 			defer cancel()
-			client := pb.NewAdminServiceClient(conn)
 			var orgs []*pb.Org
 			for {
 				req.PageSize = 1000
@@ -120,13 +117,12 @@ last activity the org goes dormant (0 returns to the scaler's default).`,
 			if req.ScaleToZeroAllowed == nil && req.IdleWindow == nil {
 				return fmt.Errorf("nothing to change: give --scale-to-zero or --idle-window")
 			}
-			conn, err := c.dial()
+			admin, ctx, cancel, err := c.admin(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.ctx(cmd)
 			defer cancel()
-			resp, err := pb.NewAdminServiceClient(conn).UpdateOrg(ctx, req)
+			resp, err := admin.UpdateOrg(ctx, req)
 			if err != nil {
 				return err
 			}
@@ -151,13 +147,12 @@ names the org recreates it as new, active from that moment: delete the
 org's ScaledObjects first if it is gone for good.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			conn, err := c.dial()
+			admin, ctx, cancel, err := c.admin(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.ctx(cmd)
 			defer cancel()
-			resp, err := pb.NewAdminServiceClient(conn).DeleteOrg(ctx, &pb.DeleteOrgRequest{Org: args[0]})
+			resp, err := admin.DeleteOrg(ctx, &pb.DeleteOrgRequest{Org: args[0]})
 			if err != nil {
 				return err
 			}

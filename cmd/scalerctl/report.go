@@ -46,13 +46,12 @@ most 10 minutes); KEDA asks about every ScaledObject each pollingInterval.`,
 			if price < 0 {
 				return fmt.Errorf("--gpu-hour-price is %v: expected a price >= 0", price)
 			}
-			conn, err := c.dial()
+			admin, ctx, cancel, err := c.admin(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.ctx(cmd)
 			defer cancel()
-			resp, err := pb.NewAdminServiceClient(conn).Report(ctx, &pb.ReportRequest{Since: durationpb.New(d)})
+			resp, err := admin.Report(ctx, &pb.ReportRequest{Since: durationpb.New(d)})
 			if err != nil {
 				return err
 			}
