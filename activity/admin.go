@@ -261,8 +261,7 @@ func (s *Store) Watch(id string) (*Watch, error) {
 	last := e.rec.LastActivity.Time()
 	sh.mu.Unlock()
 	if created {
-		s.changed(Change{Org: id, Activity: last})
-		s.log.Info("new org", "org", id, "reason", "first seen in a trigger")
+		s.namedByTrigger(id, last)
 	}
 	return w, nil
 }

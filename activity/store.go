@@ -577,10 +577,16 @@ func (s *Store) Sight(id string) (Org, error) {
 	o := s.snapshot(id, e)
 	sh.mu.Unlock()
 	if created {
-		s.changed(Change{Org: id, Activity: o.LastActivity})
-		s.log.Info("new org", "org", id, "reason", "first seen in a trigger")
+		s.namedByTrigger(id, o.LastActivity)
 	}
 	return o, nil
+}
+
+// namedByTrigger reports an org a trigger created: to the other replicas,
+// and in the log. Caller holds no lock.
+func (s *Store) namedByTrigger(id string, created time.Time) {
+	s.changed(Change{Org: id, Activity: created})
+	s.log.Info("new org", "org", id, "reason", "first seen in a trigger")
 }
 
 // changed tells OnChange of a change made here.

@@ -264,11 +264,11 @@ func (s *Server) Tally(targets []scaledobjects.Target) {
 		}
 		switch {
 		case active && !v.active:
-			v.active, v.blind, v.reason = true, false, a.Reason
+			v.active, v.blind, v.reason = true, false, reasonOf(a, d)
 		case !v.active && a.Blind() && !v.blind:
-			v.blind, v.reason = true, d.Reason
+			v.blind, v.reason = true, reasonOf(a, d)
 		case !v.active && !v.blind && v.reason == nil:
-			v.reason = a.Reason
+			v.reason = reasonOf(a, d)
 		}
 	}
 	if s.observer == nil {
@@ -280,16 +280,13 @@ func (s *Server) Tally(targets []scaledobjects.Target) {
 	}
 }
 
-// tell gives the Observer an IsActive answer.
-func (s *Server) tell(namespace, name string, w decide.Workload, active bool, a decide.Answer, d pubsubdepth.Depth) {
-	if s.observer == nil {
-		return
-	}
-	reason := a.Reason
+// reasonOf says why an answer is what it is: while blind, why the
+// backlog cannot be seen.
+func reasonOf(a decide.Answer, d pubsubdepth.Depth) func() string {
 	if a.Blind() {
-		reason = d.Reason
+		return d.Reason
 	}
-	s.observer.Answered(namespace, name, active, a.Blind(), reason)
+	return a.Reason
 }
 
 // usageOf is an answer as the ledger keeps it: what was asked, and what
@@ -367,8 +364,8 @@ func (s *Server) IsActive(_ context.Context, ref *pb.ScaledObjectRef) (*pb.IsAct
 	}
 	active, err := s.remember(w, name, a, d)
 	s.count(w, active, err)
-	if !s.tallied {
-		s.tell(ref.GetNamespace(), ref.GetName(), w, active, a, d)
+	if !s.tallied && s.observer != nil {
+		s.observer.Answered(ref.GetNamespace(), ref.GetName(), active, a.Blind(), reasonOf(a, d))
 	}
 	if err != nil {
 		return nil, err
