@@ -65,7 +65,6 @@ type App struct {
 	leadEnd     context.CancelFunc
 	leadStop    chan struct{}           // closed at stop: the term ends before the Lease goes
 	leadMu      sync.Mutex              // held through a term
-	leadStopped bool                    // guarded by leadMu: no term begins any more
 	objects     *scaledobjects.Registry // nil without a cluster
 	keda        *scaler.Server
 	registry    *prometheus.Registry

@@ -99,9 +99,6 @@ func (a *App) lead(ctx context.Context) {
 		return // stopping: no new term
 	default:
 	}
-	if a.leadStopped {
-		return
-	}
 	tally := func(org string) { a.keda.Tally(a.objects.Targets(org)) }
 	a.ledger.Lead(fmt.Sprintf("%s-%d", a.opts.ReplicaID, a.opts.Now().UnixNano()))
 	a.leading.Store(true)
@@ -143,8 +140,9 @@ func (a *App) stopLeading() {
 		return
 	}
 	close(a.leadStop)
-	a.leadMu.Lock() // a term running ends first; one not begun never will
-	a.leadStopped = true
+	// A term running ends first; one not begun sees leadStop and never will.
+	a.leadMu.Lock()
+	//lint:ignore SA2001 waiting for the term to end is the point
 	a.leadMu.Unlock()
 	a.leadEnd()
 	a.leadWG.Wait()

@@ -72,7 +72,6 @@ func Run(ctx context.Context, o Options) error {
 		o.Registerer.MustRegister(leading)
 	}
 	var term sync.Mutex
-	ended := false // guarded by term
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metaOf(ns, o.Name),
 		Client:     cs.CoordinationV1(),
@@ -89,7 +88,7 @@ func Run(ctx context.Context, o Options) error {
 				// and may start the next term's before this one returns.
 				term.Lock()
 				defer term.Unlock()
-				if ended || lctx.Err() != nil {
+				if lctx.Err() != nil { // this term, or the election, ended before it began
 					return
 				}
 				leading.Set(1)
@@ -114,8 +113,10 @@ func Run(ctx context.Context, o Options) error {
 		}
 		le.Run(ctx) // returns when leadership is lost, or ctx ends
 	}
-	term.Lock() // a term still running finishes first; one not begun never will
-	ended = true
+	// A term still running finishes first; one not begun finds its ctx,
+	// derived from ours, done and never starts.
+	term.Lock()
+	//lint:ignore SA2001 waiting for the term to end is the point
 	term.Unlock()
 	return nil
 }
