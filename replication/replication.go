@@ -163,6 +163,14 @@ func (r *Replicator) ensureSubscription(ctx context.Context) error {
 	}
 }
 
+// wake tells the publisher something was queued.
+func (r *Replicator) wake() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
 // Enqueue queues a change made here for publishing; activity.Store's
 // OnChange. It never blocks: activity of one org coalesces to its latest.
 func (r *Replicator) Enqueue(c activity.Change) {
@@ -170,10 +178,7 @@ func (r *Replicator) Enqueue(c activity.Change) {
 	r.add(c)
 	r.enqueued++
 	r.mu.Unlock()
-	select {
-	case r.kick <- struct{}{}:
-	default:
-	}
+	r.wake()
 }
 
 // EnqueueHint queues an enqueue hint accepted here, for every replica to
@@ -185,10 +190,7 @@ func (r *Replicator) EnqueueHint(sub string, n int64, at time.Time) {
 		Subscription: sub, Messages: n, AtUnixNano: at.UnixNano()})
 	r.enqueued++
 	r.mu.Unlock()
-	select {
-	case r.kick <- struct{}{}:
-	default:
-	}
+	r.wake()
 }
 
 type usageKey struct {
@@ -208,10 +210,7 @@ func (r *Replicator) EnqueueUsage(hours []usage.Hour) {
 	}
 	r.enqueued++
 	r.mu.Unlock()
-	select {
-	case r.kick <- struct{}{}:
-	default:
-	}
+	r.wake()
 }
 
 // add queues c: activity alone coalesces to the org's latest instant.
