@@ -19,6 +19,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -46,13 +47,21 @@ type proc struct {
 	log  string
 }
 
+// freePort returns a port free now, below Linux's ephemeral range
+// (32768-60999): a port the kernel hands out (":0") can be taken by any
+// process's next outgoing connection before the process meant to listen on
+// it starts, as the suite's many clients do.
 func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
+	for range 1000 {
+		port := 20000 + mrand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	panic("no free port between 20000 and 32000")
 }
 
 // start runs a binary in its own process group, its output to a log file.
