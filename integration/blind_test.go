@@ -115,6 +115,13 @@ func TestHintsCannotOverflow(t *testing.T) {
 	d := start(t, o)
 	sub := "projects/demo-project/subscriptions/huge"
 	pubsubtest.Create(t, pubsubtest.Client(t, d.app.PubSubAddr(), "demo-project"), sub)
+	// A hint stands until the source shows a point observed after it, so
+	// let the first fetch land before hinting: otherwise it may supersede
+	// both hints with the emulator's empty backlog before KEDA asks.
+	poll(t, "the emulator's first point for huge", func() bool {
+		_, _, err := state(d, worker(sub, 1))
+		return err == nil
+	})
 	ctx := context.Background()
 	for range 2 {
 		if _, err := d.act.Hint(ctx, &pb.HintRequest{Subscription: sub, Messages: math.MaxInt64}); err != nil {
