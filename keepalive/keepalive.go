@@ -51,12 +51,20 @@ func (h *History) Observe(at time.Time) (time.Duration, bool) {
 		return 0, false
 	}
 	idle := at.Sub(last)
+	return idle, h.Add(idle)
+}
+
+// Add records one idle time, if at least MinIdle, and says whether it did.
+func (h *History) Add(idle time.Duration) bool {
 	if idle < MinIdle {
-		return 0, false
+		return false
 	}
 	h.record(idle)
-	return idle, true
+	return true
 }
+
+// Known is how many idle times h holds, in range or beyond it.
+func (h *History) Known() uint64 { return h.inRange() + uint64(h.Over) }
 
 // record counts one idle time of at least a Bin.
 func (h *History) record(idle time.Duration) {

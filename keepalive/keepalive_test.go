@@ -101,3 +101,38 @@ func TestLearnedPlans(t *testing.T) {
 		t.Fatalf("nothing known: %+v; want kept up for the price", plan)
 	}
 }
+
+// A floor keeps the workload up minWarm after activity and after a
+// pre-warm begins; Next and Prewarm find the edges of the floored plan.
+func TestFloorAndEdges(t *testing.T) {
+	p := Plan{KeepFor: 0, PrewarmFrom: 30 * time.Minute, PrewarmUntil: 32 * time.Minute}.Floor(6 * time.Minute)
+	if p.KeepFor != 6*time.Minute || p.PrewarmUntil != 36*time.Minute {
+		t.Fatalf("floored: %+v; want up 6m after activity and 6m after the pre-warm starts", p)
+	}
+	for _, c := range []struct {
+		since, next time.Duration
+		ok          bool
+	}{
+		{0, 6*time.Minute + 1, true},
+		{10 * time.Minute, 30 * time.Minute, true},
+		{31 * time.Minute, 36*time.Minute + 1, true},
+		{40 * time.Minute, 0, false},
+	} {
+		if next, ok := p.Next(c.since); next != c.next || ok != c.ok {
+			t.Errorf("Next(%s) = %s %v; want %s %v", c.since, next, ok, c.next, c.ok)
+		}
+	}
+	if at, ok := p.Prewarm(10 * time.Minute); !ok || at != 30*time.Minute {
+		t.Errorf("Prewarm(10m) = %s %v; want 30m", at, ok)
+	}
+	if _, ok := p.Prewarm(31 * time.Minute); ok {
+		t.Error("Prewarm(31m): the pre-warm has begun, none is ahead")
+	}
+	long := Plan{KeepFor: time.Hour}.Floor(6 * time.Minute)
+	if long.KeepFor != time.Hour {
+		t.Fatalf("a plan longer than the floor changed: %+v", long)
+	}
+	if _, ok := (Plan{KeepFor: 40 * time.Minute, PrewarmFrom: 30 * time.Minute, PrewarmUntil: time.Hour}).Prewarm(0); ok {
+		t.Error("a pre-warm inside the keep-alive brings nothing back up")
+	}
+}

@@ -1,0 +1,335 @@
+// Package idletimes keeps each org's idle-time histogram, and the fleet's
+// (the young orgs' idle times the learned keep-alive starts a new org
+// from), in the store's Badger database. Each replica counts the idle
+// times of the activity it accepted; the counts are kept per replica, and
+// each replica's only grow, so merging another replica's by the larger
+// count per bin is exact whatever the order or redelivery, and the
+// histogram a policy reads is the sum over replicas.
+package idletimes
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/orgscaler/orgscaler/keepalive"
+)
+
+// Options configure a Store.
+type Options struct {
+	// DB is the database the histograms live in, under "idle/".
+	DB *badger.DB
+	// Replica names this replica's counts.
+	Replica string
+	Logger  *slog.Logger
+	// MaxCached bounds the orgs whose histograms are held in memory (those
+	// a keep-alive policy reads); others are read from disk. Default 10000.
+	MaxCached int
+	// OnChange, when set, is told of this replica's counts for an org (or
+	// the fleet) each time they grow, for replication. It must not block.
+	OnChange func(Counts)
+	// OnUpdate, when set, is told of every org whose histogram changed, so
+	// its answers are looked at again (a plan may now pre-warm). It must
+	// not block.
+	OnUpdate func(org string)
+	// CheckDisk, when set, is asked before every write; an error skips it.
+	CheckDisk func() error
+}
+
+// DefaultMaxCached is the default bound on histograms held in memory:
+// about 1 KB each.
+const DefaultMaxCached = 10_000
+
+// Counts is one replica's counts for one org, or for the fleet (Org
+// empty): what replicas exchange.
+type Counts struct {
+	Org, Replica string
+	History      keepalive.History // only Bins and Over
+}
+
+// Store keeps the histograms. Its methods are safe for concurrent use.
+type Store struct {
+	opts Options
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	cached map[string]*keepalive.History // org -> sum over replicas
+	fleet  map[string]*keepalive.History // replica -> its fleet counts
+	sum    keepalive.History             // the fleet's, over replicas
+}
+
+// Open loads the fleet's counts from o.DB.
+func Open(o Options) (*Store, error) {
+	if o.MaxCached <= 0 {
+		o.MaxCached = DefaultMaxCached
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{opts: o, log: o.Logger.With("component", "idletimes"),
+		cached: make(map[string]*keepalive.History), fleet: make(map[string]*keepalive.History)}
+	err := o.DB.View(func(txn *badger.Txn) error {
+		return scan(txn, fleetPrefix, func(key []byte, h keepalive.History) {
+			r := string(key[len(fleetPrefix):])
+			s.fleet[r] = &h
+			add(&s.sum, &h)
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load the fleet's idle times: %w", err)
+	}
+	return s, nil
+}
+
+var (
+	orgPrefix   = []byte("idle/o/")
+	fleetPrefix = []byte("idle/f/")
+)
+
+// orgKey is org's counts by replica r; with r empty, the prefix of all of them.
+func orgKey(org, r string) []byte {
+	k := append(append([]byte{}, orgPrefix...), org...)
+	return append(append(k, 0), r...)
+}
+
+func fleetKey(r string) []byte { return append(append([]byte{}, fleetPrefix...), r...) }
+
+// Observe counts one idle time of org, seen by this replica, if it is at
+// least keepalive.MinIdle: into the org's histogram and, while the org is
+// young, the fleet's.
+func (s *Store) Observe(org string, idle time.Duration) error {
+	if idle < keepalive.MinIdle {
+		return nil
+	}
+	s.mu.Lock()
+	changes, err := s.observe(org, idle)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for _, c := range changes {
+		s.changed(c)
+	}
+	s.updated(org)
+	return nil
+}
+
+// observe is Observe under s.mu, returning the counts that grew.
+func (s *Store) observe(org string, idle time.Duration) ([]Counts, error) {
+	if err := s.checkDisk(); err != nil {
+		return nil, err
+	}
+	sum, cached := s.cached[org]
+	var err error
+	if !cached {
+		if sum, err = s.load(org); err != nil {
+			return nil, err
+		}
+	}
+	own, err := s.read(orgKey(org, s.opts.Replica))
+	if err != nil {
+		return nil, err
+	}
+	fleet := s.fleet[s.opts.Replica]
+	if fleet == nil {
+		fleet = &keepalive.History{}
+	}
+	nextSum, nextFleet := *sum, *fleet
+	nextSum.Add(idle)
+	own.Add(idle)
+	keepalive.Learned{Fleet: &nextFleet}.Learn(&nextSum, idle)
+	learned := nextFleet != *fleet
+	if err := s.opts.DB.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(orgKey(org, s.opts.Replica), marshal(&own)); err != nil {
+			return err
+		}
+		if learned {
+			return txn.Set(fleetKey(s.opts.Replica), marshal(&nextFleet))
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("write idle times of org %q: %w", org, err)
+	}
+	*sum = nextSum
+	changes := []Counts{{Org: org, Replica: s.opts.Replica, History: own}}
+	if learned {
+		s.sum.Add(idle)
+		*fleet = nextFleet
+		s.fleet[s.opts.Replica] = fleet
+		changes = append(changes, Counts{Replica: s.opts.Replica, History: nextFleet})
+	}
+	return changes, nil
+}
+
+// History returns org's histogram (summed over replicas) and the fleet's,
+// as copies, and keeps org's in memory for the next call.
+func (s *Store) History(org string) (own, fleet keepalive.History, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.cached[org]
+	if !ok {
+		if h, err = s.load(org); err != nil {
+			return own, fleet, err
+		}
+		s.cache(org, h)
+	}
+	return *h, s.sum, nil
+}
+
+func (s *Store) cache(org string, h *keepalive.History) {
+	for k := range s.cached {
+		if len(s.cached) < s.opts.MaxCached {
+			break
+		}
+		delete(s.cached, k) // any one: it is read from disk again when asked
+	}
+	s.cached[org] = h
+}
+
+// Merge applies another replica's counts: each bin takes the larger of the
+// held and the given count, so order and redelivery change nothing.
+func (s *Store) Merge(c Counts) error {
+	if c.Replica == "" {
+		return errors.New("idle times without a replica")
+	}
+	s.mu.Lock()
+	grew, err := s.merge(c)
+	s.mu.Unlock()
+	if grew && c.Org != "" {
+		s.updated(c.Org)
+	}
+	return err
+}
+
+// merge is Merge under s.mu, saying whether the counts grew.
+func (s *Store) merge(c Counts) (bool, error) {
+	if err := s.checkDisk(); err != nil {
+		return false, err
+	}
+	key := fleetKey(c.Replica)
+	if c.Org != "" {
+		key = orgKey(c.Org, c.Replica)
+	}
+	held, err := s.read(key)
+	if err != nil {
+		return false, err
+	}
+	merged, grew := held, false
+	for i, n := range c.History.Bins {
+		if n > merged.Bins[i] {
+			merged.Bins[i], grew = n, true
+		}
+	}
+	if c.History.Over > merged.Over {
+		merged.Over, grew = c.History.Over, true
+	}
+	if !grew {
+		return false, nil
+	}
+	if err := s.opts.DB.Update(func(txn *badger.Txn) error { return txn.Set(key, marshal(&merged)) }); err != nil {
+		return false, fmt.Errorf("write idle times from replica %q: %w", c.Replica, err)
+	}
+	if c.Org == "" {
+		s.fleet[c.Replica] = &merged
+		grow(&s.sum, &held, &merged)
+	} else if sum, ok := s.cached[c.Org]; ok {
+		grow(sum, &held, &merged)
+	}
+	return true, nil
+}
+
+// Delete forgets org's idle times, on every replica's count.
+func (s *Store) Delete(org string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.cached, org)
+	prefix := orgKey(org, "")
+	return s.opts.DB.DropPrefix(prefix)
+}
+
+// Export is every count held, this replica's and others', for a replica
+// that joins empty.
+func (s *Store) Export() ([]Counts, error) {
+	var out []Counts
+	err := s.opts.DB.View(func(txn *badger.Txn) error {
+		if err := scan(txn, orgPrefix, func(key []byte, h keepalive.History) {
+			org, r, _ := bytes.Cut(key[len(orgPrefix):], []byte{0})
+			out = append(out, Counts{Org: string(org), Replica: string(r), History: h})
+		}); err != nil {
+			return err
+		}
+		return scan(txn, fleetPrefix, func(key []byte, h keepalive.History) {
+			out = append(out, Counts{Replica: string(key[len(fleetPrefix):]), History: h})
+		})
+	})
+	return out, err
+}
+
+// load reads org's counts from every replica and sums them.
+func (s *Store) load(org string) (*keepalive.History, error) {
+	var sum keepalive.History
+	err := s.opts.DB.View(func(txn *badger.Txn) error {
+		return scan(txn, orgKey(org, ""), func(_ []byte, h keepalive.History) { add(&sum, &h) })
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read idle times of org %q: %w", org, err)
+	}
+	return &sum, nil
+}
+
+// read is the counts under key; none when it is absent.
+func (s *Store) read(key []byte) (keepalive.History, error) {
+	var h keepalive.History
+	err := s.opts.DB.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error { return unmarshal(v, &h) })
+	})
+	if err != nil {
+		return h, fmt.Errorf("read idle times %q: %w", key, err)
+	}
+	return h, nil
+}
+
+func scan(txn *badger.Txn, prefix []byte, each func(key []byte, h keepalive.History)) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		var h keepalive.History
+		item := it.Item()
+		if err := item.Value(func(v []byte) error { return unmarshal(v, &h) }); err != nil {
+			return fmt.Errorf("idle times %q: %w", item.Key(), err)
+		}
+		each(item.KeyCopy(nil), h)
+	}
+	return nil
+}
+
+func (s *Store) checkDisk() error {
+	if s.opts.CheckDisk == nil {
+		return nil
+	}
+	return s.opts.CheckDisk()
+}
+
+func (s *Store) changed(c Counts) {
+	if s.opts.OnChange != nil {
+		s.opts.OnChange(c)
+	}
+}
+
+func (s *Store) updated(org string) {
+	if s.opts.OnUpdate != nil {
+		s.opts.OnUpdate(org)
+	}
+}
