@@ -3,6 +3,8 @@ package decide
 import (
 	"fmt"
 	"time"
+
+	"github.com/orgscaler/orgscaler/keepalive"
 )
 
 // OrgState is what the decision needs to know about an org.
@@ -10,6 +12,9 @@ type OrgState struct {
 	LastActivity       time.Time
 	ScaleToZeroAllowed bool
 	IdleWindow         time.Duration // the window in force: the org's override or the default
+	// Plan is the keep-alive policy's plan for the org's idle times, for a
+	// workload with a keep-alive policy (it replaces the window there).
+	Plan keepalive.Plan
 }
 
 // Backlog is what is known of a subscription's queue.
@@ -95,10 +100,12 @@ func Decide(w Workload, org OrgState, backlog Backlog, now time.Time) Answer {
 		case !org.ScaleToZeroAllowed:
 			warm = true
 			a.Rule = RuleScaleToZeroOff
+		case w.KeepAlive.On():
+			warm, a.Rule, a.NextChange = planned(w, org, now)
 		case w.Kind == KindWorker && w.WarmFor == 0:
 			// A GPU worker runs on its backlog: org activity alone does not
 			// keep it warm for the org's whole window, unless its trigger
-			// asks with warmFor.
+			// asks with warmFor or keepAlive.
 		default:
 			a.WarmUntil = org.LastActivity.Add(Window(w, org))
 			if now.Before(a.WarmUntil) {
@@ -120,9 +127,13 @@ func Decide(w Workload, org OrgState, backlog Backlog, now time.Time) Answer {
 	a.Active = warm || (w.Subscription != "" && backlog.Messages > w.ActivationBacklog)
 	if !a.Active {
 		a.Replicas = 0
-		a.Rule = RuleIdle
-		if w.Org == "" || (w.Kind == KindWorker && w.WarmFor == 0) {
+		switch {
+		case w.KeepAlive.On() && org.ScaleToZeroAllowed:
+			a.Rule = RulePlanDown // NextChange stays: the pre-warm, if one is ahead
+		case w.Org == "" || (w.Kind == KindWorker && w.WarmFor == 0):
 			a.Rule = RuleNoBacklog
+		default:
+			a.Rule = RuleIdle
 		}
 		return a
 	}
@@ -131,7 +142,11 @@ func Decide(w Workload, org OrgState, backlog Backlog, now time.Time) Answer {
 	}
 	// Only the warm window runs out by itself; while the backlog alone keeps
 	// the workload active, new backlog data is what changes the answer.
-	if a.Rule == RuleWarm && !(w.Subscription != "" && backlog.Messages > w.ActivationBacklog) {
+	backlogged := w.Subscription != "" && backlog.Messages > w.ActivationBacklog
+	switch {
+	case backlogged:
+		a.NextChange = time.Time{}
+	case a.Rule == RuleWarm:
 		a.NextChange = a.WarmUntil
 	}
 	return a
@@ -146,6 +161,8 @@ func (a Answer) Reason() string {
 	case RuleWarm:
 		return fmt.Sprintf("org %s was active %s ago, within its %s window",
 			w.Org, a.now.Sub(org.LastActivity).Round(time.Second), Window(w, org))
+	case RuleKeptAlive, RulePrewarm, RulePlanDown:
+		return a.plannedReason()
 	case RuleBlind:
 		return fmt.Sprintf("backlog of %s is not known", w.Subscription)
 	case RuleBacklog:

@@ -73,6 +73,8 @@ type Workload struct {
 	// GPUsPerReplica only prices the GPU-hours report; it never changes an
 	// answer.
 	GPUsPerReplica int64
+	// KeepAlive is the trigger's keep-alive policy, instead of a window.
+	KeepAlive KeepAlive
 }
 
 // MetadataError says which metadata key was wrong, what it held, and what
@@ -182,6 +184,9 @@ func ParseMetadata(md map[string]string) (Workload, error) {
 		}
 		w.WarmFor = d
 	}
+	if err := parseKeepAlive(md, &w); err != nil {
+		return Workload{}, err
+	}
 	return w, nil
 }
 
@@ -239,7 +244,8 @@ func checkKeys(md map[string]string) error {
 	var unknown []string
 	for k := range md {
 		switch k {
-		case KeyWorkload, KeyOrg, KeySubscription, KeyMessagesPerReplica, KeyActivationBacklog, KeyWarmFor, KeyGPUsPerReplica:
+		case KeyWorkload, KeyOrg, KeySubscription, KeyMessagesPerReplica, KeyActivationBacklog, KeyWarmFor, KeyGPUsPerReplica,
+			KeyKeepAlive, KeyColdStart, KeyMinWarm:
 		default:
 			if !kedaKeys[k] {
 				unknown = append(unknown, k)
@@ -252,7 +258,8 @@ func checkKeys(md map[string]string) error {
 	sort.Strings(unknown)
 	k := unknown[0]
 	return &MetadataError{Key: Clip(k), Value: Clip(md[k]), Unknown: true, Expected: "the known keys are " +
-		strings.Join([]string{KeyWorkload, KeyOrg, KeySubscription, KeyMessagesPerReplica, KeyActivationBacklog, KeyWarmFor, KeyGPUsPerReplica}, ", ")}
+		strings.Join([]string{KeyWorkload, KeyOrg, KeySubscription, KeyMessagesPerReplica, KeyActivationBacklog, KeyWarmFor, KeyGPUsPerReplica,
+		KeyKeepAlive, KeyColdStart, KeyMinWarm}, ", ")}
 }
 
 func intKey(md map[string]string, key string, def, minimum int64) (int64, error) {
@@ -301,6 +308,13 @@ func (w Workload) MetricName() string {
 	in = append(strconv.AppendInt(in, w.MessagesPerReplica, 10), 0)
 	in = append(strconv.AppendInt(in, w.ActivationBacklog, 10), 0)
 	in = strconv.AppendInt(in, int64(w.WarmFor), 10)
+	if k := w.KeepAlive; k.On() {
+		// Appended only when set, so the names of triggers without a
+		// policy stay what they were.
+		in = append(append(in, 0), k.Policy...)
+		in = append(strconv.AppendInt(append(in, 0), int64(k.ColdStart), 10), 0)
+		in = strconv.AppendInt(in, int64(k.MinWarm), 10)
+	}
 	h := fnv.New32a()
 	_, _ = h.Write(in)
 	hex := strconv.FormatUint(uint64(h.Sum32()), 16)
