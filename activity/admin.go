@@ -134,6 +134,7 @@ func (s *Store) Delete(ctx context.Context, id string) (o Org, watchers int, ok 
 		return Org{}, 0, false, err // memory unchanged: the org is still there
 	}
 	o, watchers = s.forget(sh, id, d)
+	s.deleted(id)
 	s.changed(Change{Org: id, Deleted: d})
 	s.log.Info("org deleted", "org", id, "last_activity", o.LastActivity, "open_streams", watchers)
 	return o, watchers, true, nil
@@ -281,6 +282,23 @@ func (w *Watch) Stop() {
 		if len(*l) == 0 {
 			delete(sh.orphans, w.id)
 		}
+	}
+}
+
+// Notify tells org's watchers that something their answers read beside
+// the org (its idle times) has changed, so they look again.
+func (s *Store) Notify(id string) {
+	sh := s.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if e, ok := sh.orgs[id]; ok {
+		e.notify()
+	}
+}
+
+func (s *Store) deleted(id string) {
+	if s.opts.OnDelete != nil {
+		s.opts.OnDelete(id)
 	}
 }
 

@@ -134,6 +134,7 @@ func (s *Store) applyDelete(c Change) error {
 	}
 	// An org that something later keeps is rewritten by forget.
 	_, watchers := s.forget(sh, c.Org, c.Deleted)
+	s.deleted(c.Org)
 	s.log.Info("org deleted by another replica", "org", c.Org, "open_streams", watchers)
 	return nil
 }

@@ -26,6 +26,10 @@ import (
 type Options struct {
 	// Dir holds the Badger database; it is created if missing.
 	Dir string
+	// DB, when set, is the database in Dir, opened already (OpenDB): the
+	// store owns it from then on. Tests open it outside a testing/synctest
+	// bubble, whose fake hours would crawl through Badger's own tickers.
+	DB *badger.DB
 	// IdleWindow is how long an org stays active after its last activity,
 	// unless the org has its own window.
 	IdleWindow time.Duration
@@ -51,6 +55,15 @@ type Options struct {
 	// replicas), outside the store's locks, for replication. It must not
 	// block.
 	OnChange func(Change)
+	// OnIdle, when set, is told of each activity recorded here (not one
+	// Apply brings) with how long the org had been idle before it, outside
+	// the store's locks: the keep-alive policy learns from these. It must
+	// not block.
+	OnIdle func(org string, idle time.Duration)
+	// OnDelete, when set, is told of each org deleted, here or by another
+	// replica, once its record is gone from disk: what is kept beside the
+	// org goes with it. It must not block.
+	OnDelete func(org string)
 	// Replica names this store's replica in the stamps of its changes
 	// (settings, deletes), for last-writer-wins across replicas.
 	Replica string
@@ -206,11 +219,20 @@ func Open(opts Options) (*Store, error) {
 	if err := opts.check(); err != nil {
 		return nil, err
 	}
-	db, err := openBadger(opts.Dir, opts.logger())
-	if err != nil {
-		return nil, err
+	db := opts.DB
+	if db == nil {
+		var err error
+		if db, err = OpenDB(opts.Dir, opts.Logger); err != nil {
+			return nil, err
+		}
 	}
 	return start(opts, db)
+}
+
+// OpenDB opens (or creates) the Badger database in dir as the store
+// tunes it, for Options.DB.
+func OpenDB(dir string, log *slog.Logger) (*badger.DB, error) {
+	return openBadger(dir, Options{Logger: log}.logger())
 }
 
 func (opts Options) check() error {
@@ -519,8 +541,12 @@ func (s *Store) record(id string, why WakeReason, limited bool) (o Org, woke boo
 	e, created := s.getOrCreate(sh, id, now)
 	e.by = byOf(why)
 	var wasDormant time.Time
+	var idle time.Duration
 	if !created {
-		mergeActivity(&e.rec, stampOf(now), sh.tombs[id])
+		prev := e.rec.LastActivity
+		if mergeActivity(&e.rec, stampOf(now), sh.tombs[id]) {
+			idle = time.Duration(e.rec.LastActivity - prev)
+		}
 		before := e.rec.DormantSince.Time()
 		if woke, _, deadline := s.settle(&e.rec, now); woke {
 			wasDormant = before
@@ -535,6 +561,9 @@ func (s *Store) record(id string, why WakeReason, limited bool) (o Org, woke boo
 	o = s.snapshot(id, e)
 	sh.mu.Unlock()
 	s.changed(Change{Org: id, Activity: o.LastActivity})
+	if idle > 0 && s.opts.OnIdle != nil {
+		s.opts.OnIdle(id, idle)
+	}
 	switch {
 	case created:
 		s.log.Info("new org", "org", id, "reason", why)

@@ -32,6 +32,7 @@ import (
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/api"
 	"github.com/orgscaler/orgscaler/auth"
+	"github.com/orgscaler/orgscaler/idletimes"
 	"github.com/orgscaler/orgscaler/kubeevents"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/replication"
@@ -74,6 +75,7 @@ type App struct {
 	eventsEnd   context.CancelFunc
 	sec         *security
 	ledger      *usage.Ledger
+	idle        *idletimes.Store // nil with replication: idle times are not replicated yet
 	bgWG        sync.WaitGroup
 	bgEnd       context.CancelFunc
 	done        chan struct{}
@@ -138,12 +140,19 @@ func New(o Options) (*App, error) {
 		OnChange: onChange,
 		Dir:      o.DataDir, IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval, Logger: o.Logger, Now: o.Now,
 		OnTransition: a.onTransition, Registerer: a.registry, MaxOrgs: o.MaxOrgs, Replica: o.ReplicaID, MinFreeDisk: uint64(max(0, o.MinFreeDiskMB)) << 20,
+		OnIdle: a.onIdle, OnDelete: a.onDelete,
 	})
 	if err != nil {
 		return nil, err
 	}
 	a.store = store
 	undo = append(undo, store.Close)
+	if a.repl == nil {
+		if a.idle, err = idletimes.Open(idletimes.Options{DB: store.DB(), Replica: o.ReplicaID, Logger: o.Logger,
+			OnUpdate: store.Notify, CheckDisk: store.CheckDisk}); err != nil {
+			return nil, err
+		}
+	}
 	a.ready.Store(true)
 	if a.repl != nil && len(o.Peers) > 0 {
 		// Not ready until Join has brought this replica level with its
@@ -210,7 +219,7 @@ func New(o Options) (*App, error) {
 	kedaServer := scaler.New(scaler.Options{
 		MaxStreamAge: o.KEDAMaxConnectionAge,
 		Orgs:         store, Backlogs: scalerBacklogs, Now: o.Now, Logger: o.Logger, Done: a.done, Observer: observer,
-		Registerer: a.registry, Usage: a.ledger, Admit: admit, Tallied: a.fleet(),
+		Registerer: a.registry, Usage: a.ledger, Admit: admit, Tallied: a.fleet(), IdleTimes: a.idleTimes(),
 	})
 	a.keda = kedaServer
 	kedapb.RegisterExternalScalerServer(a.kedaSrv, kedaServer)

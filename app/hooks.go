@@ -2,6 +2,7 @@ package app
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/types"
@@ -100,4 +101,35 @@ func (a *App) onTransition(t activity.Transition) {
 		a.events.OrgDormant(t.Org, t.LastActivity, t.IdleWindow)
 	}
 	a.tallyOrg(t.Org)
+}
+
+// onIdle counts an org's idle time, for the keep-alive policies. A
+// failure loses one idle time, not the activity: it is logged, not
+// returned to the caller.
+func (a *App) onIdle(org string, idle time.Duration) {
+	if a.idle == nil {
+		return
+	}
+	if err := a.idle.Observe(org, idle); err != nil {
+		a.log.Warn("idle time not counted", "org", org, "err", err)
+	}
+}
+
+// onDelete forgets a deleted org's idle times.
+func (a *App) onDelete(org string) {
+	if a.idle == nil {
+		return
+	}
+	if err := a.idle.Delete(org); err != nil {
+		a.log.Warn("idle times of a deleted org not removed", "org", org, "err", err)
+	}
+}
+
+// idleTimes is what plans keep-alive policies, or nil (a typed nil would
+// not read as nil through the interface).
+func (a *App) idleTimes() scaler.IdleTimes {
+	if a.idle == nil {
+		return nil
+	}
+	return a.idle
 }

@@ -248,8 +248,24 @@ func (s *Store) Delete(org string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.cached, org)
-	prefix := orgKey(org, "")
-	return s.opts.DB.DropPrefix(prefix)
+	err := s.opts.DB.Update(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: orgKey(org, "")})
+		var keys [][]byte
+		for it.Rewind(); it.Valid(); it.Next() {
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		it.Close()
+		for _, k := range keys {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete idle times of org %q: %w", org, err)
+	}
+	return nil
 }
 
 // Export is every count held, this replica's and others', for a replica

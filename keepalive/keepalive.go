@@ -145,7 +145,11 @@ func duration(d time.Duration) string {
 // Parse reads a policy as --policy names it: fixed:DURATION (fixed:10m,
 // fixed:1h, fixed:1d), hybrid, or learned[:PRICE] (learned:30m). A learned
 // policy gets a fleet histogram of its own.
-func Parse(s string) (Policy, error) {
+func Parse(s string) (Policy, error) { return ParseWithFleet(s, &History{}) }
+
+// ParseWithFleet is Parse, with fleet as a learned policy's fleet
+// histogram: the live scaler's, summed over every org and replica.
+func ParseWithFleet(s string, fleet *History) (Policy, error) {
 	name, arg, _ := strings.Cut(strings.TrimSpace(s), ":")
 	switch name {
 	case "learned":
@@ -157,7 +161,7 @@ func Parse(s string) (Policy, error) {
 			}
 			price = d
 		}
-		return Learned{Price: price, Fleet: &History{}}, nil
+		return Learned{Price: price, Fleet: fleet}, nil
 	case "fixed":
 		d, err := parseDuration(arg)
 		if err != nil || d <= 0 {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/decide"
+	"github.com/orgscaler/orgscaler/keepalive"
 	"github.com/orgscaler/orgscaler/pubsubdepth"
 	"github.com/orgscaler/orgscaler/scaledobjects"
 	"github.com/orgscaler/orgscaler/usage"
@@ -56,6 +57,13 @@ type Admitter interface {
 	Check(namespace, name string, metadata map[string]string) error
 }
 
+// IdleTimes gives an org's idle-time histogram and the fleet's, for a
+// trigger's keep-alive policy; idletimes.Store provides it. Nil: triggers
+// with keepAlive are refused.
+type IdleTimes interface {
+	History(org string) (own, fleet keepalive.History, err error)
+}
+
 // Ledger keeps the GPU-hours ledger from every answer; usage.Ledger
 // provides it.
 type Ledger interface {
@@ -73,6 +81,7 @@ type Server struct {
 	observer Observer
 	usage    Ledger
 	admit    Admitter
+	idle     IdleTimes
 	maxAge   time.Duration
 	tallied  bool
 	metrics  *metrics
@@ -128,6 +137,9 @@ type Options struct {
 	// long (±10%), before its connection's own age cuts it: KEDA's client
 	// resets its reconnect backoff only after a clean end.
 	MaxStreamAge time.Duration
+	// IdleTimes, when set, plans the workloads of triggers with a
+	// keep-alive policy; without it they are refused.
+	IdleTimes IdleTimes
 	// Tallied says the fleet's leader calls Tally for every workload, so
 	// answers to KEDA are told to neither Observer nor Usage: with several
 	// replicas, each sees only the calls that reach it.
@@ -143,7 +155,7 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Server{orgs: o.Orgs, backlogs: o.Backlogs, now: o.Now, log: o.Logger.With("component", "scaler"),
-		done: o.Done, observer: o.Observer, usage: o.Usage, admit: o.Admit, maxAge: o.MaxStreamAge, tallied: o.Tallied, metrics: newMetrics(o.Registerer)}
+		done: o.Done, observer: o.Observer, usage: o.Usage, admit: o.Admit, idle: o.IdleTimes, maxAge: o.MaxStreamAge, tallied: o.Tallied, metrics: newMetrics(o.Registerer)}
 }
 
 // MaxScaledObjects bounds what the scaler remembers per ScaledObject (its
@@ -319,6 +331,11 @@ func (s *Server) evaluate(w decide.Workload) (decide.Answer, activity.Org, pubsu
 			return decide.Answer{}, o, pubsubdepth.Depth{}, orgError(err)
 		}
 		org = orgState(o)
+		if w.KeepAlive.On() {
+			if org.Plan, err = s.plan(w); err != nil {
+				return decide.Answer{}, o, pubsubdepth.Depth{}, err
+			}
+		}
 	}
 	var b decide.Backlog
 	var d pubsubdepth.Depth
@@ -330,6 +347,22 @@ func (s *Server) evaluate(w decide.Workload) (decide.Answer, activity.Org, pubsu
 		b = decide.Backlog{Known: d.Known, Messages: d.Messages, ObservedAt: d.Observed.At}
 	}
 	return decide.Decide(w, org, b, s.now()), o, d, nil
+}
+
+// plan is the keep-alive plan of w's policy for its org's idle times.
+func (s *Server) plan(w decide.Workload) (keepalive.Plan, error) {
+	if s.idle == nil {
+		return keepalive.Plan{}, status.Error(codes.FailedPrecondition, "keepAlive: this scaler keeps no idle times to plan from (with --replication they are not replicated yet): use warmFor, or run one replica")
+	}
+	own, fleet, err := s.idle.History(w.Org)
+	if err != nil {
+		return keepalive.Plan{}, status.Errorf(codes.Unavailable, "keepAlive: %v", err)
+	}
+	p, err := keepalive.ParseWithFleet(w.KeepAlive.Policy, &fleet)
+	if err != nil { // parsed once already, when the metadata was read
+		return keepalive.Plan{}, status.Errorf(codes.InvalidArgument, "keepAlive: %v", err)
+	}
+	return p.Plan(&own, w.KeepAlive.ColdStart), nil
 }
 
 // orgError is an org the scaler will not create, as KEDA gets it.
