@@ -259,7 +259,7 @@ func checkKeys(md map[string]string) error {
 	k := unknown[0]
 	return &MetadataError{Key: Clip(k), Value: Clip(md[k]), Unknown: true, Expected: "the known keys are " +
 		strings.Join([]string{KeyWorkload, KeyOrg, KeySubscription, KeyMessagesPerReplica, KeyActivationBacklog, KeyWarmFor, KeyGPUsPerReplica,
-		KeyKeepAlive, KeyColdStart, KeyMinWarm}, ", ")}
+			KeyKeepAlive, KeyColdStart, KeyMinWarm}, ", ")}
 }
 
 func intKey(md map[string]string, key string, def, minimum int64) (int64, error) {
