@@ -59,6 +59,16 @@ func ExplanationProto(e scaler.Explanation) *pb.ExplainResponse {
 	}
 	if e.Org != nil {
 		r.Org = OrgProto(*e.Org)
+		if plan, ok := e.Answer.Plan(); ok {
+			k := e.Workload.KeepAlive
+			r.KeepAlive = &pb.KeepAlivePlan{Policy: k.Policy, ColdStart: durationpb.New(k.ColdStart), MinWarm: durationpb.New(k.MinWarm),
+				KeepFor: durationpb.New(plan.KeepFor), NextPrewarm: ts(e.Answer.NextPrewarm()), Why: plan.Why,
+				IdleTimes: e.IdleTimes, FleetIdleTimes: e.FleetIdleTimes}
+			if plan.PrewarmFrom > 0 {
+				r.KeepAlive.PrewarmFrom, r.KeepAlive.PrewarmUntil = durationpb.New(plan.PrewarmFrom), durationpb.New(plan.PrewarmUntil)
+			}
+			return finish(r, e)
+		}
 		switch {
 		case e.Workload.WarmFor > 0:
 			r.Window, r.WindowSource = durationpb.New(e.Workload.WarmFor), "warmFor"
@@ -68,6 +78,11 @@ func ExplanationProto(e scaler.Explanation) *pb.ExplainResponse {
 			r.Window, r.WindowSource = durationpb.New(e.Org.IdleWindow), "default"
 		}
 	}
+	return finish(r, e)
+}
+
+// finish adds the backlog and the error to an explanation.
+func finish(r *pb.ExplainResponse, e scaler.Explanation) *pb.ExplainResponse {
 	if e.Backlog != nil {
 		r.Backlog = BacklogProto(*e.Backlog)
 	}

@@ -57,3 +57,34 @@ func TestExplain(t *testing.T) {
 		}
 	}
 }
+
+// A trigger with a keep-alive policy is explained by its plan: the
+// policy, what it learned from, what it keeps and when it pre-warms. The
+// org's idle times are counted from its activity, and go with the org.
+func TestExplainKeepAlive(t *testing.T) {
+	d := start(t, options(t, t.TempDir()))
+	ctx := context.Background()
+	md := map[string]string{"workload": "model", "org": "acme", "keepAlive": "learned", "coldStart": "3m"}
+	e, err := d.orgs.Explain(ctx, &pb.ExplainRequest{Metadata: md})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := e.GetKeepAlive()
+	if !e.GetActive() || e.GetRule() != "keep-alive" || k.GetPolicy() != "learned" || k.GetMinWarm().AsDuration().String() != "6m0s" ||
+		k.GetKeepFor().AsDuration().String() != "35m0s" || k.GetIdleTimes() != 0 || k.GetNextPrewarm() != nil || e.GetWindow() != nil {
+		t.Fatalf("a new org's learned model: want kept up for a cold start's price, nothing learned yet: %v", e)
+	}
+	out, err := d.ctl(t, "explain", "--meta", "workload=model,org=acme,keepAlive=learned,coldStart=3m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"keep-alive     learned, cold start 3m0s, minWarm 6m0s, from 0 idle times", "up 35m0s after each activity: no idle times known yet", "next pre-warm  none ahead"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("scalerctl explain lacks %q:\n%s", want, out)
+		}
+	}
+	md["coldStart"] = "soon"
+	if _, err := d.orgs.Explain(ctx, &pb.ExplainRequest{Metadata: md}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `"coldStart" is "soon"`) {
+		t.Fatalf("bad coldStart: %v; want InvalidArgument naming it", err)
+	}
+}

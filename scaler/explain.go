@@ -24,6 +24,9 @@ type Explanation struct {
 	Active bool
 	// Err is what KEDA gets instead of an answer, if anything.
 	Err error
+	// IdleTimes and FleetIdleTimes are how many idle times the org and the
+	// fleet show, for a trigger with a keep-alive policy.
+	IdleTimes, FleetIdleTimes uint64
 }
 
 // noteMetadata records the metadata of the ScaledObject KEDA asked about.
@@ -54,6 +57,11 @@ func (s *Server) Explain(md map[string]string) (Explanation, error) {
 	}
 	if w.Subscription != "" {
 		e.Backlog = &d
+	}
+	if w.KeepAlive.On() && s.idle != nil {
+		if own, fleet, err := s.idle.History(w.Org); err == nil {
+			e.IdleTimes, e.FleetIdleTimes = own.Known(), fleet.Known()
+		}
 	}
 	if err == nil && a.Rule == decide.RuleBlind {
 		e.Err = blindError(w, d) // GetMetrics

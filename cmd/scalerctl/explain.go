@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -82,8 +83,12 @@ func printExplanation(c *cli, e *pb.ExplainResponse) error {
 			s2z = "off (never scales to zero)"
 		}
 		row("org", "%s: %s, last activity %s, scale to zero %s", o.GetId(), stateText(o), ago(o.GetLastActivity().AsTime(), now), s2z)
-		source := map[string]string{"warmFor": "the trigger's warmFor", "org": "the org's own window", "default": "the scaler's --idle-window"}[e.GetWindowSource()]
-		row("window", "%s (%s)", human(e.GetWindow().AsDuration()), source)
+		if k := e.GetKeepAlive(); k != nil {
+			printPlan(row, k, now)
+		} else {
+			source := map[string]string{"warmFor": "the trigger's warmFor", "org": "the org's own window", "default": "the scaler's --idle-window"}[e.GetWindowSource()]
+			row("window", "%s (%s)", human(e.GetWindow().AsDuration()), source)
+		}
 	}
 	if b := e.GetBacklog(); b != nil {
 		backlog := "unknown"
@@ -105,4 +110,21 @@ func printExplanation(c *cli, e *pb.ExplainResponse) error {
 		row("next change", "only new activity, a hint or the backlog can change it")
 	}
 	return tw.Flush()
+}
+
+// printPlan shows a keep-alive plan: what it keeps, when it pre-warms next
+// and why.
+func printPlan(row func(k, format string, a ...any), k *pb.KeepAlivePlan, now time.Time) {
+	row("keep-alive", "%s, cold start %s, minWarm %s, from %d idle times of the org's and %d of the fleet's",
+		k.GetPolicy(), human(k.GetColdStart().AsDuration()), human(k.GetMinWarm().AsDuration()), k.GetIdleTimes(), k.GetFleetIdleTimes())
+	plan := fmt.Sprintf("up %s after each activity", human(k.GetKeepFor().AsDuration()))
+	if k.GetPrewarmFrom() != nil {
+		plan += fmt.Sprintf(", then again from %s to %s after it", human(k.GetPrewarmFrom().AsDuration()), human(k.GetPrewarmUntil().AsDuration()))
+	}
+	row("plan", "%s: %s", plan, k.GetWhy())
+	if np := k.GetNextPrewarm(); np != nil {
+		row("next pre-warm", "in %s (%s)", human(np.AsTime().Sub(now)), np.AsTime().UTC().Format("2006-01-02T15:04:05Z"))
+	} else {
+		row("next pre-warm", "none ahead: only new activity brings it up")
+	}
 }

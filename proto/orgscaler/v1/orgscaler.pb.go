@@ -73,7 +73,7 @@ func (x ListOrgsRequest_Filter) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ListOrgsRequest_Filter.Descriptor instead.
 func (ListOrgsRequest_Filter) EnumDescriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{16, 0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{17, 0}
 }
 
 type Org_State int32
@@ -122,7 +122,7 @@ func (x Org_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Org_State.Descriptor instead.
 func (Org_State) EnumDescriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{26, 0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{27, 0}
 }
 
 type RecordActivityRequest struct {
@@ -722,7 +722,10 @@ type ExplainResponse struct {
 	// The backlog, when the workload has a subscription.
 	Backlog *Backlog `protobuf:"bytes,12,opt,name=backlog,proto3" json:"backlog,omitempty"`
 	// What KEDA gets instead of an answer, if anything (Unavailable, NotFound).
-	Error         string `protobuf:"bytes,13,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,13,opt,name=error,proto3" json:"error,omitempty"`
+	// The trigger's keep-alive policy and its plan for the org, when the
+	// trigger has keepAlive (then window is unset: the plan replaces it).
+	KeepAlive     *KeepAlivePlan `protobuf:"bytes,14,opt,name=keep_alive,json=keepAlive,proto3" json:"keep_alive,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -848,6 +851,136 @@ func (x *ExplainResponse) GetError() string {
 	return ""
 }
 
+func (x *ExplainResponse) GetKeepAlive() *KeepAlivePlan {
+	if x != nil {
+		return x.KeepAlive
+	}
+	return nil
+}
+
+// A keep-alive plan: after each activity the workload stays up for
+// keep_for, and comes back up from prewarm_from to prewarm_until (when
+// prewarm_from is set), both counted from the activity; minWarm applied.
+type KeepAlivePlan struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Policy       string                 `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	ColdStart    *durationpb.Duration   `protobuf:"bytes,2,opt,name=cold_start,json=coldStart,proto3" json:"cold_start,omitempty"`
+	MinWarm      *durationpb.Duration   `protobuf:"bytes,3,opt,name=min_warm,json=minWarm,proto3" json:"min_warm,omitempty"`
+	KeepFor      *durationpb.Duration   `protobuf:"bytes,4,opt,name=keep_for,json=keepFor,proto3" json:"keep_for,omitempty"`
+	PrewarmFrom  *durationpb.Duration   `protobuf:"bytes,5,opt,name=prewarm_from,json=prewarmFrom,proto3" json:"prewarm_from,omitempty"`
+	PrewarmUntil *durationpb.Duration   `protobuf:"bytes,6,opt,name=prewarm_until,json=prewarmUntil,proto3" json:"prewarm_until,omitempty"`
+	// When the plan next brings the workload up by itself; unset: none ahead.
+	NextPrewarm *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=next_prewarm,json=nextPrewarm,proto3" json:"next_prewarm,omitempty"`
+	// Why the policy chose this plan.
+	Why string `protobuf:"bytes,8,opt,name=why,proto3" json:"why,omitempty"`
+	// How many idle times the plan learned from: the org's own, and the
+	// fleet's prior.
+	IdleTimes      uint64 `protobuf:"varint,9,opt,name=idle_times,json=idleTimes,proto3" json:"idle_times,omitempty"`
+	FleetIdleTimes uint64 `protobuf:"varint,10,opt,name=fleet_idle_times,json=fleetIdleTimes,proto3" json:"fleet_idle_times,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *KeepAlivePlan) Reset() {
+	*x = KeepAlivePlan{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeepAlivePlan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeepAlivePlan) ProtoMessage() {}
+
+func (x *KeepAlivePlan) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeepAlivePlan.ProtoReflect.Descriptor instead.
+func (*KeepAlivePlan) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *KeepAlivePlan) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *KeepAlivePlan) GetColdStart() *durationpb.Duration {
+	if x != nil {
+		return x.ColdStart
+	}
+	return nil
+}
+
+func (x *KeepAlivePlan) GetMinWarm() *durationpb.Duration {
+	if x != nil {
+		return x.MinWarm
+	}
+	return nil
+}
+
+func (x *KeepAlivePlan) GetKeepFor() *durationpb.Duration {
+	if x != nil {
+		return x.KeepFor
+	}
+	return nil
+}
+
+func (x *KeepAlivePlan) GetPrewarmFrom() *durationpb.Duration {
+	if x != nil {
+		return x.PrewarmFrom
+	}
+	return nil
+}
+
+func (x *KeepAlivePlan) GetPrewarmUntil() *durationpb.Duration {
+	if x != nil {
+		return x.PrewarmUntil
+	}
+	return nil
+}
+
+func (x *KeepAlivePlan) GetNextPrewarm() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextPrewarm
+	}
+	return nil
+}
+
+func (x *KeepAlivePlan) GetWhy() string {
+	if x != nil {
+		return x.Why
+	}
+	return ""
+}
+
+func (x *KeepAlivePlan) GetIdleTimes() uint64 {
+	if x != nil {
+		return x.IdleTimes
+	}
+	return 0
+}
+
+func (x *KeepAlivePlan) GetFleetIdleTimes() uint64 {
+	if x != nil {
+		return x.FleetIdleTimes
+	}
+	return 0
+}
+
 type ReportRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// How far back: the report starts at the hour holding now - since.
@@ -859,7 +992,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +1004,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +1017,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{11}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReportRequest) GetSince() *durationpb.Duration {
@@ -910,7 +1043,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1055,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1068,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{12}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReportResponse) GetFrom() *timestamppb.Timestamp {
@@ -998,7 +1131,7 @@ type WorkloadUsage struct {
 
 func (x *WorkloadUsage) Reset() {
 	*x = WorkloadUsage{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1143,7 @@ func (x *WorkloadUsage) String() string {
 func (*WorkloadUsage) ProtoMessage() {}
 
 func (x *WorkloadUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1156,7 @@ func (x *WorkloadUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadUsage.ProtoReflect.Descriptor instead.
 func (*WorkloadUsage) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{13}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WorkloadUsage) GetScaledObject() string {
@@ -1119,7 +1252,7 @@ type GetOrgRequest struct {
 
 func (x *GetOrgRequest) Reset() {
 	*x = GetOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1264,7 @@ func (x *GetOrgRequest) String() string {
 func (*GetOrgRequest) ProtoMessage() {}
 
 func (x *GetOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1277,7 @@ func (x *GetOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrgRequest.ProtoReflect.Descriptor instead.
 func (*GetOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{14}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetOrgRequest) GetOrg() string {
@@ -1163,7 +1296,7 @@ type GetOrgResponse struct {
 
 func (x *GetOrgResponse) Reset() {
 	*x = GetOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1308,7 @@ func (x *GetOrgResponse) String() string {
 func (*GetOrgResponse) ProtoMessage() {}
 
 func (x *GetOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1321,7 @@ func (x *GetOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrgResponse.ProtoReflect.Descriptor instead.
 func (*GetOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{15}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetOrgResponse) GetOrg() *Org {
@@ -1211,7 +1344,7 @@ type ListOrgsRequest struct {
 
 func (x *ListOrgsRequest) Reset() {
 	*x = ListOrgsRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1356,7 @@ func (x *ListOrgsRequest) String() string {
 func (*ListOrgsRequest) ProtoMessage() {}
 
 func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1369,7 @@ func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsRequest.ProtoReflect.Descriptor instead.
 func (*ListOrgsRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{16}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListOrgsRequest) GetFilter() ListOrgsRequest_Filter {
@@ -1271,7 +1404,7 @@ type ListOrgsResponse struct {
 
 func (x *ListOrgsResponse) Reset() {
 	*x = ListOrgsResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1283,7 +1416,7 @@ func (x *ListOrgsResponse) String() string {
 func (*ListOrgsResponse) ProtoMessage() {}
 
 func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1296,7 +1429,7 @@ func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsResponse.ProtoReflect.Descriptor instead.
 func (*ListOrgsResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{17}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListOrgsResponse) GetOrgs() []*Org {
@@ -1328,7 +1461,7 @@ type UpdateOrgRequest struct {
 
 func (x *UpdateOrgRequest) Reset() {
 	*x = UpdateOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1340,7 +1473,7 @@ func (x *UpdateOrgRequest) String() string {
 func (*UpdateOrgRequest) ProtoMessage() {}
 
 func (x *UpdateOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1353,7 +1486,7 @@ func (x *UpdateOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrgRequest.ProtoReflect.Descriptor instead.
 func (*UpdateOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{18}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpdateOrgRequest) GetOrg() string {
@@ -1387,7 +1520,7 @@ type UpdateOrgResponse struct {
 
 func (x *UpdateOrgResponse) Reset() {
 	*x = UpdateOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1532,7 @@ func (x *UpdateOrgResponse) String() string {
 func (*UpdateOrgResponse) ProtoMessage() {}
 
 func (x *UpdateOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1545,7 @@ func (x *UpdateOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrgResponse.ProtoReflect.Descriptor instead.
 func (*UpdateOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{19}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpdateOrgResponse) GetOrg() *Org {
@@ -1430,7 +1563,7 @@ type DigestRequest struct {
 
 func (x *DigestRequest) Reset() {
 	*x = DigestRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +1575,7 @@ func (x *DigestRequest) String() string {
 func (*DigestRequest) ProtoMessage() {}
 
 func (x *DigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +1588,7 @@ func (x *DigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestRequest.ProtoReflect.Descriptor instead.
 func (*DigestRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{20}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{21}
 }
 
 type SnapshotRequest struct {
@@ -1469,7 +1602,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1614,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1627,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{21}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SnapshotRequest) GetUsage() bool {
@@ -1518,7 +1651,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1530,7 +1663,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1543,7 +1676,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{22}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SnapshotResponse) GetReplica() string {
@@ -1584,7 +1717,7 @@ type DigestResponse struct {
 
 func (x *DigestResponse) Reset() {
 	*x = DigestResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1729,7 @@ func (x *DigestResponse) String() string {
 func (*DigestResponse) ProtoMessage() {}
 
 func (x *DigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1742,7 @@ func (x *DigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestResponse.ProtoReflect.Descriptor instead.
 func (*DigestResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{23}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DigestResponse) GetDigest() string {
@@ -1649,7 +1782,7 @@ type DeleteOrgRequest struct {
 
 func (x *DeleteOrgRequest) Reset() {
 	*x = DeleteOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1794,7 @@ func (x *DeleteOrgRequest) String() string {
 func (*DeleteOrgRequest) ProtoMessage() {}
 
 func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1807,7 @@ func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgRequest.ProtoReflect.Descriptor instead.
 func (*DeleteOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{24}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeleteOrgRequest) GetOrg() string {
@@ -1696,7 +1829,7 @@ type DeleteOrgResponse struct {
 
 func (x *DeleteOrgResponse) Reset() {
 	*x = DeleteOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +1841,7 @@ func (x *DeleteOrgResponse) String() string {
 func (*DeleteOrgResponse) ProtoMessage() {}
 
 func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +1854,7 @@ func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgResponse.ProtoReflect.Descriptor instead.
 func (*DeleteOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{25}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeleteOrgResponse) GetOrg() *Org {
@@ -1763,7 +1896,7 @@ type Org struct {
 
 func (x *Org) Reset() {
 	*x = Org{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1775,7 +1908,7 @@ func (x *Org) String() string {
 func (*Org) ProtoMessage() {}
 
 func (x *Org) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1788,7 +1921,7 @@ func (x *Org) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Org.ProtoReflect.Descriptor instead.
 func (*Org) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{26}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Org) GetId() string {
@@ -1897,7 +2030,7 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\rscaled_object\x18\x02 \x01(\tR\fscaledObject\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb5\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf1\x04\n" +
 	"\x0fExplainResponse\x12G\n" +
 	"\bmetadata\x18\x01 \x03(\v2+.orgscaler.v1.ExplainResponse.MetadataEntryR\bmetadata\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12\x1f\n" +
@@ -1914,10 +2047,26 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	" \x01(\v2\x19.google.protobuf.DurationR\x06window\x12#\n" +
 	"\rwindow_source\x18\v \x01(\tR\fwindowSource\x12/\n" +
 	"\abacklog\x18\f \x01(\v2\x15.orgscaler.v1.BacklogR\abacklog\x12\x14\n" +
-	"\x05error\x18\r \x01(\tR\x05error\x1a;\n" +
+	"\x05error\x18\r \x01(\tR\x05error\x12:\n" +
+	"\n" +
+	"keep_alive\x18\x0e \x01(\v2\x1b.orgscaler.v1.KeepAlivePlanR\tkeepAlive\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe5\x03\n" +
+	"\rKeepAlivePlan\x12\x16\n" +
+	"\x06policy\x18\x01 \x01(\tR\x06policy\x128\n" +
+	"\n" +
+	"cold_start\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\tcoldStart\x124\n" +
+	"\bmin_warm\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\aminWarm\x124\n" +
+	"\bkeep_for\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\akeepFor\x12<\n" +
+	"\fprewarm_from\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\vprewarmFrom\x12>\n" +
+	"\rprewarm_until\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\fprewarmUntil\x12=\n" +
+	"\fnext_prewarm\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vnextPrewarm\x12\x10\n" +
+	"\x03why\x18\b \x01(\tR\x03why\x12\x1d\n" +
+	"\n" +
+	"idle_times\x18\t \x01(\x04R\tidleTimes\x12(\n" +
+	"\x10fleet_idle_times\x18\n" +
+	" \x01(\x04R\x0efleetIdleTimes\"@\n" +
 	"\rReportRequest\x12/\n" +
 	"\x05since\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x05since\"\xe0\x01\n" +
 	"\x0eReportResponse\x12.\n" +
@@ -2030,7 +2179,7 @@ func file_orgscaler_v1_orgscaler_proto_rawDescGZIP() []byte {
 }
 
 var file_orgscaler_v1_orgscaler_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(ListOrgsRequest_Filter)(0),    // 0: orgscaler.v1.ListOrgsRequest.Filter
 	(Org_State)(0),                 // 1: orgscaler.v1.Org.State
@@ -2045,94 +2194,102 @@ var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(*Backlog)(nil),                // 10: orgscaler.v1.Backlog
 	(*ExplainRequest)(nil),         // 11: orgscaler.v1.ExplainRequest
 	(*ExplainResponse)(nil),        // 12: orgscaler.v1.ExplainResponse
-	(*ReportRequest)(nil),          // 13: orgscaler.v1.ReportRequest
-	(*ReportResponse)(nil),         // 14: orgscaler.v1.ReportResponse
-	(*WorkloadUsage)(nil),          // 15: orgscaler.v1.WorkloadUsage
-	(*GetOrgRequest)(nil),          // 16: orgscaler.v1.GetOrgRequest
-	(*GetOrgResponse)(nil),         // 17: orgscaler.v1.GetOrgResponse
-	(*ListOrgsRequest)(nil),        // 18: orgscaler.v1.ListOrgsRequest
-	(*ListOrgsResponse)(nil),       // 19: orgscaler.v1.ListOrgsResponse
-	(*UpdateOrgRequest)(nil),       // 20: orgscaler.v1.UpdateOrgRequest
-	(*UpdateOrgResponse)(nil),      // 21: orgscaler.v1.UpdateOrgResponse
-	(*DigestRequest)(nil),          // 22: orgscaler.v1.DigestRequest
-	(*SnapshotRequest)(nil),        // 23: orgscaler.v1.SnapshotRequest
-	(*SnapshotResponse)(nil),       // 24: orgscaler.v1.SnapshotResponse
-	(*DigestResponse)(nil),         // 25: orgscaler.v1.DigestResponse
-	(*DeleteOrgRequest)(nil),       // 26: orgscaler.v1.DeleteOrgRequest
-	(*DeleteOrgResponse)(nil),      // 27: orgscaler.v1.DeleteOrgResponse
-	(*Org)(nil),                    // 28: orgscaler.v1.Org
-	nil,                            // 29: orgscaler.v1.ExplainRequest.MetadataEntry
-	nil,                            // 30: orgscaler.v1.ExplainResponse.MetadataEntry
-	nil,                            // 31: orgscaler.v1.WorkloadUsage.WakesEntry
-	(*timestamppb.Timestamp)(nil),  // 32: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 33: google.protobuf.Duration
-	(*OrgChange)(nil),              // 34: orgscaler.v1.OrgChange
-	(*UsageHour)(nil),              // 35: orgscaler.v1.UsageHour
+	(*KeepAlivePlan)(nil),          // 13: orgscaler.v1.KeepAlivePlan
+	(*ReportRequest)(nil),          // 14: orgscaler.v1.ReportRequest
+	(*ReportResponse)(nil),         // 15: orgscaler.v1.ReportResponse
+	(*WorkloadUsage)(nil),          // 16: orgscaler.v1.WorkloadUsage
+	(*GetOrgRequest)(nil),          // 17: orgscaler.v1.GetOrgRequest
+	(*GetOrgResponse)(nil),         // 18: orgscaler.v1.GetOrgResponse
+	(*ListOrgsRequest)(nil),        // 19: orgscaler.v1.ListOrgsRequest
+	(*ListOrgsResponse)(nil),       // 20: orgscaler.v1.ListOrgsResponse
+	(*UpdateOrgRequest)(nil),       // 21: orgscaler.v1.UpdateOrgRequest
+	(*UpdateOrgResponse)(nil),      // 22: orgscaler.v1.UpdateOrgResponse
+	(*DigestRequest)(nil),          // 23: orgscaler.v1.DigestRequest
+	(*SnapshotRequest)(nil),        // 24: orgscaler.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),       // 25: orgscaler.v1.SnapshotResponse
+	(*DigestResponse)(nil),         // 26: orgscaler.v1.DigestResponse
+	(*DeleteOrgRequest)(nil),       // 27: orgscaler.v1.DeleteOrgRequest
+	(*DeleteOrgResponse)(nil),      // 28: orgscaler.v1.DeleteOrgResponse
+	(*Org)(nil),                    // 29: orgscaler.v1.Org
+	nil,                            // 30: orgscaler.v1.ExplainRequest.MetadataEntry
+	nil,                            // 31: orgscaler.v1.ExplainResponse.MetadataEntry
+	nil,                            // 32: orgscaler.v1.WorkloadUsage.WakesEntry
+	(*timestamppb.Timestamp)(nil),  // 33: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 34: google.protobuf.Duration
+	(*OrgChange)(nil),              // 35: orgscaler.v1.OrgChange
+	(*UsageHour)(nil),              // 36: orgscaler.v1.UsageHour
 }
 var file_orgscaler_v1_orgscaler_proto_depIdxs = []int32{
-	28, // 0: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
+	29, // 0: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
 	10, // 1: orgscaler.v1.HintResponse.backlog:type_name -> orgscaler.v1.Backlog
-	28, // 2: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
+	29, // 2: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
 	10, // 3: orgscaler.v1.ListBacklogsResponse.backlogs:type_name -> orgscaler.v1.Backlog
-	32, // 4: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
-	32, // 5: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
-	29, // 6: orgscaler.v1.ExplainRequest.metadata:type_name -> orgscaler.v1.ExplainRequest.MetadataEntry
-	30, // 7: orgscaler.v1.ExplainResponse.metadata:type_name -> orgscaler.v1.ExplainResponse.MetadataEntry
-	32, // 8: orgscaler.v1.ExplainResponse.next_change:type_name -> google.protobuf.Timestamp
-	28, // 9: orgscaler.v1.ExplainResponse.org:type_name -> orgscaler.v1.Org
-	33, // 10: orgscaler.v1.ExplainResponse.window:type_name -> google.protobuf.Duration
+	33, // 4: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
+	33, // 5: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
+	30, // 6: orgscaler.v1.ExplainRequest.metadata:type_name -> orgscaler.v1.ExplainRequest.MetadataEntry
+	31, // 7: orgscaler.v1.ExplainResponse.metadata:type_name -> orgscaler.v1.ExplainResponse.MetadataEntry
+	33, // 8: orgscaler.v1.ExplainResponse.next_change:type_name -> google.protobuf.Timestamp
+	29, // 9: orgscaler.v1.ExplainResponse.org:type_name -> orgscaler.v1.Org
+	34, // 10: orgscaler.v1.ExplainResponse.window:type_name -> google.protobuf.Duration
 	10, // 11: orgscaler.v1.ExplainResponse.backlog:type_name -> orgscaler.v1.Backlog
-	33, // 12: orgscaler.v1.ReportRequest.since:type_name -> google.protobuf.Duration
-	32, // 13: orgscaler.v1.ReportResponse.from:type_name -> google.protobuf.Timestamp
-	32, // 14: orgscaler.v1.ReportResponse.to:type_name -> google.protobuf.Timestamp
-	33, // 15: orgscaler.v1.ReportResponse.retention:type_name -> google.protobuf.Duration
-	15, // 16: orgscaler.v1.ReportResponse.workloads:type_name -> orgscaler.v1.WorkloadUsage
-	33, // 17: orgscaler.v1.WorkloadUsage.tracked:type_name -> google.protobuf.Duration
-	33, // 18: orgscaler.v1.WorkloadUsage.active:type_name -> google.protobuf.Duration
-	31, // 19: orgscaler.v1.WorkloadUsage.wakes:type_name -> orgscaler.v1.WorkloadUsage.WakesEntry
-	28, // 20: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
-	0,  // 21: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
-	28, // 22: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
-	33, // 23: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
-	28, // 24: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
-	34, // 25: orgscaler.v1.SnapshotResponse.changes:type_name -> orgscaler.v1.OrgChange
-	35, // 26: orgscaler.v1.SnapshotResponse.usage:type_name -> orgscaler.v1.UsageHour
-	28, // 27: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
-	1,  // 28: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
-	32, // 29: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
-	32, // 30: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
-	32, // 31: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
-	32, // 32: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
-	33, // 33: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
-	2,  // 34: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
-	4,  // 35: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
-	6,  // 36: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
-	16, // 37: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
-	18, // 38: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
-	20, // 39: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
-	26, // 40: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
-	22, // 41: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
-	23, // 42: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
-	8,  // 43: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
-	11, // 44: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
-	13, // 45: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
-	3,  // 46: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
-	5,  // 47: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
-	7,  // 48: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
-	17, // 49: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
-	19, // 50: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
-	21, // 51: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
-	27, // 52: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
-	25, // 53: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
-	24, // 54: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
-	9,  // 55: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
-	12, // 56: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
-	14, // 57: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
-	46, // [46:58] is the sub-list for method output_type
-	34, // [34:46] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	13, // 12: orgscaler.v1.ExplainResponse.keep_alive:type_name -> orgscaler.v1.KeepAlivePlan
+	34, // 13: orgscaler.v1.KeepAlivePlan.cold_start:type_name -> google.protobuf.Duration
+	34, // 14: orgscaler.v1.KeepAlivePlan.min_warm:type_name -> google.protobuf.Duration
+	34, // 15: orgscaler.v1.KeepAlivePlan.keep_for:type_name -> google.protobuf.Duration
+	34, // 16: orgscaler.v1.KeepAlivePlan.prewarm_from:type_name -> google.protobuf.Duration
+	34, // 17: orgscaler.v1.KeepAlivePlan.prewarm_until:type_name -> google.protobuf.Duration
+	33, // 18: orgscaler.v1.KeepAlivePlan.next_prewarm:type_name -> google.protobuf.Timestamp
+	34, // 19: orgscaler.v1.ReportRequest.since:type_name -> google.protobuf.Duration
+	33, // 20: orgscaler.v1.ReportResponse.from:type_name -> google.protobuf.Timestamp
+	33, // 21: orgscaler.v1.ReportResponse.to:type_name -> google.protobuf.Timestamp
+	34, // 22: orgscaler.v1.ReportResponse.retention:type_name -> google.protobuf.Duration
+	16, // 23: orgscaler.v1.ReportResponse.workloads:type_name -> orgscaler.v1.WorkloadUsage
+	34, // 24: orgscaler.v1.WorkloadUsage.tracked:type_name -> google.protobuf.Duration
+	34, // 25: orgscaler.v1.WorkloadUsage.active:type_name -> google.protobuf.Duration
+	32, // 26: orgscaler.v1.WorkloadUsage.wakes:type_name -> orgscaler.v1.WorkloadUsage.WakesEntry
+	29, // 27: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
+	0,  // 28: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
+	29, // 29: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
+	34, // 30: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
+	29, // 31: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
+	35, // 32: orgscaler.v1.SnapshotResponse.changes:type_name -> orgscaler.v1.OrgChange
+	36, // 33: orgscaler.v1.SnapshotResponse.usage:type_name -> orgscaler.v1.UsageHour
+	29, // 34: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
+	1,  // 35: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
+	33, // 36: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
+	33, // 37: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
+	33, // 38: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
+	33, // 39: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
+	34, // 40: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
+	2,  // 41: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
+	4,  // 42: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
+	6,  // 43: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
+	17, // 44: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
+	19, // 45: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
+	21, // 46: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
+	27, // 47: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
+	23, // 48: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
+	24, // 49: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
+	8,  // 50: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
+	11, // 51: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
+	14, // 52: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
+	3,  // 53: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
+	5,  // 54: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
+	7,  // 55: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
+	18, // 56: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
+	20, // 57: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
+	22, // 58: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
+	28, // 59: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
+	26, // 60: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
+	25, // 61: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
+	9,  // 62: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
+	12, // 63: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
+	15, // 64: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
+	53, // [53:65] is the sub-list for method output_type
+	41, // [41:53] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_orgscaler_proto_init() }
@@ -2141,14 +2298,14 @@ func file_orgscaler_v1_orgscaler_proto_init() {
 		return
 	}
 	file_orgscaler_v1_replication_proto_init()
-	file_orgscaler_v1_orgscaler_proto_msgTypes[18].OneofWrappers = []any{}
+	file_orgscaler_v1_orgscaler_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orgscaler_v1_orgscaler_proto_rawDesc), len(file_orgscaler_v1_orgscaler_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
