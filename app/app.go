@@ -75,7 +75,7 @@ type App struct {
 	eventsEnd   context.CancelFunc
 	sec         *security
 	ledger      *usage.Ledger
-	idle        *idletimes.Store // nil with replication: idle times are not replicated yet
+	idle        *idletimes.Store
 	bgWG        sync.WaitGroup
 	bgEnd       context.CancelFunc
 	done        chan struct{}
@@ -147,11 +147,13 @@ func New(o Options) (*App, error) {
 	}
 	a.store = store
 	undo = append(undo, store.Close)
-	if a.repl == nil {
-		if a.idle, err = idletimes.Open(idletimes.Options{DB: store.DB(), Replica: o.ReplicaID, Logger: o.Logger,
-			OnUpdate: store.Notify, CheckDisk: store.CheckDisk}); err != nil {
-			return nil, err
-		}
+	var onIdle func(idletimes.Counts)
+	if a.repl != nil {
+		onIdle = a.repl.EnqueueIdle
+	}
+	if a.idle, err = idletimes.Open(idletimes.Options{DB: store.DB(), Replica: o.ReplicaID, Logger: o.Logger,
+		OnUpdate: store.Notify, CheckDisk: store.CheckDisk, OnChange: onIdle, Holds: func(org string) bool { _, ok := store.Get(org); return ok }}); err != nil {
+		return nil, err
 	}
 	a.ready.Store(true)
 	if a.repl != nil && len(o.Peers) > 0 {
@@ -172,7 +174,7 @@ func New(o Options) (*App, error) {
 		CheckDisk: store.CheckDisk, OnFlush: onFlush}); err != nil {
 		return nil, err
 	}
-	a.peers.Usage = a.fleetLedger()
+	a.peers.Usage, a.peers.Idle = a.fleetLedger(), a.idle
 	for _, l := range []struct {
 		lis  *net.Listener
 		addr string
@@ -219,7 +221,7 @@ func New(o Options) (*App, error) {
 	kedaServer := scaler.New(scaler.Options{
 		MaxStreamAge: o.KEDAMaxConnectionAge,
 		Orgs:         store, Backlogs: scalerBacklogs, Now: o.Now, Logger: o.Logger, Done: a.done, Observer: observer,
-		Registerer: a.registry, Usage: a.ledger, Admit: admit, Tallied: a.fleet(), IdleTimes: a.idleTimes(),
+		Registerer: a.registry, Usage: a.ledger, Admit: admit, Tallied: a.fleet(), IdleTimes: a.idle,
 	})
 	a.keda = kedaServer
 	kedapb.RegisterExternalScalerServer(a.kedaSrv, kedaServer)
@@ -227,7 +229,7 @@ func New(o Options) (*App, error) {
 	var repl api.Replicator
 	var snapshot func(bool, func(*pb.SnapshotResponse) error) error
 	if a.repl != nil {
-		repl, snapshot = a.repl, replication.Snapshot(store, a.fleetLedger())
+		repl, snapshot = a.repl, replication.Snapshot(store, a.fleetLedger(), a.idle)
 	}
 	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.ready.Load, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
@@ -330,7 +332,7 @@ func (a *App) Run(ctx context.Context) error {
 			if a.depth != nil {
 				hints = a.depth.tracker
 			}
-			if err := a.repl.Run(bg, replication.Sinks{Store: a.store, Hints: hints, Usage: a.fleetLedger()}); err != nil {
+			if err := a.repl.Run(bg, replication.Sinks{Store: a.store, Hints: hints, Usage: a.fleetLedger(), Idle: a.idle}); err != nil {
 				a.log.Error("replication stopped with an error", "err", err)
 			}
 		})

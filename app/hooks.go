@@ -107,9 +107,6 @@ func (a *App) onTransition(t activity.Transition) {
 // failure loses one idle time, not the activity: it is logged, not
 // returned to the caller.
 func (a *App) onIdle(org string, idle time.Duration) {
-	if a.idle == nil {
-		return
-	}
 	if err := a.idle.Observe(org, idle); err != nil {
 		a.log.Warn("idle time not counted", "org", org, "err", err)
 	}
@@ -117,19 +114,7 @@ func (a *App) onIdle(org string, idle time.Duration) {
 
 // onDelete forgets a deleted org's idle times.
 func (a *App) onDelete(org string) {
-	if a.idle == nil {
-		return
-	}
 	if err := a.idle.Delete(org); err != nil {
 		a.log.Warn("idle times of a deleted org not removed", "org", org, "err", err)
 	}
-}
-
-// idleTimes is what plans keep-alive policies, or nil (a typed nil would
-// not read as nil through the interface).
-func (a *App) idleTimes() scaler.IdleTimes {
-	if a.idle == nil {
-		return nil
-	}
-	return a.idle
 }

@@ -39,6 +39,10 @@ type Options struct {
 	OnUpdate func(org string)
 	// CheckDisk, when set, is asked before every write; an error skips it.
 	CheckDisk func() error
+	// Holds, when set, says whether the store holds org: another replica's
+	// counts for an org deleted since are dropped, not kept for a name
+	// nobody uses.
+	Holds func(org string) bool
 }
 
 // DefaultMaxCached is the default bound on histograms held in memory:
@@ -196,6 +200,9 @@ func (s *Store) cache(org string, h *keepalive.History) {
 func (s *Store) Merge(c Counts) error {
 	if c.Replica == "" {
 		return errors.New("idle times without a replica")
+	}
+	if c.Org != "" && s.opts.Holds != nil && !s.opts.Holds(c.Org) {
+		return nil
 	}
 	s.mu.Lock()
 	grew, err := s.merge(c)

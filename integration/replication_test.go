@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/orgscaler/orgscaler/app"
+	"github.com/orgscaler/orgscaler/internal/clocktest"
 	"github.com/orgscaler/orgscaler/internal/monitoringtest"
 	"github.com/orgscaler/orgscaler/internal/pubsubtest"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
@@ -334,4 +336,46 @@ func TestHintsReachEveryReplica(t *testing.T) {
 			t.Fatalf("round robin: want 3 replicas from every replica (5 hinted messages, 2 a replica), got %v %v", m, err)
 		}
 	}
+}
+
+// Idle times counted on whichever replica took the activity reach every
+// replica, and a replica that joins empty gets them in its snapshot: the
+// same learned plan, and the same pre-warm, whichever replica answers.
+func TestIdleTimesReplicate(t *testing.T) {
+	clock := clocktest.New(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC))
+	fake := func(o *app.Options) { o.Now = clock.Now }
+	fleet := startFleet(t, 3, fake)
+	ctx := context.Background()
+	md := map[string]string{"workload": "model", "org": "acme", "keepAlive": "learned", "coldStart": "3m"}
+	for i := range 6 { // five idle times of 30 minutes, each seen by a different replica
+		if _, err := fleet[i%3].act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: "acme"}); err != nil {
+			t.Fatal(err)
+		}
+		// The next replica must know of this activity before it measures
+		// the idle time to the next.
+		poll(t, "the activity reached every replica", func() bool { return agree(digests(t, fleet)) })
+		clock.Advance(30 * time.Minute)
+	}
+	clock.Advance(-20 * time.Minute) // 10 minutes after the last activity
+	plans := func(fleet []*daemon) []string {
+		var out []string
+		for _, d := range fleet {
+			e, err := d.orgs.Explain(ctx, &pb.ExplainRequest{Metadata: md})
+			if err != nil {
+				t.Fatal(err)
+			}
+			k := e.GetKeepAlive()
+			out = append(out, fmt.Sprintf("%d idle times (fleet %d), %s, keep %s, next pre-warm %s", k.GetIdleTimes(), k.GetFleetIdleTimes(), e.GetRule(), k.GetKeepFor().AsDuration(), k.GetNextPrewarm().AsTime()))
+		}
+		return out
+	}
+	poll(t, "every replica plans from the five idle times", func() bool {
+		p := plans(fleet)
+		return agree(p) && strings.HasPrefix(p[0], "5 idle times (fleet 5), plan-down")
+	})
+	joined := startReplica(t, "scaler-3", t.TempDir(), fleet, fake)
+	if p := plans(append(fleet, joined)); !agree(p) {
+		t.Fatalf("the joined replica plans otherwise: %v", p)
+	}
+	t.Logf("every replica: %s", plans(fleet)[0])
 }

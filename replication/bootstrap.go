@@ -33,6 +33,8 @@ type Peers struct {
 	Logger *slog.Logger
 	// Usage, when set, gets the ledger's hours of a snapshot.
 	Usage Usage
+	// Idle, when set, gets the idle-time counts of a snapshot.
+	Idle IdleTimes
 	// TLS, when set, dials peers over TLS (their API is served with
 	// --api-tls-cert); the server name checked is the --peers entry's host.
 	TLS *tls.Config
@@ -189,6 +191,9 @@ func (p Peers) loadFrom(ctx context.Context, client pb.AdminServiceClient, d *pb
 		changes := fromProto(chunk.GetChanges())
 		if err := store.Apply(changes); err != nil {
 			return n, "", fmt.Errorf("apply the snapshot: %w", err)
+		}
+		if err := mergeIdle(p.Idle, idleFromProto(chunk.GetIdleTimes())); err != nil {
+			return n, "", fmt.Errorf("apply the snapshot's idle times: %w", err)
 		}
 		if p.Usage != nil && len(chunk.GetUsage()) > 0 {
 			if err := p.Usage.Merge(usageFromProto(chunk.GetUsage())); err != nil {

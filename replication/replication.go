@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/orgscaler/orgscaler/activity"
+	"github.com/orgscaler/orgscaler/idletimes"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/usage"
 )
@@ -52,6 +53,7 @@ type Sinks struct {
 	Store Store
 	Hints Hints // nil without a backlog source
 	Usage Usage // nil when the ledger is not the fleet's
+	Idle  IdleTimes
 }
 
 // Options configure a Replicator.
@@ -85,6 +87,7 @@ type Replicator struct {
 	others    []activity.Change    // pending settings, creations by admins, deletes
 	hints     []*pb.SubscriptionHint
 	usage     map[usageKey]usage.Hour // pending hours, coalesced: the latest per hour and workload
+	idle      map[idleKey]idletimes.Counts // pending idle-time counts, the latest per org and replica
 	hintSeq   uint64
 	enqueued  uint64        // changes enqueued so far
 	confirmed uint64        // changes published so far
@@ -115,7 +118,7 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 	}
 	r := &Replicator{opts: o, log: o.Logger.With("component", "replication"), client: client,
 		sub:      fmt.Sprintf("projects/%s/subscriptions/%s-%s", project, topicID, o.Replica),
-		activity: map[string]time.Time{}, usage: map[usageKey]usage.Hour{}, published: make(chan struct{}), kick: make(chan struct{}, 1),
+		activity: map[string]time.Time{}, usage: map[usageKey]usage.Hour{}, idle: map[idleKey]idletimes.Counts{}, published: make(chan struct{}), kick: make(chan struct{}, 1),
 		hintSeq: uint64(time.Now().UnixNano()), // unique across this replica's restarts
 		m:       newMetrics(o.Registerer)}
 	if err := r.ensureSubscription(ctx); err != nil {
@@ -317,9 +320,12 @@ type pending struct {
 	changes []activity.Change
 	hints   []*pb.SubscriptionHint
 	usage   []usage.Hour
+	idle    []idletimes.Counts
 }
 
-func (p pending) empty() bool { return len(p.changes) == 0 && len(p.hints) == 0 && len(p.usage) == 0 }
+func (p pending) empty() bool {
+	return len(p.changes) == 0 && len(p.hints) == 0 && len(p.usage) == 0 && len(p.idle) == 0
+}
 
 // take returns everything pending, and the count enqueued up to it.
 func (r *Replicator) take() (uint64, pending) {
@@ -338,6 +344,10 @@ func (r *Replicator) take() (uint64, pending) {
 		p.usage = append(p.usage, h)
 	}
 	clear(r.usage)
+	for _, c := range r.idle {
+		p.idle = append(p.idle, c)
+	}
+	clear(r.idle)
 	return r.enqueued, p
 }
 
@@ -355,6 +365,7 @@ func (r *Replicator) requeue(p pending, err error) {
 			r.usage[keyOf(h)] = h
 		}
 	}
+	r.requeueIdle(p.idle)
 }
 
 func (r *Replicator) confirm(seq uint64) {
@@ -375,12 +386,13 @@ func (r *Replicator) publish(ctx context.Context, p pending) error {
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var results []*pubsub.PublishResult
-	batch, hints, hours := p.changes, p.hints, p.usage
-	for len(batch) > 0 || len(hints) > 0 || len(hours) > 0 {
-		n, u := min(len(batch), maxBatch), min(len(hours), maxBatch)
+	batch, hints, hours, idle := p.changes, p.hints, p.usage, p.idle
+	for len(batch) > 0 || len(hints) > 0 || len(hours) > 0 || len(idle) > 0 {
+		n, u, i := min(len(batch), maxBatch), min(len(hours), maxBatch), min(len(idle), maxBatch)
 		msg := toProto(r.opts.Replica, batch[:n])
 		msg.Hints, hints = hints, nil
 		msg.Usage, hours = usageToProto(hours[:u]), hours[u:]
+		msg.IdleTimes, idle = idleToProto(idle[:i]), idle[i:]
 		data, err := proto.Marshal(msg)
 		if err != nil {
 			return fmt.Errorf("encode changes: %w", err)
@@ -419,6 +431,11 @@ func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 			err := sinks.Store.Apply(changes)
 			if err == nil && sinks.Usage != nil && len(b.GetUsage()) > 0 {
 				err = sinks.Usage.Merge(usageFromProto(b.GetUsage()))
+			}
+			if err == nil {
+				// After the orgs: counts of an org this replica does not
+				// hold are dropped.
+				err = mergeIdle(sinks.Idle, idleFromProto(b.GetIdleTimes()))
 			}
 			if err != nil {
 				r.log.Error("applying another replica's changes failed; Pub/Sub will redeliver them", "from", b.GetReplica(), "err", err)

@@ -352,7 +352,7 @@ func (s *Server) evaluate(w decide.Workload) (decide.Answer, activity.Org, pubsu
 // plan is the keep-alive plan of w's policy for its org's idle times.
 func (s *Server) plan(w decide.Workload) (keepalive.Plan, error) {
 	if s.idle == nil {
-		return keepalive.Plan{}, status.Error(codes.FailedPrecondition, "keepAlive: this scaler keeps no idle times to plan from (with --replication they are not replicated yet): use warmFor, or run one replica")
+		return keepalive.Plan{}, status.Error(codes.FailedPrecondition, "keepAlive: this scaler keeps no idle times to plan from")
 	}
 	own, fleet, err := s.idle.History(w.Org)
 	if err != nil {

@@ -1644,7 +1644,9 @@ type SnapshotResponse struct {
 	// A chunk of orgs and tombstones, as replicas exchange them.
 	Changes []*OrgChange `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
 	// A chunk of the GPU-hours ledger's hours.
-	Usage         []*UsageHour `protobuf:"bytes,3,rep,name=usage,proto3" json:"usage,omitempty"`
+	Usage []*UsageHour `protobuf:"bytes,3,rep,name=usage,proto3" json:"usage,omitempty"`
+	// A chunk of every replica's idle-time counts, after every org.
+	IdleTimes     []*IdleCounts `protobuf:"bytes,4,rep,name=idle_times,json=idleTimes,proto3" json:"idle_times,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1696,6 +1698,13 @@ func (x *SnapshotResponse) GetChanges() []*OrgChange {
 func (x *SnapshotResponse) GetUsage() []*UsageHour {
 	if x != nil {
 		return x.Usage
+	}
+	return nil
+}
+
+func (x *SnapshotResponse) GetIdleTimes() []*IdleCounts {
+	if x != nil {
+		return x.IdleTimes
 	}
 	return nil
 }
@@ -2119,11 +2128,13 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x03org\x18\x01 \x01(\v2\x11.orgscaler.v1.OrgR\x03org\"\x0f\n" +
 	"\rDigestRequest\"'\n" +
 	"\x0fSnapshotRequest\x12\x14\n" +
-	"\x05usage\x18\x01 \x01(\bR\x05usage\"\x8e\x01\n" +
+	"\x05usage\x18\x01 \x01(\bR\x05usage\"\xc7\x01\n" +
 	"\x10SnapshotResponse\x12\x18\n" +
 	"\areplica\x18\x01 \x01(\tR\areplica\x121\n" +
 	"\achanges\x18\x02 \x03(\v2\x17.orgscaler.v1.OrgChangeR\achanges\x12-\n" +
-	"\x05usage\x18\x03 \x03(\v2\x17.orgscaler.v1.UsageHourR\x05usage\"p\n" +
+	"\x05usage\x18\x03 \x03(\v2\x17.orgscaler.v1.UsageHourR\x05usage\x127\n" +
+	"\n" +
+	"idle_times\x18\x04 \x03(\v2\x18.orgscaler.v1.IdleCountsR\tidleTimes\"p\n" +
 	"\x0eDigestResponse\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04orgs\x18\x02 \x01(\x03R\x04orgs\x12\x18\n" +
@@ -2218,6 +2229,7 @@ var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(*durationpb.Duration)(nil),    // 34: google.protobuf.Duration
 	(*OrgChange)(nil),              // 35: orgscaler.v1.OrgChange
 	(*UsageHour)(nil),              // 36: orgscaler.v1.UsageHour
+	(*IdleCounts)(nil),             // 37: orgscaler.v1.IdleCounts
 }
 var file_orgscaler_v1_orgscaler_proto_depIdxs = []int32{
 	29, // 0: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
@@ -2254,42 +2266,43 @@ var file_orgscaler_v1_orgscaler_proto_depIdxs = []int32{
 	29, // 31: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
 	35, // 32: orgscaler.v1.SnapshotResponse.changes:type_name -> orgscaler.v1.OrgChange
 	36, // 33: orgscaler.v1.SnapshotResponse.usage:type_name -> orgscaler.v1.UsageHour
-	29, // 34: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
-	1,  // 35: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
-	33, // 36: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
-	33, // 37: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
-	33, // 38: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
-	33, // 39: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
-	34, // 40: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
-	2,  // 41: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
-	4,  // 42: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
-	6,  // 43: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
-	17, // 44: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
-	19, // 45: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
-	21, // 46: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
-	27, // 47: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
-	23, // 48: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
-	24, // 49: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
-	8,  // 50: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
-	11, // 51: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
-	14, // 52: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
-	3,  // 53: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
-	5,  // 54: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
-	7,  // 55: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
-	18, // 56: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
-	20, // 57: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
-	22, // 58: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
-	28, // 59: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
-	26, // 60: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
-	25, // 61: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
-	9,  // 62: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
-	12, // 63: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
-	15, // 64: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
-	53, // [53:65] is the sub-list for method output_type
-	41, // [41:53] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	37, // 34: orgscaler.v1.SnapshotResponse.idle_times:type_name -> orgscaler.v1.IdleCounts
+	29, // 35: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
+	1,  // 36: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
+	33, // 37: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
+	33, // 38: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
+	33, // 39: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
+	33, // 40: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
+	34, // 41: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
+	2,  // 42: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
+	4,  // 43: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
+	6,  // 44: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
+	17, // 45: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
+	19, // 46: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
+	21, // 47: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
+	27, // 48: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
+	23, // 49: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
+	24, // 50: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
+	8,  // 51: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
+	11, // 52: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
+	14, // 53: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
+	3,  // 54: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
+	5,  // 55: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
+	7,  // 56: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
+	18, // 57: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
+	20, // 58: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
+	22, // 59: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
+	28, // 60: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
+	26, // 61: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
+	25, // 62: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
+	9,  // 63: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
+	12, // 64: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
+	15, // 65: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
+	54, // [54:66] is the sub-list for method output_type
+	42, // [42:54] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_orgscaler_proto_init() }

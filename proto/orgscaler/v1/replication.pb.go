@@ -32,7 +32,9 @@ type ChangeBatch struct {
 	Changes []*OrgChange        `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
 	Hints   []*SubscriptionHint `protobuf:"bytes,3,rep,name=hints,proto3" json:"hints,omitempty"`
 	// Hours of the GPU-hours ledger, counted by the fleet's leader.
-	Usage         []*UsageHour `protobuf:"bytes,4,rep,name=usage,proto3" json:"usage,omitempty"`
+	Usage []*UsageHour `protobuf:"bytes,4,rep,name=usage,proto3" json:"usage,omitempty"`
+	// Idle-time counts that grew on the replica that sent them.
+	IdleTimes     []*IdleCounts `protobuf:"bytes,5,rep,name=idle_times,json=idleTimes,proto3" json:"idle_times,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -95,6 +97,95 @@ func (x *ChangeBatch) GetUsage() []*UsageHour {
 	return nil
 }
 
+func (x *ChangeBatch) GetIdleTimes() []*IdleCounts {
+	if x != nil {
+		return x.IdleTimes
+	}
+	return nil
+}
+
+// IdleCounts is one replica's idle-time histogram for one org, or for the
+// fleet (org empty): whole. A replica's counts only grow, so replicas
+// merge them bin by bin with max, and sum over replicas.
+type IdleCounts struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Org     string                 `protobuf:"bytes,1,opt,name=org,proto3" json:"org,omitempty"`
+	Replica string                 `protobuf:"bytes,2,opt,name=replica,proto3" json:"replica,omitempty"`
+	// Idle times longer than the histogram's range (4 h).
+	Over uint32 `protobuf:"varint,3,opt,name=over,proto3" json:"over,omitempty"`
+	// The bins that count, in increasing order (bin k: idle times from k to
+	// k+1 minutes), and their counts.
+	Bins          []uint32 `protobuf:"varint,4,rep,packed,name=bins,proto3" json:"bins,omitempty"`
+	Counts        []uint32 `protobuf:"varint,5,rep,packed,name=counts,proto3" json:"counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdleCounts) Reset() {
+	*x = IdleCounts{}
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdleCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdleCounts) ProtoMessage() {}
+
+func (x *IdleCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdleCounts.ProtoReflect.Descriptor instead.
+func (*IdleCounts) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *IdleCounts) GetOrg() string {
+	if x != nil {
+		return x.Org
+	}
+	return ""
+}
+
+func (x *IdleCounts) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *IdleCounts) GetOver() uint32 {
+	if x != nil {
+		return x.Over
+	}
+	return 0
+}
+
+func (x *IdleCounts) GetBins() []uint32 {
+	if x != nil {
+		return x.Bins
+	}
+	return nil
+}
+
+func (x *IdleCounts) GetCounts() []uint32 {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
 // UsageHour is one workload's ledger over one hour in one leader's term.
 // Within a term the figures only grow, so replicas merge them field by
 // field with max.
@@ -127,7 +218,7 @@ type UsageHour struct {
 
 func (x *UsageHour) Reset() {
 	*x = UsageHour{}
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -139,7 +230,7 @@ func (x *UsageHour) String() string {
 func (*UsageHour) ProtoMessage() {}
 
 func (x *UsageHour) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -152,7 +243,7 @@ func (x *UsageHour) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageHour.ProtoReflect.Descriptor instead.
 func (*UsageHour) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{1}
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *UsageHour) GetHourUnix() int64 {
@@ -269,7 +360,7 @@ type SubscriptionHint struct {
 
 func (x *SubscriptionHint) Reset() {
 	*x = SubscriptionHint{}
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[2]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +372,7 @@ func (x *SubscriptionHint) String() string {
 func (*SubscriptionHint) ProtoMessage() {}
 
 func (x *SubscriptionHint) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[2]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +385,7 @@ func (x *SubscriptionHint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscriptionHint.ProtoReflect.Descriptor instead.
 func (*SubscriptionHint) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{2}
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SubscriptionHint) GetId() string {
@@ -346,7 +437,7 @@ type OrgChange struct {
 
 func (x *OrgChange) Reset() {
 	*x = OrgChange{}
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[3]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -358,7 +449,7 @@ func (x *OrgChange) String() string {
 func (*OrgChange) ProtoMessage() {}
 
 func (x *OrgChange) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[3]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -371,7 +462,7 @@ func (x *OrgChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrgChange.ProtoReflect.Descriptor instead.
 func (*OrgChange) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{3}
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *OrgChange) GetOrg() string {
@@ -427,12 +518,21 @@ var File_orgscaler_v1_replication_proto protoreflect.FileDescriptor
 
 const file_orgscaler_v1_replication_proto_rawDesc = "" +
 	"\n" +
-	"\x1eorgscaler/v1/replication.proto\x12\forgscaler.v1\"\xbf\x01\n" +
+	"\x1eorgscaler/v1/replication.proto\x12\forgscaler.v1\"\xf8\x01\n" +
 	"\vChangeBatch\x12\x18\n" +
 	"\areplica\x18\x01 \x01(\tR\areplica\x121\n" +
 	"\achanges\x18\x02 \x03(\v2\x17.orgscaler.v1.OrgChangeR\achanges\x124\n" +
 	"\x05hints\x18\x03 \x03(\v2\x1e.orgscaler.v1.SubscriptionHintR\x05hints\x12-\n" +
-	"\x05usage\x18\x04 \x03(\v2\x17.orgscaler.v1.UsageHourR\x05usage\"\xab\x03\n" +
+	"\x05usage\x18\x04 \x03(\v2\x17.orgscaler.v1.UsageHourR\x05usage\x127\n" +
+	"\n" +
+	"idle_times\x18\x05 \x03(\v2\x18.orgscaler.v1.IdleCountsR\tidleTimes\"x\n" +
+	"\n" +
+	"IdleCounts\x12\x10\n" +
+	"\x03org\x18\x01 \x01(\tR\x03org\x12\x18\n" +
+	"\areplica\x18\x02 \x01(\tR\areplica\x12\x12\n" +
+	"\x04over\x18\x03 \x01(\rR\x04over\x12\x12\n" +
+	"\x04bins\x18\x04 \x03(\rR\x04bins\x12\x16\n" +
+	"\x06counts\x18\x05 \x03(\rR\x06counts\"\xab\x03\n" +
 	"\tUsageHour\x12\x1b\n" +
 	"\thour_unix\x18\x01 \x01(\x03R\bhourUnix\x12#\n" +
 	"\rscaled_object\x18\x02 \x01(\tR\fscaledObject\x12\x16\n" +
@@ -481,22 +581,24 @@ func file_orgscaler_v1_replication_proto_rawDescGZIP() []byte {
 	return file_orgscaler_v1_replication_proto_rawDescData
 }
 
-var file_orgscaler_v1_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_orgscaler_v1_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_orgscaler_v1_replication_proto_goTypes = []any{
 	(*ChangeBatch)(nil),      // 0: orgscaler.v1.ChangeBatch
-	(*UsageHour)(nil),        // 1: orgscaler.v1.UsageHour
-	(*SubscriptionHint)(nil), // 2: orgscaler.v1.SubscriptionHint
-	(*OrgChange)(nil),        // 3: orgscaler.v1.OrgChange
+	(*IdleCounts)(nil),       // 1: orgscaler.v1.IdleCounts
+	(*UsageHour)(nil),        // 2: orgscaler.v1.UsageHour
+	(*SubscriptionHint)(nil), // 3: orgscaler.v1.SubscriptionHint
+	(*OrgChange)(nil),        // 4: orgscaler.v1.OrgChange
 }
 var file_orgscaler_v1_replication_proto_depIdxs = []int32{
-	3, // 0: orgscaler.v1.ChangeBatch.changes:type_name -> orgscaler.v1.OrgChange
-	2, // 1: orgscaler.v1.ChangeBatch.hints:type_name -> orgscaler.v1.SubscriptionHint
-	1, // 2: orgscaler.v1.ChangeBatch.usage:type_name -> orgscaler.v1.UsageHour
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	4, // 0: orgscaler.v1.ChangeBatch.changes:type_name -> orgscaler.v1.OrgChange
+	3, // 1: orgscaler.v1.ChangeBatch.hints:type_name -> orgscaler.v1.SubscriptionHint
+	2, // 2: orgscaler.v1.ChangeBatch.usage:type_name -> orgscaler.v1.UsageHour
+	1, // 3: orgscaler.v1.ChangeBatch.idle_times:type_name -> orgscaler.v1.IdleCounts
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_replication_proto_init() }
@@ -504,14 +606,14 @@ func file_orgscaler_v1_replication_proto_init() {
 	if File_orgscaler_v1_replication_proto != nil {
 		return
 	}
-	file_orgscaler_v1_replication_proto_msgTypes[3].OneofWrappers = []any{}
+	file_orgscaler_v1_replication_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orgscaler_v1_replication_proto_rawDesc), len(file_orgscaler_v1_replication_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
