@@ -86,7 +86,7 @@ type Replicator struct {
 	activity  map[string]time.Time // pending activity, coalesced: the latest per org
 	others    []activity.Change    // pending settings, creations by admins, deletes
 	hints     []*pb.SubscriptionHint
-	usage     map[usageKey]usage.Hour // pending hours, coalesced: the latest per hour and workload
+	usage     map[usageKey]usage.Hour      // pending hours, coalesced: the latest per hour and workload
 	idle      map[idleKey]idletimes.Counts // pending idle-time counts, the latest per org and replica
 	hintSeq   uint64
 	enqueued  uint64        // changes enqueued so far
