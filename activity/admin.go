@@ -8,6 +8,7 @@ import (
 
 	"github.com/orgscaler/orgscaler/hlc"
 	"github.com/orgscaler/orgscaler/internal/watch"
+	"github.com/orgscaler/orgscaler/schedule"
 )
 
 // Update holds the settings an admin may change; nil fields stay as they are.
@@ -15,6 +16,9 @@ type Update struct {
 	ScaleToZeroAllowed *bool
 	// IdleWindow > 0 sets the org's own window; 0 clears it.
 	IdleWindow *time.Duration
+	// WarmSchedule sets the org's warm schedule (schedule.Parse reads it;
+	// "" clears it).
+	WarmSchedule *string
 }
 
 // Update changes org's settings, creating the org if it is new, and returns
@@ -22,6 +26,14 @@ type Update struct {
 func (s *Store) Update(ctx context.Context, id string, u Update) (Org, error) {
 	if u.IdleWindow != nil && *u.IdleWindow < 0 {
 		return Org{}, fmt.Errorf("idle window must be >= 0, got %s", *u.IdleWindow)
+	}
+	if u.WarmSchedule != nil {
+		sched, err := schedule.Parse(*u.WarmSchedule)
+		if err != nil {
+			return Org{}, err
+		}
+		text := sched.String() // one spelling: every replica merges the same
+		u.WarmSchedule = &text
 	}
 	if err := ctx.Err(); err != nil {
 		return Org{}, err
@@ -63,6 +75,9 @@ func (u Update) change(id string, at hlc.Stamp) Change {
 	if u.IdleWindow != nil {
 		c.IdleWindow, c.IdleWindowAt = u.IdleWindow, at
 	}
+	if u.WarmSchedule != nil {
+		c.WarmSchedule, c.WarmScheduleAt = u.WarmSchedule, at
+	}
 	return c
 }
 
@@ -75,7 +90,7 @@ func (s *Store) applyUpdate(sh *shard, id string, c Change, written record, now 
 	before := e.rec
 	rec := e.rec
 	mergeSettings(&rec, c, sh.tombs[id])
-	woke, slept, deadline := s.settle(&rec, now)
+	woke, slept, next := s.settle(&rec, now)
 	if from, to := stateOf(e.rec), stateOf(rec); from != to {
 		s.metrics.moved(from, to)
 	}
@@ -88,15 +103,13 @@ func (s *Store) applyUpdate(sh *shard, id string, c Change, written record, now 
 	if woke {
 		e.by = byAdmin
 	}
-	if rec.DormantSince.IsZero() && rec.ScaleToZero {
-		s.schedule(id, e, deadline)
-	}
+	s.rearm(id, e, next)
 	e.notify()
 	o := s.snapshot(id, e)
 	sh.mu.Unlock()
 	s.log.Info("org updated", "org", id,
 		"scale_to_zero_allowed", o.ScaleToZeroAllowed, "was_scale_to_zero_allowed", before.ScaleToZero,
-		"idle_window", o.IdleWindow, "idle_window_overridden", o.IdleWindowOverridden)
+		"idle_window", o.IdleWindow, "idle_window_overridden", o.IdleWindowOverridden, "warm_schedule", o.WarmSchedule.String())
 	switch {
 	case woke:
 		s.log.Info("org woke", "org", id, "reason", WakeAdmin, "dormant_since", before.DormantSince.Time())
@@ -155,8 +168,9 @@ func (s *Store) forget(sh *shard, id string, d hlc.Stamp) (Org, int) {
 	rec := e.rec
 	if mergeDelete(&rec, d) {
 		// Activity or a setting later than the delete keeps the org.
-		s.settle(&rec, s.opts.Now())
+		_, _, next := s.settle(&rec, s.opts.Now())
 		e.rec = rec
+		s.rearm(id, e, next)
 		s.markUrgent(sh, id, e)
 		e.notify()
 		return o, 0

@@ -117,7 +117,9 @@ func (s *Store) Apply(changes []Change) error {
 
 // observe moves this replica's clock past c's stamps, so its next writes
 // win over what it has seen.
-func (s *Store) observe(c Change) { s.clock.Observe(max(c.ScaleToZeroAt, c.IdleWindowAt, c.Deleted)) }
+func (s *Store) observe(c Change) {
+	s.clock.Observe(max(c.ScaleToZeroAt, c.IdleWindowAt, c.WarmScheduleAt, c.Deleted))
+}
 
 func (s *Store) applyDelete(c Change) error {
 	s.writeMu.Lock()
@@ -160,7 +162,7 @@ func (s *Store) applyWrite(c Change) {
 	rec := e.rec
 	moved := mergeActivity(&rec, stampOf(c.Activity), tomb)
 	changedSettings := mergeSettings(&rec, c, tomb)
-	woke, slept, deadline := s.settle(&rec, now)
+	woke, slept, next := s.settle(&rec, now)
 	e.rec = rec
 	switch {
 	case created:
@@ -169,9 +171,7 @@ func (s *Store) applyWrite(c Change) {
 		s.metrics.moved(stateOf(before), stateOf(rec))
 	}
 	// Not marked for a flush: Apply writes and syncs it before it returns.
-	if rec.DormantSince.IsZero() && rec.ScaleToZero {
-		s.schedule(c.Org, e, deadline)
-	}
+	s.rearm(c.Org, e, next)
 	if created || moved || changedSettings || woke || slept {
 		e.notify()
 	}
@@ -230,6 +230,10 @@ func (r record) change(id string) Change {
 	if r.IdleWindowAt != 0 {
 		w := r.IdleWindow
 		c.IdleWindow, c.IdleWindowAt = &w, r.IdleWindowAt
+	}
+	if r.ScheduleAt != 0 {
+		text := r.Schedule.String()
+		c.WarmSchedule, c.WarmScheduleAt = &text, r.ScheduleAt
 	}
 	return c
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/orgscaler/orgscaler/hlc"
+	"github.com/orgscaler/orgscaler/schedule"
 )
 
 // Change is one change of one org, as replicas exchange it. It merges into
@@ -30,6 +31,10 @@ type Change struct {
 	ScaleToZeroAt hlc.Stamp
 	IdleWindow    *time.Duration
 	IdleWindowAt  hlc.Stamp
+	// WarmSchedule is the org's warm schedule as schedule.Parse reads it
+	// ("" clears it).
+	WarmSchedule   *string
+	WarmScheduleAt hlc.Stamp
 	// Deleted is the stamp of a delete (zero: not a delete).
 	Deleted hlc.Stamp
 }
@@ -57,6 +62,15 @@ func mergeSettings(rec *record, c Change, tomb hlc.Stamp) (changed bool) {
 		changed = changed || rec.IdleWindow != *v || rec.IdleWindowAt != at
 		rec.IdleWindow, rec.IdleWindowAt = *v, at
 	}
+	if v, at := c.WarmSchedule, c.WarmScheduleAt; v != nil && at > tomb &&
+		(at > rec.ScheduleAt || (at == rec.ScheduleAt && *v > rec.Schedule.String())) {
+		// A schedule this scaler cannot read (a newer replica's) is left
+		// out rather than half applied.
+		if sched, err := schedule.Parse(*v); err == nil {
+			changed = changed || rec.Schedule.String() != sched.String() || rec.ScheduleAt != at
+			rec.Schedule, rec.ScheduleAt = sched, at
+		}
+	}
 	return changed
 }
 
@@ -72,14 +86,18 @@ func mergeDelete(rec *record, d hlc.Stamp) (exists bool) {
 	if rec.IdleWindowAt <= d {
 		rec.IdleWindow, rec.IdleWindowAt = 0, 0
 	}
-	return rec.LastActivity != 0 || rec.ScaleToZeroAt != 0 || rec.IdleWindowAt != 0
+	if rec.ScheduleAt <= d {
+		rec.Schedule, rec.ScheduleAt = nil, 0
+	}
+	return rec.LastActivity != 0 || rec.ScaleToZeroAt != 0 || rec.IdleWindowAt != 0 || rec.ScheduleAt != 0
 }
 
 // creates reports whether c brings into being an org the store does not
 // hold, whose tombstone (if any) is tomb.
 func (c Change) creates(tomb hlc.Stamp) bool {
 	return stampOf(c.Activity) > stamp(tomb) ||
-		(c.ScaleToZero != nil && c.ScaleToZeroAt > tomb) || (c.IdleWindow != nil && c.IdleWindowAt > tomb)
+		(c.ScaleToZero != nil && c.ScaleToZeroAt > tomb) || (c.IdleWindow != nil && c.IdleWindowAt > tomb) ||
+		(c.WarmSchedule != nil && c.WarmScheduleAt > tomb)
 }
 
 // Digest is a hash of every org's merged state (id, last activity,
@@ -112,6 +130,9 @@ func (s *Store) Digest() (sum [32]byte, orgs int) {
 			b = append(b, 1)
 		} else {
 			b = append(b, 0)
+		}
+		if r.rec.Schedule != nil { // orgs without one hash as before
+			b = append(append(b, r.rec.Schedule.String()...), 0)
 		}
 		h.Write(b)
 	}

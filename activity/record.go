@@ -7,12 +7,14 @@ import (
 	"time"
 
 	"github.com/orgscaler/orgscaler/hlc"
+	"github.com/orgscaler/orgscaler/schedule"
 )
 
 // recordVersion is the first byte of every stored org, so the format can
 // change without guessing. Version 1 had no settings stamps; its
-// non-default settings read as written at the earliest instant.
-const recordVersion = 2
+// non-default settings read as written at the earliest instant. Version 2
+// had no warm schedule.
+const recordVersion = 3
 
 const flagScaleToZeroOff = 1 << 0
 
@@ -27,6 +29,9 @@ type record struct {
 	// settings are last-writer-wins by these stamps across replicas.
 	ScaleToZeroAt hlc.Stamp
 	IdleWindowAt  hlc.Stamp
+	// Schedule is the org's warm schedule (nil: none, as most orgs).
+	Schedule   *schedule.Schedule
+	ScheduleAt hlc.Stamp
 }
 
 // stamp is an instant in Unix nanoseconds, zero for none: a third of a
@@ -46,7 +51,7 @@ func (s stamp) IsZero() bool { return s == 0 }
 func (s stamp) Add(d time.Duration) time.Time { return s.Time().Add(d) }
 
 func (r record) marshal() []byte {
-	b := make([]byte, 0, 1+1+6*binary.MaxVarintLen64)
+	b := make([]byte, 0, 1+1+8*binary.MaxVarintLen64)
 	b = append(b, recordVersion)
 	var flags byte
 	if !r.ScaleToZero {
@@ -59,7 +64,10 @@ func (r record) marshal() []byte {
 	b = binary.AppendVarint(b, int64(r.IdleWindow))
 	b = binary.AppendVarint(b, int64(r.ScaleToZeroAt))
 	b = binary.AppendVarint(b, int64(r.IdleWindowAt))
-	return b
+	b = binary.AppendVarint(b, int64(r.ScheduleAt))
+	text := r.Schedule.String()
+	b = binary.AppendUvarint(b, uint64(len(text)))
+	return append(b, text...)
 }
 
 var errCorrupt = errors.New("corrupt org record")
@@ -68,22 +76,31 @@ func unmarshalRecord(b []byte) (record, error) {
 	if len(b) < 2 {
 		return record{}, fmt.Errorf("%w: %d bytes", errCorrupt, len(b))
 	}
-	if b[0] != 1 && b[0] != recordVersion {
-		return record{}, fmt.Errorf("%w: unknown version %d (this scaler reads versions 1 and %d)", errCorrupt, b[0], recordVersion)
+	if b[0] < 1 || b[0] > recordVersion {
+		return record{}, fmt.Errorf("%w: unknown version %d (this scaler reads versions 1 to %d)", errCorrupt, b[0], recordVersion)
 	}
+	version := b[0]
 	r := record{ScaleToZero: b[1]&flagScaleToZeroOff == 0}
-	fields := 6
-	if b[0] == 1 {
-		fields = 4
-	}
+	fields := map[byte]int{1: 4, 2: 6, 3: 7}[version]
 	b = b[2:]
-	var vals [6]int64
+	var vals [7]int64
 	for i := range fields {
 		v, n := binary.Varint(b)
 		if n <= 0 {
 			return record{}, fmt.Errorf("%w: truncated field %d", errCorrupt, i)
 		}
 		vals[i], b = v, b[n:]
+	}
+	if version == 3 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return record{}, fmt.Errorf("%w: truncated warm schedule", errCorrupt)
+		}
+		sched, err := schedule.Parse(string(b[k : k+int(n)]))
+		if err != nil {
+			return record{}, fmt.Errorf("%w: %w", errCorrupt, err)
+		}
+		r.Schedule, r.ScheduleAt, b = sched, hlc.Stamp(vals[6]), b[k+int(n):]
 	}
 	if len(b) != 0 {
 		return record{}, fmt.Errorf("%w: %d trailing bytes", errCorrupt, len(b))
@@ -94,7 +111,7 @@ func unmarshalRecord(b []byte) (record, error) {
 	r.LastActivity, r.FirstSeen, r.DormantSince = stamp(vals[0]), stamp(vals[1]), stamp(vals[2])
 	r.IdleWindow = time.Duration(vals[3])
 	r.ScaleToZeroAt, r.IdleWindowAt = hlc.Stamp(vals[4]), hlc.Stamp(vals[5])
-	if fields == 4 {
+	if version == 1 {
 		// Settings made before stamps existed count as written at the
 		// earliest instant: replicated, and beaten by any later write.
 		if !r.ScaleToZero {

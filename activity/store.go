@@ -20,6 +20,7 @@ import (
 
 	"github.com/orgscaler/orgscaler/hlc"
 	"github.com/orgscaler/orgscaler/internal/watch"
+	"github.com/orgscaler/orgscaler/schedule"
 )
 
 // Options configure a Store.
@@ -103,6 +104,8 @@ type Org struct {
 	ScaleToZeroAllowed   bool
 	IdleWindow           time.Duration // the window in force
 	IdleWindowOverridden bool
+	// WarmSchedule keeps the org warm inside its windows (nil: none).
+	WarmSchedule *schedule.Schedule
 	// WokeBy is the kind of the org's latest activity (activity or hint),
 	// or admin when an admin change woke it since; it tells what turned a
 	// workload active. Kept in memory only: "activity" after a restart.
@@ -113,12 +116,20 @@ type Org struct {
 func (o Org) Dormant() bool { return !o.DormantSince.IsZero() }
 
 // DormantAt is when an active org turns dormant if nothing happens; zero
-// when dormant or never.
-func (o Org) DormantAt() time.Time {
+// when dormant or never. Inside a window of its warm schedule, that is
+// when the window ends, if its idle window has passed by then.
+func (o Org) DormantAt(now time.Time) time.Time {
 	if o.Dormant() || !o.ScaleToZeroAllowed {
 		return time.Time{}
 	}
-	return o.LastActivity.Add(o.IdleWindow)
+	at := o.LastActivity.Add(o.IdleWindow)
+	if at.Before(now) {
+		at = now // past its window: only the schedule keeps it, or nothing does
+	}
+	if o.WarmSchedule.Active(at) {
+		at = o.WarmSchedule.Next(at) // zero for a schedule of whole days: never
+	}
+	return at
 }
 
 // wakeBy is a WakeReason in one byte: a million orgs keep one each.
@@ -128,6 +139,7 @@ const (
 	byActivity wakeBy = iota
 	byHint
 	byAdmin
+	bySchedule
 )
 
 func byOf(r WakeReason) wakeBy {
@@ -136,12 +148,14 @@ func byOf(r WakeReason) wakeBy {
 		return byHint
 	case WakeAdmin:
 		return byAdmin
+	case WakeSchedule:
+		return bySchedule
 	}
 	return byActivity
 }
 
 func (b wakeBy) reason() WakeReason {
-	return [...]WakeReason{byActivity: WakeActivity, byHint: WakeHint, byAdmin: WakeAdmin}[b]
+	return [...]WakeReason{byActivity: WakeActivity, byHint: WakeHint, byAdmin: WakeAdmin, bySchedule: WakeSchedule}[b]
 }
 
 // WakeReason says why a dormant org woke.
@@ -152,6 +166,7 @@ const (
 	WakeActivity WakeReason = "activity"
 	WakeHint     WakeReason = "hint"
 	WakeAdmin    WakeReason = "admin"
+	WakeSchedule WakeReason = "schedule" // a window of its warm schedule began
 )
 
 const shardCount = 64
@@ -335,21 +350,21 @@ func (s *Store) load() error {
 			sh := s.shard(id)
 			sh.orgs[id] = e
 			n++
-			woke, slept, deadline := s.settle(&e.rec, now)
+			woke, slept, next := s.settle(&e.rec, now)
 			switch {
 			case woke:
 				// Saved dormant, but its window in force now (a longer
-				// --idle-window) still covers its last activity.
+				// --idle-window) or its schedule covers it.
 				s.markDirty(sh, id, e)
-				s.log.Info("org woke", "org", id, "reason", "idle window changed while the scaler was down",
-					"last_activity", rec.LastActivity.Time(), "idle_window", s.window(rec))
+				s.log.Info("org woke", "org", id, "reason", "its idle window or warm schedule covers it now",
+					"last_activity", rec.LastActivity.Time(), "idle_window", s.window(rec), "warm_schedule", rec.Schedule.String())
 			case slept:
 				s.markDirty(sh, id, e)
 				s.log.Info("org went dormant while the scaler was down", "org", id,
-					"last_activity", rec.LastActivity.Time(), "dormant_since", deadline)
+					"last_activity", rec.LastActivity.Time(), "dormant_since", e.rec.DormantSince.Time())
 			}
-			if e.rec.DormantSince.IsZero() && rec.ScaleToZero {
-				e.scheduled = stampOf(deadline)
+			if !next.IsZero() {
+				e.scheduled = stampOf(next)
 				schedule = append(schedule, due{at: e.scheduled, org: id})
 			}
 			if !e.rec.DormantSince.IsZero() {
@@ -407,22 +422,45 @@ func (s *Store) window(r record) time.Duration {
 }
 
 // settle applies the dormancy rule to rec at now, and is the one place it
-// lives: an org is dormant from the exact instant last activity + its
-// window passes, unless scale to zero is off; a dormant org whose window
-// (or setting) now covers its last activity is active again. It reports
-// what changed, and the deadline in force.
-func (s *Store) settle(rec *record, now time.Time) (woke, slept bool, deadline time.Time) {
-	deadline = rec.LastActivity.Add(s.window(*rec))
-	warm := !rec.ScaleToZero || now.Before(deadline)
+// lives: an org is warm while its scale to zero is off, while now is
+// before its last activity + its window, or while its warm schedule is in
+// a window; it is dormant from the exact instant the last of these ends,
+// and a dormant org one of them covers again is active. It reports what
+// changed, and when the rule must be applied again (zero: only an event
+// can change the answer).
+func (s *Store) settle(rec *record, now time.Time) (woke, slept bool, next time.Time) {
+	windowEnd := rec.LastActivity.Add(s.window(*rec))
+	warm := !rec.ScaleToZero || now.Before(windowEnd) || rec.Schedule.Active(now)
 	switch {
 	case !rec.DormantSince.IsZero() && warm:
 		rec.DormantSince = 0
-		return true, false, deadline
+		woke = true
 	case rec.DormantSince.IsZero() && !warm:
-		rec.DormantSince = stampOf(deadline)
-		return false, true, deadline
+		since := windowEnd
+		if end := rec.Schedule.LastEnd(now); end.After(since) {
+			since = end
+		}
+		rec.DormantSince = stampOf(since)
+		slept = true
 	}
-	return false, false, deadline
+	if !rec.ScaleToZero {
+		return woke, slept, time.Time{}
+	}
+	if now.Before(windowEnd) {
+		next = windowEnd
+	}
+	if edge := rec.Schedule.Next(now); !edge.IsZero() && (next.IsZero() || edge.Before(next)) {
+		next = edge
+	}
+	return woke, slept, next
+}
+
+// rearm makes sure the scheduler applies the rule to id again at next,
+// if ever. Caller holds the shard lock.
+func (s *Store) rearm(id string, e *entry, next time.Time) {
+	if !next.IsZero() {
+		s.schedule(id, e, next)
+	}
 }
 
 func (s *Store) snapshot(id string, e *entry) Org { return s.orgOf(id, e.rec, e.by) }
@@ -438,6 +476,7 @@ func (s *Store) orgOf(id string, rec record, by wakeBy) Org {
 		ScaleToZeroAllowed:   rec.ScaleToZero,
 		IdleWindow:           s.window(rec),
 		IdleWindowOverridden: rec.IdleWindow > 0,
+		WarmSchedule:         rec.Schedule,
 		WokeBy:               by.reason(),
 	}
 }
@@ -548,11 +587,11 @@ func (s *Store) record(id string, why WakeReason, limited bool) (o Org, woke boo
 			idle = time.Duration(e.rec.LastActivity - prev)
 		}
 		before := e.rec.DormantSince.Time()
-		if woke, _, deadline := s.settle(&e.rec, now); woke {
+		if woke, _, next := s.settle(&e.rec, now); woke {
 			wasDormant = before
 			s.metrics.moved("dormant", "active")
 			s.markUrgent(sh, id, e)
-			s.schedule(id, e, deadline)
+			s.rearm(id, e, next)
 		} else {
 			s.markDirty(sh, id, e)
 		}
@@ -637,7 +676,8 @@ func (s *Store) Get(id string) (Org, bool) {
 	return s.snapshot(id, e), true
 }
 
-// expire is the scheduler's callback at an org's deadline.
+// expire is the scheduler's callback at an org's deadline: the end of its
+// window, or an edge of its warm schedule.
 func (s *Store) expire(id string, at time.Time) {
 	sh := s.shard(id)
 	sh.mu.Lock()
@@ -647,23 +687,30 @@ func (s *Store) expire(id string, at time.Time) {
 		return
 	}
 	e.scheduled = 0
-	if !e.rec.DormantSince.IsZero() || !e.rec.ScaleToZero {
+	before := e.rec.DormantSince.Time()
+	woke, slept, next := s.settle(&e.rec, s.opts.Now())
+	s.rearm(id, e, next)
+	if !woke && !slept {
 		sh.mu.Unlock()
 		return
 	}
-	_, slept, deadline := s.settle(&e.rec, s.opts.Now())
-	if !slept {
-		s.schedule(id, e, deadline)
-		sh.mu.Unlock()
-		return
+	if woke {
+		s.metrics.moved("dormant", "active")
+		e.by = bySchedule
+	} else {
+		s.metrics.moved("active", "dormant")
 	}
-	s.metrics.moved("active", "dormant")
 	s.markUrgent(sh, id, e)
 	e.notify()
-	last, window := e.rec.LastActivity.Time(), s.window(e.rec)
+	last, window, since := e.rec.LastActivity.Time(), s.window(e.rec), e.rec.DormantSince.Time()
 	sh.mu.Unlock()
-	s.log.Info("org went dormant", "org", id, "last_activity", last, "idle_window", window, "dormant_since", deadline)
-	s.transition(Transition{Org: id, LastActivity: last, DormantSince: deadline, IdleWindow: window})
+	if woke {
+		s.log.Info("org woke", "org", id, "reason", WakeSchedule, "dormant_since", before)
+		s.transition(Transition{Org: id, Woke: true, Reason: WakeSchedule, LastActivity: last, DormantSince: before, IdleWindow: window})
+		return
+	}
+	s.log.Info("org went dormant", "org", id, "last_activity", last, "idle_window", window, "dormant_since", since)
+	s.transition(Transition{Org: id, LastActivity: last, DormantSince: since, IdleWindow: window})
 }
 
 func (s *Store) transition(t Transition) {

@@ -130,7 +130,7 @@ func TestScaleToZeroOffNeverDormant(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.advance(72 * time.Hour)
-		if o, _ := s.Get("vip"); o.Dormant() || !o.DormantAt().IsZero() {
+		if o, _ := s.Get("vip"); o.Dormant() || !o.DormantAt(c.Now()).IsZero() {
 			t.Fatalf("org with scale to zero off went dormant: %+v", o)
 		}
 		on := true

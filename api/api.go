@@ -21,6 +21,7 @@ import (
 	"github.com/orgscaler/orgscaler/decide"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/pubsubdepth"
+	"github.com/orgscaler/orgscaler/schedule"
 )
 
 // Store is what the API needs of the org store; activity.Store provides it.
@@ -143,7 +144,7 @@ func (s *Server) RecordActivity(ctx context.Context, req *pb.RecordActivityReque
 	if err := s.replicated(ctx); err != nil {
 		return nil, err
 	}
-	return &pb.RecordActivityResponse{Org: OrgProto(o), Woke: woke}, nil
+	return &pb.RecordActivityResponse{Org: OrgProto(o, s.now()), Woke: woke}, nil
 }
 
 // StreamActivity records every event on the stream. A bad event ends the
@@ -260,7 +261,7 @@ func (s *Server) Hint(ctx context.Context, req *pb.HintRequest) (*pb.HintRespons
 		if err != nil {
 			return nil, recordError("", err)
 		}
-		resp.Org = OrgProto(o)
+		resp.Org = OrgProto(o, s.now())
 	}
 	resp.Backlog = BacklogProto(s.backlogs.Hint(req.GetSubscription(), req.GetMessages()))
 	if s.repl != nil && req.GetMessages() > 0 {
@@ -312,7 +313,7 @@ func (s *Server) GetOrg(_ context.Context, req *pb.GetOrgRequest) (*pb.GetOrgRes
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "org %q: never seen (no activity, and no trigger has named it)", req.GetOrg())
 	}
-	return &pb.GetOrgResponse{Org: OrgProto(o)}, nil
+	return &pb.GetOrgResponse{Org: OrgProto(o, s.now())}, nil
 }
 
 // ListOrgs returns a page of orgs in id order.
@@ -346,7 +347,7 @@ func (s *Server) ListOrgs(_ context.Context, req *pb.ListOrgsRequest) (*pb.ListO
 	orgs, more := s.store.List(f, after, size)
 	resp := &pb.ListOrgsResponse{Orgs: make([]*pb.Org, 0, len(orgs))}
 	for _, o := range orgs {
-		resp.Orgs = append(resp.Orgs, OrgProto(o))
+		resp.Orgs = append(resp.Orgs, OrgProto(o, s.now()))
 	}
 	if more {
 		resp.NextPageToken = "after:" + orgs[len(orgs)-1].ID
@@ -377,8 +378,15 @@ func (s *Server) UpdateOrg(ctx context.Context, req *pb.UpdateOrgRequest) (*pb.U
 		}
 		u.IdleWindow = &d
 	}
-	if u.ScaleToZeroAllowed == nil && u.IdleWindow == nil {
-		return nil, status.Error(codes.InvalidArgument, "nothing to change: set scale_to_zero_allowed or idle_window")
+	if req.WarmSchedule != nil {
+		if _, err := schedule.Parse(req.GetWarmSchedule()); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "warm_schedule is %q: %v", decide.Clip(req.GetWarmSchedule()), err)
+		}
+		v := req.GetWarmSchedule()
+		u.WarmSchedule = &v
+	}
+	if u.ScaleToZeroAllowed == nil && u.IdleWindow == nil && u.WarmSchedule == nil {
+		return nil, status.Error(codes.InvalidArgument, "nothing to change: set scale_to_zero_allowed, idle_window or warm_schedule")
 	}
 	o, err := s.store.Update(ctx, req.GetOrg(), u)
 	if err != nil {
@@ -390,7 +398,7 @@ func (s *Server) UpdateOrg(ctx context.Context, req *pb.UpdateOrgRequest) (*pb.U
 	if err := s.replicated(ctx); err != nil {
 		return nil, err
 	}
-	return &pb.UpdateOrgResponse{Org: OrgProto(o)}, nil
+	return &pb.UpdateOrgResponse{Org: OrgProto(o, s.now())}, nil
 }
 
 // DeleteOrg removes an org from memory and disk, and answers once it is
@@ -411,7 +419,7 @@ func (s *Server) DeleteOrg(ctx context.Context, req *pb.DeleteOrgRequest) (*pb.D
 	if err := s.replicated(ctx); err != nil {
 		return nil, err
 	}
-	return &pb.DeleteOrgResponse{Org: OrgProto(o), OpenStreams: int32(min(streams, 1<<30))}, nil
+	return &pb.DeleteOrgResponse{Org: OrgProto(o, s.now()), OpenStreams: int32(min(streams, 1<<30))}, nil
 }
 
 // Digest hashes every org's state, so replicas can be compared.
@@ -440,17 +448,18 @@ func (s *Server) Snapshot(req *pb.SnapshotRequest, stream pb.AdminService_Snapsh
 }
 
 // OrgProto converts an org for the wire.
-func OrgProto(o activity.Org) *pb.Org {
+func OrgProto(o activity.Org, now time.Time) *pb.Org {
 	p := &pb.Org{
 		Id:                   o.ID,
 		State:                pb.Org_STATE_ACTIVE,
 		LastActivity:         ts(o.LastActivity),
 		FirstSeen:            ts(o.FirstSeen),
 		DormantSince:         ts(o.DormantSince),
-		DormantAt:            ts(o.DormantAt()),
+		DormantAt:            ts(o.DormantAt(now)),
 		ScaleToZeroAllowed:   o.ScaleToZeroAllowed,
 		IdleWindow:           durationpb.New(o.IdleWindow),
 		IdleWindowOverridden: o.IdleWindowOverridden,
+		WarmSchedule:         o.WarmSchedule.String(),
 	}
 	if o.Dormant() {
 		p.State = pb.Org_STATE_DORMANT

@@ -58,7 +58,7 @@ func ExplanationProto(e scaler.Explanation) *pb.ExplainResponse {
 		NextChange: ts(e.Answer.NextChange),
 	}
 	if e.Org != nil {
-		r.Org = OrgProto(*e.Org)
+		r.Org = OrgProto(*e.Org, e.Answer.At())
 		if plan, ok := e.Answer.Plan(); ok {
 			k := e.Workload.KeepAlive
 			r.KeepAlive = &pb.KeepAlivePlan{Policy: k.Policy, ColdStart: durationpb.New(k.ColdStart), MinWarm: durationpb.New(k.MinWarm),

@@ -30,6 +30,9 @@ func ToProto(changes []activity.Change) []*pb.OrgChange {
 			n := int64(*c.IdleWindow)
 			oc.IdleWindowNanos, oc.IdleWindowAt = &n, int64(c.IdleWindowAt)
 		}
+		if c.WarmSchedule != nil {
+			oc.WarmSchedule, oc.WarmScheduleAt = c.WarmSchedule, int64(c.WarmScheduleAt)
+		}
 		out[i] = oc
 	}
 	return out
@@ -49,6 +52,10 @@ func fromProto(in []*pb.OrgChange) []activity.Change {
 		if oc.IdleWindowNanos != nil {
 			d := time.Duration(max(0, oc.GetIdleWindowNanos()))
 			c.IdleWindow, c.IdleWindowAt = &d, hlc.Stamp(oc.GetIdleWindowAt())
+		}
+		if oc.WarmSchedule != nil {
+			v := oc.GetWarmSchedule()
+			c.WarmSchedule, c.WarmScheduleAt = &v, hlc.Stamp(oc.GetWarmScheduleAt())
 		}
 		out = append(out, c)
 	}

@@ -1454,7 +1454,11 @@ type UpdateOrgRequest struct {
 	ScaleToZeroAllowed *bool `protobuf:"varint,2,opt,name=scale_to_zero_allowed,json=scaleToZeroAllowed,proto3,oneof" json:"scale_to_zero_allowed,omitempty"`
 	// When set, the org's idle window. Zero clears the override, so the org
 	// uses the scaler's --idle-window again.
-	IdleWindow    *durationpb.Duration `protobuf:"bytes,3,opt,name=idle_window,json=idleWindow,proto3" json:"idle_window,omitempty"`
+	IdleWindow *durationpb.Duration `protobuf:"bytes,3,opt,name=idle_window,json=idleWindow,proto3" json:"idle_window,omitempty"`
+	// When set, the org's warm schedule: windows separated by ";", each
+	// DAYS HH:MM-HH:MM ZONE ("Mon-Fri 08:45-18:00 America/New_York"). Empty
+	// clears it.
+	WarmSchedule  *string `protobuf:"bytes,4,opt,name=warm_schedule,json=warmSchedule,proto3,oneof" json:"warm_schedule,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1508,6 +1512,13 @@ func (x *UpdateOrgRequest) GetIdleWindow() *durationpb.Duration {
 		return x.IdleWindow
 	}
 	return nil
+}
+
+func (x *UpdateOrgRequest) GetWarmSchedule() string {
+	if x != nil && x.WarmSchedule != nil {
+		return *x.WarmSchedule
+	}
+	return ""
 }
 
 type UpdateOrgResponse struct {
@@ -1899,8 +1910,12 @@ type Org struct {
 	// True when idle_window is the org's own override, false when it is the
 	// scaler's default.
 	IdleWindowOverridden bool `protobuf:"varint,9,opt,name=idle_window_overridden,json=idleWindowOverridden,proto3" json:"idle_window_overridden,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// The org's warm schedule, as `scalerctl org set --warm-schedule` takes
+	// it; empty: none. Inside its windows the org is warm whatever its
+	// activity.
+	WarmSchedule  string `protobuf:"bytes,10,opt,name=warm_schedule,json=warmSchedule,proto3" json:"warm_schedule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Org) Reset() {
@@ -1994,6 +2009,13 @@ func (x *Org) GetIdleWindowOverridden() bool {
 		return x.IdleWindowOverridden
 	}
 	return false
+}
+
+func (x *Org) GetWarmSchedule() string {
+	if x != nil {
+		return x.WarmSchedule
+	}
+	return ""
 }
 
 var File_orgscaler_v1_orgscaler_proto protoreflect.FileDescriptor
@@ -2117,13 +2139,15 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x0eFILTER_DORMANT\x10\x02\"a\n" +
 	"\x10ListOrgsResponse\x12%\n" +
 	"\x04orgs\x18\x01 \x03(\v2\x11.orgscaler.v1.OrgR\x04orgs\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb2\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xee\x01\n" +
 	"\x10UpdateOrgRequest\x12\x10\n" +
 	"\x03org\x18\x01 \x01(\tR\x03org\x126\n" +
 	"\x15scale_to_zero_allowed\x18\x02 \x01(\bH\x00R\x12scaleToZeroAllowed\x88\x01\x01\x12:\n" +
 	"\vidle_window\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"idleWindowB\x18\n" +
-	"\x16_scale_to_zero_allowed\"8\n" +
+	"idleWindow\x12(\n" +
+	"\rwarm_schedule\x18\x04 \x01(\tH\x01R\fwarmSchedule\x88\x01\x01B\x18\n" +
+	"\x16_scale_to_zero_allowedB\x10\n" +
+	"\x0e_warm_schedule\"8\n" +
 	"\x11UpdateOrgResponse\x12#\n" +
 	"\x03org\x18\x01 \x01(\v2\x11.orgscaler.v1.OrgR\x03org\"\x0f\n" +
 	"\rDigestRequest\"'\n" +
@@ -2144,7 +2168,7 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x03org\x18\x01 \x01(\tR\x03org\"[\n" +
 	"\x11DeleteOrgResponse\x12#\n" +
 	"\x03org\x18\x01 \x01(\v2\x11.orgscaler.v1.OrgR\x03org\x12!\n" +
-	"\fopen_streams\x18\x02 \x01(\x05R\vopenStreams\"\xa6\x04\n" +
+	"\fopen_streams\x18\x02 \x01(\x05R\vopenStreams\"\xcb\x04\n" +
 	"\x03Org\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12-\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x17.orgscaler.v1.Org.StateR\x05state\x12?\n" +
@@ -2157,7 +2181,9 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x15scale_to_zero_allowed\x18\a \x01(\bR\x12scaleToZeroAllowed\x12:\n" +
 	"\vidle_window\x18\b \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"idleWindow\x124\n" +
-	"\x16idle_window_overridden\x18\t \x01(\bR\x14idleWindowOverridden\"C\n" +
+	"\x16idle_window_overridden\x18\t \x01(\bR\x14idleWindowOverridden\x12#\n" +
+	"\rwarm_schedule\x18\n" +
+	" \x01(\tR\fwarmSchedule\"C\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSTATE_ACTIVE\x10\x01\x12\x11\n" +

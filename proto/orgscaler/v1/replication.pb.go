@@ -430,9 +430,12 @@ type OrgChange struct {
 	IdleWindowNanos *int64 `protobuf:"varint,5,opt,name=idle_window_nanos,json=idleWindowNanos,proto3,oneof" json:"idle_window_nanos,omitempty"`
 	IdleWindowAt    int64  `protobuf:"varint,6,opt,name=idle_window_at,json=idleWindowAt,proto3" json:"idle_window_at,omitempty"`
 	// A delete's stamp.
-	DeletedAt     int64 `protobuf:"varint,7,opt,name=deleted_at,json=deletedAt,proto3" json:"deleted_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DeletedAt int64 `protobuf:"varint,7,opt,name=deleted_at,json=deletedAt,proto3" json:"deleted_at,omitempty"`
+	// The org's warm schedule in its one spelling ("" clears it).
+	WarmSchedule   *string `protobuf:"bytes,8,opt,name=warm_schedule,json=warmSchedule,proto3,oneof" json:"warm_schedule,omitempty"`
+	WarmScheduleAt int64   `protobuf:"varint,9,opt,name=warm_schedule_at,json=warmScheduleAt,proto3" json:"warm_schedule_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *OrgChange) Reset() {
@@ -514,6 +517,20 @@ func (x *OrgChange) GetDeletedAt() int64 {
 	return 0
 }
 
+func (x *OrgChange) GetWarmSchedule() string {
+	if x != nil && x.WarmSchedule != nil {
+		return *x.WarmSchedule
+	}
+	return ""
+}
+
+func (x *OrgChange) GetWarmScheduleAt() int64 {
+	if x != nil {
+		return x.WarmScheduleAt
+	}
+	return 0
+}
+
 var File_orgscaler_v1_replication_proto protoreflect.FileDescriptor
 
 const file_orgscaler_v1_replication_proto_rawDesc = "" +
@@ -556,7 +573,7 @@ const file_orgscaler_v1_replication_proto_rawDesc = "" +
 	"\fsubscription\x18\x02 \x01(\tR\fsubscription\x12\x1a\n" +
 	"\bmessages\x18\x03 \x01(\x03R\bmessages\x12 \n" +
 	"\fat_unix_nano\x18\x04 \x01(\x03R\n" +
-	"atUnixNano\"\xe1\x02\n" +
+	"atUnixNano\"\xc7\x03\n" +
 	"\tOrgChange\x12\x10\n" +
 	"\x03org\x18\x01 \x01(\tR\x03org\x12,\n" +
 	"\x12activity_unix_nano\x18\x02 \x01(\x03R\x10activityUnixNano\x126\n" +
@@ -565,9 +582,12 @@ const file_orgscaler_v1_replication_proto_rawDesc = "" +
 	"\x11idle_window_nanos\x18\x05 \x01(\x03H\x01R\x0fidleWindowNanos\x88\x01\x01\x12$\n" +
 	"\x0eidle_window_at\x18\x06 \x01(\x03R\fidleWindowAt\x12\x1d\n" +
 	"\n" +
-	"deleted_at\x18\a \x01(\x03R\tdeletedAtB\x18\n" +
+	"deleted_at\x18\a \x01(\x03R\tdeletedAt\x12(\n" +
+	"\rwarm_schedule\x18\b \x01(\tH\x02R\fwarmSchedule\x88\x01\x01\x12(\n" +
+	"\x10warm_schedule_at\x18\t \x01(\x03R\x0ewarmScheduleAtB\x18\n" +
 	"\x16_scale_to_zero_allowedB\x14\n" +
-	"\x12_idle_window_nanosB?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
+	"\x12_idle_window_nanosB\x10\n" +
+	"\x0e_warm_scheduleB?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
 
 var (
 	file_orgscaler_v1_replication_proto_rawDescOnce sync.Once

@@ -1,0 +1,92 @@
+package activity
+
+import (
+	"context"
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"github.com/orgscaler/orgscaler/hlc"
+)
+
+// An org with a warm schedule goes dormant when its window passes outside
+// the schedule, wakes at the schedule's start by itself (watchers told, a
+// transition with reason schedule), and goes dormant again at its end,
+// since then. Its setting survives a restart.
+func TestWarmScheduleWakesAndSleeps(t *testing.T) {
+	withClock(t, t.TempDir(), func(t *testing.T, c *fakeClock, restart func(time.Duration)) {
+		var transitions []Transition
+		c.s.opts.OnTransition = func(tr Transition) { transitions = append(transitions, tr) }
+		day := c.Now() // Thursday 1 January 2026, 00:00 UTC
+		hour := time.Hour
+		sched := "daily 09:00-17:00 UTC"
+		if _, err := c.s.Update(context.Background(), "acme", Update{IdleWindow: &hour, WarmSchedule: &sched}); err != nil {
+			t.Fatal(err)
+		}
+		w, _ := c.s.Watch("acme")
+		defer w.Stop()
+		c.advance(hour)
+		if o, _ := c.s.Get("acme"); !o.Dormant() || !o.DormantSince.Equal(day.Add(hour)) {
+			t.Fatalf("an hour after its last activity, outside its schedule: %+v; want dormant", o)
+		}
+		<-w.C()
+		c.advance(8 * hour) // 09:00
+		o, _ := c.s.Get("acme")
+		if o.Dormant() || o.WokeBy != WakeSchedule || o.WarmSchedule.String() != sched {
+			t.Fatalf("at the schedule's start: %+v; want woken by it", o)
+		}
+		select {
+		case <-w.C():
+		default:
+			t.Fatal("watcher not told of the schedule's wake")
+		}
+		if got := o.DormantAt(c.Now()); !got.Equal(day.Add(17 * hour)) {
+			t.Fatalf("DormantAt inside the schedule = %s; want its end", got)
+		}
+		c.advance(8*hour - time.Nanosecond)
+		if o, _ := c.s.Get("acme"); o.Dormant() {
+			t.Fatal("dormant before the schedule's end")
+		}
+		c.advance(time.Nanosecond)
+		if o, _ := c.s.Get("acme"); !o.Dormant() || !o.DormantSince.Equal(day.Add(17*hour)) {
+			t.Fatalf("at the schedule's end: %+v; want dormant since 17:00", o)
+		}
+		if len(transitions) != 3 || !transitions[1].Woke || transitions[1].Reason != WakeSchedule {
+			t.Fatalf("transitions: %+v; want dormant, woken by the schedule, dormant", transitions)
+		}
+		restart(18 * hour) // down over the next morning: 11:00 on Friday
+		if o, _ := c.s.Get("acme"); o.Dormant() || o.WarmSchedule.String() != sched {
+			t.Fatalf("restarted inside a window: %+v; want active, with the schedule", o)
+		}
+	})
+}
+
+// A schedule is a setting like the others: last writer wins across
+// replicas, a delete takes it, and the version 2 record of an org without
+// one still reads.
+func TestWarmScheduleMerges(t *testing.T) {
+	early, late := "Mon 09:00-10:00 UTC", "Tue 09:00-10:00 UTC"
+	var rec record
+	if !mergeSettings(&rec, Change{WarmSchedule: &late, WarmScheduleAt: 20}, 0) ||
+		mergeSettings(&rec, Change{WarmSchedule: &early, WarmScheduleAt: 10}, 0) || rec.Schedule.String() != late {
+		t.Fatalf("last writer wins: %q", rec.Schedule.String())
+	}
+	back, err := unmarshalRecord(rec.marshal())
+	if err != nil || back.Schedule.String() != late || back.ScheduleAt != 20 {
+		t.Fatalf("round trip: %+v %v", back, err)
+	}
+	if mergeDelete(&rec, hlc.Stamp(20)); rec.Schedule != nil {
+		t.Fatal("a delete after the schedule takes it")
+	}
+	v2 := []byte{2, 0}
+	for _, v := range []int64{100, 50, 0, 0, 0, 0} {
+		v2 = binary.AppendVarint(v2, v)
+	}
+	if r, err := unmarshalRecord(v2); err != nil || r.Schedule != nil || r.LastActivity != 100 {
+		t.Fatalf("version 2 record: %+v %v", r, err)
+	}
+	bad := "Mon 09:00-10:00 Nowhere/Land"
+	if _, err := (&Store{}).Update(context.Background(), "x", Update{WarmSchedule: &bad}); err == nil {
+		t.Fatal("a schedule that does not parse was accepted")
+	}
+}
