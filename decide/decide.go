@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/orgscaler/orgscaler/keepalive"
+	"github.com/orgscaler/orgscaler/schedule"
 )
 
 // OrgState is what the decision needs to know about an org.
@@ -12,6 +13,9 @@ type OrgState struct {
 	LastActivity       time.Time
 	ScaleToZeroAllowed bool
 	IdleWindow         time.Duration // the window in force: the org's override or the default
+	// Schedule is the org's warm schedule: inside its windows every
+	// workload of the org is warm (nil: none).
+	Schedule *schedule.Schedule
 	// Plan is the keep-alive policy's plan for the org's idle times, for a
 	// workload with a keep-alive policy (it replaces the window there).
 	Plan keepalive.Plan
@@ -31,6 +35,7 @@ type Rule string
 const (
 	RuleScaleToZeroOff Rule = "scale-to-zero-off" // the org may never scale to zero
 	RuleWarm           Rule = "warm"              // the org was active within the window
+	RuleSchedule       Rule = "schedule"          // inside a window of the org's warm schedule
 	RuleBacklog        Rule = "backlog"           // the backlog is above activationBacklog
 	RuleIdle           Rule = "idle"              // the window has passed and there is no backlog
 	RuleNoBacklog      Rule = "no-backlog"        // a worker without an org, backlog at or below activation
@@ -100,6 +105,10 @@ func Decide(w Workload, org OrgState, backlog Backlog, now time.Time) Answer {
 		case !org.ScaleToZeroAllowed:
 			warm = true
 			a.Rule = RuleScaleToZeroOff
+		case org.Schedule.Active(now):
+			warm = true
+			a.Rule, a.WarmUntil = RuleSchedule, org.Schedule.Next(now)
+			a.NextChange = a.WarmUntil
 		case w.KeepAlive.On():
 			warm, a.Rule, a.NextChange = planned(w, org, now)
 		case w.Kind == KindWorker && w.WarmFor == 0:
@@ -127,6 +136,8 @@ func Decide(w Workload, org OrgState, backlog Backlog, now time.Time) Answer {
 	a.Active = warm || (w.Subscription != "" && backlog.Messages > w.ActivationBacklog)
 	if !a.Active {
 		a.Replicas = 0
+		// The schedule's next window wakes it, as may a pre-warm first.
+		a.NextChange = scheduled(w, org, now, a.NextChange)
 		switch {
 		case w.KeepAlive.On() && org.ScaleToZeroAllowed:
 			a.Rule = RulePlanDown // NextChange stays: the pre-warm, if one is ahead
@@ -152,6 +163,18 @@ func Decide(w Workload, org OrgState, backlog Backlog, now time.Time) Answer {
 	return a
 }
 
+// scheduled is the instant the org's warm schedule next turns an inactive
+// workload active, if that is before next (or next is zero).
+func scheduled(w Workload, org OrgState, now, next time.Time) time.Time {
+	if w.Org == "" || !org.ScaleToZeroAllowed || org.Schedule == nil {
+		return next
+	}
+	if start := org.Schedule.Next(now); !start.IsZero() && (next.IsZero() || start.Before(next)) {
+		return start
+	}
+	return next
+}
+
 // Reason says in words why the answer is what it is.
 func (a Answer) Reason() string {
 	w, org, b := a.w, a.org, a.backlog
@@ -161,6 +184,8 @@ func (a Answer) Reason() string {
 	case RuleWarm:
 		return fmt.Sprintf("org %s was active %s ago, within its %s window",
 			w.Org, a.now.Sub(org.LastActivity).Round(time.Second), Window(w, org))
+	case RuleSchedule:
+		return fmt.Sprintf("org %s is inside its warm schedule (%s) until %s", w.Org, org.Schedule, a.WarmUntil.UTC().Format(time.RFC3339))
 	case RuleKeptAlive, RulePrewarm, RulePlanDown:
 		return a.plannedReason()
 	case RuleBlind:

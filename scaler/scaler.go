@@ -375,7 +375,7 @@ func orgError(err error) error {
 }
 
 func orgState(o activity.Org) decide.OrgState {
-	return decide.OrgState{LastActivity: o.LastActivity, ScaleToZeroAllowed: o.ScaleToZeroAllowed, IdleWindow: o.IdleWindow}
+	return decide.OrgState{LastActivity: o.LastActivity, ScaleToZeroAllowed: o.ScaleToZeroAllowed, IdleWindow: o.IdleWindow, Schedule: o.WarmSchedule}
 }
 
 func blindError(w decide.Workload, d pubsubdepth.Depth) error {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -99,12 +100,24 @@ func (c *cli) orgListCommand() *cobra.Command {
 func (c *cli) orgSetCommand() *cobra.Command {
 	var scaleToZero bool
 	var window time.Duration
+	var windows []string
 	cmd := &cobra.Command{
-		Use:   "set ORG [--scale-to-zero=true|false] [--idle-window D]",
+		Use:   "set ORG [--scale-to-zero=true|false] [--idle-window D] [--warm-schedule WINDOW]...",
 		Short: "Change an org's settings (on disk before it returns)",
 		Long: `Change an org's settings. --scale-to-zero=false keeps the org's workloads
 running for good (an important org); --idle-window sets how long after its
-last activity the org goes dormant (0 returns to the scaler's default).`,
+last activity the org goes dormant (0 returns to the scaler's default);
+--warm-schedule keeps the org warm inside weekly windows whatever its
+activity, and wakes it at each window's start: DAYS HH:MM-HH:MM ZONE, with
+DAYS as Mon..Sun, ranges and commas, or daily, and ZONE an IANA zone (local
+hours hold across daylight-saving changes; a window whose end is before
+its start runs past midnight). Give the flag once per window, or separate
+windows with ";"; --warm-schedule "" clears the schedule.`,
+		Example: `  scalerctl org set acme --scale-to-zero=false
+  scalerctl org set acme --idle-window 2h
+  scalerctl org set acme --warm-schedule "Mon-Fri 08:45-18:00 America/New_York"
+  scalerctl org set acme --warm-schedule "Mon-Fri 09:00-17:00 Europe/Paris" --warm-schedule "Sat 10:00-12:00 Europe/Paris"
+  scalerctl org set acme --warm-schedule ""`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &pb.UpdateOrgRequest{Org: args[0]}
@@ -114,8 +127,14 @@ last activity the org goes dormant (0 returns to the scaler's default).`,
 			if cmd.Flags().Changed("idle-window") {
 				req.IdleWindow = durationpb.New(window)
 			}
-			if req.ScaleToZeroAllowed == nil && req.IdleWindow == nil {
-				return fmt.Errorf("nothing to change: give --scale-to-zero or --idle-window")
+			if cmd.Flags().Changed("warm-schedule") {
+				req.WarmSchedule = proto.String(strings.Join(windows, "; "))
+				if strings.TrimSpace(strings.ReplaceAll(req.GetWarmSchedule(), ";", "")) == "" {
+					req.WarmSchedule = proto.String("")
+				}
+			}
+			if req.ScaleToZeroAllowed == nil && req.IdleWindow == nil && req.WarmSchedule == nil {
+				return fmt.Errorf("nothing to change: give --scale-to-zero, --idle-window or --warm-schedule")
 			}
 			admin, ctx, cancel, err := c.admin(cmd)
 			if err != nil {
@@ -134,6 +153,7 @@ last activity the org goes dormant (0 returns to the scaler's default).`,
 	}
 	cmd.Flags().BoolVar(&scaleToZero, "scale-to-zero", true, "whether the org may go dormant and scale to zero")
 	cmd.Flags().DurationVar(&window, "idle-window", 0, "the org's idle window, such as 2h (0: the scaler's default)")
+	cmd.Flags().StringArrayVar(&windows, "warm-schedule", nil, `a window the org is warm in, such as "Mon-Fri 08:45-18:00 America/New_York" (repeat for several; "" clears)`)
 	return cmd
 }
 
@@ -179,7 +199,7 @@ func printJSON(w io.Writer, m proto.Message) error {
 
 func printOrgs(w io.Writer, orgs []*pb.Org, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ORG\tSTATE\tLAST ACTIVITY\tDORMANT\tSCALE TO ZERO\tIDLE WINDOW")
+	fmt.Fprintln(tw, "ORG\tSTATE\tLAST ACTIVITY\tDORMANT\tSCALE TO ZERO\tIDLE WINDOW\tWARM SCHEDULE")
 	for _, o := range orgs {
 		window := human(o.GetIdleWindow().AsDuration())
 		if !o.GetIdleWindowOverridden() {
@@ -189,8 +209,12 @@ func printOrgs(w io.Writer, orgs []*pb.Org, now time.Time) error {
 		if !o.GetScaleToZeroAllowed() {
 			s2z = "off"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.GetId(), stateText(o), ago(o.GetLastActivity().AsTime(), now),
-			dormantText(o, now), s2z, window)
+		sched := o.GetWarmSchedule()
+		if sched == "" {
+			sched = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.GetId(), stateText(o), ago(o.GetLastActivity().AsTime(), now),
+			dormantText(o, now), s2z, window, sched)
 	}
 	return tw.Flush()
 }
@@ -208,6 +232,8 @@ func dormantText(o *pb.Org, now time.Time) string {
 		return "since " + ago(o.GetDormantSince().AsTime(), now)
 	case o.GetDormantAt() != nil:
 		return "in " + human(o.GetDormantAt().AsTime().Sub(now))
+	case o.GetScaleToZeroAllowed():
+		return "never (its warm schedule covers every day)"
 	default:
 		return "never (scale to zero off)"
 	}
