@@ -71,6 +71,7 @@ func TestReportFromAnswers(t *testing.T) {
 		"acme (org total) 9.00 22.50",
 		"always-on (minReplicaCount 1) 15.00 100% 37.50",
 		"scale-to-zero (as answered) 6.00 40% 15.00",
+		"Wakes: 2 cold activations (demand that found the workload down: activity 2, hint 0, backlog 0); 0 ahead of demand (pre-warm 0, schedule 0, admin 0)",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("scalerctl report should show %q:\n%s", want, out)
@@ -92,5 +93,39 @@ func TestReportFromAnswers(t *testing.T) {
 	}
 	if _, err := d.ctl(t, "report", "--since", "soon"); err == nil || !strings.Contains(err.Error(), `--since is "soon"`) {
 		t.Errorf("a bad --since should be named: %v", err)
+	}
+}
+
+// A learned model of an org used every 30 minutes: once the policy has
+// learned the pattern, the model is let go between uses and pre-warmed
+// before each, and the report counts those pre-warms apart from the cold
+// activations.
+func TestReportCountsPrewarms(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
+	clock := clocktest.New(t0)
+	o := options(t, t.TempDir())
+	o.Now = clock.Now
+	d := start(t, o)
+	model := &kedapb.ScaledObjectRef{Namespace: "orgs", Name: "model-acme",
+		ScalerMetadata: map[string]string{"workload": "model", "org": "acme", "keepAlive": "learned", "coldStart": "3m"}}
+	for m := 0; m <= 240; m++ {
+		clock.Set(t0.Add(time.Duration(m) * time.Minute))
+		if m%30 == 0 {
+			if _, err := d.act.RecordActivity(context.Background(), &pb.RecordActivityRequest{Org: "acme"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		answer(t, d, model)
+	}
+	r, err := d.orgs.Report(context.Background(), &pb.ReportRequest{Since: durationOf(5 * time.Hour)})
+	if err != nil || len(r.GetWorkloads()) != 1 {
+		t.Fatalf("report: %v %v", r, err)
+	}
+	w := r.GetWorkloads()[0]
+	t.Logf("wakes %v, active %s of %s", w.GetWakes(), w.GetActive().AsDuration(), w.GetTracked().AsDuration())
+	// The first use finds it warm (a new org is active), the first gaps
+	// are kept up while little is known, then each use is pre-warmed.
+	if w.GetWakes()["pre-warm"] != 7 || w.GetWakes()["activity"] != 0 || w.GetActive().AsDuration() != 100*time.Minute {
+		t.Fatalf("wakes %v, active %s: want pre-warms before the uses, and the model let go between them", w.GetWakes(), w.GetActive().AsDuration())
 	}
 }

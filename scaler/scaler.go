@@ -311,6 +311,10 @@ func usageOf(w decide.Workload, a decide.Answer, o activity.Org) usage.Answer {
 	switch {
 	case a.Rule == decide.RuleBacklog:
 		u.Cause = usage.CauseBacklog
+	case a.Rule == decide.RuleSchedule:
+		u.Cause = usage.CauseSchedule
+	case a.Rule == decide.RulePrewarm:
+		u.Cause = usage.CausePrewarm
 	case a.Rule == decide.RuleScaleToZeroOff || o.WokeBy == activity.WakeAdmin:
 		u.Cause = usage.CauseAdmin
 	case o.WokeBy == activity.WakeHint:

@@ -21,15 +21,23 @@ const (
 	CauseHint                  // a producer said it enqueued work
 	CauseBacklog               // the subscription's backlog
 	CauseAdmin                 // an operator (scale to zero turned off, window lengthened)
+	CauseSchedule              // a window of the org's warm schedule began
+	CausePrewarm               // the keep-alive policy brought it up ahead of expected use
 	causeCount
 )
 
 // Causes lists every cause, in the order of Figures.Wakes.
-var Causes = [causeCount]Cause{CauseActivity, CauseHint, CauseBacklog, CauseAdmin}
+var Causes = [causeCount]Cause{CauseActivity, CauseHint, CauseBacklog, CauseAdmin, CauseSchedule, CausePrewarm}
 
 func (c Cause) String() string {
-	return [...]string{CauseActivity: "activity", CauseHint: "hint", CauseBacklog: "backlog", CauseAdmin: "admin"}[c]
+	return [...]string{CauseActivity: "activity", CauseHint: "hint", CauseBacklog: "backlog", CauseAdmin: "admin",
+		CauseSchedule: "schedule", CausePrewarm: "pre-warm"}[c]
 }
+
+// Cold reports whether a wake of this cause was a cold activation: demand
+// (activity, a hint, a backlog) that found the workload down and had to
+// wait for it. Schedules, pre-warms and operators bring it up ahead.
+func (c Cause) Cold() bool { return c == CauseActivity || c == CauseHint || c == CauseBacklog }
 
 // Figures are the ledger of one workload over some time. Durations are
 // whole milliseconds: replica- and GPU-time are replicas (or GPUs) × time.
@@ -89,7 +97,8 @@ func (f *Figures) stored() Figures {
 	return o
 }
 
-const recordVersion = 1
+// Version 1 had the first four causes only.
+const recordVersion = 2
 
 // marshal writes the figures in a versioned binary form: a version byte,
 // then uvarints (durations in milliseconds) and length-prefixed strings.
@@ -118,9 +127,10 @@ var errShort = errors.New("record ends early")
 
 func unmarshal(b []byte) (Figures, error) {
 	var f Figures
-	if len(b) == 0 || b[0] != recordVersion {
+	if len(b) == 0 || b[0] < 1 || b[0] > recordVersion {
 		return f, fmt.Errorf("usage record: unknown version (first byte %v)", b[:min(1, len(b))])
 	}
+	causes := map[byte]int{1: 4, 2: int(causeCount)}[b[0]]
 	b = b[1:]
 	var err error
 	if f.Kind, b, err = readString(b); err != nil {
@@ -130,7 +140,7 @@ func unmarshal(b []byte) (Figures, error) {
 		return f, err
 	}
 	var n [7 + causeCount]int64
-	for i := range n {
+	for i := range 7 + causes {
 		v, k := binary.Uvarint(b)
 		if k <= 0 {
 			return f, fmt.Errorf("usage record: %w", errShort)

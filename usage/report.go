@@ -117,7 +117,7 @@ var (
 		{prometheus.NewDesc("orgscaler_usage_always_on_gpu_seconds_total", "GPU-seconds an always-on deployment would have used, since the scaler started.", usageLabels, nil),
 			func(f *Figures) time.Duration { return f.AlwaysOnGPU }},
 	}
-	wakesDesc = prometheus.NewDesc("orgscaler_usage_wakes_total", "Inactive→active changes of the workload's answer, by cause (activity, hint, backlog, admin).",
+	wakesDesc = prometheus.NewDesc("orgscaler_usage_wakes_total", "Inactive→active changes of the workload's answer, by cause (activity, hint, backlog, admin, schedule, pre-warm).",
 		append(append([]string{}, usageLabels...), "cause"), nil)
 )
 

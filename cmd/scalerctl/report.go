@@ -130,7 +130,7 @@ func printReport(out io.Writer, r *pb.ReportResponse, price float64) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(out)
+	fmt.Fprintf(out, "\n%s\n\n", wakeSummary(ws))
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "PLAN\tGPU-HOURS\tVS ALWAYS-ON\t%s\n", map[bool]string{true: "COST USD\t", false: ""}[price > 0])
 	for _, p := range []struct {
@@ -182,10 +182,35 @@ func percent(h, of float64) string {
 	return fmt.Sprintf("%.0f%%", 100*h/of)
 }
 
+// wakeCauses are the causes of usage.Causes, in order, as the API names
+// them; the first three are cold activations: demand that found the
+// workload down.
+var wakeCauses = []string{"activity", "hint", "backlog", "admin", "schedule", "pre-warm"}
+
+// wakeSummary counts the fleet's wakes: cold activations against the
+// wakes that came ahead of demand.
+func wakeSummary(ws []*pb.WorkloadUsage) string {
+	var cold, ahead int64
+	by := map[string]int64{}
+	for _, w := range ws {
+		for i, c := range wakeCauses {
+			n := w.GetWakes()[c]
+			by[c] += n
+			if i < 3 {
+				cold += n
+			} else {
+				ahead += n
+			}
+		}
+	}
+	return fmt.Sprintf("Wakes: %d cold activations (demand that found the workload down: activity %d, hint %d, backlog %d); %d ahead of demand (pre-warm %d, schedule %d, admin %d)",
+		cold, by["activity"], by["hint"], by["backlog"], ahead, by["pre-warm"], by["schedule"], by["admin"])
+}
+
 // wakes lists the causes that woke a workload, e.g. "activity:3 hint:1".
 func wakes(m map[string]int64) string {
 	var parts []string
-	for _, c := range []string{"activity", "hint", "backlog", "admin"} {
+	for _, c := range wakeCauses {
 		if n := m[c]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%s:%d", c, n))
 		}
