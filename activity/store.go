@@ -56,11 +56,12 @@ type Options struct {
 	// replicas), outside the store's locks, for replication. It must not
 	// block.
 	OnChange func(Change)
-	// OnIdle, when set, is told of each activity recorded here (not one
-	// Apply brings) with how long the org had been idle before it, outside
-	// the store's locks: the keep-alive policy learns from these. It must
+	// OnActivity, when set, is told of each activity recorded here (not
+	// one Apply brings), with the org's last activity before it (zero for
+	// a new org), outside the store's locks: the keep-alive policy learns
+	// idle times from these, and the history keeps their minutes. It must
 	// not block.
-	OnIdle func(org string, idle time.Duration)
+	OnActivity func(org string, prev, at time.Time)
 	// OnDelete, when set, is told of each org deleted, here or by another
 	// replica, once its record is gone from disk: what is kept beside the
 	// org goes with it. It must not block.
@@ -579,13 +580,11 @@ func (s *Store) record(id string, why WakeReason, limited bool) (o Org, woke boo
 	}
 	e, created := s.getOrCreate(sh, id, now)
 	e.by = byOf(why)
-	var wasDormant time.Time
-	var idle time.Duration
+	var wasDormant, prev time.Time
+	advanced := created
 	if !created {
-		prev := e.rec.LastActivity
-		if mergeActivity(&e.rec, stampOf(now), sh.tombs[id]) {
-			idle = time.Duration(e.rec.LastActivity - prev)
-		}
+		prev = e.rec.LastActivity.Time()
+		advanced = mergeActivity(&e.rec, stampOf(now), sh.tombs[id])
 		before := e.rec.DormantSince.Time()
 		if woke, _, next := s.settle(&e.rec, now); woke {
 			wasDormant = before
@@ -600,8 +599,8 @@ func (s *Store) record(id string, why WakeReason, limited bool) (o Org, woke boo
 	o = s.snapshot(id, e)
 	sh.mu.Unlock()
 	s.changed(Change{Org: id, Activity: o.LastActivity})
-	if idle > 0 && s.opts.OnIdle != nil {
-		s.opts.OnIdle(id, idle)
+	if advanced && s.opts.OnActivity != nil {
+		s.opts.OnActivity(id, prev, o.LastActivity)
 	}
 	switch {
 	case created:

@@ -74,6 +74,7 @@ type Server struct {
 	repl      Replicator
 	snapshot  func(withUsage bool, send func(*pb.SnapshotResponse) error) error
 	ready     func() bool
+	history   History
 }
 
 // replicated returns once the changes made so far reach every replica;
@@ -109,6 +110,8 @@ type Options struct {
 	// holds its own whole state yet.
 	Snapshot func(withUsage bool, send func(*pb.SnapshotResponse) error) error
 	Ready    func() bool
+	// History, when set, is the activity history History streams.
+	History History
 }
 
 // New returns a Server.
@@ -116,7 +119,7 @@ func New(o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica, repl: o.Replication, snapshot: o.Snapshot, ready: o.Ready,
+	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica, repl: o.Replication, snapshot: o.Snapshot, ready: o.Ready, history: o.History,
 		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))}
 }
 

@@ -32,6 +32,7 @@ import (
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/api"
 	"github.com/orgscaler/orgscaler/auth"
+	"github.com/orgscaler/orgscaler/history"
 	"github.com/orgscaler/orgscaler/idletimes"
 	"github.com/orgscaler/orgscaler/kubeevents"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
@@ -76,6 +77,7 @@ type App struct {
 	sec         *security
 	ledger      *usage.Ledger
 	idle        *idletimes.Store
+	history     *history.Store
 	bgWG        sync.WaitGroup
 	bgEnd       context.CancelFunc
 	done        chan struct{}
@@ -140,7 +142,7 @@ func New(o Options) (*App, error) {
 		OnChange: onChange,
 		Dir:      o.DataDir, IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval, Logger: o.Logger, Now: o.Now,
 		OnTransition: a.onTransition, Registerer: a.registry, MaxOrgs: o.MaxOrgs, Replica: o.ReplicaID, MinFreeDisk: uint64(max(0, o.MinFreeDiskMB)) << 20,
-		OnIdle: a.onIdle, OnDelete: a.onDelete,
+		OnActivity: a.onActivity, OnDelete: a.onDelete,
 	})
 	if err != nil {
 		return nil, err
@@ -148,11 +150,14 @@ func New(o Options) (*App, error) {
 	a.store = store
 	undo = append(undo, store.Close)
 	var onIdle func(idletimes.Counts)
+	var onDay func(history.Day)
 	if a.repl != nil {
-		onIdle = a.repl.EnqueueIdle
+		onIdle, onDay = a.repl.EnqueueIdle, a.repl.EnqueueDay
 	}
+	holds := func(org string) bool { _, ok := store.Get(org); return ok }
+	a.history = history.Open(history.Options{DB: store.DB(), Logger: o.Logger, OnChange: onDay, Holds: holds, CheckDisk: store.CheckDisk, Now: o.Now})
 	if a.idle, err = idletimes.Open(idletimes.Options{DB: store.DB(), Replica: o.ReplicaID, Logger: o.Logger,
-		OnUpdate: store.Notify, CheckDisk: store.CheckDisk, OnChange: onIdle, Holds: func(org string) bool { _, ok := store.Get(org); return ok }}); err != nil {
+		OnUpdate: store.Notify, CheckDisk: store.CheckDisk, OnChange: onIdle, Holds: holds}); err != nil {
 		return nil, err
 	}
 	a.ready.Store(true)
@@ -174,7 +179,7 @@ func New(o Options) (*App, error) {
 		CheckDisk: store.CheckDisk, OnFlush: onFlush}); err != nil {
 		return nil, err
 	}
-	a.peers.Usage, a.peers.Idle = a.fleetLedger(), a.idle
+	a.peers.Usage, a.peers.Idle, a.peers.History = a.fleetLedger(), a.idle, a.history
 	for _, l := range []struct {
 		lis  *net.Listener
 		addr string
@@ -229,9 +234,9 @@ func New(o Options) (*App, error) {
 	var repl api.Replicator
 	var snapshot func(bool, func(*pb.SnapshotResponse) error) error
 	if a.repl != nil {
-		repl, snapshot = a.repl, replication.Snapshot(store, a.fleetLedger(), a.idle)
+		repl, snapshot = a.repl, replication.Snapshot(store, a.fleetLedger(), a.idle, a.history)
 	}
-	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.ready.Load, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID})
+	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.ready.Load, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
 	a.registerKept()
@@ -332,7 +337,7 @@ func (a *App) Run(ctx context.Context) error {
 			if a.depth != nil {
 				hints = a.depth.tracker
 			}
-			if err := a.repl.Run(bg, replication.Sinks{Store: a.store, Hints: hints, Usage: a.fleetLedger(), Idle: a.idle}); err != nil {
+			if err := a.repl.Run(bg, replication.Sinks{Store: a.store, Hints: hints, Usage: a.fleetLedger(), Idle: a.idle, History: a.history}); err != nil {
 				a.log.Error("replication stopped with an error", "err", err)
 			}
 		})
@@ -345,6 +350,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	// Stopped before the store closes, with a last flush.
 	a.bgWG.Go(func() { a.ledger.Run(bg, a.opts.FlushInterval, a.opts.Now) })
+	a.bgWG.Go(func() { a.history.Run(bg, a.opts.FlushInterval) })
 	a.startElection()
 	a.logSecurity()
 	go a.watchHealth(ctx)

@@ -103,12 +103,17 @@ func (a *App) onTransition(t activity.Transition) {
 	a.tallyOrg(t.Org)
 }
 
-// onIdle counts an org's idle time, for the keep-alive policies. A
-// failure loses one idle time, not the activity: it is logged, not
-// returned to the caller.
-func (a *App) onIdle(org string, idle time.Duration) {
-	if err := a.idle.Observe(org, idle); err != nil {
-		a.log.Warn("idle time not counted", "org", org, "err", err)
+// onActivity counts an org's idle time, for the keep-alive policies, and
+// marks the minute in its history, once per minute. A failure loses one
+// idle time, not the activity: it is logged, not returned to the caller.
+func (a *App) onActivity(org string, prev, at time.Time) {
+	if !prev.IsZero() {
+		if err := a.idle.Observe(org, at.Sub(prev)); err != nil {
+			a.log.Warn("idle time not counted", "org", org, "err", err)
+		}
+	}
+	if prev.IsZero() || prev.Truncate(time.Minute) != at.Truncate(time.Minute) {
+		a.history.Mark(org, at)
 	}
 }
 
@@ -116,5 +121,8 @@ func (a *App) onIdle(org string, idle time.Duration) {
 func (a *App) onDelete(org string) {
 	if err := a.idle.Delete(org); err != nil {
 		a.log.Warn("idle times of a deleted org not removed", "org", org, "err", err)
+	}
+	if err := a.history.Delete(org); err != nil {
+		a.log.Warn("history of a deleted org not removed", "org", org, "err", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/orgscaler/orgscaler/app"
 	"github.com/orgscaler/orgscaler/internal/clocktest"
@@ -373,9 +374,36 @@ func TestIdleTimesReplicate(t *testing.T) {
 		p := plans(fleet)
 		return agree(p) && strings.HasPrefix(p[0], "5 idle times (fleet 5), plan-down")
 	})
+	// Each replica flushes the minutes it took at a History call, then the
+	// others merge them: the same day everywhere, in the end.
+	days := func(fleet []*daemon) []string {
+		var out []string
+		for _, d := range fleet {
+			stream, err := d.orgs.History(ctx, &pb.HistoryRequest{Day: timestamppb.New(clock.Now())})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rows []string
+			for {
+				r, err := stream.Recv()
+				if err != nil {
+					break
+				}
+				for _, day := range r.GetDays() {
+					rows = append(rows, fmt.Sprintf("%s:%x", day.GetOrg(), day.GetMinutes()))
+				}
+			}
+			out = append(out, strings.Join(rows, ","))
+		}
+		return out
+	}
+	poll(t, "every replica holds the six minutes of acme's activity", func() bool { d := days(fleet); return agree(d) && d[0] != "" })
 	joined := startReplica(t, "scaler-3", t.TempDir(), fleet, fake)
 	if p := plans(append(fleet, joined)); !agree(p) {
 		t.Fatalf("the joined replica plans otherwise: %v", p)
+	}
+	if d := days(append(fleet, joined)); !agree(d) {
+		t.Fatalf("the joined replica's history differs: %v", d)
 	}
 	t.Logf("every replica: %s", plans(fleet)[0])
 }

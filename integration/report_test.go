@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"regexp"
 	"strings"
 	"testing"
@@ -127,5 +128,31 @@ func TestReportCountsPrewarms(t *testing.T) {
 	// are kept up while little is known, then each use is pre-warmed.
 	if w.GetWakes()["pre-warm"] != 7 || w.GetWakes()["activity"] != 0 || w.GetActive().AsDuration() != 100*time.Minute {
 		t.Fatalf("wakes %v, active %s: want pre-warms before the uses, and the model let go between them", w.GetWakes(), w.GetActive().AsDuration())
+	}
+	out, err := d.ctl(t, "report", "--since", "5h")
+	if err != nil || !strings.Contains(out, "0 cold activations") || !strings.Contains(out, "7 ahead of demand (pre-warm 7,") {
+		t.Fatalf("scalerctl report: %v\n%s", err, out)
+	}
+
+	// The same day replayed from the scaler's own history: nine active
+	// minutes, and the replay's learned policy bills less than a 1 h window.
+	out, err = d.ctl(t, "replay", "--from-scaler", "--day", "2026-11-25", "--policy", "fixed:1h,learned", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Orgs          int `json:"orgs"`
+		ActiveMinutes int `json:"active_minutes"`
+		Policies      []struct {
+			Policy   string  `json:"policy"`
+			GPUHours float64 `json:"gpu_hours"`
+		} `json:"policies"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Orgs != 1 || rep.ActiveMinutes != 9 || len(rep.Policies) != 2 ||
+		rep.Policies[1].GPUHours >= rep.Policies[0].GPUHours {
+		t.Fatalf("replay --from-scaler: %+v %v\n%s", rep, err, out)
+	}
+	if _, err := d.ctl(t, "replay", "--from-scaler", "--day", "2026-11-20"); err == nil || !strings.Contains(err.Error(), "no activity for that day") {
+		t.Fatalf("a day with no history: %v", err)
 	}
 }

@@ -35,6 +35,8 @@ type Peers struct {
 	Usage Usage
 	// Idle, when set, gets the idle-time counts of a snapshot.
 	Idle IdleTimes
+	// History, when set, gets the activity history's days of a snapshot.
+	History History
 	// TLS, when set, dials peers over TLS (their API is served with
 	// --api-tls-cert); the server name checked is the --peers entry's host.
 	TLS *tls.Config
@@ -194,6 +196,9 @@ func (p Peers) loadFrom(ctx context.Context, client pb.AdminServiceClient, d *pb
 		}
 		if err := mergeIdle(p.Idle, idleFromProto(chunk.GetIdleTimes())); err != nil {
 			return n, "", fmt.Errorf("apply the snapshot's idle times: %w", err)
+		}
+		if err := mergeDays(p.History, daysFromProto(chunk.GetHistory())); err != nil {
+			return n, "", fmt.Errorf("apply the snapshot's activity history: %w", err)
 		}
 		if p.Usage != nil && len(chunk.GetUsage()) > 0 {
 			if err := p.Usage.Merge(usageFromProto(chunk.GetUsage())); err != nil {

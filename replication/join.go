@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/orgscaler/orgscaler/activity"
+	"github.com/orgscaler/orgscaler/history"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/usage"
 )
@@ -112,11 +113,14 @@ type UsageExporter interface {
 // Snapshot sends store's state, then, when asked and ledger is not nil,
 // the ledger's hours, in chunks as replicas exchange them: what
 // AdminService.Snapshot streams to a peer.
-func Snapshot(store Exporter, ledger UsageExporter, idle IdleExporter) func(withUsage bool, send func(*pb.SnapshotResponse) error) error {
+func Snapshot(store Exporter, ledger UsageExporter, idle IdleExporter, days History) func(withUsage bool, send func(*pb.SnapshotResponse) error) error {
 	return func(withUsage bool, send func(*pb.SnapshotResponse) error) error {
 		err := store.Export(func(cs []activity.Change) error { return send(&pb.SnapshotResponse{Changes: ToProto(cs)}) })
 		if err == nil && idle != nil {
 			err = sendIdle(idle, send)
+		}
+		if err == nil && days != nil {
+			err = days.Export(func(ds []history.Day) error { return send(&pb.SnapshotResponse{History: daysToProto(ds)}) })
 		}
 		if err != nil || ledger == nil || !withUsage {
 			return err

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/orgscaler/orgscaler/activity"
+	"github.com/orgscaler/orgscaler/history"
 	"github.com/orgscaler/orgscaler/idletimes"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/usage"
@@ -50,10 +51,11 @@ type Usage interface {
 
 // Sinks are where other replicas' changes go. Store is required.
 type Sinks struct {
-	Store Store
-	Hints Hints // nil without a backlog source
-	Usage Usage // nil when the ledger is not the fleet's
-	Idle  IdleTimes
+	Store   Store
+	Hints   Hints // nil without a backlog source
+	Usage   Usage // nil when the ledger is not the fleet's
+	Idle    IdleTimes
+	History History
 }
 
 // Options configure a Replicator.
@@ -88,6 +90,7 @@ type Replicator struct {
 	hints     []*pb.SubscriptionHint
 	usage     map[usageKey]usage.Hour      // pending hours, coalesced: the latest per hour and workload
 	idle      map[idleKey]idletimes.Counts // pending idle-time counts, the latest per org and replica
+	days      map[dayKey]history.Day       // pending history days, the latest per org and day
 	hintSeq   uint64
 	enqueued  uint64        // changes enqueued so far
 	confirmed uint64        // changes published so far
@@ -118,7 +121,7 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 	}
 	r := &Replicator{opts: o, log: o.Logger.With("component", "replication"), client: client,
 		sub:      fmt.Sprintf("projects/%s/subscriptions/%s-%s", project, topicID, o.Replica),
-		activity: map[string]time.Time{}, usage: map[usageKey]usage.Hour{}, idle: map[idleKey]idletimes.Counts{}, published: make(chan struct{}), kick: make(chan struct{}, 1),
+		activity: map[string]time.Time{}, usage: map[usageKey]usage.Hour{}, idle: map[idleKey]idletimes.Counts{}, days: map[dayKey]history.Day{}, published: make(chan struct{}), kick: make(chan struct{}, 1),
 		hintSeq: uint64(time.Now().UnixNano()), // unique across this replica's restarts
 		m:       newMetrics(o.Registerer)}
 	if err := r.ensureSubscription(ctx); err != nil {
@@ -321,10 +324,11 @@ type pending struct {
 	hints   []*pb.SubscriptionHint
 	usage   []usage.Hour
 	idle    []idletimes.Counts
+	days    []history.Day
 }
 
 func (p pending) empty() bool {
-	return len(p.changes) == 0 && len(p.hints) == 0 && len(p.usage) == 0 && len(p.idle) == 0
+	return len(p.changes) == 0 && len(p.hints) == 0 && len(p.usage) == 0 && len(p.idle) == 0 && len(p.days) == 0
 }
 
 // take returns everything pending, and the count enqueued up to it.
@@ -348,6 +352,10 @@ func (r *Replicator) take() (uint64, pending) {
 		p.idle = append(p.idle, c)
 	}
 	clear(r.idle)
+	for _, d := range r.days {
+		p.days = append(p.days, d)
+	}
+	clear(r.days)
 	return r.enqueued, p
 }
 
@@ -366,6 +374,7 @@ func (r *Replicator) requeue(p pending, err error) {
 		}
 	}
 	r.requeueIdle(p.idle)
+	r.requeueDays(p.days)
 }
 
 func (r *Replicator) confirm(seq uint64) {
@@ -386,13 +395,14 @@ func (r *Replicator) publish(ctx context.Context, p pending) error {
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var results []*pubsub.PublishResult
-	batch, hints, hours, idle := p.changes, p.hints, p.usage, p.idle
-	for len(batch) > 0 || len(hints) > 0 || len(hours) > 0 || len(idle) > 0 {
-		n, u, i := min(len(batch), maxBatch), min(len(hours), maxBatch), min(len(idle), maxBatch)
+	batch, hints, hours, idle, days := p.changes, p.hints, p.usage, p.idle, p.days
+	for len(batch) > 0 || len(hints) > 0 || len(hours) > 0 || len(idle) > 0 || len(days) > 0 {
+		n, u, i, d := min(len(batch), maxBatch), min(len(hours), maxBatch), min(len(idle), maxBatch), min(len(days), maxBatch)
 		msg := toProto(r.opts.Replica, batch[:n])
 		msg.Hints, hints = hints, nil
 		msg.Usage, hours = usageToProto(hours[:u]), hours[u:]
 		msg.IdleTimes, idle = idleToProto(idle[:i]), idle[i:]
+		msg.History, days = daysToProto(days[:d]), days[d:]
 		data, err := proto.Marshal(msg)
 		if err != nil {
 			return fmt.Errorf("encode changes: %w", err)
@@ -436,6 +446,9 @@ func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 				// After the orgs: counts of an org this replica does not
 				// hold are dropped.
 				err = mergeIdle(sinks.Idle, idleFromProto(b.GetIdleTimes()))
+			}
+			if err == nil {
+				err = mergeDays(sinks.History, daysFromProto(b.GetHistory()))
 			}
 			if err != nil {
 				r.log.Error("applying another replica's changes failed; Pub/Sub will redeliver them", "from", b.GetReplica(), "err", err)

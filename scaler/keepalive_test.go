@@ -93,8 +93,11 @@ func learnedEnv(t *testing.T, dir string) (*activity.Store, *scaler.Server, *grp
 	var idle *idletimes.Store
 	store, err := activity.Open(activity.Options{DB: db, IdleWindow: 24 * time.Hour, FlushInterval: time.Hour,
 		Logger: slog.New(slog.DiscardHandler),
-		OnIdle: func(org string, d time.Duration) {
-			if err := idle.Observe(org, d); err != nil {
+		OnActivity: func(org string, prev, at time.Time) {
+			if prev.IsZero() {
+				return // a new org: no idle time yet
+			}
+			if err := idle.Observe(org, at.Sub(prev)); err != nil {
 				t.Error(err)
 			}
 		}})

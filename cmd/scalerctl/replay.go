@@ -4,13 +4,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/orgscaler/orgscaler/history"
 	"github.com/orgscaler/orgscaler/keepalive"
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/replay"
 )
 
@@ -19,9 +23,10 @@ const defaultPolicies = "fixed:10m,fixed:1h,fixed:4h,fixed:1d,hybrid,learned,lim
 
 func (c *cli) replayCommand() *cobra.Command {
 	var coldStart time.Duration
-	var policies, plot string
+	var policies, plot, day string
+	var fromScaler bool
 	cmd := &cobra.Command{
-		Use:   "replay TRACE.csv [--cold-start 3m] [--policy P,...] [-o table|json] [--plot out.svg]",
+		Use:   "replay TRACE.csv | --from-scaler [--day YYYY-MM-DD] [--cold-start 3m] [--policy P,...] [-o table|json] [--plot out.svg]",
 		Short: "Replay a day of per-minute activity through keep-alive policies: cold starts against GPU-hours",
 		Long: `replay runs a per-minute activity trace through the keep-alive policies the
 scaler runs (the same code), and prints for each: cold activations as a
@@ -40,10 +45,14 @@ the keep-alive and pre-warm of least expected cost, a cold start priced at
 PRICE of GPU-time, 35m by default), and limit (knowing every arrival
 ahead: the least any policy could bill with no cold start).
 
-It needs no scaler: it reads the file only.`,
-		Example: "  scalerctl replay ../shared/traces/azure-functions-2019-day1-half-a.csv --cold-start 3m\n  scalerctl replay trace.csv --policy fixed:30m,hybrid -o json",
-		Args:    cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
+With a file it needs no scaler. With --from-scaler it replays the scaler's
+own orgs instead: their activity by the minute over one UTC day (--day,
+default yesterday; the scaler keeps a week), each org as one workload.`,
+		Example: `  scalerctl replay ../shared/traces/azure-functions-2019-day1-half-a.csv --cold-start 3m
+  scalerctl replay trace.csv --policy fixed:30m,hybrid -o json
+  scalerctl replay --from-scaler --day 2026-12-01 --cold-start 2m`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if coldStart < time.Minute || coldStart%time.Minute != 0 {
 				return fmt.Errorf("--cold-start is %s: expected whole minutes, at least 1m (the trace is per minute)", coldStart)
 			}
@@ -51,18 +60,25 @@ It needs no scaler: it reads the file only.`,
 			if err != nil {
 				return err
 			}
-			f, err := os.Open(args[0])
+			var tr *replay.Trace
+			switch {
+			case fromScaler && len(args) == 1:
+				return fmt.Errorf("give TRACE.csv or --from-scaler, not both")
+			case fromScaler:
+				tr, err = c.scalerTrace(cmd, day)
+			case len(args) == 1:
+				tr, err = readTrace(args[0])
+			default:
+				return fmt.Errorf("give a trace file, or --from-scaler to replay the scaler's own orgs")
+			}
 			if err != nil {
 				return err
-			}
-			defer f.Close()
-			tr, err := replay.Read(f)
-			if err != nil {
-				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			return c.printReplay(tr, int(coldStart/time.Minute), ps, plot)
 		},
 	}
+	cmd.Flags().BoolVar(&fromScaler, "from-scaler", false, "replay the scaler's own orgs (its activity history, by the minute) instead of a file")
+	cmd.Flags().StringVar(&day, "day", "", "with --from-scaler, the UTC day to replay, YYYY-MM-DD (default yesterday)")
 	cmd.Flags().DurationVar(&coldStart, "cold-start", 3*time.Minute, "how long a workload takes from starting to serving (whole minutes)")
 	cmd.Flags().StringVar(&policies, "policy", defaultPolicies, "policies to compare, comma-separated: fixed:DURATION, hybrid, learned[:PRICE], limit")
 	cmd.Flags().StringVar(&plot, "plot", "", "also draw the policies as an SVG file: cold starts against GPU-hours, the learned prices joined into a frontier")
@@ -127,4 +143,61 @@ func (c *cli) printReplay(tr *replay.Trace, coldStart int, ps []keepalive.Policy
 		return enc.Encode(s)
 	}
 	return s.WriteTable(c.out)
+}
+
+func readTrace(path string) (*replay.Trace, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	tr, err := replay.Read(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return tr, nil
+}
+
+// scalerTrace is one UTC day of the scaler's own orgs, from its history.
+func (c *cli) scalerTrace(cmd *cobra.Command, day string) (*replay.Trace, error) {
+	req := &pb.HistoryRequest{}
+	if day != "" {
+		d, err := time.Parse(time.DateOnly, day)
+		if err != nil {
+			return nil, fmt.Errorf("--day is %q: expected a UTC day, YYYY-MM-DD", day)
+		}
+		req.Day = timestamppb.New(d)
+	}
+	admin, ctx, cancel, err := c.admin(cmd)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	stream, err := admin.History(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	tr := &replay.Trace{}
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range resp.GetDays() {
+			o := replay.Org{ID: d.GetOrg()}
+			var bits history.Bits
+			copy(bits[:], d.GetMinutes())
+			for m := range replay.Minutes {
+				o.Active[m] = bits.Has(m)
+			}
+			tr.Orgs = append(tr.Orgs, o)
+		}
+	}
+	if len(tr.Orgs) == 0 {
+		return nil, fmt.Errorf("the scaler holds no activity for that day (it keeps a week of history, from when it first ran this version)")
+	}
+	return tr, nil
 }

@@ -130,7 +130,9 @@ func printReport(out io.Writer, r *pb.ReportResponse, price float64) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\n%s\n\n", wakeSummary(ws))
+	fmt.Fprintf(out, "\n%s\n", wakeSummary(ws))
+	fmt.Fprintf(out, "Other keep-alive policies on the same activity, a UTC day at a time: scalerctl replay --from-scaler --day %s\n\n",
+		r.GetTo().AsTime().UTC().Add(-24*time.Hour).Format(time.DateOnly))
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "PLAN\tGPU-HOURS\tVS ALWAYS-ON\t%s\n", map[bool]string{true: "COST USD\t", false: ""}[price > 0])
 	for _, p := range []struct {

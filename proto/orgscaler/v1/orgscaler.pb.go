@@ -73,7 +73,7 @@ func (x ListOrgsRequest_Filter) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ListOrgsRequest_Filter.Descriptor instead.
 func (ListOrgsRequest_Filter) EnumDescriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{17, 0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{19, 0}
 }
 
 type Org_State int32
@@ -122,7 +122,98 @@ func (x Org_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Org_State.Descriptor instead.
 func (Org_State) EnumDescriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{27, 0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{29, 0}
+}
+
+type HistoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Any instant of the UTC day; unset: the last whole day (yesterday).
+	Day           *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=day,proto3" json:"day,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryRequest) Reset() {
+	*x = HistoryRequest{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryRequest) ProtoMessage() {}
+
+func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
+func (*HistoryRequest) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *HistoryRequest) GetDay() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Day
+	}
+	return nil
+}
+
+type HistoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A chunk of orgs' days, in org order; orgs with no activity that day
+	// are left out.
+	Days          []*ActivityDay `protobuf:"bytes,1,rep,name=days,proto3" json:"days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryResponse) Reset() {
+	*x = HistoryResponse{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryResponse) ProtoMessage() {}
+
+func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
+func (*HistoryResponse) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *HistoryResponse) GetDays() []*ActivityDay {
+	if x != nil {
+		return x.Days
+	}
+	return nil
 }
 
 type RecordActivityRequest struct {
@@ -135,7 +226,7 @@ type RecordActivityRequest struct {
 
 func (x *RecordActivityRequest) Reset() {
 	*x = RecordActivityRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[0]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -147,7 +238,7 @@ func (x *RecordActivityRequest) String() string {
 func (*RecordActivityRequest) ProtoMessage() {}
 
 func (x *RecordActivityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[0]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -160,7 +251,7 @@ func (x *RecordActivityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordActivityRequest.ProtoReflect.Descriptor instead.
 func (*RecordActivityRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RecordActivityRequest) GetOrg() string {
@@ -182,7 +273,7 @@ type RecordActivityResponse struct {
 
 func (x *RecordActivityResponse) Reset() {
 	*x = RecordActivityResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[1]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -194,7 +285,7 @@ func (x *RecordActivityResponse) String() string {
 func (*RecordActivityResponse) ProtoMessage() {}
 
 func (x *RecordActivityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[1]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -207,7 +298,7 @@ func (x *RecordActivityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordActivityResponse.ProtoReflect.Descriptor instead.
 func (*RecordActivityResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{1}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RecordActivityResponse) GetOrg() *Org {
@@ -234,7 +325,7 @@ type StreamActivityRequest struct {
 
 func (x *StreamActivityRequest) Reset() {
 	*x = StreamActivityRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[2]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -246,7 +337,7 @@ func (x *StreamActivityRequest) String() string {
 func (*StreamActivityRequest) ProtoMessage() {}
 
 func (x *StreamActivityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[2]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -259,7 +350,7 @@ func (x *StreamActivityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamActivityRequest.ProtoReflect.Descriptor instead.
 func (*StreamActivityRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{2}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StreamActivityRequest) GetOrg() string {
@@ -281,7 +372,7 @@ type StreamActivityResponse struct {
 
 func (x *StreamActivityResponse) Reset() {
 	*x = StreamActivityResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[3]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -293,7 +384,7 @@ func (x *StreamActivityResponse) String() string {
 func (*StreamActivityResponse) ProtoMessage() {}
 
 func (x *StreamActivityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[3]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -306,7 +397,7 @@ func (x *StreamActivityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamActivityResponse.ProtoReflect.Descriptor instead.
 func (*StreamActivityResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{3}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StreamActivityResponse) GetEvents() int64 {
@@ -338,7 +429,7 @@ type HintRequest struct {
 
 func (x *HintRequest) Reset() {
 	*x = HintRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[4]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -350,7 +441,7 @@ func (x *HintRequest) String() string {
 func (*HintRequest) ProtoMessage() {}
 
 func (x *HintRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[4]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -363,7 +454,7 @@ func (x *HintRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HintRequest.ProtoReflect.Descriptor instead.
 func (*HintRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{4}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HintRequest) GetSubscription() string {
@@ -398,7 +489,7 @@ type HintResponse struct {
 
 func (x *HintResponse) Reset() {
 	*x = HintResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[5]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -410,7 +501,7 @@ func (x *HintResponse) String() string {
 func (*HintResponse) ProtoMessage() {}
 
 func (x *HintResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[5]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -423,7 +514,7 @@ func (x *HintResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HintResponse.ProtoReflect.Descriptor instead.
 func (*HintResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{5}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HintResponse) GetBacklog() *Backlog {
@@ -448,7 +539,7 @@ type ListBacklogsRequest struct {
 
 func (x *ListBacklogsRequest) Reset() {
 	*x = ListBacklogsRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[6]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -460,7 +551,7 @@ func (x *ListBacklogsRequest) String() string {
 func (*ListBacklogsRequest) ProtoMessage() {}
 
 func (x *ListBacklogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[6]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -473,7 +564,7 @@ func (x *ListBacklogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBacklogsRequest.ProtoReflect.Descriptor instead.
 func (*ListBacklogsRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{6}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{8}
 }
 
 type ListBacklogsResponse struct {
@@ -485,7 +576,7 @@ type ListBacklogsResponse struct {
 
 func (x *ListBacklogsResponse) Reset() {
 	*x = ListBacklogsResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[7]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +588,7 @@ func (x *ListBacklogsResponse) String() string {
 func (*ListBacklogsResponse) ProtoMessage() {}
 
 func (x *ListBacklogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[7]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +601,7 @@ func (x *ListBacklogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBacklogsResponse.ProtoReflect.Descriptor instead.
 func (*ListBacklogsResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{7}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListBacklogsResponse) GetBacklogs() []*Backlog {
@@ -546,7 +637,7 @@ type Backlog struct {
 
 func (x *Backlog) Reset() {
 	*x = Backlog{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[8]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +649,7 @@ func (x *Backlog) String() string {
 func (*Backlog) ProtoMessage() {}
 
 func (x *Backlog) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[8]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +662,7 @@ func (x *Backlog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backlog.ProtoReflect.Descriptor instead.
 func (*Backlog) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{8}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Backlog) GetSubscription() string {
@@ -656,7 +747,7 @@ type ExplainRequest struct {
 
 func (x *ExplainRequest) Reset() {
 	*x = ExplainRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +759,7 @@ func (x *ExplainRequest) String() string {
 func (*ExplainRequest) ProtoMessage() {}
 
 func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +772,7 @@ func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
 func (*ExplainRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{9}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExplainRequest) GetMetadata() map[string]string {
@@ -732,7 +823,7 @@ type ExplainResponse struct {
 
 func (x *ExplainResponse) Reset() {
 	*x = ExplainResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +835,7 @@ func (x *ExplainResponse) String() string {
 func (*ExplainResponse) ProtoMessage() {}
 
 func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +848,7 @@ func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
 func (*ExplainResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{10}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExplainResponse) GetMetadata() map[string]string {
@@ -883,7 +974,7 @@ type KeepAlivePlan struct {
 
 func (x *KeepAlivePlan) Reset() {
 	*x = KeepAlivePlan{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +986,7 @@ func (x *KeepAlivePlan) String() string {
 func (*KeepAlivePlan) ProtoMessage() {}
 
 func (x *KeepAlivePlan) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +999,7 @@ func (x *KeepAlivePlan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAlivePlan.ProtoReflect.Descriptor instead.
 func (*KeepAlivePlan) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{11}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *KeepAlivePlan) GetPolicy() string {
@@ -992,7 +1083,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1004,7 +1095,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1017,7 +1108,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{12}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReportRequest) GetSince() *durationpb.Duration {
@@ -1043,7 +1134,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1146,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1159,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{13}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReportResponse) GetFrom() *timestamppb.Timestamp {
@@ -1131,7 +1222,7 @@ type WorkloadUsage struct {
 
 func (x *WorkloadUsage) Reset() {
 	*x = WorkloadUsage{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1234,7 @@ func (x *WorkloadUsage) String() string {
 func (*WorkloadUsage) ProtoMessage() {}
 
 func (x *WorkloadUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1247,7 @@ func (x *WorkloadUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadUsage.ProtoReflect.Descriptor instead.
 func (*WorkloadUsage) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{14}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WorkloadUsage) GetScaledObject() string {
@@ -1252,7 +1343,7 @@ type GetOrgRequest struct {
 
 func (x *GetOrgRequest) Reset() {
 	*x = GetOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1264,7 +1355,7 @@ func (x *GetOrgRequest) String() string {
 func (*GetOrgRequest) ProtoMessage() {}
 
 func (x *GetOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1277,7 +1368,7 @@ func (x *GetOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrgRequest.ProtoReflect.Descriptor instead.
 func (*GetOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{15}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetOrgRequest) GetOrg() string {
@@ -1296,7 +1387,7 @@ type GetOrgResponse struct {
 
 func (x *GetOrgResponse) Reset() {
 	*x = GetOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1308,7 +1399,7 @@ func (x *GetOrgResponse) String() string {
 func (*GetOrgResponse) ProtoMessage() {}
 
 func (x *GetOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1321,7 +1412,7 @@ func (x *GetOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrgResponse.ProtoReflect.Descriptor instead.
 func (*GetOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{16}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetOrgResponse) GetOrg() *Org {
@@ -1344,7 +1435,7 @@ type ListOrgsRequest struct {
 
 func (x *ListOrgsRequest) Reset() {
 	*x = ListOrgsRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1447,7 @@ func (x *ListOrgsRequest) String() string {
 func (*ListOrgsRequest) ProtoMessage() {}
 
 func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1460,7 @@ func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsRequest.ProtoReflect.Descriptor instead.
 func (*ListOrgsRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{17}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListOrgsRequest) GetFilter() ListOrgsRequest_Filter {
@@ -1404,7 +1495,7 @@ type ListOrgsResponse struct {
 
 func (x *ListOrgsResponse) Reset() {
 	*x = ListOrgsResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1507,7 @@ func (x *ListOrgsResponse) String() string {
 func (*ListOrgsResponse) ProtoMessage() {}
 
 func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1520,7 @@ func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsResponse.ProtoReflect.Descriptor instead.
 func (*ListOrgsResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{18}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListOrgsResponse) GetOrgs() []*Org {
@@ -1465,7 +1556,7 @@ type UpdateOrgRequest struct {
 
 func (x *UpdateOrgRequest) Reset() {
 	*x = UpdateOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1568,7 @@ func (x *UpdateOrgRequest) String() string {
 func (*UpdateOrgRequest) ProtoMessage() {}
 
 func (x *UpdateOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1581,7 @@ func (x *UpdateOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrgRequest.ProtoReflect.Descriptor instead.
 func (*UpdateOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{19}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateOrgRequest) GetOrg() string {
@@ -1531,7 +1622,7 @@ type UpdateOrgResponse struct {
 
 func (x *UpdateOrgResponse) Reset() {
 	*x = UpdateOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1634,7 @@ func (x *UpdateOrgResponse) String() string {
 func (*UpdateOrgResponse) ProtoMessage() {}
 
 func (x *UpdateOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1647,7 @@ func (x *UpdateOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrgResponse.ProtoReflect.Descriptor instead.
 func (*UpdateOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{20}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateOrgResponse) GetOrg() *Org {
@@ -1574,7 +1665,7 @@ type DigestRequest struct {
 
 func (x *DigestRequest) Reset() {
 	*x = DigestRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +1677,7 @@ func (x *DigestRequest) String() string {
 func (*DigestRequest) ProtoMessage() {}
 
 func (x *DigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +1690,7 @@ func (x *DigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestRequest.ProtoReflect.Descriptor instead.
 func (*DigestRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{21}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{23}
 }
 
 type SnapshotRequest struct {
@@ -1613,7 +1704,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1625,7 +1716,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1638,7 +1729,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{22}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SnapshotRequest) GetUsage() bool {
@@ -1657,14 +1748,16 @@ type SnapshotResponse struct {
 	// A chunk of the GPU-hours ledger's hours.
 	Usage []*UsageHour `protobuf:"bytes,3,rep,name=usage,proto3" json:"usage,omitempty"`
 	// A chunk of every replica's idle-time counts, after every org.
-	IdleTimes     []*IdleCounts `protobuf:"bytes,4,rep,name=idle_times,json=idleTimes,proto3" json:"idle_times,omitempty"`
+	IdleTimes []*IdleCounts `protobuf:"bytes,4,rep,name=idle_times,json=idleTimes,proto3" json:"idle_times,omitempty"`
+	// A chunk of the activity history's days, after every org.
+	History       []*ActivityDay `protobuf:"bytes,5,rep,name=history,proto3" json:"history,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1676,7 +1769,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1689,7 +1782,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{23}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SnapshotResponse) GetReplica() string {
@@ -1720,6 +1813,13 @@ func (x *SnapshotResponse) GetIdleTimes() []*IdleCounts {
 	return nil
 }
 
+func (x *SnapshotResponse) GetHistory() []*ActivityDay {
+	if x != nil {
+		return x.History
+	}
+	return nil
+}
+
 type DigestResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// SHA-256 of every org's state in id order, in hex.
@@ -1737,7 +1837,7 @@ type DigestResponse struct {
 
 func (x *DigestResponse) Reset() {
 	*x = DigestResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1749,7 +1849,7 @@ func (x *DigestResponse) String() string {
 func (*DigestResponse) ProtoMessage() {}
 
 func (x *DigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1762,7 +1862,7 @@ func (x *DigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestResponse.ProtoReflect.Descriptor instead.
 func (*DigestResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{24}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DigestResponse) GetDigest() string {
@@ -1802,7 +1902,7 @@ type DeleteOrgRequest struct {
 
 func (x *DeleteOrgRequest) Reset() {
 	*x = DeleteOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +1914,7 @@ func (x *DeleteOrgRequest) String() string {
 func (*DeleteOrgRequest) ProtoMessage() {}
 
 func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +1927,7 @@ func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgRequest.ProtoReflect.Descriptor instead.
 func (*DeleteOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{25}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DeleteOrgRequest) GetOrg() string {
@@ -1849,7 +1949,7 @@ type DeleteOrgResponse struct {
 
 func (x *DeleteOrgResponse) Reset() {
 	*x = DeleteOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1861,7 +1961,7 @@ func (x *DeleteOrgResponse) String() string {
 func (*DeleteOrgResponse) ProtoMessage() {}
 
 func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1874,7 +1974,7 @@ func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgResponse.ProtoReflect.Descriptor instead.
 func (*DeleteOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{26}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeleteOrgResponse) GetOrg() *Org {
@@ -1920,7 +2020,7 @@ type Org struct {
 
 func (x *Org) Reset() {
 	*x = Org{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[27]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1932,7 +2032,7 @@ func (x *Org) String() string {
 func (*Org) ProtoMessage() {}
 
 func (x *Org) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[27]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1945,7 +2045,7 @@ func (x *Org) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Org.ProtoReflect.Descriptor instead.
 func (*Org) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{27}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Org) GetId() string {
@@ -2022,7 +2122,11 @@ var File_orgscaler_v1_orgscaler_proto protoreflect.FileDescriptor
 
 const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\n" +
-	"\x1corgscaler/v1/orgscaler.proto\x12\forgscaler.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1eorgscaler/v1/replication.proto\x1a\x1fgoogle/protobuf/timestamp.proto\")\n" +
+	"\x1corgscaler/v1/orgscaler.proto\x12\forgscaler.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1eorgscaler/v1/replication.proto\x1a\x1fgoogle/protobuf/timestamp.proto\">\n" +
+	"\x0eHistoryRequest\x12,\n" +
+	"\x03day\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x03day\"@\n" +
+	"\x0fHistoryResponse\x12-\n" +
+	"\x04days\x18\x01 \x03(\v2\x19.orgscaler.v1.ActivityDayR\x04days\")\n" +
 	"\x15RecordActivityRequest\x12\x10\n" +
 	"\x03org\x18\x01 \x01(\tR\x03org\"Q\n" +
 	"\x16RecordActivityResponse\x12#\n" +
@@ -2152,13 +2256,14 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x03org\x18\x01 \x01(\v2\x11.orgscaler.v1.OrgR\x03org\"\x0f\n" +
 	"\rDigestRequest\"'\n" +
 	"\x0fSnapshotRequest\x12\x14\n" +
-	"\x05usage\x18\x01 \x01(\bR\x05usage\"\xc7\x01\n" +
+	"\x05usage\x18\x01 \x01(\bR\x05usage\"\xfc\x01\n" +
 	"\x10SnapshotResponse\x12\x18\n" +
 	"\areplica\x18\x01 \x01(\tR\areplica\x121\n" +
 	"\achanges\x18\x02 \x03(\v2\x17.orgscaler.v1.OrgChangeR\achanges\x12-\n" +
 	"\x05usage\x18\x03 \x03(\v2\x17.orgscaler.v1.UsageHourR\x05usage\x127\n" +
 	"\n" +
-	"idle_times\x18\x04 \x03(\v2\x18.orgscaler.v1.IdleCountsR\tidleTimes\"p\n" +
+	"idle_times\x18\x04 \x03(\v2\x18.orgscaler.v1.IdleCountsR\tidleTimes\x123\n" +
+	"\ahistory\x18\x05 \x03(\v2\x19.orgscaler.v1.ActivityDayR\ahistory\"p\n" +
 	"\x0eDigestResponse\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04orgs\x18\x02 \x01(\x03R\x04orgs\x12\x18\n" +
@@ -2191,7 +2296,7 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x0fActivityService\x12[\n" +
 	"\x0eRecordActivity\x12#.orgscaler.v1.RecordActivityRequest\x1a$.orgscaler.v1.RecordActivityResponse\x12]\n" +
 	"\x0eStreamActivity\x12#.orgscaler.v1.StreamActivityRequest\x1a$.orgscaler.v1.StreamActivityResponse(\x01\x12=\n" +
-	"\x04Hint\x12\x19.orgscaler.v1.HintRequest\x1a\x1a.orgscaler.v1.HintResponse2\xb0\x05\n" +
+	"\x04Hint\x12\x19.orgscaler.v1.HintRequest\x1a\x1a.orgscaler.v1.HintResponse2\xfa\x05\n" +
 	"\fAdminService\x12C\n" +
 	"\x06GetOrg\x12\x1b.orgscaler.v1.GetOrgRequest\x1a\x1c.orgscaler.v1.GetOrgResponse\x12I\n" +
 	"\bListOrgs\x12\x1d.orgscaler.v1.ListOrgsRequest\x1a\x1e.orgscaler.v1.ListOrgsResponse\x12L\n" +
@@ -2201,7 +2306,8 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\bSnapshot\x12\x1d.orgscaler.v1.SnapshotRequest\x1a\x1e.orgscaler.v1.SnapshotResponse0\x01\x12U\n" +
 	"\fListBacklogs\x12!.orgscaler.v1.ListBacklogsRequest\x1a\".orgscaler.v1.ListBacklogsResponse\x12F\n" +
 	"\aExplain\x12\x1c.orgscaler.v1.ExplainRequest\x1a\x1d.orgscaler.v1.ExplainResponse\x12C\n" +
-	"\x06Report\x12\x1b.orgscaler.v1.ReportRequest\x1a\x1c.orgscaler.v1.ReportResponseB?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
+	"\x06Report\x12\x1b.orgscaler.v1.ReportRequest\x1a\x1c.orgscaler.v1.ReportResponse\x12H\n" +
+	"\aHistory\x12\x1c.orgscaler.v1.HistoryRequest\x1a\x1d.orgscaler.v1.HistoryResponse0\x01B?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
 
 var (
 	file_orgscaler_v1_orgscaler_proto_rawDescOnce sync.Once
@@ -2216,119 +2322,127 @@ func file_orgscaler_v1_orgscaler_proto_rawDescGZIP() []byte {
 }
 
 var file_orgscaler_v1_orgscaler_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(ListOrgsRequest_Filter)(0),    // 0: orgscaler.v1.ListOrgsRequest.Filter
 	(Org_State)(0),                 // 1: orgscaler.v1.Org.State
-	(*RecordActivityRequest)(nil),  // 2: orgscaler.v1.RecordActivityRequest
-	(*RecordActivityResponse)(nil), // 3: orgscaler.v1.RecordActivityResponse
-	(*StreamActivityRequest)(nil),  // 4: orgscaler.v1.StreamActivityRequest
-	(*StreamActivityResponse)(nil), // 5: orgscaler.v1.StreamActivityResponse
-	(*HintRequest)(nil),            // 6: orgscaler.v1.HintRequest
-	(*HintResponse)(nil),           // 7: orgscaler.v1.HintResponse
-	(*ListBacklogsRequest)(nil),    // 8: orgscaler.v1.ListBacklogsRequest
-	(*ListBacklogsResponse)(nil),   // 9: orgscaler.v1.ListBacklogsResponse
-	(*Backlog)(nil),                // 10: orgscaler.v1.Backlog
-	(*ExplainRequest)(nil),         // 11: orgscaler.v1.ExplainRequest
-	(*ExplainResponse)(nil),        // 12: orgscaler.v1.ExplainResponse
-	(*KeepAlivePlan)(nil),          // 13: orgscaler.v1.KeepAlivePlan
-	(*ReportRequest)(nil),          // 14: orgscaler.v1.ReportRequest
-	(*ReportResponse)(nil),         // 15: orgscaler.v1.ReportResponse
-	(*WorkloadUsage)(nil),          // 16: orgscaler.v1.WorkloadUsage
-	(*GetOrgRequest)(nil),          // 17: orgscaler.v1.GetOrgRequest
-	(*GetOrgResponse)(nil),         // 18: orgscaler.v1.GetOrgResponse
-	(*ListOrgsRequest)(nil),        // 19: orgscaler.v1.ListOrgsRequest
-	(*ListOrgsResponse)(nil),       // 20: orgscaler.v1.ListOrgsResponse
-	(*UpdateOrgRequest)(nil),       // 21: orgscaler.v1.UpdateOrgRequest
-	(*UpdateOrgResponse)(nil),      // 22: orgscaler.v1.UpdateOrgResponse
-	(*DigestRequest)(nil),          // 23: orgscaler.v1.DigestRequest
-	(*SnapshotRequest)(nil),        // 24: orgscaler.v1.SnapshotRequest
-	(*SnapshotResponse)(nil),       // 25: orgscaler.v1.SnapshotResponse
-	(*DigestResponse)(nil),         // 26: orgscaler.v1.DigestResponse
-	(*DeleteOrgRequest)(nil),       // 27: orgscaler.v1.DeleteOrgRequest
-	(*DeleteOrgResponse)(nil),      // 28: orgscaler.v1.DeleteOrgResponse
-	(*Org)(nil),                    // 29: orgscaler.v1.Org
-	nil,                            // 30: orgscaler.v1.ExplainRequest.MetadataEntry
-	nil,                            // 31: orgscaler.v1.ExplainResponse.MetadataEntry
-	nil,                            // 32: orgscaler.v1.WorkloadUsage.WakesEntry
-	(*timestamppb.Timestamp)(nil),  // 33: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 34: google.protobuf.Duration
-	(*OrgChange)(nil),              // 35: orgscaler.v1.OrgChange
-	(*UsageHour)(nil),              // 36: orgscaler.v1.UsageHour
-	(*IdleCounts)(nil),             // 37: orgscaler.v1.IdleCounts
+	(*HistoryRequest)(nil),         // 2: orgscaler.v1.HistoryRequest
+	(*HistoryResponse)(nil),        // 3: orgscaler.v1.HistoryResponse
+	(*RecordActivityRequest)(nil),  // 4: orgscaler.v1.RecordActivityRequest
+	(*RecordActivityResponse)(nil), // 5: orgscaler.v1.RecordActivityResponse
+	(*StreamActivityRequest)(nil),  // 6: orgscaler.v1.StreamActivityRequest
+	(*StreamActivityResponse)(nil), // 7: orgscaler.v1.StreamActivityResponse
+	(*HintRequest)(nil),            // 8: orgscaler.v1.HintRequest
+	(*HintResponse)(nil),           // 9: orgscaler.v1.HintResponse
+	(*ListBacklogsRequest)(nil),    // 10: orgscaler.v1.ListBacklogsRequest
+	(*ListBacklogsResponse)(nil),   // 11: orgscaler.v1.ListBacklogsResponse
+	(*Backlog)(nil),                // 12: orgscaler.v1.Backlog
+	(*ExplainRequest)(nil),         // 13: orgscaler.v1.ExplainRequest
+	(*ExplainResponse)(nil),        // 14: orgscaler.v1.ExplainResponse
+	(*KeepAlivePlan)(nil),          // 15: orgscaler.v1.KeepAlivePlan
+	(*ReportRequest)(nil),          // 16: orgscaler.v1.ReportRequest
+	(*ReportResponse)(nil),         // 17: orgscaler.v1.ReportResponse
+	(*WorkloadUsage)(nil),          // 18: orgscaler.v1.WorkloadUsage
+	(*GetOrgRequest)(nil),          // 19: orgscaler.v1.GetOrgRequest
+	(*GetOrgResponse)(nil),         // 20: orgscaler.v1.GetOrgResponse
+	(*ListOrgsRequest)(nil),        // 21: orgscaler.v1.ListOrgsRequest
+	(*ListOrgsResponse)(nil),       // 22: orgscaler.v1.ListOrgsResponse
+	(*UpdateOrgRequest)(nil),       // 23: orgscaler.v1.UpdateOrgRequest
+	(*UpdateOrgResponse)(nil),      // 24: orgscaler.v1.UpdateOrgResponse
+	(*DigestRequest)(nil),          // 25: orgscaler.v1.DigestRequest
+	(*SnapshotRequest)(nil),        // 26: orgscaler.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),       // 27: orgscaler.v1.SnapshotResponse
+	(*DigestResponse)(nil),         // 28: orgscaler.v1.DigestResponse
+	(*DeleteOrgRequest)(nil),       // 29: orgscaler.v1.DeleteOrgRequest
+	(*DeleteOrgResponse)(nil),      // 30: orgscaler.v1.DeleteOrgResponse
+	(*Org)(nil),                    // 31: orgscaler.v1.Org
+	nil,                            // 32: orgscaler.v1.ExplainRequest.MetadataEntry
+	nil,                            // 33: orgscaler.v1.ExplainResponse.MetadataEntry
+	nil,                            // 34: orgscaler.v1.WorkloadUsage.WakesEntry
+	(*timestamppb.Timestamp)(nil),  // 35: google.protobuf.Timestamp
+	(*ActivityDay)(nil),            // 36: orgscaler.v1.ActivityDay
+	(*durationpb.Duration)(nil),    // 37: google.protobuf.Duration
+	(*OrgChange)(nil),              // 38: orgscaler.v1.OrgChange
+	(*UsageHour)(nil),              // 39: orgscaler.v1.UsageHour
+	(*IdleCounts)(nil),             // 40: orgscaler.v1.IdleCounts
 }
 var file_orgscaler_v1_orgscaler_proto_depIdxs = []int32{
-	29, // 0: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
-	10, // 1: orgscaler.v1.HintResponse.backlog:type_name -> orgscaler.v1.Backlog
-	29, // 2: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
-	10, // 3: orgscaler.v1.ListBacklogsResponse.backlogs:type_name -> orgscaler.v1.Backlog
-	33, // 4: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
-	33, // 5: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
-	30, // 6: orgscaler.v1.ExplainRequest.metadata:type_name -> orgscaler.v1.ExplainRequest.MetadataEntry
-	31, // 7: orgscaler.v1.ExplainResponse.metadata:type_name -> orgscaler.v1.ExplainResponse.MetadataEntry
-	33, // 8: orgscaler.v1.ExplainResponse.next_change:type_name -> google.protobuf.Timestamp
-	29, // 9: orgscaler.v1.ExplainResponse.org:type_name -> orgscaler.v1.Org
-	34, // 10: orgscaler.v1.ExplainResponse.window:type_name -> google.protobuf.Duration
-	10, // 11: orgscaler.v1.ExplainResponse.backlog:type_name -> orgscaler.v1.Backlog
-	13, // 12: orgscaler.v1.ExplainResponse.keep_alive:type_name -> orgscaler.v1.KeepAlivePlan
-	34, // 13: orgscaler.v1.KeepAlivePlan.cold_start:type_name -> google.protobuf.Duration
-	34, // 14: orgscaler.v1.KeepAlivePlan.min_warm:type_name -> google.protobuf.Duration
-	34, // 15: orgscaler.v1.KeepAlivePlan.keep_for:type_name -> google.protobuf.Duration
-	34, // 16: orgscaler.v1.KeepAlivePlan.prewarm_from:type_name -> google.protobuf.Duration
-	34, // 17: orgscaler.v1.KeepAlivePlan.prewarm_until:type_name -> google.protobuf.Duration
-	33, // 18: orgscaler.v1.KeepAlivePlan.next_prewarm:type_name -> google.protobuf.Timestamp
-	34, // 19: orgscaler.v1.ReportRequest.since:type_name -> google.protobuf.Duration
-	33, // 20: orgscaler.v1.ReportResponse.from:type_name -> google.protobuf.Timestamp
-	33, // 21: orgscaler.v1.ReportResponse.to:type_name -> google.protobuf.Timestamp
-	34, // 22: orgscaler.v1.ReportResponse.retention:type_name -> google.protobuf.Duration
-	16, // 23: orgscaler.v1.ReportResponse.workloads:type_name -> orgscaler.v1.WorkloadUsage
-	34, // 24: orgscaler.v1.WorkloadUsage.tracked:type_name -> google.protobuf.Duration
-	34, // 25: orgscaler.v1.WorkloadUsage.active:type_name -> google.protobuf.Duration
-	32, // 26: orgscaler.v1.WorkloadUsage.wakes:type_name -> orgscaler.v1.WorkloadUsage.WakesEntry
-	29, // 27: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
-	0,  // 28: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
-	29, // 29: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
-	34, // 30: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
-	29, // 31: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
-	35, // 32: orgscaler.v1.SnapshotResponse.changes:type_name -> orgscaler.v1.OrgChange
-	36, // 33: orgscaler.v1.SnapshotResponse.usage:type_name -> orgscaler.v1.UsageHour
-	37, // 34: orgscaler.v1.SnapshotResponse.idle_times:type_name -> orgscaler.v1.IdleCounts
-	29, // 35: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
-	1,  // 36: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
-	33, // 37: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
-	33, // 38: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
-	33, // 39: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
-	33, // 40: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
-	34, // 41: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
-	2,  // 42: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
-	4,  // 43: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
-	6,  // 44: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
-	17, // 45: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
-	19, // 46: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
-	21, // 47: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
-	27, // 48: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
-	23, // 49: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
-	24, // 50: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
-	8,  // 51: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
-	11, // 52: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
-	14, // 53: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
-	3,  // 54: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
-	5,  // 55: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
-	7,  // 56: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
-	18, // 57: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
-	20, // 58: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
-	22, // 59: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
-	28, // 60: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
-	26, // 61: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
-	25, // 62: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
-	9,  // 63: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
-	12, // 64: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
-	15, // 65: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
-	54, // [54:66] is the sub-list for method output_type
-	42, // [42:54] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	35, // 0: orgscaler.v1.HistoryRequest.day:type_name -> google.protobuf.Timestamp
+	36, // 1: orgscaler.v1.HistoryResponse.days:type_name -> orgscaler.v1.ActivityDay
+	31, // 2: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
+	12, // 3: orgscaler.v1.HintResponse.backlog:type_name -> orgscaler.v1.Backlog
+	31, // 4: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
+	12, // 5: orgscaler.v1.ListBacklogsResponse.backlogs:type_name -> orgscaler.v1.Backlog
+	35, // 6: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
+	35, // 7: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
+	32, // 8: orgscaler.v1.ExplainRequest.metadata:type_name -> orgscaler.v1.ExplainRequest.MetadataEntry
+	33, // 9: orgscaler.v1.ExplainResponse.metadata:type_name -> orgscaler.v1.ExplainResponse.MetadataEntry
+	35, // 10: orgscaler.v1.ExplainResponse.next_change:type_name -> google.protobuf.Timestamp
+	31, // 11: orgscaler.v1.ExplainResponse.org:type_name -> orgscaler.v1.Org
+	37, // 12: orgscaler.v1.ExplainResponse.window:type_name -> google.protobuf.Duration
+	12, // 13: orgscaler.v1.ExplainResponse.backlog:type_name -> orgscaler.v1.Backlog
+	15, // 14: orgscaler.v1.ExplainResponse.keep_alive:type_name -> orgscaler.v1.KeepAlivePlan
+	37, // 15: orgscaler.v1.KeepAlivePlan.cold_start:type_name -> google.protobuf.Duration
+	37, // 16: orgscaler.v1.KeepAlivePlan.min_warm:type_name -> google.protobuf.Duration
+	37, // 17: orgscaler.v1.KeepAlivePlan.keep_for:type_name -> google.protobuf.Duration
+	37, // 18: orgscaler.v1.KeepAlivePlan.prewarm_from:type_name -> google.protobuf.Duration
+	37, // 19: orgscaler.v1.KeepAlivePlan.prewarm_until:type_name -> google.protobuf.Duration
+	35, // 20: orgscaler.v1.KeepAlivePlan.next_prewarm:type_name -> google.protobuf.Timestamp
+	37, // 21: orgscaler.v1.ReportRequest.since:type_name -> google.protobuf.Duration
+	35, // 22: orgscaler.v1.ReportResponse.from:type_name -> google.protobuf.Timestamp
+	35, // 23: orgscaler.v1.ReportResponse.to:type_name -> google.protobuf.Timestamp
+	37, // 24: orgscaler.v1.ReportResponse.retention:type_name -> google.protobuf.Duration
+	18, // 25: orgscaler.v1.ReportResponse.workloads:type_name -> orgscaler.v1.WorkloadUsage
+	37, // 26: orgscaler.v1.WorkloadUsage.tracked:type_name -> google.protobuf.Duration
+	37, // 27: orgscaler.v1.WorkloadUsage.active:type_name -> google.protobuf.Duration
+	34, // 28: orgscaler.v1.WorkloadUsage.wakes:type_name -> orgscaler.v1.WorkloadUsage.WakesEntry
+	31, // 29: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
+	0,  // 30: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
+	31, // 31: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
+	37, // 32: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
+	31, // 33: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
+	38, // 34: orgscaler.v1.SnapshotResponse.changes:type_name -> orgscaler.v1.OrgChange
+	39, // 35: orgscaler.v1.SnapshotResponse.usage:type_name -> orgscaler.v1.UsageHour
+	40, // 36: orgscaler.v1.SnapshotResponse.idle_times:type_name -> orgscaler.v1.IdleCounts
+	36, // 37: orgscaler.v1.SnapshotResponse.history:type_name -> orgscaler.v1.ActivityDay
+	31, // 38: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
+	1,  // 39: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
+	35, // 40: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
+	35, // 41: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
+	35, // 42: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
+	35, // 43: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
+	37, // 44: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
+	4,  // 45: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
+	6,  // 46: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
+	8,  // 47: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
+	19, // 48: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
+	21, // 49: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
+	23, // 50: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
+	29, // 51: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
+	25, // 52: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
+	26, // 53: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
+	10, // 54: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
+	13, // 55: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
+	16, // 56: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
+	2,  // 57: orgscaler.v1.AdminService.History:input_type -> orgscaler.v1.HistoryRequest
+	5,  // 58: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
+	7,  // 59: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
+	9,  // 60: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
+	20, // 61: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
+	22, // 62: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
+	24, // 63: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
+	30, // 64: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
+	28, // 65: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
+	27, // 66: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
+	11, // 67: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
+	14, // 68: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
+	17, // 69: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
+	3,  // 70: orgscaler.v1.AdminService.History:output_type -> orgscaler.v1.HistoryResponse
+	58, // [58:71] is the sub-list for method output_type
+	45, // [45:58] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_orgscaler_proto_init() }
@@ -2337,14 +2451,14 @@ func file_orgscaler_v1_orgscaler_proto_init() {
 		return
 	}
 	file_orgscaler_v1_replication_proto_init()
-	file_orgscaler_v1_orgscaler_proto_msgTypes[19].OneofWrappers = []any{}
+	file_orgscaler_v1_orgscaler_proto_msgTypes[21].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orgscaler_v1_orgscaler_proto_rawDesc), len(file_orgscaler_v1_orgscaler_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

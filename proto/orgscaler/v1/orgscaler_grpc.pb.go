@@ -226,6 +226,7 @@ const (
 	AdminService_ListBacklogs_FullMethodName = "/orgscaler.v1.AdminService/ListBacklogs"
 	AdminService_Explain_FullMethodName      = "/orgscaler.v1.AdminService/Explain"
 	AdminService_Report_FullMethodName       = "/orgscaler.v1.AdminService/Report"
+	AdminService_History_FullMethodName      = "/orgscaler.v1.AdminService/History"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -262,6 +263,9 @@ type AdminServiceClient interface {
 	// asked for over a recent window, against what an always-on deployment
 	// (minReplicaCount: 1) would have used over the same time.
 	Report(ctx context.Context, in *ReportRequest, opts ...grpc.CallOption) (*ReportResponse, error)
+	// History streams every org's activity over one UTC day, minute by
+	// minute (kept a week): what `scalerctl replay --from-scaler` replays.
+	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[HistoryResponse], error)
 }
 
 type adminServiceClient struct {
@@ -371,6 +375,25 @@ func (c *adminServiceClient) Report(ctx context.Context, in *ReportRequest, opts
 	return out, nil
 }
 
+func (c *adminServiceClient) History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[HistoryResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[1], AdminService_History_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[HistoryRequest, HistoryResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_HistoryClient = grpc.ServerStreamingClient[HistoryResponse]
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -405,6 +428,9 @@ type AdminServiceServer interface {
 	// asked for over a recent window, against what an always-on deployment
 	// (minReplicaCount: 1) would have used over the same time.
 	Report(context.Context, *ReportRequest) (*ReportResponse, error)
+	// History streams every org's activity over one UTC day, minute by
+	// minute (kept a week): what `scalerctl replay --from-scaler` replays.
+	History(*HistoryRequest, grpc.ServerStreamingServer[HistoryResponse]) error
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -441,6 +467,9 @@ func (UnimplementedAdminServiceServer) Explain(context.Context, *ExplainRequest)
 }
 func (UnimplementedAdminServiceServer) Report(context.Context, *ReportRequest) (*ReportResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Report not implemented")
+}
+func (UnimplementedAdminServiceServer) History(*HistoryRequest, grpc.ServerStreamingServer[HistoryResponse]) error {
+	return status.Error(codes.Unimplemented, "method History not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -618,6 +647,17 @@ func _AdminService_Report_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_History_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(HistoryRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServiceServer).History(m, &grpc.GenericServerStream[HistoryRequest, HistoryResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_HistoryServer = grpc.ServerStreamingServer[HistoryResponse]
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -662,6 +702,11 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Snapshot",
 			Handler:       _AdminService_Snapshot_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "History",
+			Handler:       _AdminService_History_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -34,7 +34,9 @@ type ChangeBatch struct {
 	// Hours of the GPU-hours ledger, counted by the fleet's leader.
 	Usage []*UsageHour `protobuf:"bytes,4,rep,name=usage,proto3" json:"usage,omitempty"`
 	// Idle-time counts that grew on the replica that sent them.
-	IdleTimes     []*IdleCounts `protobuf:"bytes,5,rep,name=idle_times,json=idleTimes,proto3" json:"idle_times,omitempty"`
+	IdleTimes []*IdleCounts `protobuf:"bytes,5,rep,name=idle_times,json=idleTimes,proto3" json:"idle_times,omitempty"`
+	// Days of activity history that gained minutes there.
+	History       []*ActivityDay `protobuf:"bytes,6,rep,name=history,proto3" json:"history,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -104,6 +106,77 @@ func (x *ChangeBatch) GetIdleTimes() []*IdleCounts {
 	return nil
 }
 
+func (x *ChangeBatch) GetHistory() []*ActivityDay {
+	if x != nil {
+		return x.History
+	}
+	return nil
+}
+
+// ActivityDay is one org's activity over one UTC day, whole: bit m (of
+// byte m/8, least significant first) is minute m. Minutes only turn
+// active, so replicas merge days by OR.
+type ActivityDay struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Org   string                 `protobuf:"bytes,1,opt,name=org,proto3" json:"org,omitempty"`
+	// The day's midnight, Unix seconds (UTC).
+	DayUnix       int64  `protobuf:"varint,2,opt,name=day_unix,json=dayUnix,proto3" json:"day_unix,omitempty"`
+	Minutes       []byte `protobuf:"bytes,3,opt,name=minutes,proto3" json:"minutes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivityDay) Reset() {
+	*x = ActivityDay{}
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivityDay) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivityDay) ProtoMessage() {}
+
+func (x *ActivityDay) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivityDay.ProtoReflect.Descriptor instead.
+func (*ActivityDay) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ActivityDay) GetOrg() string {
+	if x != nil {
+		return x.Org
+	}
+	return ""
+}
+
+func (x *ActivityDay) GetDayUnix() int64 {
+	if x != nil {
+		return x.DayUnix
+	}
+	return 0
+}
+
+func (x *ActivityDay) GetMinutes() []byte {
+	if x != nil {
+		return x.Minutes
+	}
+	return nil
+}
+
 // IdleCounts is one replica's idle-time histogram for one org, or for the
 // fleet (org empty): whole. A replica's counts only grow, so replicas
 // merge them bin by bin with max, and sum over replicas.
@@ -123,7 +196,7 @@ type IdleCounts struct {
 
 func (x *IdleCounts) Reset() {
 	*x = IdleCounts{}
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -135,7 +208,7 @@ func (x *IdleCounts) String() string {
 func (*IdleCounts) ProtoMessage() {}
 
 func (x *IdleCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -148,7 +221,7 @@ func (x *IdleCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdleCounts.ProtoReflect.Descriptor instead.
 func (*IdleCounts) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{1}
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *IdleCounts) GetOrg() string {
@@ -218,7 +291,7 @@ type UsageHour struct {
 
 func (x *UsageHour) Reset() {
 	*x = UsageHour{}
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[2]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -230,7 +303,7 @@ func (x *UsageHour) String() string {
 func (*UsageHour) ProtoMessage() {}
 
 func (x *UsageHour) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[2]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -243,7 +316,7 @@ func (x *UsageHour) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageHour.ProtoReflect.Descriptor instead.
 func (*UsageHour) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{2}
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *UsageHour) GetHourUnix() int64 {
@@ -360,7 +433,7 @@ type SubscriptionHint struct {
 
 func (x *SubscriptionHint) Reset() {
 	*x = SubscriptionHint{}
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[3]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -372,7 +445,7 @@ func (x *SubscriptionHint) String() string {
 func (*SubscriptionHint) ProtoMessage() {}
 
 func (x *SubscriptionHint) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[3]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -385,7 +458,7 @@ func (x *SubscriptionHint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscriptionHint.ProtoReflect.Descriptor instead.
 func (*SubscriptionHint) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{3}
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SubscriptionHint) GetId() string {
@@ -440,7 +513,7 @@ type OrgChange struct {
 
 func (x *OrgChange) Reset() {
 	*x = OrgChange{}
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[4]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +525,7 @@ func (x *OrgChange) String() string {
 func (*OrgChange) ProtoMessage() {}
 
 func (x *OrgChange) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[4]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +538,7 @@ func (x *OrgChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrgChange.ProtoReflect.Descriptor instead.
 func (*OrgChange) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{4}
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *OrgChange) GetOrg() string {
@@ -535,14 +608,19 @@ var File_orgscaler_v1_replication_proto protoreflect.FileDescriptor
 
 const file_orgscaler_v1_replication_proto_rawDesc = "" +
 	"\n" +
-	"\x1eorgscaler/v1/replication.proto\x12\forgscaler.v1\"\xf8\x01\n" +
+	"\x1eorgscaler/v1/replication.proto\x12\forgscaler.v1\"\xad\x02\n" +
 	"\vChangeBatch\x12\x18\n" +
 	"\areplica\x18\x01 \x01(\tR\areplica\x121\n" +
 	"\achanges\x18\x02 \x03(\v2\x17.orgscaler.v1.OrgChangeR\achanges\x124\n" +
 	"\x05hints\x18\x03 \x03(\v2\x1e.orgscaler.v1.SubscriptionHintR\x05hints\x12-\n" +
 	"\x05usage\x18\x04 \x03(\v2\x17.orgscaler.v1.UsageHourR\x05usage\x127\n" +
 	"\n" +
-	"idle_times\x18\x05 \x03(\v2\x18.orgscaler.v1.IdleCountsR\tidleTimes\"x\n" +
+	"idle_times\x18\x05 \x03(\v2\x18.orgscaler.v1.IdleCountsR\tidleTimes\x123\n" +
+	"\ahistory\x18\x06 \x03(\v2\x19.orgscaler.v1.ActivityDayR\ahistory\"T\n" +
+	"\vActivityDay\x12\x10\n" +
+	"\x03org\x18\x01 \x01(\tR\x03org\x12\x19\n" +
+	"\bday_unix\x18\x02 \x01(\x03R\adayUnix\x12\x18\n" +
+	"\aminutes\x18\x03 \x01(\fR\aminutes\"x\n" +
 	"\n" +
 	"IdleCounts\x12\x10\n" +
 	"\x03org\x18\x01 \x01(\tR\x03org\x12\x18\n" +
@@ -601,24 +679,26 @@ func file_orgscaler_v1_replication_proto_rawDescGZIP() []byte {
 	return file_orgscaler_v1_replication_proto_rawDescData
 }
 
-var file_orgscaler_v1_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_orgscaler_v1_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_orgscaler_v1_replication_proto_goTypes = []any{
 	(*ChangeBatch)(nil),      // 0: orgscaler.v1.ChangeBatch
-	(*IdleCounts)(nil),       // 1: orgscaler.v1.IdleCounts
-	(*UsageHour)(nil),        // 2: orgscaler.v1.UsageHour
-	(*SubscriptionHint)(nil), // 3: orgscaler.v1.SubscriptionHint
-	(*OrgChange)(nil),        // 4: orgscaler.v1.OrgChange
+	(*ActivityDay)(nil),      // 1: orgscaler.v1.ActivityDay
+	(*IdleCounts)(nil),       // 2: orgscaler.v1.IdleCounts
+	(*UsageHour)(nil),        // 3: orgscaler.v1.UsageHour
+	(*SubscriptionHint)(nil), // 4: orgscaler.v1.SubscriptionHint
+	(*OrgChange)(nil),        // 5: orgscaler.v1.OrgChange
 }
 var file_orgscaler_v1_replication_proto_depIdxs = []int32{
-	4, // 0: orgscaler.v1.ChangeBatch.changes:type_name -> orgscaler.v1.OrgChange
-	3, // 1: orgscaler.v1.ChangeBatch.hints:type_name -> orgscaler.v1.SubscriptionHint
-	2, // 2: orgscaler.v1.ChangeBatch.usage:type_name -> orgscaler.v1.UsageHour
-	1, // 3: orgscaler.v1.ChangeBatch.idle_times:type_name -> orgscaler.v1.IdleCounts
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	5, // 0: orgscaler.v1.ChangeBatch.changes:type_name -> orgscaler.v1.OrgChange
+	4, // 1: orgscaler.v1.ChangeBatch.hints:type_name -> orgscaler.v1.SubscriptionHint
+	3, // 2: orgscaler.v1.ChangeBatch.usage:type_name -> orgscaler.v1.UsageHour
+	2, // 3: orgscaler.v1.ChangeBatch.idle_times:type_name -> orgscaler.v1.IdleCounts
+	1, // 4: orgscaler.v1.ChangeBatch.history:type_name -> orgscaler.v1.ActivityDay
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_replication_proto_init() }
@@ -626,14 +706,14 @@ func file_orgscaler_v1_replication_proto_init() {
 	if File_orgscaler_v1_replication_proto != nil {
 		return
 	}
-	file_orgscaler_v1_replication_proto_msgTypes[4].OneofWrappers = []any{}
+	file_orgscaler_v1_replication_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orgscaler_v1_replication_proto_rawDesc), len(file_orgscaler_v1_replication_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,71 @@
+package replication
+
+import (
+	"time"
+
+	"github.com/orgscaler/orgscaler/history"
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+)
+
+// History is where other replicas' activity days go, and what a snapshot
+// sends of them; history.Store provides it.
+type History interface {
+	Merge([]history.Day) error
+	Export(func([]history.Day) error) error
+}
+
+type dayKey struct {
+	org string
+	day int64
+}
+
+// EnqueueDay queues a day of activity history that gained minutes here:
+// history.Store's OnChange. A day only gains minutes, so the latest
+// replaces what is queued for the same org and day.
+func (r *Replicator) EnqueueDay(d history.Day) {
+	r.mu.Lock()
+	r.days[dayKey{d.Org, d.Day.Unix()}] = d
+	r.enqueued++
+	r.mu.Unlock()
+	r.wake()
+}
+
+// requeueDays puts back days a failed publish carried, unless newer ones
+// were queued meanwhile. Caller holds r.mu.
+func (r *Replicator) requeueDays(ds []history.Day) {
+	for _, d := range ds {
+		if _, newer := r.days[dayKey{d.Org, d.Day.Unix()}]; !newer {
+			r.days[dayKey{d.Org, d.Day.Unix()}] = d
+		}
+	}
+}
+
+func daysToProto(ds []history.Day) []*pb.ActivityDay {
+	out := make([]*pb.ActivityDay, len(ds))
+	for i, d := range ds {
+		out[i] = &pb.ActivityDay{Org: d.Org, DayUnix: d.Day.Unix(), Minutes: d.Bits[:]}
+	}
+	return out
+}
+
+// daysFromProto reads days; one not on a UTC midnight is dropped.
+func daysFromProto(in []*pb.ActivityDay) []history.Day {
+	out := make([]history.Day, 0, len(in))
+	for _, m := range in {
+		day := time.Unix(m.GetDayUnix(), 0).UTC()
+		if day.Truncate(24*time.Hour) != day {
+			continue
+		}
+		d := history.Day{Org: m.GetOrg(), Day: day}
+		copy(d.Bits[:], m.GetMinutes())
+		out = append(out, d)
+	}
+	return out
+}
+
+func mergeDays(sink History, ds []history.Day) error {
+	if sink == nil || len(ds) == 0 {
+		return nil
+	}
+	return sink.Merge(ds)
+}
