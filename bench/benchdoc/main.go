@@ -184,6 +184,14 @@ func render(w io.Writer, r results, cmd string) {
 		r.cell("Replicas", "orgs", "%.0f"),
 		r.cell("Replicas", "join-ready-s", "%.2f"), r.cell("Replicas", "join-same-digest-s", "%.2f"), r.goal("Replicas", "join-same-digest-s", 10, true, "%.2f s"))
 
+	fmt.Fprintf(w, "\n### The learned keep-alive\n\n`BenchmarkKeepAlive`: IsActive for 100 models with `keepAlive: learned` (a plan from the org's idle-time histogram and the fleet's at every answer) against 100 plain models, 64 callers, 4 connections; then activity for 100k orgs returning after 3 hours (each an idle time counted and written at once) against the same orgs a moment later (none counted).\n\n")
+	fmt.Fprintf(w, "| plain IsActive QPS | learned IsActive QPS | ratio (goal ≥ 0.7) | returning orgs events/s (goal ≥ 20k) | steady events/s | ratio |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| %s | %s | %s (%s) | %s (%s) | %s | %s |\n",
+		r.cell("KeepAlive", "plain-IsActive-qps", "%.0f"), r.cell("KeepAlive", "learned-IsActive-qps", "%.0f"),
+		r.cell("KeepAlive", "learned-IsActive-qps-ratio", "%.2f×"), r.goal("KeepAlive", "learned-IsActive-qps-ratio", 0.7, false, "%.2f"),
+		r.cell("KeepAlive", "returning-events/s", "%.0f"), r.goal("KeepAlive", "returning-events/s", 20_000, false, "%.0f/s"),
+		r.cell("KeepAlive", "steady-events/s", "%.0f"), r.cell("KeepAlive", "returning-events-ratio", "%.2f×"))
+
 	fmt.Fprintf(w, "\n### Cloud Monitoring calls\n\n`BenchmarkMonitoringCalls`: one refresh of 5,000 subscriptions in 3 projects against a MetricService served by the benchmark, with Cloud Monitoring's 100,000-series pages and with 1,000-series pages.\n\n")
 	fmt.Fprintf(w, "| subscriptions | queries (goal: exactly 3) | calls with 100k-series pages | calls with 1k-series pages | refresh |\n|---|---|---|---|---|\n")
 	q, ok := r.get("MonitoringCalls", "queries@page100000")
