@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/orgscaler/orgscaler/pacing"
 )
 
 func (s *Store) flushLoop() {
@@ -112,26 +114,18 @@ func (s *Store) sync() error {
 // flushChunk is how many orgs one write of a full flush holds.
 const flushChunk = 1024
 
-// writePaced writes ids in chunks, resting after each twice as long as it
-// took, within half the flush interval: a full flush of 100k orgs is a
-// third of a second of Badger's CPU, and at once it would take both cores
-// from KEDA's answers. What is not written is marked dirty again.
+// writePaced writes ids in chunks, paced (package pacing) within half the
+// flush interval. What is not written is marked dirty again.
 func (s *Store) writePaced(ids []string) error {
-	deadline := time.Now().Add(s.opts.FlushInterval / 2)
-	for len(ids) > 0 {
-		n := min(len(ids), flushChunk)
-		start := time.Now()
-		if err := s.writeIDs(ids[:n], n == len(ids)); err != nil {
-			s.redirty(ids)
+	_, err := pacing.Write(len(ids), pacing.Options{Chunk: flushChunk, Deadline: time.Now().Add(s.opts.FlushInterval / 2),
+		Rest: s.rest, Hurry: s.closing}, func(lo, hi int) error {
+		if err := s.writeIDs(ids[lo:hi], hi == len(ids)); err != nil {
+			s.redirty(ids[lo:])
 			return err
 		}
-		ids = ids[n:]
-		// No rest once closing: SIGTERM wants everything on disk now.
-		if rest := 2 * time.Since(start); len(ids) > 0 && !s.closing() && time.Now().Add(rest).Before(deadline) {
-			s.rest(rest)
-		}
-	}
-	return nil
+		return nil
+	})
+	return err
 }
 
 // rest waits d between the chunks of a full flush, writing transitions and

@@ -12,7 +12,6 @@ import (
 
 // History reads the activity history; history.Store provides it.
 type History interface {
-	Flush() error
 	Read(day time.Time, each func(history.Day) error) error
 }
 
@@ -35,9 +34,6 @@ func (s *Server) History(req *pb.HistoryRequest, stream pb.AdminService_HistoryS
 	if day.After(now) {
 		return status.Errorf(codes.InvalidArgument, "day is %s: expected today or a day before it", day.Format(time.DateOnly))
 	}
-	if err := s.history.Flush(); err != nil { // the minutes marked so far, today's too
-		return status.Errorf(codes.Unavailable, "history: %v", err)
-	}
 	var chunk []*pb.ActivityDay
 	send := func() error {
 		err := stream.Send(&pb.HistoryResponse{Days: chunk})
@@ -45,7 +41,7 @@ func (s *Server) History(req *pb.HistoryRequest, stream pb.AdminService_HistoryS
 		return err
 	}
 	err := s.history.Read(day, func(d history.Day) error {
-		if chunk = append(chunk, &pb.ActivityDay{Org: d.Org, DayUnix: d.Day.Unix(), Minutes: d.Bits[:]}); len(chunk) == historyChunk {
+		if chunk = append(chunk, &pb.ActivityDay{Org: d.Org, DayUnix: d.Day.Unix(), Minutes: history.Encode(&d.Bits)}); len(chunk) == historyChunk {
 			return send()
 		}
 		return nil

@@ -12,10 +12,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/orgscaler/orgscaler/pacing"
 )
 
 // Minutes is the minutes of one day.
@@ -75,8 +79,13 @@ type Store struct {
 	opts    Options
 	log     *slog.Logger
 	mu      sync.Mutex
-	pending map[dayKey]*Bits
+	pending map[dayKey][]uint16 // minutes marked, not yet written
+	full    chan struct{}       // pending is large: flush before the interval
 }
+
+// flushAt is how many org days pending holds before a flush comes early,
+// so a burst of new orgs does not hold a minute list for each in memory.
+const flushAt = 50_000
 
 type dayKey struct {
 	org string
@@ -94,7 +103,7 @@ func Open(o Options) *Store {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Store{opts: o, log: o.Logger.With("component", "history"), pending: map[dayKey]*Bits{}}
+	return &Store{opts: o, log: o.Logger.With("component", "history"), pending: map[dayKey][]uint16{}, full: make(chan struct{}, 1)}
 }
 
 func midnight(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour) }
@@ -110,54 +119,70 @@ func key(day time.Time, org string) []byte {
 func (s *Store) Mark(org string, at time.Time) {
 	day := midnight(at)
 	k := dayKey{org, day.Unix()}
+	m := uint16(at.UTC().Sub(day) / time.Minute)
 	s.mu.Lock()
-	b := s.pending[k]
-	if b == nil {
-		b = new(Bits)
-		s.pending[k] = b
+	ms := s.pending[k]
+	if len(ms) == 0 || ms[len(ms)-1] != m {
+		s.pending[k] = append(ms, m)
 	}
-	b.Set(int(at.UTC().Sub(day) / time.Minute))
+	n := len(s.pending)
 	s.mu.Unlock()
+	if n >= flushAt {
+		select {
+		case s.full <- struct{}{}:
+		default:
+		}
+	}
 }
 
-// Flush writes the marked minutes into their days, a chunk per
-// transaction, and tells OnChange of each day that gained some. Marks that
-// fail to write are kept for the next Flush.
-func (s *Store) Flush() error {
+// Flush writes the marked minutes into their days, paced in chunks (one
+// transaction each) within interval/2, and tells OnChange of each day that
+// gained some. Marks that fail to write are kept for the next Flush.
+func (s *Store) Flush(interval time.Duration, hurry func() bool) error {
 	s.mu.Lock()
 	pending := s.pending
-	s.pending = map[dayKey]*Bits{}
+	s.pending = map[dayKey][]uint16{}
 	s.mu.Unlock()
 	days := make([]Day, 0, len(pending))
-	for k, b := range pending {
-		days = append(days, Day{Org: k.org, Day: time.Unix(k.day, 0).UTC(), Bits: *b})
+	for k, ms := range pending {
+		d := Day{Org: k.org, Day: time.Unix(k.day, 0).UTC()}
+		for _, m := range ms {
+			d.Bits.Set(int(m))
+		}
+		days = append(days, d)
 	}
-	for len(days) > 0 {
-		chunk := days[:min(len(days), flushChunk)]
-		var changed []Day
-		err := s.write(func(txn *badger.Txn) error {
-			changed = changed[:0]
-			for _, d := range chunk {
-				grew, err := s.merge(txn, &d)
-				if err != nil {
-					return err
-				}
-				if grew {
-					changed = append(changed, d)
-				}
+	done, err := pacing.Write(len(days), pacing.Options{Chunk: flushChunk, Deadline: time.Now().Add(interval / 2), Hurry: hurry},
+		func(lo, hi int) error { return s.writeDays(days[lo:hi]) })
+	if err != nil {
+		s.requeue(days[done:])
+	}
+	return err
+}
+
+// writeDays merges days into their stored ones in one transaction, then
+// tells OnChange of those that gained minutes.
+func (s *Store) writeDays(days []Day) error {
+	var changed []Day
+	err := s.write(func(txn *badger.Txn) error {
+		changed = changed[:0]
+		for _, d := range days {
+			grew, err := s.merge(txn, &d)
+			if err != nil {
+				return err
 			}
-			return nil
-		})
-		if err != nil {
-			s.requeue(days)
-			return err
-		}
-		for _, d := range changed {
-			if s.opts.OnChange != nil {
-				s.opts.OnChange(d)
+			if grew {
+				changed = append(changed, d)
 			}
 		}
-		days = days[len(chunk):]
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, d := range changed {
+		if s.opts.OnChange != nil {
+			s.opts.OnChange(d)
+		}
 	}
 	return nil
 }
@@ -171,11 +196,13 @@ func (s *Store) requeue(days []Day) {
 	defer s.mu.Unlock()
 	for _, d := range days {
 		k := dayKey{d.Org, d.Day.Unix()}
-		b := d.Bits
-		if held := s.pending[k]; held != nil {
-			b.or(held)
+		ms := s.pending[k]
+		for m := range Minutes {
+			if d.Bits.Has(m) {
+				ms = append(ms, uint16(m))
+			}
 		}
-		s.pending[k] = &b
+		s.pending[k] = ms
 	}
 }
 
@@ -190,8 +217,8 @@ func (s *Store) merge(txn *badger.Txn, d *Day) (bool, error) {
 	case err != nil:
 		return false, err
 	default:
-		if err := item.Value(func(v []byte) error { copy(held[:], v); return nil }); err != nil {
-			return false, err
+		if err := item.Value(func(v []byte) error { return Decode(v, &held) }); err != nil {
+			return false, fmt.Errorf("%s: %w", k, err)
 		}
 	}
 	if !held.or(&d.Bits) {
@@ -202,7 +229,7 @@ func (s *Store) merge(txn *badger.Txn, d *Day) (bool, error) {
 	if ttl <= 0 {
 		return false, nil // past retention: not kept
 	}
-	return true, txn.SetEntry(badger.NewEntry(k, held[:]).WithTTL(ttl))
+	return true, txn.SetEntry(badger.NewEntry(k, Encode(&held)).WithTTL(ttl))
 }
 
 func (s *Store) write(f func(*badger.Txn) error) error {
@@ -217,21 +244,24 @@ func (s *Store) write(f func(*badger.Txn) error) error {
 	return nil
 }
 
-// Run flushes every interval until ctx ends, and once more then.
+// Run flushes every interval (sooner when many days wait) until ctx
+// ends, and once more then, unpaced.
 func (s *Store) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	hurry := func() bool { return ctx.Err() != nil }
 	for {
 		select {
 		case <-ctx.Done():
-			if err := s.Flush(); err != nil {
+			if err := s.Flush(interval, hurry); err != nil {
 				s.log.Error("activity history not written at stop", "err", err)
 			}
 			return
 		case <-t.C:
-			if err := s.Flush(); err != nil {
-				s.log.Error("activity history not written; retrying at the next flush", "err", err)
-			}
+		case <-s.full:
+		}
+		if err := s.Flush(interval, hurry); err != nil {
+			s.log.Error("activity history not written; retrying at the next flush", "err", err)
 		}
 	}
 }
@@ -251,25 +281,48 @@ func (s *Store) Merge(days []Day) error {
 	})
 }
 
-// Read calls each for every org's day, in org order (written days only:
-// marks not yet flushed are not in it).
+// Read calls each for every org's day, in org order, with the minutes
+// marked since the last flush too.
 func (s *Store) Read(day time.Time, each func(Day) error) error {
 	day = midnight(day)
+	byOrg := map[string]*Bits{}
+	s.mu.Lock()
+	for k, ms := range s.pending {
+		if k.day == day.Unix() {
+			b := new(Bits)
+			for _, m := range ms {
+				b.Set(int(m))
+			}
+			byOrg[k.org] = b
+		}
+	}
+	s.mu.Unlock()
 	p := key(day, "")
-	return s.opts.DB.View(func(txn *badger.Txn) error {
+	err := s.opts.DB.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: p})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			d := Day{Org: string(bytes.TrimPrefix(it.Item().Key(), p)), Day: day}
-			if err := it.Item().Value(func(v []byte) error { copy(d.Bits[:], v); return nil }); err != nil {
-				return err
+			org := string(bytes.TrimPrefix(it.Item().Key(), p))
+			b := byOrg[org]
+			if b == nil {
+				b = new(Bits)
+				byOrg[org] = b
 			}
-			if err := each(d); err != nil {
-				return err
+			if err := it.Item().Value(func(v []byte) error { return Decode(v, b) }); err != nil {
+				return fmt.Errorf("activity day of org %q: %w", org, err)
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for _, org := range slices.Sorted(maps.Keys(byOrg)) {
+		if err := each(Day{Org: org, Day: day, Bits: *byOrg[org]}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Export calls each with every day held, for a snapshot.
@@ -286,7 +339,7 @@ func (s *Store) Export(each func([]Day) error) error {
 				continue
 			}
 			d := Day{Org: string(org), Day: day}
-			if err := it.Item().Value(func(v []byte) error { copy(d.Bits[:], v); return nil }); err != nil {
+			if err := it.Item().Value(func(v []byte) error { return Decode(v, &d.Bits) }); err != nil {
 				return err
 			}
 			if batch = append(batch, d); len(batch) == 1000 {

@@ -42,11 +42,11 @@ func TestMarkAndFlush(t *testing.T) {
 	s.Mark("acme", day.Add(23*time.Hour+59*time.Minute))
 	s.Mark("beta", day.Add(25*time.Hour)) // the next day
 	diskErr = full
-	if err := s.Flush(); !errors.Is(err, full) {
+	if err := s.Flush(0, nil); !errors.Is(err, full) {
 		t.Fatalf("flush on a full disk: %v", err)
 	}
 	diskErr = nil
-	if err := s.Flush(); err != nil {
+	if err := s.Flush(0, nil); err != nil {
 		t.Fatal(err)
 	}
 	got := read(t, s, day.Add(5*time.Hour))
@@ -60,7 +60,7 @@ func TestMarkAndFlush(t *testing.T) {
 	if len(sent) != 2 {
 		t.Fatalf("told of %d days; want acme's and beta's", len(sent))
 	}
-	if err := s.Flush(); err != nil || len(sent) != 2 {
+	if err := s.Flush(0, nil); err != nil || len(sent) != 2 {
 		t.Fatalf("an empty flush told of days: %d %v", len(sent), err)
 	}
 }
@@ -94,4 +94,43 @@ func TestMergeAndDelete(t *testing.T) {
 	if err := s.Merge([]Day{{Org: "gone", Day: day, Bits: x}}); err != nil || len(read(t, s, day)) != 0 {
 		t.Fatal("a day of an org no longer held was kept")
 	}
+}
+
+// Days are stored as runs of minutes: a few bytes for most orgs, read
+// back whole; marks not yet flushed are read too.
+func TestEncodeAndReadPending(t *testing.T) {
+	var b Bits
+	for _, m := range []int{0, 1, 2, 600, 1439} {
+		b.Set(m)
+	}
+	enc := Encode(&b)
+	var back Bits
+	if err := Decode(enc, &back); err != nil || back != b || len(enc) > 8 {
+		t.Fatalf("encoded in %d bytes, back %v: %v", len(enc), back == b, err)
+	}
+	if err := Decode([]byte{0, 0}, &back); err == nil {
+		t.Fatal("a run of no minutes read")
+	}
+	s := Open(Options{DB: openDB(t)})
+	s.Mark("acme", day.Add(3*time.Minute))
+	if a := read(t, s, day)["acme"]; !a.Has(3) {
+		t.Fatal("a mark not yet flushed is missing from Read")
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	var b Bits
+	b.Set(5)
+	b.Set(1439)
+	f.Add(Encode(&b))
+	f.Fuzz(func(t *testing.T, v []byte) {
+		var got Bits
+		if Decode(v, &got) != nil {
+			return
+		}
+		var again Bits
+		if err := Decode(Encode(&got), &again); err != nil || again != got {
+			t.Fatalf("%x: round trip: %v", v, err)
+		}
+	})
 }

@@ -43,12 +43,13 @@ func (r *Replicator) requeueDays(ds []history.Day) {
 func daysToProto(ds []history.Day) []*pb.ActivityDay {
 	out := make([]*pb.ActivityDay, len(ds))
 	for i, d := range ds {
-		out[i] = &pb.ActivityDay{Org: d.Org, DayUnix: d.Day.Unix(), Minutes: d.Bits[:]}
+		out[i] = &pb.ActivityDay{Org: d.Org, DayUnix: d.Day.Unix(), Minutes: history.Encode(&d.Bits)}
 	}
 	return out
 }
 
-// daysFromProto reads days; one not on a UTC midnight is dropped.
+// daysFromProto reads days; one not on a UTC midnight, or not readable,
+// is dropped.
 func daysFromProto(in []*pb.ActivityDay) []history.Day {
 	out := make([]history.Day, 0, len(in))
 	for _, m := range in {
@@ -57,7 +58,9 @@ func daysFromProto(in []*pb.ActivityDay) []history.Day {
 			continue
 		}
 		d := history.Day{Org: m.GetOrg(), Day: day}
-		copy(d.Bits[:], m.GetMinutes())
+		if history.Decode(m.GetMinutes(), &d.Bits) != nil {
+			continue // damaged, or a newer replica's encoding
+		}
 		out = append(out, d)
 	}
 	return out

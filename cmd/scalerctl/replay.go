@@ -189,7 +189,9 @@ func (c *cli) scalerTrace(cmd *cobra.Command, day string) (*replay.Trace, error)
 		for _, d := range resp.GetDays() {
 			o := replay.Org{ID: d.GetOrg()}
 			var bits history.Bits
-			copy(bits[:], d.GetMinutes())
+			if err := history.Decode(d.GetMinutes(), &bits); err != nil {
+				return nil, fmt.Errorf("org %q: %w", d.GetOrg(), err)
+			}
 			for m := range replay.Minutes {
 				o.Active[m] = bits.Has(m)
 			}

@@ -113,9 +113,10 @@ func (x *ChangeBatch) GetHistory() []*ActivityDay {
 	return nil
 }
 
-// ActivityDay is one org's activity over one UTC day, whole: bit m (of
-// byte m/8, least significant first) is minute m. Minutes only turn
-// active, so replicas merge days by OR.
+// ActivityDay is one org's activity over one UTC day, whole: minutes
+// holds its active stretches, each as two uvarints, the minutes since the
+// end of the previous stretch (or midnight) and the stretch's length.
+// Minutes only turn active, so replicas merge days by OR.
 type ActivityDay struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Org   string                 `protobuf:"bytes,1,opt,name=org,proto3" json:"org,omitempty"`
