@@ -143,18 +143,22 @@ func (s *Store) Flush(interval time.Duration, hurry func() bool) error {
 	pending := s.pending
 	s.pending = map[dayKey][]uint16{}
 	s.mu.Unlock()
-	days := make([]Day, 0, len(pending))
-	for k, ms := range pending {
-		d := Day{Org: k.org, Day: time.Unix(k.day, 0).UTC()}
-		for _, m := range ms {
-			d.Bits.Set(int(m))
-		}
-		days = append(days, d)
-	}
-	done, err := pacing.Write(len(days), pacing.Options{Chunk: flushChunk, Deadline: time.Now().Add(interval / 2), Hurry: hurry},
-		func(lo, hi int) error { return s.writeDays(days[lo:hi]) })
+	keys := slices.Collect(maps.Keys(pending))
+	chunk := make([]Day, 0, flushChunk) // days are built a chunk at a time: 220 bytes each
+	done, err := pacing.Write(len(keys), pacing.Options{Chunk: flushChunk, Deadline: time.Now().Add(interval / 2), Hurry: hurry},
+		func(lo, hi int) error {
+			chunk = chunk[:0]
+			for _, k := range keys[lo:hi] {
+				d := Day{Org: k.org, Day: time.Unix(k.day, 0).UTC()}
+				for _, m := range pending[k] {
+					d.Bits.Set(int(m))
+				}
+				chunk = append(chunk, d)
+			}
+			return s.writeDays(chunk)
+		})
 	if err != nil {
-		s.requeue(days[done:])
+		s.requeue(keys[done:], pending)
 	}
 	return err
 }
@@ -190,19 +194,12 @@ func (s *Store) writeDays(days []Day) error {
 // flushChunk is how many days one transaction of a flush writes.
 const flushChunk = 1000
 
-// requeue puts back days not written, with any marks made since.
-func (s *Store) requeue(days []Day) {
+// requeue puts back the marks of days not written, with any made since.
+func (s *Store) requeue(keys []dayKey, from map[dayKey][]uint16) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, d := range days {
-		k := dayKey{d.Org, d.Day.Unix()}
-		ms := s.pending[k]
-		for m := range Minutes {
-			if d.Bits.Has(m) {
-				ms = append(ms, uint16(m))
-			}
-		}
-		s.pending[k] = ms
+	for _, k := range keys {
+		s.pending[k] = append(from[k], s.pending[k]...)
 	}
 }
 
