@@ -185,7 +185,11 @@ func (a Answer) Reason() string {
 		return fmt.Sprintf("org %s was active %s ago, within its %s window",
 			w.Org, a.now.Sub(org.LastActivity).Round(time.Second), Window(w, org))
 	case RuleSchedule:
-		return fmt.Sprintf("org %s is inside its warm schedule (%s) until %s", w.Org, org.Schedule, a.WarmUntil.UTC().Format(time.RFC3339))
+		until := "for good (it covers every day, all day)"
+		if !a.WarmUntil.IsZero() {
+			until = "until " + a.WarmUntil.UTC().Format(time.RFC3339)
+		}
+		return fmt.Sprintf("org %s is inside its warm schedule (%s) %s", w.Org, org.Schedule, until)
 	case RuleKeptAlive, RulePrewarm, RulePlanDown:
 		return a.plannedReason()
 	case RuleBlind:
