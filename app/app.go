@@ -32,6 +32,7 @@ import (
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/api"
 	"github.com/orgscaler/orgscaler/auth"
+	"github.com/orgscaler/orgscaler/feed"
 	"github.com/orgscaler/orgscaler/history"
 	"github.com/orgscaler/orgscaler/idletimes"
 	"github.com/orgscaler/orgscaler/kubeevents"
@@ -78,6 +79,7 @@ type App struct {
 	ledger      *usage.Ledger
 	idle        *idletimes.Store
 	history     *history.Store
+	feed        *feed.Feed // nil without --activity-subscription
 	bgWG        sync.WaitGroup
 	bgEnd       context.CancelFunc
 	done        chan struct{}
@@ -198,6 +200,12 @@ func New(o Options) (*App, error) {
 	}
 	if a.depth, err = newDepth(o, a.registry); err != nil {
 		return nil, err
+	}
+	if a.feed, err = a.newFeed(); err != nil {
+		return nil, err
+	}
+	if a.feed != nil {
+		undo = append(undo, a.feed.Close)
 	}
 	var observer scaler.Observer
 	if a.events != nil {
@@ -351,6 +359,13 @@ func (a *App) Run(ctx context.Context) error {
 	// Stopped before the store closes, with a last flush.
 	a.bgWG.Go(func() { a.ledger.Run(bg, a.opts.FlushInterval, a.opts.Now) })
 	a.bgWG.Go(func() { a.history.Run(bg, a.opts.FlushInterval) })
+	if a.feed != nil {
+		a.bgWG.Go(func() {
+			if err := a.feed.Run(bg); err != nil {
+				a.log.Error("activity feed stopped with an error", "err", err)
+			}
+		})
+	}
 	a.startElection()
 	a.logSecurity()
 	go a.watchHealth(ctx)

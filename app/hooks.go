@@ -1,13 +1,19 @@
 package app
 
 import (
+	"context"
+	"os"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/orgscaler/orgscaler/activity"
+	"github.com/orgscaler/orgscaler/feed"
 	"github.com/orgscaler/orgscaler/scaledobjects"
 	"github.com/orgscaler/orgscaler/scaler"
 	"github.com/orgscaler/orgscaler/usage"
@@ -125,4 +131,25 @@ func (a *App) onDelete(org string) {
 	if err := a.history.Delete(org); err != nil {
 		a.log.Warn("history of a deleted org not removed", "org", org, "err", err)
 	}
+}
+
+// newFeed dials --activity-subscription, if set: on the embedded Pub/Sub
+// when that is the backlog source and no PUBSUB_EMULATOR_HOST says
+// otherwise. Acknowledged activity is replicated first, with replication.
+func (a *App) newFeed() (*feed.Feed, error) {
+	o := a.opts
+	if o.ActivitySubscription == "" {
+		return nil, nil
+	}
+	fo := feed.Options{Subscription: o.ActivitySubscription, Recorder: a.store, Logger: o.Logger, Registerer: a.registry}
+	if a.repl != nil {
+		fo.Sync = a.repl.Sync
+	}
+	if a.depth != nil && a.depth.embedded != nil && os.Getenv("PUBSUB_EMULATOR_HOST") == "" {
+		fo.ClientOptions = []option.ClientOption{option.WithEndpoint(a.depth.embedded.Addr()), option.WithoutAuthentication(),
+			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return feed.New(ctx, fo)
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/orgscaler/orgscaler/decide"
+
 	"github.com/orgscaler/orgscaler/tlsconfig"
 	"github.com/orgscaler/orgscaler/usage"
 )
@@ -79,6 +81,10 @@ type Options struct {
 	// every replica applies every other's.
 	Replication      string
 	ReplicationTopic string // projects/P/topics/T
+	// ActivitySubscription, when set (projects/P/subscriptions/S), is a
+	// Pub/Sub subscription whose every message names an org with activity
+	// (attribute "org", or a JSON body with "org").
+	ActivitySubscription string
 	// Peers are the other replicas' API ports (HOST:PORT, hosts resolved
 	// to all their addresses): a replica that starts empty loads a
 	// snapshot from one before it is ready.
@@ -224,6 +230,8 @@ func (o Options) Validate() error {
 		return errors.New("--peers needs --replication=pubsub: peers share state only through the replication topic")
 	case o.Replication == ReplicationPubSub && len(o.Peers) > 0 && o.APITLS.Cert != "" && o.PeerTLSCA == "":
 		return errors.New("--api-tls-cert serves the API over TLS, so the other replicas' APIs in --peers are too: give --peer-tls-ca, the CA bundle that signed their certificates")
+	case o.ActivitySubscription != "" && !decide.ValidSubscription(o.ActivitySubscription):
+		return fmt.Errorf("--activity-subscription is %q: expected projects/PROJECT/subscriptions/SUBSCRIPTION", o.ActivitySubscription)
 	case o.AntiEntropy < time.Second:
 		return fmt.Errorf("--anti-entropy-interval is %s: expected at least 1s", o.AntiEntropy)
 	case o.KEDAMaxConnectionAge < time.Second:
