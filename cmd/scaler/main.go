@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,9 +13,11 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 
 	"github.com/orgscaler/orgscaler/app"
+	"github.com/orgscaler/orgscaler/internal/flagenv"
 	"github.com/orgscaler/orgscaler/usage"
 )
 
@@ -32,7 +33,7 @@ type config struct {
 
 func run(args []string, stderr io.Writer) int {
 	cfg, err := parse(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	if errors.Is(err, pflag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
@@ -59,16 +60,16 @@ func run(args []string, stderr io.Writer) int {
 
 // envPrefix names each flag's environment variable: --api-listen is
 // SCALER_API_LISTEN. A flag on the command line wins over its variable.
-const envPrefix = "SCALER_"
+const envPrefix = "SCALER"
 
-func envName(flagName string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+// groups are the headings of --help, in order.
+var groups = []string{"Ports", "Orgs and activity", "Backlog (Pub/Sub)", "Cluster", "KEDA port security", "API security", "Replication", "Logs"}
 
 func parse(args []string, out io.Writer) (config, error) {
 	var c config
-	fs := flag.NewFlagSet("scaler", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("scaler", pflag.ContinueOnError)
 	fs.SetOutput(out)
+	fs.SortFlags = false
 	fs.StringVar(&c.app.Listen, "listen", app.DefaultListen, "address of the gRPC port KEDA calls (ExternalScaler service)")
 	fs.StringVar(&c.app.APIListen, "api-listen", app.DefaultAPIListen, "address of the activity and admin gRPC API (scalerctl talks to it)")
 	fs.StringVar(&c.app.MetricsListen, "metrics-listen", app.DefaultMetricsListen, "address of the Prometheus endpoint (/metrics)")
@@ -119,6 +120,14 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs.DurationVar(&c.app.UsageRetention, "usage-retention", usage.DefaultRetention, "how long the hourly GPU-hours figures behind `scalerctl report` are kept")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	flagenv.Group(fs, "Ports", "listen", "api-listen", "metrics-listen")
+	flagenv.Group(fs, "Orgs and activity", "data-dir", "idle-window", "flush-interval", "activity-subscription", "max-orgs", "min-free-disk-mb", "usage-retention")
+	flagenv.Group(fs, "Backlog (Pub/Sub)", "pubsub", "pubsub-listen", "gcp-project", "monitoring-endpoint", "monitoring-insecure", "depth-refresh", "depth-max-age", "depth-empty-after")
+	flagenv.Group(fs, "Cluster", "kubeconfig", "in-cluster", "leader-elect-lease", "leader-elect-namespace")
+	flagenv.Group(fs, "KEDA port security", "tls-cert", "tls-key", "tls-client-ca", "keda-insecure", "keda-max-connection-age", "max-streams-per-conn")
+	flagenv.Group(fs, "API security", "api-tls-cert", "api-tls-key", "api-tls-client-ca", "api-tokens-file", "api-insecure")
+	flagenv.Group(fs, "Replication", "replication", "replication-topic", "peers", "anti-entropy-interval", "peer-token-file", "peer-tls-ca", "replica-id")
+	flagenv.Group(fs, "Logs", "log-format", "log-level")
 	fs.Usage = func() {
 		fmt.Fprintf(out, `Usage: scaler [flags]
 
@@ -128,25 +137,13 @@ operators read and change orgs, on --api-listen (see scalerctl).
 
 Every flag can also be set from the environment variable shown; a flag on
 the command line wins.
-
-Flags:
 `)
-		fs.VisitAll(func(f *flag.Flag) {
-			fmt.Fprintf(out, "  --%s (env %s, default %q)\n      %s\n", f.Name, envName(f.Name), f.DefValue, f.Usage)
-		})
-	}
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if v, ok := os.LookupEnv(envName(f.Name)); ok && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("environment %s=%q: %w", envName(f.Name), v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return c, envErr
+		flagenv.Usage(out, fs, envPrefix, groups)
 	}
 	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if err := flagenv.Apply(fs, envPrefix); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {

@@ -2,11 +2,12 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 func TestFlagsAndEnv(t *testing.T) {
@@ -61,14 +62,27 @@ func TestBadConfig(t *testing.T) {
 func TestHelpListsEveryFlagWithItsEnv(t *testing.T) {
 	var out strings.Builder
 	_, err := parse([]string{"--help"}, &out)
-	if !errors.Is(err, flag.ErrHelp) {
+	if !errors.Is(err, pflag.ErrHelp) {
 		t.Fatalf("want ErrHelp, got %v", err)
 	}
 	for _, want := range []string{"--listen", "SCALER_LISTEN", "--api-listen", "--data-dir", "--idle-window", "--flush-interval", "--log-format", "SCALER_LOG_FORMAT",
-		"--tls-client-ca", "SCALER_API_TOKENS_FILE", "--api-insecure", "--usage-retention"} {
+		"--tls-client-ca", "SCALER_API_TOKENS_FILE", "--api-insecure", "--usage-retention", "SCALER_ACTIVITY_SUBSCRIPTION"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %s:\n%s", want, out.String())
 		}
+	}
+	// By concern, in order, and no flag left out of a group.
+	text := out.String()
+	last := -1
+	for _, g := range groups {
+		i := strings.Index(text, "\n"+g+":\n")
+		if i < last {
+			t.Errorf("--help: group %q missing or out of order", g)
+		}
+		last = i
+	}
+	if strings.Contains(text, "\nOther:\n") {
+		t.Errorf("--help has flags in no group:\n%s", text[strings.Index(text, "\nOther:\n"):])
 	}
 }
 

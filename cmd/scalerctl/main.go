@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/orgscaler/orgscaler/internal/flagenv"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/tlsconfig"
 )
@@ -65,16 +66,19 @@ func errorLine(err error) string {
 	return err.Error()
 }
 
+// envPrefix names each flag's environment variable, as the scaler's do:
+// --addr is SCALERCTL_ADDR, --since SCALERCTL_SINCE. A flag on the
+// command line wins.
+const envPrefix = "SCALERCTL"
+
 func (c *cli) rootCommand() *cobra.Command {
-	addr := os.Getenv("SCALERCTL_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:9091"
-	}
 	root := &cobra.Command{
 		Use:   "scalerctl",
 		Short: "Send activity to the scaler, and read or change its orgs",
 		Long: `scalerctl talks to the scaler's activity and admin API (the scaler's
---api-listen address).
+--api-listen address). Every flag can also be set from its environment
+variable: SCALERCTL_ and the flag's name, upper case, dashes as
+underscores (SCALERCTL_ADDR, SCALERCTL_TOKEN_FILE).
 
 Examples:
   scalerctl activity acme                 # acme was just used: wake it if dormant
@@ -87,18 +91,21 @@ Examples:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := flagenv.Apply(cmd.Flags(), envPrefix); err != nil {
+				return err
+			}
 			if c.output != "table" && c.output != "json" {
 				return fmt.Errorf("-o is %q: expected table or json", c.output)
 			}
 			return nil
 		},
 	}
-	root.PersistentFlags().StringVar(&c.addr, "addr", addr, "HOST:PORT of the scaler's API (env SCALERCTL_ADDR)")
-	root.PersistentFlags().StringVar(&c.tokenFile, "token-file", os.Getenv("SCALERCTL_TOKEN_FILE"), "file holding the API bearer token (a line of the scaler's --api-tokens-file, or the token alone) (env SCALERCTL_TOKEN_FILE)")
-	root.PersistentFlags().StringVar(&c.ca, "ca", os.Getenv("SCALERCTL_CA"), "PEM CA bundle that verifies the scaler's certificate; implies TLS (env SCALERCTL_CA)")
-	root.PersistentFlags().StringVar(&c.cert, "cert", os.Getenv("SCALERCTL_CERT"), "PEM client certificate, for a scaler that checks them; implies TLS (env SCALERCTL_CERT)")
-	root.PersistentFlags().StringVar(&c.key, "key", os.Getenv("SCALERCTL_KEY"), "PEM private key of --cert (env SCALERCTL_KEY)")
-	root.PersistentFlags().BoolVar(&c.tls, "tls", os.Getenv("SCALERCTL_TLS") == "true", "dial over TLS, verifying the scaler with the system's roots unless --ca is given (env SCALERCTL_TLS=true)")
+	root.PersistentFlags().StringVar(&c.addr, "addr", "127.0.0.1:9091", "HOST:PORT of the scaler's API (env SCALERCTL_ADDR)")
+	root.PersistentFlags().StringVar(&c.tokenFile, "token-file", "", "file holding the API bearer token (a line of the scaler's --api-tokens-file, or the token alone) (env SCALERCTL_TOKEN_FILE)")
+	root.PersistentFlags().StringVar(&c.ca, "ca", "", "PEM CA bundle that verifies the scaler's certificate; implies TLS (env SCALERCTL_CA)")
+	root.PersistentFlags().StringVar(&c.cert, "cert", "", "PEM client certificate, for a scaler that checks them; implies TLS (env SCALERCTL_CERT)")
+	root.PersistentFlags().StringVar(&c.key, "key", "", "PEM private key of --cert (env SCALERCTL_KEY)")
+	root.PersistentFlags().BoolVar(&c.tls, "tls", false, "dial over TLS, verifying the scaler with the system's roots unless --ca is given (env SCALERCTL_TLS=true)")
 	root.PersistentFlags().StringVarP(&c.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the scaler")
 	root.AddCommand(c.activityCommand(), c.orgCommand(), c.hintCommand(), c.depthCommand(), c.askCommand(), c.explainCommand(), c.reportCommand(), c.digestCommand(), c.replayCommand())
