@@ -51,7 +51,8 @@ type App struct {
 	kedaLis     net.Listener
 	apiLis      net.Listener
 	kedaSrv     *grpc.Server
-	apiSrv      *grpc.Server
+	apiSrv      *grpc.Server // the API's gRPC, served through apiHTTP
+	apiHTTP     *http.Server // the API port: gRPC, and the Connect protocol (HTTP/JSON)
 	health      *health.Server
 	apiHealth   *health.Server
 	depth       *depth                  // nil without a backlog source
@@ -238,7 +239,7 @@ func New(o Options) (*App, error) {
 	})
 	a.keda = kedaServer
 	kedapb.RegisterExternalScalerServer(a.kedaSrv, kedaServer)
-	a.apiSrv, a.apiHealth = newServer(grpcMetrics, sec.api, authz, grpc.MaxConcurrentStreams(uint32(o.MaxStreamsPerConn)))
+	a.apiSrv, a.apiHealth = newServer(grpcMetrics, nil, authz) // TLS is apiHTTP's
 	var repl api.Replicator
 	var snapshot func(bool, func(*pb.SnapshotResponse) error) error
 	if a.repl != nil {
@@ -247,6 +248,7 @@ func New(o Options) (*App, error) {
 	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.ready.Load, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
+	a.apiHTTP = newAPIServer(a.apiSrv, apiServer.Connect(), authz, sec.api, o.MaxStreamsPerConn)
 	a.registerKept()
 	grpcMetrics.InitializeMetrics(a.kedaSrv)
 	grpcMetrics.InitializeMetrics(a.apiSrv)
@@ -370,7 +372,7 @@ func (a *App) Run(ctx context.Context) error {
 	a.logSecurity()
 	go a.watchHealth(ctx)
 	go func() { errc <- serve(a.kedaSrv, a.kedaLis, "KEDA") }()
-	go func() { errc <- serve(a.apiSrv, a.apiLis, "API") }()
+	go func() { errc <- serveAPI(a.apiHTTP, a.apiLis) }()
 	a.log.Info("scaler serving", "keda", a.Addr(), "api", a.APIAddr(), "metrics", a.MetricsAddr(), "data_dir", a.opts.DataDir,
 		"idle_window", a.opts.IdleWindow, "flush_interval", a.opts.FlushInterval, "pubsub", a.opts.PubSub)
 	var err error
@@ -395,9 +397,8 @@ func (a *App) stop() error {
 		a.apiHealth.Shutdown()
 		close(a.done)
 		var wg sync.WaitGroup
-		for _, s := range []*grpc.Server{a.kedaSrv, a.apiSrv} {
-			wg.Go(func() { gracefulStop(s, a.opts.ShutdownGrace) })
-		}
+		wg.Go(func() { gracefulStop(a.kedaSrv, a.opts.ShutdownGrace) })
+		wg.Go(func() { stopAPI(a.apiHTTP, a.apiSrv, a.opts.ShutdownGrace) })
 		wg.Wait()
 		_ = a.kedaLis.Close() // already closed when Run served it
 		_ = a.apiLis.Close()

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
@@ -17,7 +18,8 @@ import (
 // security is the transport and authentication of both ports, built from
 // the options before anything is opened, so bad files stop the start.
 type security struct {
-	keda, api   credentials.TransportCredentials // nil: plaintext
+	keda        credentials.TransportCredentials // nil: plaintext
+	api         *tls.Config                      // the API port's, nil: plaintext
 	tokens      *auth.Tokens                     // nil: no tokens file
 	clientCerts bool                             // the API verifies client certificates
 }
@@ -54,7 +56,7 @@ func newSecurity(o Options, reg prometheus.Registerer) (*security, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--api-tls-cert/--api-tls-key: %w", err)
 		}
-		sec.api = credentials.NewTLS(cfg)
+		sec.api = cfg
 	}
 	return sec, nil
 }

@@ -6,9 +6,13 @@ package auth
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
+
+	"connectrpc.com/connect"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -180,4 +184,28 @@ func certRole(c *x509.Certificate) Role {
 		return RoleProducer
 	}
 	return RoleNone
+}
+
+// HTTP checks each HTTP request (the Connect protocol, whose paths are
+// the gRPC method names) as the interceptors check calls: the same
+// credentials (an Authorization header, a verified client certificate),
+// the same roles and the same errors, written in the protocol the client
+// speaks.
+func (a *Authorizer) HTTP(next http.Handler) http.Handler {
+	errs := connect.NewErrorWriter()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		if v := r.Header.Get("Authorization"); v != "" {
+			ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", v))
+		}
+		if r.TLS != nil {
+			ctx = peer.NewContext(ctx, &peer.Peer{AuthInfo: credentials.TLSInfo{State: *r.TLS}})
+		}
+		if err := a.check(ctx, r.URL.Path); err != nil {
+			st := status.Convert(err)
+			_ = errs.Write(w, r, connect.NewError(connect.Code(st.Code()), errors.New(st.Message())))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -1,0 +1,164 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+
+	"connectrpc.com/connect"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+	"github.com/orgscaler/orgscaler/proto/orgscaler/v1/orgscalerv1connect"
+)
+
+// Connect serves the API in the Connect protocol (HTTP/1.1 or HTTP/2,
+// JSON or binary) as well as gRPC and gRPC-Web, from the same methods as
+// the gRPC server: `curl -H 'Content-Type: application/json' -d
+// '{"org":"acme"}' http://HOST:9091/orgscaler.v1.ActivityService/RecordActivity`.
+// The paths are the gRPC method names; errors keep their codes, which
+// Connect turns into HTTP statuses (InvalidArgument 400, Unauthenticated
+// 401, PermissionDenied 403, NotFound 404, ResourceExhausted 429,
+// Unavailable 503).
+func (s *Server) Connect() *http.ServeMux {
+	mux := http.NewServeMux()
+	opts := connect.WithInterceptors(grpcErrors{})
+	c := connected{s}
+	mux.Handle(orgscalerv1connect.NewActivityServiceHandler(c, opts))
+	mux.Handle(orgscalerv1connect.NewAdminServiceHandler(c, opts))
+	return mux
+}
+
+// connected is the Server as Connect handlers call it: unary methods as
+// they are, streams through adapters to the gRPC stream interfaces.
+type connected struct{ s *Server }
+
+func (c connected) RecordActivity(ctx context.Context, r *pb.RecordActivityRequest) (*pb.RecordActivityResponse, error) {
+	return c.s.RecordActivity(ctx, r)
+}
+
+func (c connected) Hint(ctx context.Context, r *pb.HintRequest) (*pb.HintResponse, error) {
+	return c.s.Hint(ctx, r)
+}
+
+func (c connected) StreamActivity(ctx context.Context, in *connect.ClientStream[pb.StreamActivityRequest]) (*pb.StreamActivityResponse, error) {
+	st := &clientStream[pb.StreamActivityRequest, pb.StreamActivityResponse]{stream: stream{ctx: ctx}, in: in}
+	if err := c.s.StreamActivity(st); err != nil {
+		return nil, err
+	}
+	return st.out, nil
+}
+
+func (c connected) GetOrg(ctx context.Context, r *pb.GetOrgRequest) (*pb.GetOrgResponse, error) {
+	return c.s.GetOrg(ctx, r)
+}
+
+func (c connected) ListOrgs(ctx context.Context, r *pb.ListOrgsRequest) (*pb.ListOrgsResponse, error) {
+	return c.s.ListOrgs(ctx, r)
+}
+
+func (c connected) UpdateOrg(ctx context.Context, r *pb.UpdateOrgRequest) (*pb.UpdateOrgResponse, error) {
+	return c.s.UpdateOrg(ctx, r)
+}
+
+func (c connected) DeleteOrg(ctx context.Context, r *pb.DeleteOrgRequest) (*pb.DeleteOrgResponse, error) {
+	return c.s.DeleteOrg(ctx, r)
+}
+
+func (c connected) Digest(ctx context.Context, r *pb.DigestRequest) (*pb.DigestResponse, error) {
+	return c.s.Digest(ctx, r)
+}
+
+func (c connected) ListBacklogs(ctx context.Context, r *pb.ListBacklogsRequest) (*pb.ListBacklogsResponse, error) {
+	return c.s.ListBacklogs(ctx, r)
+}
+
+func (c connected) Explain(ctx context.Context, r *pb.ExplainRequest) (*pb.ExplainResponse, error) {
+	return c.s.Explain(ctx, r)
+}
+
+func (c connected) Report(ctx context.Context, r *pb.ReportRequest) (*pb.ReportResponse, error) {
+	return c.s.Report(ctx, r)
+}
+
+func (c connected) Snapshot(ctx context.Context, r *pb.SnapshotRequest, out *connect.ServerStream[pb.SnapshotResponse]) error {
+	return c.s.Snapshot(r, &serverStream[pb.SnapshotResponse]{stream: stream{ctx: ctx}, out: out})
+}
+
+func (c connected) History(ctx context.Context, r *pb.HistoryRequest, out *connect.ServerStream[pb.HistoryResponse]) error {
+	return c.s.History(r, &serverStream[pb.HistoryResponse]{stream: stream{ctx: ctx}, out: out})
+}
+
+// stream is what the gRPC stream interfaces ask beyond the messages:
+// headers and trailers, which these methods never set.
+type stream struct{ ctx context.Context }
+
+func (s stream) Context() context.Context             { return s.ctx }
+func (stream) SetHeader(metadata.MD) error            { return nil }
+func (stream) SendHeader(metadata.MD) error           { return nil }
+func (stream) SetTrailer(metadata.MD)                 {}
+func (stream) SendMsg(any) error                      { return errors.New("api: SendMsg is not used on Connect streams") }
+func (stream) RecvMsg(any) error                      { return errors.New("api: RecvMsg is not used on Connect streams") }
+func (s *serverStream[T]) Send(m *T) error            { return s.out.Send(m) }
+func (s *clientStream[I, O]) SendAndClose(m *O) error { s.out = m; return nil }
+
+type serverStream[T any] struct {
+	stream
+	out *connect.ServerStream[T]
+}
+
+var _ grpc.ServerStreamingServer[pb.HistoryResponse] = (*serverStream[pb.HistoryResponse])(nil)
+
+type clientStream[I, O any] struct {
+	stream
+	in  *connect.ClientStream[I]
+	out *O
+}
+
+func (s *clientStream[I, O]) Recv() (*I, error) {
+	if s.in.Receive() {
+		return s.in.Msg(), nil
+	}
+	if err := s.in.Err(); err != nil {
+		return nil, err
+	}
+	return nil, io.EOF
+}
+
+var _ grpc.ClientStreamingServer[pb.StreamActivityRequest, pb.StreamActivityResponse] = (*clientStream[pb.StreamActivityRequest, pb.StreamActivityResponse])(nil)
+
+// grpcErrors gives the gRPC status errors the methods return to Connect
+// with their codes (Connect's are the same numbers), so each maps to its
+// HTTP status instead of 500.
+type grpcErrors struct{}
+
+func (grpcErrors) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, r connect.AnyRequest) (connect.AnyResponse, error) {
+		resp, err := next(ctx, r)
+		return resp, toConnect(err)
+	}
+}
+
+func (grpcErrors) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (grpcErrors) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		return toConnect(next(ctx, conn))
+	}
+}
+
+func toConnect(err error) error {
+	var ce *connect.Error
+	if err == nil || errors.As(err, &ce) {
+		return err
+	}
+	if st, ok := status.FromError(err); ok {
+		return connect.NewError(connect.Code(st.Code()), errors.New(st.Message()))
+	}
+	return err
+}
