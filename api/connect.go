@@ -23,9 +23,11 @@ import (
 // Connect turns into HTTP statuses (InvalidArgument 400, Unauthenticated
 // 401, PermissionDenied 403, NotFound 404, ResourceExhausted 429,
 // Unavailable 503).
-func (s *Server) Connect() *http.ServeMux {
+//
+// maxBytes bounds a request message, as the gRPC server's limit does.
+func (s *Server) Connect(maxBytes int) *http.ServeMux {
 	mux := http.NewServeMux()
-	opts := connect.WithInterceptors(grpcErrors{})
+	opts := connect.WithHandlerOptions(connect.WithInterceptors(grpcErrors{}), connect.WithReadMaxBytes(maxBytes))
 	c := connected{s}
 	mux.Handle(orgscalerv1connect.NewActivityServiceHandler(c, opts))
 	mux.Handle(orgscalerv1connect.NewAdminServiceHandler(c, opts))

@@ -248,7 +248,7 @@ func New(o Options) (*App, error) {
 	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.ready.Load, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
-	a.apiHTTP = newAPIServer(a.apiSrv, apiServer.Connect(), authz, sec.api, o.MaxStreamsPerConn)
+	a.apiHTTP = newAPIServer(a.apiSrv, apiServer.Connect(MaxMessageSize), authz, sec.api, o.MaxStreamsPerConn)
 	a.registerKept()
 	grpcMetrics.InitializeMetrics(a.kedaSrv)
 	grpcMetrics.InitializeMetrics(a.apiSrv)
@@ -404,15 +404,20 @@ func (a *App) stop() error {
 		_ = a.apiLis.Close()
 		_ = a.metrics.Close()
 		_ = a.metricsLn.Close()
-		if a.depth != nil {
-			a.depth.stop()
-		}
 		a.stopLeading()
 		if a.bgEnd != nil {
 			a.bgEnd()
 			a.bgWG.Wait()
-		} else if a.repl != nil {
-			_ = a.repl.Close() // never ran
+		} else {
+			if a.repl != nil {
+				_ = a.repl.Close() // never ran
+			}
+			if a.feed != nil {
+				_ = a.feed.Close()
+			}
+		}
+		if a.depth != nil { // after the feed, which may read the embedded Pub/Sub
+			a.depth.stop()
 		}
 		err = a.store.Close()
 		if a.eventsEnd != nil {

@@ -1,9 +1,11 @@
 // Package feed records activity from a Pub/Sub subscription, for teams
 // that already publish every job or event: each message names an org (its
 // attribute "org", or a JSON body {"org": "..."}), and is acknowledged
-// only once the activity is recorded and, with replication, published to
-// the other replicas. A message that names no valid org is acknowledged
-// and counted, never retried.
+// only once the activity is recorded (in the store's memory, on disk
+// within a flush interval, as an activity call is) and, with replication,
+// published to the other replicas. A message that names no valid org, or
+// was published longer ago than MaxAge, is acknowledged and counted, never
+// retried.
 package feed
 
 import (
@@ -46,6 +48,10 @@ type Options struct {
 	// ClientOptions dial Pub/Sub (none: Application Default Credentials,
 	// or PUBSUB_EMULATOR_HOST).
 	ClientOptions []option.ClientOption
+	// MaxAge, when set, is the oldest a message may be (by its publish
+	// time) and still count: activity recorded now for a message from a
+	// backlog hours old would wake an org nobody has used since.
+	MaxAge time.Duration
 	// MaxOutstanding bounds the messages held unacknowledged (default
 	// 10000): the flow control that keeps a backlog from filling memory.
 	MaxOutstanding int
@@ -67,6 +73,7 @@ const (
 	ReasonBadJSON    = "bad-json"    // no org attribute, and a body that is not a JSON object
 	ReasonInvalidOrg = "invalid-org" // an org that is not a valid org id
 	ReasonOrgLimit   = "org-limit"   // a new org past --max-orgs
+	ReasonStale      = "stale"       // published longer ago than MaxAge (the idle window)
 )
 
 // New dials Pub/Sub and checks the subscription exists, so a typo fails
@@ -132,6 +139,9 @@ func (f *Feed) Close() error {
 // handle records one message's activity, then acknowledges it.
 func (f *Feed) handle(ctx context.Context, m *pubsub.Message) {
 	org, reason := OrgOf(m.Attributes, m.Data)
+	if reason == "" && f.opts.MaxAge > 0 && !m.PublishTime.IsZero() && time.Since(m.PublishTime) > f.opts.MaxAge {
+		reason = ReasonStale
+	}
 	if reason == "" {
 		_, _, err := f.opts.Recorder.RecordFor(org, activity.WakeActivity)
 		var limit *activity.LimitError
@@ -199,9 +209,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		recorded: prometheus.NewCounter(prometheus.CounterOpts{Name: "orgscaler_activity_feed_recorded_total",
 			Help: "Activity messages from --activity-subscription recorded (and, with replication, published) and acknowledged."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "orgscaler_activity_rejected_total",
-			Help: "Activity messages acknowledged without recording, by reason: no-org, bad-json, invalid-org, org-limit."}, []string{"reason"}),
+			Help: "Activity messages acknowledged without recording, by reason: no-org, bad-json, invalid-org, org-limit, stale."}, []string{"reason"}),
 	}
-	for _, r := range []string{ReasonNoOrg, ReasonBadJSON, ReasonInvalidOrg, ReasonOrgLimit} {
+	for _, r := range []string{ReasonNoOrg, ReasonBadJSON, ReasonInvalidOrg, ReasonOrgLimit, ReasonStale} {
 		m.rejected.WithLabelValues(r)
 	}
 	if reg != nil {

@@ -170,6 +170,9 @@ func (s *Store) writeDays(days []Day) error {
 	err := s.write(func(txn *badger.Txn) error {
 		changed = changed[:0]
 		for _, d := range days {
+			if s.opts.Holds != nil && !s.opts.Holds(d.Org) {
+				continue // deleted since it was marked
+			}
 			grew, err := s.merge(txn, &d)
 			if err != nil {
 				return err

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/orgscaler/orgscaler/internal/flagenv"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 )
 
@@ -154,6 +155,8 @@ windows with ";"; --warm-schedule "" clears the schedule.`,
 	cmd.Flags().BoolVar(&scaleToZero, "scale-to-zero", true, "whether the org may go dormant and scale to zero")
 	cmd.Flags().DurationVar(&window, "idle-window", 0, "the org's idle window, such as 2h (0: the scaler's default)")
 	cmd.Flags().StringArrayVar(&windows, "warm-schedule", nil, `a window the org is warm in, such as "Mon-Fri 08:45-18:00 America/New_York" (repeat for several; "" clears)`)
+	// Each of these given is a change asked for: never from the environment.
+	flagenv.NoEnv(cmd.Flags(), "scale-to-zero", "idle-window", "warm-schedule")
 	return cmd
 }
 

@@ -24,10 +24,10 @@ The call is the scaler's Connect API in JSON: POST
 """
 
 import json
+import os
 import queue
 import threading
 import time
-import urllib.error
 import urllib.request
 
 PATH = "/orgscaler.v1.ActivityService/RecordActivity"
@@ -42,15 +42,29 @@ class Reporter:
         self.sent = 0
         self.failed = 0
         self.dropped = 0
+        self._max_queued = max_queued
+        self._start()
+        # A server that forks its workers after importing this (gunicorn
+        # --preload, uWSGI) gives each worker a fresh sender and fresh locks.
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._start)
+
+    def _start(self):
         self._last = {}  # org -> when it was last queued
         self._lock = threading.Lock()
-        self._queue = queue.Queue(maxsize=max_queued)
+        self._queue = queue.Queue(maxsize=self._max_queued)
         self._thread = threading.Thread(target=self._run, name="orgscaler-activity", daemon=True)
         self._thread.start()
 
     def record(self, org):
         """Queue one activity of org, unless it was queued within `every`
         seconds. Returns at once; never raises."""
+        try:
+            self._record(str(org))
+        except Exception:  # never into the caller's request
+            pass
+
+    def _record(self, org):
         now = time.monotonic()
         with self._lock:
             last = self._last.get(org)
@@ -64,6 +78,7 @@ class Reporter:
         except queue.Full:
             with self._lock:
                 self.dropped += 1
+                self._last.pop(org, None)  # the next interaction tries again
 
     def flush(self, timeout=5.0):
         """Wait until everything queued so far was sent or failed (for
@@ -80,7 +95,7 @@ class Reporter:
                 self._send(org)
                 with self._lock:
                     self.sent += 1
-            except (urllib.error.URLError, OSError, ValueError):
+            except Exception:  # any failure: count it, keep the sender alive
                 with self._lock:
                     self.failed += 1
                     self._last.pop(org, None)  # the next interaction retries

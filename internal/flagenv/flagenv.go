@@ -28,12 +28,13 @@ func Apply(fs *pflag.FlagSet, prefix string) error {
 	v.SetEnvPrefix(prefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
 	v.AutomaticEnv()
+	v.AllowEmptyEnv(true) // SCALER_X="" sets the flag to "", as the command line would
 	if err := v.BindPFlags(fs); err != nil {
 		return fmt.Errorf("flags: %w", err)
 	}
 	var errs []error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed || !v.IsSet(f.Name) {
+		if f.Changed || len(f.Annotations[noEnvKey]) > 0 || !v.IsSet(f.Name) {
 			return
 		}
 		val := v.GetString(f.Name)
@@ -44,7 +45,22 @@ func Apply(fs *pflag.FlagSet, prefix string) error {
 	return errors.Join(errs...)
 }
 
-const groupKey = "flagenv-group"
+const (
+	groupKey = "flagenv-group"
+	noEnvKey = "flagenv-no-env"
+)
+
+// NoEnv keeps the named flags from their environment variables: flags
+// whose being given is itself the request (scalerctl org set's changes),
+// which a variable left in a shell must not join.
+func NoEnv(fs *pflag.FlagSet, names ...string) {
+	for _, n := range names {
+		if fs.Lookup(n) == nil {
+			panic("flagenv: no flag " + n)
+		}
+		_ = fs.SetAnnotation(n, noEnvKey, []string{"true"})
+	}
+}
 
 // Group files the named flags under heading, for Usage.
 func Group(fs *pflag.FlagSet, heading string, names ...string) {

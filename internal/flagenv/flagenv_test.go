@@ -30,6 +30,15 @@ func TestApplyAndUsage(t *testing.T) {
 	if err := Apply(fs, "TOOL"); err == nil || !strings.Contains(err.Error(), `TOOL_ON="maybe"`) {
 		t.Fatalf("a bad variable: %v", err)
 	}
+	t.Setenv("TOOL_ON", "")
+	t.Setenv("TOOL_ADDR", "")
+	fresh := pflag.NewFlagSet("tool", pflag.ContinueOnError)
+	empty := fresh.String("addr", "127.0.0.1:1", "where")
+	change := fresh.Duration("idle-window", time.Hour, "a change asked for")
+	NoEnv(fresh, "idle-window")
+	if err := Apply(fresh, "TOOL"); err != nil || *empty != "" || *change != time.Hour || fresh.Lookup("idle-window").Changed {
+		t.Fatalf("an empty variable must set the flag to empty (%q, %v), and a NoEnv flag keep its default (%s)", *empty, err, *change)
+	}
 	Group(fs, "Where", "addr")
 	var out strings.Builder
 	Usage(&out, fs, "TOOL", []string{"Where"})
