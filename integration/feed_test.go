@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -99,31 +98,7 @@ func TestActivityFromPubSub(t *testing.T) {
 	}
 
 	// A dormant org woken by a message: its pynode's stream gets true.
-	if _, err := d.ctl(t, "org", "set", "sleepy", "--idle-window", "1s"); err != nil {
-		t.Fatal(err)
-	}
-	poll(t, "sleepy dormant", func() bool {
-		g, err := d.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "sleepy"})
-		return err == nil && g.GetOrg().GetState() == pb.Org_STATE_DORMANT
-	})
-	stream, err := d.keda.StreamIsActive(ctx, pynode("sleepy"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pushed := make(chan time.Time, 1)
-	var once sync.Once
-	go func() {
-		for {
-			r, err := stream.Recv()
-			if err != nil {
-				return
-			}
-			if r.GetResult() {
-				once.Do(func() { pushed <- time.Now() })
-			}
-		}
-	}()
-	poll(t, "the stream is open", func() bool { return strings.Contains(scrape(t, d), "orgscaler_open_streams 1") })
+	pushed := dormantStream(t, d, "sleepy", time.Now)
 	sent := time.Now()
 	if _, err := pub.Publish(ctx, &pubsub.Message{Attributes: map[string]string{"org": "sleepy"}}).Get(ctx); err != nil {
 		t.Fatal(err)

@@ -24,30 +24,7 @@ func TestWarmScheduleWakesAtItsStart(t *testing.T) {
 	o.Now = clock
 	d := start(t, o)
 	ctx := context.Background()
-	if _, err := d.ctl(t, "org", "set", "acme", "--idle-window", "1s"); err != nil {
-		t.Fatal(err)
-	}
-	poll(t, "acme dormant", func() bool {
-		g, err := d.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "acme"})
-		return err == nil && g.GetOrg().GetState() == pb.Org_STATE_DORMANT
-	})
-	stream, err := d.keda.StreamIsActive(ctx, pynode("acme"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pushed := make(chan time.Time, 4)
-	go func() {
-		for {
-			r, err := stream.Recv()
-			if err != nil {
-				return
-			}
-			if r.GetResult() {
-				pushed <- clock()
-			}
-		}
-	}()
-	poll(t, "the stream is open", func() bool { return strings.Contains(scrape(t, d), "orgscaler_open_streams 1") })
+	pushed := dormantStream(t, d, "acme", clock)
 
 	at(nine.Add(-300 * time.Millisecond))
 	out, err := d.ctl(t, "org", "set", "acme", "--warm-schedule", "mon-fri 09:00-18:00 UTC")
@@ -76,4 +53,40 @@ func TestWarmScheduleWakesAtItsStart(t *testing.T) {
 	if _, err := d.ctl(t, "org", "set", "acme", "--warm-schedule", "Mon 9-10 UTC"); err == nil || !strings.Contains(err.Error(), `time "9"`) {
 		t.Fatalf("a bad schedule: %v; want an error naming what is wrong", err)
 	}
+}
+
+// dormantStream makes org dormant (a 1 s idle window), opens its pynode's
+// StreamIsActive, and once the stream is open returns when each true was
+// pushed, by now.
+func dormantStream(t *testing.T, d *daemon, org string, now func() time.Time) <-chan time.Time {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := d.ctl(t, "org", "set", org, "--idle-window", "1s"); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, org+" dormant", func() bool {
+		g, err := d.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: org})
+		return err == nil && g.GetOrg().GetState() == pb.Org_STATE_DORMANT
+	})
+	stream, err := d.keda.StreamIsActive(ctx, pynode(org))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushed := make(chan time.Time, 4)
+	go func() {
+		for {
+			r, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			if r.GetResult() {
+				select {
+				case pushed <- now():
+				default:
+				}
+			}
+		}
+	}()
+	poll(t, "the stream is open", func() bool { return strings.Contains(scrape(t, d), "orgscaler_open_streams 1") })
+	return pushed
 }
