@@ -141,7 +141,7 @@ func (a *App) newFeed() (*feed.Feed, error) {
 	if o.ActivitySubscription == "" {
 		return nil, nil
 	}
-	fo := feed.Options{Subscription: o.ActivitySubscription, Recorder: a.store, Logger: o.Logger, Registerer: a.registry, MaxAge: o.IdleWindow}
+	fo := feed.Options{Subscription: o.ActivitySubscription, Recorder: a.store, Logger: o.Logger, Registerer: a.registry, MaxAge: o.IdleWindow, Now: o.Now}
 	if a.repl != nil {
 		fo.Sync = a.repl.Sync
 	}

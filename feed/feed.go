@@ -52,6 +52,8 @@ type Options struct {
 	// time) and still count: activity recorded now for a message from a
 	// backlog hours old would wake an org nobody has used since.
 	MaxAge time.Duration
+	// Now is the clock MaxAge is measured on; time.Now when nil.
+	Now func() time.Time
 	// MaxOutstanding bounds the messages held unacknowledged (default
 	// 10000): the flow control that keeps a backlog from filling memory.
 	MaxOutstanding int
@@ -88,6 +90,9 @@ func New(ctx context.Context, o Options) (*Feed, error) {
 	}
 	if o.MaxOutstanding <= 0 {
 		o.MaxOutstanding = 10000
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	client, err := pubsub.NewClient(ctx, project, o.ClientOptions...)
 	if err != nil {
@@ -139,7 +144,7 @@ func (f *Feed) Close() error {
 // handle records one message's activity, then acknowledges it.
 func (f *Feed) handle(ctx context.Context, m *pubsub.Message) {
 	org, reason := OrgOf(m.Attributes, m.Data)
-	if reason == "" && f.opts.MaxAge > 0 && !m.PublishTime.IsZero() && time.Since(m.PublishTime) > f.opts.MaxAge {
+	if reason == "" && f.opts.MaxAge > 0 && !m.PublishTime.IsZero() && f.opts.Now().Sub(m.PublishTime) > f.opts.MaxAge {
 		reason = ReasonStale
 	}
 	if reason == "" {

@@ -10,6 +10,8 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/orgscaler/orgscaler/internal/pubsubtest"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
@@ -112,5 +114,35 @@ func TestActivityFromPubSub(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no push after the message")
+	}
+}
+
+// A message published longer ago than the idle window (here: the
+// scaler's clock two days ahead) is acknowledged and counted as stale,
+// and wakes nobody.
+func TestStaleActivityMessagesWakeNobody(t *testing.T) {
+	addr := pubsubtest.StartEmulator(t)
+	client := pubsubtest.Client(t, addr, "p-feed")
+	ctx := context.Background()
+	topic, sub := "projects/p-feed/topics/late", "projects/p-feed/subscriptions/late"
+	if _, err := client.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: sub, Topic: topic}); err != nil {
+		t.Fatal(err)
+	}
+	o := options(t, t.TempDir())
+	o.ActivitySubscription, o.Now = sub, func() time.Time { return time.Now().Add(48 * time.Hour) }
+	d := start(t, o)
+	pub := client.Publisher(topic)
+	defer pub.Stop()
+	if _, err := pub.Publish(ctx, &pubsub.Message{Attributes: map[string]string{"org": "late"}}).Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "the message counted as stale", func() bool {
+		return strings.Contains(scrape(t, d), `orgscaler_activity_rejected_total{reason="stale"} 1`)
+	})
+	if _, err := d.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "late"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("a stale message created its org: %v", err)
 	}
 }
