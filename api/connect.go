@@ -34,64 +34,25 @@ func (s *Server) Connect(maxBytes int) *http.ServeMux {
 	return mux
 }
 
-// connected is the Server as Connect handlers call it: unary methods as
-// they are, streams through adapters to the gRPC stream interfaces.
-type connected struct{ s *Server }
-
-func (c connected) RecordActivity(ctx context.Context, r *pb.RecordActivityRequest) (*pb.RecordActivityResponse, error) {
-	return c.s.RecordActivity(ctx, r)
-}
-
-func (c connected) Hint(ctx context.Context, r *pb.HintRequest) (*pb.HintResponse, error) {
-	return c.s.Hint(ctx, r)
-}
+// connected is the Server as Connect handlers call it: the unary methods
+// are the Server's own (their signatures are Connect's simple ones); the
+// streams go through adapters to the gRPC stream interfaces.
+type connected struct{ *Server }
 
 func (c connected) StreamActivity(ctx context.Context, in *connect.ClientStream[pb.StreamActivityRequest]) (*pb.StreamActivityResponse, error) {
 	st := &clientStream[pb.StreamActivityRequest, pb.StreamActivityResponse]{stream: stream{ctx: ctx}, in: in}
-	if err := c.s.StreamActivity(st); err != nil {
+	if err := c.Server.StreamActivity(st); err != nil {
 		return nil, err
 	}
 	return st.out, nil
 }
 
-func (c connected) GetOrg(ctx context.Context, r *pb.GetOrgRequest) (*pb.GetOrgResponse, error) {
-	return c.s.GetOrg(ctx, r)
-}
-
-func (c connected) ListOrgs(ctx context.Context, r *pb.ListOrgsRequest) (*pb.ListOrgsResponse, error) {
-	return c.s.ListOrgs(ctx, r)
-}
-
-func (c connected) UpdateOrg(ctx context.Context, r *pb.UpdateOrgRequest) (*pb.UpdateOrgResponse, error) {
-	return c.s.UpdateOrg(ctx, r)
-}
-
-func (c connected) DeleteOrg(ctx context.Context, r *pb.DeleteOrgRequest) (*pb.DeleteOrgResponse, error) {
-	return c.s.DeleteOrg(ctx, r)
-}
-
-func (c connected) Digest(ctx context.Context, r *pb.DigestRequest) (*pb.DigestResponse, error) {
-	return c.s.Digest(ctx, r)
-}
-
-func (c connected) ListBacklogs(ctx context.Context, r *pb.ListBacklogsRequest) (*pb.ListBacklogsResponse, error) {
-	return c.s.ListBacklogs(ctx, r)
-}
-
-func (c connected) Explain(ctx context.Context, r *pb.ExplainRequest) (*pb.ExplainResponse, error) {
-	return c.s.Explain(ctx, r)
-}
-
-func (c connected) Report(ctx context.Context, r *pb.ReportRequest) (*pb.ReportResponse, error) {
-	return c.s.Report(ctx, r)
-}
-
 func (c connected) Snapshot(ctx context.Context, r *pb.SnapshotRequest, out *connect.ServerStream[pb.SnapshotResponse]) error {
-	return c.s.Snapshot(r, &serverStream[pb.SnapshotResponse]{stream: stream{ctx: ctx}, out: out})
+	return c.Server.Snapshot(r, &serverStream[pb.SnapshotResponse]{stream: stream{ctx: ctx}, out: out})
 }
 
 func (c connected) History(ctx context.Context, r *pb.HistoryRequest, out *connect.ServerStream[pb.HistoryResponse]) error {
-	return c.s.History(r, &serverStream[pb.HistoryResponse]{stream: stream{ctx: ctx}, out: out})
+	return c.Server.History(r, &serverStream[pb.HistoryResponse]{stream: stream{ctx: ctx}, out: out})
 }
 
 // stream is what the gRPC stream interfaces ask beyond the messages:

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/decide"
+	"github.com/orgscaler/orgscaler/pubsubdepth"
 )
 
 // Recorder records activity; activity.Store provides it.
@@ -81,8 +81,8 @@ const (
 // New dials Pub/Sub and checks the subscription exists, so a typo fails
 // the start with a clear error instead of a silent feed.
 func New(ctx context.Context, o Options) (*Feed, error) {
-	project, _, ok := strings.Cut(strings.TrimPrefix(o.Subscription, "projects/"), "/subscriptions/")
-	if !ok || project == "" || !decide.ValidSubscription(o.Subscription) {
+	project, _, err := pubsubdepth.ParseName(o.Subscription)
+	if err != nil || !decide.ValidSubscription(o.Subscription) {
 		return nil, fmt.Errorf("--activity-subscription is %q: expected projects/PROJECT/subscriptions/SUBSCRIPTION", o.Subscription)
 	}
 	if o.Logger == nil {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+	"github.com/orgscaler/orgscaler/usage"
 )
 
 func (c *cli) reportCommand() *cobra.Command {
@@ -184,21 +185,16 @@ func percent(h, of float64) string {
 	return fmt.Sprintf("%.0f%%", 100*h/of)
 }
 
-// wakeCauses are the causes of usage.Causes, in order, as the API names
-// them; the first three are cold activations: demand that found the
-// workload down.
-var wakeCauses = []string{"activity", "hint", "backlog", "admin", "schedule", "pre-warm"}
-
-// wakeSummary counts the fleet's wakes: cold activations against the
-// wakes that came ahead of demand.
+// wakeSummary counts the fleet's wakes: cold activations (usage.Cause.Cold)
+// against the wakes that came ahead of demand.
 func wakeSummary(ws []*pb.WorkloadUsage) string {
 	var cold, ahead int64
 	by := map[string]int64{}
 	for _, w := range ws {
-		for i, c := range wakeCauses {
-			n := w.GetWakes()[c]
-			by[c] += n
-			if i < 3 {
+		for _, c := range usage.Causes {
+			n := w.GetWakes()[c.String()]
+			by[c.String()] += n
+			if c.Cold() {
 				cold += n
 			} else {
 				ahead += n
@@ -212,8 +208,8 @@ func wakeSummary(ws []*pb.WorkloadUsage) string {
 // wakes lists the causes that woke a workload, e.g. "activity:3 hint:1".
 func wakes(m map[string]int64) string {
 	var parts []string
-	for _, c := range wakeCauses {
-		if n := m[c]; n > 0 {
+	for _, c := range usage.Causes {
+		if n := m[c.String()]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%s:%d", c, n))
 		}
 	}
