@@ -61,8 +61,12 @@ type Store struct {
 	opts Options
 	log  *slog.Logger
 
-	mu     sync.Mutex
-	cached map[string]*keepalive.History // org -> sum over replicas
+	// writeMu orders the reads and writes of the database, so a sum read
+	// from it is never a write behind; mu guards only memory, so the
+	// answers that read a cached histogram never wait on the disk.
+	writeMu sync.Mutex
+	mu      sync.Mutex
+	cached  map[string]*keepalive.History // org -> sum over replicas
 	fleet  map[string]*keepalive.History // replica -> its fleet counts
 	sum    keepalive.History             // the fleet's, over replicas
 }
@@ -110,9 +114,9 @@ func (s *Store) Observe(org string, idle time.Duration) error {
 	if idle < keepalive.MinIdle {
 		return nil
 	}
-	s.mu.Lock()
+	s.writeMu.Lock()
 	changes, err := s.observe(org, idle)
-	s.mu.Unlock()
+	s.writeMu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -123,48 +127,55 @@ func (s *Store) Observe(org string, idle time.Duration) error {
 	return nil
 }
 
-// observe is Observe under s.mu, returning the counts that grew.
+// observe is Observe under writeMu: one transaction reads the org's counts
+// (its sum, and this replica's own among them) and writes them grown,
+// then memory follows. It returns the counts that grew.
 func (s *Store) observe(org string, idle time.Duration) ([]Counts, error) {
 	if err := s.checkDisk(); err != nil {
 		return nil, err
 	}
-	sum, cached := s.cached[org]
-	var err error
-	if !cached {
-		if sum, err = s.load(org); err != nil {
-			return nil, err
-		}
-	}
-	own, err := s.read(orgKey(org, s.opts.Replica))
-	if err != nil {
-		return nil, err
-	}
+	s.mu.Lock()
 	fleet := s.fleet[s.opts.Replica]
-	if fleet == nil {
-		fleet = &keepalive.History{}
+	s.mu.Unlock()
+	var nextFleet keepalive.History
+	if fleet != nil {
+		nextFleet = *fleet
 	}
-	nextSum, nextFleet := *sum, *fleet
-	nextSum.Add(idle)
-	own.Add(idle)
-	keepalive.Learned{Fleet: &nextFleet}.Learn(&nextSum, idle)
-	learned := nextFleet != *fleet
-	if err := s.opts.DB.Update(func(txn *badger.Txn) error {
-		if err := txn.Set(orgKey(org, s.opts.Replica), marshal(&own)); err != nil {
+	var sum, own keepalive.History
+	ownKey := orgKey(org, s.opts.Replica)
+	learned := false
+	err := s.opts.DB.Update(func(txn *badger.Txn) error {
+		if err := scan(txn, orgKey(org, ""), func(key []byte, h keepalive.History) {
+			add(&sum, &h)
+			if bytes.Equal(key, ownKey) {
+				own = h
+			}
+		}); err != nil {
 			return err
 		}
-		if learned {
-			return txn.Set(fleetKey(s.opts.Replica), marshal(&nextFleet))
+		sum.Add(idle)
+		own.Add(idle)
+		before := nextFleet
+		keepalive.Learned{Fleet: &nextFleet}.Learn(&sum, idle)
+		if learned = nextFleet != before; learned {
+			if err := txn.Set(fleetKey(s.opts.Replica), marshal(&nextFleet)); err != nil {
+				return err
+			}
 		}
-		return nil
-	}); err != nil {
+		return txn.Set(ownKey, marshal(&own))
+	})
+	if err != nil {
 		return nil, fmt.Errorf("write idle times of org %q: %w", org, err)
 	}
-	*sum = nextSum
 	changes := []Counts{{Org: org, Replica: s.opts.Replica, History: own}}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cached, ok := s.cached[org]; ok {
+		*cached = sum
+	}
 	if learned {
 		s.sum.Add(idle)
-		*fleet = nextFleet
-		s.fleet[s.opts.Replica] = fleet
+		s.fleet[s.opts.Replica] = &nextFleet
 		changes = append(changes, Counts{Replica: s.opts.Replica, History: nextFleet})
 	}
 	return changes, nil
@@ -172,16 +183,27 @@ func (s *Store) observe(org string, idle time.Duration) ([]Counts, error) {
 
 // History returns org's histogram (summed over replicas) and the fleet's,
 // as copies, and keeps org's in memory for the next call.
+//
+// A cached org takes only a copy under mu: the answers KEDA waits for
+// never wait on the disk. An org not cached is read once, under writeMu,
+// so no write lands between the read and the cache.
 func (s *Store) History(org string) (own, fleet keepalive.History, err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	h, ok := s.cached[org]
-	if !ok {
-		if h, err = s.load(org); err != nil {
-			return own, fleet, err
-		}
-		s.cache(org, h)
+	if h, ok := s.cached[org]; ok {
+		own, fleet = *h, s.sum
+		s.mu.Unlock()
+		return own, fleet, nil
 	}
+	s.mu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	h, err := s.load(org)
+	if err != nil {
+		return own, fleet, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cache(org, h)
 	return *h, s.sum, nil
 }
 
@@ -204,16 +226,16 @@ func (s *Store) Merge(c Counts) error {
 	if c.Org != "" && s.opts.Holds != nil && !s.opts.Holds(c.Org) {
 		return nil
 	}
-	s.mu.Lock()
+	s.writeMu.Lock()
 	grew, err := s.merge(c)
-	s.mu.Unlock()
+	s.writeMu.Unlock()
 	if grew && c.Org != "" {
 		s.updated(c.Org)
 	}
 	return err
 }
 
-// merge is Merge under s.mu, saying whether the counts grew.
+// merge is Merge under writeMu, saying whether the counts grew.
 func (s *Store) merge(c Counts) (bool, error) {
 	if err := s.checkDisk(); err != nil {
 		return false, err
@@ -241,6 +263,8 @@ func (s *Store) merge(c Counts) (bool, error) {
 	if err := s.opts.DB.Update(func(txn *badger.Txn) error { return txn.Set(key, marshal(&merged)) }); err != nil {
 		return false, fmt.Errorf("write idle times from replica %q: %w", c.Replica, err)
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if c.Org == "" {
 		s.fleet[c.Replica] = &merged
 		grow(&s.sum, &held, &merged)
@@ -252,9 +276,11 @@ func (s *Store) merge(c Counts) (bool, error) {
 
 // Delete forgets org's idle times, on every replica's count.
 func (s *Store) Delete(org string) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	delete(s.cached, org)
+	s.mu.Unlock()
 	err := s.opts.DB.Update(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: orgKey(org, "")})
 		var keys [][]byte
