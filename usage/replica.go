@@ -57,16 +57,20 @@ func (l *Ledger) Merge(hours []Hour) error {
 	defer wb.Cancel()
 	var errs []error
 	wrote := false
+	held := map[bucketKey]Figures{} // memory's hours, merged: kept once on disk
 	for _, h := range hours {
 		ttl := h.Start.Add(l.retention + time.Hour).Sub(now)
 		if ttl <= 0 {
 			continue
 		}
 		k := bucketKey{hourOf(h.Start), h.ID, h.Term}
-		merged, changed, err := l.merged(k, h.Figures)
+		merged, inMemory, changed, err := l.merged(k, h.Figures)
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		if changed && inMemory {
+			held[k] = merged
 		}
 		if changed {
 			errs = append(errs, wb.SetEntry(badger.NewEntry(hourKey(k), merged.marshal()).WithTTL(ttl)))
@@ -85,27 +89,36 @@ func (l *Ledger) Merge(hours []Hour) error {
 	if err := l.db.Sync(); err != nil {
 		return fmt.Errorf("merge usage: %w", err)
 	}
+	// Memory follows only once the disk has it: a failed write leaves both
+	// as they were, and the redelivery merges again.
+	l.mu.Lock()
+	for k, f := range held {
+		if h, ok := l.hours[k]; ok {
+			*h = f
+		}
+	}
+	l.mu.Unlock()
 	return nil
 }
 
-// merged is k's figures merged with o, and whether that changed them. An
-// hour memory holds is merged there too (reports read memory first);
-// another is read from disk, outside the lock answers take, and not kept
-// in memory, so a snapshot of a month of hours does not fill it. Caller
-// holds writeMu: only its own term's hours, never merged, come into
-// memory meanwhile.
-func (l *Ledger) merged(k bucketKey, o Figures) (Figures, bool, error) {
+// merged is k's figures merged with o, whether memory holds the hour
+// (reports read memory first), and whether the merge changed them. An
+// hour memory does not hold is read from disk, outside the lock answers
+// take, and not kept in memory, so a snapshot of a month of hours does
+// not fill it. Caller holds writeMu: only its own term's hours, never
+// merged, come into memory meanwhile.
+func (l *Ledger) merged(k bucketKey, o Figures) (f Figures, inMemory, changed bool, err error) {
 	l.mu.Lock()
-	if f, ok := l.hours[k]; ok {
-		before := *f
-		f.merge(o)
-		after := *f
+	if h, ok := l.hours[k]; ok {
+		before := *h
 		l.mu.Unlock()
-		return after, after != before, nil
+		f = before
+		f.merge(o)
+		return f, true, f != before, nil
 	}
 	l.mu.Unlock()
 	var before Figures
-	err := l.db.View(func(txn *badger.Txn) error {
+	err = l.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(hourKey(k))
 		if err != nil {
 			return err
@@ -116,11 +129,11 @@ func (l *Ledger) merged(k bucketKey, o Figures) (Figures, bool, error) {
 		})
 	})
 	if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
-		return before, false, fmt.Errorf("usage of %q at %s: %w", k.id, time.Unix(k.hour, 0).UTC(), err)
+		return before, false, false, fmt.Errorf("usage of %q at %s: %w", k.id, time.Unix(k.hour, 0).UTC(), err)
 	}
-	f := before
+	f = before
 	f.merge(o)
-	return f, f != before, nil
+	return f, false, f != before, nil
 }
 
 // Export sends every hour kept on disk (at most 1,000 per call), for a
