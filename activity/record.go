@@ -81,7 +81,7 @@ func unmarshalRecord(b []byte) (record, error) {
 	}
 	version := b[0]
 	r := record{ScaleToZero: b[1]&flagScaleToZeroOff == 0}
-	fields := map[byte]int{1: 4, 2: 6, 3: 7}[version]
+	fields := [...]int{1: 4, 2: 6, 3: 7}[version]
 	b = b[2:]
 	var vals [7]int64
 	for i := range fields {

@@ -19,7 +19,7 @@ import (
 // go to the gRPC server, with its interceptors, health and reflection;
 // everything else to the Connect handlers of the same methods (HTTP/JSON,
 // HTTP/1.1 or HTTP/2, and gRPC-Web), behind the same authorizer. With
-// tlsCfg the port is TLS (HTTP/2 through ALPN); without it, plaintext
+// tlsCfg the port is TLS (HTTP/2 through the ALPN tlsconfig offers); without it, plaintext
 // HTTP/1.1 and HTTP/2 (h2c, as gRPC clients dial).
 func newAPIServer(g *grpc.Server, connect http.Handler, authz *auth.Authorizer, tlsCfg *tls.Config, maxStreams int) *http.Server {
 	if authz != nil {
@@ -30,8 +30,6 @@ func newAPIServer(g *grpc.Server, connect http.Handler, authz *auth.Authorizer, 
 	protocols.SetHTTP2(true)
 	if tlsCfg == nil {
 		protocols.SetUnencryptedHTTP2(true)
-	} else {
-		tlsCfg = withALPN(tlsCfg)
 	}
 	return &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -77,24 +75,4 @@ func stopAPI(s *http.Server, g *grpc.Server, grace time.Duration) {
 		_ = s.Close()
 	}
 	g.Stop()
-}
-
-// withALPN offers HTTP/2 (gRPC needs it) and HTTP/1.1, on the config and
-// on the per-handshake ones a certificate reload gives.
-func withALPN(c *tls.Config) *tls.Config {
-	protos := []string{"h2", "http/1.1"}
-	c = c.Clone()
-	c.NextProtos = protos
-	if get := c.GetConfigForClient; get != nil {
-		c.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-			cfg, err := get(h)
-			if err != nil || cfg == nil {
-				return cfg, err
-			}
-			cfg = cfg.Clone()
-			cfg.NextProtos = protos
-			return cfg, nil
-		}
-	}
-	return c
 }

@@ -48,7 +48,7 @@ func (l Learned) String() string {
 // histogram while the org is young: the fleet stands for what a new org's
 // next gap is like, so each org counts its first few, not its thousands.
 func (l Learned) Learn(h *History, idle time.Duration) {
-	if l.Fleet != nil && h.inRange()+uint64(h.Over) <= youngSamples {
+	if l.Fleet != nil && h.Known() <= youngSamples {
 		l.Fleet.record(idle)
 	}
 }
@@ -67,10 +67,10 @@ type dist struct {
 // false when neither knows any.
 func (l Learned) blend(h *History) (dist, bool) {
 	var d dist
-	own := float64(h.inRange() + uint64(h.Over))
+	own := float64(h.Known())
 	total := own
 	if l.Fleet != nil {
-		if n := float64(l.Fleet.inRange() + uint64(l.Fleet.Over)); n > 0 {
+		if n := float64(l.Fleet.Known()); n > 0 {
 			w := priorWeight / n
 			for i, b := range l.Fleet.Bins {
 				d.p[i] = w * float64(b)
@@ -101,7 +101,7 @@ func (l Learned) Plan(h *History, coldStart time.Duration) Plan {
 	price := float64(l.Price) / float64(Bin)
 	// A cold start weighs more on an org that shows little activity: it is
 	// a larger share of what its users see (the per-org cold share).
-	price *= 1 + youngBoost/float64(h.inRange()+uint64(h.Over)+1)
+	price *= 1 + youngBoost/float64(h.Known()+1)
 	c := float64(coldStart) / float64(Bin)
 	k, best := d.bestKeep(price)
 	plan := Plan{KeepFor: keepFor(k)}

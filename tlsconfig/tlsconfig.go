@@ -53,8 +53,12 @@ func Server(f Files, log *slog.Logger) (*tls.Config, error) {
 		return nil, err
 	}
 	r.cur, r.stamp = cfg, st
-	return &tls.Config{MinVersion: tls.VersionTLS12, GetConfigForClient: r.config}, nil
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetConfigForClient: r.config, NextProtos: nextProtos}, nil
 }
+
+// nextProtos are offered through ALPN on every served port: HTTP/2, which
+// gRPC needs, and HTTP/1.1 for the API's HTTP/JSON clients.
+var nextProtos = []string{"h2", "http/1.1"}
 
 type reloader struct {
 	files Files
@@ -115,7 +119,7 @@ func load(f Files) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load certificate %s and key %s: %w", f.Cert, f.Key, err)
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: nextProtos}
 	if f.ClientCA != "" {
 		pool, err := pool(f.ClientCA)
 		if err != nil {

@@ -115,8 +115,10 @@ func (c *cli) printReplay(tr *replay.Trace, coldStart int, ps []keepalive.Policy
 	var base replay.Result // fixed:10m's, once
 	tenMinutes := keepalive.Policy(keepalive.Fixed(10 * time.Minute))
 	for _, p := range ps {
-		r := replay.Limit(tr, coldStart)
-		if p != nil {
+		var r replay.Result
+		if p == nil {
+			r = replay.Limit(tr, coldStart)
+		} else {
 			r = replay.Run(tr, p, coldStart)
 		}
 		results = append(results, r)
