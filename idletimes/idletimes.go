@@ -66,9 +66,24 @@ type Store struct {
 	// answers that read a cached histogram never wait on the disk.
 	writeMu sync.Mutex
 	mu      sync.Mutex
-	cached  map[string]*keepalive.History // org -> sum over replicas
+	cached  map[string]*entry            // org -> its sum over replicas, and plans made from it
 	fleet  map[string]*keepalive.History // replica -> its fleet counts
 	sum    keepalive.History             // the fleet's, over replicas
+	// fleetGen counts the changes of sum: a plan made before the last one
+	// is made again.
+	fleetGen uint64
+}
+
+// entry is a cached org: its histogram, and the plans made from it (and
+// the fleet's at fleetGen), by policy and cold start.
+type entry struct {
+	sum   keepalive.History
+	plans map[string]planned
+}
+
+type planned struct {
+	plan     keepalive.Plan
+	fleetGen uint64
 }
 
 // Open loads the fleet's counts from o.DB.
@@ -80,7 +95,7 @@ func Open(o Options) (*Store, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{opts: o, log: o.Logger.With("component", "idletimes"),
-		cached: make(map[string]*keepalive.History), fleet: make(map[string]*keepalive.History)}
+		cached: make(map[string]*entry), fleet: make(map[string]*keepalive.History)}
 	err := o.DB.View(func(txn *badger.Txn) error {
 		return scan(txn, fleetPrefix, func(key []byte, h keepalive.History) {
 			r := string(key[len(fleetPrefix):])
@@ -170,11 +185,12 @@ func (s *Store) observe(org string, idle time.Duration) ([]Counts, error) {
 	changes := []Counts{{Org: org, Replica: s.opts.Replica, History: own}}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cached, ok := s.cached[org]; ok {
-		*cached = sum
+	if e, ok := s.cached[org]; ok {
+		e.sum, e.plans = sum, nil
 	}
 	if learned {
 		s.sum.Add(idle)
+		s.fleetGen++
 		s.fleet[s.opts.Replica] = &nextFleet
 		changes = append(changes, Counts{Replica: s.opts.Replica, History: nextFleet})
 	}
@@ -183,38 +199,75 @@ func (s *Store) observe(org string, idle time.Duration) ([]Counts, error) {
 
 // History returns org's histogram (summed over replicas) and the fleet's,
 // as copies, and keeps org's in memory for the next call.
-//
-// A cached org takes only a copy under mu: the answers KEDA waits for
-// never wait on the disk. An org not cached is read once, under writeMu,
-// so no write lands between the read and the cache.
 func (s *Store) History(org string) (own, fleet keepalive.History, err error) {
-	s.mu.Lock()
-	if h, ok := s.cached[org]; ok {
-		own, fleet = *h, s.sum
-		s.mu.Unlock()
-		return own, fleet, nil
-	}
-	s.mu.Unlock()
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	h, err := s.load(org)
+	e, err := s.entry(org)
 	if err != nil {
 		return own, fleet, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.cache(org, h)
-	return *h, s.sum, nil
+	return e.sum, s.sum, nil
 }
 
-func (s *Store) cache(org string, h *keepalive.History) {
+// Plan is the plan compute makes from org's histogram and the fleet's,
+// made again only when either changed since: KEDA asks about a workload on
+// every poll and stream wake, and its idle times change at most once per
+// activity. key names what else the plan depends on (policy, cold start).
+func (s *Store) Plan(org, key string, compute func(own, fleet *keepalive.History) keepalive.Plan) (keepalive.Plan, error) {
+	e, err := s.entry(org)
+	if err != nil {
+		return keepalive.Plan{}, err
+	}
+	s.mu.Lock()
+	if p, ok := e.plans[key]; ok && p.fleetGen == s.fleetGen {
+		s.mu.Unlock()
+		return p.plan, nil
+	}
+	own, fleet, gen := e.sum, s.sum, s.fleetGen
+	s.mu.Unlock()
+	plan := compute(&own, &fleet) // outside the lock: a few thousand bin operations
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cached[org] == e && e.sum == own && s.fleetGen == gen { // nothing changed meanwhile
+		if e.plans == nil {
+			e.plans = map[string]planned{}
+		}
+		e.plans[key] = planned{plan, gen}
+	}
+	return plan, nil
+}
+
+// entry is org's cache entry, read from disk when it is not cached. A
+// cached org takes only mu: the answers KEDA waits for never wait on the
+// disk. An org not cached is read once, under writeMu, so no write lands
+// between the read and the cache.
+func (s *Store) entry(org string) (*entry, error) {
+	s.mu.Lock()
+	e, ok := s.cached[org]
+	s.mu.Unlock()
+	if ok {
+		return e, nil
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	h, err := s.load(org)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.cached[org]; ok { // another call read it first
+		return e, nil
+	}
 	for k := range s.cached {
 		if len(s.cached) < s.opts.MaxCached {
 			break
 		}
 		delete(s.cached, k) // any one: it is read from disk again when asked
 	}
-	s.cached[org] = h
+	e = &entry{sum: *h}
+	s.cached[org] = e
+	return e, nil
 }
 
 // Merge applies another replica's counts: each bin takes the larger of the
@@ -268,8 +321,10 @@ func (s *Store) merge(c Counts) (bool, error) {
 	if c.Org == "" {
 		s.fleet[c.Replica] = &merged
 		grow(&s.sum, &held, &merged)
-	} else if sum, ok := s.cached[c.Org]; ok {
-		grow(sum, &held, &merged)
+		s.fleetGen++
+	} else if e, ok := s.cached[c.Org]; ok {
+		grow(&e.sum, &held, &merged)
+		e.plans = nil
 	}
 	return true, nil
 }

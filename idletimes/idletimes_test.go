@@ -132,3 +132,37 @@ func FuzzUnmarshal(f *testing.F) {
 		}
 	})
 }
+
+// A plan is made once per histogram: again after the org's idle times
+// change, or the fleet's, never in between.
+func TestPlanMadeOncePerChange(t *testing.T) {
+	s, db := open(t, t.TempDir(), "r0")
+	defer db.Close()
+	made := 0
+	plan := func() {
+		t.Helper()
+		if _, err := s.Plan("acme", "learned/3m", func(own, fleet *keepalive.History) keepalive.Plan {
+			made++
+			return keepalive.Plan{KeepFor: time.Duration(own.Known())}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plan()
+	plan()
+	if made != 1 {
+		t.Fatalf("made %d plans of an unchanged histogram; want 1", made)
+	}
+	if err := s.Observe("acme", 10*time.Minute); err != nil { // the org's, and the fleet's (young)
+		t.Fatal(err)
+	}
+	plan()
+	if err := s.Observe("other", 10*time.Minute); err != nil { // the fleet's only
+		t.Fatal(err)
+	}
+	plan()
+	plan()
+	if made != 3 {
+		t.Fatalf("made %d plans; want 3: at first, after acme's idle time, after the fleet's", made)
+	}
+}

@@ -62,6 +62,9 @@ type Admitter interface {
 // with keepAlive are refused.
 type IdleTimes interface {
 	History(org string) (own, fleet keepalive.History, err error)
+	// Plan is compute's plan from org's histogram and the fleet's, made
+	// again only when either changed; key names the rest it depends on.
+	Plan(org, key string, compute func(own, fleet *keepalive.History) keepalive.Plan) (keepalive.Plan, error)
 }
 
 // Ledger keeps the GPU-hours ledger from every answer; usage.Ledger
@@ -358,15 +361,15 @@ func (s *Server) plan(w decide.Workload) (keepalive.Plan, error) {
 	if s.idle == nil {
 		return keepalive.Plan{}, status.Error(codes.FailedPrecondition, "keepAlive: this scaler keeps no idle times to plan from")
 	}
-	own, fleet, err := s.idle.History(w.Org)
+	k := w.KeepAlive
+	plan, err := s.idle.Plan(w.Org, k.Policy+"/"+k.ColdStart.String(), func(own, fleet *keepalive.History) keepalive.Plan {
+		p, _ := keepalive.ParseWithFleet(k.Policy, fleet) // parsed once already, when the metadata was read
+		return p.Plan(own, k.ColdStart)
+	})
 	if err != nil {
 		return keepalive.Plan{}, status.Errorf(codes.Unavailable, "keepAlive: %v", err)
 	}
-	p, err := keepalive.ParseWithFleet(w.KeepAlive.Policy, &fleet)
-	if err != nil { // parsed once already, when the metadata was read
-		return keepalive.Plan{}, status.Errorf(codes.InvalidArgument, "keepAlive: %v", err)
-	}
-	return p.Plan(&own, w.KeepAlive.ColdStart), nil
+	return plan, nil
 }
 
 // orgError is an org the scaler will not create, as KEDA gets it.
