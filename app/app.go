@@ -182,7 +182,7 @@ func New(o Options) (*App, error) {
 		CheckDisk: store.CheckDisk, OnFlush: onFlush}); err != nil {
 		return nil, err
 	}
-	a.peers.Usage, a.peers.Idle, a.peers.History = a.fleetLedger(), a.idle, a.history
+	a.peers.Sinks = replication.Sinks{Usage: a.fleetLedger(), Idle: a.idle, History: a.history}
 	for _, l := range []struct {
 		lis  *net.Listener
 		addr string
@@ -347,7 +347,9 @@ func (a *App) Run(ctx context.Context) error {
 			if a.depth != nil {
 				hints = a.depth.tracker
 			}
-			if err := a.repl.Run(bg, replication.Sinks{Store: a.store, Hints: hints, Usage: a.fleetLedger(), Idle: a.idle, History: a.history}); err != nil {
+			sinks := a.peers.Sinks // what a snapshot carries, and the log too
+			sinks.Store, sinks.Hints = a.store, hints
+			if err := a.repl.Run(bg, sinks); err != nil {
 				a.log.Error("replication stopped with an error", "err", err)
 			}
 		})

@@ -66,9 +66,9 @@ type Store struct {
 	// answers that read a cached histogram never wait on the disk.
 	writeMu sync.Mutex
 	mu      sync.Mutex
-	cached  map[string]*entry            // org -> its sum over replicas, and plans made from it
-	fleet  map[string]*keepalive.History // replica -> its fleet counts
-	sum    keepalive.History             // the fleet's, over replicas
+	cached  map[string]*entry             // org -> its sum over replicas, and plans made from it
+	fleet   map[string]*keepalive.History // replica -> its fleet counts
+	sum     keepalive.History             // the fleet's, over replicas
 	// fleetGen counts the changes of sum: a plan made before the last one
 	// is made again.
 	fleetGen uint64
@@ -356,23 +356,49 @@ func (s *Store) Delete(org string) error {
 	return nil
 }
 
-// Export is every count held, this replica's and others', for a replica
-// that joins empty.
-func (s *Store) Export() ([]Counts, error) {
-	var out []Counts
+// Export hands every count held, this replica's and others', a chunk at
+// a time, for a snapshot.
+func (s *Store) Export(send func([]Counts) error) error {
+	var batch []Counts
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := send(batch)
+		batch = nil
+		return err
+	}
+	var sendErr error
+	each := func(c Counts) {
+		if sendErr != nil {
+			return
+		}
+		if batch = append(batch, c); len(batch) == exportChunk {
+			sendErr = flush()
+		}
+	}
 	err := s.opts.DB.View(func(txn *badger.Txn) error {
 		if err := scan(txn, orgPrefix, func(key []byte, h keepalive.History) {
 			org, r, _ := bytes.Cut(key[len(orgPrefix):], []byte{0})
-			out = append(out, Counts{Org: string(org), Replica: string(r), History: h})
+			each(Counts{Org: string(org), Replica: string(r), History: h})
 		}); err != nil {
 			return err
 		}
 		return scan(txn, fleetPrefix, func(key []byte, h keepalive.History) {
-			out = append(out, Counts{Replica: string(key[len(fleetPrefix):]), History: h})
+			each(Counts{Replica: string(key[len(fleetPrefix):]), History: h})
 		})
 	})
-	return out, err
+	if err != nil {
+		return err
+	}
+	if sendErr != nil {
+		return sendErr
+	}
+	return flush()
 }
+
+// exportChunk is how many counts Export hands over at a time.
+const exportChunk = 1000
 
 // load reads org's counts from every replica and sums them.
 func (s *Store) load(org string) (*keepalive.History, error) {

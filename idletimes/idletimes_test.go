@@ -104,7 +104,8 @@ func TestMergeIsIdempotentAndSums(t *testing.T) {
 	if len(updated) < 2 || updated[0] != "acme" {
 		t.Fatalf("updates told: %v; want acme for its own idle time and b's", updated)
 	}
-	exported, err := a.Export()
+	var exported []Counts
+	err = a.Export(func(cs []Counts) error { exported = append(exported, cs...); return nil })
 	if err != nil || len(exported) != 4 {
 		t.Fatalf("export: %d counts, %v; want a's and b's for acme and the fleet", len(exported), err)
 	}

@@ -31,12 +31,9 @@ type Peers struct {
 	// Self is this replica's id: a peer answering with it is this replica.
 	Self   string
 	Logger *slog.Logger
-	// Usage, when set, gets the ledger's hours of a snapshot.
-	Usage Usage
-	// Idle, when set, gets the idle-time counts of a snapshot.
-	Idle IdleTimes
-	// History, when set, gets the activity history's days of a snapshot.
-	History History
+	// Sinks get what a snapshot holds besides the orgs (its Store is the
+	// one a load is given): the ledger's hours, idle-time counts, days.
+	Sinks Sinks
 	// TLS, when set, dials peers over TLS (their API is served with
 	// --api-tls-cert); the server name checked is the --peers entry's host.
 	TLS *tls.Config
@@ -141,7 +138,7 @@ func (p Peers) load(ctx context.Context, addr peer, store Store) (int, string, e
 	if err != nil {
 		return 0, "", err
 	}
-	return p.loadFrom(ctx, client, d, store, p.Usage != nil)
+	return p.loadFrom(ctx, client, d, store, p.Sinks.Usage != nil)
 }
 
 // dial connects to a peer's API, with this replica's token on ctx.
@@ -190,22 +187,13 @@ func (p Peers) loadFrom(ctx context.Context, client pb.AdminServiceClient, d *pb
 		if err != nil {
 			return n, "", err
 		}
-		changes := fromProto(chunk.GetChanges())
-		if err := store.Apply(changes); err != nil {
+		sinks := p.Sinks
+		sinks.Store = store
+		applied, err := sinks.apply(chunk)
+		if err != nil {
 			return n, "", fmt.Errorf("apply the snapshot: %w", err)
 		}
-		if err := mergeIdle(p.Idle, idleFromProto(chunk.GetIdleTimes())); err != nil {
-			return n, "", fmt.Errorf("apply the snapshot's idle times: %w", err)
-		}
-		if err := mergeDays(p.History, daysFromProto(chunk.GetHistory())); err != nil {
-			return n, "", fmt.Errorf("apply the snapshot's activity history: %w", err)
-		}
-		if p.Usage != nil && len(chunk.GetUsage()) > 0 {
-			if err := p.Usage.Merge(usageFromProto(chunk.GetUsage())); err != nil {
-				return n, "", fmt.Errorf("apply the snapshot's usage: %w", err)
-			}
-		}
-		n += len(changes)
+		n += applied
 	}
 }
 

@@ -19,25 +19,16 @@ type dayKey struct {
 	day int64
 }
 
+func dayKeyOf(d history.Day) dayKey { return dayKey{d.Org, d.Day.Unix()} }
+
 // EnqueueDay queues a day of activity history that gained minutes here:
-// history.Store's OnChange. A day only gains minutes, so the latest
-// replaces what is queued for the same org and day.
+// history.Store's OnChange.
 func (r *Replicator) EnqueueDay(d history.Day) {
 	r.mu.Lock()
-	r.days[dayKey{d.Org, d.Day.Unix()}] = d
+	r.days.put(dayKeyOf(d), d)
 	r.enqueued++
 	r.mu.Unlock()
 	r.wake()
-}
-
-// requeueDays puts back days a failed publish carried, unless newer ones
-// were queued meanwhile. Caller holds r.mu.
-func (r *Replicator) requeueDays(ds []history.Day) {
-	for _, d := range ds {
-		if _, newer := r.days[dayKey{d.Org, d.Day.Unix()}]; !newer {
-			r.days[dayKey{d.Org, d.Day.Unix()}] = d
-		}
-	}
 }
 
 func daysToProto(ds []history.Day) []*pb.ActivityDay {
@@ -64,11 +55,4 @@ func daysFromProto(in []*pb.ActivityDay) []history.Day {
 		out = append(out, d)
 	}
 	return out
-}
-
-func mergeDays(sink History, ds []history.Day) error {
-	if sink == nil || len(ds) == 0 {
-		return nil
-	}
-	return sink.Merge(ds)
 }

@@ -9,35 +9,21 @@ import (
 // idletimes.Store provides it.
 type IdleTimes interface {
 	Merge(idletimes.Counts) error
-}
-
-// IdleExporter is every idle-time count a replica holds, for snapshots;
-// idletimes.Store provides it.
-type IdleExporter interface {
-	Export() ([]idletimes.Counts, error)
+	Export(func([]idletimes.Counts) error) error
 }
 
 type idleKey struct{ org, replica string }
 
+func idleKeyOf(c idletimes.Counts) idleKey { return idleKey{c.Org, c.Replica} }
+
 // EnqueueIdle queues this replica's counts for an org (or the fleet) that
-// grew: idletimes.Store's OnChange. Counts only grow, so the latest
-// replaces what is queued for the same org.
+// grew: idletimes.Store's OnChange.
 func (r *Replicator) EnqueueIdle(c idletimes.Counts) {
 	r.mu.Lock()
-	r.idle[idleKey{c.Org, c.Replica}] = c
+	r.idle.put(idleKeyOf(c), c)
 	r.enqueued++
 	r.mu.Unlock()
 	r.wake()
-}
-
-// requeueIdle puts back counts a failed publish carried, unless newer ones
-// were queued meanwhile. Caller holds r.mu.
-func (r *Replicator) requeueIdle(cs []idletimes.Counts) {
-	for _, c := range cs {
-		if _, newer := r.idle[idleKey{c.Org, c.Replica}]; !newer {
-			r.idle[idleKey{c.Org, c.Replica}] = c
-		}
-	}
 }
 
 func idleToProto(cs []idletimes.Counts) []*pb.IdleCounts {
@@ -70,17 +56,4 @@ func idleFromProto(in []*pb.IdleCounts) []idletimes.Counts {
 		out = append(out, c)
 	}
 	return out
-}
-
-// mergeIdle applies counts to sink, if any.
-func mergeIdle(sink IdleTimes, cs []idletimes.Counts) error {
-	if sink == nil {
-		return nil
-	}
-	for _, c := range cs {
-		if err := sink.Merge(c); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/history"
+	"github.com/orgscaler/orgscaler/idletimes"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/usage"
 )
@@ -113,11 +114,11 @@ type UsageExporter interface {
 // Snapshot sends store's state, then, when asked and ledger is not nil,
 // the ledger's hours, in chunks as replicas exchange them: what
 // AdminService.Snapshot streams to a peer.
-func Snapshot(store Exporter, ledger UsageExporter, idle IdleExporter, days History) func(withUsage bool, send func(*pb.SnapshotResponse) error) error {
+func Snapshot(store Exporter, ledger UsageExporter, idle IdleTimes, days History) func(withUsage bool, send func(*pb.SnapshotResponse) error) error {
 	return func(withUsage bool, send func(*pb.SnapshotResponse) error) error {
 		err := store.Export(func(cs []activity.Change) error { return send(&pb.SnapshotResponse{Changes: ToProto(cs)}) })
 		if err == nil && idle != nil {
-			err = sendIdle(idle, send)
+			err = idle.Export(func(cs []idletimes.Counts) error { return send(&pb.SnapshotResponse{IdleTimes: idleToProto(cs)}) })
 		}
 		if err == nil && days != nil {
 			err = days.Export(func(ds []history.Day) error { return send(&pb.SnapshotResponse{History: daysToProto(ds)}) })
@@ -127,20 +128,4 @@ func Snapshot(store Exporter, ledger UsageExporter, idle IdleExporter, days Hist
 		}
 		return ledger.Export(func(hs []usage.Hour) error { return send(&pb.SnapshotResponse{Usage: usageToProto(hs)}) })
 	}
-}
-
-// sendIdle sends every idle-time count held, in chunks.
-func sendIdle(idle IdleExporter, send func(*pb.SnapshotResponse) error) error {
-	cs, err := idle.Export()
-	if err != nil {
-		return err
-	}
-	for len(cs) > 0 {
-		n := min(len(cs), maxBatch)
-		if err := send(&pb.SnapshotResponse{IdleTimes: idleToProto(cs[:n])}); err != nil {
-			return err
-		}
-		cs = cs[n:]
-	}
-	return nil
 }

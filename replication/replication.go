@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -88,9 +90,9 @@ type Replicator struct {
 	activity  map[string]time.Time // pending activity, coalesced: the latest per org
 	others    []activity.Change    // pending settings, creations by admins, deletes
 	hints     []*pb.SubscriptionHint
-	usage     map[usageKey]usage.Hour      // pending hours, coalesced: the latest per hour and workload
-	idle      map[idleKey]idletimes.Counts // pending idle-time counts, the latest per org and replica
-	days      map[dayKey]history.Day       // pending history days, the latest per org and day
+	usage     latest[usageKey, usage.Hour]      // pending hours: the latest per hour and workload
+	idle      latest[idleKey, idletimes.Counts] // pending idle-time counts: the latest per org and replica
+	days      latest[dayKey, history.Day]       // pending history days: the latest per org and day
 	hintSeq   uint64
 	enqueued  uint64        // changes enqueued so far
 	confirmed uint64        // changes published so far
@@ -121,7 +123,7 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 	}
 	r := &Replicator{opts: o, log: o.Logger.With("component", "replication"), client: client,
 		sub:      fmt.Sprintf("projects/%s/subscriptions/%s-%s", project, topicID, o.Replica),
-		activity: map[string]time.Time{}, usage: map[usageKey]usage.Hour{}, idle: map[idleKey]idletimes.Counts{}, days: map[dayKey]history.Day{}, published: make(chan struct{}), kick: make(chan struct{}, 1),
+		activity: map[string]time.Time{}, usage: latest[usageKey, usage.Hour]{}, idle: latest[idleKey, idletimes.Counts]{}, days: latest[dayKey, history.Day]{}, published: make(chan struct{}), kick: make(chan struct{}, 1),
 		hintSeq: uint64(time.Now().UnixNano()), // unique across this replica's restarts
 		m:       newMetrics(o.Registerer)}
 	if err := r.ensureSubscription(ctx); err != nil {
@@ -212,7 +214,7 @@ func keyOf(h usage.Hour) usageKey { return usageKey{h.Start.Unix(), h.ID, h.Term
 func (r *Replicator) EnqueueUsage(hours []usage.Hour) {
 	r.mu.Lock()
 	for _, h := range hours {
-		r.usage[keyOf(h)] = h
+		r.usage.put(keyOf(h), h)
 	}
 	r.enqueued++
 	r.mu.Unlock()
@@ -342,20 +344,8 @@ func (r *Replicator) take() (uint64, pending) {
 	batch = append(batch, r.others...)
 	clear(r.activity)
 	r.others = nil
-	p := pending{changes: batch, hints: r.hints}
+	p := pending{changes: batch, hints: r.hints, usage: r.usage.drain(), idle: r.idle.drain(), days: r.days.drain()}
 	r.hints = nil
-	for _, h := range r.usage {
-		p.usage = append(p.usage, h)
-	}
-	clear(r.usage)
-	for _, c := range r.idle {
-		p.idle = append(p.idle, c)
-	}
-	clear(r.idle)
-	for _, d := range r.days {
-		p.days = append(p.days, d)
-	}
-	clear(r.days)
 	return r.enqueued, p
 }
 
@@ -368,13 +358,9 @@ func (r *Replicator) requeue(p pending, err error) {
 	for _, c := range p.changes {
 		r.add(c)
 	}
-	for _, h := range p.usage {
-		if _, newer := r.usage[keyOf(h)]; !newer {
-			r.usage[keyOf(h)] = h
-		}
-	}
-	r.requeueIdle(p.idle)
-	r.requeueDays(p.days)
+	r.usage.putBack(p.usage, keyOf)
+	r.idle.putBack(p.idle, idleKeyOf)
+	r.days.putBack(p.days, dayKeyOf)
 }
 
 func (r *Replicator) confirm(seq uint64) {
@@ -437,19 +423,7 @@ func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 				m.Ack() // ours: applied when it was made
 				return
 			}
-			changes := fromProto(b.GetChanges())
-			err := sinks.Store.Apply(changes)
-			if err == nil && sinks.Usage != nil && len(b.GetUsage()) > 0 {
-				err = sinks.Usage.Merge(usageFromProto(b.GetUsage()))
-			}
-			if err == nil {
-				// After the orgs: counts of an org this replica does not
-				// hold are dropped.
-				err = mergeIdle(sinks.Idle, idleFromProto(b.GetIdleTimes()))
-			}
-			if err == nil {
-				err = mergeDays(sinks.History, daysFromProto(b.GetHistory()))
-			}
+			n, err := sinks.apply(&b)
 			if err != nil {
 				r.log.Error("applying another replica's changes failed; Pub/Sub will redeliver them", "from", b.GetReplica(), "err", err)
 				m.Nack()
@@ -460,7 +434,7 @@ func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 					sinks.Hints.ApplyHint(h.GetId(), h.GetSubscription(), h.GetMessages(), time.Unix(0, h.GetAtUnixNano()))
 				}
 			}
-			r.m.applied.Add(float64(len(changes)))
+			r.m.applied.Add(float64(n))
 			m.Ack()
 		})
 		if ctx.Err() != nil {
@@ -471,6 +445,66 @@ func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(time.Second):
+		}
+	}
+}
+
+// parts is what a replication message and a snapshot chunk both carry.
+type parts interface {
+	GetChanges() []*pb.OrgChange
+	GetUsage() []*pb.UsageHour
+	GetIdleTimes() []*pb.IdleCounts
+	GetHistory() []*pb.ActivityDay
+}
+
+// apply applies m to the sinks, the orgs first (counts and days of an org
+// this replica does not hold are dropped), and says how many org changes
+// it held.
+func (s Sinks) apply(m parts) (int, error) {
+	changes := fromProto(m.GetChanges())
+	if err := s.Store.Apply(changes); err != nil {
+		return 0, fmt.Errorf("orgs: %w", err)
+	}
+	if s.Usage != nil && len(m.GetUsage()) > 0 {
+		if err := s.Usage.Merge(usageFromProto(m.GetUsage())); err != nil {
+			return 0, fmt.Errorf("usage: %w", err)
+		}
+	}
+	if s.Idle != nil {
+		for _, c := range idleFromProto(m.GetIdleTimes()) {
+			if err := s.Idle.Merge(c); err != nil {
+				return 0, fmt.Errorf("idle times: %w", err)
+			}
+		}
+	}
+	if s.History != nil && len(m.GetHistory()) > 0 {
+		if err := s.History.Merge(daysFromProto(m.GetHistory())); err != nil {
+			return 0, fmt.Errorf("activity history: %w", err)
+		}
+	}
+	return len(changes), nil
+}
+
+// latest queues, per key, the latest of values that only ever grow (a
+// ledger hour, a replica's counts, a day): a later one replaces the one
+// queued.
+type latest[K comparable, V any] map[K]V
+
+func (l latest[K, V]) put(k K, v V) { l[k] = v }
+
+// drain returns what is queued and empties the queue.
+func (l latest[K, V]) drain() []V {
+	out := slices.Collect(maps.Values(l))
+	clear(l)
+	return out
+}
+
+// putBack queues vs again after a failed publish, unless a newer value of
+// the same key was queued meanwhile.
+func (l latest[K, V]) putBack(vs []V, key func(V) K) {
+	for _, v := range vs {
+		if _, newer := l[key(v)]; !newer {
+			l[key(v)] = v
 		}
 	}
 }
