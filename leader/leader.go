@@ -38,9 +38,15 @@ type Options struct {
 	// Lead returns (client-go releases it as Run ends): work that must end
 	// before another replica leads has to be stopped before Run's ctx is.
 	Lead func(ctx context.Context)
-	// Durations of the Lease; client-go's usual 15s, 10s and 2s when 0.
-	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 }
+
+// The Lease's durations: client-go's usual ones. A new leader takes over
+// at most leaseDuration after the last one vanished without releasing it.
+const (
+	leaseDuration = 15 * time.Second
+	renewDeadline = 10 * time.Second
+	retryPeriod   = 2 * time.Second
+)
 
 // Namespace is the namespace this pod runs in: $POD_NAMESPACE (the
 // downward API), else the service account's, else "default".
@@ -79,9 +85,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	cfg := leaderelection.LeaderElectionConfig{
 		Lock: lock, Name: o.Name, ReleaseOnCancel: true,
-		LeaseDuration: cmp.Or(o.LeaseDuration, 15*time.Second),
-		RenewDeadline: cmp.Or(o.RenewDeadline, 10*time.Second),
-		RetryPeriod:   cmp.Or(o.RetryPeriod, 2*time.Second),
+		LeaseDuration: leaseDuration,
+		RenewDeadline: renewDeadline,
+		RetryPeriod:   retryPeriod,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(lctx context.Context) {
 				// client-go runs this in a goroutine it does not wait for,
