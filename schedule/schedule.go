@@ -184,38 +184,55 @@ func (w window) occurrences(t time.Time) []stretch {
 	return out
 }
 
+// merged are the schedule's stretches around t (about a week each way),
+// overlapping and touching ones joined, in order: Active, Next and
+// LastEnd are each one scan of them.
+func (s *Schedule) merged(t time.Time) []stretch {
+	var all []stretch
+	for _, w := range s.windows {
+		all = append(all, w.occurrences(t)...)
+	}
+	slices.SortFunc(all, func(a, b stretch) int { return a.from.Compare(b.from) })
+	out := all[:0]
+	for _, st := range all {
+		if n := len(out); n > 0 && !st.from.After(out[n-1].to) {
+			if st.to.After(out[n-1].to) {
+				out[n-1].to = st.to
+			}
+			continue
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
 // Active reports whether t falls inside a window.
 func (s *Schedule) Active(t time.Time) bool {
 	if s == nil {
 		return false
 	}
-	for _, w := range s.windows {
-		for _, st := range w.occurrences(t) {
-			if !t.Before(st.from) && t.Before(st.to) {
-				return true
-			}
+	for _, st := range s.merged(t) {
+		if !t.Before(st.from) && t.Before(st.to) {
+			return true
 		}
 	}
 	return false
 }
 
 // Next is the first instant after t at which Active changes; zero when it
-// never does (no schedule).
+// never does (no schedule, or one that covers every day).
 func (s *Schedule) Next(t time.Time) time.Time {
 	if s == nil {
 		return time.Time{}
 	}
-	var edges []time.Time
-	for _, w := range s.windows {
-		for _, st := range w.occurrences(t) {
-			edges = append(edges, st.from, st.to)
-		}
-	}
-	slices.SortFunc(edges, func(a, b time.Time) int { return a.Compare(b) })
-	now := s.Active(t)
-	for _, e := range edges {
-		if e.After(t) && s.Active(e) != now {
-			return e
+	for _, st := range s.merged(t) {
+		switch {
+		case st.from.After(t):
+			return st.from
+		case st.to.Sub(t) > 7*24*time.Hour:
+			return time.Time{} // no gap in a whole week: a weekly schedule never has one
+		case st.to.After(t):
+			return st.to
 		}
 	}
 	return time.Time{}
@@ -228,11 +245,9 @@ func (s *Schedule) LastEnd(t time.Time) time.Time {
 		return time.Time{}
 	}
 	var last time.Time
-	for _, w := range s.windows {
-		for _, st := range w.occurrences(t) {
-			if !st.to.After(t) && st.to.After(last) && !s.Active(st.to) {
-				last = st.to
-			}
+	for _, st := range s.merged(t) {
+		if !st.to.After(t) {
+			last = st.to
 		}
 	}
 	return last
