@@ -5,11 +5,15 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
 STATICCHECK_VERSION        := v0.8.2
 GOIMPORTS_VERSION          := v0.52.0
+HELM_VERSION               := v3.22.0
+# The Kubernetes version `helm lint` and `helm template` render for (helm's
+# own release build sets it from its client-go; go install does not).
+HELM_KUBE_MINOR            := 37
 
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test build check lint proto tools image e2e clean fuzz bench
+.PHONY: run test build check lint chart-lint deploy proto tools image e2e clean fuzz bench
 
 ## run: the scaler on the embedded default (Badger under ./data, loopback
 ## ports, embedded Pub/Sub on 127.0.0.1:8085); with SCALER_GCP_PROJECT set,
@@ -50,8 +54,8 @@ build:
 ## check: lint, then every test
 check: lint test
 
-## lint: gofmt/goimports, go vet, staticcheck, and go.mod tidy
-lint: $(BIN)/staticcheck $(BIN)/goimports
+## lint: gofmt/goimports, go vet, staticcheck, go.mod tidy, and the chart
+lint: $(BIN)/staticcheck $(BIN)/goimports chart-lint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	@test -z "$$($(BIN)/goimports -l -local github.com/orgscaler/orgscaler $$(git ls-files '*.go' | grep -v -e '\.pb\.go$$' -e '\.connect\.go$$'))" || { $(BIN)/goimports -l -local github.com/orgscaler/orgscaler $$(git ls-files '*.go' | grep -v -e '\.pb\.go$$' -e '\.connect\.go$$'); echo "goimports: files above need formatting (generated code is left as generated)"; exit 1; }
 	go vet ./...
@@ -63,12 +67,28 @@ lint: $(BIN)/staticcheck $(BIN)/goimports
 	@cmp -s go.mod $(BIN)/go.mod.before && cmp -s go.sum $(BIN)/go.sum.before || { \
 		echo "go.mod/go.sum were not tidy: go mod tidy changed them; commit the result"; exit 1; }
 
+## chart-lint: helm lint and helm template of the chart with its defaults
+## and with every option on, the values it must refuse, and the plain
+## manifests under deploy/ checked against what the chart renders
+CHART := deploy/helm/orgscaler
+chart-lint: $(BIN)/helm
+	$(BIN)/helm lint --strict $(CHART)
+	$(BIN)/helm lint --strict $(CHART) -f $(CHART)/ci/full-values.yaml
+	$(BIN)/helm template orgscaler $(CHART) --namespace keda > /dev/null
+	$(BIN)/helm template orgscaler $(CHART) --namespace keda -f $(CHART)/ci/full-values.yaml > /dev/null
+	HELM=$(BIN)/helm bash deploy/helm/refuses.sh
+	HELM=$(BIN)/helm bash deploy/generate.sh --check
+
+## deploy: render the plain manifests under deploy/ from the chart
+deploy: $(BIN)/helm
+	HELM=$(BIN)/helm bash deploy/generate.sh
+
 ## proto: regenerate proto/ with the pinned buf and plugins
 proto: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-connect-go
 	$(BIN)/buf lint
 	$(BIN)/buf generate
 
-tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-connect-go $(BIN)/staticcheck $(BIN)/goimports
+tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-connect-go $(BIN)/staticcheck $(BIN)/goimports $(BIN)/helm
 
 $(BIN)/buf:
 	GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
@@ -82,13 +102,17 @@ $(BIN)/staticcheck:
 	GOBIN=$(BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 $(BIN)/goimports:
 	GOBIN=$(BIN) go install golang.org/x/tools/cmd/goimports@$(GOIMPORTS_VERSION)
+HELM_LDFLAGS := -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	$(foreach p,pkg/chartutil pkg/lint/rules,-X helm.sh/helm/v3/$(p).k8sVersionMajor=1 -X helm.sh/helm/v3/$(p).k8sVersionMinor=$(HELM_KUBE_MINOR))
+$(BIN)/helm:
+	GOBIN=$(BIN) go install -ldflags '$(HELM_LDFLAGS)' helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 ## e2e: the end-to-end suite on a real kube-apiserver and KEDA's own operator,
 ## built into $(E2E_CACHE) first (about 30 minutes cold on 2 cores; warm, seconds)
 E2E_CACHE ?= $(HOME)/.cache/orgscaler-e2e
-e2e:
+e2e: $(BIN)/helm
 	E2E_CACHE=$(E2E_CACHE) bash e2e/tools/build.sh
-	E2E_CACHE=$(E2E_CACHE) E2E_FIGURES=$(BIN)/e2e-figures.txt go test -tags e2e -count=1 -v -timeout 30m ./e2e
+	E2E_CACHE=$(E2E_CACHE) HELM=$(BIN)/helm E2E_FIGURES=$(BIN)/e2e-figures.txt go test -tags e2e -count=1 -v -timeout 30m ./e2e
 
 ## image: the container image (needs docker or podman: ENGINE=podman)
 ENGINE ?= docker

@@ -223,12 +223,18 @@ func replicas(t *testing.T, name string) int32 {
 	return *d.Spec.Replicas
 }
 
-// waitReplicas polls spec.replicas every 5ms until want, and returns when.
+// waitReplicas polls spec.replicas of a Deployment in ml every 5ms until
+// want, and returns when.
 func waitReplicas(t *testing.T, name string, want func(int32) bool, what string, timeout time.Duration) time.Time {
+	t.Helper()
+	return waitReplicasIn(t, "ml", name, want, what, timeout)
+}
+
+func waitReplicasIn(t *testing.T, ns, name string, want func(int32) bool, what string, timeout time.Duration) time.Time {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		d, err := kube.AppsV1().Deployments("ml").Get(context.Background(), name, metav1.GetOptions{})
+		d, err := kube.AppsV1().Deployments(ns).Get(context.Background(), name, metav1.GetOptions{})
 		if err == nil && want(*d.Spec.Replicas) {
 			return time.Now()
 		}

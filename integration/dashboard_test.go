@@ -25,7 +25,7 @@ import (
 // exports: after real traffic (Monitoring up, then down), /metrics carries
 // each name, so no panel is silently empty.
 func TestDashboardQueriesExportedMetrics(t *testing.T) {
-	dash, err := os.ReadFile(filepath.Join("..", "deploy", "grafana", "orgscaler-dashboard.json"))
+	dash, err := os.ReadFile(filepath.Join("..", "deploy", "helm", "orgscaler", "dashboards", "orgscaler-dashboard.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

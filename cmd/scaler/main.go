@@ -67,6 +67,21 @@ var groups = []string{"Ports", "Orgs and activity", "Backlog (Pub/Sub)", "Cluste
 
 func parse(args []string, out io.Writer) (config, error) {
 	var c config
+	fs := flags(&c, out)
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if err := flagenv.Apply(fs, envPrefix); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q: scaler takes only flags (see --help)", fs.Arg(0))
+	}
+	return c, c.validate()
+}
+
+// flags is every flag of the scaler, bound to c, grouped for --help.
+func flags(c *config, out io.Writer) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("scaler", pflag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.SortFlags = false
@@ -140,16 +155,7 @@ the command line wins.
 `)
 		flagenv.Usage(out, fs, envPrefix, groups)
 	}
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if err := flagenv.Apply(fs, envPrefix); err != nil {
-		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q: scaler takes only flags (see --help)", fs.Arg(0))
-	}
-	return c, c.validate()
+	return fs
 }
 
 func (c config) validate() error {

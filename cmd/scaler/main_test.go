@@ -1,13 +1,19 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
+	"io"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/orgscaler/orgscaler/internal/flagenv"
 )
 
 func TestFlagsAndEnv(t *testing.T) {
@@ -100,3 +106,53 @@ func TestStartFailureExitsNonZero(t *testing.T) {
 }
 
 func writeFile(p string) error { return os.WriteFile(p, []byte("x"), 0o600) }
+
+// The Helm chart passes flags as SCALER_* variables: the ones it sets
+// itself (its ConfigMap) and the ones its `flags` value accepts (its
+// schema). Each must be a real flag, and each flag must be one or the
+// other, or be left out of the chart on purpose, so a new flag cannot be
+// forgotten there and a renamed one cannot linger.
+func TestChartKnowsEveryFlag(t *testing.T) {
+	chart := filepath.Join("..", "..", "deploy", "helm", "orgscaler")
+	var schema struct {
+		Properties struct {
+			Flags struct {
+				Properties map[string]json.RawMessage `json:"properties"`
+			} `json:"flags"`
+		} `json:"properties"`
+	}
+	b, err := os.ReadFile(filepath.Join(chart, "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &schema); err != nil {
+		t.Fatal(err)
+	}
+	cm, err := os.ReadFile(filepath.Join(chart, "templates", "configmap.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not for a pod: its own namespace, pod name and in-cluster config
+	// stand in for these, and an unauthenticated API is never shipped.
+	outside := map[string]bool{"kubeconfig": true, "replica-id": true, "leader-elect-namespace": true, "api-insecure": true}
+
+	real := map[string]bool{}
+	flags(new(config), io.Discard).VisitAll(func(f *pflag.Flag) { real[f.Name] = true })
+	set := map[string]string{}
+	for _, env := range regexp.MustCompile(`\bSCALER_[A-Z0-9_]+`).FindAllString(string(cm), -1) {
+		set[env] = "the ConfigMap template"
+	}
+	for name := range schema.Properties.Flags.Properties {
+		set[flagenv.EnvName(envPrefix, name)] = "the schema's flags"
+	}
+	for name := range real {
+		env := flagenv.EnvName(envPrefix, name)
+		if _, ok := set[env]; ok == outside[name] {
+			t.Errorf("--%s: want it in exactly one of the chart's ConfigMap template, its schema's flags, or this test's list of flags left out", name)
+		}
+		delete(set, env)
+	}
+	for env, where := range set {
+		t.Errorf("%s names %s, which is no flag of the scaler", where, env)
+	}
+}

@@ -2,7 +2,9 @@
 # Builds the e2e suite's control plane into a cache outside the repo:
 # etcd, kube-apiserver and kubectl (from this directory's module) and KEDA's
 # operator (from a writable copy of KEDA's module, so its own replace
-# directives apply), and unpacks KEDA's CRDs. A binary whose recorded
+# directives apply), and unpacks KEDA's CRDs, and the CRDs the chart's
+# optional objects need (cert-manager's, prometheus-operator's
+# ServiceMonitor) from those projects' Go modules. A binary whose recorded
 # version differs from the one pinned here is rebuilt; the rest are reused.
 #
 #   E2E_CACHE   where binaries go (default: ~/.cache/orgscaler-e2e)
@@ -16,6 +18,8 @@ mkdir -p "$bin"
 
 K8S_VERSION=v1.36.3
 KEDA_VERSION=v2.21.0
+CERT_MANAGER_VERSION=v1.21.2
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
 ETCD_VERSION="$(cd "$here" && go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)"
 
 # built NAME VERSION: true when $bin/NAME was built at VERSION.
@@ -45,4 +49,19 @@ if ! built keda-operator "$KEDA_VERSION" || [[ ! -d "$cache/keda-crds" ]]; then
   rm -rf "$cache/keda-crds" && cp -r "$src/config/crd/bases" "$cache/keda-crds"
   stamp keda-operator "$KEDA_VERSION"
 fi
+# crds NAME MODULE VERSION GLOB: MODULE's files matching GLOB, as CRDs in
+# $cache/crds/NAME, from the module cache (nothing is built).
+crds() {
+  local dest="$cache/crds/$1"
+  if [[ "$(cat "$dest/.version" 2>/dev/null)" == "$3" ]]; then return; fi
+  log "unpacking $1 CRDs $3"
+  local dir
+  dir="$(cd "$here" && GOFLAGS=-mod=mod go mod download -json "$2@$3" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  rm -rf "$dest" && mkdir -p "$dest"
+  # shellcheck disable=SC2086 # GLOB is meant to expand
+  cp $dir/$4 "$dest/"
+  echo "$3" > "$dest/.version"
+}
+crds cert-manager github.com/cert-manager/cert-manager "$CERT_MANAGER_VERSION" 'deploy/crds/cert-manager.io_*.yaml'
+crds prometheus-operator github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION" 'example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml'
 log "ready in $bin"
