@@ -70,10 +70,13 @@ func applyCRDs(t *testing.T, names ...string) {
 // CRDs' schemas.
 func TestChartRendersWhatTheAPIServerAccepts(t *testing.T) {
 	applyCRDs(t, "cert-manager", "prometheus-operator")
-	for _, ns := range []string{"ml", "monitoring"} {
+	for _, ns := range []string{chartApps, "monitoring"} {
 		_ = c.kubectl(nil, "create", "namespace", ns) // may exist from another test
 	}
-	for _, values := range [][]string{nil, {"-f", filepath.Join(chartDir, "ci", "full-values.yaml")}} {
+	// The examples go to this test's namespace, not the full values' ml
+	// (TestEndToEnd's).
+	full := []string{"-f", filepath.Join(chartDir, "ci", "full-values.yaml"), "--set", "examples.namespace=" + chartApps}
+	for _, values := range [][]string{nil, full} {
 		out := helmTemplate(t, values...)
 		if err := c.kubectl(out, "apply", "--dry-run=server", "-f", "-"); err != nil {
 			t.Fatalf("values %v: %v", values, err)
@@ -134,7 +137,7 @@ func TestChartInstallsAndWakes(t *testing.T) {
 	waitProbe(t, pod, ready)
 
 	tokens := secretData(t, fullname+"-api-tokens")
-	ctl := func(token string, args ...string) {
+	ctl := func(token string, args ...string) string {
 		t.Helper()
 		tf := filepath.Join(dir, "token")
 		certtest.WriteFile(t, tf, tokens[token])
@@ -143,9 +146,18 @@ func TestChartInstallsAndWakes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("scalerctl %s: %v\n%s\n%s", strings.Join(args, " "), err, out, tail(pod.log, 30))
 		}
+		return string(out)
 	}
 	ctl("producer-token", "activity", "chartorg")
 	ctl("admin-token", "org", "set", "chartorg", "--idle-window", "1s")
+	// Dormant before KEDA first asks: an answer of active would hold the
+	// pynode up for the example's cooldownPeriod (5 minutes).
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(ctl("admin-token", "org", "list", "--dormant"), "chartorg"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("chartorg not dormant within 30s of a 1s idle window\n%s", tail(pod.log, 30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 
 	if err := c.kubectl(examples, "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
