@@ -75,6 +75,7 @@ type Server struct {
 	snapshot  func(withUsage bool, send func(*pb.SnapshotResponse) error) error
 	ready     func() bool
 	history   History
+	knative   KnativeServices
 }
 
 // replicated returns once the changes made so far reach every replica;
@@ -112,6 +113,9 @@ type Options struct {
 	Ready    func() bool
 	// History, when set, is the activity history History streams.
 	History History
+	// Knative, when set (--knative), lists each org's Knative Services
+	// for Explain.
+	Knative KnativeServices
 }
 
 // New returns a Server.
@@ -119,7 +123,7 @@ func New(o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica, repl: o.Replication, snapshot: o.Snapshot, ready: o.Ready, history: o.History,
+	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica, repl: o.Replication, snapshot: o.Snapshot, ready: o.Ready, history: o.History, knative: o.Knative,
 		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))}
 }
 

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/orgscaler/orgscaler/knative"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/scaler"
 )
@@ -17,6 +18,12 @@ import (
 type Explainer interface {
 	Explain(md map[string]string) (scaler.Explanation, error)
 	ExplainScaledObject(nsName string) (scaler.Explanation, error)
+}
+
+// KnativeServices lists an org's Knative Services; knative.Actuator
+// provides it.
+type KnativeServices interface {
+	Of(org string) []knative.Applied
 }
 
 // Explain says why a trigger's workload is active or not right now.
@@ -42,7 +49,14 @@ func (s *Server) Explain(_ context.Context, req *pb.ExplainRequest) (*pb.Explain
 	if err != nil {
 		return nil, err
 	}
-	return ExplanationProto(e), nil
+	r := ExplanationProto(e)
+	if s.knative != nil && e.Org != nil {
+		for _, ap := range s.knative.Of(e.Org.ID) {
+			r.KnativeServices = append(r.KnativeServices, &pb.KnativeService{Namespace: ap.Service.Namespace, Name: ap.Service.Name,
+				Revision: ap.Revision, MinScale: ap.MinScale, Warm: ap.Warm, PatchedAt: ts(ap.PatchedAt)})
+		}
+	}
+	return r, nil
 }
 
 // ExplanationProto converts an explanation for the wire.

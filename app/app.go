@@ -35,6 +35,7 @@ import (
 	"github.com/orgscaler/orgscaler/feed"
 	"github.com/orgscaler/orgscaler/history"
 	"github.com/orgscaler/orgscaler/idletimes"
+	"github.com/orgscaler/orgscaler/knative"
 	"github.com/orgscaler/orgscaler/kubeevents"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/replication"
@@ -70,6 +71,7 @@ type App struct {
 	leadStop    chan struct{}           // closed at stop: the term ends before the Lease goes
 	leadMu      sync.Mutex              // held through a term
 	objects     *scaledobjects.Registry // nil without a cluster
+	knative     *knative.Actuator       // nil without --knative
 	keda        *scaler.Server
 	registry    *prometheus.Registry
 	metricsLn   net.Listener
@@ -102,6 +104,7 @@ func New(o Options) (*App, error) {
 	}
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.sec = sec
+	var dyn dynamic.Interface
 	if o.Kubeconfig != "" || o.InCluster {
 		cfg, err := kubeevents.Config(o.Kubeconfig)
 		if err != nil {
@@ -111,8 +114,7 @@ func New(o Options) (*App, error) {
 		if a.events, err = kubeevents.New(cfg, o.Logger, a.objectsOf); err != nil {
 			return nil, err
 		}
-		dyn, err := dynamic.NewForConfig(cfg)
-		if err != nil {
+		if dyn, err = dynamic.NewForConfig(cfg); err != nil {
 			return nil, fmt.Errorf("kubernetes client: %w", err)
 		}
 		if a.objects, err = scaledobjects.New(dyn, scaledobjects.Options{Logger: o.Logger, OnGone: a.onGone}); err != nil {
@@ -183,6 +185,11 @@ func New(o Options) (*App, error) {
 		return nil, err
 	}
 	a.peers.Sinks = replication.Sinks{Usage: a.fleetLedger(), Idle: a.idle, History: a.history}
+	if o.Knative {
+		if err := a.newKnative(dyn); err != nil {
+			return nil, err
+		}
+	}
 	for _, l := range []struct {
 		lis  *net.Listener
 		addr string
@@ -245,7 +252,7 @@ func New(o Options) (*App, error) {
 	if a.repl != nil {
 		repl, snapshot = a.repl, replication.Snapshot(store, a.fleetLedger(), a.idle, a.history)
 	}
-	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.ready.Load, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history})
+	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.ready.Load, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history, Knative: a.knativeServices()})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
 	a.apiHTTP = newAPIServer(a.apiSrv, apiServer.Connect(MaxMessageSize), authz, sec.api, o.MaxStreamsPerConn)
@@ -340,6 +347,9 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	if a.objects != nil {
 		a.bgWG.Go(func() { a.objects.Run(bg) })
+	}
+	if a.knative != nil {
+		a.bgWG.Go(func() { a.knative.Run(bg) })
 	}
 	if a.repl != nil {
 		a.bgWG.Go(func() {

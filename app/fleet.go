@@ -103,6 +103,10 @@ func (a *App) lead(ctx context.Context) {
 	a.ledger.Lead(fmt.Sprintf("%s-%d", a.opts.ReplicaID, a.opts.Now().UnixNano()))
 	a.leading.Store(true)
 	a.events.Lead(func() { tally("") })
+	if a.knative != nil {
+		a.knative.Lead()
+		defer a.knative.Follow()
+	}
 	t := time.NewTicker(tallyEvery)
 	defer t.Stop()
 	for done := false; !done; {

@@ -40,6 +40,9 @@ func (a *App) registerKept() {
 	if a.objects != nil {
 		kept("cluster_scaledobjects", a.objects.Len)
 	}
+	if a.knative != nil {
+		kept("knative_services", a.knative.Len)
+	}
 }
 
 // becomeReady marks this replica as holding every org's state, and
@@ -106,6 +109,9 @@ func (a *App) onTransition(t activity.Transition) {
 	} else {
 		a.events.OrgDormant(t.Org, t.LastActivity, t.IdleWindow)
 	}
+	if a.knative != nil {
+		a.knative.OrgChanged(t.Org)
+	}
 	a.tallyOrg(t.Org)
 }
 
@@ -123,8 +129,12 @@ func (a *App) onActivity(org string, prev, at time.Time) {
 	}
 }
 
-// onDelete forgets a deleted org's idle times.
+// onDelete forgets a deleted org's idle times; its Knative Services,
+// still labelled, bring it back as new.
 func (a *App) onDelete(org string) {
+	if a.knative != nil {
+		a.knative.OrgChanged(org)
+	}
 	if err := a.idle.Delete(org); err != nil {
 		a.log.Warn("idle times of a deleted org not removed", "org", org, "err", err)
 	}

@@ -48,6 +48,9 @@ type Options struct {
 	// ScaledObjects the scaler serves.
 	Kubeconfig string
 	InCluster  bool
+	// Knative keeps the min-scale of each Knative Service labelled
+	// orgscaler.io/org at its org's warmth (needs a cluster).
+	Knative bool
 
 	// MetricsListen is where /metrics is served (Prometheus).
 	MetricsListen string
@@ -238,6 +241,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--keda-max-connection-age is %s: expected at least 1s", o.KEDAMaxConnectionAge)
 	case o.MaxStreamsPerConn < 1:
 		return fmt.Errorf("--max-streams-per-conn is %d: expected at least 1", o.MaxStreamsPerConn)
+	case o.Knative && o.Kubeconfig == "" && !o.InCluster:
+		return errors.New("--knative needs a cluster: give --kubeconfig or --in-cluster")
 	}
 	if err := o.TLS.Check("--tls"); err != nil {
 		return err

@@ -8,6 +8,7 @@
 #   deploy/tls/cert-manager.yaml          the chart's Certificates and Issuers
 #   deploy/tls/triggerauthentication.yaml the chart's ClusterTriggerAuthentication
 #   deploy/scaledobjects/*.yaml           the chart's example ScaledObjects
+#   deploy/knative/rbac.yaml              the chart's RBAC for --knative
 #
 # Helm's own labels (helm.sh/chart, managed-by: Helm) are left out: these
 # files are applied with kubectl, not managed by a release.
@@ -42,6 +43,8 @@ render deploy/tls/cert-manager.yaml -f deploy/scaler/values.yaml -f deploy/tls/v
   --set tls.certManager.enabled=true --show-only templates/certificates.yaml
 render deploy/tls/triggerauthentication.yaml -f deploy/scaler/values.yaml -f deploy/tls/values.yaml \
   --set tls.triggerAuthentication.create=true --show-only templates/triggerauthentication.yaml
+render deploy/knative/rbac.yaml -f deploy/scaler/values.yaml --set knative.enabled=true \
+  --show-only templates/knative-rbac.yaml
 render deploy/scaledobjects/scaledobjects.yaml --set examples.enabled=true --show-only templates/examples.yaml
 render deploy/scaledobjects/hybrid-scaledobjects.yaml --set examples.enabled=true,examples.layout=hybrid \
   --show-only templates/examples.yaml

@@ -286,21 +286,7 @@ func runPod(t *testing.T, dir string) (*proc, string) {
 		t.Fatalf("the chart's pod does not run in-cluster: %v", env)
 	}
 	delete(env, "SCALER_IN_CLUSTER")
-	token, err := c.kubectlOut(nil, "create", "token", spec.ServiceAccountName, "-n", chartNS, "--duration=1h")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := filepath.Join(dir, "pod-kubeconfig")
-	if err := os.WriteFile(kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters: [{name: e2e, cluster: {server: %s, insecure-skip-tls-verify: true}}]
-users: [{name: pod, user: {token: %s}}]
-contexts: [{name: e2e, context: {cluster: e2e, user: pod}}]
-current-context: e2e
-`, c.apiserver, strings.TrimSpace(token))), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env["SCALER_KUBECONFIG"] = kubeconfig
+	env["SCALER_KUBECONFIG"] = saKubeconfig(t, dir, spec.ServiceAccountName)
 
 	vars := make([]string, 0, len(env))
 	for k, v := range env {

@@ -2,7 +2,8 @@
 // scaler serves, so `kubectl describe scaledobject` shows why a workload
 // woke or slept next to KEDA's own Events: an org woke (and why), an org
 // went dormant, the answer for a workload turned active or inactive, the
-// backlog became unknown. Recording never blocks an answer to KEDA: work is
+// backlog became unknown; and, with --knative, on the Knative Services whose
+// min-scale it sets. Recording never blocks an answer to KEDA: work is
 // queued and done in the background, and dropped (counted) when the queue
 // is full.
 package kubeevents
@@ -63,6 +64,7 @@ type key struct{ namespace, name string }
 
 type item struct {
 	to                              key
+	ref                             *corev1.ObjectReference // set: the object, not a ScaledObject to look up
 	eventtype, reason, action, note string
 }
 
@@ -173,6 +175,10 @@ func (r *Recorder) enqueue(it item) {
 // record resolves the ScaledObject's UID (kubectl describe matches Events
 // by it) and hands the Event to client-go, which aggregates repeats.
 func (r *Recorder) record(ctx context.Context, it item) {
+	if it.ref != nil {
+		r.rec.Eventf(it.ref, nil, it.eventtype, it.reason, it.action, "%s", it.note)
+		return
+	}
 	uid, err := r.uid(ctx, it.to)
 	if err != nil {
 		r.log.Debug("no event: cannot read the ScaledObject", "namespace", it.to.namespace, "name", it.to.name, "err", err)
@@ -224,11 +230,11 @@ func (r *Recorder) Answered(namespace, name string, active, blind bool, reason f
 	}
 	switch {
 	case blind && (!seen || !before.blind):
-		r.enqueue(item{k, corev1.EventTypeWarning, ReasonBacklogUnknown, "Answer", reason()})
+		r.enqueue(item{to: k, eventtype: corev1.EventTypeWarning, reason: ReasonBacklogUnknown, action: "Answer", note: reason()})
 	case !blind && active && (!seen || !before.active || before.blind):
-		r.enqueue(item{k, corev1.EventTypeNormal, ReasonActive, "Answer", "active: " + reason()})
+		r.enqueue(item{to: k, eventtype: corev1.EventTypeNormal, reason: ReasonActive, action: "Answer", note: "active: " + reason()})
 	case !blind && !active && (!seen || before.active || before.blind):
-		r.enqueue(item{k, corev1.EventTypeNormal, ReasonInactive, "Answer", "inactive: " + reason()})
+		r.enqueue(item{to: k, eventtype: corev1.EventTypeNormal, reason: ReasonInactive, action: "Answer", note: "inactive: " + reason()})
 	}
 }
 
@@ -273,7 +279,14 @@ func (r *Recorder) toOrg(org, eventtype, reason, note string) {
 		k := key{o.Namespace, o.Name}
 		if !seen[k] { // once per object, however many of its triggers name org
 			seen[k] = true
-			r.enqueue(item{k, eventtype, reason, "Transition", note})
+			r.enqueue(item{to: k, eventtype: eventtype, reason: reason, action: "Transition", note: note})
 		}
 	}
+}
+
+// Service records an Event on a Knative Service the scaler keeps at its
+// org's warmth.
+func (r *Recorder) Service(svc types.NamespacedName, uid types.UID, eventtype, reason, note string) {
+	ref := &corev1.ObjectReference{APIVersion: "serving.knative.dev/v1", Kind: "Service", Namespace: svc.Namespace, Name: svc.Name, UID: uid}
+	r.enqueue(item{ref: ref, eventtype: eventtype, reason: reason, action: "MinScale", note: note})
 }

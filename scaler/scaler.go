@@ -318,14 +318,26 @@ func usageOf(w decide.Workload, a decide.Answer, o activity.Org) usage.Answer {
 		u.Cause = usage.CauseSchedule
 	case a.Rule == decide.RulePrewarm:
 		u.Cause = usage.CausePrewarm
-	case a.Rule == decide.RuleScaleToZeroOff || o.WokeBy == activity.WakeAdmin:
+	case a.Rule == decide.RuleScaleToZeroOff:
 		u.Cause = usage.CauseAdmin
-	case o.WokeBy == activity.WakeHint:
-		u.Cause = usage.CauseHint
 	default:
-		u.Cause = usage.CauseActivity
+		u.Cause = OrgCause(o)
 	}
 	return u
+}
+
+// OrgCause is what last woke the org, as the ledger counts a wake: the
+// cause of an org workload's warmth when no rule of its own brought it up
+// (also for a Knative Service, which has no trigger).
+func OrgCause(o activity.Org) usage.Cause {
+	switch o.WokeBy {
+	case activity.WakeAdmin:
+		return usage.CauseAdmin
+	case activity.WakeHint:
+		return usage.CauseHint
+	default:
+		return usage.CauseActivity
+	}
 }
 
 // evaluate is answer with the org it read.

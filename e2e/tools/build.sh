@@ -4,7 +4,7 @@
 # operator (from a writable copy of KEDA's module, so its own replace
 # directives apply), and unpacks KEDA's CRDs, and the CRDs the chart's
 # optional objects need (cert-manager's, prometheus-operator's
-# ServiceMonitor) from those projects' Go modules. A binary whose recorded
+# ServiceMonitor) and Knative Serving's, from those projects' Go modules. A binary whose recorded
 # version differs from the one pinned here is rebuilt; the rest are reused.
 #
 #   E2E_CACHE   where binaries go (default: ~/.cache/orgscaler-e2e)
@@ -20,6 +20,7 @@ K8S_VERSION=v1.36.3
 KEDA_VERSION=v2.21.0
 CERT_MANAGER_VERSION=v1.21.2
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
+KNATIVE_SERVING_VERSION=v0.51.0   # Knative Serving 1.21
 ETCD_VERSION="$(cd "$here" && go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)"
 
 # built NAME VERSION: true when $bin/NAME was built at VERSION.
@@ -64,4 +65,5 @@ crds() {
 }
 crds cert-manager github.com/cert-manager/cert-manager "$CERT_MANAGER_VERSION" 'deploy/crds/cert-manager.io_*.yaml'
 crds prometheus-operator github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION" 'example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml'
+crds knative knative.dev/serving "$KNATIVE_SERVING_VERSION" 'config/core/300-resources/*.yaml'
 log "ready in $bin"

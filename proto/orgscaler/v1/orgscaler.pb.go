@@ -73,7 +73,7 @@ func (x ListOrgsRequest_Filter) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ListOrgsRequest_Filter.Descriptor instead.
 func (ListOrgsRequest_Filter) EnumDescriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{19, 0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{20, 0}
 }
 
 type Org_State int32
@@ -122,7 +122,7 @@ func (x Org_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Org_State.Descriptor instead.
 func (Org_State) EnumDescriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{29, 0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{30, 0}
 }
 
 type HistoryRequest struct {
@@ -816,9 +816,12 @@ type ExplainResponse struct {
 	Error string `protobuf:"bytes,13,opt,name=error,proto3" json:"error,omitempty"`
 	// The trigger's keep-alive policy and its plan for the org, when the
 	// trigger has keepAlive (then window is unset: the plan replaces it).
-	KeepAlive     *KeepAlivePlan `protobuf:"bytes,14,opt,name=keep_alive,json=keepAlive,proto3" json:"keep_alive,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	KeepAlive *KeepAlivePlan `protobuf:"bytes,14,opt,name=keep_alive,json=keepAlive,proto3" json:"keep_alive,omitempty"`
+	// The org's Knative Services (with --knative), and the min-scale of each
+	// one's latest ready Revision.
+	KnativeServices []*KnativeService `protobuf:"bytes,15,rep,name=knative_services,json=knativeServices,proto3" json:"knative_services,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ExplainResponse) Reset() {
@@ -949,6 +952,103 @@ func (x *ExplainResponse) GetKeepAlive() *KeepAlivePlan {
 	return nil
 }
 
+func (x *ExplainResponse) GetKnativeServices() []*KnativeService {
+	if x != nil {
+		return x.KnativeServices
+	}
+	return nil
+}
+
+// A Knative Service labelled with an org, as the scaler keeps it.
+type KnativeService struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Its latest ready Revision, and the min-scale annotation on it now
+	// ("" when unset or not read yet).
+	Revision string `protobuf:"bytes,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	MinScale string `protobuf:"bytes,4,opt,name=min_scale,json=minScale,proto3" json:"min_scale,omitempty"`
+	// The org's warmth the scaler last applied to it.
+	Warm bool `protobuf:"varint,5,opt,name=warm,proto3" json:"warm,omitempty"`
+	// When the scaler last patched it; unset: never (it was already right),
+	// or another replica leads the fleet and patches.
+	PatchedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=patched_at,json=patchedAt,proto3" json:"patched_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KnativeService) Reset() {
+	*x = KnativeService{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KnativeService) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KnativeService) ProtoMessage() {}
+
+func (x *KnativeService) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KnativeService.ProtoReflect.Descriptor instead.
+func (*KnativeService) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *KnativeService) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *KnativeService) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *KnativeService) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *KnativeService) GetMinScale() string {
+	if x != nil {
+		return x.MinScale
+	}
+	return ""
+}
+
+func (x *KnativeService) GetWarm() bool {
+	if x != nil {
+		return x.Warm
+	}
+	return false
+}
+
+func (x *KnativeService) GetPatchedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PatchedAt
+	}
+	return nil
+}
+
 // A keep-alive plan: after each activity the workload stays up for
 // keep_for, and comes back up from prewarm_from to prewarm_until (when
 // prewarm_from is set), both counted from the activity; minWarm applied.
@@ -974,7 +1074,7 @@ type KeepAlivePlan struct {
 
 func (x *KeepAlivePlan) Reset() {
 	*x = KeepAlivePlan{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -986,7 +1086,7 @@ func (x *KeepAlivePlan) String() string {
 func (*KeepAlivePlan) ProtoMessage() {}
 
 func (x *KeepAlivePlan) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -999,7 +1099,7 @@ func (x *KeepAlivePlan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAlivePlan.ProtoReflect.Descriptor instead.
 func (*KeepAlivePlan) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{13}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *KeepAlivePlan) GetPolicy() string {
@@ -1083,7 +1183,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1195,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1208,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{14}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReportRequest) GetSince() *durationpb.Duration {
@@ -1134,7 +1234,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1246,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1259,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{15}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReportResponse) GetFrom() *timestamppb.Timestamp {
@@ -1222,7 +1322,7 @@ type WorkloadUsage struct {
 
 func (x *WorkloadUsage) Reset() {
 	*x = WorkloadUsage{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1234,7 +1334,7 @@ func (x *WorkloadUsage) String() string {
 func (*WorkloadUsage) ProtoMessage() {}
 
 func (x *WorkloadUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1247,7 +1347,7 @@ func (x *WorkloadUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadUsage.ProtoReflect.Descriptor instead.
 func (*WorkloadUsage) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{16}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WorkloadUsage) GetScaledObject() string {
@@ -1343,7 +1443,7 @@ type GetOrgRequest struct {
 
 func (x *GetOrgRequest) Reset() {
 	*x = GetOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1355,7 +1455,7 @@ func (x *GetOrgRequest) String() string {
 func (*GetOrgRequest) ProtoMessage() {}
 
 func (x *GetOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1368,7 +1468,7 @@ func (x *GetOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrgRequest.ProtoReflect.Descriptor instead.
 func (*GetOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{17}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetOrgRequest) GetOrg() string {
@@ -1387,7 +1487,7 @@ type GetOrgResponse struct {
 
 func (x *GetOrgResponse) Reset() {
 	*x = GetOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1499,7 @@ func (x *GetOrgResponse) String() string {
 func (*GetOrgResponse) ProtoMessage() {}
 
 func (x *GetOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1512,7 @@ func (x *GetOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrgResponse.ProtoReflect.Descriptor instead.
 func (*GetOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{18}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetOrgResponse) GetOrg() *Org {
@@ -1435,7 +1535,7 @@ type ListOrgsRequest struct {
 
 func (x *ListOrgsRequest) Reset() {
 	*x = ListOrgsRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1447,7 +1547,7 @@ func (x *ListOrgsRequest) String() string {
 func (*ListOrgsRequest) ProtoMessage() {}
 
 func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1460,7 +1560,7 @@ func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsRequest.ProtoReflect.Descriptor instead.
 func (*ListOrgsRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{19}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListOrgsRequest) GetFilter() ListOrgsRequest_Filter {
@@ -1495,7 +1595,7 @@ type ListOrgsResponse struct {
 
 func (x *ListOrgsResponse) Reset() {
 	*x = ListOrgsResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1507,7 +1607,7 @@ func (x *ListOrgsResponse) String() string {
 func (*ListOrgsResponse) ProtoMessage() {}
 
 func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +1620,7 @@ func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsResponse.ProtoReflect.Descriptor instead.
 func (*ListOrgsResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{20}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListOrgsResponse) GetOrgs() []*Org {
@@ -1556,7 +1656,7 @@ type UpdateOrgRequest struct {
 
 func (x *UpdateOrgRequest) Reset() {
 	*x = UpdateOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +1668,7 @@ func (x *UpdateOrgRequest) String() string {
 func (*UpdateOrgRequest) ProtoMessage() {}
 
 func (x *UpdateOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +1681,7 @@ func (x *UpdateOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrgRequest.ProtoReflect.Descriptor instead.
 func (*UpdateOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{21}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateOrgRequest) GetOrg() string {
@@ -1622,7 +1722,7 @@ type UpdateOrgResponse struct {
 
 func (x *UpdateOrgResponse) Reset() {
 	*x = UpdateOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1634,7 +1734,7 @@ func (x *UpdateOrgResponse) String() string {
 func (*UpdateOrgResponse) ProtoMessage() {}
 
 func (x *UpdateOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1647,7 +1747,7 @@ func (x *UpdateOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrgResponse.ProtoReflect.Descriptor instead.
 func (*UpdateOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{22}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateOrgResponse) GetOrg() *Org {
@@ -1665,7 +1765,7 @@ type DigestRequest struct {
 
 func (x *DigestRequest) Reset() {
 	*x = DigestRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1677,7 +1777,7 @@ func (x *DigestRequest) String() string {
 func (*DigestRequest) ProtoMessage() {}
 
 func (x *DigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1690,7 +1790,7 @@ func (x *DigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestRequest.ProtoReflect.Descriptor instead.
 func (*DigestRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{23}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{24}
 }
 
 type SnapshotRequest struct {
@@ -1704,7 +1804,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1816,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1829,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{24}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SnapshotRequest) GetUsage() bool {
@@ -1757,7 +1857,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +1869,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +1882,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{25}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SnapshotResponse) GetReplica() string {
@@ -1837,7 +1937,7 @@ type DigestResponse struct {
 
 func (x *DigestResponse) Reset() {
 	*x = DigestResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1849,7 +1949,7 @@ func (x *DigestResponse) String() string {
 func (*DigestResponse) ProtoMessage() {}
 
 func (x *DigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +1962,7 @@ func (x *DigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestResponse.ProtoReflect.Descriptor instead.
 func (*DigestResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{26}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DigestResponse) GetDigest() string {
@@ -1902,7 +2002,7 @@ type DeleteOrgRequest struct {
 
 func (x *DeleteOrgRequest) Reset() {
 	*x = DeleteOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[27]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1914,7 +2014,7 @@ func (x *DeleteOrgRequest) String() string {
 func (*DeleteOrgRequest) ProtoMessage() {}
 
 func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[27]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1927,7 +2027,7 @@ func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgRequest.ProtoReflect.Descriptor instead.
 func (*DeleteOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{27}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeleteOrgRequest) GetOrg() string {
@@ -1949,7 +2049,7 @@ type DeleteOrgResponse struct {
 
 func (x *DeleteOrgResponse) Reset() {
 	*x = DeleteOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[28]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2061,7 @@ func (x *DeleteOrgResponse) String() string {
 func (*DeleteOrgResponse) ProtoMessage() {}
 
 func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[28]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2074,7 @@ func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgResponse.ProtoReflect.Descriptor instead.
 func (*DeleteOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{28}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeleteOrgResponse) GetOrg() *Org {
@@ -2020,7 +2120,7 @@ type Org struct {
 
 func (x *Org) Reset() {
 	*x = Org{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[29]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2132,7 @@ func (x *Org) String() string {
 func (*Org) ProtoMessage() {}
 
 func (x *Org) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[29]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2145,7 @@ func (x *Org) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Org.ProtoReflect.Descriptor instead.
 func (*Org) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{29}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Org) GetId() string {
@@ -2165,7 +2265,7 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\rscaled_object\x18\x02 \x01(\tR\fscaledObject\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf1\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xba\x05\n" +
 	"\x0fExplainResponse\x12G\n" +
 	"\bmetadata\x18\x01 \x03(\v2+.orgscaler.v1.ExplainResponse.MetadataEntryR\bmetadata\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12\x1f\n" +
@@ -2184,10 +2284,19 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\abacklog\x18\f \x01(\v2\x15.orgscaler.v1.BacklogR\abacklog\x12\x14\n" +
 	"\x05error\x18\r \x01(\tR\x05error\x12:\n" +
 	"\n" +
-	"keep_alive\x18\x0e \x01(\v2\x1b.orgscaler.v1.KeepAlivePlanR\tkeepAlive\x1a;\n" +
+	"keep_alive\x18\x0e \x01(\v2\x1b.orgscaler.v1.KeepAlivePlanR\tkeepAlive\x12G\n" +
+	"\x10knative_services\x18\x0f \x03(\v2\x1c.orgscaler.v1.KnativeServiceR\x0fknativeServices\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe5\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xca\x01\n" +
+	"\x0eKnativeService\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\tR\brevision\x12\x1b\n" +
+	"\tmin_scale\x18\x04 \x01(\tR\bminScale\x12\x12\n" +
+	"\x04warm\x18\x05 \x01(\bR\x04warm\x129\n" +
+	"\n" +
+	"patched_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tpatchedAt\"\xe5\x03\n" +
 	"\rKeepAlivePlan\x12\x16\n" +
 	"\x06policy\x18\x01 \x01(\tR\x06policy\x128\n" +
 	"\n" +
@@ -2322,7 +2431,7 @@ func file_orgscaler_v1_orgscaler_proto_rawDescGZIP() []byte {
 }
 
 var file_orgscaler_v1_orgscaler_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(ListOrgsRequest_Filter)(0),    // 0: orgscaler.v1.ListOrgsRequest.Filter
 	(Org_State)(0),                 // 1: orgscaler.v1.Org.State
@@ -2339,110 +2448,113 @@ var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(*Backlog)(nil),                // 12: orgscaler.v1.Backlog
 	(*ExplainRequest)(nil),         // 13: orgscaler.v1.ExplainRequest
 	(*ExplainResponse)(nil),        // 14: orgscaler.v1.ExplainResponse
-	(*KeepAlivePlan)(nil),          // 15: orgscaler.v1.KeepAlivePlan
-	(*ReportRequest)(nil),          // 16: orgscaler.v1.ReportRequest
-	(*ReportResponse)(nil),         // 17: orgscaler.v1.ReportResponse
-	(*WorkloadUsage)(nil),          // 18: orgscaler.v1.WorkloadUsage
-	(*GetOrgRequest)(nil),          // 19: orgscaler.v1.GetOrgRequest
-	(*GetOrgResponse)(nil),         // 20: orgscaler.v1.GetOrgResponse
-	(*ListOrgsRequest)(nil),        // 21: orgscaler.v1.ListOrgsRequest
-	(*ListOrgsResponse)(nil),       // 22: orgscaler.v1.ListOrgsResponse
-	(*UpdateOrgRequest)(nil),       // 23: orgscaler.v1.UpdateOrgRequest
-	(*UpdateOrgResponse)(nil),      // 24: orgscaler.v1.UpdateOrgResponse
-	(*DigestRequest)(nil),          // 25: orgscaler.v1.DigestRequest
-	(*SnapshotRequest)(nil),        // 26: orgscaler.v1.SnapshotRequest
-	(*SnapshotResponse)(nil),       // 27: orgscaler.v1.SnapshotResponse
-	(*DigestResponse)(nil),         // 28: orgscaler.v1.DigestResponse
-	(*DeleteOrgRequest)(nil),       // 29: orgscaler.v1.DeleteOrgRequest
-	(*DeleteOrgResponse)(nil),      // 30: orgscaler.v1.DeleteOrgResponse
-	(*Org)(nil),                    // 31: orgscaler.v1.Org
-	nil,                            // 32: orgscaler.v1.ExplainRequest.MetadataEntry
-	nil,                            // 33: orgscaler.v1.ExplainResponse.MetadataEntry
-	nil,                            // 34: orgscaler.v1.WorkloadUsage.WakesEntry
-	(*timestamppb.Timestamp)(nil),  // 35: google.protobuf.Timestamp
-	(*ActivityDay)(nil),            // 36: orgscaler.v1.ActivityDay
-	(*durationpb.Duration)(nil),    // 37: google.protobuf.Duration
-	(*OrgChange)(nil),              // 38: orgscaler.v1.OrgChange
-	(*UsageHour)(nil),              // 39: orgscaler.v1.UsageHour
-	(*IdleCounts)(nil),             // 40: orgscaler.v1.IdleCounts
+	(*KnativeService)(nil),         // 15: orgscaler.v1.KnativeService
+	(*KeepAlivePlan)(nil),          // 16: orgscaler.v1.KeepAlivePlan
+	(*ReportRequest)(nil),          // 17: orgscaler.v1.ReportRequest
+	(*ReportResponse)(nil),         // 18: orgscaler.v1.ReportResponse
+	(*WorkloadUsage)(nil),          // 19: orgscaler.v1.WorkloadUsage
+	(*GetOrgRequest)(nil),          // 20: orgscaler.v1.GetOrgRequest
+	(*GetOrgResponse)(nil),         // 21: orgscaler.v1.GetOrgResponse
+	(*ListOrgsRequest)(nil),        // 22: orgscaler.v1.ListOrgsRequest
+	(*ListOrgsResponse)(nil),       // 23: orgscaler.v1.ListOrgsResponse
+	(*UpdateOrgRequest)(nil),       // 24: orgscaler.v1.UpdateOrgRequest
+	(*UpdateOrgResponse)(nil),      // 25: orgscaler.v1.UpdateOrgResponse
+	(*DigestRequest)(nil),          // 26: orgscaler.v1.DigestRequest
+	(*SnapshotRequest)(nil),        // 27: orgscaler.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),       // 28: orgscaler.v1.SnapshotResponse
+	(*DigestResponse)(nil),         // 29: orgscaler.v1.DigestResponse
+	(*DeleteOrgRequest)(nil),       // 30: orgscaler.v1.DeleteOrgRequest
+	(*DeleteOrgResponse)(nil),      // 31: orgscaler.v1.DeleteOrgResponse
+	(*Org)(nil),                    // 32: orgscaler.v1.Org
+	nil,                            // 33: orgscaler.v1.ExplainRequest.MetadataEntry
+	nil,                            // 34: orgscaler.v1.ExplainResponse.MetadataEntry
+	nil,                            // 35: orgscaler.v1.WorkloadUsage.WakesEntry
+	(*timestamppb.Timestamp)(nil),  // 36: google.protobuf.Timestamp
+	(*ActivityDay)(nil),            // 37: orgscaler.v1.ActivityDay
+	(*durationpb.Duration)(nil),    // 38: google.protobuf.Duration
+	(*OrgChange)(nil),              // 39: orgscaler.v1.OrgChange
+	(*UsageHour)(nil),              // 40: orgscaler.v1.UsageHour
+	(*IdleCounts)(nil),             // 41: orgscaler.v1.IdleCounts
 }
 var file_orgscaler_v1_orgscaler_proto_depIdxs = []int32{
-	35, // 0: orgscaler.v1.HistoryRequest.day:type_name -> google.protobuf.Timestamp
-	36, // 1: orgscaler.v1.HistoryResponse.days:type_name -> orgscaler.v1.ActivityDay
-	31, // 2: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
+	36, // 0: orgscaler.v1.HistoryRequest.day:type_name -> google.protobuf.Timestamp
+	37, // 1: orgscaler.v1.HistoryResponse.days:type_name -> orgscaler.v1.ActivityDay
+	32, // 2: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
 	12, // 3: orgscaler.v1.HintResponse.backlog:type_name -> orgscaler.v1.Backlog
-	31, // 4: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
+	32, // 4: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
 	12, // 5: orgscaler.v1.ListBacklogsResponse.backlogs:type_name -> orgscaler.v1.Backlog
-	35, // 6: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
-	35, // 7: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
-	32, // 8: orgscaler.v1.ExplainRequest.metadata:type_name -> orgscaler.v1.ExplainRequest.MetadataEntry
-	33, // 9: orgscaler.v1.ExplainResponse.metadata:type_name -> orgscaler.v1.ExplainResponse.MetadataEntry
-	35, // 10: orgscaler.v1.ExplainResponse.next_change:type_name -> google.protobuf.Timestamp
-	31, // 11: orgscaler.v1.ExplainResponse.org:type_name -> orgscaler.v1.Org
-	37, // 12: orgscaler.v1.ExplainResponse.window:type_name -> google.protobuf.Duration
+	36, // 6: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
+	36, // 7: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
+	33, // 8: orgscaler.v1.ExplainRequest.metadata:type_name -> orgscaler.v1.ExplainRequest.MetadataEntry
+	34, // 9: orgscaler.v1.ExplainResponse.metadata:type_name -> orgscaler.v1.ExplainResponse.MetadataEntry
+	36, // 10: orgscaler.v1.ExplainResponse.next_change:type_name -> google.protobuf.Timestamp
+	32, // 11: orgscaler.v1.ExplainResponse.org:type_name -> orgscaler.v1.Org
+	38, // 12: orgscaler.v1.ExplainResponse.window:type_name -> google.protobuf.Duration
 	12, // 13: orgscaler.v1.ExplainResponse.backlog:type_name -> orgscaler.v1.Backlog
-	15, // 14: orgscaler.v1.ExplainResponse.keep_alive:type_name -> orgscaler.v1.KeepAlivePlan
-	37, // 15: orgscaler.v1.KeepAlivePlan.cold_start:type_name -> google.protobuf.Duration
-	37, // 16: orgscaler.v1.KeepAlivePlan.min_warm:type_name -> google.protobuf.Duration
-	37, // 17: orgscaler.v1.KeepAlivePlan.keep_for:type_name -> google.protobuf.Duration
-	37, // 18: orgscaler.v1.KeepAlivePlan.prewarm_from:type_name -> google.protobuf.Duration
-	37, // 19: orgscaler.v1.KeepAlivePlan.prewarm_until:type_name -> google.protobuf.Duration
-	35, // 20: orgscaler.v1.KeepAlivePlan.next_prewarm:type_name -> google.protobuf.Timestamp
-	37, // 21: orgscaler.v1.ReportRequest.since:type_name -> google.protobuf.Duration
-	35, // 22: orgscaler.v1.ReportResponse.from:type_name -> google.protobuf.Timestamp
-	35, // 23: orgscaler.v1.ReportResponse.to:type_name -> google.protobuf.Timestamp
-	37, // 24: orgscaler.v1.ReportResponse.retention:type_name -> google.protobuf.Duration
-	18, // 25: orgscaler.v1.ReportResponse.workloads:type_name -> orgscaler.v1.WorkloadUsage
-	37, // 26: orgscaler.v1.WorkloadUsage.tracked:type_name -> google.protobuf.Duration
-	37, // 27: orgscaler.v1.WorkloadUsage.active:type_name -> google.protobuf.Duration
-	34, // 28: orgscaler.v1.WorkloadUsage.wakes:type_name -> orgscaler.v1.WorkloadUsage.WakesEntry
-	31, // 29: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
-	0,  // 30: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
-	31, // 31: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
-	37, // 32: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
-	31, // 33: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
-	38, // 34: orgscaler.v1.SnapshotResponse.changes:type_name -> orgscaler.v1.OrgChange
-	39, // 35: orgscaler.v1.SnapshotResponse.usage:type_name -> orgscaler.v1.UsageHour
-	40, // 36: orgscaler.v1.SnapshotResponse.idle_times:type_name -> orgscaler.v1.IdleCounts
-	36, // 37: orgscaler.v1.SnapshotResponse.history:type_name -> orgscaler.v1.ActivityDay
-	31, // 38: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
-	1,  // 39: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
-	35, // 40: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
-	35, // 41: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
-	35, // 42: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
-	35, // 43: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
-	37, // 44: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
-	4,  // 45: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
-	6,  // 46: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
-	8,  // 47: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
-	19, // 48: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
-	21, // 49: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
-	23, // 50: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
-	29, // 51: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
-	25, // 52: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
-	26, // 53: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
-	10, // 54: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
-	13, // 55: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
-	16, // 56: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
-	2,  // 57: orgscaler.v1.AdminService.History:input_type -> orgscaler.v1.HistoryRequest
-	5,  // 58: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
-	7,  // 59: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
-	9,  // 60: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
-	20, // 61: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
-	22, // 62: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
-	24, // 63: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
-	30, // 64: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
-	28, // 65: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
-	27, // 66: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
-	11, // 67: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
-	14, // 68: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
-	17, // 69: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
-	3,  // 70: orgscaler.v1.AdminService.History:output_type -> orgscaler.v1.HistoryResponse
-	58, // [58:71] is the sub-list for method output_type
-	45, // [45:58] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	16, // 14: orgscaler.v1.ExplainResponse.keep_alive:type_name -> orgscaler.v1.KeepAlivePlan
+	15, // 15: orgscaler.v1.ExplainResponse.knative_services:type_name -> orgscaler.v1.KnativeService
+	36, // 16: orgscaler.v1.KnativeService.patched_at:type_name -> google.protobuf.Timestamp
+	38, // 17: orgscaler.v1.KeepAlivePlan.cold_start:type_name -> google.protobuf.Duration
+	38, // 18: orgscaler.v1.KeepAlivePlan.min_warm:type_name -> google.protobuf.Duration
+	38, // 19: orgscaler.v1.KeepAlivePlan.keep_for:type_name -> google.protobuf.Duration
+	38, // 20: orgscaler.v1.KeepAlivePlan.prewarm_from:type_name -> google.protobuf.Duration
+	38, // 21: orgscaler.v1.KeepAlivePlan.prewarm_until:type_name -> google.protobuf.Duration
+	36, // 22: orgscaler.v1.KeepAlivePlan.next_prewarm:type_name -> google.protobuf.Timestamp
+	38, // 23: orgscaler.v1.ReportRequest.since:type_name -> google.protobuf.Duration
+	36, // 24: orgscaler.v1.ReportResponse.from:type_name -> google.protobuf.Timestamp
+	36, // 25: orgscaler.v1.ReportResponse.to:type_name -> google.protobuf.Timestamp
+	38, // 26: orgscaler.v1.ReportResponse.retention:type_name -> google.protobuf.Duration
+	19, // 27: orgscaler.v1.ReportResponse.workloads:type_name -> orgscaler.v1.WorkloadUsage
+	38, // 28: orgscaler.v1.WorkloadUsage.tracked:type_name -> google.protobuf.Duration
+	38, // 29: orgscaler.v1.WorkloadUsage.active:type_name -> google.protobuf.Duration
+	35, // 30: orgscaler.v1.WorkloadUsage.wakes:type_name -> orgscaler.v1.WorkloadUsage.WakesEntry
+	32, // 31: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
+	0,  // 32: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
+	32, // 33: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
+	38, // 34: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
+	32, // 35: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
+	39, // 36: orgscaler.v1.SnapshotResponse.changes:type_name -> orgscaler.v1.OrgChange
+	40, // 37: orgscaler.v1.SnapshotResponse.usage:type_name -> orgscaler.v1.UsageHour
+	41, // 38: orgscaler.v1.SnapshotResponse.idle_times:type_name -> orgscaler.v1.IdleCounts
+	37, // 39: orgscaler.v1.SnapshotResponse.history:type_name -> orgscaler.v1.ActivityDay
+	32, // 40: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
+	1,  // 41: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
+	36, // 42: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
+	36, // 43: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
+	36, // 44: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
+	36, // 45: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
+	38, // 46: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
+	4,  // 47: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
+	6,  // 48: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
+	8,  // 49: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
+	20, // 50: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
+	22, // 51: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
+	24, // 52: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
+	30, // 53: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
+	26, // 54: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
+	27, // 55: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
+	10, // 56: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
+	13, // 57: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
+	17, // 58: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
+	2,  // 59: orgscaler.v1.AdminService.History:input_type -> orgscaler.v1.HistoryRequest
+	5,  // 60: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
+	7,  // 61: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
+	9,  // 62: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
+	21, // 63: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
+	23, // 64: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
+	25, // 65: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
+	31, // 66: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
+	29, // 67: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
+	28, // 68: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
+	11, // 69: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
+	14, // 70: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
+	18, // 71: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
+	3,  // 72: orgscaler.v1.AdminService.History:output_type -> orgscaler.v1.HistoryResponse
+	60, // [60:73] is the sub-list for method output_type
+	47, // [47:60] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_orgscaler_proto_init() }
@@ -2451,14 +2563,14 @@ func file_orgscaler_v1_orgscaler_proto_init() {
 		return
 	}
 	file_orgscaler_v1_replication_proto_init()
-	file_orgscaler_v1_orgscaler_proto_msgTypes[21].OneofWrappers = []any{}
+	file_orgscaler_v1_orgscaler_proto_msgTypes[22].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orgscaler_v1_orgscaler_proto_rawDesc), len(file_orgscaler_v1_orgscaler_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

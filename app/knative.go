@@ -1,0 +1,63 @@
+package app
+
+import (
+	"context"
+	"time"
+
+	"k8s.io/client-go/dynamic"
+
+	"github.com/orgscaler/orgscaler/api"
+	"github.com/orgscaler/orgscaler/knative"
+	"github.com/orgscaler/orgscaler/scaler"
+	"github.com/orgscaler/orgscaler/usage"
+)
+
+// knativeMetric names a Knative Service's figures in the ledger, where a
+// ScaledObject's carry their trigger's metric.
+const knativeMetric = "knative-min-scale"
+
+// newKnative starts keeping labelled Knative Services at their orgs'
+// warmth (--knative). In a fleet only the leader acts, as it alone records
+// Events and counts GPU-hours.
+func (a *App) newKnative(dyn dynamic.Interface) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	k, err := knative.New(ctx, knative.Options{
+		Dynamic: dyn, Events: a.events, Logger: a.opts.Logger, Registerer: a.registry, Now: a.opts.Now,
+		Warm: func(org string) (bool, error) {
+			o, err := a.store.Sight(org)
+			return !o.Dormant(), err
+		},
+		Observe: a.observeKnative, Gone: a.knativeGone,
+	})
+	if err != nil {
+		return err
+	}
+	if a.fleet() {
+		k.Follow() // until this replica leads
+	}
+	a.knative = k
+	return nil
+}
+
+// observeKnative counts a Knative Service in the GPU-hours ledger by the
+// rule of a ScaledObject: its warm intervals times its GPUs.
+func (a *App) observeKnative(svc knative.Key, org string, gpus int64, warm bool, minScale int64) {
+	o, _ := a.store.Get(org)
+	a.ledger.Observe(usage.ID(svc.String(), knativeMetric), usage.Answer{
+		Kind: "pynode", Org: org, GPUs: gpus, Active: warm, Replicas: minScale, Cause: scaler.OrgCause(o),
+	}, a.opts.Now())
+}
+
+// knativeGone stops counting a Service that is gone or unlabelled.
+func (a *App) knativeGone(svc knative.Key) {
+	a.ledger.Forget(usage.ID(svc.String(), knativeMetric), a.opts.Now())
+}
+
+// knativeServices is what Explain lists of an org's Knative Services.
+func (a *App) knativeServices() api.KnativeServices {
+	if a.knative == nil {
+		return nil
+	}
+	return a.knative
+}

@@ -1,0 +1,296 @@
+// Package knative keeps each org's Knative Services at the org's warmth,
+// for teams whose pynodes are Knative Services rather than Deployments
+// behind ScaledObjects: the autoscaling.knative.dev/min-scale annotation of
+// every labelled Service's latest ready Revision is "1" (or the Service's
+// orgscaler.io/warm-min-scale) while the org is warm and "0" while it is
+// dormant. It patches the Revision, never the Service: no new Revision, no
+// change of the Service's spec or generation, and Knative's autoscaler
+// reads the annotation from the Revision (which it would restore over a
+// patched PodAutoscaler). It watches, never polls; patches are idempotent,
+// retried with backoff, and never on KEDA's answer path.
+package knative
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// Labels and annotations the actuator reads and writes.
+const (
+	LabelOrg          = "orgscaler.io/org"            // on a Service: the org it belongs to
+	LabelWarmMinScale = "orgscaler.io/warm-min-scale" // on a Service: min-scale while warm (default "1")
+	LabelGPUs         = "orgscaler.io/gpus"           // on a Service: GPUs per replica, for the GPU-hours report (default 0)
+	AnnotationMin     = "autoscaling.knative.dev/min-scale"
+	labelService      = "serving.knative.dev/service" // on a Revision: its Service
+)
+
+// Resources of Knative Serving the actuator watches.
+var (
+	Services  = schema.GroupVersionResource{Group: "serving.knative.dev", Version: "v1", Resource: "services"}
+	Revisions = schema.GroupVersionResource{Group: "serving.knative.dev", Version: "v1", Resource: "revisions"}
+)
+
+// Key names a Service or a Revision.
+type Key = types.NamespacedName
+
+// Event reasons on a Service, as for a ScaledObject.
+const (
+	ReasonOrgWoke    = "OrgWoke"
+	ReasonOrgDormant = "OrgDormant"
+	ReasonRefused    = "OrgScalerRefused"
+)
+
+// Recorder records an Event on a Service.
+type Recorder interface {
+	Service(svc Key, uid types.UID, eventtype, reason, note string)
+}
+
+// Options configure an Actuator.
+type Options struct {
+	Dynamic dynamic.Interface
+	// Warm says whether org is warm now; an org never seen is created
+	// (warm from now), as a trigger naming it would. An error (too many
+	// orgs, an invalid name) is shown as an Event and retried.
+	Warm func(org string) (bool, error)
+	// Events, when set, records what the actuator did on each Service.
+	Events Recorder
+	// Observe, when set, is told of each Service's warmth at every
+	// reconcile and at least every ObserveEvery, for the GPU-hours ledger.
+	Observe func(svc Key, org string, gpus int64, warm bool, minScale int64)
+	// Gone, when set, is told of a Service that is deleted or lost its
+	// org label: what was kept for it can go.
+	Gone       func(svc Key)
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+}
+
+// ObserveEvery is how often every Service's warmth is told to Observe
+// even when nothing changed, well inside the ledger's MaxGap.
+const ObserveEvery = time.Minute
+
+// service is what the actuator keeps of a Knative Service.
+type service struct {
+	uid      types.UID
+	org      string
+	warm     string // min-scale while warm
+	gpus     int64
+	latest   string // status.latestReadyRevisionName
+	badLabel string // why a label cannot be used, if one cannot
+}
+
+// revision is what the actuator keeps of a Revision.
+type revision struct {
+	service  string
+	minScale string
+	has      bool // the annotation is set
+}
+
+// Applied is what the actuator last saw or set on one Service's Revision.
+type Applied struct {
+	Service   Key
+	Revision  string
+	MinScale  string    // on the Revision now ("" when unset)
+	Warm      bool      // the org's warmth it follows
+	PatchedAt time.Time // when the actuator last patched it (zero: never)
+}
+
+// Actuator keeps Revisions' min-scale at their orgs' warmth.
+type Actuator struct {
+	o         Options
+	log       *slog.Logger
+	informers []cache.SharedIndexInformer
+	synced    []cache.InformerSynced
+	queue     workqueue.TypedRateLimitingInterface[Key]
+	metrics   *metrics
+	leading   atomic.Bool // false: another replica leads the fleet and acts
+
+	mu        sync.Mutex
+	services  map[Key]*service
+	revisions map[Key]*revision
+	byOrg     map[string]map[Key]bool
+	applied   map[Key]Applied
+}
+
+// New returns an Actuator over the cluster dyn reaches; Run starts it. It
+// fails when the cluster does not serve Knative's Services.
+func New(ctx context.Context, o Options) (*Actuator, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := o.Dynamic.Resource(Services).List(cctx, metav1.ListOptions{Limit: 1}); err != nil {
+		return nil, fmt.Errorf("--knative: cannot list Knative Services (serving.knative.dev/v1), is Knative Serving installed and may the scaler list them? %w", err)
+	}
+	a := &Actuator{
+		o: o, log: o.Logger.With("component", "knative"), metrics: newMetrics(o.Registerer),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[Key](50*time.Millisecond, 30*time.Second),
+			workqueue.TypedRateLimitingQueueConfig[Key]{Name: "knative"}),
+		services: map[Key]*service{}, revisions: map[Key]*revision{}, byOrg: map[string]map[Key]bool{}, applied: map[Key]Applied{},
+	}
+	a.leading.Store(true)
+	// Only labelled Services, and only Revisions that belong to a Service;
+	// an unlabelled Service's Revisions are kept (a few fields each) but
+	// never touched.
+	svcs := dynamicinformer.NewFilteredDynamicInformer(o.Dynamic, Services, metav1.NamespaceAll, 0, cache.Indexers{},
+		func(lo *metav1.ListOptions) { lo.LabelSelector = LabelOrg })
+	revs := dynamicinformer.NewFilteredDynamicInformer(o.Dynamic, Revisions, metav1.NamespaceAll, 0, cache.Indexers{},
+		func(lo *metav1.ListOptions) { lo.LabelSelector = labelService })
+	for _, inf := range []struct {
+		informer cache.SharedIndexInformer
+		set      func(*unstructured.Unstructured)
+		remove   func(Key)
+	}{{svcs.Informer(), a.setService, a.removeService}, {revs.Informer(), a.setRevision, a.removeRevision}} {
+		if err := inf.informer.SetTransform(strip); err != nil {
+			return nil, fmt.Errorf("knative informer: %w", err)
+		}
+		set, remove := inf.set, inf.remove
+		if _, err := inf.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { set(obj.(*unstructured.Unstructured)) },
+			UpdateFunc: func(_, obj any) { set(obj.(*unstructured.Unstructured)) },
+			DeleteFunc: func(obj any) {
+				if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+					obj = d.Obj
+				}
+				if u, ok := obj.(*unstructured.Unstructured); ok {
+					remove(Key{Namespace: u.GetNamespace(), Name: u.GetName()})
+				}
+			},
+		}); err != nil {
+			return nil, fmt.Errorf("knative informer: %w", err)
+		}
+		a.synced = append(a.synced, inf.informer.HasSynced)
+	}
+	a.informers = []cache.SharedIndexInformer{svcs.Informer(), revs.Informer()}
+	return a, nil
+}
+
+// Run watches and reconciles until ctx ends.
+func (a *Actuator) Run(ctx context.Context) {
+	for _, inf := range a.informers {
+		go inf.Run(ctx.Done())
+	}
+	if cache.WaitForCacheSync(ctx.Done(), a.synced...) {
+		a.mu.Lock()
+		n := len(a.services)
+		a.mu.Unlock()
+		a.log.Info("read every labelled Knative Service: keeping their Revisions' min-scale", "services", n)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for a.next(ctx) {
+			}
+		})
+	}
+	t := time.NewTicker(ObserveEvery)
+	defer t.Stop()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-t.C:
+			a.enqueueAll()
+		}
+	}
+	a.queue.ShutDown()
+	wg.Wait()
+}
+
+// Synced reports whether every labelled Service and its Revisions have
+// been listed.
+func (a *Actuator) Synced() bool {
+	for _, s := range a.synced {
+		if !s() {
+			return false
+		}
+	}
+	return true
+}
+
+// OrgChanged reconciles org's Services now: it woke or went dormant.
+// Never blocks.
+func (a *Actuator) OrgChanged(org string) {
+	a.mu.Lock()
+	keys := make([]Key, 0, len(a.byOrg[org]))
+	for k := range a.byOrg[org] {
+		keys = append(keys, k)
+	}
+	a.mu.Unlock()
+	for _, k := range keys {
+		a.queue.Add(k)
+	}
+}
+
+// Lead makes this replica act (it leads the fleet, or there is no fleet)
+// and reconciles every Service, as the last leader may have left one.
+func (a *Actuator) Lead() {
+	a.leading.Store(true)
+	a.enqueueAll()
+}
+
+// Follow stops acting: another replica leads the fleet and acts once.
+func (a *Actuator) Follow() { a.leading.Store(false) }
+
+// Of lists org's Services with what their latest ready Revision says, for
+// explain.
+func (a *Actuator) Of(org string) []Applied {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]Applied, 0, len(a.byOrg[org]))
+	for k := range a.byOrg[org] {
+		ap := a.applied[k]
+		ap.Service = k
+		if s := a.services[k]; s != nil && s.latest != "" {
+			ap.Revision = s.latest
+			if r := a.revisions[Key{Namespace: k.Namespace, Name: s.latest}]; r != nil {
+				ap.MinScale = r.minScale
+			}
+		}
+		out = append(out, ap)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Service.String() < out[j].Service.String() })
+	return out
+}
+
+// Len is how many labelled Services the actuator keeps.
+func (a *Actuator) Len() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.services)
+}
+
+func (a *Actuator) enqueueAll() {
+	a.mu.Lock()
+	keys := make([]Key, 0, len(a.services))
+	for k := range a.services {
+		keys = append(keys, k)
+	}
+	a.mu.Unlock()
+	for _, k := range keys {
+		a.queue.Add(k)
+	}
+}
