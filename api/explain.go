@@ -53,7 +53,7 @@ func (s *Server) Explain(_ context.Context, req *pb.ExplainRequest) (*pb.Explain
 	if s.knative != nil && e.Org != nil {
 		for _, ap := range s.knative.Of(e.Org.ID) {
 			r.KnativeServices = append(r.KnativeServices, &pb.KnativeService{Namespace: ap.Service.Namespace, Name: ap.Service.Name,
-				Revision: ap.Revision, MinScale: ap.MinScale, Warm: ap.Warm, PatchedAt: ts(ap.PatchedAt)})
+				Revision: ap.Revision, MinScale: ap.MinScale, PatchedAt: ts(ap.PatchedAt)})
 		}
 	}
 	return r, nil

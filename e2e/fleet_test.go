@@ -23,9 +23,11 @@ import (
 // Two replicas over the Pub/Sub emulator, on the real kube-apiserver: one
 // holds the Lease, each wake and dormancy shows as one Event on the
 // ScaledObject (not one per replica), both replicas give the same GPU-hours
-// report, and when the leader stops the other takes over and counts on.
+// report, only the leader patches a Knative Service's Revision, and when
+// the leader stops the other takes over and counts on.
 func TestFleetCountsOnce(t *testing.T) {
 	ctx := context.Background()
+	applyCRDs(t, "knative")
 	emulator := pubsubtest.StartEmulator(t)
 	topic := "projects/fleet-e2e/topics/changes"
 	client := pubsubtest.Client(t, emulator, "fleet-e2e")
@@ -35,7 +37,7 @@ func TestFleetCountsOnce(t *testing.T) {
 	replica := func(id, peer string) []string {
 		return []string{"--pubsub=none", "--replication=pubsub", "--replication-topic", topic, "--replica-id", id,
 			"--peers", peer, "--leader-elect-lease", "fleet-e2e", "--leader-elect-namespace", "default",
-			"--idle-window", "4s", "--flush-interval", "200ms"}
+			"--idle-window", "4s", "--flush-interval", "200ms", "--knative"}
 	}
 	a, b := newScaler("fleet-a"), newScaler("fleet-b")
 	a.extra, b.extra = replica("fleet-a", b.api), replica("fleet-b", a.api)
@@ -75,6 +77,13 @@ spec:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.kubectl(nil, "delete", "scaledobject", "pynode-fleet", "-n", "ml") })
+	_ = c.kubectl(nil, "create", "namespace", knNS)
+	for _, obj := range []string{ksvc("pynode-fleet", "{orgscaler.io/org: fleet}"), krev("pynode-fleet-00001", "pynode-fleet", "")} {
+		if err := c.kubectl([]byte(obj), "apply", "-f", "-"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ready(t, dynamicClient(t), "pynode-fleet", "pynode-fleet-00001")
 
 	// Dormant, woken on the replica that does not lead, dormant again.
 	events := func(reason string) int {
@@ -148,6 +157,17 @@ spec:
 	before := same("both replicas report the same GPU-hours")
 	if before.GetWakes()["activity"] != 1 {
 		t.Fatalf("the wake is counted once for the fleet: %v", before)
+	}
+	patched := `orgscaler_knative_reconciles_total{result="patched"}`
+	if n := metric(t, follower, patched); n != 0 {
+		t.Errorf("the replica that does not lead patched a Knative Revision %v times; want only the leader to", n)
+	}
+	leaderScaler := a
+	if first == "fleet-b" {
+		leaderScaler = b
+	}
+	if n := metric(t, leaderScaler, patched); n < 2 {
+		t.Errorf("the leader patched the Knative Revision %v times across a wake and a dormancy; want at least 2", n)
 	}
 
 	// The leader stops: the other takes the Lease and counts on.

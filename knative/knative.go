@@ -101,13 +101,13 @@ type revision struct {
 	has      bool // the annotation is set
 }
 
-// Applied is what the actuator last saw or set on one Service's Revision.
+// Applied is what one Service's latest ready Revision says now, and when
+// this replica last patched it.
 type Applied struct {
 	Service   Key
 	Revision  string
 	MinScale  string    // on the Revision now ("" when unset)
-	Warm      bool      // the org's warmth it follows
-	PatchedAt time.Time // when the actuator last patched it (zero: never)
+	PatchedAt time.Time // zero: never
 }
 
 // Actuator keeps Revisions' min-scale at their orgs' warmth.
@@ -124,7 +124,7 @@ type Actuator struct {
 	services  map[Key]*service
 	revisions map[Key]*revision
 	byOrg     map[string]map[Key]bool
-	applied   map[Key]Applied
+	patched   map[Key]time.Time // when this replica last patched each Service's Revision
 }
 
 // New returns an Actuator over the cluster dyn reaches; Run starts it. It
@@ -149,7 +149,7 @@ func New(ctx context.Context, o Options) (*Actuator, error) {
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[Key](50*time.Millisecond, 30*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[Key]{Name: "knative"}),
-		services: map[Key]*service{}, revisions: map[Key]*revision{}, byOrg: map[string]map[Key]bool{}, applied: map[Key]Applied{},
+		services: map[Key]*service{}, revisions: map[Key]*revision{}, byOrg: map[string]map[Key]bool{}, patched: map[Key]time.Time{},
 	}
 	a.leading.Store(true)
 	// Only labelled Services, and only Revisions that belong to a Service;
@@ -262,8 +262,7 @@ func (a *Actuator) Of(org string) []Applied {
 	defer a.mu.Unlock()
 	out := make([]Applied, 0, len(a.byOrg[org]))
 	for k := range a.byOrg[org] {
-		ap := a.applied[k]
-		ap.Service = k
+		ap := Applied{Service: k, PatchedAt: a.patched[k]}
 		if s := a.services[k]; s != nil && s.latest != "" {
 			ap.Revision = s.latest
 			if r := a.revisions[Key{Namespace: k.Namespace, Name: s.latest}]; r != nil {

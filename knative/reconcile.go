@@ -122,7 +122,7 @@ func (a *Actuator) removeService(k Key) {
 		a.unindex(old.org, k)
 	}
 	delete(a.services, k)
-	delete(a.applied, k)
+	delete(a.patched, k)
 	a.mu.Unlock()
 	if old != nil && a.o.Gone != nil {
 		a.o.Gone(k)
@@ -223,7 +223,6 @@ func (a *Actuator) put(ctx context.Context, k Key) (string, error) {
 		a.o.Observe(k, sc.org, sc.gpus, warm, minScale)
 	}
 	if r.has && r.minScale == want {
-		a.remember(k, Applied{Revision: sc.latest, MinScale: want, Warm: warm}, false)
 		return resultUnchanged, nil
 	}
 	rk := Key{Namespace: k.Namespace, Name: sc.latest}
@@ -234,8 +233,10 @@ func (a *Actuator) put(ctx context.Context, k Key) (string, error) {
 	if r := a.revisions[rk]; r != nil { // ahead of the watch: a reconcile meanwhile sees it right
 		r.minScale, r.has = want, true
 	}
+	if _, ok := a.services[k]; ok { // not deleted meanwhile
+		a.patched[k] = a.o.Now()
+	}
 	a.mu.Unlock()
-	a.remember(k, Applied{Revision: sc.latest, MinScale: want, Warm: warm}, true)
 	reason, state := ReasonOrgWoke, "warm"
 	if !warm {
 		reason, state = ReasonOrgDormant, "dormant"
@@ -243,20 +244,6 @@ func (a *Actuator) put(ctx context.Context, k Key) (string, error) {
 	a.event(k, sc.uid, corev1.EventTypeNormal, reason, fmt.Sprintf("org %s is %s: min-scale %s on revision %s", sc.org, state, want, sc.latest))
 	a.log.Info("min-scale set", "service", k, "revision", sc.latest, "org", sc.org, "min_scale", want)
 	return resultPatched, nil
-}
-
-func (a *Actuator) remember(k Key, ap Applied, patched bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if _, ok := a.services[k]; !ok {
-		return // deleted meanwhile
-	}
-	if patched {
-		ap.PatchedAt = a.o.Now()
-	} else {
-		ap.PatchedAt = a.applied[k].PatchedAt
-	}
-	a.applied[k] = ap
 }
 
 // patch sets the Revision's min-scale annotation, and nothing else.

@@ -105,10 +105,7 @@ func printExplanation(c *cli, e *pb.ExplainResponse) error {
 		row("backlog", "%s of %s (%s; %s)", backlog, b.GetSubscription(), point, b.GetReason())
 	}
 	for _, k := range e.GetKnativeServices() {
-		warmth, patched := "dormant", "not patched by this scaler"
-		if k.GetWarm() {
-			warmth = "warm"
-		}
+		patched := "not patched by this replica"
 		if k.GetPatchedAt() != nil {
 			patched = "patched " + ago(k.GetPatchedAt().AsTime(), now)
 		}
@@ -116,7 +113,7 @@ func printExplanation(c *cli, e *pb.ExplainResponse) error {
 		if minScale == "" {
 			minScale = "unset"
 		}
-		row("knative", "%s/%s: revision %s min-scale %s (org %s; %s)", k.GetNamespace(), k.GetName(), k.GetRevision(), minScale, warmth, patched)
+		row("knative", "%s/%s: revision %s min-scale %s (%s)", k.GetNamespace(), k.GetName(), k.GetRevision(), minScale, patched)
 	}
 	if nc := e.GetNextChange(); nc != nil {
 		row("next change", "in %s (%s) if nothing happens", human(nc.AsTime().Sub(now)), nc.AsTime().UTC().Format("2006-01-02T15:04:05Z"))

@@ -968,11 +968,9 @@ type KnativeService struct {
 	// ("" when unset or not read yet).
 	Revision string `protobuf:"bytes,3,opt,name=revision,proto3" json:"revision,omitempty"`
 	MinScale string `protobuf:"bytes,4,opt,name=min_scale,json=minScale,proto3" json:"min_scale,omitempty"`
-	// The org's warmth the scaler last applied to it.
-	Warm bool `protobuf:"varint,5,opt,name=warm,proto3" json:"warm,omitempty"`
-	// When the scaler last patched it; unset: never (it was already right),
-	// or another replica leads the fleet and patches.
-	PatchedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=patched_at,json=patchedAt,proto3" json:"patched_at,omitempty"`
+	// When this replica last patched it; unset: never (it was already
+	// right, or another replica leads the fleet and patches).
+	PatchedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=patched_at,json=patchedAt,proto3" json:"patched_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1033,13 +1031,6 @@ func (x *KnativeService) GetMinScale() string {
 		return x.MinScale
 	}
 	return ""
-}
-
-func (x *KnativeService) GetWarm() bool {
-	if x != nil {
-		return x.Warm
-	}
-	return false
 }
 
 func (x *KnativeService) GetPatchedAt() *timestamppb.Timestamp {
@@ -2288,15 +2279,14 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x10knative_services\x18\x0f \x03(\v2\x1c.orgscaler.v1.KnativeServiceR\x0fknativeServices\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xca\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb6\x01\n" +
 	"\x0eKnativeService\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\tR\brevision\x12\x1b\n" +
-	"\tmin_scale\x18\x04 \x01(\tR\bminScale\x12\x12\n" +
-	"\x04warm\x18\x05 \x01(\bR\x04warm\x129\n" +
+	"\tmin_scale\x18\x04 \x01(\tR\bminScale\x129\n" +
 	"\n" +
-	"patched_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tpatchedAt\"\xe5\x03\n" +
+	"patched_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tpatchedAt\"\xe5\x03\n" +
 	"\rKeepAlivePlan\x12\x16\n" +
 	"\x06policy\x18\x01 \x01(\tR\x06policy\x128\n" +
 	"\n" +
