@@ -105,7 +105,6 @@ func (a *App) lead(ctx context.Context) {
 	a.events.Lead(func() { tally("") })
 	if a.knative != nil {
 		a.knative.Lead()
-		defer a.knative.Follow()
 	}
 	t := time.NewTicker(tallyEvery)
 	defer t.Stop()
@@ -123,6 +122,9 @@ func (a *App) lead(ctx context.Context) {
 	}
 	a.leading.Store(false)
 	a.events.Follow()
+	if a.knative != nil {
+		a.knative.Follow() // before the ledger pauses: no Service is counted after it
+	}
 	now := a.opts.Now()
 	a.ledger.Pause(now)
 	if err := a.ledger.Flush(now); err != nil {

@@ -101,6 +101,9 @@ func (a *App) objectsOf(org string) []types.NamespacedName {
 
 // onTransition sends org transitions to the Events recorder.
 func (a *App) onTransition(t activity.Transition) {
+	if a.knative != nil {
+		a.knative.OrgChanged(t.Org)
+	}
 	if a.events == nil {
 		return
 	}
@@ -108,9 +111,6 @@ func (a *App) onTransition(t activity.Transition) {
 		a.events.OrgWoke(t.Org, string(t.Reason), t.DormantSince)
 	} else {
 		a.events.OrgDormant(t.Org, t.LastActivity, t.IdleWindow)
-	}
-	if a.knative != nil {
-		a.knative.OrgChanged(t.Org)
 	}
 	a.tallyOrg(t.Org)
 }

@@ -6,6 +6,7 @@ import (
 
 	"k8s.io/client-go/dynamic"
 
+	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/api"
 	"github.com/orgscaler/orgscaler/knative"
 	"github.com/orgscaler/orgscaler/scaler"
@@ -22,14 +23,12 @@ const knativeMetric = "knative-min-scale"
 func (a *App) newKnative(dyn dynamic.Interface) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	k, err := knative.New(ctx, knative.Options{
-		Dynamic: dyn, Events: a.events, Logger: a.opts.Logger, Registerer: a.registry, Now: a.opts.Now,
-		Warm: func(org string) (bool, error) {
-			o, err := a.store.Sight(org)
-			return !o.Dormant(), err
-		},
-		Observe: a.observeKnative, Gone: a.knativeGone,
-	})
+	ko := knative.Options{Dynamic: dyn, Logger: a.opts.Logger, Registerer: a.registry, Now: a.opts.Now,
+		Org: a.store.Sight, Observe: a.observeKnative, Gone: a.knativeGone}
+	if a.events != nil {
+		ko.Events = a.events
+	}
+	k, err := knative.New(ctx, ko)
 	if err != nil {
 		return err
 	}
@@ -42,10 +41,9 @@ func (a *App) newKnative(dyn dynamic.Interface) error {
 
 // observeKnative counts a Knative Service in the GPU-hours ledger by the
 // rule of a ScaledObject: its warm intervals times its GPUs.
-func (a *App) observeKnative(svc knative.Key, org string, gpus int64, warm bool, minScale int64) {
-	o, _ := a.store.Get(org)
+func (a *App) observeKnative(svc knative.Key, o activity.Org, gpus, minScale int64) {
 	a.ledger.Observe(usage.ID(svc.String(), knativeMetric), usage.Answer{
-		Kind: "pynode", Org: org, GPUs: gpus, Active: warm, Replicas: minScale, Cause: scaler.OrgCause(o),
+		Kind: "pynode", Org: o.ID, GPUs: gpus, Active: !o.Dormant(), Replicas: minScale, Cause: scaler.OrgCause(o),
 	}, a.opts.Now())
 }
 

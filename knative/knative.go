@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +27,9 @@ import (
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/orgscaler/orgscaler/activity"
+	"github.com/orgscaler/orgscaler/kubeevents"
 )
 
 // Labels and annotations the actuator reads and writes.
@@ -48,10 +50,11 @@ var (
 // Key names a Service or a Revision.
 type Key = types.NamespacedName
 
-// Event reasons on a Service, as for a ScaledObject.
+// Event reasons on a Service: those of a ScaledObject, and one for a
+// Service the actuator will not act on.
 const (
-	ReasonOrgWoke    = "OrgWoke"
-	ReasonOrgDormant = "OrgDormant"
+	ReasonOrgWoke    = kubeevents.ReasonOrgWoke
+	ReasonOrgDormant = kubeevents.ReasonOrgDormant
 	ReasonRefused    = "OrgScalerRefused"
 )
 
@@ -63,15 +66,16 @@ type Recorder interface {
 // Options configure an Actuator.
 type Options struct {
 	Dynamic dynamic.Interface
-	// Warm says whether org is warm now; an org never seen is created
-	// (warm from now), as a trigger naming it would. An error (too many
-	// orgs, an invalid name) is shown as an Event and retried.
-	Warm func(org string) (bool, error)
+	// Org returns org now; an org never seen is created (warm from now),
+	// as a trigger naming it would (activity.Store.Sight). An error (too
+	// many orgs) is shown as an Event, and tried again at the next sweep.
+	Org func(org string) (activity.Org, error)
 	// Events, when set, records what the actuator did on each Service.
 	Events Recorder
-	// Observe, when set, is told of each Service's warmth at every
-	// reconcile and at least every ObserveEvery, for the GPU-hours ledger.
-	Observe func(svc Key, org string, gpus int64, warm bool, minScale int64)
+	// Observe, when set, is told of each Service's org and min-scale at
+	// every reconcile and at least every ObserveEvery, for the GPU-hours
+	// ledger.
+	Observe func(svc Key, org activity.Org, gpus, minScale int64)
 	// Gone, when set, is told of a Service that is deleted or lost its
 	// org label: what was kept for it can go.
 	Gone       func(svc Key)
@@ -88,7 +92,7 @@ const ObserveEvery = time.Minute
 type service struct {
 	uid      types.UID
 	org      string
-	warm     string // min-scale while warm
+	warm     int64 // min-scale while warm
 	gpus     int64
 	latest   string // status.latestReadyRevisionName
 	badLabel string // why a label cannot be used, if one cannot
@@ -97,8 +101,7 @@ type service struct {
 // revision is what the actuator keeps of a Revision.
 type revision struct {
 	service  string
-	minScale string
-	has      bool // the annotation is set
+	minScale string // "" when unset
 }
 
 // Applied is what one Service's latest ready Revision says now, and when
@@ -118,11 +121,14 @@ type Actuator struct {
 	synced    []cache.InformerSynced
 	queue     workqueue.TypedRateLimitingInterface[Key]
 	metrics   *metrics
-	leading   atomic.Bool // false: another replica leads the fleet and acts
+	// act is held (read) through each reconcile and (write) by Follow, so
+	// once Follow returns no reconcile acts until Lead.
+	act     sync.RWMutex
+	leading bool // false: another replica leads the fleet and acts
 
 	mu        sync.Mutex
 	services  map[Key]*service
-	revisions map[Key]*revision
+	revisions map[Key]map[string]*revision // by Service, then name
 	byOrg     map[string]map[Key]bool
 	patched   map[Key]time.Time // when this replica last patched each Service's Revision
 }
@@ -149,9 +155,9 @@ func New(ctx context.Context, o Options) (*Actuator, error) {
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[Key](50*time.Millisecond, 30*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[Key]{Name: "knative"}),
-		services: map[Key]*service{}, revisions: map[Key]*revision{}, byOrg: map[string]map[Key]bool{}, patched: map[Key]time.Time{},
+		services: map[Key]*service{}, revisions: map[Key]map[string]*revision{}, byOrg: map[string]map[Key]bool{}, patched: map[Key]time.Time{},
 	}
-	a.leading.Store(true)
+	a.leading = true
 	// Only labelled Services, and only Revisions that belong to a Service;
 	// an unlabelled Service's Revisions are kept (a few fields each) but
 	// never touched.
@@ -162,7 +168,7 @@ func New(ctx context.Context, o Options) (*Actuator, error) {
 	for _, inf := range []struct {
 		informer cache.SharedIndexInformer
 		set      func(*unstructured.Unstructured)
-		remove   func(Key)
+		remove   func(*unstructured.Unstructured)
 	}{{svcs.Informer(), a.setService, a.removeService}, {revs.Informer(), a.setRevision, a.removeRevision}} {
 		if err := inf.informer.SetTransform(strip); err != nil {
 			return nil, fmt.Errorf("knative informer: %w", err)
@@ -176,7 +182,7 @@ func New(ctx context.Context, o Options) (*Actuator, error) {
 					obj = d.Obj
 				}
 				if u, ok := obj.(*unstructured.Unstructured); ok {
-					remove(Key{Namespace: u.GetNamespace(), Name: u.GetName()})
+					remove(u)
 				}
 			},
 		}); err != nil {
@@ -188,10 +194,13 @@ func New(ctx context.Context, o Options) (*Actuator, error) {
 	return a, nil
 }
 
-// Run watches and reconciles until ctx ends.
+// Run watches and reconciles until ctx ends, and returns once the
+// informers and workers have stopped.
 func (a *Actuator) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for _, inf := range a.informers {
-		go inf.Run(ctx.Done())
+		wg.Go(func() { inf.Run(ctx.Done()) })
 	}
 	if cache.WaitForCacheSync(ctx.Done(), a.synced...) {
 		a.mu.Lock()
@@ -199,7 +208,6 @@ func (a *Actuator) Run(ctx context.Context) {
 		a.mu.Unlock()
 		a.log.Info("read every labelled Knative Service: keeping their Revisions' min-scale", "services", n)
 	}
-	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() {
 			for a.next(ctx) {
@@ -217,18 +225,6 @@ func (a *Actuator) Run(ctx context.Context) {
 		}
 	}
 	a.queue.ShutDown()
-	wg.Wait()
-}
-
-// Synced reports whether every labelled Service and its Revisions have
-// been listed.
-func (a *Actuator) Synced() bool {
-	for _, s := range a.synced {
-		if !s() {
-			return false
-		}
-	}
-	return true
 }
 
 // OrgChanged reconciles org's Services now: it woke or went dormant.
@@ -248,12 +244,19 @@ func (a *Actuator) OrgChanged(org string) {
 // Lead makes this replica act (it leads the fleet, or there is no fleet)
 // and reconciles every Service, as the last leader may have left one.
 func (a *Actuator) Lead() {
-	a.leading.Store(true)
+	a.act.Lock()
+	a.leading = true
+	a.act.Unlock()
 	a.enqueueAll()
 }
 
-// Follow stops acting: another replica leads the fleet and acts once.
-func (a *Actuator) Follow() { a.leading.Store(false) }
+// Follow stops acting, once the reconciles under way are done: another
+// replica leads the fleet and acts once.
+func (a *Actuator) Follow() {
+	a.act.Lock()
+	a.leading = false
+	a.act.Unlock()
+}
 
 // Of lists org's Services with what their latest ready Revision says, for
 // explain.
@@ -265,7 +268,7 @@ func (a *Actuator) Of(org string) []Applied {
 		ap := Applied{Service: k, PatchedAt: a.patched[k]}
 		if s := a.services[k]; s != nil && s.latest != "" {
 			ap.Revision = s.latest
-			if r := a.revisions[Key{Namespace: k.Namespace, Name: s.latest}]; r != nil {
+			if r := a.revisions[k][s.latest]; r != nil {
 				ap.MinScale = r.minScale
 			}
 		}

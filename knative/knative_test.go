@@ -11,23 +11,22 @@ import (
 // and a label that cannot be used, said by name and value.
 func TestServiceLabels(t *testing.T) {
 	for _, tt := range []struct {
-		labels         map[string]string
-		warm           string
-		gpus           int64
-		bad            string // in badLabel; "" for none
-		latestRevision string
+		labels map[string]string
+		warm   int64
+		gpus   int64
+		bad    string // in badLabel; "" for none
 	}{
-		{labels: map[string]string{LabelOrg: "acme"}, warm: "1"},
-		{labels: map[string]string{LabelOrg: "acme", LabelWarmMinScale: "3", LabelGPUs: "2"}, warm: "3", gpus: 2},
-		{labels: map[string]string{LabelOrg: "Acme!"}, warm: "1", bad: `label orgscaler.io/org="Acme!" is not an org id`},
-		{labels: map[string]string{LabelOrg: "acme", LabelWarmMinScale: "0"}, warm: "1", bad: `label orgscaler.io/warm-min-scale="0" is not a whole number of at least 1`},
-		{labels: map[string]string{LabelOrg: "acme", LabelGPUs: "two"}, warm: "1", bad: `label orgscaler.io/gpus="two" is not a whole number of GPUs`},
+		{labels: map[string]string{LabelOrg: "acme"}, warm: 1},
+		{labels: map[string]string{LabelOrg: "acme", LabelWarmMinScale: "3", LabelGPUs: "2"}, warm: 3, gpus: 2},
+		{labels: map[string]string{LabelOrg: "acme!"}, warm: 1, bad: `label orgscaler.io/org="acme!" is not an org id: expected`},
+		{labels: map[string]string{LabelOrg: "acme", LabelWarmMinScale: "0"}, warm: 1, bad: `label orgscaler.io/warm-min-scale="0" is not a whole number of at least 1`},
+		{labels: map[string]string{LabelOrg: "acme", LabelGPUs: "two"}, warm: 1, bad: `label orgscaler.io/gpus="two" is not a whole number of GPUs from 0 to 1024`},
 	} {
 		u := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"latestReadyRevisionName": "svc-00002"}}}
 		u.SetLabels(tt.labels)
 		s := serviceOf(u)
 		if s.warm != tt.warm || s.gpus != tt.gpus || s.latest != "svc-00002" {
-			t.Errorf("%v: warm %q gpus %d latest %q, want %q %d svc-00002", tt.labels, s.warm, s.gpus, s.latest, tt.warm, tt.gpus)
+			t.Errorf("%v: warm %d gpus %d latest %q, want %d %d svc-00002", tt.labels, s.warm, s.gpus, s.latest, tt.warm, tt.gpus)
 		}
 		if (tt.bad == "") != (s.badLabel == "") || !strings.Contains(s.badLabel, tt.bad) {
 			t.Errorf("%v: refused with %q, want %q", tt.labels, s.badLabel, tt.bad)

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/orgscaler/orgscaler/decide"
+	"github.com/orgscaler/orgscaler/kubeevents"
 )
 
 type metrics struct {
@@ -77,21 +78,21 @@ func strip(obj any) (any, error) {
 // serviceOf reads a stripped Service, saying why a label is unusable.
 func serviceOf(u *unstructured.Unstructured) *service {
 	l := u.GetLabels()
-	s := &service{uid: u.GetUID(), org: l[LabelOrg], warm: "1"}
+	s := &service{uid: u.GetUID(), org: l[LabelOrg], warm: 1}
 	s.latest, _, _ = unstructured.NestedString(u.Object, "status", "latestReadyRevisionName")
 	if !decide.ValidOrg(s.org) {
-		s.badLabel = fmt.Sprintf("label %s=%q is not an org id (lowercase letters, digits, '-', '_' and '.', at most %d characters)", LabelOrg, s.org, decide.MaxOrgLen)
+		s.badLabel = fmt.Sprintf("label %s=%q is not an org id: expected %s", LabelOrg, s.org, decide.OrgExpected)
 	}
 	if v, ok := l[LabelWarmMinScale]; ok {
 		if n, err := strconv.ParseInt(v, 10, 32); err != nil || n < 1 {
 			s.badLabel = fmt.Sprintf("label %s=%q is not a whole number of at least 1", LabelWarmMinScale, v)
 		} else {
-			s.warm = strconv.FormatInt(n, 10)
+			s.warm = n
 		}
 	}
 	if v, ok := l[LabelGPUs]; ok {
-		if n, err := strconv.ParseInt(v, 10, 32); err != nil || n < 0 {
-			s.badLabel = fmt.Sprintf("label %s=%q is not a whole number of GPUs", LabelGPUs, v)
+		if n, err := strconv.ParseInt(v, 10, 32); err != nil || n < 0 || n > decide.MaxGPUsPerReplica {
+			s.badLabel = fmt.Sprintf("label %s=%q is not a whole number of GPUs from 0 to %d", LabelGPUs, v, decide.MaxGPUsPerReplica)
 		} else {
 			s.gpus = n
 		}
@@ -115,7 +116,8 @@ func (a *Actuator) setService(u *unstructured.Unstructured) {
 	a.queue.Add(k)
 }
 
-func (a *Actuator) removeService(k Key) {
+func (a *Actuator) removeService(u *unstructured.Unstructured) {
+	k := Key{Namespace: u.GetNamespace(), Name: u.GetName()}
 	a.mu.Lock()
 	old := a.services[k]
 	if old != nil {
@@ -137,21 +139,27 @@ func (a *Actuator) unindex(org string, k Key) {
 }
 
 func (a *Actuator) setRevision(u *unstructured.Unstructured) {
-	k := Key{Namespace: u.GetNamespace(), Name: u.GetName()}
-	v, has := u.GetAnnotations()[AnnotationMin]
-	r := &revision{service: u.GetLabels()[labelService], minScale: v, has: has}
+	svc := Key{Namespace: u.GetNamespace(), Name: u.GetLabels()[labelService]}
+	r := &revision{service: svc.Name, minScale: u.GetAnnotations()[AnnotationMin]}
 	a.mu.Lock()
-	a.revisions[k] = r
-	s := a.services[Key{Namespace: k.Namespace, Name: r.service}]
+	if a.revisions[svc] == nil {
+		a.revisions[svc] = map[string]*revision{}
+	}
+	a.revisions[svc][u.GetName()] = r
+	s := a.services[svc]
 	a.mu.Unlock()
-	if s != nil && s.latest == k.Name {
-		a.queue.Add(Key{Namespace: k.Namespace, Name: r.service}) // changed by someone else: put it right
+	if s != nil {
+		a.queue.Add(svc) // new, or changed by someone else: put it right
 	}
 }
 
-func (a *Actuator) removeRevision(k Key) {
+func (a *Actuator) removeRevision(u *unstructured.Unstructured) {
+	svc := Key{Namespace: u.GetNamespace(), Name: u.GetLabels()[labelService]}
 	a.mu.Lock()
-	delete(a.revisions, k)
+	delete(a.revisions[svc], u.GetName())
+	if len(a.revisions[svc]) == 0 {
+		delete(a.revisions, svc)
+	}
 	a.mu.Unlock()
 }
 
@@ -174,7 +182,9 @@ func (a *Actuator) next(ctx context.Context) bool {
 // reconcile puts the min-scale of k's latest ready Revision at its org's
 // warmth, patching only when it differs.
 func (a *Actuator) reconcile(ctx context.Context, k Key) error {
-	if !a.leading.Load() {
+	a.act.RLock() // Follow waits for reconciles under way
+	defer a.act.RUnlock()
+	if !a.leading {
 		return nil
 	}
 	result, err := a.put(ctx, k)
@@ -190,11 +200,17 @@ func (a *Actuator) put(ctx context.Context, k Key) (string, error) {
 	s := a.services[k]
 	var sc service
 	var r *revision // a copy
+	var older []string
 	if s != nil {
 		sc = *s
-		if rv := a.revisions[Key{Namespace: k.Namespace, Name: s.latest}]; rv != nil && s.latest != "" {
-			c := *rv
-			r = &c
+		for name, rv := range a.revisions[k] {
+			switch {
+			case name == s.latest:
+				c := *rv
+				r = &c
+			case rv.minScale != "" && rv.minScale != "0":
+				older = append(older, name)
+			}
 		}
 	}
 	a.mu.Unlock()
@@ -209,30 +225,39 @@ func (a *Actuator) put(ctx context.Context, k Key) (string, error) {
 	case r == nil:
 		return resultError, fmt.Errorf("revision %s of %s not read yet", sc.latest, k) // the Revision's informer is behind the Service's
 	}
-	warm, err := a.o.Warm(sc.org)
+	o, err := a.o.Org(sc.org)
 	if err != nil {
+		// Told once per sweep, not retried sooner: the limit or the org
+		// changes on its own time.
 		a.event(k, sc.uid, corev1.EventTypeWarning, ReasonRefused, fmt.Sprintf("org %s: %v", sc.org, err))
-		return resultRefused, fmt.Errorf("org %s: %w", sc.org, err) // retried: the limit or the org may change
+		return resultRefused, nil
 	}
-	want := "0"
+	warm := !o.Dormant()
+	minScale := int64(0)
 	if warm {
-		want = sc.warm
+		minScale = sc.warm
 	}
-	minScale, _ := strconv.ParseInt(want, 10, 64)
+	want := strconv.FormatInt(minScale, 10)
 	if a.o.Observe != nil {
-		a.o.Observe(k, sc.org, sc.gpus, warm, minScale)
+		a.o.Observe(k, o, sc.gpus, minScale)
 	}
-	if r.has && r.minScale == want {
+	// An older Revision a traffic split still routes to keeps no floor:
+	// Knative scales it by its traffic, as min-scale 0 says.
+	for _, name := range older {
+		if err := a.set(ctx, k, name, "0"); err != nil {
+			return resultError, err
+		}
+	}
+	if r.minScale == want {
+		if len(older) > 0 {
+			return resultPatched, nil
+		}
 		return resultUnchanged, nil
 	}
-	rk := Key{Namespace: k.Namespace, Name: sc.latest}
-	if err := a.patch(ctx, rk, want); err != nil {
+	if err := a.set(ctx, k, sc.latest, want); err != nil {
 		return resultError, err
 	}
 	a.mu.Lock()
-	if r := a.revisions[rk]; r != nil { // ahead of the watch: a reconcile meanwhile sees it right
-		r.minScale, r.has = want, true
-	}
 	if _, ok := a.services[k]; ok { // not deleted meanwhile
 		a.patched[k] = a.o.Now()
 	}
@@ -246,6 +271,20 @@ func (a *Actuator) put(ctx context.Context, k Key) (string, error) {
 	return resultPatched, nil
 }
 
+// set patches svc's Revision rev to min-scale value, and notes it ahead
+// of the watch, so a reconcile meanwhile sees it right.
+func (a *Actuator) set(ctx context.Context, svc Key, rev, value string) error {
+	if err := a.patch(ctx, Key{Namespace: svc.Namespace, Name: rev}, value); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	if r := a.revisions[svc][rev]; r != nil {
+		r.minScale = value
+	}
+	a.mu.Unlock()
+	return nil
+}
+
 // patch sets the Revision's min-scale annotation, and nothing else.
 func (a *Actuator) patch(ctx context.Context, rev Key, value string) error {
 	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{AnnotationMin: value}}})
@@ -254,7 +293,7 @@ func (a *Actuator) patch(ctx context.Context, rev Key, value string) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := a.o.Dynamic.Resource(Revisions).Namespace(rev.Namespace).Patch(cctx, rev.Name, types.MergePatchType, body, metav1.PatchOptions{FieldManager: "orgscaler"}); err != nil {
+	if _, err := a.o.Dynamic.Resource(Revisions).Namespace(rev.Namespace).Patch(cctx, rev.Name, types.MergePatchType, body, metav1.PatchOptions{FieldManager: kubeevents.Controller}); err != nil {
 		return fmt.Errorf("patch revision %s: %w", rev, err)
 	}
 	return nil
