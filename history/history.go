@@ -76,8 +76,11 @@ const DefaultRetention = 7 * 24 * time.Hour
 
 // Store keeps the days. Marks wait in memory until Flush.
 type Store struct {
-	opts    Options
-	log     *slog.Logger
+	opts Options
+	log  *slog.Logger
+	// writeMu orders the read-modify-writes of Flush, Merge and Delete:
+	// two at once on one day would have Badger refuse one as a conflict.
+	writeMu sync.Mutex
 	mu      sync.Mutex
 	pending map[dayKey][]uint16 // minutes marked, not yet written
 	full    chan struct{}       // pending is large: flush before the interval
@@ -233,6 +236,8 @@ func (s *Store) merge(txn *badger.Txn, d *Day) (bool, error) {
 }
 
 func (s *Store) write(f func(*badger.Txn) error) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	if s.opts.CheckDisk != nil {
 		if err := s.opts.CheckDisk(); err != nil {
 			return err

@@ -23,13 +23,7 @@ func dayKeyOf(d history.Day) dayKey { return dayKey{d.Org, d.Day.Unix()} }
 
 // EnqueueDay queues a day of activity history that gained minutes here:
 // history.Store's OnChange.
-func (r *Replicator) EnqueueDay(d history.Day) {
-	r.mu.Lock()
-	r.days.put(dayKeyOf(d), d)
-	r.enqueued++
-	r.mu.Unlock()
-	r.wake()
-}
+func (r *Replicator) EnqueueDay(d history.Day) { r.queue(func() { r.days.put(dayKeyOf(d), d) }) }
 
 func daysToProto(ds []history.Day) []*pb.ActivityDay {
 	out := make([]*pb.ActivityDay, len(ds))

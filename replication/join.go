@@ -60,7 +60,7 @@ func (r *Replicator) Join(ctx context.Context, o JoinOptions) {
 	o.Ready()
 	first := o.AntiEntropy
 	if !o.Empty {
-		r.republish(o.Store)
+		r.republish(o.Store, o.Peers.Sinks)
 		first = min(first, restartRecheck)
 	}
 	AntiEntropy(ctx, o.Peers, o.Store, first, o.AntiEntropy)
@@ -93,8 +93,11 @@ func (r *Replicator) catchUp(ctx context.Context, o JoinOptions) bool {
 	}
 }
 
-// republish queues this replica's whole state for the others.
-func (r *Replicator) republish(store Exporter) {
+// republish queues this replica's whole state for the others: its orgs,
+// and the idle counts and history days that a stop may have left queued
+// here (they are sent only when they grow, so nothing else would resend
+// them).
+func (r *Replicator) republish(store Exporter, sinks Sinks) {
 	n := 0
 	_ = store.Export(func(cs []activity.Change) error {
 		for _, c := range cs {
@@ -103,6 +106,26 @@ func (r *Replicator) republish(store Exporter) {
 		n += len(cs)
 		return nil
 	})
+	if sinks.Idle != nil {
+		if err := sinks.Idle.Export(func(cs []idletimes.Counts) error {
+			for _, c := range cs {
+				r.EnqueueIdle(c)
+			}
+			return nil
+		}); err != nil {
+			r.log.Warn("idle counts not republished after a restart", "err", err)
+		}
+	}
+	if sinks.History != nil {
+		if err := sinks.History.Export(func(ds []history.Day) error {
+			for _, d := range ds {
+				r.EnqueueDay(d)
+			}
+			return nil
+		}); err != nil {
+			r.log.Warn("activity history not republished after a restart", "err", err)
+		}
+	}
 	r.log.Info("republished this replica's state after a restart, so changes accepted but not published before it stopped reach the others", "changes", n)
 }
 

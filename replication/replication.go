@@ -181,9 +181,13 @@ func (r *Replicator) wake() {
 
 // Enqueue queues a change made here for publishing; activity.Store's
 // OnChange. It never blocks: activity of one org coalesces to its latest.
-func (r *Replicator) Enqueue(c activity.Change) {
+func (r *Replicator) Enqueue(c activity.Change) { r.queue(func() { r.add(c) }) }
+
+// queue adds to what waits to be published (add runs under the lock),
+// counts it for Sync, and wakes the publisher.
+func (r *Replicator) queue(add func()) {
 	r.mu.Lock()
-	r.add(c)
+	add()
 	r.enqueued++
 	r.mu.Unlock()
 	r.wake()
@@ -192,13 +196,11 @@ func (r *Replicator) Enqueue(c activity.Change) {
 // EnqueueHint queues an enqueue hint accepted here, for every replica to
 // count once.
 func (r *Replicator) EnqueueHint(sub string, n int64, at time.Time) {
-	r.mu.Lock()
-	r.hintSeq++
-	r.hints = append(r.hints, &pb.SubscriptionHint{Id: fmt.Sprintf("%s/%d", r.opts.Replica, r.hintSeq),
-		Subscription: sub, Messages: n, AtUnixNano: at.UnixNano()})
-	r.enqueued++
-	r.mu.Unlock()
-	r.wake()
+	r.queue(func() {
+		r.hintSeq++
+		r.hints = append(r.hints, &pb.SubscriptionHint{Id: fmt.Sprintf("%s/%d", r.opts.Replica, r.hintSeq),
+			Subscription: sub, Messages: n, AtUnixNano: at.UnixNano()})
+	})
 }
 
 type usageKey struct {
@@ -212,13 +214,11 @@ func keyOf(h usage.Hour) usageKey { return usageKey{h.Start.Unix(), h.ID, h.Term
 // for every replica to merge: usage.Ledger's OnFlush. The ledger hands
 // its flushes over in order, so a later hour replaces an earlier one.
 func (r *Replicator) EnqueueUsage(hours []usage.Hour) {
-	r.mu.Lock()
-	for _, h := range hours {
-		r.usage.put(keyOf(h), h)
-	}
-	r.enqueued++
-	r.mu.Unlock()
-	r.wake()
+	r.queue(func() {
+		for _, h := range hours {
+			r.usage.put(keyOf(h), h)
+		}
+	})
 }
 
 // add queues c: activity alone coalesces to the org's latest instant.

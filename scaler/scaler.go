@@ -335,6 +335,8 @@ func OrgCause(o activity.Org) usage.Cause {
 		return usage.CauseAdmin
 	case activity.WakeHint:
 		return usage.CauseHint
+	case activity.WakeSchedule:
+		return usage.CauseSchedule
 	default:
 		return usage.CauseActivity
 	}
