@@ -72,21 +72,7 @@ func dormantStream(t *testing.T, d *daemon, org string, now func() time.Time) <-
 	if err != nil {
 		t.Fatal(err)
 	}
-	pushed := make(chan time.Time, 4)
-	go func() {
-		for {
-			r, err := stream.Recv()
-			if err != nil {
-				return
-			}
-			if r.GetResult() {
-				select {
-				case pushed <- now():
-				default:
-				}
-			}
-		}
-	}()
+	pushed := trues(stream, now)
 	poll(t, "the stream is open", func() bool { return strings.Contains(scrape(t, d), "orgscaler_open_streams 1") })
 	return pushed
 }

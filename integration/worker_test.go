@@ -12,6 +12,7 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -102,18 +103,7 @@ func TestWorkerOnEmbeddedPubSub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan time.Time, 4)
-	go func() {
-		for {
-			r, err := stream.Recv()
-			if err != nil {
-				return
-			}
-			if r.GetResult() {
-				got <- time.Now()
-			}
-		}
-	}()
+	got := trues(stream, time.Now)
 	sent := time.Now()
 	if _, err := d.act.Hint(context.Background(), &pb.HintRequest{Subscription: sub, Org: "acme", Messages: 3}); err != nil {
 		t.Fatal(err)
@@ -341,4 +331,25 @@ func httpGet(t *testing.T, url string) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(b)
+}
+
+// trues reads a StreamIsActive stream until it ends, and sends when (by
+// now) each true arrived; a true nobody is waiting for is dropped.
+func trues(stream grpc.ServerStreamingClient[kedapb.IsActiveResponse], now func() time.Time) <-chan time.Time {
+	pushed := make(chan time.Time, 4)
+	go func() {
+		for {
+			r, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			if r.GetResult() {
+				select {
+				case pushed <- now():
+				default:
+				}
+			}
+		}
+	}()
+	return pushed
 }
