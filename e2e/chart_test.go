@@ -152,12 +152,10 @@ func TestChartInstallsAndWakes(t *testing.T) {
 	ctl("admin-token", "org", "set", "chartorg", "--idle-window", "1s")
 	// Dormant before KEDA first asks: an answer of active would hold the
 	// pynode up for the example's cooldownPeriod (5 minutes).
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(ctl("admin-token", "org", "list", "--dormant"), "chartorg"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("chartorg not dormant within 30s of a 1s idle window\n%s", tail(pod.log, 30))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitFor(t, 30*time.Second, "chartorg dormant after a 1s idle window", func() (string, bool) {
+		out := ctl("admin-token", "org", "list", "--dormant")
+		return out, strings.Contains(out, "chartorg")
+	})
 
 	if err := c.kubectl(examples, "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
@@ -168,26 +166,19 @@ func TestChartInstallsAndWakes(t *testing.T) {
 	at := waitReplicasIn(t, chartApps, "pynode-chartorg", is(1), "woken through the chart's install", 30*time.Second)
 	t.Logf("WAKE through the chart (mTLS): %s", at.Sub(start).Round(time.Millisecond))
 
-	// The leader (the chart's Lease RBAC) records the wake on the
-	// ScaledObject (the chart's events RBAC).
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	// The wake is recorded on the ScaledObject (the chart's events RBAC).
+	waitFor(t, 30*time.Second, "an OrgWoke Event on pynode-chartorg", func() (string, bool) {
 		ev, err := kube.EventsV1().Events(chartApps).List(context.Background(), metav1.ListOptions{})
 		if err != nil {
-			t.Fatal(err)
+			return err.Error(), false
 		}
-		woke := false
 		for _, e := range ev.Items {
-			woke = woke || (e.Regarding.Name == "pynode-chartorg" && e.Reason == "OrgWoke")
+			if e.Regarding.Name == "pynode-chartorg" && e.Reason == "OrgWoke" {
+				return "", true
+			}
 		}
-		if woke {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no OrgWoke Event on pynode-chartorg within 30s\n%s", tail(pod.log, 30))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return tail(pod.log, 30), false
+	})
 }
 
 // splitExamples parts the rendered chart into the scaler's objects and the

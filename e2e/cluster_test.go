@@ -189,22 +189,18 @@ func (c *cluster) startEtcdAndAPIServer() error {
 
 func (c *cluster) writeKubeconfig() error {
 	c.kubeconfig = filepath.Join(c.dir, "kubeconfig")
-	return os.WriteFile(c.kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
+	return os.WriteFile(c.kubeconfig, kubeconfigFor(c.apiserver, c.token), 0o600)
+}
+
+// kubeconfigFor is a kubeconfig reaching server with a bearer token.
+func kubeconfigFor(server, token string) []byte {
+	return []byte(fmt.Sprintf(`apiVersion: v1
 kind: Config
-clusters:
-- name: e2e
-  cluster:
-    server: %s
-    insecure-skip-tls-verify: true
-users:
-- name: admin
-  user:
-    token: %s
-contexts:
-- name: e2e
-  context: {cluster: e2e, user: admin}
+clusters: [{name: e2e, cluster: {server: %s, insecure-skip-tls-verify: true}}]
+users: [{name: e2e, user: {token: %s}}]
+contexts: [{name: e2e, context: {cluster: e2e, user: e2e}}]
 current-context: e2e
-`, c.apiserver, c.token)), 0o600)
+`, server, token))
 }
 
 func (c *cluster) startKEDA() error {

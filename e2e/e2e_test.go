@@ -269,18 +269,25 @@ var workloads = []string{"gpu-worker-transcribe", "gpu-worker-embed", "pynode-ac
 // address, and seconds instead of minutes so the suite is quick.
 func forTest(t *testing.T, file, scalerAddr string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "deploy", "scaledobjects", file))
+	return rewrite(t, filepath.Join("..", "deploy", "scaledobjects", file), [][2]string{
+		{"orgscaler.keda.svc.cluster.local:9090", scalerAddr},
+		{"pollingInterval: 30", "pollingInterval: 1"}, {"cooldownPeriod: 600", "cooldownPeriod: 3"},
+		{"cooldownPeriod: 300", "cooldownPeriod: 3"}, {"warmFor: 1h", "warmFor: 2s"},
+	})
+}
+
+// rewrite reads a shipped file with each [old, new] replaced; a file that
+// no longer has an old string fails, so the suite keeps up with the file.
+func rewrite(t *testing.T, path string, replace [][2]string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(b)
-	s = strings.ReplaceAll(s, "orgscaler.keda.svc.cluster.local:9090", scalerAddr)
-	for _, r := range [][2]string{
-		{"pollingInterval: 30", "pollingInterval: 1"}, {"cooldownPeriod: 600", "cooldownPeriod: 3"},
-		{"cooldownPeriod: 300", "cooldownPeriod: 3"}, {"warmFor: 1h", "warmFor: 2s"},
-	} {
+	for _, r := range replace {
 		if !strings.Contains(s, r[0]) {
-			t.Fatalf("%s no longer has %q: update the suite", file, r[0])
+			t.Fatalf("%s no longer has %q: update the suite", path, r[0])
 		}
 		s = strings.ReplaceAll(s, r[0], r[1])
 	}

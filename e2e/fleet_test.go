@@ -84,6 +84,7 @@ spec:
 		}
 	}
 	ready(t, dynamicClient(t), "pynode-fleet", "pynode-fleet-00001")
+	t.Cleanup(func() { _ = c.kubectl(nil, "delete", "services.serving.knative.dev", "pynode-fleet", "-n", knNS) })
 
 	// Dormant, woken on the replica that does not lead, dormant again.
 	events := func(reason string) int {

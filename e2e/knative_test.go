@@ -5,8 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -58,7 +56,8 @@ func TestKnativeMinScaleFollowsTheOrg(t *testing.T) {
 		verb, resource string
 		want           string
 	}{
-		{"list", "services.serving.knative.dev", "yes"}, {"watch", "services.serving.knative.dev", "yes"},
+		{"get", "services.serving.knative.dev", "yes"}, {"list", "services.serving.knative.dev", "yes"},
+		{"watch", "services.serving.knative.dev", "yes"}, {"get", "revisions.serving.knative.dev", "yes"},
 		{"watch", "revisions.serving.knative.dev", "yes"}, {"patch", "revisions.serving.knative.dev", "yes"},
 		{"patch", "services.serving.knative.dev", "no"}, {"update", "services.serving.knative.dev", "no"},
 		{"create", "revisions.serving.knative.dev", "no"}, {"update", "revisions.serving.knative.dev", "no"},
@@ -130,6 +129,15 @@ func TestKnativeMinScaleFollowsTheOrg(t *testing.T) {
 		t.Errorf("a dormant org's new Revision got min-scale 0 %s after it was ready; want at once", d)
 	}
 
+	// An older Revision given a floor (a traffic split pinned to it, made
+	// from a template with min-scale 1) is let go to 0.
+	seen = watchMinScale(t, dyn, "pynode-kn-00001", "0")
+	if _, err := dyn.Resource(krevs).Namespace(knNS).Patch(ctx, "pynode-kn-00001", types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"autoscaling.knative.dev/min-scale":"1"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, seen, "an older Revision's floor taken away", 10*time.Second)
+
 	waitFor(t, 30*time.Second, "OrgWoke and OrgDormant Events on the Knative Service", func() (string, bool) {
 		ev, err := kube.EventsV1().Events(knNS).List(ctx, metav1.ListOptions{})
 		if err != nil {
@@ -166,9 +174,13 @@ func TestKnativeMinScaleFollowsTheOrg(t *testing.T) {
 	}
 	s.p.stop(syscall.SIGTERM)
 	startScaler(t, s)
-	waitFor(t, 30*time.Second, "a reconcile after the restart", func() (string, bool) {
+	labelled, err := dyn.Resource(ksvcs).List(ctx, metav1.ListOptions{LabelSelector: "orgscaler.io/org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "every labelled Service reconciled after the restart", func() (string, bool) {
 		n := metric(t, s, `orgscaler_knative_reconciles_total{result="unchanged"}`)
-		return fmt.Sprint(n), n >= 1
+		return fmt.Sprint(n), n >= float64(len(labelled.Items))
 	})
 	if n := metric(t, s, `orgscaler_knative_reconciles_total{result="patched"}`); n != 0 {
 		t.Errorf("after a restart with every Revision right, %v patches; want none", n)
@@ -311,31 +323,23 @@ func saKubeconfig(t *testing.T, dir, sa string) string {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, sa+"-kubeconfig")
-	if err := os.WriteFile(path, []byte(fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters: [{name: e2e, cluster: {server: %s, insecure-skip-tls-verify: true}}]
-users: [{name: pod, user: {token: %s}}]
-contexts: [{name: e2e, context: {cluster: e2e, user: pod}}]
-current-context: e2e
-`, c.apiserver, strings.TrimSpace(token))), 0o600); err != nil {
+	if err := os.WriteFile(path, kubeconfigFor(c.apiserver, strings.TrimSpace(token)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path
 }
 
-// metric reads one series from the scaler's /metrics (0 when absent).
+// metric reads one series from the scaler's /metrics; a series missing
+// fails the test (counters the tests read are exported from the start).
 func metric(t *testing.T, s *ourScaler, series string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + s.metrics + "/metrics")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(b)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindStringSubmatch(scrapeMetrics(t, s.metrics))
 	if m == nil {
-		return 0
+		t.Fatalf("%s has no series %s", s.metrics, series)
 	}
-	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return v
 }

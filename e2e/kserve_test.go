@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -16,23 +15,13 @@ import (
 // InferenceService's predictor: KEDA's operator takes it to zero while the
 // org sleeps and wakes it with the org.
 func TestKServePredictorWakes(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "deploy", "kserve", "scaledobject.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := newScaler("scaler-kserve")
 	startScaler(t, s)
 	t.Cleanup(func() { s.p.stop(syscall.SIGTERM) })
-	so := string(b)
-	for _, r := range [][2]string{
+	so := rewrite(t, filepath.Join("..", "deploy", "kserve", "scaledobject.yaml"), [][2]string{
 		{"namespace: ml", "namespace: kserve"}, {"org: acme", "org: kserveorg"},
 		{"orgscaler.keda.svc.cluster.local:9090", s.keda}, {"pollingInterval: 30", "pollingInterval: 1"}, {"warmFor: 1h", "warmFor: 2s"},
-	} {
-		if !strings.Contains(so, r[0]) {
-			t.Fatalf("deploy/kserve/scaledobject.yaml no longer has %q: update the suite", r[0])
-		}
-		so = strings.ReplaceAll(so, r[0], r[1])
-	}
+	})
 	_ = c.kubectl(nil, "create", "namespace", "kserve")
 	predictor := strings.ReplaceAll(strings.ReplaceAll(deployments, "NAME", "acme-summarizer-predictor"), "namespace: ml", "namespace: kserve")
 	if err := c.kubectl([]byte(predictor), "apply", "-f", "-"); err != nil {
@@ -46,7 +35,7 @@ func TestKServePredictorWakes(t *testing.T) {
 		out := s.ctl(t, "explain", "--meta", "workload=model,org=kserveorg,warmFor=2s,gpusPerReplica=1")
 		return out, strings.Contains(out, "inactive")
 	})
-	if err := c.kubectl([]byte(so), "apply", "-f", "-"); err != nil {
+	if err := c.kubectl(so, "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
 	waitReplicasIn(t, "kserve", "acme-summarizer-predictor", is(0), "0 while the org sleeps", 60*time.Second)

@@ -158,17 +158,8 @@ spec:
 // keptGauges reads orgscaler_kept{what=...} from /metrics.
 func keptGauges(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]float64{}
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(scrapeMetrics(t, addr), "\n") {
 		if !strings.HasPrefix(line, `orgscaler_kept{what="`) {
 			continue
 		}
@@ -180,4 +171,19 @@ func keptGauges(t *testing.T, addr string) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// scrapeMetrics reads the scaler's /metrics at addr.
+func scrapeMetrics(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -61,6 +61,31 @@ app.kubernetes.io/part-of: keda
 {{ include "orgscaler.fullname" . }}.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}
 {{- end -}}
 
+{{/* The replicas' address for each other's APIs (--peers). */}}
+{{- define "orgscaler.peersHost" -}}
+{{ include "orgscaler.fullname" . }}-peers.{{ .Release.Namespace }}.svc
+{{- end -}}
+
+{{/*
+The names the scaler's certificate must hold, one YAML list item a line:
+what KEDA's scalerAddress, producers and the other replicas dial.
+*/}}
+{{- define "orgscaler.dnsNames" -}}
+{{- $fullname := include "orgscaler.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+- {{ include "orgscaler.kedaHost" . }}
+- {{ $fullname }}.{{ $ns }}.svc
+- {{ $fullname }}.{{ $ns }}
+- "*.{{ include "orgscaler.kedaHost" . }}"
+- {{ $fullname }}-api.{{ $ns }}.svc.{{ .Values.clusterDomain }}
+- {{ $fullname }}-api.{{ $ns }}.svc
+- {{ $fullname }}-api.{{ $ns }}
+- {{ include "orgscaler.peersHost" . }}
+{{- range .Values.tls.certManager.extraDnsNames }}
+- {{ . | quote }}
+{{- end }}
+{{- end -}}
+
 {{/*
 What no values file can get past: combinations the scaler itself refuses
 to start with, said here in the values' own names.
@@ -77,6 +102,9 @@ to start with, said here in the values' own names.
 {{- end -}}
 {{- if not (or .Values.apiTokens.enabled (and .Values.tls.enabled .Values.tls.apiClientCertificates)) -}}
 {{- fail "the API would take calls from anyone: keep apiTokens.enabled, or set tls.enabled with tls.apiClientCertificates" -}}
+{{- end -}}
+{{- if and .Values.tls.certManager.enabled (not .Values.tls.enabled) -}}
+{{- fail "tls.certManager.enabled makes certificates for TLS, which is off: set tls.enabled=true as well" -}}
 {{- end -}}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) -}}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.service.enabled: the ServiceMonitor scrapes that Service" -}}
