@@ -37,6 +37,8 @@ refuses 'image.pullPolicy=Sometimes' "at '/image/pullPolicy': value must be one 
 refuses 'examples.layout=warm' "at '/examples/layout': value must be one of 'cold', 'hybrid'"
 refuses 'metrics.serviceMonitor.enabled=true,metrics.service.enabled=false' 'metrics.serviceMonitor.enabled needs metrics.service.enabled'
 refuses 'persistence.size=lots' "at '/persistence/size': 'lots' does not match pattern"
+refuses 'tls.certManager.enabled=true' 'tls.certManager.enabled makes certificates for TLS, which is off'
+refuses 'flags.min-free-disk-mb=-2' "at '/flags/min-free-disk-mb': minimum: got -2, want -1"
 refuses 'tls.enable=true' "at '/tls': additional properties 'enable' not allowed"
 
 exit $fails
