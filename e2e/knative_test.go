@@ -214,15 +214,16 @@ func krev(name, service, minScale string) string {
 	if minScale != "" {
 		annotations = fmt.Sprintf(`{autoscaling.knative.dev/min-scale: %q}`, minScale)
 	}
+	generation := strings.TrimLeft(name[strings.LastIndex(name, "-")+1:], "0") // NAME-00002 is the second
 	return fmt.Sprintf(`apiVersion: serving.knative.dev/v1
 kind: Revision
 metadata:
   name: %s
   namespace: %s
-  labels: {serving.knative.dev/service: %s, serving.knative.dev/configuration: %s}
+  labels: {serving.knative.dev/service: %s, serving.knative.dev/configuration: %s, serving.knative.dev/configurationGeneration: %q}
   annotations: %s
 spec: {containers: [{image: registry.k8s.io/pause:3.10}]}
-`, name, knNS, service, service, annotations)
+`, name, knNS, service, service, generation, annotations)
 }
 
 // ready sets the Service's status as Knative's controller does once rev

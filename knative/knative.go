@@ -39,6 +39,10 @@ const (
 	LabelGPUs         = "orgscaler.io/gpus"           // on a Service: GPUs per replica, for the GPU-hours report (default 0)
 	AnnotationMin     = "autoscaling.knative.dev/min-scale"
 	labelService      = "serving.knative.dev/service" // on a Revision: its Service
+	// On a Revision: the generation of its Configuration that made it, so
+	// a Revision older than the latest ready one is known from one newer
+	// but not ready yet (a deploy under way).
+	labelGeneration = "serving.knative.dev/configurationGeneration"
 )
 
 // Resources of Knative Serving the actuator watches.
@@ -100,8 +104,9 @@ type service struct {
 
 // revision is what the actuator keeps of a Revision.
 type revision struct {
-	service  string
-	minScale string // "" when unset
+	service    string
+	minScale   string // "" when unset
+	generation int64  // 0 when unknown
 }
 
 // Applied is what one Service's latest ready Revision says now, and when

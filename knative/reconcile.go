@@ -67,7 +67,7 @@ func strip(obj any) (any, error) {
 		}
 		return m
 	}
-	out.SetLabels(keep(u.GetLabels(), LabelOrg, LabelWarmMinScale, LabelGPUs, labelService))
+	out.SetLabels(keep(u.GetLabels(), LabelOrg, LabelWarmMinScale, LabelGPUs, labelService, labelGeneration))
 	out.SetAnnotations(keep(u.GetAnnotations(), AnnotationMin))
 	if latest, ok, _ := unstructured.NestedString(u.Object, "status", "latestReadyRevisionName"); ok {
 		_ = unstructured.SetNestedField(out.Object, latest, "status", "latestReadyRevisionName")
@@ -140,7 +140,8 @@ func (a *Actuator) unindex(org string, k Key) {
 
 func (a *Actuator) setRevision(u *unstructured.Unstructured) {
 	svc := Key{Namespace: u.GetNamespace(), Name: u.GetLabels()[labelService]}
-	r := &revision{service: svc.Name, minScale: u.GetAnnotations()[AnnotationMin]}
+	gen, _ := strconv.ParseInt(u.GetLabels()[labelGeneration], 10, 64)
+	r := &revision{service: svc.Name, minScale: u.GetAnnotations()[AnnotationMin], generation: gen}
 	a.mu.Lock()
 	if a.revisions[svc] == nil {
 		a.revisions[svc] = map[string]*revision{}
@@ -203,13 +204,13 @@ func (a *Actuator) put(ctx context.Context, k Key) (string, error) {
 	var older []string
 	if s != nil {
 		sc = *s
-		for name, rv := range a.revisions[k] {
-			switch {
-			case name == s.latest:
-				c := *rv
-				r = &c
-			case rv.minScale != "" && rv.minScale != "0":
-				older = append(older, name)
+		if rv := a.revisions[k][s.latest]; rv != nil {
+			c := *rv
+			r = &c
+			for name, o := range a.revisions[k] {
+				if o.generation > 0 && o.generation < rv.generation && o.minScale != "" && o.minScale != "0" {
+					older = append(older, name)
+				}
 			}
 		}
 	}
