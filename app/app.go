@@ -161,7 +161,7 @@ func New(o Options) (*App, error) {
 	}
 	holds := func(org string) bool { _, ok := store.Get(org); return ok }
 	a.history = history.Open(history.Options{DB: store.DB(), Logger: o.Logger, OnChange: onDay, Holds: holds, CheckDisk: store.CheckDisk, Now: o.Now})
-	if a.idle, err = idletimes.Open(idletimes.Options{DB: store.DB(), Replica: o.ReplicaID, Logger: o.Logger,
+	if a.idle, err = idletimes.Open(idletimes.Options{DB: store.DB(), Replica: o.ReplicaID,
 		OnUpdate: store.Notify, CheckDisk: store.CheckDisk, OnChange: onIdle, Holds: holds}); err != nil {
 		return nil, err
 	}

@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -26,7 +25,6 @@ type Options struct {
 	DB *badger.DB
 	// Replica names this replica's counts.
 	Replica string
-	Logger  *slog.Logger
 	// MaxCached bounds the orgs whose histograms are held in memory (those
 	// a keep-alive policy reads); others are read from disk. Default 10000.
 	MaxCached int
@@ -59,7 +57,6 @@ type Counts struct {
 // Store keeps the histograms. Its methods are safe for concurrent use.
 type Store struct {
 	opts Options
-	log  *slog.Logger
 
 	// writeMu orders the reads and writes of the database, so a sum read
 	// from it is never a write behind; mu guards only memory, so the
@@ -91,10 +88,7 @@ func Open(o Options) (*Store, error) {
 	if o.MaxCached <= 0 {
 		o.MaxCached = DefaultMaxCached
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	s := &Store{opts: o, log: o.Logger.With("component", "idletimes"),
+	s := &Store{opts: o,
 		cached: make(map[string]*entry), fleet: make(map[string]*keepalive.History)}
 	err := o.DB.View(func(txn *badger.Txn) error {
 		return scan(txn, fleetPrefix, func(key []byte, h keepalive.History) {

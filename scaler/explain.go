@@ -61,6 +61,8 @@ func (s *Server) Explain(md map[string]string) (Explanation, error) {
 	if w.KeepAlive.On() && s.idle != nil {
 		if own, fleet, err := s.idle.History(w.Org); err == nil {
 			e.IdleTimes, e.FleetIdleTimes = own.Known(), fleet.Known()
+		} else {
+			s.log.Warn("explain: idle times not read; shown as none", "org", w.Org, "err", err)
 		}
 	}
 	if err == nil && a.Rule == decide.RuleBlind {
