@@ -3,6 +3,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -76,14 +77,22 @@ type Server struct {
 	ready     func() bool
 	history   History
 	knative   KnativeServices
+	wait      time.Duration
 }
 
 // replicated returns once the changes made so far reach every replica;
-// until then the caller is not told its change is done.
+// until then the caller is not told its change is done. It waits at most
+// ReplicationWait whatever the caller's deadline, so a caller that set
+// none (curl, grpcurl) hears Unavailable instead of hanging while Pub/Sub
+// is away. It is never called while holding an ingest slot: the change
+// is already in force here, and other producers' activity must not wait
+// on the network behind it.
 func (s *Server) replicated(ctx context.Context) error {
 	if s.repl == nil {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.wait)
+	defer cancel()
 	if err := s.repl.Sync(ctx); err != nil {
 		return status.Errorf(codes.Unavailable, "the change is accepted here but not yet replicated: %v; retry, it is safe to send again", err)
 	}
@@ -116,7 +125,16 @@ type Options struct {
 	// Knative, when set (--knative), lists each org's Knative Services
 	// for Explain.
 	Knative KnativeServices
+	// ReplicationWait bounds how long a call waits for its change to be
+	// replicated before it answers Unavailable (default
+	// DefaultReplicationWait).
+	ReplicationWait time.Duration
 }
+
+// DefaultReplicationWait is how long a change waits to be replicated
+// before its caller hears Unavailable: far above a healthy publish (tens
+// of milliseconds), far below a client's patience.
+const DefaultReplicationWait = 10 * time.Second
 
 // New returns a Server.
 func New(o Options) *Server {
@@ -124,6 +142,7 @@ func New(o Options) *Server {
 		o.Now = time.Now
 	}
 	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica, repl: o.Replication, snapshot: o.Snapshot, ready: o.Ready, history: o.History, knative: o.Knative,
+		wait:  cmp.Or(o.ReplicationWait, DefaultReplicationWait),
 		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))}
 }
 
@@ -156,8 +175,9 @@ func (s *Server) RecordActivity(ctx context.Context, req *pb.RecordActivityReque
 
 // StreamActivity records every event on the stream. A bad event ends the
 // stream with InvalidArgument naming its position; the events before it
-// are kept. When the scaler stops, the stream ends cleanly with the counts
-// so far, so the producer knows what to send again elsewhere.
+// are kept. When the scaler stops, the stream ends with the counts so far
+// once they are replicated (or Unavailable if they could not be within
+// ReplicationWait), so the producer knows what to send again elsewhere.
 func (s *Server) StreamActivity(stream pb.ActivityService_StreamActivityServer) error {
 	var events, woken int64
 	type received struct {
@@ -180,56 +200,66 @@ func (s *Server) StreamActivity(stream pb.ActivityService_StreamActivityServer) 
 			}
 		}
 	}()
-	// handle records one event; finished says the stream is over.
-	handle := func(r received) (finished bool, err error) {
+	// handle records one event; finished says the stream is over (eof:
+	// the producer sent everything).
+	handle := func(r received) (finished, eof bool, err error) {
 		if errors.Is(r.err, io.EOF) {
-			if err := s.replicated(stream.Context()); err != nil {
-				return true, err
-			}
-			return true, stream.SendAndClose(&pb.StreamActivityResponse{Events: events, Woken: woken})
+			return true, true, nil
 		}
 		if r.err != nil {
-			return true, r.err
+			return true, false, r.err
 		}
 		if !decide.ValidOrg(r.ev.GetOrg()) { // the message is written only for a bad one
-			return true, checkOrg(fmt.Sprintf("event %d: org", events+1), r.ev.GetOrg())
+			return true, false, checkOrg(fmt.Sprintf("event %d: org", events+1), r.ev.GetOrg())
 		}
 		_, woke, err := s.store.RecordFor(r.ev.GetOrg(), activity.WakeActivity)
 		if err != nil {
-			return true, recordError(fmt.Sprintf("event %d: ", events+1), err)
+			return true, false, recordError(fmt.Sprintf("event %d: ", events+1), err)
 		}
 		if woke {
 			woken++
 		}
 		events++
-		return false, nil
+		return false, false, nil
+	}
+	// done answers with the counts once what was recorded is replicated,
+	// outside the ingest slot: the events are in force here already.
+	done := func() error {
+		if err := s.replicated(stream.Context()); err != nil {
+			return status.Errorf(codes.Unavailable, "%d events recorded here (%d woke their org) but %s", events, woken,
+				strings.TrimPrefix(status.Convert(err).Message(), "the change is accepted here but "))
+		}
+		return stream.SendAndClose(&pb.StreamActivityResponse{Events: events, Woken: woken})
 	}
 	for {
 		var r received
 		select {
 		case r = <-in:
 		case <-s.done:
-			return stream.SendAndClose(&pb.StreamActivityResponse{Events: events, Woken: woken})
+			return done()
 		}
 		// Events are recorded in runs of up to 256 while holding one of the
 		// ingest slots, so however many producers stream at once, activity
 		// keeps at most GOMAXPROCS-1 cores and KEDA's answers one.
 		s.slots <- struct{}{}
-		finished, err := handle(r)
+		finished, eof, err := handle(r)
 		for range 255 {
 			if finished {
 				break
 			}
 			select {
 			case r = <-in:
-				finished, err = handle(r)
+				finished, eof, err = handle(r)
 				continue
 			default:
 			}
 			break
 		}
 		<-s.slots
-		if finished {
+		switch {
+		case eof:
+			return done()
+		case finished:
 			return err
 		}
 	}

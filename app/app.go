@@ -85,8 +85,13 @@ type App struct {
 	feed        *feed.Feed // nil without --activity-subscription
 	bgWG        sync.WaitGroup
 	bgEnd       context.CancelFunc
-	done        chan struct{}
-	stopOnce    sync.Once
+	// Replication stops after everything else in the background, so what
+	// their last flushes hand it (history days, ledger hours, idle counts)
+	// is in its drain.
+	replWG   sync.WaitGroup
+	replEnd  context.CancelFunc
+	done     chan struct{}
+	stopOnce sync.Once
 }
 
 // New opens the store and binds both ports, so Addr and APIAddr are known
@@ -252,7 +257,7 @@ func New(o Options) (*App, error) {
 	if a.repl != nil {
 		repl, snapshot = a.repl, replication.Snapshot(store, a.fleetLedger(), a.idle, a.history)
 	}
-	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.ready.Load, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history, Knative: a.knativeServices()})
+	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.ready.Load, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history, Knative: a.knativeServices(), ReplicationWait: o.ReplicationWait})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
 	a.apiHTTP = newAPIServer(a.apiSrv, apiServer.Connect(MaxMessageSize), authz, sec.api, o.MaxStreamsPerConn)
@@ -352,14 +357,16 @@ func (a *App) Run(ctx context.Context) error {
 		a.bgWG.Go(func() { a.knative.Run(bg) })
 	}
 	if a.repl != nil {
-		a.bgWG.Go(func() {
+		rctx, rcancel := context.WithCancel(context.Background())
+		a.replEnd = rcancel
+		a.replWG.Go(func() {
 			var hints replication.Hints
 			if a.depth != nil {
 				hints = a.depth.tracker
 			}
 			sinks := a.peers.Sinks // what a snapshot carries, and the log too
 			sinks.Store, sinks.Hints = a.store, hints
-			if err := a.repl.Run(bg, sinks); err != nil {
+			if err := a.repl.Run(rctx, sinks); err != nil {
 				a.log.Error("replication stopped with an error", "err", err)
 			}
 		})
@@ -420,6 +427,10 @@ func (a *App) stop() error {
 		if a.bgEnd != nil {
 			a.bgEnd()
 			a.bgWG.Wait()
+			if a.replEnd != nil {
+				a.replEnd()
+				a.replWG.Wait()
+			}
 		} else {
 			if a.repl != nil {
 				_ = a.repl.Close() // never ran

@@ -8,8 +8,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/orgscaler/orgscaler/api"
 	"github.com/orgscaler/orgscaler/decide"
-
 	"github.com/orgscaler/orgscaler/tlsconfig"
 	"github.com/orgscaler/orgscaler/usage"
 )
@@ -100,6 +100,11 @@ type Options struct {
 	// AntiEntropy is how often a replica compares its digest with a random
 	// peer's and applies that peer's snapshot when they differ.
 	AntiEntropy time.Duration
+	// ReplicationWait bounds how long an API call or a feed message waits
+	// for its change to reach the replication topic: the change is in
+	// force here at once; past the bound the caller hears Unavailable (the
+	// feed nacks), safe to retry.
+	ReplicationWait time.Duration
 	// ReplicaID names this replica (default: the hostname, a StatefulSet's
 	// pod name) in the stamps of its changes and in Digest.
 	ReplicaID string
@@ -155,6 +160,8 @@ const (
 	// DefaultAntiEntropy is the safety net's period: rare enough that a
 	// full snapshot pull under load costs little.
 	DefaultAntiEntropy = 5 * time.Minute
+	// DefaultReplicationWait is api.DefaultReplicationWait.
+	DefaultReplicationWait = api.DefaultReplicationWait
 	// DefaultLeaseName is the fleet leader's Lease.
 	DefaultLeaseName = "orgscaler-leader"
 )
@@ -185,6 +192,7 @@ func withDefaults(o Options) Options {
 	o.MaxStreamsPerConn = cmp.Or(o.MaxStreamsPerConn, DefaultMaxStreamsPerConn)
 	o.KEDAMaxConnectionAge = cmp.Or(o.KEDAMaxConnectionAge, DefaultKEDAMaxConnectionAge)
 	o.AntiEntropy = cmp.Or(o.AntiEntropy, DefaultAntiEntropy)
+	o.ReplicationWait = cmp.Or(o.ReplicationWait, DefaultReplicationWait)
 	o.LeaseName = cmp.Or(o.LeaseName, DefaultLeaseName)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -237,6 +245,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--activity-subscription is %q: expected projects/PROJECT/subscriptions/SUBSCRIPTION", o.ActivitySubscription)
 	case o.AntiEntropy < time.Second:
 		return fmt.Errorf("--anti-entropy-interval is %s: expected at least 1s", o.AntiEntropy)
+	case o.ReplicationWait < 100*time.Millisecond || o.ReplicationWait > 5*time.Minute:
+		return fmt.Errorf("--replication-wait is %s: expected 100ms to 5m", o.ReplicationWait)
 	case o.KEDAMaxConnectionAge < time.Second:
 		return fmt.Errorf("--keda-max-connection-age is %s: expected at least 1s", o.KEDAMaxConnectionAge)
 	case o.MaxStreamsPerConn < 1:

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -42,7 +43,11 @@ type Options struct {
 	Recorder     Recorder
 	// Sync, when set, returns once the activity recorded so far is
 	// published to the other replicas (replication.Replicator.Sync).
-	Sync       func(context.Context) error
+	Sync func(context.Context) error
+	// Wait bounds how long a message waits for Sync before it is nacked
+	// (default 10s): the activity is in force here already, and a message
+	// held longer would hold flow control, and so every message behind it.
+	Wait       time.Duration
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	// ClientOptions dial Pub/Sub (none: Application Default Credentials,
@@ -66,7 +71,11 @@ type Feed struct {
 	client  *pubsub.Client
 	metrics *metrics
 	warn    rate.Sometimes
+	warnRep rate.Sometimes
 	closed  sync.Once
+	// unsent counts messages nacked because the feed stopped before their
+	// activity was replicated: told once, when it stops.
+	unsent atomic.Int64
 }
 
 // Rejection reasons, the label of orgscaler_activity_rejected_total.
@@ -91,6 +100,9 @@ func New(ctx context.Context, o Options) (*Feed, error) {
 	if o.MaxOutstanding <= 0 {
 		o.MaxOutstanding = 10000
 	}
+	if o.Wait <= 0 {
+		o.Wait = 10 * time.Second
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -107,7 +119,7 @@ func New(ctx context.Context, o Options) (*Feed, error) {
 		return nil, fmt.Errorf("activity feed: look up subscription %s: %w", o.Subscription, err)
 	}
 	return &Feed{opts: o, log: o.Logger.With("component", "feed", "subscription", o.Subscription), client: client,
-		metrics: newMetrics(o.Registerer), warn: rate.Sometimes{Interval: 10 * time.Second}}, nil
+		metrics: newMetrics(o.Registerer), warn: rate.Sometimes{Interval: 10 * time.Second}, warnRep: rate.Sometimes{Interval: 10 * time.Second}}, nil
 }
 
 // Run receives until ctx ends, resuming after errors, then closes the
@@ -122,6 +134,9 @@ func (f *Feed) Run(ctx context.Context) error {
 	for {
 		err := sub.Receive(ctx, f.handle)
 		if ctx.Err() != nil {
+			if n := f.unsent.Load(); n > 0 {
+				f.log.Warn("activity recorded here but not yet replicated when the feed stopped; its messages were nacked and Pub/Sub will redeliver them", "messages", n)
+			}
 			return nil
 		}
 		f.log.Error("receiving activity stopped; resuming", "err", err)
@@ -168,15 +183,33 @@ func (f *Feed) handle(ctx context.Context, m *pubsub.Message) {
 		m.Ack()
 		return
 	}
-	if f.opts.Sync != nil {
-		if err := f.opts.Sync(ctx); err != nil {
-			f.log.Warn("activity recorded but not yet replicated; Pub/Sub will redeliver it", "org", org, "err", err)
-			m.Nack()
-			return
-		}
+	if f.opts.Sync != nil && !f.replicated(ctx, org) {
+		m.Nack()
+		return
 	}
 	f.metrics.recorded.Inc()
 	m.Ack()
+}
+
+// replicated waits, at most Wait, for the activity recorded so far to be
+// published to the other replicas, and says whether it was.
+func (f *Feed) replicated(ctx context.Context, org string) bool {
+	wctx, cancel := context.WithTimeout(ctx, f.opts.Wait)
+	defer cancel()
+	err := f.opts.Sync(wctx)
+	switch {
+	case err == nil:
+		return true
+	case ctx.Err() != nil:
+		f.unsent.Add(1)
+	default:
+		f.metrics.unreplicated.Inc()
+		f.warnRep.Do(func() {
+			f.log.Warn("activity recorded here but not yet replicated; its message is nacked and Pub/Sub will redeliver it (logged at most every 10s; orgscaler_activity_feed_unreplicated_total counts them all)",
+				"org", org, "err", err)
+		})
+	}
+	return false
 }
 
 // OrgOf is the org a message names: its "org" attribute, else the "org"
@@ -205,14 +238,17 @@ func OrgOf(attrs map[string]string, body []byte) (org, reason string) {
 }
 
 type metrics struct {
-	recorded prometheus.Counter
-	rejected *prometheus.CounterVec
+	recorded     prometheus.Counter
+	unreplicated prometheus.Counter
+	rejected     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		recorded: prometheus.NewCounter(prometheus.CounterOpts{Name: "orgscaler_activity_feed_recorded_total",
 			Help: "Activity messages from --activity-subscription recorded (and, with replication, published) and acknowledged."}),
+		unreplicated: prometheus.NewCounter(prometheus.CounterOpts{Name: "orgscaler_activity_feed_unreplicated_total",
+			Help: "Activity messages from --activity-subscription recorded here but nacked because their activity was not published to the other replicas within --replication-wait."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "orgscaler_activity_rejected_total",
 			Help: "Activity messages acknowledged without recording, by reason: no-org, bad-json, invalid-org, org-limit, stale."}, []string{"reason"}),
 	}
@@ -220,7 +256,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.rejected.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.recorded, m.rejected)
+		reg.MustRegister(m.recorded, m.unreplicated, m.rejected)
 	}
 	return m
 }

@@ -34,8 +34,13 @@ const replTopic = "projects/p-repl/topics/orgs"
 // API ports as peers, one after the other (as a StatefulSet starts them).
 func startFleet(t *testing.T, n int, with ...func(*app.Options)) []*daemon {
 	t.Helper()
-	addr := pubsubtest.StartEmulator(t)
-	c := pubsubtest.Client(t, addr, "p-repl")
+	return startFleetOn(t, pubsubtest.Start(t), n, with...)
+}
+
+// startFleetOn is startFleet on an emulator the test can break.
+func startFleetOn(t *testing.T, em *pubsubtest.Emulator, n int, with ...func(*app.Options)) []*daemon {
+	t.Helper()
+	c := pubsubtest.Client(t, em.Addr, "p-repl")
 	if _, err := c.TopicAdminClient.CreateTopic(context.Background(), &pubsubpb.Topic{Name: replTopic}); err != nil {
 		t.Fatal(err)
 	}

@@ -132,6 +132,9 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 	}
 	r.pub = client.Publisher(o.Topic)
 	r.pub.PublishSettings.DelayThreshold = time.Millisecond
+	// The client's own bound on a publish RPC (60 s by default) is what a
+	// stop waits for; publish gives up on a batch after publishTimeout.
+	r.pub.PublishSettings.Timeout = publishTimeout
 	return r, nil
 }
 
@@ -280,11 +283,22 @@ func (r *Replicator) Run(ctx context.Context, sinks Sinks) error {
 const DrainTimeout = 5 * time.Second
 
 // Close stops publishing and closes the client (Run does it on its way
-// out; call it only when Run never ran).
+// out; call it only when Run never ran). Publishes still in flight after
+// DrainTimeout (Pub/Sub hangs) are abandoned: closing the client fails
+// them, so a stop never waits on the network longer than that.
 func (r *Replicator) Close() error {
-	r.pub.Stop()
+	stopped := make(chan struct{})
+	go func() { r.pub.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(DrainTimeout):
+		r.log.Warn("Pub/Sub did not confirm publishes in flight when stopping; abandoned", "topic", r.opts.Topic, "waited", DrainTimeout)
+	}
 	return r.client.Close()
 }
+
+// publishTimeout bounds one publish: past it the batch is queued again.
+const publishTimeout = 30 * time.Second
 
 func (r *Replicator) publishLoop(ctx context.Context) {
 	backoff := 100 * time.Millisecond
@@ -378,7 +392,7 @@ func (r *Replicator) confirm(seq uint64) {
 // hours (the hints ride with the first) and waits for Pub/Sub to confirm
 // them all.
 func (r *Replicator) publish(ctx context.Context, p pending) error {
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	var results []*pubsub.PublishResult
 	batch, hints, hours, idle, days := p.changes, p.hints, p.usage, p.idle, p.days

@@ -46,6 +46,12 @@ func run(args []string, stderr io.Writer) int {
 	klog.SetSlogLogger(cfg.app.Logger.With("component", "client-go"))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// A second signal is the operator insisting: it ends the process
+		// at once, as if no handler were installed.
+		<-ctx.Done()
+		stop()
+	}()
 	a, err := app.New(cfg.app)
 	if err != nil {
 		cfg.app.Logger.Error("cannot start", "err", err)
@@ -125,6 +131,7 @@ func flags(c *config, out io.Writer) *pflag.FlagSet {
 		}
 		return nil
 	})
+	fs.DurationVar(&c.app.ReplicationWait, "replication-wait", app.DefaultReplicationWait, "the longest an activity call, a hint, an org change or a --activity-subscription message waits for its change to be published to the other replicas; the change is in force on this replica at once, and past this the caller hears Unavailable (\"accepted here, not yet replicated; safe to retry\") and the message is nacked, so a Pub/Sub outage never holds a producer or its activity")
 	fs.DurationVar(&c.app.AntiEntropy, "anti-entropy-interval", app.DefaultAntiEntropy, "how often a replica compares its digest with a random peer's, and applies that peer's snapshot when they differ (heals what the log did not carry, such as messages held for a crashed replica)")
 	fs.StringVar(&c.app.LeaseName, "leader-elect-lease", app.DefaultLeaseName, "with --replication and a cluster: the Lease through which one replica leads the fleet, recording Events and counting the GPU-hours ledger once for all")
 	fs.StringVar(&c.app.LeaseNamespace, "leader-elect-namespace", "", "namespace of --leader-elect-lease (default: the pod's, from $POD_NAMESPACE or its service account)")
@@ -142,7 +149,7 @@ func flags(c *config, out io.Writer) *pflag.FlagSet {
 	flagenv.Group(fs, "Cluster", "kubeconfig", "in-cluster", "knative", "leader-elect-lease", "leader-elect-namespace")
 	flagenv.Group(fs, "KEDA port security", "tls-cert", "tls-key", "tls-client-ca", "keda-insecure", "keda-max-connection-age", "max-streams-per-conn")
 	flagenv.Group(fs, "API security", "api-tls-cert", "api-tls-key", "api-tls-client-ca", "api-tokens-file", "api-insecure")
-	flagenv.Group(fs, "Replication", "replication", "replication-topic", "peers", "anti-entropy-interval", "peer-token-file", "peer-tls-ca", "replica-id")
+	flagenv.Group(fs, "Replication", "replication", "replication-topic", "peers", "anti-entropy-interval", "replication-wait", "peer-token-file", "peer-tls-ca", "replica-id")
 	flagenv.Group(fs, "Logs", "log-format", "log-level")
 	fs.Usage = func() {
 		fmt.Fprintf(out, `Usage: scaler [flags]

@@ -5,6 +5,7 @@ package pubsubtest
 import (
 	"context"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,6 +69,55 @@ func emulatorPath() (string, error) {
 // sets PUBSUB_EMULATOR_HOST to it for the test.
 func StartEmulator(t testing.TB) string {
 	t.Helper()
+	return Start(t).Addr
+}
+
+// Emulator is a running Pub/Sub emulator that a test can break.
+type Emulator struct {
+	Addr string
+	pid  int
+}
+
+// Pause stops the emulator's processes (SIGSTOP): every call to it hangs
+// until Resume, as a partitioned or wedged Pub/Sub does.
+func (e *Emulator) Pause(t testing.TB) {
+	t.Helper()
+	if err := syscall.Kill(-e.pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Resume continues a paused emulator (SIGCONT).
+func (e *Emulator) Resume(t testing.TB) {
+	t.Helper()
+	if err := syscall.Kill(-e.pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Delete removes a topic or subscription (projects/P/topics/T or
+// projects/P/subscriptions/S) through the emulator's REST API, as an
+// operator, an expiry or a revoked permission would take it away.
+func (e *Emulator) Delete(t testing.TB, name string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodDelete, "http://"+e.Addr+"/v1/"+name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("delete %s: %s", name, resp.Status)
+	}
+}
+
+// Start runs Google's Pub/Sub emulator on a free loopback port, sets
+// PUBSUB_EMULATOR_HOST to it for the test, and returns it once it answers.
+func Start(t testing.TB) *Emulator {
+	t.Helper()
 	path, err := emulatorPath()
 	if err != nil {
 		if os.Getenv("CI") == "" {
@@ -90,6 +140,7 @@ func StartEmulator(t testing.TB) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGCONT)
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 	})
@@ -105,7 +156,7 @@ func StartEmulator(t testing.TB) string {
 		_, err := c.TopicAdminClient.ListTopics(ctx, &pubsubpb.ListTopicsRequest{Project: "projects/p-emulator"}).Next()
 		cancel()
 		if err == nil || err == iterator.Done {
-			return addr
+			return &Emulator{Addr: addr, pid: cmd.Process.Pid}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("emulator not up within 90s: %v\n%s", err, logs.String())

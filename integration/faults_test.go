@@ -1,0 +1,276 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/orgscaler/orgscaler/app"
+	"github.com/orgscaler/orgscaler/internal/proctest"
+	"github.com/orgscaler/orgscaler/internal/pubsubtest"
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+)
+
+// With replication's Pub/Sub wedged (the emulator stopped with SIGSTOP),
+// activity is still recorded and in force on the replica it reaches: a
+// producer's stream that ends with no deadline hears Unavailable within
+// --replication-wait instead of hanging (and holds no ingest capacity
+// while it waits), a new org sent meanwhile is recorded, and an org used
+// every half second never goes dormant although its 3 s window passes
+// twice over. When Pub/Sub comes back, the other replica learns it all.
+func TestPubSubPausedActivityStaysLocal(t *testing.T) {
+	em := pubsubtest.Start(t)
+	fleet := startFleetOn(t, em, 2, func(o *app.Options) { o.ReplicationWait = time.Second })
+	a, b := fleet[0], fleet[1]
+	ctx := context.Background()
+	if _, err := a.orgs.UpdateOrg(ctx, &pb.UpdateOrgRequest{Org: "acme", IdleWindow: durationOf(3 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "acme's window on B", func() bool {
+		o, err := b.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "acme"})
+		return err == nil && o.GetOrg().GetIdleWindow().AsDuration() == 3*time.Second
+	})
+
+	em.Pause(t)
+	resumed := false
+	defer func() {
+		if !resumed {
+			em.Resume(t)
+		}
+	}()
+	// A producer with no deadline (as curl or grpcurl are) ends its stream.
+	stream, err := a.act.StreamActivity(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := stream.Send(&pb.StreamActivityRequest{Org: "acme"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	streamErr := make(chan error, 1)
+	go func() { _, err := stream.CloseAndRecv(); streamErr <- err }()
+
+	start := time.Now()
+	for i := 0; time.Since(start) < 7*time.Second; i++ {
+		org := "acme"
+		if i == 1 {
+			org = "beta"
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := a.act.RecordActivity(cctx, &pb.RecordActivityRequest{Org: org})
+		cancel()
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "accepted here but not yet replicated") {
+			t.Fatalf("activity for %s while Pub/Sub is paused: %v; want Unavailable, accepted here but not yet replicated", org, err)
+		}
+		if o, err := a.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "acme"}); err != nil || o.GetOrg().GetState() == pb.Org_STATE_DORMANT {
+			t.Fatalf("acme, in use, after %s of the outage: %v %v", time.Since(start).Round(time.Millisecond), o.GetOrg().GetState(), err)
+		}
+		if active, _ := answer(t, a, pynode("acme")); !active {
+			t.Fatalf("KEDA told acme's pynode is inactive after %s of the outage", time.Since(start).Round(time.Millisecond))
+		}
+	}
+	select {
+	case err := <-streamErr:
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "3 events recorded here") {
+			t.Fatalf("the stream ended with %v; want Unavailable naming the 3 events recorded here", err)
+		}
+	default:
+		t.Fatal("a stream ended with no deadline is still waiting for Pub/Sub")
+	}
+	if _, err := a.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "beta"}); err != nil {
+		t.Fatalf("beta, sent during the outage, on the replica it reached: %v", err)
+	}
+
+	em.Resume(t)
+	resumed = true
+	pollFor(t, 30*time.Second, "B learns of beta once Pub/Sub is back", func() bool {
+		_, err := b.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "beta"})
+		return err == nil
+	})
+	if _, err := a.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: "acme"}); err != nil {
+		t.Fatalf("activity once Pub/Sub is back: %v", err)
+	}
+}
+
+// With the replication topic gone (deleted, or publishing refused) a
+// scaler fed through --activity-subscription records every message at
+// once, nacks what it cannot replicate within --replication-wait, and on
+// SIGTERM exits within its drain, saying in one line what was not
+// replicated instead of one line per message.
+func TestFeedWithoutReplicationTopicStops(t *testing.T) {
+	em := pubsubtest.Start(t)
+	c := pubsubtest.Client(t, em.Addr, "p-repl")
+	ctx := context.Background()
+	if _, err := c.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: replTopic}); err != nil {
+		t.Fatal(err)
+	}
+	feedSub := "projects/p-repl/subscriptions/activity"
+	pubsubtest.Create(t, c, feedSub)
+
+	var mu sync.Mutex
+	var warnings, errs int
+	var logs bytes.Buffer
+	p := proctest.Start(t, scalerBin, filepath.Join(t.TempDir(), "data"), func(line []byte) {
+		var l struct{ Level string }
+		_ = json.Unmarshal(line, &l)
+		mu.Lock()
+		defer mu.Unlock()
+		switch l.Level {
+		case "WARN":
+			warnings++
+		case "ERROR":
+			errs++
+		}
+		if l.Level != "INFO" && logs.Len() < 1<<16 {
+			logs.Write(line)
+			logs.WriteByte('\n')
+		}
+	}, "--replication", "pubsub", "--replication-topic", replTopic, "--replica-id", "feed-0",
+		"--activity-subscription", feedSub, "--replication-wait", "1s")
+	em.Delete(t, replTopic)
+
+	const n = 2000
+	pub := c.Publisher(pubsubtest.Topic(feedSub))
+	var results []*pubsub.PublishResult
+	for i := range n {
+		results = append(results, pub.Publish(ctx, &pubsub.Message{Attributes: map[string]string{"org": fmt.Sprintf("fed-%04d", i)}}))
+	}
+	for _, r := range results {
+		if _, err := r.Get(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub.Stop()
+	conn, err := grpc.NewClient(p.API, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	admin := pb.NewAdminServiceClient(conn)
+	pollFor(t, 60*time.Second, "every fed org recorded although none can be replicated", func() bool {
+		r, err := admin.Digest(ctx, &pb.DigestRequest{})
+		return err == nil && r.GetOrgs() == n
+	})
+
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the scaler did not exit within 60s of SIGTERM; its warnings and errors:\n%s", logs.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if warnings+errs > 20 {
+		t.Fatalf("%d warnings and %d errors logged for one outage (want a handful, each saying how many):\n%.4000s", warnings, errs, logs.String())
+	}
+	t.Logf("warnings and errors:\n%s", logs.String())
+	if !strings.Contains(logs.String(), "not replicated") && !strings.Contains(logs.String(), "not published") {
+		t.Fatalf("the log does not say what was not replicated:\n%s", logs.String())
+	}
+}
+
+// pollFor is poll with a deadline of its own.
+func pollFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// SIGTERM to the real binary drains: a producer's open stream ends with
+// its counts once they are replicated, the history minutes marked since
+// the last flush reach the other replica, and the process exits 0.
+func TestSIGTERMDrainsToPeers(t *testing.T) {
+	em := pubsubtest.Start(t)
+	c := pubsubtest.Client(t, em.Addr, "p-repl")
+	ctx := context.Background()
+	if _, err := c.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: replTopic}); err != nil {
+		t.Fatal(err)
+	}
+	start := func(id string) (*proctest.Process, pb.ActivityServiceClient, pb.AdminServiceClient) {
+		p := proctest.Start(t, scalerBin, filepath.Join(t.TempDir(), "data"), nil,
+			"--replication", "pubsub", "--replication-topic", replTopic, "--replica-id", id, "--flush-interval", "1h")
+		conn, err := grpc.NewClient(p.API, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		return p, pb.NewActivityServiceClient(conn), pb.NewAdminServiceClient(conn)
+	}
+	_, _, adminB := start("drain-b")
+	a, actA, adminA := start("drain-a")
+
+	stream, err := actA.StreamActivity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5
+	for i := range n {
+		if err := stream.Send(&pb.StreamActivityRequest{Org: fmt.Sprintf("drain-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pollFor(t, 10*time.Second, "A records the stream's events", func() bool {
+		_, err := adminA.GetOrg(ctx, &pb.GetOrgRequest{Org: fmt.Sprintf("drain-%d", n-1)})
+		return err == nil
+	})
+	if err := a.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil || resp.GetEvents() != n {
+		t.Fatalf("the stream open at SIGTERM ended with %v, %v; want its %d events counted", resp, err, n)
+	}
+	select {
+	case <-a.Done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("A did not exit within 30s of SIGTERM")
+	}
+	if code := a.Cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("A exited %d after SIGTERM; want 0", code)
+	}
+	pollFor(t, 10*time.Second, "B has every org A acknowledged before it stopped", func() bool {
+		r, err := adminB.Digest(ctx, &pb.DigestRequest{})
+		return err == nil && r.GetOrgs() == n
+	})
+	pollFor(t, 10*time.Second, "B has the minutes A marked since its last flush", func() bool {
+		h, err := adminB.History(ctx, &pb.HistoryRequest{Day: timestamppb.Now()})
+		if err != nil {
+			return false
+		}
+		seen := 0
+		for {
+			r, err := h.Recv()
+			if err != nil {
+				return seen == n
+			}
+			for _, d := range r.GetDays() {
+				if strings.HasPrefix(d.GetOrg(), "drain-") {
+					seen++
+				}
+			}
+		}
+	})
+}
