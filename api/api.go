@@ -47,7 +47,7 @@ type Replicator interface {
 // Backlogs is what the API needs of the backlog tracker; nil when the
 // scaler runs without a backlog source.
 type Backlogs interface {
-	Hint(sub string, n int64) pubsubdepth.Depth
+	Hint(sub string, n int64) (pubsubdepth.Depth, error)
 	Snapshot() []pubsubdepth.Depth
 }
 
@@ -292,7 +292,11 @@ func (s *Server) Hint(ctx context.Context, req *pb.HintRequest) (*pb.HintRespons
 	if s.backlogs == nil {
 		return nil, status.Error(codes.FailedPrecondition, "this scaler runs without a backlog source (--pubsub=none): hints have nothing to add to")
 	}
-	resp := &pb.HintResponse{}
+	d, err := s.backlogs.Hint(req.GetSubscription(), req.GetMessages())
+	if err != nil {
+		return nil, status.Error(codes.ResourceExhausted, err.Error())
+	}
+	resp := &pb.HintResponse{Backlog: BacklogProto(d)}
 	if req.GetOrg() != "" {
 		o, _, err := s.store.RecordFor(req.GetOrg(), activity.WakeHint)
 		if err != nil {
@@ -300,7 +304,6 @@ func (s *Server) Hint(ctx context.Context, req *pb.HintRequest) (*pb.HintRespons
 		}
 		resp.Org = OrgProto(o, s.now())
 	}
-	resp.Backlog = BacklogProto(s.backlogs.Hint(req.GetSubscription(), req.GetMessages()))
 	if s.repl != nil && req.GetMessages() > 0 {
 		s.repl.EnqueueHint(req.GetSubscription(), req.GetMessages(), s.now())
 	}

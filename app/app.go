@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -208,6 +209,11 @@ func New(o Options) (*App, error) {
 	if err := sec.checkAPIAddr(a.apiLis.Addr(), o); err != nil {
 		return nil, err
 	}
+	conns, err := apiConnLimit(o.APIMaxConnections)
+	if err != nil {
+		return nil, err
+	}
+	a.apiLis = netutil.LimitListener(a.apiLis, conns)
 	if err := checkKEDAAddr(a.kedaLis.Addr(), o); err != nil {
 		return nil, err
 	}
@@ -260,7 +266,7 @@ func New(o Options) (*App, error) {
 	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.ready.Load, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history, Knative: a.knativeServices(), ReplicationWait: o.ReplicationWait})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
-	a.apiHTTP = newAPIServer(a.apiSrv, apiServer.Connect(MaxMessageSize), authz, sec.api, o.MaxStreamsPerConn)
+	a.apiHTTP = newAPIServer(a.apiSrv, apiServer.Connect(MaxMessageSize), authz, sec.api, o.MaxStreamsPerConn, o.APIIdleTimeout)
 	a.registerKept()
 	grpcMetrics.InitializeMetrics(a.kedaSrv)
 	grpcMetrics.InitializeMetrics(a.apiSrv)

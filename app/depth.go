@@ -63,7 +63,7 @@ func newDepth(o Options, reg prometheus.Registerer) (*depth, error) {
 	}
 	d.tracker = pubsubdepth.NewTracker(pubsubdepth.TrackerOptions{
 		Source: source, Checker: checker, Refresh: o.DepthRefresh, MaxAge: o.DepthMaxAge, EmptyAfter: o.DepthEmptyAfter,
-		Now: o.Now, Logger: o.Logger,
+		MaxSubscriptions: o.MaxSubscriptions, Now: o.Now, Logger: o.Logger,
 	})
 	reg.MustRegister(d.tracker.Collector())
 	return d, nil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/orgscaler/orgscaler/api"
 	"github.com/orgscaler/orgscaler/decide"
+	"github.com/orgscaler/orgscaler/pubsubdepth"
 	"github.com/orgscaler/orgscaler/tlsconfig"
 	"github.com/orgscaler/orgscaler/usage"
 )
@@ -100,6 +101,12 @@ type Options struct {
 	// AntiEntropy is how often a replica compares its digest with a random
 	// peer's and applies that peer's snapshot when they differ.
 	AntiEntropy time.Duration
+	// APIMaxConnections caps the API port's open connections (0: a quarter
+	// of the file-descriptor limit, at most DefaultAPIMaxConnections); more
+	// than half the limit is refused.
+	APIMaxConnections int
+	// APIIdleTimeout closes an API connection with no call in flight.
+	APIIdleTimeout time.Duration
 	// ReplicationWait bounds how long an API call or a feed message waits
 	// for its change to reach the replication topic: the change is in
 	// force here at once; past the bound the caller hears Unavailable (the
@@ -116,6 +123,8 @@ type Options struct {
 	LeaseNamespace string
 	// MaxOrgs caps the orgs activity may create.
 	MaxOrgs int
+	// MaxSubscriptions caps the subscriptions whose backlog is tracked.
+	MaxSubscriptions int
 	// MinFreeDiskMB is the free space, in MiB, below which nothing is
 	// written to the data dir; 0 uses the default, negative turns it off.
 	MinFreeDiskMB int
@@ -160,6 +169,12 @@ const (
 	// DefaultAntiEntropy is the safety net's period: rare enough that a
 	// full snapshot pull under load costs little.
 	DefaultAntiEntropy = 5 * time.Minute
+	// DefaultAPIMaxConnections is the most the API port holds by default:
+	// producers and operators need a few connections each.
+	DefaultAPIMaxConnections = 4096
+	// DefaultAPIIdleTimeout closes idle API connections after about as long
+	// as load balancers keep theirs.
+	DefaultAPIIdleTimeout = 2 * time.Minute
 	// DefaultReplicationWait is api.DefaultReplicationWait.
 	DefaultReplicationWait = api.DefaultReplicationWait
 	// DefaultLeaseName is the fleet leader's Lease.
@@ -188,11 +203,13 @@ func withDefaults(o Options) Options {
 	o.TokensReload = cmp.Or(o.TokensReload, DefaultTokensReload)
 	o.UsageRetention = cmp.Or(o.UsageRetention, usage.DefaultRetention)
 	o.MaxOrgs = cmp.Or(o.MaxOrgs, DefaultMaxOrgs)
+	o.MaxSubscriptions = cmp.Or(o.MaxSubscriptions, pubsubdepth.DefaultMaxSubscriptions)
 	o.MinFreeDiskMB = cmp.Or(o.MinFreeDiskMB, DefaultMinFreeDiskMB)
 	o.MaxStreamsPerConn = cmp.Or(o.MaxStreamsPerConn, DefaultMaxStreamsPerConn)
 	o.KEDAMaxConnectionAge = cmp.Or(o.KEDAMaxConnectionAge, DefaultKEDAMaxConnectionAge)
 	o.AntiEntropy = cmp.Or(o.AntiEntropy, DefaultAntiEntropy)
 	o.ReplicationWait = cmp.Or(o.ReplicationWait, DefaultReplicationWait)
+	o.APIIdleTimeout = cmp.Or(o.APIIdleTimeout, DefaultAPIIdleTimeout)
 	o.LeaseName = cmp.Or(o.LeaseName, DefaultLeaseName)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -227,6 +244,8 @@ func (o Options) Validate() error {
 			o.DepthEmptyAfter, o.DepthMaxAge)
 	case o.MaxOrgs < 1:
 		return fmt.Errorf("--max-orgs is %d: expected at least 1", o.MaxOrgs)
+	case o.MaxSubscriptions < 1:
+		return fmt.Errorf("--max-subscriptions is %d: expected at least 1", o.MaxSubscriptions)
 	case o.UsageRetention < time.Hour:
 		return fmt.Errorf("--usage-retention is %s: expected at least 1h (figures are kept per hour)", o.UsageRetention)
 	case o.MonitoringInsecure && o.MonitoringEndpoint == "":
@@ -253,6 +272,12 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--max-streams-per-conn is %d: expected at least 1", o.MaxStreamsPerConn)
 	case o.Knative && o.Kubeconfig == "" && !o.InCluster:
 		return errors.New("--knative needs a cluster: give --kubeconfig or --in-cluster")
+	}
+	if o.APIIdleTimeout < time.Second {
+		return fmt.Errorf("--api-idle-timeout is %s: expected at least 1s", o.APIIdleTimeout)
+	}
+	if _, err := apiConnLimit(o.APIMaxConnections); err != nil {
+		return err
 	}
 	if err := o.TLS.Check("--tls"); err != nil {
 		return err

@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,6 +17,7 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -273,4 +277,104 @@ func TestSIGTERMDrainsToPeers(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The real binary under ulimit -n 512, with 1,000 connections opened to
+// its API port and left silent: KEDA's port still answers, the API still
+// serves once strangers' connections are cut, and a keep-alive connection
+// left idle is closed after --api-idle-timeout.
+func TestAPIFloodSparesKEDA(t *testing.T) {
+	dir := t.TempDir()
+	wrapper := filepath.Join(dir, "scaler-512")
+	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\nulimit -n 512 || exit 99\nexec "+scalerBin+" \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := proctest.Start(t, wrapper, filepath.Join(dir, "data"), nil, "--api-idle-timeout", "1s")
+
+	// An HTTP/1.1 keep-alive connection, used once and then left idle.
+	idle, err := net.Dial("tcp", p.API)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	if _, err := fmt.Fprintf(idle, "POST /orgscaler.v1.AdminService/Digest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, idle) // returns when the server closes it
+		closed <- err
+	}()
+
+	var flood []net.Conn
+	defer func() {
+		for _, c := range flood {
+			_ = c.Close()
+		}
+	}()
+	for range 1000 {
+		d := net.Dialer{Timeout: 2 * time.Second}
+		c, err := d.Dial("tcp", p.API)
+		if err != nil {
+			break // the accept queue is full: that is the kernel's to refuse
+		}
+		flood = append(flood, c)
+	}
+	t.Logf("%d connections opened to the API port", len(flood))
+
+	conn, err := grpc.NewClient(p.KEDA, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	keda := kedapb.NewExternalScalerClient(conn)
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := keda.IsActive(cctx, pynode("flooded")); err != nil {
+		t.Fatalf("KEDA's port with the API flooded: %v", err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("an idle keep-alive connection to the API was not closed within 30s of --api-idle-timeout 1s")
+	}
+	for _, c := range flood {
+		_ = c.Close()
+	}
+	flood = nil
+	api, err := grpc.NewClient(p.API, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer api.Close()
+	actx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := pb.NewActivityServiceClient(api).RecordActivity(actx, &pb.RecordActivityRequest{Org: "after-flood"}, grpc.WaitForReady(true)); err != nil {
+		t.Fatalf("the API once the flood is gone: %v", err)
+	}
+}
+
+// Names from outside cannot grow what the scaler tracks: past
+// --max-subscriptions a hint or a trigger naming a new subscription gets
+// ResourceExhausted naming the flag, and the tracked one still answers.
+func TestSubscriptionCap(t *testing.T) {
+	o := options(t, t.TempDir())
+	o.PubSub, o.PubSubListen, o.MaxSubscriptions = app.PubSubEmbedded, "127.0.0.1:0", 1
+	d := start(t, o)
+	ctx := context.Background()
+	first, second := "projects/p-cap/subscriptions/first", "projects/p-cap/subscriptions/second"
+	if _, err := d.act.Hint(ctx, &pb.HintRequest{Subscription: first, Messages: 1}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := d.act.Hint(ctx, &pb.HintRequest{Subscription: second, Messages: 1})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "--max-subscriptions") || !strings.Contains(err.Error(), second) {
+		t.Fatalf("a hint past the cap: %v; want ResourceExhausted naming %s and --max-subscriptions", err, second)
+	}
+	_, err = d.keda.IsActive(ctx, worker(second, 1))
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "--max-subscriptions") {
+		t.Fatalf("KEDA asking about a trigger past the cap: %v; want ResourceExhausted naming --max-subscriptions", err)
+	}
+	if _, err := d.act.Hint(ctx, &pb.HintRequest{Subscription: first, Messages: 1}); err != nil {
+		t.Fatalf("the tracked subscription past the cap: %v", err)
+	}
 }

@@ -65,7 +65,7 @@ func TestTrackerHintsSaturateAndStayBounded(t *testing.T) {
 	e.refresh()
 	e.clock.Set(e.clock.Now().Add(time.Second))
 	e.tr.Hint(sub, math.MaxInt64)
-	d := e.tr.Hint(sub, math.MaxInt64)
+	d, _ := e.tr.Hint(sub, math.MaxInt64)
 	if !d.Known || d.Messages != math.MaxInt64 || d.Hint != math.MaxInt64 {
 		t.Fatalf("two MaxInt64 hints: want MaxInt64 messages, got %+v", d)
 	}

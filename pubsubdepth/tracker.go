@@ -2,6 +2,7 @@ package pubsubdepth
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math"
 	"slices"
@@ -54,8 +55,27 @@ type TrackerOptions struct {
 	// waits before the next try (default 5m; it starts at Refresh and
 	// doubles).
 	MaxBackoff time.Duration
-	Now        func() time.Time
-	Logger     *slog.Logger
+	// MaxSubscriptions caps the subscriptions tracked at once (default
+	// DefaultMaxSubscriptions): each costs memory and a share of every
+	// Monitoring query, and KEDA's metadata and hints can name any.
+	MaxSubscriptions int
+	Now              func() time.Time
+	Logger           *slog.Logger
+}
+
+// DefaultMaxSubscriptions is far above the subscriptions a fleet of
+// ScaledObjects names, and bounds what names from outside can cost.
+const DefaultMaxSubscriptions = 10_000
+
+// LimitError refuses a subscription not yet tracked when MaxSubscriptions
+// are.
+type LimitError struct {
+	Subscription string
+	Max          int
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("subscription %s is not tracked: %d subscriptions are already (--max-subscriptions); raise the limit, or remove the triggers whose subscriptions are gone", e.Subscription, e.Max)
 }
 
 // Tracker keeps the backlog of every subscription being asked about, fresh
@@ -128,6 +148,9 @@ func NewTracker(o TrackerOptions) *Tracker {
 		o.EmptyAfter = DefaultEmptyAfter
 	}
 	o.EmptyAfter = max(o.EmptyAfter, o.MaxAge)
+	if o.MaxSubscriptions <= 0 {
+		o.MaxSubscriptions = DefaultMaxSubscriptions
+	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 5 * time.Minute
 	}
@@ -152,18 +175,25 @@ const DefaultEmptyAfter = time.Hour
 func (t *Tracker) Backlog(sub string) Depth {
 	now := t.opts.Now()
 	t.mu.Lock()
-	s := t.get(sub, now)
+	s, err := t.get(sub, now)
+	if err != nil {
+		t.mu.Unlock()
+		return Depth{Subscription: sub, Err: err}
+	}
 	s.lastAsked, s.forgotten = now, false
 	d := t.depth(sub, s, now)
 	t.mu.Unlock()
 	return d
 }
 
-// get returns sub's entry, creating it and asking for a fetch. Caller
-// holds t.mu.
-func (t *Tracker) get(sub string, now time.Time) *tracked {
+// get returns sub's entry, creating it and asking for a fetch, or a
+// *LimitError when MaxSubscriptions are tracked. Caller holds t.mu.
+func (t *Tracker) get(sub string, now time.Time) (*tracked, error) {
 	s, ok := t.subs[sub]
 	if !ok {
+		if len(t.subs) >= t.opts.MaxSubscriptions {
+			return nil, &LimitError{Subscription: sub, Max: t.opts.MaxSubscriptions}
+		}
 		s = &tracked{lastAsked: now, group: t.groupOf(sub)}
 		t.subs[sub] = s
 		g := t.groups[s.group]
@@ -175,7 +205,7 @@ func (t *Tracker) get(sub string, now time.Time) *tracked {
 		signal(t.kick)
 		signal(t.checkC)
 	}
-	return s
+	return s, nil
 }
 
 func (t *Tracker) groupOf(sub string) string {
@@ -242,11 +272,14 @@ func (t *Tracker) Tracked(sub string) bool {
 
 // Hint counts n more messages on sub until the source shows a point
 // observed after the hint, and tells every watcher of sub at once.
-func (t *Tracker) Hint(sub string, n int64) Depth {
+func (t *Tracker) Hint(sub string, n int64) (Depth, error) {
 	now := t.opts.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := t.get(sub, now)
+	s, err := t.get(sub, now)
+	if err != nil {
+		return Depth{}, err
+	}
 	s.lastAsked = now
 	if n > 0 {
 		s.addHint(hint{at: now, n: n})
@@ -258,7 +291,7 @@ func (t *Tracker) Hint(sub string, n int64) Depth {
 		signal(t.checkC)
 	}
 	s.notify()
-	return t.depth(sub, s, now)
+	return t.depth(sub, s, now), nil
 }
 
 // ApplyHint counts a hint another replica accepted (n messages on sub at
@@ -267,7 +300,10 @@ func (t *Tracker) ApplyHint(id, sub string, n int64, at time.Time) {
 	now := t.opts.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := t.get(sub, now)
+	s, err := t.get(sub, now)
+	if err != nil {
+		return // the replica that took it refused none; this one is full
+	}
 	if slices.Contains(s.hintIDs, id) {
 		return
 	}
@@ -394,14 +430,17 @@ type Watch struct {
 func (w *Watch) C() <-chan struct{} { return w.c }
 
 // Watch follows sub's backlog; it also keeps sub tracked while it lasts.
-func (t *Tracker) Watch(sub string) *Watch {
+func (t *Tracker) Watch(sub string) (*Watch, error) {
 	w := &Watch{c: watch.New(), sub: sub, t: t}
 	t.mu.Lock()
-	s := t.get(sub, t.opts.Now())
+	defer t.mu.Unlock()
+	s, err := t.get(sub, t.opts.Now())
+	if err != nil {
+		return nil, err
+	}
 	s.forgotten = false
 	s.watchers.Add(w.c)
-	t.mu.Unlock()
-	return w
+	return w, nil
 }
 
 // Stop ends the watch.

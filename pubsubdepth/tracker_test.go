@@ -143,12 +143,15 @@ func TestTrackerHints(t *testing.T) {
 	e := newTrackerEnv(t)
 	t0 := e.clock.Now()
 	e.ms.Set(sub, 0, t0.Add(-time.Minute))
-	w := e.tr.Watch(sub)
+	w, err := e.tr.Watch(sub)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer w.Stop()
 	e.refresh()
 	drain(w)
 	e.clock.Set(t0.Add(time.Second))
-	if d := e.tr.Hint(sub, 3); !d.Known || d.Messages != 3 {
+	if d, _ := e.tr.Hint(sub, 3); !d.Known || d.Messages != 3 {
 		t.Fatalf("hint: want 3, got %+v", d)
 	}
 	select {
@@ -304,5 +307,40 @@ func TestTrackerHintRechecksMissing(t *testing.T) {
 	e.tr.refreshNow(context.Background())
 	if d := e.tr.Backlog(fresh); d.Exists != Exists || !d.Known || d.Messages != 1 {
 		t.Fatalf("want found at once, with the hint counted: %+v", d)
+	}
+}
+
+// Past MaxSubscriptions a subscription not yet tracked is refused by name
+// (KEDA's metadata, a hint, a stream), another replica's hint for it is
+// dropped, the tracked ones still answer, and a forgotten one frees its
+// place.
+func TestTrackerCapsSubscriptions(t *testing.T) {
+	e := newTrackerEnv(t)
+	e.tr.opts.MaxSubscriptions = 2
+	a, b, c := "projects/p-tracker/subscriptions/a", "projects/p-tracker/subscriptions/b", "projects/p-tracker/subscriptions/c"
+	e.tr.Backlog(a)
+	if _, err := e.tr.Hint(b, 1); err != nil {
+		t.Fatal(err)
+	}
+	var le *LimitError
+	if d := e.tr.Backlog(c); !errors.As(d.Err, &le) || le.Subscription != c || !strings.Contains(d.Err.Error(), "--max-subscriptions") {
+		t.Fatalf("a third subscription's backlog: %+v; want a LimitError naming it and --max-subscriptions", d)
+	}
+	if _, err := e.tr.Hint(c, 1); !errors.As(err, &le) {
+		t.Fatalf("a hint for a third subscription: %v; want a LimitError", err)
+	}
+	if _, err := e.tr.Watch(c); !errors.As(err, &le) {
+		t.Fatalf("a watch of a third subscription: %v; want a LimitError", err)
+	}
+	e.tr.ApplyHint("r1/1", c, 5, e.clock.Now())
+	if e.tr.Len() != 2 || e.tr.Tracked(c) {
+		t.Fatalf("%d tracked (c: %v) after refusals; want 2, without c", e.tr.Len(), e.tr.Tracked(c))
+	}
+	if d, err := e.tr.Hint(b, 2); err != nil || d.Hint != 3 {
+		t.Fatalf("a tracked subscription's hint past the cap: %+v, %v; want 3 hinted", d, err)
+	}
+	e.tr.Forget(a)
+	if d := e.tr.Backlog(c); d.Err != nil {
+		t.Fatalf("c once a is forgotten: %v", d.Err)
 	}
 }

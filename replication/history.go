@@ -23,7 +23,7 @@ func dayKeyOf(d history.Day) dayKey { return dayKey{d.Org, d.Day.Unix()} }
 
 // EnqueueDay queues a day of activity history that gained minutes here:
 // history.Store's OnChange.
-func (r *Replicator) EnqueueDay(d history.Day) { r.queue(func() { r.days.put(dayKeyOf(d), d) }) }
+func (r *Replicator) EnqueueDay(d history.Day) { r.queue(func() { r.q.days.put(dayKeyOf(d), d) }) }
 
 func daysToProto(ds []history.Day) []*pb.ActivityDay {
 	out := make([]*pb.ActivityDay, len(ds))

@@ -12,8 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -28,8 +27,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/orgscaler/orgscaler/activity"
-	"github.com/orgscaler/orgscaler/history"
-	"github.com/orgscaler/orgscaler/idletimes"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/usage"
 )
@@ -87,12 +84,7 @@ type Replicator struct {
 	m      *metrics
 
 	mu        sync.Mutex
-	activity  map[string]time.Time // pending activity, coalesced: the latest per org
-	others    []activity.Change    // pending settings, creations by admins, deletes
-	hints     []*pb.SubscriptionHint
-	usage     latest[usageKey, usage.Hour]      // pending hours: the latest per hour and workload
-	idle      latest[idleKey, idletimes.Counts] // pending idle-time counts: the latest per org and replica
-	days      latest[dayKey, history.Day]       // pending history days: the latest per org and day
+	q         queue
 	hintSeq   uint64
 	enqueued  uint64        // changes enqueued so far
 	confirmed uint64        // changes published so far
@@ -100,9 +92,6 @@ type Replicator struct {
 	lastErr   error         // the last publish failure, while failing
 	kick      chan struct{}
 }
-
-// maxBatch bounds the changes in one message: far under Pub/Sub's 10 MB.
-const maxBatch = 2000
 
 // New dials Pub/Sub and makes sure this replica's subscription exists
 // (created if missing, with an expiration policy). Run starts the work.
@@ -123,7 +112,7 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 	}
 	r := &Replicator{opts: o, log: o.Logger.With("component", "replication"), client: client,
 		sub:      fmt.Sprintf("projects/%s/subscriptions/%s-%s", project, topicID, o.Replica),
-		activity: map[string]time.Time{}, usage: latest[usageKey, usage.Hour]{}, idle: latest[idleKey, idletimes.Counts]{}, days: latest[dayKey, history.Day]{}, published: make(chan struct{}), kick: make(chan struct{}, 1),
+		q: newQueue(), published: make(chan struct{}), kick: make(chan struct{}, 1),
 		hintSeq: uint64(time.Now().UnixNano()), // unique across this replica's restarts
 		m:       newMetrics(o.Registerer)}
 	if err := r.ensureSubscription(ctx); err != nil {
@@ -184,7 +173,7 @@ func (r *Replicator) wake() {
 
 // Enqueue queues a change made here for publishing; activity.Store's
 // OnChange. It never blocks: activity of one org coalesces to its latest.
-func (r *Replicator) Enqueue(c activity.Change) { r.queue(func() { r.add(c) }) }
+func (r *Replicator) Enqueue(c activity.Change) { r.queue(func() { r.q.add(c) }) }
 
 // queue adds to what waits to be published (add runs under the lock),
 // counts it for Sync, and wakes the publisher.
@@ -201,7 +190,7 @@ func (r *Replicator) queue(add func()) {
 func (r *Replicator) EnqueueHint(sub string, n int64, at time.Time) {
 	r.queue(func() {
 		r.hintSeq++
-		r.hints = append(r.hints, &pb.SubscriptionHint{Id: fmt.Sprintf("%s/%d", r.opts.Replica, r.hintSeq),
+		r.q.addHint(&pb.SubscriptionHint{Id: fmt.Sprintf("%s/%d", r.opts.Replica, r.hintSeq),
 			Subscription: sub, Messages: n, AtUnixNano: at.UnixNano()})
 	})
 }
@@ -219,21 +208,9 @@ func keyOf(h usage.Hour) usageKey { return usageKey{h.Start.Unix(), h.ID, h.Term
 func (r *Replicator) EnqueueUsage(hours []usage.Hour) {
 	r.queue(func() {
 		for _, h := range hours {
-			r.usage.put(keyOf(h), h)
+			r.q.usage.put(keyOf(h), h)
 		}
 	})
-}
-
-// add queues c: activity alone coalesces to the org's latest instant.
-// Caller holds r.mu.
-func (r *Replicator) add(c activity.Change) {
-	if c.Deleted == 0 && c.ScaleToZero == nil && c.IdleWindow == nil {
-		if c.Activity.After(r.activity[c.Org]) {
-			r.activity[c.Org] = c.Activity
-		}
-		return
-	}
-	r.others = append(r.others, c)
 }
 
 // Sync returns once every change enqueued before it is published, or an
@@ -267,16 +244,31 @@ func (r *Replicator) Run(ctx context.Context, sinks Sinks) error {
 	wg.Go(func() { r.publishLoop(ctx) })
 	err := r.receive(ctx, sinks)
 	wg.Wait()
+	r.drain()
+	return errors.Join(err, r.Close())
+}
+
+// drain publishes what is still queued, within DrainTimeout, and logs
+// what it could not.
+func (r *Replicator) drain() {
 	dctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
 	defer cancel()
-	if seq, batch := r.take(); !batch.empty() {
-		if perr := r.publish(dctx, batch); perr != nil {
-			r.log.Error("changes not published before stopping: other replicas will not see them", "changes", len(batch.changes), "err", perr)
-		} else {
-			r.confirm(seq)
+	for {
+		seq, batch := r.take()
+		if batch.empty() {
+			return
 		}
+		if err := r.publish(dctx, batch); err != nil {
+			r.requeue(batch, err)
+			r.mu.Lock()
+			left := r.q.take(math.MaxInt)
+			r.mu.Unlock()
+			r.log.Error("changes not published before stopping: other replicas will not see them until this replica restarts and republishes, or anti-entropy heals them",
+				"changes", len(left.changes), "hints", len(left.hints), "idle_counts", len(left.idle), "history_days", len(left.days), "ledger_hours", len(left.usage), "err", err)
+			return
+		}
+		r.confirm(seq)
 	}
-	return errors.Join(err, r.Close())
 }
 
 // DrainTimeout bounds how long a stop waits to publish what is queued.
@@ -319,6 +311,14 @@ func (r *Replicator) publishLoop(ctx context.Context) {
 				backoff = 100 * time.Millisecond
 				continue
 			}
+			if status.Code(err) == codes.InvalidArgument {
+				// Pub/Sub will never take it: retrying would wedge the queue
+				// behind it. Anti-entropy heals the orgs it carried.
+				r.log.Error("Pub/Sub refused a batch of changes as invalid; dropped", "topic", r.opts.Topic, "changes", len(batch.changes), "hints", len(batch.hints), "err", err)
+				r.m.publishErrors.Inc()
+				r.confirm(seq)
+				continue
+			}
 			r.requeue(batch, err)
 			if ctx.Err() != nil {
 				return
@@ -334,32 +334,16 @@ func (r *Replicator) publishLoop(ctx context.Context) {
 	}
 }
 
-// pending is what one publish carries.
-type pending struct {
-	changes []activity.Change
-	hints   []*pb.SubscriptionHint
-	usage   []usage.Hour
-	idle    []idletimes.Counts
-	days    []history.Day
-}
-
-func (p pending) empty() bool {
-	return len(p.changes) == 0 && len(p.hints) == 0 && len(p.usage) == 0 && len(p.idle) == 0 && len(p.days) == 0
-}
-
-// take returns everything pending, and the count enqueued up to it.
+// take removes up to maxTake items from the queue, and says how many
+// changes were enqueued up to it when it empties the queue (0 when some
+// remain, so Sync waits for the publish that takes the last of them).
 func (r *Replicator) take() (uint64, pending) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	batch := make([]activity.Change, 0, len(r.activity)+len(r.others))
-	for org, at := range r.activity {
-		batch = append(batch, activity.Change{Org: org, Activity: at})
+	p := r.q.take(maxTake)
+	if !r.q.empty() {
+		return 0, p
 	}
-	batch = append(batch, r.others...)
-	clear(r.activity)
-	r.others = nil
-	p := pending{changes: batch, hints: r.hints, usage: r.usage.drain(), idle: r.idle.drain(), days: r.days.drain()}
-	r.hints = nil
 	return r.enqueued, p
 }
 
@@ -368,13 +352,7 @@ func (r *Replicator) requeue(p pending, err error) {
 	defer r.mu.Unlock()
 	r.lastErr = err
 	r.m.publishErrors.Inc()
-	r.hints = append(p.hints, r.hints...)
-	for _, c := range p.changes {
-		r.add(c)
-	}
-	r.usage.putBack(p.usage, keyOf)
-	r.idle.putBack(p.idle, idleKeyOf)
-	r.days.putBack(p.days, dayKeyOf)
+	r.q.putBack(p)
 }
 
 func (r *Replicator) confirm(seq uint64) {
@@ -388,34 +366,27 @@ func (r *Replicator) confirm(seq uint64) {
 	r.published = make(chan struct{})
 }
 
-// publish sends p in messages of at most maxBatch changes and maxBatch
-// hours (the hints ride with the first) and waits for Pub/Sub to confirm
-// them all.
+// publish sends p (messages sized by pending.messages) and waits, at most
+// publishTimeout, for Pub/Sub to confirm them all.
 func (r *Replicator) publish(ctx context.Context, p pending) error {
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	var results []*pubsub.PublishResult
-	batch, hints, hours, idle, days := p.changes, p.hints, p.usage, p.idle, p.days
-	for len(batch) > 0 || len(hints) > 0 || len(hours) > 0 || len(idle) > 0 || len(days) > 0 {
-		n, u, i, d := min(len(batch), maxBatch), min(len(hours), maxBatch), min(len(idle), maxBatch), min(len(days), maxBatch)
-		msg := toProto(r.opts.Replica, batch[:n])
-		msg.Hints, hints = hints, nil
-		msg.Usage, hours = usageToProto(hours[:u]), hours[u:]
-		msg.IdleTimes, idle = idleToProto(idle[:i]), idle[i:]
-		msg.History, days = daysToProto(days[:d]), days[d:]
+	for _, msg := range p.messages(r.opts.Replica) {
 		data, err := proto.Marshal(msg)
 		if err != nil {
 			return fmt.Errorf("encode changes: %w", err)
 		}
 		results = append(results, r.pub.Publish(pctx, &pubsub.Message{Data: data}))
-		r.m.published.Add(float64(n))
-		batch = batch[n:]
 	}
 	var errs []error
 	for _, res := range results {
 		if _, err := res.Get(pctx); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if len(errs) == 0 {
+		r.m.published.Add(float64(len(p.changes)))
 	}
 	return errors.Join(errs...)
 }
@@ -506,11 +477,18 @@ type latest[K comparable, V any] map[K]V
 
 func (l latest[K, V]) put(k K, v V) { l[k] = v }
 
-// drain returns what is queued and empties the queue.
-func (l latest[K, V]) drain() []V {
-	out := slices.Collect(maps.Values(l))
-	clear(l)
-	return out
+// drain removes and returns up to limit values, and says how many more
+// the limit leaves.
+func (l latest[K, V]) drain(limit int) ([]V, int) {
+	var out []V
+	for k, v := range l {
+		if len(out) == limit {
+			break
+		}
+		out = append(out, v)
+		delete(l, k)
+	}
+	return out, limit - len(out)
 }
 
 // putBack queues vs again after a failed publish, unless a newer value of

@@ -10,7 +10,7 @@ import (
 // Hours queued for publishing coalesce to the latest per hour, workload
 // and term; a failed publish puts its hours back behind any newer ones.
 func TestUsageQueueKeepsTheLatest(t *testing.T) {
-	r := &Replicator{activity: map[string]time.Time{}, usage: map[usageKey]usage.Hour{}, published: make(chan struct{}), kick: make(chan struct{}, 1), m: newMetrics(nil)}
+	r := &Replicator{q: newQueue(), published: make(chan struct{}), kick: make(chan struct{}, 1), m: newMetrics(nil)}
 	hour := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 	at := func(tracked time.Duration, term string) usage.Hour {
 		return usage.Hour{Start: hour, ID: usage.ID("ml/pynode", "m"), Term: term, Figures: usage.Figures{Tracked: tracked}}

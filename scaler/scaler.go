@@ -41,7 +41,9 @@ type Orgs interface {
 // workloads that need a backlog are refused.
 type Backlogs interface {
 	Backlog(subscription string) pubsubdepth.Depth
-	Watch(subscription string) *pubsubdepth.Watch
+	// Watch fails with a *pubsubdepth.LimitError past the subscription cap,
+	// as Backlog's Depth does.
+	Watch(subscription string) (*pubsubdepth.Watch, error)
 }
 
 // Observer is told of every IsActive answer, per ScaledObject; the Events
@@ -362,12 +364,26 @@ func (s *Server) evaluate(w decide.Workload) (decide.Answer, activity.Org, pubsu
 	var d pubsubdepth.Depth
 	if w.Subscription != "" {
 		d = s.backlogs.Backlog(w.Subscription)
+		if err := limitError(d.Err); err != nil {
+			return decide.Answer{}, o, d, err
+		}
 		if d.Exists == pubsubdepth.Missing {
 			return decide.Answer{}, o, d, status.Errorf(codes.NotFound, "subscription %s does not exist", w.Subscription)
 		}
 		b = decide.Backlog{Known: d.Known, Messages: d.Messages, ObservedAt: d.Observed.At}
 	}
 	return decide.Decide(w, org, b, s.now()), o, d, nil
+}
+
+// limitError is ResourceExhausted when err says the subscription cap
+// refused a subscription, and nil for any other err (a Depth's fetch
+// error is decide's to weigh).
+func limitError(err error) error {
+	var le *pubsubdepth.LimitError
+	if errors.As(err, &le) {
+		return status.Error(codes.ResourceExhausted, le.Error())
+	}
+	return nil
 }
 
 // plan is the keep-alive plan of w's policy for its org's idle times.
@@ -552,7 +568,10 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 		orgChanged = watch.C()
 	}
 	if w.Subscription != "" {
-		watch := s.backlogs.Watch(w.Subscription)
+		watch, err := s.backlogs.Watch(w.Subscription)
+		if err != nil {
+			return limitError(err)
+		}
 		defer watch.Stop()
 		backlogChanged = watch.C()
 	}

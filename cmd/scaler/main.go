@@ -18,6 +18,7 @@ import (
 
 	"github.com/orgscaler/orgscaler/app"
 	"github.com/orgscaler/orgscaler/internal/flagenv"
+	"github.com/orgscaler/orgscaler/pubsubdepth"
 	"github.com/orgscaler/orgscaler/usage"
 )
 
@@ -105,6 +106,7 @@ func flags(c *config, out io.Writer) *pflag.FlagSet {
 	fs.DurationVar(&c.app.DepthRefresh, "depth-refresh", app.DefaultDepthRefresh, "how often the backlog of every tracked subscription is fetched, in the background")
 	fs.DurationVar(&c.app.DepthMaxAge, "depth-max-age", app.DefaultDepthMaxAge, "how long a backlog point is trusted; past it GetMetrics answers Unavailable (so KEDA's fallback engages) and IsActive keeps its last answer")
 	fs.DurationVar(&c.app.DepthEmptyAfter, "depth-empty-after", app.DefaultDepthEmptyAfter, "how far back Cloud Monitoring is asked for a subscription's newest point (at least 1h): only an existing subscription with no point at all over it counts as empty; a newest point older than --depth-max-age is blind, never empty")
+	fs.IntVar(&c.app.MaxSubscriptions, "max-subscriptions", pubsubdepth.DefaultMaxSubscriptions, "most subscriptions whose backlog is tracked at once (each is a share of every Monitoring query); past it, a trigger or a hint naming a new one gets ResourceExhausted naming this flag")
 	fs.StringVar(&c.app.Kubeconfig, "kubeconfig", "", "kubeconfig of the cluster whose ScaledObjects and ScaledJobs the scaler serves: it answers only their triggers (NotFound for anything else) and records Events on them (org woke, went dormant, answer changed); off when empty")
 	fs.BoolVar(&c.app.InCluster, "in-cluster", false, "the same as --kubeconfig, with the pod's service account (in a cluster)")
 	fs.BoolVar(&c.app.Knative, "knative", false, "keep each Knative Service labelled orgscaler.io/org=ORG at its org's warmth: the min-scale annotation of its latest ready Revision is 1 (or the label orgscaler.io/warm-min-scale) while the org is warm and 0 while it is dormant (needs --kubeconfig or --in-cluster, and RBAC on Knative's services and revisions)")
@@ -131,6 +133,8 @@ func flags(c *config, out io.Writer) *pflag.FlagSet {
 		}
 		return nil
 	})
+	fs.IntVar(&c.app.APIMaxConnections, "api-max-connections", 0, "the most connections the API port holds open at once; more wait in the kernel's accept queue, so however many connections strangers open to the API, KEDA's port keeps working (0: a quarter of the file-descriptor limit, at most 4096; more than half the limit is refused)")
+	fs.DurationVar(&c.app.APIIdleTimeout, "api-idle-timeout", app.DefaultAPIIdleTimeout, "close an API connection (HTTP keep-alive, or HTTP/2 and gRPC with no call in flight) after this long idle; clients redial")
 	fs.DurationVar(&c.app.ReplicationWait, "replication-wait", app.DefaultReplicationWait, "the longest an activity call, a hint, an org change or a --activity-subscription message waits for its change to be published to the other replicas; the change is in force on this replica at once, and past this the caller hears Unavailable (\"accepted here, not yet replicated; safe to retry\") and the message is nacked, so a Pub/Sub outage never holds a producer or its activity")
 	fs.DurationVar(&c.app.AntiEntropy, "anti-entropy-interval", app.DefaultAntiEntropy, "how often a replica compares its digest with a random peer's, and applies that peer's snapshot when they differ (heals what the log did not carry, such as messages held for a crashed replica)")
 	fs.StringVar(&c.app.LeaseName, "leader-elect-lease", app.DefaultLeaseName, "with --replication and a cluster: the Lease through which one replica leads the fleet, recording Events and counting the GPU-hours ledger once for all")
@@ -145,10 +149,10 @@ func flags(c *config, out io.Writer) *pflag.FlagSet {
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	flagenv.Group(fs, "Ports", "listen", "api-listen", "metrics-listen")
 	flagenv.Group(fs, "Orgs and activity", "data-dir", "idle-window", "flush-interval", "activity-subscription", "max-orgs", "min-free-disk-mb", "usage-retention")
-	flagenv.Group(fs, "Backlog (Pub/Sub)", "pubsub", "pubsub-listen", "gcp-project", "monitoring-endpoint", "monitoring-insecure", "depth-refresh", "depth-max-age", "depth-empty-after")
+	flagenv.Group(fs, "Backlog (Pub/Sub)", "pubsub", "pubsub-listen", "gcp-project", "monitoring-endpoint", "monitoring-insecure", "depth-refresh", "depth-max-age", "depth-empty-after", "max-subscriptions")
 	flagenv.Group(fs, "Cluster", "kubeconfig", "in-cluster", "knative", "leader-elect-lease", "leader-elect-namespace")
 	flagenv.Group(fs, "KEDA port security", "tls-cert", "tls-key", "tls-client-ca", "keda-insecure", "keda-max-connection-age", "max-streams-per-conn")
-	flagenv.Group(fs, "API security", "api-tls-cert", "api-tls-key", "api-tls-client-ca", "api-tokens-file", "api-insecure")
+	flagenv.Group(fs, "API security", "api-tls-cert", "api-tls-key", "api-tls-client-ca", "api-tokens-file", "api-insecure", "api-max-connections", "api-idle-timeout")
 	flagenv.Group(fs, "Replication", "replication", "replication-topic", "peers", "anti-entropy-interval", "replication-wait", "peer-token-file", "peer-tls-ca", "replica-id")
 	flagenv.Group(fs, "Logs", "log-format", "log-level")
 	fs.Usage = func() {
