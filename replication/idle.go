@@ -18,7 +18,9 @@ func idleKeyOf(c idletimes.Counts) idleKey { return idleKey{c.Org, c.Replica} }
 
 // EnqueueIdle queues this replica's counts for an org (or the fleet) that
 // grew: idletimes.Store's OnChange.
-func (r *Replicator) EnqueueIdle(c idletimes.Counts) { r.queue(func() { r.q.idle.put(idleKeyOf(c), c) }) }
+func (r *Replicator) EnqueueIdle(c idletimes.Counts) {
+	r.queue(func() { r.q.idle.put(idleKeyOf(c), c) })
+}
 
 func idleToProto(cs []idletimes.Counts) []*pb.IdleCounts {
 	out := make([]*pb.IdleCounts, len(cs))

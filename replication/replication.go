@@ -111,8 +111,8 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 		return nil, fmt.Errorf("replication: pub/sub client for project %s: %w", project, err)
 	}
 	r := &Replicator{opts: o, log: o.Logger.With("component", "replication"), client: client,
-		sub:      fmt.Sprintf("projects/%s/subscriptions/%s-%s", project, topicID, o.Replica),
-		q: newQueue(), published: make(chan struct{}), kick: make(chan struct{}, 1),
+		sub: fmt.Sprintf("projects/%s/subscriptions/%s-%s", project, topicID, o.Replica),
+		q:   newQueue(), published: make(chan struct{}), kick: make(chan struct{}, 1),
 		hintSeq: uint64(time.Now().UnixNano()), // unique across this replica's restarts
 		m:       newMetrics(o.Registerer)}
 	if err := r.ensureSubscription(ctx); err != nil {
