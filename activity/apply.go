@@ -89,7 +89,9 @@ func (s *Store) loadTombs(txn *badger.Txn) error {
 // Apply merges changes made by other replicas into the store: the same
 // rules as local changes (see Change), in any order, any number of times.
 // Everything applied is on disk (synced) when it returns, so a replica
-// that acknowledges a change after Apply never loses it.
+// that acknowledges a change after Apply never loses it. Only orgs the
+// changes move are written: a redelivery, or a peer's whole snapshot
+// applied to an equal replica, writes nothing.
 func (s *Store) Apply(changes []Change) error {
 	written := make([]string, 0, len(changes))
 	for _, c := range changes {
@@ -100,8 +102,9 @@ func (s *Store) Apply(changes []Change) error {
 			}
 			continue
 		}
-		s.applyWrite(c)
-		written = append(written, c.Org)
+		if s.applyWrite(c) {
+			written = append(written, c.Org)
+		}
 	}
 	if len(written) == 0 {
 		return nil
@@ -141,9 +144,9 @@ func (s *Store) applyDelete(c Change) error {
 	return nil
 }
 
-// applyWrite merges activity and settings in memory; Apply writes the org.
-// Caller holds nothing.
-func (s *Store) applyWrite(c Change) {
+// applyWrite merges activity and settings in memory, and says whether the
+// org changed (Apply then writes it). Caller holds nothing.
+func (s *Store) applyWrite(c Change) bool {
 	now := s.opts.Now()
 	sh := s.shard(c.Org)
 	sh.mu.Lock()
@@ -153,7 +156,7 @@ func (s *Store) applyWrite(c Change) {
 	if !ok {
 		if !c.creates(tomb) {
 			sh.mu.Unlock()
-			return
+			return false
 		}
 		e = s.insert(sh, c.Org, record{FirstSeen: stampOf(now), ScaleToZero: true})
 		created = true
@@ -172,7 +175,8 @@ func (s *Store) applyWrite(c Change) {
 	}
 	// Not marked for a flush: Apply writes and syncs it before it returns.
 	s.rearm(c.Org, e, next)
-	if created || moved || changedSettings || woke || slept {
+	changed := created || moved || changedSettings || woke || slept
+	if changed {
 		e.notify()
 	}
 	o := s.snapshot(c.Org, e)
@@ -185,6 +189,7 @@ func (s *Store) applyWrite(c Change) {
 	case slept:
 		s.transition(Transition{Org: c.Org, LastActivity: o.LastActivity, DormantSince: o.DormantSince, IdleWindow: o.IdleWindow})
 	}
+	return changed
 }
 
 // exportChunk is how many changes Export hands over at a time.

@@ -386,6 +386,7 @@ func (a *App) Run(ctx context.Context) error {
 	// Stopped before the store closes, with a last flush.
 	a.bgWG.Go(func() { a.ledger.Run(bg, a.opts.FlushInterval, a.opts.Now) })
 	a.bgWG.Go(func() { a.history.Run(bg, a.opts.FlushInterval) })
+	a.bgWG.Go(func() { a.store.RunGC(bg, activity.DefaultGCInterval) })
 	if a.feed != nil {
 		a.bgWG.Go(func() {
 			if err := a.feed.Run(bg); err != nil {

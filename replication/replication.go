@@ -18,13 +18,11 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/orgscaler/orgscaler/activity"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
@@ -137,31 +135,6 @@ func parseTopic(topic string) (project, id string, err error) {
 
 // Subscription is this replica's subscription.
 func (r *Replicator) Subscription() string { return r.sub }
-
-func (r *Replicator) ensureSubscription(ctx context.Context) error {
-	_, err := r.client.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: r.sub})
-	if err == nil {
-		r.log.Info("resuming the replication subscription", "subscription", r.sub)
-		return nil
-	}
-	if status.Code(err) != codes.NotFound {
-		return fmt.Errorf("replication: look up subscription %s: %w", r.sub, err)
-	}
-	_, err = r.client.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
-		Name: r.sub, Topic: r.opts.Topic, AckDeadlineSeconds: 10, // the least: a crashed replica's messages come back soonest
-		ExpirationPolicy: &pubsubpb.ExpirationPolicy{Ttl: durationpb.New(r.opts.Expiry)},
-	})
-	switch status.Code(err) {
-	case codes.OK, codes.AlreadyExists:
-		r.log.Info("created the replication subscription", "subscription", r.sub, "topic", r.opts.Topic, "expires_unused_after", r.opts.Expiry)
-		return nil
-	case codes.NotFound:
-		return fmt.Errorf("replication: topic %s does not exist: create it first (gcloud pubsub topics create %s --project %s)",
-			r.opts.Topic, r.opts.Topic[strings.LastIndexByte(r.opts.Topic, '/')+1:], strings.Split(r.opts.Topic, "/")[1])
-	default:
-		return fmt.Errorf("replication: create subscription %s: %w", r.sub, err)
-	}
-}
 
 // wake tells the publisher something was queued.
 func (r *Replicator) wake() {
