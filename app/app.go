@@ -33,6 +33,7 @@ import (
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/api"
 	"github.com/orgscaler/orgscaler/auth"
+	"github.com/orgscaler/orgscaler/clock"
 	"github.com/orgscaler/orgscaler/feed"
 	"github.com/orgscaler/orgscaler/history"
 	"github.com/orgscaler/orgscaler/idletimes"
@@ -86,6 +87,7 @@ type App struct {
 	feed        *feed.Feed // nil without --activity-subscription
 	bgWG        sync.WaitGroup
 	bgEnd       context.CancelFunc
+	clock       *clock.Clock // nil when Options.Now was given
 	// Replication stops after everything else in the background, so what
 	// their last flushes hand it (history days, ledger hours, idle counts)
 	// is in its drain.
@@ -101,8 +103,14 @@ func New(o Options) (*App, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	registry := prometheus.NewRegistry()
+	var clk *clock.Clock
+	if o.Now == nil {
+		clk = clock.New(clock.Options{Wall: o.Wall, Elapsed: o.Elapsed, Logger: o.Logger, Registerer: registry})
+		o.Now = clk.Now
+	}
 	o = withDefaults(o)
-	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{}), registry: prometheus.NewRegistry(),
+	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{}), registry: registry, clock: clk,
 		healthKick: make(chan struct{}, 1), transitions: make(chan string, 4096), leadStop: make(chan struct{})}
 	sec, err := newSecurity(o, a.registry)
 	if err != nil {
@@ -387,6 +395,9 @@ func (a *App) Run(ctx context.Context) error {
 	a.bgWG.Go(func() { a.ledger.Run(bg, a.opts.FlushInterval, a.opts.Now) })
 	a.bgWG.Go(func() { a.history.Run(bg, a.opts.FlushInterval) })
 	a.bgWG.Go(func() { a.store.RunGC(bg, activity.DefaultGCInterval) })
+	if a.clock != nil {
+		a.bgWG.Go(func() { a.clock.Watch(bg, time.Second) })
+	}
 	if a.feed != nil {
 		a.bgWG.Go(func() {
 			if err := a.feed.Run(bg); err != nil {

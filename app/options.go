@@ -23,8 +23,15 @@ type Options struct {
 	IdleWindow    time.Duration // default idle window of an org
 	FlushInterval time.Duration // how often coalesced activity is written
 	Logger        *slog.Logger
-	// Now is the clock; time.Now when nil.
+	// Now is the clock; when nil, the process's clock.Clock, made of Wall
+	// and Elapsed: the wall time at the start plus monotonic time since, so
+	// a step of the system's wall clock moves no idle window, dormancy,
+	// hint or backlog age.
 	Now func() time.Time
+	// Wall and Elapsed, when set (tests), stand for the system's wall clock
+	// and the monotonic time since the start.
+	Wall    func() time.Time
+	Elapsed func() time.Duration
 	// ShutdownGrace bounds how long a stop waits for RPCs in flight.
 	ShutdownGrace time.Duration
 
@@ -218,7 +225,7 @@ func withDefaults(o Options) Options {
 		o.ReplicaID, _ = os.Hostname()
 	}
 	if o.Now == nil {
-		o.Now = time.Now
+		o.Now = time.Now // Validate's; New makes the process's clock first
 	}
 	return o
 }

@@ -170,6 +170,11 @@ func dedupe(ids []string) []string {
 	return out
 }
 
+// queryAhead ends each query a little past this clock's now, so a node
+// whose clock is a few minutes behind Monitoring's still sees the newest
+// points (the tracker ages a point stamped ahead from when it came).
+const queryAhead = 5 * time.Minute
+
 func (m *Monitoring) query(ctx context.Context, project string, ids []string, want map[string]bool, out map[string]Point) error {
 	now := m.opts.Now()
 	req := &monitoringpb.ListTimeSeriesRequest{
@@ -177,7 +182,7 @@ func (m *Monitoring) query(ctx context.Context, project string, ids []string, wa
 		Filter: Filter(ids),
 		Interval: &monitoringpb.TimeInterval{
 			StartTime: timestamppb.New(now.Add(-m.opts.Lookback)),
-			EndTime:   timestamppb.New(now),
+			EndTime:   timestamppb.New(now.Add(queryAhead)),
 		},
 		View: monitoringpb.ListTimeSeriesRequest_FULL,
 	}

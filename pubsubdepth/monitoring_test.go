@@ -76,8 +76,8 @@ func TestMonitoringOneQueryPerProject(t *testing.T) {
 		}
 	}
 	iv := reqs[0].GetInterval()
-	if d := iv.GetEndTime().AsTime().Sub(iv.GetStartTime().AsTime()); d != DefaultEmptyAfter {
-		t.Errorf("want the 1h lookback (a stale point must be seen, not missed), got %s", d)
+	if d := iv.GetEndTime().AsTime().Sub(iv.GetStartTime().AsTime()); d != DefaultEmptyAfter+queryAhead {
+		t.Errorf("want the 1h lookback and 5m ahead (a stale point must be seen, not missed; a clock a little behind Monitoring's must see the newest), got %s", d)
 	}
 	if reqs[0].GetView() != monitoringpb.ListTimeSeriesRequest_FULL {
 		t.Errorf("want the FULL view, got %v", reqs[0].GetView())

@@ -194,6 +194,12 @@ func (t *Tracker) applyOne(s *tracked, points map[string]Point, sub string, err 
 	p, ok := points[sub]
 	switch {
 	case ok && (!s.hasPoint || !p.At.Before(s.observed.At)):
+		if p.At.After(now) {
+			// Stamped in this clock's future (this node's clock is behind
+			// the service's): it ages from when it came, so it is never
+			// fresher than real elapsed time says.
+			p.At = now
+		}
 		s.observed, s.hasPoint = p, true
 		s.exists = Exists // it has a series: it exists
 	case !ok && s.hasPoint && now.Sub(s.observed.At) > t.opts.EmptyAfter:

@@ -349,7 +349,7 @@ func (t *Tracker) depth(sub string, s *tracked, now time.Time) Depth {
 		d.HintAt = h.at
 	}
 	var base int64
-	d.age, d.maxAge, d.emptyAfter = now.Sub(s.observed.At), t.opts.MaxAge, t.opts.EmptyAfter
+	d.age, d.maxAge, d.emptyAfter = max(0, now.Sub(s.observed.At)), t.opts.MaxAge, t.opts.EmptyAfter
 	switch {
 	case s.hasPoint && d.age <= t.opts.MaxAge:
 		d.Known, base, d.why = true, s.observed.Messages, whyFresh

@@ -344,3 +344,23 @@ func TestTrackerCapsSubscriptions(t *testing.T) {
 		t.Fatalf("c once a is forgotten: %v", d.Err)
 	}
 }
+
+// A point stamped in this clock's future (the node's clock minutes behind
+// Monitoring's) is seen, never has a negative age: it ages from when it
+// came, and is blind once real elapsed time passes the max age.
+func TestTrackerPointFromTheFuture(t *testing.T) {
+	e := newTrackerEnv(t)
+	e.exist(t, sub)
+	e.tr.Backlog(sub)
+	t0 := e.clock.Now()
+	e.ms.Set(sub, 7, t0.Add(3*time.Minute))
+	e.refresh()
+	d := e.tr.Backlog(sub)
+	if !d.Known || d.Messages != 7 || d.age < 0 {
+		t.Fatalf("a point from 3m ahead: %+v (age %s); want 7 known, age never negative", d, d.age)
+	}
+	e.clock.Set(t0.Add(5*time.Minute + time.Second))
+	if d := e.tr.Backlog(sub); d.Known {
+		t.Fatalf("5m1s after a point from 3m ahead came, with no newer one: %+v; want blind", d)
+	}
+}

@@ -36,3 +36,44 @@ func (c *Clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
 }
+
+// System is a machine's two clocks as the scaler's clock.Clock reads them:
+// a wall clock a test can step, and a monotonic clock that moves only with
+// Advance (real elapsed time).
+type System struct {
+	mu      sync.Mutex
+	wall    time.Time
+	elapsed time.Duration
+}
+
+// NewSystem returns clocks whose wall clock reads t.
+func NewSystem(t time.Time) *System { return &System{wall: t} }
+
+// Wall reads the wall clock.
+func (s *System) Wall() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wall
+}
+
+// Elapsed reads the monotonic clock.
+func (s *System) Elapsed() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.elapsed
+}
+
+// Advance lets d pass: both clocks move.
+func (s *System) Advance(d time.Duration) {
+	s.mu.Lock()
+	s.wall, s.elapsed = s.wall.Add(d), s.elapsed+d
+	s.mu.Unlock()
+}
+
+// Step moves the wall clock alone, as NTP stepping it, a VM resumed or
+// `date -s` do.
+func (s *System) Step(d time.Duration) {
+	s.mu.Lock()
+	s.wall = s.wall.Add(d)
+	s.mu.Unlock()
+}
