@@ -55,6 +55,16 @@ func (a *App) becomeReady() {
 	}
 }
 
+// becomeNotReady marks this replica as missing some orgs' state (its
+// subscription was lost) until becomeReady.
+func (a *App) becomeNotReady() {
+	a.ready.Store(false)
+	select {
+	case a.healthKick <- struct{}{}:
+	default:
+	}
+}
+
 // gate refuses KEDA's calls while this replica loads its state, then
 // defers to next (the cluster's ScaledObjects), if any.
 type gate struct {

@@ -263,6 +263,8 @@ func (o Options) Validate() error {
 		return errors.New("--replication=pubsub needs --replication-topic projects/PROJECT/topics/TOPIC")
 	case o.Replication == ReplicationPubSub && !validReplicaID(o.ReplicaID):
 		return fmt.Errorf("--replica-id is %q: expected 1 to 63 letters, digits, '-', '_' or '.' (it names the replica's Pub/Sub subscription)", o.ReplicaID)
+	case o.Replication == ReplicationPubSub && len(o.Peers) == 0:
+		return errors.New("--replication=pubsub needs --peers HOST:PORT,... (in a cluster, the headless Service listing every replica's API port, this one's included): without peers a replica that starts empty never loads the others' state, a restarted one never resends what it had not published, and nothing heals what the log missed")
 	case len(o.Peers) > 0 && o.Replication != ReplicationPubSub:
 		return errors.New("--peers needs --replication=pubsub: peers share state only through the replication topic")
 	case o.Replication == ReplicationPubSub && len(o.Peers) > 0 && o.APITLS.Cert != "" && o.PeerTLSCA == "":

@@ -26,6 +26,11 @@ func TestValidate(t *testing.T) {
 		{Options{MaxOrgs: -1}, "--max-orgs is -1"},
 		{Options{MaxStreamsPerConn: -2}, "--max-streams-per-conn is -2"},
 		{Options{MonitoringInsecure: true}, "--monitoring-insecure needs --monitoring-endpoint"},
+		{Options{Replication: ReplicationPubSub, ReplicationTopic: "projects/p/topics/t", ReplicaID: "r0"}, "--replication=pubsub needs --peers"},
+		{Options{ReplicationWait: time.Hour}, "--replication-wait is 1h0m0s: expected 100ms to 5m"},
+		{Options{APIMaxConnections: 1 << 40}, "--api-max-connections is 1099511627776: expected 1 to half"},
+		{Options{MaxSubscriptions: -1}, "--max-subscriptions is -1"},
+		{Options{APIIdleTimeout: time.Millisecond}, "--api-idle-timeout is 1ms"},
 		{Options{Replication: ReplicationPubSub, ReplicationTopic: "projects/p/topics/t", ReplicaID: "r0", Peers: []string{"peers:9091"},
 			APITLS: tlsconfig.Files{Cert: "c.pem", Key: "k.pem"}}, "--api-tls-cert serves the API over TLS, so the other replicas' APIs in --peers are too: give --peer-tls-ca"},
 	} {

@@ -22,6 +22,9 @@ func startReplicaBench(b *testing.B, id, topic string, peers []*app.App) *app.Ap
 	for _, p := range peers {
 		o.Peers = append(o.Peers, p.APIAddr())
 	}
+	if len(o.Peers) == 0 {
+		o.Peers = []string{"127.0.0.1:1"} // nothing there: the first of the fleet
+	}
 	a := startOurs(b, o)
 	health := healthpb.NewHealthClient(dial(b, a.Addr()))
 	deadline := time.Now().Add(time.Minute)

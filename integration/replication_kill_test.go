@@ -30,7 +30,9 @@ type replicaProcess struct {
 func startReplicaProcess(t *testing.T, id, dir, topic string, peers []*replicaProcess) *replicaProcess {
 	t.Helper()
 	args := []string{"--replication=pubsub", "--replication-topic", topic, "--replica-id", id, "--idle-window", "1h", "--anti-entropy-interval", "1h"}
-	if len(peers) > 0 {
+	if len(peers) == 0 {
+		args = append(args, "--peers", noPeer)
+	} else {
 		var list string
 		for i, p := range peers {
 			if i > 0 {

@@ -29,6 +29,11 @@ import (
 
 const replTopic = "projects/p-repl/topics/orgs"
 
+// noPeer is --peers for the first replica of a fleet in these tests:
+// nothing listens there, as when a headless Service lists only the
+// replica itself.
+const noPeer = "127.0.0.1:1"
+
 // startFleet runs n replicas replicating over one topic of Google's
 // Pub/Sub emulator, each started with an empty data dir and the others'
 // API ports as peers, one after the other (as a StatefulSet starts them).
@@ -62,6 +67,9 @@ func startReplica(t *testing.T, id, dir string, peers []*daemon, with ...func(*a
 	o.Replication, o.ReplicationTopic, o.ReplicaID = app.ReplicationPubSub, replTopic, id
 	for _, p := range peers {
 		o.Peers = append(o.Peers, p.app.APIAddr())
+	}
+	if len(o.Peers) == 0 {
+		o.Peers = []string{noPeer}
 	}
 	d := start(t, o)
 	health := healthpb.NewHealthClient(d.dial(t, d.app.Addr()))

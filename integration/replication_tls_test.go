@@ -37,7 +37,7 @@ func TestEmptyReplicaJoinsOverTLS(t *testing.T) {
 	apiTLS := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}))}
 	replica := func(id string, peers ...string) *daemon {
 		o := options(t, t.TempDir())
-		o.Replication, o.ReplicationTopic, o.ReplicaID, o.Peers = app.ReplicationPubSub, replTopic, id, peers
+		o.Replication, o.ReplicationTopic, o.ReplicaID, o.Peers = app.ReplicationPubSub, replTopic, id, append(peers, noPeer)
 		o.APITLS = tlsconfig.Files{Cert: cert, Key: key}
 		o.PeerTLSCA = caFile
 		d := startWith(t, o, plain, apiTLS)

@@ -32,8 +32,10 @@ type JoinOptions struct {
 	Empty bool
 	// AntiEntropy is how often digests are compared with a peer's.
 	AntiEntropy time.Duration
-	// Ready is called once this replica holds every org's state.
-	Ready func()
+	// Ready is called once this replica holds every org's state;
+	// NotReady when it no longer may (its subscription was lost).
+	Ready    func()
+	NotReady func()
 }
 
 // restartCatchUp bounds how long a restarted replica waits for a peer's
@@ -63,7 +65,33 @@ func (r *Replicator) Join(ctx context.Context, o JoinOptions) {
 		r.republish(o.Store, o.Peers.Sinks)
 		first = min(first, restartRecheck)
 	}
-	AntiEntropy(ctx, o.Peers, o.Store, first, o.AntiEntropy)
+	for {
+		actx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { AntiEntropy(actx, o.Peers, o.Store, first, o.AntiEntropy); close(done) }()
+		select {
+		case <-ctx.Done():
+		case <-r.lost:
+		}
+		cancel()
+		<-done
+		if ctx.Err() != nil {
+			return
+		}
+		// The subscription was made again: what was published while it
+		// was gone is only in the peers' state.
+		if o.NotReady != nil {
+			o.NotReady()
+		}
+		heal := o
+		heal.Empty = true // wait for a peer's snapshot, as an empty replica does
+		if !r.catchUp(ctx, heal) {
+			return
+		}
+		r.log.Info("a peer's snapshot filled the gap the lost subscription left; ready again")
+		o.Ready()
+		first = o.AntiEntropy
+	}
 }
 
 // catchUp loads a peer's snapshot as Join says; false when ctx ended first.

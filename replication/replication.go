@@ -89,6 +89,7 @@ type Replicator struct {
 	published chan struct{} // closed and replaced at each confirmation
 	lastErr   error         // the last publish failure, while failing
 	kick      chan struct{}
+	lost      chan struct{} // the subscription was gone and is made again: Join heals
 }
 
 // New dials Pub/Sub and makes sure this replica's subscription exists
@@ -110,7 +111,7 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 	}
 	r := &Replicator{opts: o, log: o.Logger.With("component", "replication"), client: client,
 		sub: fmt.Sprintf("projects/%s/subscriptions/%s-%s", project, topicID, o.Replica),
-		q:   newQueue(), published: make(chan struct{}), kick: make(chan struct{}, 1),
+		q:   newQueue(), published: make(chan struct{}), kick: make(chan struct{}, 1), lost: make(chan struct{}, 1),
 		hintSeq: uint64(time.Now().UnixNano()), // unique across this replica's restarts
 		m:       newMetrics(o.Registerer)}
 	if err := r.ensureSubscription(ctx); err != nil {
@@ -137,12 +138,7 @@ func parseTopic(topic string) (project, id string, err error) {
 func (r *Replicator) Subscription() string { return r.sub }
 
 // wake tells the publisher something was queued.
-func (r *Replicator) wake() {
-	select {
-	case r.kick <- struct{}{}:
-	default:
-	}
-}
+func (r *Replicator) wake() { signal(r.kick) }
 
 // Enqueue queues a change made here for publishing; activity.Store's
 // OnChange. It never blocks: activity of one org coalesces to its latest.
@@ -398,12 +394,29 @@ func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if status.Code(err) == codes.NotFound {
+			// Deleted, or expired while this replica was away: what was
+			// published meanwhile never reaches it. Recreate it, then Join
+			// heals the gap from a peer's snapshot before serving again.
+			r.log.Error("this replica's subscription is gone: recreating it, and not ready until a peer's snapshot fills the gap", "subscription", r.sub)
+			if err = r.ensureSubscription(ctx); err == nil {
+				signal(r.lost)
+				continue
+			}
+		}
 		r.log.Error("receiving replication messages stopped; resuming", "subscription", r.sub, "err", err)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(time.Second):
 		}
+	}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
 	}
 }
 
