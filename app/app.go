@@ -149,7 +149,7 @@ func New(o Options) (*App, error) {
 	var onChange func(activity.Change)
 	if o.Replication == ReplicationPubSub {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		a.repl, err = replication.New(ctx, replication.Options{Topic: o.ReplicationTopic, Replica: o.ReplicaID, Logger: o.Logger, Registerer: a.registry})
+		a.repl, err = replication.New(ctx, replication.Options{Topic: o.ReplicationTopic, Replica: o.ReplicaID, Logger: o.Logger, Registerer: a.registry, Now: o.Now})
 		cancel()
 		if err != nil {
 			return nil, err
@@ -341,7 +341,7 @@ func (a *App) APIAddr() string { return a.apiLis.Addr().String() }
 // Run serves until ctx ends, then stops gracefully: streams are closed, RPCs
 // in flight finish, and every org is written to disk.
 func (a *App) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	if a.depth != nil {
 		a.depth.start()
 	}
@@ -381,6 +381,11 @@ func (a *App) Run(ctx context.Context) error {
 			sinks := a.peers.Sinks // what a snapshot carries, and the log too
 			sinks.Store, sinks.Hints = a.store, hints
 			if err := a.repl.Run(rctx, sinks); err != nil {
+				var twin *replication.TwinError
+				if errors.As(err, &twin) {
+					errc <- err // the process stops: it must not serve beside its twin
+					return
+				}
 				a.log.Error("replication stopped with an error", "err", err)
 			}
 		})

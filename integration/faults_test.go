@@ -404,3 +404,45 @@ func TestLostSubscriptionHeals(t *testing.T) {
 		return err == nil
 	})
 }
+
+// A second live process started with an existing replica's --replica-id
+// is found from the messages they share (once they are published more
+// than the skew margin, 30 s, after it started) and stops with an error
+// naming the id; the first keeps serving.
+func TestTwinReplicaRefused(t *testing.T) {
+	em := pubsubtest.Start(t)
+	fleet := startFleetOn(t, em, 2)
+	first, peer := fleet[0], fleet[1]
+	o := options(t, t.TempDir())
+	o.Replication, o.ReplicationTopic, o.ReplicaID, o.Peers = app.ReplicationPubSub, replTopic, "scaler-0", []string{peer.app.APIAddr()}
+	twin, err := app.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- twin.Run(context.Background()) }()
+	defer twin.Close()
+
+	ctx := context.Background()
+	deadline := time.Now().Add(90 * time.Second)
+	for i := 0; ; i++ {
+		if _, err := first.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: fmt.Sprintf("seen-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-ran:
+			if err == nil || !strings.Contains(err.Error(), "--replica-id scaler-0") {
+				t.Fatalf("the twin stopped with %v; want an error naming --replica-id scaler-0", err)
+			}
+			t.Logf("the twin stopped after %d changes: %v", i+1, err)
+			if _, err := first.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: "after-the-twin"}); err != nil {
+				t.Fatalf("the first process after its twin stopped: %v", err)
+			}
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a second process with --replica-id scaler-0 was still serving after 90s")
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -70,6 +71,8 @@ type Options struct {
 	// Expiry is how long a subscription nobody reads lives (default and
 	// minimum on the service: 24h), so a dead replica's goes away.
 	Expiry time.Duration
+	// Now is the process's clock (default time.Now).
+	Now func() time.Time
 }
 
 // Replicator publishes this replica's changes and applies the others'.
@@ -90,6 +93,10 @@ type Replicator struct {
 	lastErr   error         // the last publish failure, while failing
 	kick      chan struct{}
 	lost      chan struct{} // the subscription was gone and is made again: Join heals
+	instance  string        // this process: see twin.go
+	started   time.Time
+	now       func() time.Time
+	warnTwin  sync.Once
 }
 
 // New dials Pub/Sub and makes sure this replica's subscription exists
@@ -105,6 +112,9 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 	if o.Expiry <= 0 {
 		o.Expiry = 24 * time.Hour
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	client, err := pubsub.NewClient(ctx, project, o.ClientOptions...)
 	if err != nil {
 		return nil, fmt.Errorf("replication: pub/sub client for project %s: %w", project, err)
@@ -112,6 +122,7 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 	r := &Replicator{opts: o, log: o.Logger.With("component", "replication"), client: client,
 		sub: fmt.Sprintf("projects/%s/subscriptions/%s-%s", project, topicID, o.Replica),
 		q:   newQueue(), published: make(chan struct{}), kick: make(chan struct{}, 1), lost: make(chan struct{}, 1),
+		instance: newInstance(), started: o.Now(), now: o.Now,
 		hintSeq: uint64(time.Now().UnixNano()), // unique across this replica's restarts
 		m:       newMetrics(o.Registerer)}
 	if err := r.ensureSubscription(ctx); err != nil {
@@ -208,10 +219,15 @@ func (r *Replicator) Sync(ctx context.Context) error {
 // Run publishes and applies (changes to store, hints to hints, if set)
 // until ctx ends, then publishes what is still queued (for up to
 // DrainTimeout) and closes the client.
+// A *TwinError (another live process with this replica's id started
+// first) ends it too, after the drain.
 func (r *Replicator) Run(ctx context.Context, sinks Sinks) error {
+	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { r.publishLoop(ctx) })
+	wg.Go(func() { r.heartbeat(ctx) })
 	err := r.receive(ctx, sinks)
+	cancel()
 	wg.Wait()
 	r.drain()
 	return errors.Join(err, r.Close())
@@ -346,7 +362,7 @@ func (r *Replicator) publish(ctx context.Context, p pending) error {
 		if err != nil {
 			return fmt.Errorf("encode changes: %w", err)
 		}
-		results = append(results, r.pub.Publish(pctx, &pubsub.Message{Data: data}))
+		results = append(results, r.pub.Publish(pctx, &pubsub.Message{Data: data, Attributes: r.attributes()}))
 	}
 	var errs []error
 	for _, res := range results {
@@ -365,8 +381,11 @@ func (r *Replicator) publish(ctx context.Context, p pending) error {
 func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 	sub := r.client.Subscriber(r.sub)
 	sub.ReceiveSettings.NumGoroutines = 1
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var twin atomic.Pointer[TwinError] // callbacks run concurrently
 	for {
-		err := sub.Receive(ctx, func(_ context.Context, m *pubsub.Message) {
+		err := sub.Receive(rctx, func(_ context.Context, m *pubsub.Message) {
 			var b pb.ChangeBatch
 			if err := proto.Unmarshal(m.Data, &b); err != nil {
 				r.log.Error("dropping an undecodable replication message", "id", m.ID, "err", err)
@@ -374,6 +393,12 @@ func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 				return
 			}
 			if b.GetReplica() == r.opts.Replica {
+				if t := r.twin(m); t != nil {
+					twin.CompareAndSwap(nil, t)
+					m.Nack() // the twin's, for the process that keeps the id
+					stop()
+					return
+				}
 				m.Ack() // ours: applied when it was made
 				return
 			}
@@ -391,6 +416,9 @@ func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 			r.m.applied.Add(float64(n))
 			m.Ack()
 		})
+		if t := twin.Load(); t != nil {
+			return t
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
