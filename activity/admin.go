@@ -137,12 +137,20 @@ func (s *Store) Delete(ctx context.Context, id string) (o Org, watchers int, ok 
 	defer s.writeMu.Unlock()
 	sh := s.shard(id)
 	sh.mu.Lock()
-	_, ok = sh.orgs[id]
+	e, ok := sh.orgs[id]
+	var seen hlc.Stamp
+	if ok {
+		seen = max(hlc.Stamp(e.rec.LastActivity), e.rec.ScaleToZeroAt, e.rec.IdleWindowAt, e.rec.ScheduleAt)
+	}
 	sh.mu.Unlock()
 	if !ok {
 		return Org{}, 0, false, nil
 	}
-	d := s.clock.Now()
+	// The tombstone is later than everything the delete saw, whatever the
+	// clocks that stamped it (activity taken by a replica whose clock was
+	// ahead): a delete that answers OK removes the org everywhere.
+	s.clock.Observe(seen)
+	d := max(s.clock.Now(), seen+1)
 	if err := s.erase(id, d); err != nil {
 		return Org{}, 0, false, err // memory unchanged: the org is still there
 	}

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/orgscaler/orgscaler/internal/clocktest"
 )
 
 // An admin change waits for its fsync with no lock that KEDA's answers
@@ -88,5 +90,52 @@ func TestFullFlushSyncsTransitions(t *testing.T) {
 	case <-syncs:
 	default:
 		t.Fatal("a full flush wrote a new org without syncing it")
+	}
+}
+
+// A setting written while the clock was an hour ahead can still be
+// changed after a restart with the clock right: the store observes its
+// records' stamps as it loads them.
+func TestSettingsChangeAfterARestartWithTheClockBack(t *testing.T) {
+	opts := testOptions(t, t.TempDir())
+	clock := clocktest.New(time.Now().Add(time.Hour))
+	opts.Now = clock.Now
+	s := mustOpen(t, opts)
+	off := false
+	if _, err := s.Update(context.Background(), "acme", Update{ScaleToZeroAllowed: &off}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	clock.Set(time.Now())
+	s = mustOpen(t, opts)
+	defer s.Close()
+	on := true
+	o, err := s.Update(context.Background(), "acme", Update{ScaleToZeroAllowed: &on})
+	if err != nil || !o.ScaleToZeroAllowed {
+		t.Fatalf("after a restart with the clock an hour back, UpdateOrg answered %+v, %v; want scale-to-zero allowed again", o, err)
+	}
+}
+
+// A delete removes the org whatever the stamps it saw: activity another
+// replica stamped 10 minutes ahead does not outlive it, nor does the
+// change come back.
+func TestDeleteBeatsActivityFromAFastClock(t *testing.T) {
+	opts := testOptions(t, t.TempDir())
+	s := mustOpen(t, opts)
+	defer s.Close()
+	ahead := time.Now().Add(10 * time.Minute)
+	if err := s.Apply([]Change{{Org: "acme", Activity: ahead}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok, err := s.Delete(context.Background(), "acme"); !ok || err != nil {
+		t.Fatalf("delete: %v %v", ok, err)
+	}
+	if err := s.Apply([]Change{{Org: "acme", Activity: ahead}}); err != nil { // redelivered
+		t.Fatal(err)
+	}
+	if o, ok := s.Get("acme"); ok {
+		t.Fatalf("acme, deleted after activity stamped 10m ahead, is back: %+v", o)
 	}
 }

@@ -69,6 +69,10 @@ type Options struct {
 	// Replica names this store's replica in the stamps of its changes
 	// (settings, deletes), for last-writer-wins across replicas.
 	Replica string
+	// MaxClockSkew, when set, bounds how far ahead of this store's clock a
+	// stamp it observes (from another replica, or from its own disk) may
+	// move its hybrid logical clock.
+	MaxClockSkew time.Duration
 	// MaxOrgs caps the orgs activity and KEDA's triggers may create (0: no
 	// cap), so ever-new ids cannot grow memory without bound. Orgs named
 	// by an admin are always created.
@@ -286,6 +290,7 @@ func start(opts Options, db *badger.DB) (*Store, error) {
 		metrics: newMetrics(opts.Registerer),
 		clock:   hlc.New(opts.Replica, opts.Now),
 	}
+	s.clock.HoldAhead(opts.MaxClockSkew)
 	for i := range s.shards {
 		s.shards[i].orgs = make(map[string]*entry)
 	}
@@ -350,6 +355,9 @@ func (s *Store) load() error {
 			e := &entry{rec: rec}
 			sh := s.shard(id)
 			sh.orgs[id] = e
+			// Stamps written before a restart (perhaps while the clock was
+			// ahead) are observed, so a setting changed now wins over them.
+			s.clock.Observe(max(rec.ScaleToZeroAt, rec.IdleWindowAt, rec.ScheduleAt))
 			n++
 			woke, slept, next := s.settle(&e.rec, now)
 			switch {

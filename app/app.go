@@ -148,8 +148,12 @@ func New(o Options) (*App, error) {
 	}
 	var onChange func(activity.Change)
 	if o.Replication == ReplicationPubSub {
+		if a.peers, err = newPeers(o); err != nil {
+			return nil, err
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		a.repl, err = replication.New(ctx, replication.Options{Topic: o.ReplicationTopic, Replica: o.ReplicaID, Logger: o.Logger, Registerer: a.registry, Now: o.Now})
+		a.repl, err = replication.New(ctx, replication.Options{Topic: o.ReplicationTopic, Replica: o.ReplicaID, Logger: o.Logger, Registerer: a.registry, Now: o.Now,
+			Key: replication.KeyFrom(a.peers.Token)})
 		cancel()
 		if err != nil {
 			return nil, err
@@ -161,6 +165,7 @@ func New(o Options) (*App, error) {
 		OnChange: onChange,
 		Dir:      o.DataDir, IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval, Logger: o.Logger, Now: o.Now,
 		OnTransition: a.onTransition, Registerer: a.registry, MaxOrgs: o.MaxOrgs, Replica: o.ReplicaID, MinFreeDisk: uint64(max(0, o.MinFreeDiskMB)) << 20,
+		MaxClockSkew: o.MaxClockSkew,
 		OnActivity: a.onActivity, OnDelete: a.onDelete,
 	})
 	if err != nil {
@@ -185,9 +190,6 @@ func New(o Options) (*App, error) {
 		// peers (replication.Replicator.Join says how).
 		a.ready.Store(false)
 		a.empty = store.Len() == 0
-		if a.peers, err = newPeers(o); err != nil {
-			return nil, err
-		}
 	}
 	var onFlush func([]usage.Hour)
 	if a.fleet() {
@@ -198,7 +200,7 @@ func New(o Options) (*App, error) {
 		CheckDisk: store.CheckDisk, OnFlush: onFlush}); err != nil {
 		return nil, err
 	}
-	a.peers.Sinks = replication.Sinks{Usage: a.fleetLedger(), Idle: a.idle, History: a.history}
+	a.peers.Sinks = replication.Sinks{Usage: a.fleetLedger(), Idle: a.idle, History: a.history, Now: o.Now, MaxSkew: o.MaxClockSkew}
 	if o.Knative {
 		if err := a.newKnative(dyn); err != nil {
 			return nil, err

@@ -11,6 +11,7 @@ import (
 	"github.com/orgscaler/orgscaler/api"
 	"github.com/orgscaler/orgscaler/decide"
 	"github.com/orgscaler/orgscaler/pubsubdepth"
+	"github.com/orgscaler/orgscaler/replication"
 	"github.com/orgscaler/orgscaler/tlsconfig"
 	"github.com/orgscaler/orgscaler/usage"
 )
@@ -114,6 +115,9 @@ type Options struct {
 	APIMaxConnections int
 	// APIIdleTimeout closes an API connection with no call in flight.
 	APIIdleTimeout time.Duration
+	// MaxClockSkew bounds how far ahead of this replica's clock another's
+	// stamps may be before they are held to it.
+	MaxClockSkew time.Duration
 	// ReplicationWait bounds how long an API call or a feed message waits
 	// for its change to reach the replication topic: the change is in
 	// force here at once; past the bound the caller hears Unavailable (the
@@ -216,6 +220,7 @@ func withDefaults(o Options) Options {
 	o.KEDAMaxConnectionAge = cmp.Or(o.KEDAMaxConnectionAge, DefaultKEDAMaxConnectionAge)
 	o.AntiEntropy = cmp.Or(o.AntiEntropy, DefaultAntiEntropy)
 	o.ReplicationWait = cmp.Or(o.ReplicationWait, DefaultReplicationWait)
+	o.MaxClockSkew = cmp.Or(o.MaxClockSkew, replication.DefaultMaxClockSkew)
 	o.APIIdleTimeout = cmp.Or(o.APIIdleTimeout, DefaultAPIIdleTimeout)
 	o.LeaseName = cmp.Or(o.LeaseName, DefaultLeaseName)
 	if o.Logger == nil {
@@ -273,6 +278,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--activity-subscription is %q: expected projects/PROJECT/subscriptions/SUBSCRIPTION", o.ActivitySubscription)
 	case o.AntiEntropy < time.Second:
 		return fmt.Errorf("--anti-entropy-interval is %s: expected at least 1s", o.AntiEntropy)
+	case o.MaxClockSkew < time.Second || o.MaxClockSkew > time.Hour:
+		return fmt.Errorf("--max-clock-skew is %s: expected 1s to 1h", o.MaxClockSkew)
 	case o.ReplicationWait < 100*time.Millisecond || o.ReplicationWait > 5*time.Minute:
 		return fmt.Errorf("--replication-wait is %s: expected 100ms to 5m", o.ReplicationWait)
 	case o.KEDAMaxConnectionAge < time.Second:

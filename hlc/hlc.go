@@ -30,8 +30,9 @@ type Clock struct {
 	now     func() time.Time
 	replica int64
 
-	mu   sync.Mutex
-	last int64
+	mu    sync.Mutex
+	last  int64
+	ahead time.Duration
 }
 
 // New returns a clock for replica id, reading the wall clock from now
@@ -55,11 +56,25 @@ func (c *Clock) Now() Stamp {
 	return Stamp(c.last)
 }
 
-// Observe moves the clock past s, a stamp from another replica.
+// Observe moves the clock past s, a stamp from another replica, but never
+// further ahead of the wall clock than the bound HoldAhead set: a replica
+// with a fast clock (or a forged stamp) cannot drag this one's stamps
+// into the future, nor overflow them.
 func (c *Clock) Observe(s Stamp) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.ahead > 0 {
+		s = min(s, Stamp(c.now().UnixNano()+int64(c.ahead)))
+	}
 	if int64(s) > c.last {
 		c.last = int64(s)
 	}
+}
+
+// HoldAhead bounds how far ahead of the wall clock Observe may move this
+// clock (0: no bound).
+func (c *Clock) HoldAhead(d time.Duration) {
+	c.mu.Lock()
+	c.ahead = d
+	c.mu.Unlock()
 }

@@ -1,6 +1,7 @@
 package hlc
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -28,5 +29,19 @@ func TestStampsOrderAndCarryTheReplica(t *testing.T) {
 	}
 	if got := first.Time(); got.Sub(wall) > time.Microsecond {
 		t.Fatalf("a stamp is within a microsecond of the wall clock: %v vs %v", got, wall)
+	}
+}
+
+// Held to a bound, a stamp far ahead (a fast clock, or a forged MaxInt64)
+// moves the clock no further than the bound, and the next stamp neither
+// overflows nor lands beyond it.
+func TestObserveHeldAhead(t *testing.T) {
+	wall := time.Unix(1_800_000_000, 0)
+	c := New("scaler-0", func() time.Time { return wall })
+	c.HoldAhead(30 * time.Second)
+	c.Observe(Stamp(math.MaxInt64))
+	s := c.Now()
+	if s < 0 || s.Time().Sub(wall) > 30*time.Second+5*time.Microsecond {
+		t.Fatalf("after observing MaxInt64 held to 30s, the next stamp is %d (%v ahead)", s, s.Time().Sub(wall))
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -49,6 +50,11 @@ type Usage interface {
 
 // Sinks are where other replicas' changes go. Store is required.
 type Sinks struct {
+	// Now and MaxSkew, when Now is set, hold every stamp applied to at
+	// most MaxSkew ahead of Now (validate.go).
+	Now     func() time.Time
+	MaxSkew time.Duration
+
 	Store   Store
 	Hints   Hints // nil without a backlog source
 	Usage   Usage // nil when the ledger is not the fleet's
@@ -73,6 +79,10 @@ type Options struct {
 	Expiry time.Duration
 	// Now is the process's clock (default time.Now).
 	Now func() time.Time
+	// Key, when set (KeyFrom the fleet's peer token), signs every message
+	// published and refuses every message received without a valid
+	// signature.
+	Key []byte
 }
 
 // Replicator publishes this replica's changes and applies the others'.
@@ -97,6 +107,7 @@ type Replicator struct {
 	started   time.Time
 	now       func() time.Time
 	warnTwin  sync.Once
+	warnBad   rate.Sometimes
 }
 
 // New dials Pub/Sub and makes sure this replica's subscription exists
@@ -122,7 +133,7 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 	r := &Replicator{opts: o, log: o.Logger.With("component", "replication"), client: client,
 		sub: fmt.Sprintf("projects/%s/subscriptions/%s-%s", project, topicID, o.Replica),
 		q:   newQueue(), published: make(chan struct{}), kick: make(chan struct{}, 1), lost: make(chan struct{}, 1),
-		instance: newInstance(), started: o.Now(), now: o.Now,
+		instance: newInstance(), started: o.Now(), now: o.Now, warnBad: rate.Sometimes{Interval: 10 * time.Second},
 		hintSeq: uint64(time.Now().UnixNano()), // unique across this replica's restarts
 		m:       newMetrics(o.Registerer)}
 	if err := r.ensureSubscription(ctx); err != nil {
@@ -362,7 +373,7 @@ func (r *Replicator) publish(ctx context.Context, p pending) error {
 		if err != nil {
 			return fmt.Errorf("encode changes: %w", err)
 		}
-		results = append(results, r.pub.Publish(pctx, &pubsub.Message{Data: data, Attributes: r.attributes()}))
+		results = append(results, r.pub.Publish(pctx, &pubsub.Message{Data: data, Attributes: r.sign(data, r.attributes())}))
 	}
 	var errs []error
 	for _, res := range results {
@@ -386,10 +397,13 @@ func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 	var twin atomic.Pointer[TwinError] // callbacks run concurrently
 	for {
 		err := sub.Receive(rctx, func(_ context.Context, m *pubsub.Message) {
+			if !r.authentic(m) {
+				r.reject(m, "unauthenticated", "no valid signature: published by something without the fleet's peer token")
+				return
+			}
 			var b pb.ChangeBatch
 			if err := proto.Unmarshal(m.Data, &b); err != nil {
-				r.log.Error("dropping an undecodable replication message", "id", m.ID, "err", err)
-				m.Ack()
+				r.reject(m, "undecodable", err.Error())
 				return
 			}
 			if b.GetReplica() == r.opts.Replica {
@@ -401,6 +415,14 @@ func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 				}
 				m.Ack() // ours: applied when it was made
 				return
+			}
+			if dropped, held := r.check(&b, sinks); dropped+held > 0 {
+				r.m.rejected.WithLabelValues("invalid").Add(float64(dropped))
+				r.m.held.Add(float64(held))
+				r.warnBad.Do(func() {
+					r.log.Warn("held another replica's stamps to the clock skew bound, or dropped changes naming no valid org (logged at most every 10s)",
+						"from", b.GetReplica(), "dropped", dropped, "held", held, "max_clock_skew", sinks.MaxSkew)
+				})
 			}
 			n, err := sinks.apply(&b)
 			if err != nil {
@@ -461,6 +483,9 @@ type parts interface {
 // it held.
 func (s Sinks) apply(m parts) (int, error) {
 	changes := fromProto(m.GetChanges())
+	if s.Now != nil {
+		changes, _, _ = bounded(changes, s.Now().Add(s.MaxSkew))
+	}
 	if err := s.Store.Apply(changes); err != nil {
 		return 0, fmt.Errorf("orgs: %w", err)
 	}

@@ -91,7 +91,7 @@ func (r *Replicator) heartbeat(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			r.pub.Publish(ctx, &pubsub.Message{Data: data, Attributes: r.attributes()})
+			r.pub.Publish(ctx, &pubsub.Message{Data: data, Attributes: r.sign(data, r.attributes())})
 		}
 	}
 }

@@ -63,7 +63,8 @@ func fromProto(in []*pb.OrgChange) []activity.Change {
 }
 
 type metrics struct {
-	published, applied, publishErrors prometheus.Counter
+	published, applied, publishErrors, held prometheus.Counter
+	rejected                                *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -71,9 +72,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		published:     prometheus.NewCounter(prometheus.CounterOpts{Name: "orgscaler_replication_published_changes_total", Help: "Org changes this replica published to the replication topic."}),
 		applied:       prometheus.NewCounter(prometheus.CounterOpts{Name: "orgscaler_replication_applied_changes_total", Help: "Org changes from other replicas applied here."}),
 		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "orgscaler_replication_publish_errors_total", Help: "Publishes to the replication topic that failed (and were retried)."}),
+		held: prometheus.NewCounter(prometheus.CounterOpts{Name: "orgscaler_replication_stamps_held_total",
+			Help: "Stamps from other replicas further ahead than --max-clock-skew, held to it (a replica's clock is ahead)."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "orgscaler_replication_rejected_total",
+			Help: "Replication messages or changes dropped, by reason: unauthenticated (no valid signature), undecodable, invalid (naming no valid org)."}, []string{"reason"}),
+	}
+	for _, r := range []string{"unauthenticated", "undecodable", "invalid"} {
+		m.rejected.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.published, m.applied, m.publishErrors)
+		reg.MustRegister(m.published, m.applied, m.publishErrors, m.held, m.rejected)
 	}
 	return m
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/orgscaler/orgscaler/app"
 	"github.com/orgscaler/orgscaler/internal/flagenv"
 	"github.com/orgscaler/orgscaler/pubsubdepth"
+	"github.com/orgscaler/orgscaler/replication"
 	"github.com/orgscaler/orgscaler/usage"
 )
 
@@ -135,6 +136,7 @@ func flags(c *config, out io.Writer) *pflag.FlagSet {
 	})
 	fs.IntVar(&c.app.APIMaxConnections, "api-max-connections", 0, "the most connections the API port holds open at once; more wait in the kernel's accept queue, so however many connections strangers open to the API, KEDA's port keeps working (0: a quarter of the file-descriptor limit, at most 4096; more than half the limit is refused)")
 	fs.DurationVar(&c.app.APIIdleTimeout, "api-idle-timeout", app.DefaultAPIIdleTimeout, "close an API connection (HTTP keep-alive, or HTTP/2 and gRPC with no call in flight) after this long idle; clients redial")
+	fs.DurationVar(&c.app.MaxClockSkew, "max-clock-skew", replication.DefaultMaxClockSkew, "with replication: the furthest ahead of this replica's clock another replica's stamps (activity, settings, deletes, hints) may be; further ones are held to it and counted in orgscaler_replication_stamps_held_total, so a fast clock cannot keep orgs warm or freeze settings everywhere")
 	fs.DurationVar(&c.app.ReplicationWait, "replication-wait", app.DefaultReplicationWait, "the longest an activity call, a hint, an org change or a --activity-subscription message waits for its change to be published to the other replicas; the change is in force on this replica at once, and past this the caller hears Unavailable (\"accepted here, not yet replicated; safe to retry\") and the message is nacked, so a Pub/Sub outage never holds a producer or its activity")
 	fs.DurationVar(&c.app.AntiEntropy, "anti-entropy-interval", app.DefaultAntiEntropy, "how often a replica compares its digest with a random peer's, and applies that peer's snapshot when they differ (heals what the log did not carry, such as messages held for a crashed replica)")
 	fs.StringVar(&c.app.LeaseName, "leader-elect-lease", app.DefaultLeaseName, "with --replication and a cluster: the Lease through which one replica leads the fleet, recording Events and counting the GPU-hours ledger once for all")
@@ -153,7 +155,7 @@ func flags(c *config, out io.Writer) *pflag.FlagSet {
 	flagenv.Group(fs, "Cluster", "kubeconfig", "in-cluster", "knative", "leader-elect-lease", "leader-elect-namespace")
 	flagenv.Group(fs, "KEDA port security", "tls-cert", "tls-key", "tls-client-ca", "keda-insecure", "keda-max-connection-age", "max-streams-per-conn")
 	flagenv.Group(fs, "API security", "api-tls-cert", "api-tls-key", "api-tls-client-ca", "api-tokens-file", "api-insecure", "api-max-connections", "api-idle-timeout")
-	flagenv.Group(fs, "Replication", "replication", "replication-topic", "peers", "anti-entropy-interval", "replication-wait", "peer-token-file", "peer-tls-ca", "replica-id")
+	flagenv.Group(fs, "Replication", "replication", "replication-topic", "peers", "anti-entropy-interval", "replication-wait", "max-clock-skew", "peer-token-file", "peer-tls-ca", "replica-id")
 	flagenv.Group(fs, "Logs", "log-format", "log-level")
 	fs.Usage = func() {
 		fmt.Fprintf(out, `Usage: scaler [flags]

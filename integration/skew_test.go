@@ -1,0 +1,115 @@
+package integration
+
+import (
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/orgscaler/orgscaler/app"
+	"github.com/orgscaler/orgscaler/internal/pubsubtest"
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+	"github.com/orgscaler/orgscaler/replication"
+)
+
+// metricValue reads one sample of /metrics, 0 when absent.
+func metricValue(t *testing.T, d *daemon, series string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindStringSubmatch(scrape(t, d))
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	return v
+}
+
+// Publish rights on the replication topic alone cannot steer the fleet:
+// with a peer token, messages without the fleet's signature (a forged
+// delete stamped MaxInt64, forged activity) are dropped and counted, and
+// the replicas' own changes still flow.
+func TestForgedReplicationMessages(t *testing.T) {
+	em := pubsubtest.Start(t)
+	token := filepath.Join(t.TempDir(), "peer-token")
+	if err := os.WriteFile(token, []byte("s3cret-peer-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fleet := startFleetOn(t, em, 2, func(o *app.Options) { o.PeerTokenFile = token })
+	a, b := fleet[0], fleet[1]
+	ctx := context.Background()
+	if _, err := a.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: "victim"}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "victim on B", func() bool { _, err := b.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "victim"}); return err == nil })
+
+	c := pubsubtest.Client(t, em.Addr, "p-repl")
+	pub := c.Publisher(replTopic)
+	defer pub.Stop()
+	forged, _ := proto.Marshal(&pb.ChangeBatch{Replica: "mallory", Changes: []*pb.OrgChange{
+		{Org: "victim", DeletedAt: math.MaxInt64},
+		{Org: "ghost", ActivityUnixNano: time.Now().Add(24 * time.Hour).UnixNano()},
+	}})
+	for _, attrs := range []map[string]string{nil, {"instance": "x", "started": "1", "mac": "00ff"}} {
+		if _, err := pub.Publish(ctx, &pubsub.Message{Data: forged, Attributes: attrs}).Get(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range fleet {
+		pollFor(t, 20*time.Second, "both forged messages dropped", func() bool {
+			return metricValue(t, d, `orgscaler_replication_rejected_total{reason="unauthenticated"}`) >= 2
+		})
+		if _, err := d.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "victim"}); err != nil {
+			t.Fatalf("victim after a forged delete: %v", err)
+		}
+		if _, err := d.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "ghost"}); err == nil {
+			t.Fatal("forged activity created an org")
+		}
+	}
+	if _, err := a.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: "legit"}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "a signed change on B", func() bool { _, err := b.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "legit"}); return err == nil })
+}
+
+// A replica whose clock is 10 minutes fast cannot keep orgs warm
+// elsewhere for 10 minutes longer: the others hold its stamps to
+// --max-clock-skew and count them; a delete on a right replica after
+// that activity removes the org there, for good.
+func TestFastReplicaHeldToTheSkewBound(t *testing.T) {
+	em := pubsubtest.Start(t)
+	fleet := startFleetOn(t, em, 1)
+	a := fleet[0]
+	fast := startReplica(t, "scaler-fast", t.TempDir(), fleet, func(o *app.Options) {
+		o.Now = func() time.Time { return time.Now().Add(10 * time.Minute) }
+	})
+	ctx := context.Background()
+	if _, err := fast.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: "rushed"}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "the fast replica's activity on A", func() bool {
+		_, err := a.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "rushed"})
+		return err == nil
+	})
+	o, err := a.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "rushed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ahead := time.Until(o.GetOrg().GetLastActivity().AsTime()); ahead > replication.DefaultMaxClockSkew+time.Second {
+		t.Fatalf("activity from a clock 10m fast is %s ahead on A; want at most the 30s bound", ahead.Round(time.Second))
+	}
+	if v := metricValue(t, a, "orgscaler_replication_stamps_held_total"); v < 1 {
+		t.Fatalf("orgscaler_replication_stamps_held_total is %v on A; want the held stamp counted", v)
+	}
+	if _, err := a.orgs.DeleteOrg(ctx, &pb.DeleteOrgRequest{Org: "rushed"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "rushed"}); !isNotFound(err) {
+		t.Fatalf("rushed on A after its delete: %v; want NotFound", err)
+	}
+}

@@ -1,0 +1,137 @@
+package replication
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+
+	"github.com/orgscaler/orgscaler/activity"
+	"github.com/orgscaler/orgscaler/decide"
+	"github.com/orgscaler/orgscaler/hlc"
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+)
+
+// Replication messages are checked before anything in them is applied:
+// publish rights on the topic alone must not steer the fleet.
+//   - With a key (from the fleet's peer token), every message carries an
+//     HMAC of its body and its process attributes; one without a valid one
+//     is dropped.
+//   - A change naming no valid org is dropped; every stamp (activity,
+//     settings, deletes, hints) further ahead than the skew bound is held
+//     to it, so a fast clock (or a forged MaxInt64) cannot keep an org
+//     warm, freeze a setting or overflow the hybrid logical clock.
+const attrMAC = "mac"
+
+// DefaultMaxClockSkew is how far ahead of this replica's clock a stamp
+// from another may be before it is held to that bound.
+const DefaultMaxClockSkew = 30 * time.Second
+
+// KeyFrom derives the replication messages' HMAC key from the fleet's peer
+// token: every replica holds the same one, and the key is not the token.
+func KeyFrom(token string) []byte {
+	if token == "" {
+		return nil
+	}
+	m := hmac.New(sha256.New, []byte(token))
+	m.Write([]byte("orgscaler replication messages v1"))
+	return m.Sum(nil)
+}
+
+// mac is the HMAC of a message's body and process attributes.
+func mac(key, data []byte, attrs map[string]string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write(data)
+	m.Write([]byte{0})
+	m.Write([]byte(attrs[attrInstance]))
+	m.Write([]byte{0})
+	m.Write([]byte(attrs[attrStarted]))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// sign adds the HMAC to attrs, when there is a key.
+func (r *Replicator) sign(data []byte, attrs map[string]string) map[string]string {
+	if r.opts.Key != nil {
+		attrs[attrMAC] = mac(r.opts.Key, data, attrs)
+	}
+	return attrs
+}
+
+// authentic says whether m carries a valid HMAC, or there is no key.
+func (r *Replicator) authentic(m *pubsub.Message) bool {
+	if r.opts.Key == nil {
+		return true
+	}
+	got, err := hex.DecodeString(m.Attributes[attrMAC])
+	if err != nil {
+		return false
+	}
+	want, _ := hex.DecodeString(mac(r.opts.Key, m.Data, m.Attributes))
+	return hmac.Equal(got, want)
+}
+
+// bounded drops changes naming no valid org and holds every stamp to
+// limit, and says how many it dropped and held.
+func bounded(changes []activity.Change, limit time.Time) (kept []activity.Change, dropped, held int) {
+	lim := hlc.Stamp(limit.UnixNano())
+	kept = changes[:0]
+	for _, c := range changes {
+		if !decide.ValidOrg(c.Org) {
+			dropped++
+			continue
+		}
+		if c.Activity.After(limit) {
+			c.Activity = limit
+			held++
+		}
+		for _, s := range []*hlc.Stamp{&c.ScaleToZeroAt, &c.IdleWindowAt, &c.WarmScheduleAt, &c.Deleted} {
+			if *s > lim {
+				*s = lim
+				held++
+			}
+		}
+		if c.Deleted < 0 || c.ScaleToZeroAt < 0 || c.IdleWindowAt < 0 || c.WarmScheduleAt < 0 {
+			dropped++
+			continue
+		}
+		kept = append(kept, c)
+	}
+	return kept, dropped, held
+}
+
+// reject drops m (acknowledged: it will never apply), counted by reason
+// and logged at most every 10 s.
+func (r *Replicator) reject(m *pubsub.Message, reason, why string) {
+	r.m.rejected.WithLabelValues(reason).Inc()
+	r.warnBad.Do(func() {
+		r.log.Warn("dropped a replication message (logged at most every 10s; orgscaler_replication_rejected_total counts them all)",
+			"reason", reason, "why", why, "id", m.ID)
+	})
+	m.Ack()
+}
+
+// check holds b's stamps to the skew bound in place and drops its changes
+// naming no valid org, before anything is applied, and counts them.
+func (r *Replicator) check(b *pb.ChangeBatch, sinks Sinks) (dropped, held int) {
+	if sinks.Now == nil {
+		return 0, 0
+	}
+	limit := sinks.Now().Add(sinks.MaxSkew)
+	kept := b.Changes[:0]
+	for _, oc := range b.GetChanges() {
+		cs, d, h := bounded(fromProto([]*pb.OrgChange{oc}), limit)
+		dropped, held = dropped+d, held+h
+		if len(cs) == 1 {
+			kept = append(kept, ToProto(cs)...)
+		}
+	}
+	b.Changes = kept
+	for _, h := range b.GetHints() {
+		if at := time.Unix(0, h.GetAtUnixNano()); at.After(limit) {
+			h.AtUnixNano, held = limit.UnixNano(), held+1
+		}
+	}
+	return dropped, held
+}
