@@ -166,7 +166,7 @@ func New(o Options) (*App, error) {
 		Dir:      o.DataDir, IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval, Logger: o.Logger, Now: o.Now,
 		OnTransition: a.onTransition, Registerer: a.registry, MaxOrgs: o.MaxOrgs, Replica: o.ReplicaID, MinFreeDisk: uint64(max(0, o.MinFreeDiskMB)) << 20,
 		MaxClockSkew: o.MaxClockSkew,
-		OnActivity: a.onActivity, OnDelete: a.onDelete,
+		OnActivity:   a.onActivity, OnDelete: a.onDelete,
 	})
 	if err != nil {
 		return nil, err
