@@ -67,6 +67,7 @@ type App struct {
 	events      *kubeevents.Recorder // nil without a cluster
 	kube        *rest.Config         // nil without a cluster
 	leading     atomic.Bool          // this replica leads the fleet (fleet only)
+	skewed      atomic.Bool          // this replica's clock is off by more than --max-clock-skew
 	transitions chan string          // orgs the leader tallies now
 	leadWG      sync.WaitGroup
 	leadEnd     context.CancelFunc
@@ -153,7 +154,7 @@ func New(o Options) (*App, error) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		a.repl, err = replication.New(ctx, replication.Options{Topic: o.ReplicationTopic, Replica: o.ReplicaID, Logger: o.Logger, Registerer: a.registry, Now: o.Now,
-			Key: replication.KeyFrom(a.peers.Token)})
+			Key: replication.KeyFrom(a.peers.Token), MaxSkew: o.MaxClockSkew, OnSkew: a.onSkew})
 		cancel()
 		if err != nil {
 			return nil, err
@@ -258,7 +259,7 @@ func New(o Options) (*App, error) {
 		admit = a.objects
 	}
 	if a.repl != nil {
-		admit = gate{ready: &a.ready, next: admit}
+		admit = gate{ready: &a.ready, skewed: &a.skewed, next: admit}
 	}
 	kedaServer := scaler.New(scaler.Options{
 		MaxStreamAge: o.KEDAMaxConnectionAge,
@@ -273,7 +274,7 @@ func New(o Options) (*App, error) {
 	if a.repl != nil {
 		repl, snapshot = a.repl, replication.Snapshot(store, a.fleetLedger(), a.idle, a.history)
 	}
-	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.ready.Load, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history, Knative: a.knativeServices(), ReplicationWait: o.ReplicationWait})
+	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.current, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history, Knative: a.knativeServices(), ReplicationWait: o.ReplicationWait})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
 	a.apiHTTP = newAPIServer(a.apiSrv, apiServer.Connect(MaxMessageSize), authz, sec.api, o.MaxStreamsPerConn, o.APIIdleTimeout)
@@ -499,6 +500,8 @@ func (a *App) watchHealth(ctx context.Context) {
 		switch {
 		case !a.ready.Load():
 			st, why = healthpb.HealthCheckResponse_NOT_SERVING, "loading every org's state from a peer"
+		case a.skewed.Load():
+			st, why = healthpb.HealthCheckResponse_NOT_SERVING, "this replica's clock is off from Pub/Sub's by more than --max-clock-skew"
 		case a.objects != nil && !a.objects.Synced():
 			st, why = healthpb.HealthCheckResponse_NOT_SERVING, "ScaledObjects and ScaledJobs not yet read from the cluster"
 		case a.depth != nil && !a.depth.tracker.Fresh():

@@ -65,16 +65,35 @@ func (a *App) becomeNotReady() {
 	}
 }
 
+// onSkew takes this replica out of service while its clock is off from
+// the fleet's reference by more than --max-clock-skew, and back when it
+// is not.
+func (a *App) onSkew(skewed bool) {
+	a.skewed.Store(skewed)
+	select {
+	case a.healthKick <- struct{}{}:
+	default:
+	}
+}
+
+// current says whether this replica's state can be given to a peer: it
+// holds every org's, and its clock is within the bound.
+func (a *App) current() bool { return a.ready.Load() && !a.skewed.Load() }
+
 // gate refuses KEDA's calls while this replica loads its state, then
 // defers to next (the cluster's ScaledObjects), if any.
 type gate struct {
-	ready *atomic.Bool
-	next  scaler.Admitter
+	ready  *atomic.Bool
+	skewed *atomic.Bool // this replica's clock is off by more than the bound
+	next   scaler.Admitter
 }
 
 func (g gate) Check(namespace, name string, md map[string]string) error {
 	if !g.ready.Load() {
 		return scaler.ErrNotReady
+	}
+	if g.skewed.Load() {
+		return scaler.ErrClockSkew
 	}
 	if g.next == nil {
 		return nil

@@ -7,10 +7,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/orgscaler/orgscaler/app"
@@ -111,5 +115,37 @@ func TestFastReplicaHeldToTheSkewBound(t *testing.T) {
 	}
 	if _, err := a.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "rushed"}); !isNotFound(err) {
 		t.Fatalf("rushed on A after its delete: %v; want NotFound", err)
+	}
+}
+
+// A replica whose clock is 2 minutes fast measures itself against Pub/Sub's
+// clock from its own messages and turns NOT_SERVING (KEDA's calls get
+// Unavailable saying why); its peers show its offset in
+// orgscaler_replica_clock_offset_seconds and keep serving.
+func TestSkewedReplicaStopsServing(t *testing.T) {
+	em := pubsubtest.Start(t)
+	fleet := startFleetOn(t, em, 1)
+	a := fleet[0]
+	fast := startReplica(t, "scaler-fast", t.TempDir(), fleet, func(o *app.Options) {
+		o.Now = func() time.Time { return time.Now().Add(2 * time.Minute) }
+	})
+	ctx := context.Background()
+	if _, err := fast.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	health := healthpb.NewHealthClient(fast.dial(t, fast.app.Addr()))
+	poll(t, "the fast replica NOT_SERVING", func() bool {
+		h, err := health.Check(ctx, &healthpb.HealthCheckRequest{})
+		return err == nil && h.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING
+	})
+	if _, err := fast.keda.IsActive(ctx, pynode("acme")); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "--max-clock-skew") {
+		t.Fatalf("KEDA asking the fast replica: %v; want Unavailable naming --max-clock-skew", err)
+	}
+	poll(t, "A sees the fast replica's offset", func() bool {
+		v := metricValue(t, a, `orgscaler_replica_clock_offset_seconds{peer="scaler-fast"}`)
+		return v > 110 && v < 130
+	})
+	if active, _ := answer(t, a, pynode("acme")); !active {
+		t.Fatal("A, whose clock is right, does not answer")
 	}
 }

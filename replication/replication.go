@@ -79,6 +79,11 @@ type Options struct {
 	Expiry time.Duration
 	// Now is the process's clock (default time.Now).
 	Now func() time.Time
+	// MaxSkew and OnSkew, when set: OnSkew(true) when this replica's
+	// clock is off from Pub/Sub's by more than MaxSkew, OnSkew(false) when
+	// it is back within half of it.
+	MaxSkew time.Duration
+	OnSkew  func(skewed bool)
 	// Key, when set (KeyFrom the fleet's peer token), signs every message
 	// published and refuses every message received without a valid
 	// signature.
@@ -107,6 +112,9 @@ type Replicator struct {
 	started   time.Time
 	now       func() time.Time
 	warnTwin  sync.Once
+	offsets   *offsets
+	skewMu    sync.Mutex
+	skewed    bool
 	warnBad   rate.Sometimes
 }
 
@@ -135,7 +143,7 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 		q:   newQueue(), published: make(chan struct{}), kick: make(chan struct{}, 1), lost: make(chan struct{}, 1),
 		instance: newInstance(), started: o.Now(), now: o.Now, warnBad: rate.Sometimes{Interval: 10 * time.Second},
 		hintSeq: uint64(time.Now().UnixNano()), // unique across this replica's restarts
-		m:       newMetrics(o.Registerer)}
+		m:       newMetrics(o.Registerer), offsets: newOffsets(o.Registerer)}
 	if err := r.ensureSubscription(ctx); err != nil {
 		_ = client.Close()
 		return nil, err
@@ -405,6 +413,9 @@ func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 			if err := proto.Unmarshal(m.Data, &b); err != nil {
 				r.reject(m, "undecodable", err.Error())
 				return
+			}
+			if off, ok := r.offsets.observe(b.GetReplica(), m, r.now()); ok && b.GetReplica() == r.opts.Replica && m.Attributes[attrInstance] == r.instance {
+				r.skew(off)
 			}
 			if b.GetReplica() == r.opts.Replica {
 				if t := r.twin(m); t != nil {

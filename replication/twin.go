@@ -54,7 +54,8 @@ func newInstance() string {
 
 // attributes are what every message of this process carries.
 func (r *Replicator) attributes() map[string]string {
-	return map[string]string{attrInstance: r.instance, attrStarted: strconv.FormatInt(r.started.UnixNano(), 10)}
+	return map[string]string{attrInstance: r.instance, attrStarted: strconv.FormatInt(r.started.UnixNano(), 10),
+		attrSent: strconv.FormatInt(r.now().UnixNano(), 10)}
 }
 
 // twin looks at a message carrying this replica's id: nil when it is this

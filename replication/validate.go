@@ -48,6 +48,8 @@ func mac(key, data []byte, attrs map[string]string) string {
 	m.Write([]byte(attrs[attrInstance]))
 	m.Write([]byte{0})
 	m.Write([]byte(attrs[attrStarted]))
+	m.Write([]byte{0})
+	m.Write([]byte(attrs[attrSent]))
 	return hex.EncodeToString(m.Sum(nil))
 }
 

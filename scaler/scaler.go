@@ -191,8 +191,13 @@ func (s *Server) admitted(ref *pb.ScaledObjectRef) (decide.Workload, error) {
 // yet (a replica loading its state): KEDA gets Unavailable.
 var ErrNotReady = errors.New("this replica is still loading every org's state from a peer: it answers once it has")
 
+// ErrClockSkew is what an Admitter returns while this replica's clock is
+// off from the fleet's reference by more than the bound: KEDA gets
+// Unavailable, and its round robin never mixes this replica's answers in.
+var ErrClockSkew = errors.New("this replica's clock is off from Pub/Sub's by more than --max-clock-skew: it answers once the node's clock is fixed")
+
 func admitError(err error) error {
-	if errors.Is(err, scaledobjects.ErrNotSynced) || errors.Is(err, ErrNotReady) {
+	if errors.Is(err, scaledobjects.ErrNotSynced) || errors.Is(err, ErrNotReady) || errors.Is(err, ErrClockSkew) {
 		return status.Error(codes.Unavailable, err.Error())
 	}
 	return status.Error(codes.NotFound, err.Error())
