@@ -30,7 +30,7 @@ test:
 
 ## bench: the benchmarks at full size (about 5 minutes), their figures
 ## written into docs/BENCHMARKS.md
-BENCHES := KEDAPort|Isolation|Ingest|MillionOrgs|Wake|MonitoringCalls|Replicas|KeepAlive
+BENCHES := KEDAPort|Isolation|Ingest|MillionOrgs|Wake|MonitoringCalls|Replicas|KeepAlive|Faults
 bench:
 	@mkdir -p $(BIN)
 	go test -count=1 -run='^$$' -bench='^Benchmark($(BENCHES))$$' -benchtime=1x -timeout=30m ./bench | tee $(BIN)/bench.txt

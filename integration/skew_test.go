@@ -118,10 +118,12 @@ func TestFastReplicaHeldToTheSkewBound(t *testing.T) {
 	}
 }
 
-// A replica whose clock is 2 minutes fast measures itself against Pub/Sub's
-// clock from its own messages and turns NOT_SERVING (KEDA's calls get
-// Unavailable saying why); its peers show its offset in
-// orgscaler_replica_clock_offset_seconds and keep serving.
+// A replica whose clock is 2 minutes fast measures itself and its peer
+// against Pub/Sub's clock from their messages and, off from both, turns
+// NOT_SERVING (KEDA's calls get Unavailable saying why); its peer shows
+// its offset in orgscaler_replica_clock_offset_seconds and keeps serving.
+// (A fleet whose clocks are all equally off keeps serving, as
+// TestIdleTimesReplicate's shared test clock shows.)
 func TestSkewedReplicaStopsServing(t *testing.T) {
 	em := pubsubtest.Start(t)
 	fleet := startFleetOn(t, em, 1)
@@ -130,8 +132,12 @@ func TestSkewedReplicaStopsServing(t *testing.T) {
 		o.Now = func() time.Time { return time.Now().Add(2 * time.Minute) }
 	})
 	ctx := context.Background()
-	if _, err := fast.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: "acme"}); err != nil {
-		t.Fatal(err)
+	// Each measures every replica from the messages it sees (heartbeats
+	// every 30 s; activity here, sooner).
+	for _, d := range []*daemon{a, fast} {
+		if _, err := d.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: "acme"}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	health := healthpb.NewHealthClient(fast.dial(t, fast.app.Addr()))
 	poll(t, "the fast replica NOT_SERVING", func() bool {

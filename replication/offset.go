@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -66,10 +67,7 @@ func (o *offsets) observe(replica string, m *pubsub.Message, now time.Time) (off
 		w.samples = w.samples[1:]
 	}
 	w.samples, w.seen = append(w.samples, sample), now
-	offset = w.samples[0]
-	for _, s := range w.samples[1:] {
-		offset = max(offset, s)
-	}
+	offset = slices.Max(w.samples)
 	o.gauge.WithLabelValues(replica).Set(offset.Seconds())
 	for id, w := range o.peers {
 		if now.Sub(w.seen) > offsetForget {
@@ -80,25 +78,57 @@ func (o *offsets) observe(replica string, m *pubsub.Message, now time.Time) (off
 	return offset, true
 }
 
-// skew follows this replica's own offset (from its own messages, received
-// back) and tells OnSkew when it passes MaxSkew, and when it is back
-// within half of it.
-func (r *Replicator) skew(offset time.Duration) {
+// estimates returns this replica's own offset estimate (ok false when it
+// has none yet) and the median of the others'.
+func (o *offsets) estimates(self string) (own, peers time.Duration, ok, havePeers bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var others []time.Duration
+	for id, w := range o.peers {
+		if len(w.samples) == 0 {
+			continue
+		}
+		est := slices.Max(w.samples)
+		if id == self {
+			own, ok = est, true
+			continue
+		}
+		others = append(others, est)
+	}
+	if len(others) == 0 {
+		return own, 0, ok, false
+	}
+	slices.Sort(others)
+	return own, others[len(others)/2], ok, true
+}
+
+// skew takes this replica out of service (OnSkew(true)) when its clock is
+// off by more than MaxSkew both from Pub/Sub's and from its peers' (their
+// median): the point is that KEDA's round robin never mixes answers from
+// clocks that disagree, so a fleet whose clocks are all equally off keeps
+// serving, and a lone replica always does. Back within half the bound of
+// either, it serves again.
+func (r *Replicator) skew() {
 	if r.opts.OnSkew == nil || r.opts.MaxSkew <= 0 {
 		return
 	}
-	off := offset.Abs()
+	own, peers, ok, havePeers := r.offsets.estimates(r.opts.Replica)
+	if !ok {
+		return
+	}
+	off := havePeers && own.Abs() > r.opts.MaxSkew && (own-peers).Abs() > r.opts.MaxSkew
+	back := !havePeers || own.Abs() <= r.opts.MaxSkew/2 || (own-peers).Abs() <= r.opts.MaxSkew/2
 	r.skewMu.Lock()
 	defer r.skewMu.Unlock()
 	switch {
-	case !r.skewed && off > r.opts.MaxSkew:
+	case !r.skewed && off:
 		r.skewed = true
-		r.log.Error("this replica's clock is off from Pub/Sub's by more than --max-clock-skew: not serving until it is back, so KEDA's round robin never mixes its answers in; fix the node's clock (NTP)",
-			"offset", offset.Round(time.Millisecond), "max_clock_skew", r.opts.MaxSkew)
+		r.log.Error("this replica's clock is off from Pub/Sub's and from its peers' by more than --max-clock-skew: not serving until it is back, so KEDA's round robin never mixes its answers in; fix the node's clock (NTP)",
+			"offset", own.Round(time.Millisecond), "peers_offset", peers.Round(time.Millisecond), "max_clock_skew", r.opts.MaxSkew)
 		r.opts.OnSkew(true)
-	case r.skewed && off <= r.opts.MaxSkew/2:
+	case r.skewed && back:
 		r.skewed = false
-		r.log.Info("this replica's clock is back within --max-clock-skew of Pub/Sub's: serving again", "offset", offset.Round(time.Millisecond))
+		r.log.Info("this replica's clock is back within --max-clock-skew: serving again", "offset", own.Round(time.Millisecond), "peers_offset", peers.Round(time.Millisecond))
 		r.opts.OnSkew(false)
 	}
 }

@@ -414,8 +414,10 @@ func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 				r.reject(m, "undecodable", err.Error())
 				return
 			}
-			if off, ok := r.offsets.observe(b.GetReplica(), m, r.now()); ok && b.GetReplica() == r.opts.Replica && m.Attributes[attrInstance] == r.instance {
-				r.skew(off)
+			if m.Attributes[attrInstance] == r.instance || b.GetReplica() != r.opts.Replica { // not a twin's
+				if _, ok := r.offsets.observe(b.GetReplica(), m, r.now()); ok {
+					r.skew()
+				}
 			}
 			if b.GetReplica() == r.opts.Replica {
 				if t := r.twin(m); t != nil {

@@ -184,6 +184,11 @@ func render(w io.Writer, r results, cmd string) {
 		r.cell("Replicas", "orgs", "%.0f"),
 		r.cell("Replicas", "join-ready-s", "%.2f"), r.cell("Replicas", "join-same-digest-s", "%.2f"), r.goal("Replicas", "join-same-digest-s", 10, true, "%.2f s"))
 
+	fmt.Fprintf(w, "\n### What a replication outage costs KEDA\n\n`BenchmarkFaults`: two replicas over Google's Pub/Sub emulator; IsActive at a steady 1k/s on replica A while 4 producers send it activity (each call waiting for replication), first with Pub/Sub healthy, then with the emulator paused (SIGSTOP).\n\n")
+	fmt.Fprintf(w, "| IsActive p99, Pub/Sub healthy | IsActive p99, Pub/Sub paused | ratio (goal ≤ 2) |\n|---|---|---|\n")
+	fmt.Fprintf(w, "| %s ms | %s ms | %s (%s) |\n", r.cell("Faults", "healthy-IsActive-p99-ms", "%.2f"), r.cell("Faults", "paused-IsActive-p99-ms", "%.2f"),
+		r.cell("Faults", "paused-p99-ratio", "%.2f×"), r.goal("Faults", "paused-p99-ratio", 2, true, "%.2f"))
+
 	fmt.Fprintf(w, "\n### The learned keep-alive\n\n`BenchmarkKeepAlive`: IsActive for 100 models with `keepAlive: learned` (a plan from the org's idle-time histogram and the fleet's at every answer) against 100 plain models, 64 callers, 4 connections; then activity for 100k orgs returning after 3 hours (each an idle time counted and written at once) against the same orgs a moment later (none counted).\n\n")
 	fmt.Fprintf(w, "| plain IsActive QPS | learned IsActive QPS | ratio (goal ≥ 0.7) | returning orgs events/s (goal ≥ 20k) | steady events/s | ratio |\n|---|---|---|---|---|---|\n")
 	fmt.Fprintf(w, "| %s | %s | %s (%s) | %s (%s) | %s | %s |\n",
