@@ -56,19 +56,27 @@ const (
 // handed to the dead process until their ack deadline (on the emulator,
 // they were seen never to come back).
 func (r *Replicator) Join(ctx context.Context, o JoinOptions) {
-	if !r.catchUp(ctx, o) {
+	first := o
+	if r.created.Load() && !o.Empty {
+		// State on disk but no subscription: it expired (or was deleted)
+		// while this replica was away, so what was published meanwhile is
+		// only in the peers' state. Wait for it, as an empty replica does.
+		r.log.Warn("this replica's subscription was made anew at start: not ready until a peer's snapshot fills what was published while it was away")
+		first.Empty = true
+	}
+	if !r.catchUp(ctx, first) {
 		return
 	}
 	o.Ready()
-	first := o.AntiEntropy
+	next := o.AntiEntropy
 	if !o.Empty {
 		r.republish(o.Store, o.Peers.Sinks)
-		first = min(first, restartRecheck)
+		next = min(next, restartRecheck)
 	}
 	for {
 		actx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
-		go func() { AntiEntropy(actx, o.Peers, o.Store, first, o.AntiEntropy); close(done) }()
+		go func() { AntiEntropy(actx, o.Peers, o.Store, next, o.AntiEntropy); close(done) }()
 		select {
 		case <-ctx.Done():
 		case <-r.lost:
@@ -90,7 +98,7 @@ func (r *Replicator) Join(ctx context.Context, o JoinOptions) {
 		}
 		r.log.Info("a peer's snapshot filled the gap the lost subscription left; ready again")
 		o.Ready()
-		first = o.AntiEntropy
+		next = o.AntiEntropy
 	}
 }
 

@@ -108,6 +108,7 @@ type Replicator struct {
 	lastErr   error         // the last publish failure, while failing
 	kick      chan struct{}
 	lost      chan struct{} // the subscription was gone and is made again: Join heals
+	created   atomic.Bool   // New made the subscription: what was published before is not in it
 	instance  string        // this process: see twin.go
 	started   time.Time
 	now       func() time.Time
