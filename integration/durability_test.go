@@ -119,7 +119,12 @@ func TestKillNineUnderLoad(t *testing.T) {
 				}
 			})
 
-			time.Sleep(300*time.Millisecond + time.Duration(rng.IntN(1200))*time.Millisecond) // the random moment is the point
+			// Load for longer than a flush and its write first, so every seed
+			// has acknowledged activity a flush must have written; then the
+			// random moment is the point.
+			loaded := time.Now()
+			pollFor(t, 30*time.Second, "activity acknowledged under load", func() bool { return events.Load() >= 20_000 })
+			time.Sleep(max(0, flush+flushTakes-time.Since(loaded)) + time.Duration(rng.IntN(1200))*time.Millisecond)
 			killAt := time.Now()
 			_ = p.Cmd.Process.Signal(syscall.SIGKILL)
 			<-p.Done
@@ -152,6 +157,10 @@ func TestKillNineUnderLoad(t *testing.T) {
 					}
 				}
 			}
+			if len(want) == 0 {
+				t.Fatalf("no activity acknowledged before %v (killed %v): nothing checked", floor, killAt)
+			}
+			t.Logf("checked %d orgs acknowledged before the last flush, and %d admin changes", len(want), len(changes))
 			for org, at := range want {
 				o, ok := got[org]
 				if !ok {
