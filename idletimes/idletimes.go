@@ -69,6 +69,10 @@ type Store struct {
 	// fleetGen counts the changes of sum: a plan made before the last one
 	// is made again.
 	fleetGen uint64
+	// loading holds the orgs Plan asked about that are not cached yet, for
+	// the one background loader (running while loaderOn).
+	loading  map[string]struct{}
+	loaderOn bool
 }
 
 // entry is a cached org: its histogram, and the plans made from it (and
@@ -207,12 +211,21 @@ func (s *Store) History(org string) (own, fleet keepalive.History, err error) {
 // made again only when either changed since: KEDA asks about a workload on
 // every poll and stream wake, and its idle times change at most once per
 // activity. key names what else the plan depends on (policy, cold start).
+//
+// An org not in memory is read from disk in the background, never on the
+// caller's path (a read waits for writeMu, behind writes and their
+// syncs): meanwhile the plan is the one a new org gets, from the fleet's
+// prior alone, and the org's watchers are told (OnUpdate) once it is read.
 func (s *Store) Plan(org, key string, compute func(own, fleet *keepalive.History) keepalive.Plan) (keepalive.Plan, error) {
-	e, err := s.entry(org)
-	if err != nil {
-		return keepalive.Plan{}, err
-	}
 	s.mu.Lock()
+	e, ok := s.cached[org]
+	if !ok {
+		fleet := s.sum
+		s.loadLater(org)
+		s.mu.Unlock()
+		var none keepalive.History
+		return compute(&none, &fleet), nil
+	}
 	if p, ok := e.plans[key]; ok && p.fleetGen == s.fleetGen {
 		s.mu.Unlock()
 		return p.plan, nil
@@ -229,6 +242,49 @@ func (s *Store) Plan(org, key string, compute func(own, fleet *keepalive.History
 		e.plans[key] = planned{plan, gen}
 	}
 	return plan, nil
+}
+
+// loadLater queues org to be read into the cache by the one background
+// loader, starting it if it is idle. Caller holds mu.
+func (s *Store) loadLater(org string) {
+	if s.loading == nil {
+		s.loading = map[string]struct{}{}
+	}
+	if _, queued := s.loading[org]; queued {
+		return
+	}
+	s.loading[org] = struct{}{}
+	if !s.loaderOn {
+		s.loaderOn = true
+		go s.loader()
+	}
+}
+
+// loader reads queued orgs into the cache, one at a time, and tells each
+// org's watchers; it stops when the queue is empty. An org that cannot be
+// read is dropped from the queue: the next answer queues it again.
+func (s *Store) loader() {
+	for {
+		s.mu.Lock()
+		var org string
+		for o := range s.loading {
+			org = o
+			break
+		}
+		if org == "" {
+			s.loaderOn = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		_, err := s.entry(org)
+		s.mu.Lock()
+		delete(s.loading, org)
+		s.mu.Unlock()
+		if err == nil {
+			s.updated(org)
+		}
+	}
 }
 
 // entry is org's cache entry, read from disk when it is not cached. A

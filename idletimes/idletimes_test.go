@@ -1,6 +1,7 @@
 package idletimes
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,6 +150,9 @@ func TestPlanMadeOncePerChange(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if _, _, err := s.History("acme"); err != nil { // in memory: Plan reads no disk
+		t.Fatal(err)
+	}
 	plan()
 	plan()
 	if made != 1 {
@@ -165,5 +169,67 @@ func TestPlanMadeOncePerChange(t *testing.T) {
 	plan()
 	if made != 3 {
 		t.Fatalf("made %d plans; want 3: at first, after acme's idle time, after the fleet's", made)
+	}
+}
+
+// A keep-alive answer never waits on the disk: with a write holding the
+// store (its disk check blocked), the plan of an org not in memory comes
+// at once, as a new org's (from the fleet's prior alone); the org is read
+// in the background, and its watchers are told when it is.
+func TestPlanNeverWaitsOnTheDisk(t *testing.T) {
+	dir := t.TempDir()
+	s, db := open(t, dir, "r0")
+	if err := s.Observe("known", 20*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var hold atomic.Bool
+	held, release := make(chan struct{}), make(chan struct{})
+	read := make(chan string, 4)
+	s, err = Open(Options{DB: db, Replica: "r0", OnUpdate: func(org string) { read <- org },
+		CheckDisk: func() error {
+			if hold.Load() {
+				close(held)
+				<-release
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold.Store(true)
+	go func() { _ = s.Observe("busy", 10*time.Minute) }()
+	<-held // a write holds the store
+	answered := make(chan uint64, 1)
+	go func() {
+		_, _ = s.Plan("known", "learned/3m", func(own, fleet *keepalive.History) keepalive.Plan {
+			answered <- own.Known()
+			return keepalive.Plan{}
+		})
+	}()
+	select {
+	case n := <-answered:
+		if n != 0 {
+			t.Fatalf("the plan made while the org is read used %d idle times; want none (a new org's)", n)
+		}
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("a keep-alive plan waited for a write holding the store")
+	}
+	hold.Store(false)
+	close(release)
+	if org := <-read; org != "known" && org != "busy" {
+		t.Fatalf("told of %q", org)
+	}
+	own, _, err := s.History("known")
+	if err != nil || own.Known() != 1 {
+		t.Fatalf("known's idle times once read: %d, %v; want 1", own.Known(), err)
 	}
 }
