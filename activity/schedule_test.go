@@ -3,7 +3,9 @@ package activity
 import (
 	"context"
 	"encoding/binary"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/orgscaler/orgscaler/hlc"
@@ -89,4 +91,36 @@ func TestWarmScheduleMerges(t *testing.T) {
 	if _, err := (&Store{}).Update(context.Background(), "x", Update{WarmSchedule: &bad}); err == nil {
 		t.Fatal("a schedule that does not parse was accepted")
 	}
+}
+
+// The dormancy timer fires each entry at its instant, not later: the
+// store's tests fire due entries by hand, so this is what bounds the real
+// timer (OrgDormant Events, Knative's min-scale and KEDA's answers all
+// follow it). In a synctest bubble the instants are exact.
+func TestSchedulerFiresOnTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		var mu sync.Mutex
+		fired := map[string]time.Duration{}
+		s := newScheduler(time.Now, func(org string, _ time.Time) {
+			mu.Lock()
+			fired[org] = time.Since(start)
+			mu.Unlock()
+		})
+		done := make(chan struct{})
+		go s.run(done)
+		s.add("later", start.Add(20*time.Second))
+		s.add("soon", start.Add(5*time.Second))
+		s.addAll([]due{{at: stampOf(start.Add(time.Hour)), org: "much-later"}})
+		time.Sleep(time.Hour + time.Second)
+		synctest.Wait()
+		close(done)
+		mu.Lock()
+		defer mu.Unlock()
+		for org, want := range map[string]time.Duration{"soon": 5 * time.Second, "later": 20 * time.Second, "much-later": time.Hour} {
+			if got, ok := fired[org]; !ok || got != want {
+				t.Errorf("%s fired at %v (fired: %v); want exactly %v", org, got, ok, want)
+			}
+		}
+	})
 }
