@@ -25,7 +25,10 @@ import (
 
 // Options configure an election.
 type Options struct {
-	Config    *rest.Config
+	Config *rest.Config
+	// Client, when set, is used instead of a client made from Config
+	// (tests give client-go's fake clientset).
+	Client    kubernetes.Interface
 	Namespace string // of the Lease; Namespace() when ""
 	Name      string // of the Lease
 	Identity  string // this replica (--replica-id)
@@ -66,9 +69,12 @@ func Namespace() string {
 // leadership is lost. On the way out it releases the Lease it holds, so
 // another replica takes over at once rather than after the Lease expires.
 func Run(ctx context.Context, o Options) error {
-	cs, err := kubernetes.NewForConfig(rest.CopyConfig(o.Config))
-	if err != nil {
-		return fmt.Errorf("leader election: kubernetes client: %w", err)
+	cs := o.Client
+	if cs == nil {
+		var err error
+		if cs, err = kubernetes.NewForConfig(rest.CopyConfig(o.Config)); err != nil {
+			return fmt.Errorf("leader election: kubernetes client: %w", err)
+		}
 	}
 	log := cmp.Or(o.Logger, slog.New(slog.DiscardHandler)).With("component", "leader")
 	ns := cmp.Or(o.Namespace, Namespace())
