@@ -5,6 +5,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
 STATICCHECK_VERSION        := v0.8.2
 GOIMPORTS_VERSION          := v0.52.0
+GOTESTSUM_VERSION          := v1.13.0
 HELM_VERSION               := v3.22.0
 # The Kubernetes version `helm lint` and `helm template` render for (helm's
 # own release build sets it from its client-go; go install does not).
@@ -23,9 +24,10 @@ run:
 	exec $(BIN)/scaler --data-dir ./data --pubsub=$(if $(SCALER_GCP_PROJECT),monitoring,embedded)
 
 ## test: every test, with the race detector, and each benchmark once at a
-## small size (so they keep working)
-test:
-	go test -race -count=1 ./...
+## small size (so they keep working); the summary says how many tests were
+## skipped and why (gotestsum, pinned, installed into ./bin)
+test: $(BIN)/gotestsum
+	$(BIN)/gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg -- -race -count=1 ./...
 	go test -count=1 -short -run='^$$' -bench=. -benchtime=1x ./bench
 
 ## bench: the benchmarks at full size (about 5 minutes), their figures
@@ -88,7 +90,7 @@ proto: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-g
 	$(BIN)/buf lint
 	$(BIN)/buf generate
 
-tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-connect-go $(BIN)/staticcheck $(BIN)/goimports $(BIN)/helm
+tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-connect-go $(BIN)/staticcheck $(BIN)/goimports $(BIN)/gotestsum $(BIN)/helm
 
 $(BIN)/buf:
 	GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
@@ -102,6 +104,8 @@ $(BIN)/staticcheck:
 	GOBIN=$(BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 $(BIN)/goimports:
 	GOBIN=$(BIN) go install golang.org/x/tools/cmd/goimports@$(GOIMPORTS_VERSION)
+$(BIN)/gotestsum:
+	GOBIN=$(BIN) go install gotest.tools/gotestsum@$(GOTESTSUM_VERSION)
 HELM_LDFLAGS := -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
 	$(foreach p,pkg/chartutil pkg/lint/rules,-X helm.sh/helm/v3/$(p).k8sVersionMajor=1 -X helm.sh/helm/v3/$(p).k8sVersionMinor=$(HELM_KUBE_MINOR))
 $(BIN)/helm:
