@@ -683,6 +683,18 @@ func (s *Store) Get(id string) (Org, bool) {
 	return s.snapshot(id, e), true
 }
 
+// Known says whether this store has heard of id: it holds it, or holds its
+// tombstone. Another replica's idle counts or history of an org not known
+// here came before the org's creation did (messages are not ordered).
+func (s *Store) Known(id string) bool {
+	sh := s.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	_, held := sh.orgs[id]
+	_, deleted := sh.tombs[id]
+	return held || deleted
+}
+
 // expire is the scheduler's callback at an org's deadline: the end of its
 // window, or an edge of its warm schedule.
 func (s *Store) expire(id string, at time.Time) {

@@ -382,7 +382,7 @@ func (a *App) Run(ctx context.Context) error {
 				hints = a.depth.tracker
 			}
 			sinks := a.peers.Sinks // what a snapshot carries, and the log too
-			sinks.Store, sinks.Hints = a.store, hints
+			sinks.Store, sinks.Hints, sinks.Known = a.store, hints, a.store.Known
 			if err := a.repl.Run(rctx, sinks); err != nil {
 				var twin *replication.TwinError
 				if errors.As(err, &twin) {

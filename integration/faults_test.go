@@ -259,7 +259,10 @@ func TestSIGTERMDrainsToPeers(t *testing.T) {
 		r, err := adminB.Digest(ctx, &pb.DigestRequest{})
 		return err == nil && r.GetOrgs() == n
 	})
-	pollFor(t, 10*time.Second, "B has the minutes A marked since its last flush", func() bool {
+	// (A message of days may reach B before the orgs': B applies it again
+	// when Pub/Sub redelivers it, 10 s later by the subscription's retry
+	// policy.)
+	pollFor(t, 30*time.Second, "B has the minutes A marked since its last flush", func() bool {
 		h, err := adminB.History(ctx, &pb.HistoryRequest{Day: timestamppb.Now()})
 		if err != nil {
 			return false

@@ -128,3 +128,23 @@ func TestScheduleChangeIsQueued(t *testing.T) {
 		t.Fatalf("the schedule change was not published: %+v", p.changes)
 	}
 }
+
+// Idle counts or history of an org this replica has not heard of (its
+// creation is in a message not applied yet) make the message early, to be
+// applied again; the fleet's counts (no org) and known orgs never do.
+func TestEarlyMessages(t *testing.T) {
+	s := Sinks{Known: func(org string) bool { return org == "held" || org == "deleted" }}
+	for _, c := range []struct {
+		m    *pb.ChangeBatch
+		want string
+	}{
+		{&pb.ChangeBatch{History: []*pb.ActivityDay{{Org: "held"}, {Org: "deleted"}}}, ""},
+		{&pb.ChangeBatch{History: []*pb.ActivityDay{{Org: "held"}, {Org: "later"}}}, "later"},
+		{&pb.ChangeBatch{IdleTimes: []*pb.IdleCounts{{Org: "", Replica: "r1"}, {Org: "later", Replica: "r1"}}}, "later"},
+		{&pb.ChangeBatch{IdleTimes: []*pb.IdleCounts{{Org: "", Replica: "r1"}}}, ""},
+	} {
+		if got := s.early(c.m); got != c.want {
+			t.Errorf("%v: early %q, want %q", c.m, got, c.want)
+		}
+	}
+}

@@ -50,6 +50,10 @@ type Usage interface {
 
 // Sinks are where other replicas' changes go. Store is required.
 type Sinks struct {
+	// Known, when set, says whether the store has heard of an org (holds
+	// it or its tombstone): idle counts or history of an org it has not
+	// are early, and the message is applied again later (errEarly).
+	Known func(org string) bool
 	// Now and MaxSkew, when Now is set, hold every stamp applied to at
 	// most MaxSkew ahead of Now (validate.go).
 	Now     func() time.Time
@@ -439,6 +443,11 @@ func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 				})
 			}
 			n, err := sinks.apply(&b)
+			if errors.Is(err, errEarly) {
+				r.log.Debug("a message came before the org it counts for; Pub/Sub will redeliver it", "from", b.GetReplica(), "err", err)
+				m.Nack()
+				return
+			}
 			if err != nil {
 				r.log.Error("applying another replica's changes failed; Pub/Sub will redeliver them", "from", b.GetReplica(), "err", err)
 				m.Nack()
@@ -520,7 +529,35 @@ func (s Sinks) apply(m parts) (int, error) {
 			return 0, fmt.Errorf("activity history: %w", err)
 		}
 	}
+	if org := s.early(m); org != "" {
+		return 0, fmt.Errorf("%w: idle times or history of org %q, not yet created here", errEarly, org)
+	}
 	return len(changes), nil
+}
+
+// errEarly is a message carrying idle counts or history of an org whose
+// creation has not reached this replica yet (Pub/Sub does not order
+// messages, and applies them concurrently): what could be applied was,
+// and the message is applied again later, when the org is known.
+var errEarly = errors.New("early")
+
+// early names an org m carries idle counts or history of that the store
+// has not heard of ("" when none).
+func (s Sinks) early(m parts) string {
+	if s.Known == nil {
+		return ""
+	}
+	for _, c := range m.GetIdleTimes() {
+		if org := c.GetOrg(); org != "" && !s.Known(org) {
+			return org
+		}
+	}
+	for _, d := range m.GetHistory() {
+		if !s.Known(d.GetOrg()) {
+			return d.GetOrg()
+		}
+	}
+	return ""
 }
 
 // latest queues, per key, the latest of values that only ever grow (a
