@@ -118,12 +118,8 @@ func TestPubSubPausedActivityStaysLocal(t *testing.T) {
 // SIGTERM exits within its drain, saying in one line what was not
 // replicated instead of one line per message.
 func TestFeedWithoutReplicationTopicStops(t *testing.T) {
-	em := pubsubtest.Start(t)
-	c := pubsubtest.Client(t, em.Addr, "p-repl")
+	em, c := replicationTopic(t)
 	ctx := context.Background()
-	if _, err := c.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: replTopic}); err != nil {
-		t.Fatal(err)
-	}
 	feedSub := "projects/p-repl/subscriptions/activity"
 	pubsubtest.Create(t, c, feedSub)
 
@@ -191,6 +187,18 @@ func TestFeedWithoutReplicationTopicStops(t *testing.T) {
 	}
 }
 
+// replicationTopic starts an emulator with the replication topic, and a
+// client of it.
+func replicationTopic(t *testing.T) (*pubsubtest.Emulator, *pubsub.Client) {
+	t.Helper()
+	em := pubsubtest.Start(t)
+	c := pubsubtest.Client(t, em.Addr, "p-repl")
+	if _, err := c.TopicAdminClient.CreateTopic(context.Background(), &pubsubpb.Topic{Name: replTopic}); err != nil {
+		t.Fatal(err)
+	}
+	return em, c
+}
+
 // pollFor is poll with a deadline of its own.
 func pollFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -207,12 +215,8 @@ func pollFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 // its counts once they are replicated, the history minutes marked since
 // the last flush reach the other replica, and the process exits 0.
 func TestSIGTERMDrainsToPeers(t *testing.T) {
-	em := pubsubtest.Start(t)
-	c := pubsubtest.Client(t, em.Addr, "p-repl")
+	replicationTopic(t)
 	ctx := context.Background()
-	if _, err := c.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: replTopic}); err != nil {
-		t.Fatal(err)
-	}
 	start := func(id string) (*proctest.Process, pb.ActivityServiceClient, pb.AdminServiceClient) {
 		p := proctest.Start(t, scalerBin, filepath.Join(t.TempDir(), "data"), nil,
 			"--replication", "pubsub", "--replication-topic", replTopic, "--replica-id", id, "--peers", noPeer, "--flush-interval", "1h")

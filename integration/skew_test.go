@@ -86,12 +86,7 @@ func TestForgedReplicationMessages(t *testing.T) {
 // --max-clock-skew and count them; a delete on a right replica after
 // that activity removes the org there, for good.
 func TestFastReplicaHeldToTheSkewBound(t *testing.T) {
-	em := pubsubtest.Start(t)
-	fleet := startFleetOn(t, em, 1)
-	a := fleet[0]
-	fast := startReplica(t, "scaler-fast", t.TempDir(), fleet, func(o *app.Options) {
-		o.Now = func() time.Time { return time.Now().Add(10 * time.Minute) }
-	})
+	a, fast := fastFleet(t, 10*time.Minute)
 	ctx := context.Background()
 	if _, err := fast.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: "rushed"}); err != nil {
 		t.Fatal(err)
@@ -125,12 +120,7 @@ func TestFastReplicaHeldToTheSkewBound(t *testing.T) {
 // (A fleet whose clocks are all equally off keeps serving, as
 // TestIdleTimesReplicate's shared test clock shows.)
 func TestSkewedReplicaStopsServing(t *testing.T) {
-	em := pubsubtest.Start(t)
-	fleet := startFleetOn(t, em, 1)
-	a := fleet[0]
-	fast := startReplica(t, "scaler-fast", t.TempDir(), fleet, func(o *app.Options) {
-		o.Now = func() time.Time { return time.Now().Add(2 * time.Minute) }
-	})
+	a, fast := fastFleet(t, 2*time.Minute)
 	ctx := context.Background()
 	// Each measures every replica from the messages it sees (heartbeats
 	// every 30 s; activity here, sooner).
@@ -154,4 +144,14 @@ func TestSkewedReplicaStopsServing(t *testing.T) {
 	if active, _ := answer(t, a, pynode("acme")); !active {
 		t.Fatal("A, whose clock is right, does not answer")
 	}
+}
+
+// fastFleet is a replica, and one whose clock is ahead by ahead.
+func fastFleet(t *testing.T, ahead time.Duration) (a, fast *daemon) {
+	t.Helper()
+	fleet := startFleetOn(t, pubsubtest.Start(t), 1)
+	fast = startReplica(t, "scaler-fast", t.TempDir(), fleet, func(o *app.Options) {
+		o.Now = func() time.Time { return time.Now().Add(ahead) }
+	})
+	return fleet[0], fast
 }
