@@ -23,6 +23,7 @@ func (s *Store) flushLoop() {
 			if err := s.flush(false); err != nil {
 				s.log.Error("flush failed; will retry", "err", err)
 			}
+			s.markAlive()
 		case <-s.urgentC:
 			if err := s.flush(true); err != nil {
 				s.log.Error("flush of org transitions failed; will retry", "err", err)

@@ -186,6 +186,8 @@ type Store struct {
 	sched   *scheduler
 	metrics *metrics
 	clock   *hlc.Clock
+	// lastAlive is when the store last ran before this start.
+	lastAlive time.Time
 
 	count atomic.Int64 // orgs held
 
@@ -379,6 +381,10 @@ func (s *Store) load() error {
 			if !e.rec.DormantSince.IsZero() {
 				dormant++
 			}
+		}
+		var err error
+		if s.lastAlive, err = loadAlive(txn); err != nil {
+			return err
 		}
 		return s.loadTombs(txn)
 	})
@@ -745,6 +751,7 @@ func (s *Store) Close() error {
 		close(s.done)
 		s.wg.Wait()
 		ferr := s.flush(false)
+		s.markAlive()
 		cerr := s.db.Close()
 		s.closeErr = errors.Join(ferr, cerr)
 	})

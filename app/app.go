@@ -395,7 +395,7 @@ func (a *App) Run(ctx context.Context) error {
 		if len(a.peers.Addrs) > 0 {
 			a.bgWG.Go(func() {
 				a.repl.Join(bg, replication.JoinOptions{Peers: a.peers, Store: a.store, Empty: a.empty,
-					AntiEntropy: a.opts.AntiEntropy, Ready: a.becomeReady, NotReady: a.becomeNotReady})
+					AntiEntropy: a.opts.AntiEntropy, Ready: a.becomeReady, NotReady: a.becomeNotReady, Prune: a.pruneIfAway()})
 			})
 		}
 	}

@@ -76,6 +76,19 @@ func (a *App) onSkew(skewed bool) {
 	}
 }
 
+// pruneIfAway is the store's Prune when this replica was away longer than
+// tombstones are kept (the orgs it holds beyond a peer's snapshot were
+// deleted elsewhere), nil otherwise.
+func (a *App) pruneIfAway() func(keep func(string) bool) (int, error) {
+	last := a.store.LastAlive()
+	if last.IsZero() || a.opts.Now().Sub(last) <= activity.TombstoneTTL {
+		return nil
+	}
+	a.log.Warn("this replica was away longer than tombstones are kept: it will keep only the orgs a peer's snapshot holds",
+		"last_ran", last, "tombstones_kept", activity.TombstoneTTL)
+	return a.store.Prune
+}
+
 // current says whether this replica's state can be given to a peer: it
 // holds every org's, and its clock is within the bound.
 func (a *App) current() bool { return a.ready.Load() && !a.skewed.Load() }

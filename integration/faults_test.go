@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"github.com/dgraph-io/badger/v4"
 	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -24,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/app"
 	"github.com/orgscaler/orgscaler/internal/proctest"
 	"github.com/orgscaler/orgscaler/internal/pubsubtest"
@@ -451,5 +454,65 @@ func TestTwinReplicaRefused(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("a second process with --replica-id scaler-0 was still serving after 90s")
 		}
+	}
+}
+
+// A replica back from longer away than tombstones are kept (8 days) may
+// hold orgs the others deleted and have since forgotten: it is not ready
+// until a peer's snapshot replaces its state, and the deleted org stays
+// deleted everywhere instead of coming back with it.
+func TestAwayLongerThanTombstones(t *testing.T) {
+	fleet := startFleet(t, 2)
+	a, b := fleet[0], fleet[1]
+	ctx := context.Background()
+	for _, org := range []string{"doomed", "kept"} {
+		if _, err := a.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: org}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll(t, "B has both orgs", func() bool { r, err := b.orgs.Digest(ctx, &pb.DigestRequest{}); return err == nil && r.GetOrgs() == 2 })
+	dirA, dirB := a.app.DataDir(), b.app.DataDir()
+	b.stop(t)
+	if _, err := a.orgs.DeleteOrg(ctx, &pb.DeleteOrgRequest{Org: "doomed"}); err != nil {
+		t.Fatal(err)
+	}
+	a.stop(t)
+	// Nine days on, as the data dirs would be: A's tombstone expired, and
+	// B last ran nine days ago.
+	editDB(t, dirA, func(txn *badger.Txn) error { return txn.Delete([]byte("tomb/doomed")) })
+	editDB(t, dirB, func(txn *badger.Txn) error {
+		return txn.Set([]byte("meta/alive"), binary.AppendVarint(nil, time.Now().Add(-9*24*time.Hour).UnixNano()))
+	})
+	a = startReplica(t, "scaler-0", dirA, nil)
+	b = startReplica(t, "scaler-1", dirB, []*daemon{a})
+	for _, d := range []*daemon{a, b} {
+		if _, err := d.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "kept"}); err != nil {
+			t.Fatalf("kept: %v", err)
+		}
+	}
+	// B's restart republishes its state: the deleted org must not be in it.
+	if _, err := b.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: "after"}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "A has B's activity since", func() bool { _, err := a.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "after"}); return err == nil })
+	for _, d := range []*daemon{a, b} {
+		if _, err := d.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "doomed"}); !isNotFound(err) {
+			t.Fatalf("doomed, deleted while B was away, is back on %s: %v", d.app.Addr(), err)
+		}
+	}
+}
+
+// editDB changes a stopped scaler's data dir as time or an operator would.
+func editDB(t *testing.T, dir string, f func(*badger.Txn) error) {
+	t.Helper()
+	db, err := activity.OpenDB(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(f); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

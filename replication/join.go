@@ -36,6 +36,11 @@ type JoinOptions struct {
 	// NotReady when it no longer may (its subscription was lost).
 	Ready    func()
 	NotReady func()
+	// Prune, when set, says this replica was away longer than tombstones
+	// are kept: it waits for a peer's snapshot as an empty one does, then
+	// removes here the orgs the snapshot did not hold (deleted elsewhere,
+	// their tombstones gone), so it never brings them back.
+	Prune func(keep func(org string) bool) (int, error)
 }
 
 // restartCatchUp bounds how long a restarted replica waits for a peer's
@@ -57,15 +62,33 @@ const (
 // they were seen never to come back).
 func (r *Replicator) Join(ctx context.Context, o JoinOptions) {
 	first := o
-	if r.created.Load() && !o.Empty {
+	switch {
+	case o.Prune != nil && !o.Empty:
+		r.log.Warn("this replica was away longer than tombstones are kept: not ready until a peer's snapshot replaces its state")
+		first.Empty = true
+	case r.created.Load() && !o.Empty:
 		// State on disk but no subscription: it expired (or was deleted)
 		// while this replica was away, so what was published meanwhile is
 		// only in the peers' state. Wait for it, as an empty replica does.
 		r.log.Warn("this replica's subscription was made anew at start: not ready until a peer's snapshot fills what was published while it was away")
 		first.Empty = true
 	}
-	if !r.catchUp(ctx, first) {
+	var seen *recording
+	if o.Prune != nil && !o.Empty {
+		seen = &recording{Replica: o.Store, orgs: map[string]bool{}}
+		first.Store = seen
+	}
+	from, ok := r.catchUp(ctx, first)
+	if !ok {
 		return
+	}
+	if seen != nil && from != "" {
+		n, err := o.Prune(func(org string) bool { return seen.orgs[org] })
+		if err != nil {
+			r.log.Error("could not remove the orgs no peer holds; they may come back", "err", err)
+		} else {
+			r.log.Info("kept only the orgs a peer's snapshot holds", "peer_replica", from, "removed", n)
+		}
 	}
 	o.Ready()
 	next := o.AntiEntropy
@@ -93,7 +116,7 @@ func (r *Replicator) Join(ctx context.Context, o JoinOptions) {
 		}
 		heal := o
 		heal.Empty = true // wait for a peer's snapshot, as an empty replica does
-		if !r.catchUp(ctx, heal) {
+		if _, ok := r.catchUp(ctx, heal); !ok {
 			return
 		}
 		r.log.Info("a peer's snapshot filled the gap the lost subscription left; ready again")
@@ -102,31 +125,46 @@ func (r *Replicator) Join(ctx context.Context, o JoinOptions) {
 	}
 }
 
-// catchUp loads a peer's snapshot as Join says; false when ctx ended first.
-func (r *Replicator) catchUp(ctx context.Context, o JoinOptions) bool {
+// catchUp loads a peer's snapshot as Join says, and names the replica it
+// came from ("" when none held state); false when ctx ended first.
+func (r *Replicator) catchUp(ctx context.Context, o JoinOptions) (string, bool) {
 	for {
 		tctx, cancel := context.WithTimeout(ctx, restartCatchUp)
 		if o.Empty {
 			tctx, cancel = context.WithCancel(ctx)
 		}
-		_, _, err := Bootstrap(tctx, o.Peers, o.Store)
+		_, from, err := Bootstrap(tctx, o.Peers, o.Store)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
-			return false
+			return "", false
 		case err == nil:
-			return true
+			return from, true
 		case !o.Empty:
 			r.log.Warn("restarted without a peer's snapshot: answering from this replica's own state while its subscription catches up", "err", err)
-			return true
+			return "", true
 		}
 		r.log.Warn("not ready: no snapshot from a peer yet; retrying", "err", err)
 		select {
 		case <-ctx.Done():
-			return false
+			return "", false
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// recording is a store that notes every org a snapshot applied to it
+// names.
+type recording struct {
+	Replica
+	orgs map[string]bool
+}
+
+func (r *recording) Apply(cs []activity.Change) error {
+	for _, c := range cs {
+		r.orgs[c.Org] = true
+	}
+	return r.Replica.Apply(cs)
 }
 
 // republish queues this replica's whole state for the others: its orgs,
