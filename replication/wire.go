@@ -11,10 +11,6 @@ import (
 	"github.com/orgscaler/orgscaler/usage"
 )
 
-func toProto(replica string, changes []activity.Change) *pb.ChangeBatch {
-	return &pb.ChangeBatch{Replica: replica, Changes: ToProto(changes)}
-}
-
 // ToProto is changes as replicas send them.
 func ToProto(changes []activity.Change) []*pb.OrgChange {
 	out := make([]*pb.OrgChange, len(changes))
