@@ -37,7 +37,15 @@ type Peers struct {
 	// TLS, when set, dials peers over TLS (their API is served with
 	// --api-tls-cert); the server name checked is the --peers entry's host.
 	TLS *tls.Config
+	// ChunkTimeout bounds the wait for each chunk of a peer's snapshot
+	// (default DefaultChunkTimeout): a peer that stalls mid-snapshot is
+	// given up, and the next one asked, instead of holding a joining
+	// replica not ready, or anti-entropy, forever.
+	ChunkTimeout time.Duration
 }
+
+// DefaultChunkTimeout is far above what a chunk of 1,000 orgs takes.
+const DefaultChunkTimeout = 30 * time.Second
 
 // peer is one address a --peers entry resolved to.
 type peer struct {
@@ -174,6 +182,14 @@ func (p Peers) loadFrom(ctx context.Context, client pb.AdminServiceClient, d *pb
 	case d.GetLoading() && d.GetOrgs() == 0:
 		return 0, "", errEmpty
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	idle := p.ChunkTimeout
+	if idle <= 0 {
+		idle = DefaultChunkTimeout
+	}
+	stalled := time.AfterFunc(idle, cancel)
+	defer stalled.Stop()
 	stream, err := client.Snapshot(ctx, &pb.SnapshotRequest{Usage: withUsage})
 	if err != nil {
 		return 0, "", err
@@ -181,6 +197,10 @@ func (p Peers) loadFrom(ctx context.Context, client pb.AdminServiceClient, d *pb
 	n := 0
 	for {
 		chunk, err := stream.Recv()
+		if !stalled.Stop() {
+			return n, "", fmt.Errorf("snapshot from %s: no chunk within %s", d.GetReplica(), idle)
+		}
+		stalled.Reset(idle)
 		if errors.Is(err, io.EOF) {
 			return n, d.GetReplica(), nil
 		}
