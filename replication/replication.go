@@ -117,6 +117,7 @@ type Replicator struct {
 	started   time.Time
 	now       func() time.Time
 	warnTwin  sync.Once
+	firstOwn  atomic.Int64 // Pub/Sub's publish time of this process's first message received back
 	offsets   *offsets
 	skewMu    sync.Mutex
 	skewed    bool
@@ -418,6 +419,9 @@ func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 			if err := proto.Unmarshal(m.Data, &b); err != nil {
 				r.reject(m, "undecodable", err.Error())
 				return
+			}
+			if m.Attributes[attrInstance] == r.instance && !m.PublishTime.IsZero() {
+				r.firstOwn.CompareAndSwap(0, m.PublishTime.UnixNano())
 			}
 			if m.Attributes[attrInstance] == r.instance || b.GetReplica() != r.opts.Replica { // not a twin's
 				if _, ok := r.offsets.observe(b.GetReplica(), m, r.now()); ok {

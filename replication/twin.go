@@ -22,11 +22,12 @@ import (
 const (
 	attrInstance = "instance"
 	attrStarted  = "started" // Unix nanoseconds on the publisher's clock
-	// twinMargin is how long after this process started a message of
-	// another instance must have been published (by Pub/Sub's clock) to
-	// prove that instance alive: more than a clock's skew, so the last
-	// messages of a crashed predecessor never count.
-	twinMargin = 30 * time.Second
+	// twinMargin is how long after this process's first message another
+	// instance's must have been published to prove that instance alive.
+	// Both times are Pub/Sub's, so no clock's skew enters: a crashed
+	// predecessor's messages were all published before this process's
+	// first one.
+	twinMargin = time.Second
 	// heartbeatEvery is how often a replica with nothing to publish says
 	// it is alive, so an idle twin is found too.
 	heartbeatEvery = 30 * time.Second
@@ -60,10 +61,12 @@ func (r *Replicator) attributes() map[string]string {
 
 // twin looks at a message carrying this replica's id: nil when it is this
 // process's, or a predecessor's, or a twin that started later (which will
-// refuse itself); a *TwinError when a live twin started first.
+// refuse itself), or when none of this process's messages has come back
+// yet to compare with; a *TwinError when a live twin started first.
 func (r *Replicator) twin(m *pubsub.Message) *TwinError {
 	other := m.Attributes[attrInstance]
-	if other == "" || other == r.instance || !m.PublishTime.After(r.started.Add(twinMargin)) {
+	first := r.firstOwn.Load() // 0 until one of this process's messages came back
+	if other == "" || other == r.instance || first == 0 || !m.PublishTime.After(time.Unix(0, first).Add(twinMargin)) {
 		return nil
 	}
 	ns, err := strconv.ParseInt(m.Attributes[attrStarted], 10, 64)
