@@ -152,4 +152,8 @@ func (a *App) logSecurity() {
 	default:
 		a.log.Info("API security", "addr", a.APIAddr(), "security", strings.Join(api, ", "))
 	}
+	if a.repl != nil && a.peers.Token == "" {
+		a.log.Warn("replication messages are not signed (no --peer-token-file): anything that may publish to the replication topic can change every replica's orgs",
+			"topic", a.opts.ReplicationTopic)
+	}
 }
