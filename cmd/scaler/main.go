@@ -144,7 +144,7 @@ func flags(c *config, out io.Writer) *pflag.FlagSet {
 	fs.StringVar(&c.app.PeerTokenFile, "peer-token-file", "", "file holding the bearer token (an admin token of --api-tokens-file) presented to peers' APIs for snapshots")
 	fs.StringVar(&c.app.PeerTLSCA, "peer-tls-ca", "", "PEM CA bundle that signed the other replicas' API certificates: peers are dialled over TLS, checking each --peers entry's host name (needed with --api-tls-cert)")
 	fs.StringVar(&c.app.ReplicaID, "replica-id", "", "this replica's name, in the stamps of its admin changes and in `scalerctl digest` (default: the hostname, which in a StatefulSet is the pod's name)")
-	fs.IntVar(&c.app.MaxOrgs, "max-orgs", app.DefaultMaxOrgs, "most orgs activity may create; past it, activity for a new org gets ResourceExhausted (orgs named by KEDA's triggers or an admin are always created)")
+	fs.IntVar(&c.app.MaxOrgs, "max-orgs", app.DefaultMaxOrgs, "most orgs activity and KEDA's triggers may create; past it, activity or a trigger naming a new org gets ResourceExhausted naming this flag (orgs an admin names are always created)")
 	fs.IntVar(&c.app.MinFreeDiskMB, "min-free-disk-mb", app.DefaultMinFreeDiskMB, "free space (MiB) the data dir's filesystem must keep: below it nothing is written (a full disk would crash Badger), answers go on from memory, admin changes get Unavailable; -1 turns the check off")
 	fs.DurationVar(&c.app.UsageRetention, "usage-retention", usage.DefaultRetention, "how long the hourly GPU-hours figures behind `scalerctl report` are kept")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
