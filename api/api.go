@@ -3,7 +3,6 @@
 package api
 
 import (
-	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -38,7 +37,8 @@ type Store interface {
 // Replicator sends what this replica accepts to the others;
 // replication.Replicator provides it. Nil with one replica.
 type Replicator interface {
-	// Sync returns once every change made so far is published.
+	// Sync returns once every change made so far is published, or after
+	// a bound of its own.
 	Sync(ctx context.Context) error
 	// EnqueueHint sends an enqueue hint to every other replica.
 	EnqueueHint(sub string, n int64, at time.Time)
@@ -77,22 +77,19 @@ type Server struct {
 	ready     func() bool
 	history   History
 	knative   KnativeServices
-	wait      time.Duration
 }
 
 // replicated returns once the changes made so far reach every replica;
-// until then the caller is not told its change is done. It waits at most
-// ReplicationWait whatever the caller's deadline, so a caller that set
-// none (curl, grpcurl) hears Unavailable instead of hanging while Pub/Sub
-// is away. It is never called while holding an ingest slot: the change
-// is already in force here, and other producers' activity must not wait
-// on the network behind it.
+// until then the caller is not told its change is done. Sync's own bound
+// (--replication-wait) answers a caller that set no deadline (curl,
+// grpcurl) with Unavailable instead of a hang while Pub/Sub is away. It
+// is never called while holding an ingest slot: the change is already in
+// force here, and other producers' activity must not wait on the network
+// behind it.
 func (s *Server) replicated(ctx context.Context) error {
 	if s.repl == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.wait)
-	defer cancel()
 	if err := s.repl.Sync(ctx); err != nil {
 		return status.Errorf(codes.Unavailable, "the change is accepted here but not yet replicated: %v; retry, it is safe to send again", err)
 	}
@@ -125,16 +122,7 @@ type Options struct {
 	// Knative, when set (--knative), lists each org's Knative Services
 	// for Explain.
 	Knative KnativeServices
-	// ReplicationWait bounds how long a call waits for its change to be
-	// replicated before it answers Unavailable (default
-	// DefaultReplicationWait).
-	ReplicationWait time.Duration
 }
-
-// DefaultReplicationWait is how long a change waits to be replicated
-// before its caller hears Unavailable: far above a healthy publish (tens
-// of milliseconds), far below a client's patience.
-const DefaultReplicationWait = 10 * time.Second
 
 // New returns a Server.
 func New(o Options) *Server {
@@ -142,7 +130,6 @@ func New(o Options) *Server {
 		o.Now = time.Now
 	}
 	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica, repl: o.Replication, snapshot: o.Snapshot, ready: o.Ready, history: o.History, knative: o.Knative,
-		wait:  cmp.Or(o.ReplicationWait, DefaultReplicationWait),
 		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))}
 }
 
@@ -177,7 +164,7 @@ func (s *Server) RecordActivity(ctx context.Context, req *pb.RecordActivityReque
 // stream with InvalidArgument naming its position; the events before it
 // are kept. When the scaler stops, the stream ends with the counts so far
 // once they are replicated (or Unavailable if they could not be within
-// ReplicationWait), so the producer knows what to send again elsewhere.
+// --replication-wait), so the producer knows what to send again elsewhere.
 func (s *Server) StreamActivity(stream pb.ActivityService_StreamActivityServer) error {
 	var events, woken int64
 	type received struct {

@@ -153,7 +153,7 @@ func New(o Options) (*App, error) {
 			return nil, err
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		a.repl, err = replication.New(ctx, replication.Options{Topic: o.ReplicationTopic, Replica: o.ReplicaID, Logger: o.Logger, Registerer: a.registry, Now: o.Now,
+		a.repl, err = replication.New(ctx, replication.Options{Topic: o.ReplicationTopic, Replica: o.ReplicaID, Logger: o.Logger, Registerer: a.registry, Now: o.Now, Wait: o.ReplicationWait,
 			Key: replication.KeyFrom(a.peers.Token), MaxSkew: o.MaxClockSkew, OnSkew: a.onSkew})
 		cancel()
 		if err != nil {
@@ -274,7 +274,7 @@ func New(o Options) (*App, error) {
 	if a.repl != nil {
 		repl, snapshot = a.repl, replication.Snapshot(store, a.fleetLedger(), a.idle, a.history)
 	}
-	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.current, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history, Knative: a.knativeServices(), ReplicationWait: o.ReplicationWait})
+	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.current, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history, Knative: a.knativeServices()})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
 	a.apiHTTP = newAPIServer(a.apiSrv, apiServer.Connect(MaxMessageSize), authz, sec.api, o.MaxStreamsPerConn, o.APIIdleTimeout)

@@ -195,7 +195,7 @@ func (a *App) newFeed() (*feed.Feed, error) {
 	}
 	fo := feed.Options{Subscription: o.ActivitySubscription, Recorder: a.store, Logger: o.Logger, Registerer: a.registry, MaxAge: o.IdleWindow, Now: o.Now}
 	if a.repl != nil {
-		fo.Sync, fo.Wait = a.repl.Sync, o.ReplicationWait
+		fo.Sync = a.repl.Sync
 	}
 	if a.depth != nil && a.depth.embedded != nil && os.Getenv("PUBSUB_EMULATOR_HOST") == "" {
 		fo.ClientOptions = []option.ClientOption{option.WithEndpoint(a.depth.embedded.Addr()), option.WithoutAuthentication(),

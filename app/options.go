@@ -8,7 +8,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/orgscaler/orgscaler/api"
 	"github.com/orgscaler/orgscaler/decide"
 	"github.com/orgscaler/orgscaler/pubsubdepth"
 	"github.com/orgscaler/orgscaler/replication"
@@ -186,8 +185,8 @@ const (
 	// DefaultAPIIdleTimeout closes idle API connections after about as long
 	// as load balancers keep theirs.
 	DefaultAPIIdleTimeout = 2 * time.Minute
-	// DefaultReplicationWait is api.DefaultReplicationWait.
-	DefaultReplicationWait = api.DefaultReplicationWait
+	// DefaultReplicationWait is replication.DefaultWait.
+	DefaultReplicationWait = replication.DefaultWait
 	// DefaultLeaseName is the fleet leader's Lease.
 	DefaultLeaseName = "orgscaler-leader"
 )

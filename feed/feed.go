@@ -42,12 +42,10 @@ type Options struct {
 	Subscription string
 	Recorder     Recorder
 	// Sync, when set, returns once the activity recorded so far is
-	// published to the other replicas (replication.Replicator.Sync).
-	Sync func(context.Context) error
-	// Wait bounds how long a message waits for Sync before it is nacked
-	// (default 10s): the activity is in force here already, and a message
-	// held longer would hold flow control, and so every message behind it.
-	Wait       time.Duration
+	// published to the other replicas, or after a bound of its own
+	// (replication.Replicator.Sync): a message is never held longer, so
+	// flow control never holds every message behind it.
+	Sync       func(context.Context) error
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	// ClientOptions dial Pub/Sub (none: Application Default Credentials,
@@ -99,9 +97,6 @@ func New(ctx context.Context, o Options) (*Feed, error) {
 	}
 	if o.MaxOutstanding <= 0 {
 		o.MaxOutstanding = 10000
-	}
-	if o.Wait <= 0 {
-		o.Wait = 10 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -191,12 +186,10 @@ func (f *Feed) handle(ctx context.Context, m *pubsub.Message) {
 	m.Ack()
 }
 
-// replicated waits, at most Wait, for the activity recorded so far to be
-// published to the other replicas, and says whether it was.
+// replicated waits, within Sync's bound, for the activity recorded so far
+// to be published to the other replicas, and says whether it was.
 func (f *Feed) replicated(ctx context.Context, org string) bool {
-	wctx, cancel := context.WithTimeout(ctx, f.opts.Wait)
-	defer cancel()
-	err := f.opts.Sync(wctx)
+	err := f.opts.Sync(ctx)
 	switch {
 	case err == nil:
 		return true

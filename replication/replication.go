@@ -83,6 +83,8 @@ type Options struct {
 	Expiry time.Duration
 	// Now is the process's clock (default time.Now).
 	Now func() time.Time
+	// Wait bounds how long Sync waits (default DefaultWait).
+	Wait time.Duration
 	// MaxSkew and OnSkew, when set: OnSkew(true) when this replica's
 	// clock is off from Pub/Sub's by more than MaxSkew, OnSkew(false) when
 	// it is back within half of it.
@@ -139,6 +141,9 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Wait <= 0 {
+		o.Wait = DefaultWait
 	}
 	client, err := pubsub.NewClient(ctx, project, o.ClientOptions...)
 	if err != nil {
@@ -220,8 +225,12 @@ func (r *Replicator) EnqueueUsage(hours []usage.Hour) {
 
 // Sync returns once every change enqueued before it is published, or an
 // error saying why not yet (the change stays queued and is published
-// when Pub/Sub is back).
+// when Pub/Sub is back). It waits at most Options.Wait whatever ctx says,
+// so no caller (one with no deadline, a feed message holding flow
+// control) is held by a Pub/Sub outage.
 func (r *Replicator) Sync(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.Wait)
+	defer cancel()
 	r.mu.Lock()
 	target := r.enqueued
 	for r.confirmed < target {
@@ -280,6 +289,11 @@ func (r *Replicator) drain() {
 		r.confirm(seq)
 	}
 }
+
+// DefaultWait is how long Sync waits for a change to be published: far
+// above a healthy publish (tens of milliseconds), far below a client's
+// patience.
+const DefaultWait = 10 * time.Second
 
 // DrainTimeout bounds how long a stop waits to publish what is queued.
 const DrainTimeout = 5 * time.Second
