@@ -279,11 +279,10 @@ func (s *Server) Hint(ctx context.Context, req *pb.HintRequest) (*pb.HintRespons
 	if s.backlogs == nil {
 		return nil, status.Error(codes.FailedPrecondition, "this scaler runs without a backlog source (--pubsub=none): hints have nothing to add to")
 	}
-	d, err := s.backlogs.Hint(req.GetSubscription(), req.GetMessages())
-	if err != nil {
-		return nil, status.Error(codes.ResourceExhausted, err.Error())
-	}
-	resp := &pb.HintResponse{Backlog: BacklogProto(d)}
+	// The org first: refused past --max-orgs, the call is retried, and a
+	// hint counted before it would be counted twice. Activity recorded
+	// before a refused hint is true all the same.
+	resp := &pb.HintResponse{}
 	if req.GetOrg() != "" {
 		o, _, err := s.store.RecordFor(req.GetOrg(), activity.WakeHint)
 		if err != nil {
@@ -291,6 +290,11 @@ func (s *Server) Hint(ctx context.Context, req *pb.HintRequest) (*pb.HintRespons
 		}
 		resp.Org = OrgProto(o, s.now())
 	}
+	d, err := s.backlogs.Hint(req.GetSubscription(), req.GetMessages())
+	if err != nil {
+		return nil, status.Error(codes.ResourceExhausted, err.Error())
+	}
+	resp.Backlog = BacklogProto(d)
 	if s.repl != nil && req.GetMessages() > 0 {
 		s.repl.EnqueueHint(req.GetSubscription(), req.GetMessages(), s.now())
 	}
