@@ -209,11 +209,11 @@ func (p Peers) loadFrom(ctx context.Context, client pb.AdminServiceClient, d *pb
 		}
 		sinks := p.Sinks
 		sinks.Store = store
-		applied, err := sinks.apply(chunk)
+		a, err := sinks.apply(chunk)
 		if err != nil {
 			return n, "", fmt.Errorf("apply the snapshot: %w", err)
 		}
-		n += applied
+		n += a.orgs
 	}
 }
 

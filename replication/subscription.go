@@ -40,11 +40,10 @@ func (r *Replicator) ensureSubscription(ctx context.Context) error {
 		RetryPolicy:      retryPolicy(),
 	})
 	switch status.Code(err) {
-	case codes.OK:
-		r.created.Store(true)
-		r.log.Info("created the replication subscription", "subscription", r.sub, "topic", r.opts.Topic, "expires_unused_after", r.opts.Expiry)
-		return nil
-	case codes.AlreadyExists:
+	case codes.OK, codes.AlreadyExists: // AlreadyExists: made meanwhile by another call
+		if err == nil {
+			r.created.Store(true)
+		}
 		r.log.Info("created the replication subscription", "subscription", r.sub, "topic", r.opts.Topic, "expires_unused_after", r.opts.Expiry)
 		return nil
 	case codes.NotFound:

@@ -11,7 +11,6 @@ import (
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/decide"
 	"github.com/orgscaler/orgscaler/hlc"
-	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 )
 
 // Replication messages are checked before anything in them is applied:
@@ -112,28 +111,4 @@ func (r *Replicator) reject(m *pubsub.Message, reason, why string) {
 			"reason", reason, "why", why, "id", m.ID)
 	})
 	m.Ack()
-}
-
-// check holds b's stamps to the skew bound in place and drops its changes
-// naming no valid org, before anything is applied, and counts them.
-func (r *Replicator) check(b *pb.ChangeBatch, sinks Sinks) (dropped, held int) {
-	if sinks.Now == nil {
-		return 0, 0
-	}
-	limit := sinks.Now().Add(sinks.MaxSkew)
-	kept := b.Changes[:0]
-	for _, oc := range b.GetChanges() {
-		cs, d, h := bounded(fromProto([]*pb.OrgChange{oc}), limit)
-		dropped, held = dropped+d, held+h
-		if len(cs) == 1 {
-			kept = append(kept, ToProto(cs)...)
-		}
-	}
-	b.Changes = kept
-	for _, h := range b.GetHints() {
-		if at := time.Unix(0, h.GetAtUnixNano()); at.After(limit) {
-			h.AtUnixNano, held = limit.UnixNano(), held+1
-		}
-	}
-	return dropped, held
 }
