@@ -49,20 +49,14 @@ func (a *App) registerKept() {
 // reports it in the health at once.
 func (a *App) becomeReady() {
 	a.ready.Store(true)
-	select {
-	case a.healthKick <- struct{}{}:
-	default:
-	}
+	a.kickHealth()
 }
 
 // becomeNotReady marks this replica as missing some orgs' state (its
 // subscription was lost) until becomeReady.
 func (a *App) becomeNotReady() {
 	a.ready.Store(false)
-	select {
-	case a.healthKick <- struct{}{}:
-	default:
-	}
+	a.kickHealth()
 }
 
 // onSkew takes this replica out of service while its clock is off from
@@ -70,6 +64,11 @@ func (a *App) becomeNotReady() {
 // is not.
 func (a *App) onSkew(skewed bool) {
 	a.skewed.Store(skewed)
+	a.kickHealth()
+}
+
+// kickHealth has the health watcher look again now, not at its next tick.
+func (a *App) kickHealth() {
 	select {
 	case a.healthKick <- struct{}{}:
 	default:
