@@ -15,7 +15,6 @@ import (
 	"github.com/orgscaler/orgscaler/internal/monitoringtest"
 	"github.com/orgscaler/orgscaler/internal/pubsubtest"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
-	"github.com/orgscaler/orgscaler/pubsubdepth"
 )
 
 // A scaler (re)started while Monitoring lags by more than the max age: the
@@ -25,14 +24,9 @@ import (
 // through its stream at once.
 func TestRestartWhileMonitoringLags(t *testing.T) {
 	ms := monitoringtest.Start(t)
-	emb, err := pubsubdepth.StartEmbedded("127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = emb.Close() })
-	t.Setenv("PUBSUB_EMULATOR_HOST", emb.Addr())
+	checked := subscriptionCheck(t)
 	sub := "projects/proj-lag/subscriptions/transcribe"
-	pubsubtest.Create(t, pubsubtest.Client(t, emb.Addr(), "proj-lag"), sub)
+	pubsubtest.Create(t, pubsubtest.Client(t, checked, "proj-lag"), sub)
 	ms.Set(sub, 10_000, time.Now().Add(-10*time.Minute))
 
 	o := options(t, t.TempDir())

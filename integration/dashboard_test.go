@@ -18,7 +18,6 @@ import (
 	"github.com/orgscaler/orgscaler/internal/monitoringtest"
 	"github.com/orgscaler/orgscaler/internal/pubsubtest"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
-	"github.com/orgscaler/orgscaler/pubsubdepth"
 )
 
 // Every metric the shipped Grafana dashboard queries is one the scaler
@@ -38,12 +37,7 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 	}
 
 	ms := monitoringtest.Start(t)
-	emb, err := pubsubdepth.StartEmbedded("127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = emb.Close() })
-	t.Setenv("PUBSUB_EMULATOR_HOST", emb.Addr())
+	checked := subscriptionCheck(t)
 	tokens := filepath.Join(t.TempDir(), "tokens")
 	certtest.WriteFile(t, tokens, []byte(adminToken+" admin\n"))
 	o := options(t, t.TempDir())
@@ -51,7 +45,7 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 	o.DepthRefresh, o.DepthMaxAge, o.APITokensFile = 100*time.Millisecond, time.Second, tokens
 	d := start(t, o)
 	sub := "projects/proj-a/subscriptions/jobs"
-	pubsubtest.Create(t, pubsubtest.Client(t, emb.Addr(), "proj-a"), sub)
+	pubsubtest.Create(t, pubsubtest.Client(t, checked, "proj-a"), sub)
 	ms.Set(sub, 3, time.Now())
 
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+adminToken)

@@ -38,7 +38,7 @@ import (
 // producer's stream that ends with no deadline hears Unavailable within
 // --replication-wait instead of hanging (and holds no ingest capacity
 // while it waits), a new org sent meanwhile is recorded, and an org used
-// every half second never goes dormant although its 3 s window passes
+// every second never goes dormant although its 3 s window passes
 // twice over. When Pub/Sub comes back, the other replica learns it all.
 func TestPubSubPausedActivityStaysLocal(t *testing.T) {
 	em := pubsubtest.Start(t)

@@ -17,7 +17,6 @@ import (
 	"github.com/orgscaler/orgscaler/app"
 	"github.com/orgscaler/orgscaler/internal/monitoringtest"
 	"github.com/orgscaler/orgscaler/internal/pubsubtest"
-	"github.com/orgscaler/orgscaler/pubsubdepth"
 )
 
 // faultProxy is a TCP proxy to upstream that a test breaks with toxics
@@ -47,14 +46,9 @@ func addToxic(t *testing.T, p *toxiproxy.Proxy, spec string) {
 // 0. When Monitoring is back, the new backlog is seen again.
 func TestMonitoringThroughAFaultProxy(t *testing.T) {
 	ms := monitoringtest.Start(t)
-	emb, err := pubsubdepth.StartEmbedded("127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = emb.Close() })
-	t.Setenv("PUBSUB_EMULATOR_HOST", emb.Addr())
+	checked := subscriptionCheck(t)
 	sub := "projects/proj-fault/subscriptions/transcribe"
-	pubsubtest.Create(t, pubsubtest.Client(t, emb.Addr(), "proj-fault"), sub)
+	pubsubtest.Create(t, pubsubtest.Client(t, checked, "proj-fault"), sub)
 	// Monitoring samples the backlog every 100 ms here.
 	var backlog atomic.Int64
 	backlog.Store(5)

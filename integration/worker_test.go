@@ -198,12 +198,7 @@ func TestHintBadInput(t *testing.T) {
 // subscriptions in three projects; blind past the max age.
 func TestWorkersOnMonitoring(t *testing.T) {
 	ms := monitoringtest.Start(t)
-	emb, err := pubsubdepth.StartEmbedded("127.0.0.1:0", nil) // the Pub/Sub API the subscription check asks
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = emb.Close() })
-	t.Setenv("PUBSUB_EMULATOR_HOST", emb.Addr())
+	checked := subscriptionCheck(t)
 
 	o := options(t, t.TempDir())
 	o.PubSub, o.MonitoringEndpoint, o.MonitoringInsecure = app.PubSubMonitoring, ms.Addr, true
@@ -212,7 +207,7 @@ func TestWorkersOnMonitoring(t *testing.T) {
 
 	var subs []string
 	for _, p := range []string{"proj-a", "proj-b", "proj-c"} {
-		ps := pubsubtest.Client(t, emb.Addr(), p)
+		ps := pubsubtest.Client(t, checked, p)
 		for i := range 100 {
 			sub := fmt.Sprintf("projects/%s/subscriptions/jobs-%03d", p, i)
 			pubsubtest.Create(t, ps, sub)
@@ -352,4 +347,18 @@ func trues(stream grpc.ServerStreamingClient[kedapb.IsActiveResponse], now func(
 		}
 	}()
 	return pushed
+}
+
+// subscriptionCheck starts the Pub/Sub API the scaler's subscription check
+// asks (PUBSUB_EMULATOR_HOST, for the test), when the backlog comes from
+// Cloud Monitoring, and returns its address, to create subscriptions on.
+func subscriptionCheck(t *testing.T) string {
+	t.Helper()
+	emb, err := pubsubdepth.StartEmbedded("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = emb.Close() })
+	t.Setenv("PUBSUB_EMULATOR_HOST", emb.Addr())
+	return emb.Addr()
 }
