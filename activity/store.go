@@ -21,6 +21,7 @@ import (
 	"github.com/orgscaler/orgscaler/hlc"
 	"github.com/orgscaler/orgscaler/internal/watch"
 	"github.com/orgscaler/orgscaler/schedule"
+	"github.com/orgscaler/orgscaler/warm"
 )
 
 // Options configure a Store.
@@ -120,21 +121,24 @@ type Org struct {
 // Dormant reports whether the org is dormant.
 func (o Org) Dormant() bool { return !o.DormantSince.IsZero() }
 
+// Warmth is the warm rule's verdict on the org at now (package warm):
+// what activity's dormancy, KEDA's answers and the Knative actuator follow.
+func (o Org) Warmth(now time.Time) warm.State {
+	return warm.At(warm.Org{LastActivity: o.LastActivity, ScaleToZeroAllowed: o.ScaleToZeroAllowed,
+		Window: o.IdleWindow, Schedule: o.WarmSchedule}, now)
+}
+
 // DormantAt is when an active org turns dormant if nothing happens; zero
-// when dormant or never. Inside a window of its warm schedule, that is
-// when the window ends, if its idle window has passed by then.
+// when dormant or never.
 func (o Org) DormantAt(now time.Time) time.Time {
-	if o.Dormant() || !o.ScaleToZeroAllowed {
+	if o.Dormant() {
 		return time.Time{}
 	}
-	at := o.LastActivity.Add(o.IdleWindow)
-	if at.Before(now) {
-		at = now // past its window: only the schedule keeps it, or nothing does
+	st := o.Warmth(now)
+	if !st.Warm {
+		return now // due: the store applies the rule at this instant
 	}
-	if o.WarmSchedule.Active(at) {
-		at = o.WarmSchedule.Next(at) // zero for a schedule of whole days: never
-	}
-	return at
+	return st.Until
 }
 
 // wakeBy is a WakeReason in one byte: a million orgs keep one each.
@@ -436,38 +440,26 @@ func (s *Store) window(r record) time.Duration {
 	return s.opts.IdleWindow
 }
 
-// settle applies the dormancy rule to rec at now, and is the one place it
-// lives: an org is warm while its scale to zero is off, while now is
-// before its last activity + its window, or while its warm schedule is in
-// a window; it is dormant from the exact instant the last of these ends,
-// and a dormant org one of them covers again is active. It reports what
-// changed, and when the rule must be applied again (zero: only an event
-// can change the answer).
+// settle applies the warm rule (package warm) to rec at now: a dormant
+// org the rule finds warm wakes, an active one it finds cold is dormant
+// from the instant it turned cold. It reports what changed, and when the
+// rule must be applied again (zero: only an event can change it).
 func (s *Store) settle(rec *record, now time.Time) (woke, slept bool, next time.Time) {
-	windowEnd := rec.LastActivity.Add(s.window(*rec))
-	warm := !rec.ScaleToZero || now.Before(windowEnd) || rec.Schedule.Active(now)
+	st := warm.At(s.warmOrg(*rec), now)
 	switch {
-	case !rec.DormantSince.IsZero() && warm:
+	case !rec.DormantSince.IsZero() && st.Warm:
 		rec.DormantSince = 0
 		woke = true
-	case rec.DormantSince.IsZero() && !warm:
-		since := windowEnd
-		if end := rec.Schedule.LastEnd(now); end.After(since) {
-			since = end
-		}
-		rec.DormantSince = stampOf(since)
+	case rec.DormantSince.IsZero() && !st.Warm:
+		rec.DormantSince = stampOf(st.Since)
 		slept = true
 	}
-	if !rec.ScaleToZero {
-		return woke, slept, time.Time{}
-	}
-	if now.Before(windowEnd) {
-		next = windowEnd
-	}
-	if edge := rec.Schedule.Next(now); !edge.IsZero() && (next.IsZero() || edge.Before(next)) {
-		next = edge
-	}
-	return woke, slept, next
+	return woke, slept, st.Next
+}
+
+// warmOrg is what the warm rule reads of a record.
+func (s *Store) warmOrg(r record) warm.Org {
+	return warm.Org{LastActivity: r.LastActivity.Time(), ScaleToZeroAllowed: r.ScaleToZero, Window: s.window(r), Schedule: r.Schedule}
 }
 
 // rearm makes sure the scheduler applies the rule to id again at next,

@@ -6,6 +6,7 @@ import (
 
 	"github.com/orgscaler/orgscaler/keepalive"
 	"github.com/orgscaler/orgscaler/schedule"
+	"github.com/orgscaler/orgscaler/warm"
 )
 
 // OrgState is what the decision needs to know about an org.
@@ -93,51 +94,43 @@ func Window(w Workload, org OrgState) time.Duration {
 // Decide is the one place every answer comes from. org is ignored for a
 // workload without an org; backlog is ignored for one without a subscription.
 //
-// A workload with an org is warm while the org's scale to zero is off, or
-// while now - last activity < its window (warmFor, else the org's idle
-// window); a worker only with warmFor. Active = warm, or backlog above
-// activationBacklog.
+// A workload with an org is warm when the warm rule (package warm) says
+// so with the workload's window (warmFor, else the org's idle window; a
+// worker only with warmFor), or when its keep-alive plan has it up.
+// Active = warm, or backlog above activationBacklog.
 func Decide(w Workload, org OrgState, backlog Backlog, now time.Time) Answer {
 	a := Answer{w: w, org: org, backlog: backlog, now: now}
-	warm := false
+	var st warm.State
 	if w.Org != "" {
+		wo := warmOrg(w, org)
+		st = warm.At(wo, now)
 		switch {
-		case !org.ScaleToZeroAllowed:
-			warm = true
-			a.Rule = RuleScaleToZeroOff
-		case org.Schedule.Active(now):
-			warm = true
-			a.Rule, a.WarmUntil = RuleSchedule, org.Schedule.Next(now)
-			a.NextChange = a.WarmUntil
+		case st.Warm:
+			a.Rule, a.WarmUntil, a.NextChange = ruleOf[st.Reason], st.Until, st.Until
 		case w.KeepAlive.On():
-			warm, a.Rule, a.NextChange = planned(w, org, now)
-		case w.Kind == KindWorker && w.WarmFor == 0:
-			// A GPU worker runs on its backlog: org activity alone does not
-			// keep it warm for the org's whole window, unless its trigger
-			// asks with warmFor or keepAlive.
-		default:
-			a.WarmUntil = org.LastActivity.Add(Window(w, org))
-			if now.Before(a.WarmUntil) {
-				warm = true
-				a.Rule = RuleWarm
-			}
+			a.Rule, a.NextChange = planned(w, org, now)
+		case wo.Window > 0:
+			a.WarmUntil = wo.LastActivity.Add(wo.Window)
 		}
 	}
+	isWarm := st.Warm || a.Rule == RuleKeptAlive || a.Rule == RulePrewarm
 	if w.Subscription != "" {
 		if !backlog.Known {
-			a.Rule, a.Active = RuleBlind, warm
+			// Only backlog data changes what a blind answer says: Hold
+			// keeps the last answer when the warmth runs out.
+			a.Rule, a.Active, a.NextChange = RuleBlind, isWarm, time.Time{}
 			return a
 		}
 		a.Replicas = ceilDiv(backlog.Messages, w.MessagesPerReplica)
-		if !warm && backlog.Messages > w.ActivationBacklog {
+		if !isWarm && backlog.Messages > w.ActivationBacklog {
 			a.Rule = RuleBacklog
 		}
 	}
-	a.Active = warm || (w.Subscription != "" && backlog.Messages > w.ActivationBacklog)
+	a.Active = isWarm || (w.Subscription != "" && backlog.Messages > w.ActivationBacklog)
 	if !a.Active {
 		a.Replicas = 0
 		// The schedule's next window wakes it, as may a pre-warm first.
-		a.NextChange = scheduled(w, org, now, a.NextChange)
+		a.NextChange = earliest(a.NextChange, st.Next)
 		switch {
 		case w.KeepAlive.On() && org.ScaleToZeroAllowed:
 			a.Rule = RulePlanDown // NextChange stays: the pre-warm, if one is ahead
@@ -163,16 +156,30 @@ func Decide(w Workload, org OrgState, backlog Backlog, now time.Time) Answer {
 	return a
 }
 
-// scheduled is the instant the org's warm schedule next turns an inactive
-// workload active, if that is before next (or next is zero).
-func scheduled(w Workload, org OrgState, now, next time.Time) time.Time {
-	if w.Org == "" || !org.ScaleToZeroAllowed || org.Schedule == nil {
-		return next
+// ruleOf names the rule of each reason the warm rule gives.
+var ruleOf = map[warm.Reason]Rule{
+	warm.ScaleToZeroOff: RuleScaleToZeroOff,
+	warm.Scheduled:      RuleSchedule,
+	warm.Active:         RuleWarm,
+}
+
+// warmOrg is what the warm rule reads for w in org: the workload's own
+// window, or none where activity alone does not keep it warm (a GPU
+// worker without warmFor; a keep-alive policy, whose plan replaces it).
+func warmOrg(w Workload, org OrgState) warm.Org {
+	window := Window(w, org)
+	if w.KeepAlive.On() || (w.Kind == KindWorker && w.WarmFor == 0) {
+		window = 0
 	}
-	if start := org.Schedule.Next(now); !start.IsZero() && (next.IsZero() || start.Before(next)) {
-		return start
+	return warm.Org{LastActivity: org.LastActivity, ScaleToZeroAllowed: org.ScaleToZeroAllowed, Window: window, Schedule: org.Schedule}
+}
+
+// earliest is the earlier of two instants, zero meaning never.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
 	}
-	return next
+	return a
 }
 
 // Reason says in words why the answer is what it is.

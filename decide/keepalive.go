@@ -76,7 +76,7 @@ const (
 
 // planned is the org part of the answer for a workload with a keep-alive
 // policy: whether the plan has it up now, and when that next changes.
-func planned(w Workload, org OrgState, now time.Time) (warm bool, rule Rule, next time.Time) {
+func planned(w Workload, org OrgState, now time.Time) (rule Rule, next time.Time) {
 	p := org.Plan.Floor(w.KeepAlive.MinWarm)
 	since := now.Sub(org.LastActivity)
 	if edge, ok := p.Next(since); ok {
@@ -84,11 +84,11 @@ func planned(w Workload, org OrgState, now time.Time) (warm bool, rule Rule, nex
 	}
 	switch {
 	case since <= p.KeepFor:
-		return true, RuleKeptAlive, next
+		return RuleKeptAlive, next
 	case p.Up(since):
-		return true, RulePrewarm, next
+		return RulePrewarm, next
 	}
-	return false, RulePlanDown, next
+	return RulePlanDown, next
 }
 
 // NextPrewarm is when the plan next brings the workload back up by itself

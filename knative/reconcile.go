@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/decide"
 	"github.com/orgscaler/orgscaler/kubeevents"
 )
@@ -233,11 +234,7 @@ func (a *Actuator) put(ctx context.Context, k Key) (string, error) {
 		a.event(k, sc.uid, corev1.EventTypeWarning, ReasonRefused, fmt.Sprintf("org %s: %v", sc.org, err))
 		return resultRefused, nil
 	}
-	warm := !o.Dormant()
-	minScale := int64(0)
-	if warm {
-		minScale = sc.warm
-	}
+	minScale, warm := MinScale(o, sc.warm, a.o.Now())
 	want := strconv.FormatInt(minScale, 10)
 	if a.o.Observe != nil {
 		a.o.Observe(k, o, sc.gpus, minScale)
@@ -304,4 +301,13 @@ func (a *Actuator) event(k Key, uid types.UID, eventtype, reason, note string) {
 	if a.o.Events != nil {
 		a.o.Events.Service(k, uid, eventtype, reason, note)
 	}
+}
+
+// MinScale is the min-scale of a Service of org o at now: warmMin while
+// the warm rule finds the org warm, 0 otherwise.
+func MinScale(o activity.Org, warmMin int64, now time.Time) (minScale int64, warm bool) {
+	if o.Warmth(now).Warm {
+		return warmMin, true
+	}
+	return 0, false
 }
