@@ -35,6 +35,7 @@ import (
 	"github.com/orgscaler/orgscaler/auth"
 	"github.com/orgscaler/orgscaler/clock"
 	"github.com/orgscaler/orgscaler/feed"
+	"github.com/orgscaler/orgscaler/fleet"
 	"github.com/orgscaler/orgscaler/history"
 	"github.com/orgscaler/orgscaler/idletimes"
 	"github.com/orgscaler/orgscaler/knative"
@@ -43,6 +44,7 @@ import (
 	"github.com/orgscaler/orgscaler/replication"
 	"github.com/orgscaler/orgscaler/scaledobjects"
 	"github.com/orgscaler/orgscaler/scaler"
+	"github.com/orgscaler/orgscaler/tally"
 	"github.com/orgscaler/orgscaler/usage"
 )
 
@@ -66,13 +68,9 @@ type App struct {
 	peers       replication.Peers
 	events      *kubeevents.Recorder // nil without a cluster
 	kube        *rest.Config         // nil without a cluster
-	leading     atomic.Bool          // this replica leads the fleet (fleet only)
 	skewed      atomic.Bool          // this replica's clock is off by more than --max-clock-skew
-	transitions chan string          // orgs the leader tallies now
-	leadWG      sync.WaitGroup
-	leadEnd     context.CancelFunc
-	leadStop    chan struct{}           // closed at stop: the term ends before the Lease goes
-	leadMu      sync.Mutex              // held through a term
+	fleet       *fleet.Fleet                // nil outside a fleet
+	tally       atomic.Pointer[tally.Tally] // nil outside a fleet; set after the store calls onTransition
 	objects     *scaledobjects.Registry // nil without a cluster
 	knative     *knative.Actuator       // nil without --knative
 	keda        *scaler.Server
@@ -112,7 +110,7 @@ func New(o Options) (*App, error) {
 	}
 	o = withDefaults(o)
 	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{}), registry: registry, clock: clk,
-		healthKick: make(chan struct{}, 1), transitions: make(chan string, 4096), leadStop: make(chan struct{})}
+		healthKick: make(chan struct{}, 1)}
 	sec, err := newSecurity(o, a.registry)
 	if err != nil {
 		return nil, err
@@ -193,9 +191,8 @@ func New(o Options) (*App, error) {
 		a.empty = store.Len() == 0
 	}
 	var onFlush func([]usage.Hour)
-	if a.fleet() {
+	if a.inFleet() {
 		onFlush = a.repl.EnqueueUsage
-		a.events.Follow() // until this replica leads
 	}
 	if a.ledger, err = usage.Open(store.DB(), usage.Options{Logger: o.Logger, Retention: o.UsageRetention, Registerer: a.registry, Now: o.Now,
 		CheckDisk: store.CheckDisk, OnFlush: onFlush}); err != nil {
@@ -237,9 +234,15 @@ func New(o Options) (*App, error) {
 	if a.feed != nil {
 		undo = append(undo, a.feed.Close)
 	}
+	// In a fleet the leader's tally tells Events and the ledger, once for
+	// the fleet; KEDA's calls to each replica tell neither.
 	var observer scaler.Observer
-	if a.events != nil {
-		observer = a.events
+	var ledger scaler.Ledger
+	if !a.inFleet() {
+		ledger = a.ledger
+		if a.events != nil {
+			observer = a.events
+		}
 	}
 	var scalerBacklogs scaler.Backlogs
 	var apiBacklogs api.Backlogs
@@ -264,9 +267,10 @@ func New(o Options) (*App, error) {
 	kedaServer := scaler.New(scaler.Options{
 		MaxStreamAge: o.KEDAMaxConnectionAge,
 		Orgs:         store, Backlogs: scalerBacklogs, Now: o.Now, Logger: o.Logger, Done: a.done, Observer: observer,
-		Registerer: a.registry, Usage: a.ledger, Admit: admit, Tallied: a.fleet(), IdleTimes: a.idle,
+		Registerer: a.registry, Usage: ledger, Admit: admit, IdleTimes: a.idle,
 	})
 	a.keda = kedaServer
+	a.fleet = a.newFleet(kedaServer)
 	kedapb.RegisterExternalScalerServer(a.kedaSrv, kedaServer)
 	a.apiSrv, a.apiHealth = newServer(grpcMetrics, nil, authz) // TLS is apiHTTP's
 	var repl api.Replicator
@@ -413,7 +417,12 @@ func (a *App) Run(ctx context.Context) error {
 			}
 		})
 	}
-	a.startElection()
+	switch {
+	case a.fleet != nil:
+		a.fleet.Start()
+	case a.repl != nil:
+		a.log.Warn("several replicas without a cluster (--kubeconfig or --in-cluster): no Lease elects a leader, so each replica counts the GPU-hours of the calls it answers and reports differ")
+	}
 	a.logSecurity()
 	go a.watchHealth(ctx)
 	go func() { errc <- serve(a.kedaSrv, a.kedaLis, "KEDA") }()
@@ -449,7 +458,9 @@ func (a *App) stop() error {
 		_ = a.apiLis.Close()
 		_ = a.metrics.Close()
 		_ = a.metricsLn.Close()
-		a.stopLeading()
+		if a.fleet != nil {
+			a.fleet.Stop() // the last term hands over before replication stops
+		}
 		if a.bgEnd != nil {
 			a.bgEnd()
 			a.bgWG.Wait()

@@ -153,7 +153,9 @@ func (a *App) onTransition(t activity.Transition) {
 	} else {
 		a.events.OrgDormant(t.Org, t.LastActivity, t.IdleWindow)
 	}
-	a.tallyOrg(t.Org)
+	if tl := a.tally.Load(); tl != nil {
+		tl.Org(t.Org)
+	}
 }
 
 // onActivity counts an org's idle time, for the keep-alive policies, and

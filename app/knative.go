@@ -9,7 +9,6 @@ import (
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/api"
 	"github.com/orgscaler/orgscaler/knative"
-	"github.com/orgscaler/orgscaler/scaler"
 	"github.com/orgscaler/orgscaler/usage"
 )
 
@@ -32,9 +31,6 @@ func (a *App) newKnative(dyn dynamic.Interface) error {
 	if err != nil {
 		return err
 	}
-	if a.fleet() {
-		k.Follow() // until this replica leads
-	}
 	a.knative = k
 	return nil
 }
@@ -42,9 +38,10 @@ func (a *App) newKnative(dyn dynamic.Interface) error {
 // observeKnative counts a Knative Service in the GPU-hours ledger by the
 // rule of a ScaledObject: its warm intervals times its GPUs.
 func (a *App) observeKnative(svc knative.Key, o activity.Org, gpus, minScale int64) {
+	now := a.opts.Now()
 	a.ledger.Observe(usage.ID(svc.String(), knativeMetric), usage.Answer{
-		Kind: "pynode", Org: o.ID, GPUs: gpus, Active: !o.Dormant(), Replicas: minScale, Cause: scaler.OrgCause(o),
-	}, a.opts.Now())
+		Kind: "pynode", Org: o.ID, GPUs: gpus, Active: o.Warmth(now).Warm, Replicas: minScale, Cause: usage.OrgCause(o),
+	}, now)
 }
 
 // knativeGone stops counting a Service that is gone or unlabelled.

@@ -246,9 +246,10 @@ func (a *Actuator) OrgChanged(org string) {
 	}
 }
 
-// Lead makes this replica act (it leads the fleet, or there is no fleet)
-// and reconciles every Service, as the last leader may have left one.
-func (a *Actuator) Lead() {
+// Lead makes this replica act (a fleet.Duty: it leads the fleet; without
+// a fleet it acts from the start) and reconciles every Service, as the
+// last leader may have left one.
+func (a *Actuator) Lead(string) {
 	a.act.Lock()
 	a.leading = true
 	a.act.Unlock()

@@ -88,7 +88,6 @@ type Server struct {
 	admit    Admitter
 	idle     IdleTimes
 	maxAge   time.Duration
-	tallied  bool
 	metrics  *metrics
 
 	// Read on every call and rarely changed, so lock-free to read.
@@ -129,11 +128,14 @@ type Options struct {
 	// Done ends every open stream when closed, so a graceful stop does not
 	// wait for KEDA to hang up.
 	Done <-chan struct{}
-	// Observer, when set, is told of every IsActive answer.
+	// Observer, when set, is told of every IsActive answer. In a fleet it
+	// is not set: each replica sees only the calls that reach it, so the
+	// leader's tally tells Events instead (package tally).
 	Observer Observer
 	// Registerer, when set, gets the service's metrics.
 	Registerer prometheus.Registerer
-	// Usage, when set, is told of every answer.
+	// Usage, when set, is told of every answer; in a fleet, not set, as
+	// Observer.
 	Usage Ledger
 	// Admit, when set, refuses every request that no real ScaledObject's
 	// trigger makes, before anything is kept for it.
@@ -145,10 +147,6 @@ type Options struct {
 	// IdleTimes, when set, plans the workloads of triggers with a
 	// keep-alive policy; without it they are refused.
 	IdleTimes IdleTimes
-	// Tallied says the fleet's leader calls Tally for every workload, so
-	// answers to KEDA are told to neither Observer nor Usage: with several
-	// replicas, each sees only the calls that reach it.
-	Tallied bool
 }
 
 // New returns a Server.
@@ -160,7 +158,7 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Server{orgs: o.Orgs, backlogs: o.Backlogs, now: o.Now, log: o.Logger.With("component", "scaler"),
-		done: o.Done, observer: o.Observer, usage: o.Usage, admit: o.Admit, idle: o.IdleTimes, maxAge: o.MaxStreamAge, tallied: o.Tallied, metrics: newMetrics(o.Registerer)}
+		done: o.Done, observer: o.Observer, usage: o.Usage, admit: o.Admit, idle: o.IdleTimes, maxAge: o.MaxStreamAge, metrics: newMetrics(o.Registerer)}
 }
 
 // MaxScaledObjects bounds what the scaler remembers per ScaledObject (its
@@ -241,7 +239,7 @@ func refName(ref *pb.ScaledObjectRef) string {
 // with NotFound for a subscription that does not exist.
 func (s *Server) answer(ref *pb.ScaledObjectRef, w decide.Workload, name string) (decide.Answer, pubsubdepth.Depth, error) {
 	a, o, d, err := s.evaluate(w)
-	if err == nil && !s.tallied {
+	if err == nil {
 		s.observe(ref.GetNamespace(), ref.GetName(), w, name, a, o)
 	}
 	return a, d, err
@@ -251,55 +249,34 @@ func (s *Server) answer(ref *pb.ScaledObjectRef, w decide.Workload, name string)
 // scalerctl ask and explain send no name.
 func (s *Server) observe(namespace, name string, w decide.Workload, metric string, a decide.Answer, o activity.Org) {
 	if s.usage != nil && !a.Blind() && namespace != "" && name != "" {
-		s.usage.Observe(usage.ID(namespace+"/"+name, metric), usageOf(w, a, o), a.At())
+		s.usage.Observe(usage.ID(namespace+"/"+name, metric), usage.AnswerOf(w, a, o), a.At())
 	}
 }
 
-// Tally answers every target as KEDA would be answered now, and tells the
-// usage ledger (per trigger) and the Observer (per object: active when
-// any of its triggers is, as KEDA takes it): the fleet's leader calls it,
-// so each interval and each change of answer is counted once for the
-// fleet, not once per replica KEDA's calls happen to reach.
-func (s *Server) Tally(targets []scaledobjects.Target) {
-	type verdict struct {
-		active, blind bool
-		reason        func() string
+// Verdict is IsActive's answer for one trigger, with what it came from.
+type Verdict struct {
+	Answer decide.Answer
+	Org    activity.Org // zero without an org
+	// Active is what IsActive says: while blind, the last answer (false
+	// when there is none: KEDA gets an error, told as blind).
+	Active bool
+	// Reason says why in words; called only for an Event.
+	Reason func() string
+}
+
+// Answer answers w now as IsActive would, and remembers it as KEDA's last
+// answer: for the fleet's leader, which answers every trigger for itself
+// (package tally). It fails where KEDA would get an error instead.
+func (s *Server) Answer(w decide.Workload) (Verdict, error) {
+	if w.Subscription != "" && s.backlogs == nil {
+		return Verdict{}, status.Errorf(codes.FailedPrecondition, "subscription %s: no backlog source", w.Subscription)
 	}
-	objects := map[scaledobjects.Key]*verdict{}
-	var order []scaledobjects.Key
-	for _, t := range targets {
-		if t.Workload.Subscription != "" && s.backlogs == nil {
-			continue // refused to KEDA too: nothing to count
-		}
-		name := t.Workload.MetricName()
-		a, o, d, err := s.evaluate(t.Workload)
-		if err != nil {
-			continue // no such subscription, or an org past the limit: KEDA gets the error
-		}
-		s.observe(t.Key.Namespace, t.Key.Name, t.Workload, name, a, o)
-		active, _ := s.remember(t.Workload, name, a, d) // blind with no last answer: told as blind
-		v := objects[t.Key]
-		if v == nil {
-			v = &verdict{}
-			objects[t.Key] = v
-			order = append(order, t.Key)
-		}
-		switch {
-		case active && !v.active:
-			v.active, v.blind, v.reason = true, false, reasonOf(a, d)
-		case !v.active && a.Blind() && !v.blind:
-			v.blind, v.reason = true, reasonOf(a, d)
-		case !v.active && !v.blind && v.reason == nil:
-			v.reason = reasonOf(a, d)
-		}
+	a, o, d, err := s.evaluate(w)
+	if err != nil {
+		return Verdict{}, err
 	}
-	if s.observer == nil {
-		return
-	}
-	for _, k := range order {
-		v := objects[k]
-		s.observer.Answered(k.Namespace, k.Name, v.active, v.blind, v.reason)
-	}
+	active, _ := s.remember(w, w.MetricName(), a, d) // blind with no last answer: told as blind
+	return Verdict{Answer: a, Org: o, Active: active, Reason: reasonOf(a, d)}, nil
 }
 
 // reasonOf says why an answer is what it is: while blind, why the
@@ -309,44 +286,6 @@ func reasonOf(a decide.Answer, d pubsubdepth.Depth) func() string {
 		return d.Reason
 	}
 	return a.Reason
-}
-
-// usageOf is an answer as the ledger keeps it: what was asked, and what
-// made it active.
-func usageOf(w decide.Workload, a decide.Answer, o activity.Org) usage.Answer {
-	u := usage.Answer{Kind: string(w.Kind), Org: w.Org, GPUs: w.GPUsPerReplica, Active: a.Active, Replicas: a.Replicas}
-	if a.Active {
-		u.Replicas = max(1, a.Replicas) // warm while blind: at least the one replica KEDA keeps
-	}
-	switch {
-	case a.Rule == decide.RuleBacklog:
-		u.Cause = usage.CauseBacklog
-	case a.Rule == decide.RuleSchedule:
-		u.Cause = usage.CauseSchedule
-	case a.Rule == decide.RulePrewarm:
-		u.Cause = usage.CausePrewarm
-	case a.Rule == decide.RuleScaleToZeroOff:
-		u.Cause = usage.CauseAdmin
-	default:
-		u.Cause = OrgCause(o)
-	}
-	return u
-}
-
-// OrgCause is what last woke the org, as the ledger counts a wake: the
-// cause of an org workload's warmth when no rule of its own brought it up
-// (also for a Knative Service, which has no trigger).
-func OrgCause(o activity.Org) usage.Cause {
-	switch o.WokeBy {
-	case activity.WakeAdmin:
-		return usage.CauseAdmin
-	case activity.WakeHint:
-		return usage.CauseHint
-	case activity.WakeSchedule:
-		return usage.CauseSchedule
-	default:
-		return usage.CauseActivity
-	}
 }
 
 // evaluate is answer with the org it read.
@@ -439,7 +378,7 @@ func (s *Server) IsActive(_ context.Context, ref *pb.ScaledObjectRef) (*pb.IsAct
 	}
 	active, err := s.remember(w, name, a, d)
 	s.count(w, active, err)
-	if !s.tallied && s.observer != nil {
+	if s.observer != nil {
 		s.observer.Answered(ref.GetNamespace(), ref.GetName(), active, a.Blind(), reasonOf(a, d))
 	}
 	if err != nil {

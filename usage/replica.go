@@ -171,6 +171,17 @@ func (l *Ledger) Export(send func([]Hour) error) error {
 	return err
 }
 
+// Follow ends a leader's term (fleet.Duty): the workloads followed so far
+// count up to now (Pause) and their hours are written, handing them to
+// replication, so the next leader's term counts from where this one ends.
+func (l *Ledger) Follow() {
+	now := l.now()
+	l.Pause(now)
+	if err := l.Flush(now); err != nil {
+		l.log.Error("the last hours counted as leader are not written", "err", err)
+	}
+}
+
 // Pause stops counting the workloads followed so far: their last answers
 // count up to now and are forgotten, so a replica that stops being the
 // fleet's leader never counts the time another one counts. Counting goes

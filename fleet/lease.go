@@ -1,9 +1,4 @@
-// Package leader elects one replica of the fleet, through a Kubernetes
-// Lease (client-go's leaderelection), to do what must happen once for the
-// fleet rather than once per replica: record Events and count the
-// GPU-hours ledger. Answers to KEDA never depend on it: every replica
-// answers from its own copy of the state.
-package leader
+package fleet
 
 import (
 	"cmp"
@@ -22,26 +17,6 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
-
-// Options configure an election.
-type Options struct {
-	Config *rest.Config
-	// Client, when set, is used instead of a client made from Config
-	// (tests give client-go's fake clientset).
-	Client    kubernetes.Interface
-	Namespace string // of the Lease; Namespace() when ""
-	Name      string // of the Lease
-	Identity  string // this replica (--replica-id)
-	Logger    *slog.Logger
-	// Registerer, when set, gets orgscaler_leader.
-	Registerer prometheus.Registerer
-	// Lead runs while this replica leads; its ctx ends when leadership is
-	// lost or the election stops. Two calls never overlap: a new term's
-	// waits for the last one's to return. The Lease may be released before
-	// Lead returns (client-go releases it as Run ends): work that must end
-	// before another replica leads has to be stopped before Run's ctx is.
-	Lead func(ctx context.Context)
-}
 
 // The Lease's durations: client-go's usual ones. A new leader takes over
 // at most leaseDuration after the last one vanished without releasing it.
@@ -65,10 +40,16 @@ func Namespace() string {
 	return "default"
 }
 
-// Run takes part in the election until ctx ends, standing again each time
-// leadership is lost. On the way out it releases the Lease it holds, so
-// another replica takes over at once rather than after the Lease expires.
-func Run(ctx context.Context, o Options) error {
+// elect takes part in the election until ctx ends, standing again each
+// time leadership is lost. On the way out it releases the Lease it holds,
+// so another replica takes over at once rather than after the Lease
+// expires.
+// lead runs while this replica leads; its ctx ends when leadership is
+// lost or the election stops. Two calls never overlap: a new term's waits
+// for the last one's to return. The Lease may be released before lead
+// returns (client-go releases it as elect ends): work that must end before
+// another replica leads has to be stopped before elect's ctx is.
+func elect(ctx context.Context, o Options, lead func(ctx context.Context)) error {
 	cs := o.Client
 	if cs == nil {
 		var err error
@@ -76,7 +57,7 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("leader election: kubernetes client: %w", err)
 		}
 	}
-	log := cmp.Or(o.Logger, slog.New(slog.DiscardHandler)).With("component", "leader")
+	log := cmp.Or(o.Logger, slog.New(slog.DiscardHandler)).With("component", "fleet")
 	ns := cmp.Or(o.Namespace, Namespace())
 	leading := prometheus.NewGauge(prometheus.GaugeOpts{Name: "orgscaler_leader",
 		Help: "1 while this replica leads the fleet (records Events and counts the GPU-hours ledger), 0 otherwise."})
@@ -105,7 +86,7 @@ func Run(ctx context.Context, o Options) error {
 				}
 				leading.Set(1)
 				log.Info("leading the fleet: recording Events and counting GPU-hours", "lease", ns+"/"+o.Name)
-				o.Lead(lctx)
+				lead(lctx)
 			},
 			OnStoppedLeading: func() {
 				leading.Set(0)

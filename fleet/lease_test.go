@@ -1,4 +1,4 @@
-package leader
+package fleet
 
 import (
 	"context"
@@ -24,8 +24,8 @@ func TestOneLeaderAndHandOver(t *testing.T) {
 	run := func(ctx context.Context, id string, reg prometheus.Registerer) chan error {
 		done := make(chan error, 1)
 		go func() {
-			done <- Run(ctx, Options{Client: client, Namespace: "keda", Name: "orgscaler-leader", Identity: id, Registerer: reg,
-				Lead: func(lctx context.Context) {
+			done <- elect(ctx, Options{Client: client, Namespace: "keda", Name: "orgscaler-leader", Identity: id, Registerer: reg},
+				func(lctx context.Context) {
 					if leaders.Add(1) > 1 {
 						overlap.Store(true)
 					}
@@ -33,7 +33,7 @@ func TestOneLeaderAndHandOver(t *testing.T) {
 					<-lctx.Done()
 					leaders.Add(-1)
 					ended <- id
-				}})
+				})
 		}()
 		return done
 	}
