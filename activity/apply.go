@@ -8,13 +8,14 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/orgscaler/orgscaler/hlc"
+	"github.com/orgscaler/orgscaler/storage"
 )
 
 // tombTTL is how long a delete's tombstone is kept: longer than Pub/Sub
 // keeps a message (7 days), so no redelivered change can outlive it.
 const tombTTL = 8 * 24 * time.Hour
 
-var tombPrefix = []byte("tomb/")
+var tombPrefix = []byte(storage.Tombs.Prefix)
 
 func tombKey(id string) []byte {
 	k := make([]byte, 0, len(tombPrefix)+len(id))

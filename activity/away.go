@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/orgscaler/orgscaler/storage"
 )
 
 // TombstoneTTL is how long a delete's tombstone is kept. A replica away
@@ -16,7 +17,7 @@ const TombstoneTTL = tombTTL
 
 // aliveKey holds when this store last flushed: how long it was away
 // before a start.
-var aliveKey = []byte("meta/alive")
+var aliveKey = storage.Alive.Key("")
 
 // markAlive notes now as the last time this store ran; a failure costs
 // only that note, so it is logged, not returned.

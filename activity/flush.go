@@ -3,13 +3,10 @@ package activity
 import (
 	"encoding/binary"
 	"fmt"
-	"log/slog"
-	"syscall"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"github.com/orgscaler/orgscaler/pacing"
+	"github.com/orgscaler/orgscaler/storage"
 )
 
 func (s *Store) flushLoop() {
@@ -214,57 +211,15 @@ func (s *Store) redirty(ids []string) {
 	}
 }
 
-// DiskFullError is a write not made because the data dir's filesystem has
-// less free space than MinFreeDisk.
-type DiskFullError struct {
-	Dir        string
-	Free, Want uint64
-}
-
-func (e *DiskFullError) Error() string {
-	return fmt.Sprintf("data dir %s has %d MiB free, less than the %d MiB the scaler keeps free (--min-free-disk-mb): not writing, so the database stays whole; free some space",
-		e.Dir, e.Free>>20, e.Want>>20)
-}
-
-// CheckDisk returns a *DiskFullError when the data dir's filesystem is
-// nearly full. Other packages writing to the store's database call it
-// first too.
-func (s *Store) CheckDisk() error {
-	if s.opts.MinFreeDisk == 0 {
-		return nil
-	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(s.opts.Dir, &st); err != nil {
-		return fmt.Errorf("free space of data dir %s: %w", s.opts.Dir, err)
-	}
-	if free := st.Bavail * uint64(st.Bsize); free < s.opts.MinFreeDisk {
-		return &DiskFullError{Dir: s.opts.Dir, Free: free, Want: s.opts.MinFreeDisk}
-	}
-	return nil
-}
+// CheckDisk returns a *storage.DiskFullError when the data dir's
+// filesystem is nearly full.
+func (s *Store) CheckDisk() error { return s.storage.CheckDisk() }
 
 // countKey holds the number of orgs at the last full flush: a sizing hint,
 // never trusted as a count.
-var countKey = []byte("meta/orgs")
+var countKey = storage.OrgCount.Key("")
 
 func orgKey(id string) []byte {
 	k := make([]byte, 0, len(keyPrefix)+len(id))
 	return append(append(k, keyPrefix...), id...)
 }
-
-// badgerLogger sends Badger's logs to slog; its chatty info lines go to debug.
-type badgerLogger struct{ l *slog.Logger }
-
-func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(trim(fmt.Sprintf(f, a...))) }
-func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(trim(fmt.Sprintf(f, a...))) }
-func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(trim(fmt.Sprintf(f, a...))) }
-func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug(trim(fmt.Sprintf(f, a...))) }
-
-func trim(s string) string {
-	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == ' ') {
-		s = s[:len(s)-1]
-	}
-	return s
-}
-
-var _ badger.Logger = badgerLogger{}

@@ -10,8 +10,6 @@ type metrics struct {
 	writes      prometheus.Counter
 	refused     prometheus.Counter
 	writeErrors prometheus.Counter
-	gcRewrites  prometheus.Counter
-	gcReclaimed prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,15 +32,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		writeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orgscaler_badger_write_errors_total", Help: "Org writes that failed or were held back (disk nearly full); the orgs stay in memory and are written again.",
 		}),
-		gcRewrites: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "orgscaler_badger_vlog_gc_rewrites_total", Help: "Value-log files Badger rewrote in garbage collection (every 10 minutes).",
-		}),
-		gcReclaimed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "orgscaler_badger_vlog_reclaimed_bytes_total", Help: "Bytes of value-log files freed on disk by garbage collection.",
-		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.orgs, m.transitions, m.events, m.writes, m.refused, m.writeErrors, m.gcRewrites, m.gcReclaimed)
+		reg.MustRegister(m.orgs, m.transitions, m.events, m.writes, m.refused, m.writeErrors)
 	}
 	return m
 }

@@ -21,17 +21,20 @@ import (
 	"github.com/orgscaler/orgscaler/hlc"
 	"github.com/orgscaler/orgscaler/internal/watch"
 	"github.com/orgscaler/orgscaler/schedule"
+	"github.com/orgscaler/orgscaler/storage"
 	"github.com/orgscaler/orgscaler/warm"
 )
 
 // Options configure a Store.
 type Options struct {
-	// Dir holds the Badger database; it is created if missing.
+	// DB is the database the store keeps its orgs in (its spaces:
+	// storage.Orgs, Tombs, OrgCount, Alive); whoever opened it closes it,
+	// after the store.
+	DB *storage.DB
+	// Dir, when DB is nil, is where the store opens a database of its own
+	// (storage.Open), which its Close closes: for tests and embedders that
+	// keep nothing else.
 	Dir string
-	// DB, when set, is the database in Dir, opened already (OpenDB): the
-	// store owns it from then on. Tests open it outside a testing/synctest
-	// bubble, whose fake hours would crawl through Badger's own tickers.
-	DB *badger.DB
 	// IdleWindow is how long an org stays active after its last activity,
 	// unless the org has its own window.
 	IdleWindow time.Duration
@@ -45,13 +48,6 @@ type Options struct {
 	OnTransition func(Transition)
 	// Registerer, when set, gets the store's metrics.
 	Registerer prometheus.Registerer
-	// MinFreeDisk is the free space (bytes) the data dir's filesystem must
-	// keep for the store to write (0: no check). Badger maps its files into
-	// memory, and a write into a full filesystem through a mapping kills
-	// the process (SIGBUS), so the store stops writing first: answers go on
-	// from memory, admin changes are refused, and activity is written once
-	// space is back.
-	MinFreeDisk uint64
 	// OnChange, when set, is told of every change made here (activity,
 	// new orgs, settings, deletes; not those Apply brings from other
 	// replicas), outside the store's locks, for replication. It must not
@@ -184,7 +180,9 @@ const shardCount = 64
 type Store struct {
 	opts    Options
 	log     *slog.Logger
-	db      *badger.DB
+	storage *storage.DB
+	db      *badger.DB // storage's
+	ownDB   bool       // opened in Open from Options.Dir: Close closes it
 	seed    maphash.Seed
 	shards  [shardCount]shard
 	sched   *scheduler
@@ -231,34 +229,31 @@ type entry struct {
 	watchers  *watch.List // nil without watchers: most orgs have none
 }
 
-var keyPrefix = []byte("org/")
+var keyPrefix = []byte(storage.Orgs.Prefix)
 
-// DB is the store's Badger database, for packages that keep their own keys
-// (under a prefix other than "org/") next to the orgs, so one process has
-// one database. Close closes it.
-func (s *Store) DB() *badger.DB { return s.db }
-
-// Open opens (or creates) the database in opts.Dir, loads every org and
-// starts the flusher and the dormancy timer. A database that cannot be read
-// is an error: the store never starts empty over it.
+// Open loads every org from opts.DB (or a database of its own in
+// opts.Dir) and starts the flusher and the dormancy timer. A database
+// that cannot be read is an error: the store never starts empty over it.
 func Open(opts Options) (*Store, error) {
 	if err := opts.check(); err != nil {
 		return nil, err
 	}
-	db := opts.DB
+	db, own := opts.DB, false
 	if db == nil {
 		var err error
-		if db, err = OpenDB(opts.Dir, opts.Logger); err != nil {
+		if db, err = storage.Open(storage.Options{Dir: opts.Dir, Logger: opts.Logger}); err != nil {
 			return nil, err
 		}
+		own = true
 	}
-	return start(opts, db)
-}
-
-// OpenDB opens (or creates) the Badger database in dir as the store
-// tunes it, for Options.DB.
-func OpenDB(dir string, log *slog.Logger) (*badger.DB, error) {
-	return openBadger(dir, Options{Logger: log}.logger())
+	s, err := start(opts, db)
+	if err != nil && own {
+		_ = db.Close()
+	}
+	if s != nil {
+		s.ownDB = own
+	}
+	return s, err
 }
 
 func (opts Options) check() error {
@@ -278,16 +273,15 @@ func (opts Options) logger() *slog.Logger {
 	return opts.Logger.With("component", "activity")
 }
 
-// start loads db and starts the store's goroutines. Tests open db outside a
-// synctest bubble (Badger's own tickers would crawl through fake hours) and
-// start the store inside it.
-func start(opts Options, db *badger.DB) (*Store, error) {
+// start loads db and starts the store's goroutines.
+func start(opts Options, db *storage.DB) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	s := &Store{
 		opts:    opts,
-		db:      db,
+		storage: db,
+		db:      db.Badger(),
 		log:     opts.logger(),
 		seed:    maphash.MakeSeed(),
 		urgent:  make(map[string]struct{}),
@@ -302,32 +296,12 @@ func start(opts Options, db *badger.DB) (*Store, error) {
 	}
 	s.sched = newScheduler(opts.Now, s.expire)
 	if err := s.load(); err != nil {
-		_ = db.Close()
 		return nil, err
 	}
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); s.sched.run(s.done) }()
 	go func() { defer s.wg.Done(); s.flushLoop() }()
 	return s, nil
-}
-
-func openBadger(dir string, log *slog.Logger) (*badger.DB, error) {
-	bo := badger.DefaultOptions(dir).
-		WithLogger(badgerLogger{log.With("component", "badger")}).
-		// Small: a million orgs are ~40 MB on disk, read in full only at
-		// start, and the memory goes to the orgs themselves. Memtables are
-		// allocated whole; table indices stay in memory (no index cache).
-		WithMemTableSize(8 << 20).
-		WithNumMemtables(2).
-		WithBlockCacheSize(4 << 20).
-		WithIndexCacheSize(0).
-		WithValueThreshold(1 << 10).
-		WithNumCompactors(2)
-	db, err := badger.Open(bo)
-	if err != nil {
-		return nil, fmt.Errorf("open data dir %s: %w", dir, err)
-	}
-	return db, nil
 }
 
 // load reads every org, and turns dormant those whose window ran out while
@@ -744,7 +718,10 @@ func (s *Store) Close() error {
 		s.wg.Wait()
 		ferr := s.flush(false)
 		s.markAlive()
-		cerr := s.db.Close()
+		var cerr error
+		if s.ownDB {
+			cerr = s.storage.Close()
+		}
 		s.closeErr = errors.Join(ferr, cerr)
 	})
 	return s.closeErr

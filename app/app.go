@@ -44,49 +44,51 @@ import (
 	"github.com/orgscaler/orgscaler/replication"
 	"github.com/orgscaler/orgscaler/scaledobjects"
 	"github.com/orgscaler/orgscaler/scaler"
+	"github.com/orgscaler/orgscaler/storage"
 	"github.com/orgscaler/orgscaler/tally"
 	"github.com/orgscaler/orgscaler/usage"
 )
 
 // App is a running scaler.
 type App struct {
-	opts        Options
-	log         *slog.Logger
-	store       *activity.Store
-	kedaLis     net.Listener
-	apiLis      net.Listener
-	kedaSrv     *grpc.Server
-	apiSrv      *grpc.Server // the API's gRPC, served through apiHTTP
-	apiHTTP     *http.Server // the API port: gRPC, and the Connect protocol (HTTP/JSON)
-	health      *health.Server
-	apiHealth   *health.Server
-	depth       *depth                  // nil without a backlog source
-	repl        *replication.Replicator // nil with one replica
-	ready       atomic.Bool             // holds every org's state (false while loading a snapshot)
-	empty       bool                    // started with no org: waits for a snapshot
-	healthKick  chan struct{}           // re-evaluate health now (readiness changed)
-	peers       replication.Peers
-	events      *kubeevents.Recorder // nil without a cluster
-	kube        *rest.Config         // nil without a cluster
-	skewed      atomic.Bool          // this replica's clock is off by more than --max-clock-skew
-	fleet       *fleet.Fleet                // nil outside a fleet
-	tally       atomic.Pointer[tally.Tally] // nil outside a fleet; set after the store calls onTransition
-	objects     *scaledobjects.Registry // nil without a cluster
-	knative     *knative.Actuator       // nil without --knative
-	keda        *scaler.Server
-	registry    *prometheus.Registry
-	metricsLn   net.Listener
-	metrics     *http.Server
-	eventsWG    sync.WaitGroup
-	eventsEnd   context.CancelFunc
-	sec         *security
-	ledger      *usage.Ledger
-	idle        *idletimes.Store
-	history     *history.Store
-	feed        *feed.Feed // nil without --activity-subscription
-	bgWG        sync.WaitGroup
-	bgEnd       context.CancelFunc
-	clock       *clock.Clock // nil when Options.Now was given
+	opts       Options
+	log        *slog.Logger
+	db         *storage.DB
+	store      *activity.Store
+	kedaLis    net.Listener
+	apiLis     net.Listener
+	kedaSrv    *grpc.Server
+	apiSrv     *grpc.Server // the API's gRPC, served through apiHTTP
+	apiHTTP    *http.Server // the API port: gRPC, and the Connect protocol (HTTP/JSON)
+	health     *health.Server
+	apiHealth  *health.Server
+	depth      *depth                  // nil without a backlog source
+	repl       *replication.Replicator // nil with one replica
+	ready      atomic.Bool             // holds every org's state (false while loading a snapshot)
+	empty      bool                    // started with no org: waits for a snapshot
+	healthKick chan struct{}           // re-evaluate health now (readiness changed)
+	peers      replication.Peers
+	events     *kubeevents.Recorder        // nil without a cluster
+	kube       *rest.Config                // nil without a cluster
+	skewed     atomic.Bool                 // this replica's clock is off by more than --max-clock-skew
+	fleet      *fleet.Fleet                // nil outside a fleet
+	tally      atomic.Pointer[tally.Tally] // nil outside a fleet; set after the store calls onTransition
+	objects    *scaledobjects.Registry     // nil without a cluster
+	knative    *knative.Actuator           // nil without --knative
+	keda       *scaler.Server
+	registry   *prometheus.Registry
+	metricsLn  net.Listener
+	metrics    *http.Server
+	eventsWG   sync.WaitGroup
+	eventsEnd  context.CancelFunc
+	sec        *security
+	ledger     *usage.Ledger
+	idle       *idletimes.Store
+	history    *history.Store
+	feed       *feed.Feed // nil without --activity-subscription
+	bgWG       sync.WaitGroup
+	bgEnd      context.CancelFunc
+	clock      *clock.Clock // nil when Options.Now was given
 	// Replication stops after everything else in the background, so what
 	// their last flushes hand it (history days, ledger hours, idle counts)
 	// is in its drain.
@@ -160,10 +162,16 @@ func New(o Options) (*App, error) {
 		undo = append(undo, a.repl.Close)
 		onChange = a.repl.Enqueue
 	}
+	db, err := storage.Open(storage.Options{Dir: o.DataDir, Logger: o.Logger, Registerer: a.registry, MinFreeDisk: uint64(max(0, o.MinFreeDiskMB)) << 20})
+	if err != nil {
+		return nil, err
+	}
+	a.db = db
+	undo = append(undo, db.Close)
 	store, err := activity.Open(activity.Options{
 		OnChange: onChange,
-		Dir:      o.DataDir, IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval, Logger: o.Logger, Now: o.Now,
-		OnTransition: a.onTransition, Registerer: a.registry, MaxOrgs: o.MaxOrgs, Replica: o.ReplicaID, MinFreeDisk: uint64(max(0, o.MinFreeDiskMB)) << 20,
+		DB:       db, IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval, Logger: o.Logger, Now: o.Now,
+		OnTransition: a.onTransition, Registerer: a.registry, MaxOrgs: o.MaxOrgs, Replica: o.ReplicaID,
 		MaxClockSkew: o.MaxClockSkew,
 		OnActivity:   a.onActivity, OnDelete: a.onDelete,
 	})
@@ -178,9 +186,9 @@ func New(o Options) (*App, error) {
 		onIdle, onDay = a.repl.EnqueueIdle, a.repl.EnqueueDay
 	}
 	holds := func(org string) bool { _, ok := store.Get(org); return ok }
-	a.history = history.Open(history.Options{DB: store.DB(), Logger: o.Logger, OnChange: onDay, Holds: holds, CheckDisk: store.CheckDisk, Now: o.Now})
-	if a.idle, err = idletimes.Open(idletimes.Options{DB: store.DB(), Replica: o.ReplicaID,
-		OnUpdate: store.Notify, CheckDisk: store.CheckDisk, OnChange: onIdle, Holds: holds}); err != nil {
+	a.history = history.Open(history.Options{DB: db.Badger(), Logger: o.Logger, OnChange: onDay, Holds: holds, CheckDisk: db.CheckDisk, Now: o.Now})
+	if a.idle, err = idletimes.Open(idletimes.Options{DB: db.Badger(), Replica: o.ReplicaID,
+		OnUpdate: store.Notify, CheckDisk: db.CheckDisk, OnChange: onIdle, Holds: holds}); err != nil {
 		return nil, err
 	}
 	a.ready.Store(true)
@@ -194,8 +202,8 @@ func New(o Options) (*App, error) {
 	if a.inFleet() {
 		onFlush = a.repl.EnqueueUsage
 	}
-	if a.ledger, err = usage.Open(store.DB(), usage.Options{Logger: o.Logger, Retention: o.UsageRetention, Registerer: a.registry, Now: o.Now,
-		CheckDisk: store.CheckDisk, OnFlush: onFlush}); err != nil {
+	if a.ledger, err = usage.Open(db.Badger(), usage.Options{Logger: o.Logger, Retention: o.UsageRetention, Registerer: a.registry, Now: o.Now,
+		CheckDisk: db.CheckDisk, OnFlush: onFlush}); err != nil {
 		return nil, err
 	}
 	a.peers.Sinks = replication.Sinks{Usage: a.fleetLedger(), Idle: a.idle, History: a.history, Now: o.Now, MaxSkew: o.MaxClockSkew}
@@ -406,7 +414,7 @@ func (a *App) Run(ctx context.Context) error {
 	// Stopped before the store closes, with a last flush.
 	a.bgWG.Go(func() { a.ledger.Run(bg, a.opts.FlushInterval, a.opts.Now) })
 	a.bgWG.Go(func() { a.history.Run(bg, a.opts.FlushInterval) })
-	a.bgWG.Go(func() { a.store.RunGC(bg, activity.DefaultGCInterval) })
+	a.bgWG.Go(func() { a.db.RunGC(bg, storage.DefaultGCInterval) })
 	if a.clock != nil {
 		a.bgWG.Go(func() { a.clock.Watch(bg, time.Second) })
 	}
@@ -479,7 +487,7 @@ func (a *App) stop() error {
 		if a.depth != nil { // after the feed, which may read the embedded Pub/Sub
 			a.depth.stop()
 		}
-		err = a.store.Close()
+		err = errors.Join(a.store.Close(), a.db.Close())
 		if a.eventsEnd != nil {
 			a.eventsEnd()
 			a.eventsWG.Wait()

@@ -20,6 +20,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/orgscaler/orgscaler/pacing"
+	"github.com/orgscaler/orgscaler/storage"
 )
 
 // Minutes is the minutes of one day.
@@ -111,7 +112,7 @@ func Open(o Options) *Store {
 
 func midnight(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour) }
 
-var prefix = []byte("hist/")
+var prefix = []byte(storage.History.Prefix)
 
 // key is day's key for org: the day first, so one day reads in order.
 func key(day time.Time, org string) []byte {

@@ -17,6 +17,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/orgscaler/orgscaler/keepalive"
+	"github.com/orgscaler/orgscaler/storage"
 )
 
 // Options configure a Store.
@@ -108,8 +109,8 @@ func Open(o Options) (*Store, error) {
 }
 
 var (
-	orgPrefix   = []byte("idle/o/")
-	fleetPrefix = []byte("idle/f/")
+	orgPrefix   = []byte(storage.IdleOrgs.Prefix)
+	fleetPrefix = []byte(storage.IdleFleet.Prefix)
 )
 
 // orgKey is org's counts by replica r; with r empty, the prefix of all of them.

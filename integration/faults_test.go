@@ -26,11 +26,11 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/app"
 	"github.com/orgscaler/orgscaler/internal/proctest"
 	"github.com/orgscaler/orgscaler/internal/pubsubtest"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+	"github.com/orgscaler/orgscaler/storage"
 )
 
 // With replication's Pub/Sub wedged (the emulator stopped with SIGSTOP),
@@ -516,11 +516,11 @@ func TestAwayLongerThanTombstones(t *testing.T) {
 // editDB changes a stopped scaler's data dir as time or an operator would.
 func editDB(t *testing.T, dir string, f func(*badger.Txn) error) {
 	t.Helper()
-	db, err := activity.OpenDB(dir, nil)
+	db, err := storage.Open(storage.Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Update(f); err != nil {
+	if err := db.Badger().Update(f); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {

@@ -2,6 +2,7 @@ package scaler_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/orgscaler/orgscaler/decide"
 	"github.com/orgscaler/orgscaler/idletimes"
 	"github.com/orgscaler/orgscaler/scaler"
+	"github.com/orgscaler/orgscaler/storage"
 )
 
 // A learned model of an org used every 30 minutes is let go after its
@@ -86,7 +88,7 @@ func TestLearnedPrewarmPushed(t *testing.T) {
 // an in-memory connection; stop closes it all. Badger opens inside the
 // bubble: its writes must not cross it.
 func learnedEnv(t *testing.T, dir string) (*activity.Store, *scaler.Server, *grpc.ClientConn, func()) {
-	db, err := activity.OpenDB(dir, nil)
+	db, err := storage.Open(storage.Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +106,7 @@ func learnedEnv(t *testing.T, dir string) (*activity.Store, *scaler.Server, *grp
 	if err != nil {
 		t.Fatal(err)
 	}
-	if idle, err = idletimes.Open(idletimes.Options{DB: db, Replica: "r0", OnUpdate: store.Notify}); err != nil {
+	if idle, err = idletimes.Open(idletimes.Options{DB: db.Badger(), Replica: "r0", OnUpdate: store.Notify}); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
@@ -122,7 +124,7 @@ func learnedEnv(t *testing.T, dir string) (*activity.Store, *scaler.Server, *grp
 		close(done)
 		_ = conn.Close()
 		gs.Stop()
-		if err := store.Close(); err != nil {
+		if err := errors.Join(store.Close(), db.Close()); err != nil {
 			t.Error(err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/orgscaler/orgscaler/storage"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -97,7 +98,7 @@ type Options struct {
 }
 
 // Keys: hourly figures sort by hour, so a report reads one range.
-var hourPrefix = []byte("usage/h/")
+var hourPrefix = []byte(storage.UsageHours.Prefix)
 
 // termSep ends a workload's id in a key that names a leader's term; ids
 // hold only "\x00" (between the ScaledObject and the metric).

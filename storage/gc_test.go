@@ -1,4 +1,4 @@
-package activity
+package storage
 
 import (
 	"context"
@@ -14,22 +14,20 @@ import (
 // the value log; GC frees them on disk and counts the bytes.
 func TestGCReclaimsTheValueLog(t *testing.T) {
 	dir := t.TempDir()
-	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithValueThreshold(1 << 10).
-		WithValueLogFileSize(1 << 20).WithMemTableSize(64 << 10).WithNumMemtables(1).WithNumLevelZeroTables(1).WithNumLevelZeroTablesStall(2))
+	d, err := Open(Options{Dir: dir, Registerer: prometheus.NewRegistry(), tune: func(o badger.Options) badger.Options {
+		return o.WithLogger(nil).WithValueLogFileSize(1 << 20).WithMemTableSize(64 << 10).WithNumMemtables(1).
+			WithNumLevelZeroTables(1).WithNumLevelZeroTablesStall(2)
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewRegistry()
-	o := testOptions(t, dir)
-	o.DB, o.Registerer = db, reg
-	s := mustOpen(t, o)
-	defer s.Close()
+	defer d.Close()
 	value := make([]byte, 4<<10)
 	for round := range 40 {
-		if err := db.Update(func(txn *badger.Txn) error {
+		if err := d.Badger().Update(func(txn *badger.Txn) error {
 			for k := range 64 {
 				value[0] = byte(round)
-				if err := txn.Set(fmt.Appendf(nil, "hist/test/%02d", k), value); err != nil {
+				if err := txn.Set(History.Key(fmt.Sprintf("test/%02d", k)), value); err != nil {
 					return err
 				}
 			}
@@ -38,15 +36,15 @@ func TestGCReclaimsTheValueLog(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := db.Flatten(1); err != nil {
+	if err := d.Badger().Flatten(1); err != nil {
 		t.Fatal(err)
 	}
 	before := vlogBytes(dir)
-	if err := s.GC(context.Background()); err != nil {
+	if err := d.GC(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	reclaimed := testutil.ToFloat64(s.metrics.gcReclaimed)
-	t.Logf("value log %d bytes before GC, %d after; %v reclaimed in %v rewrites", before, vlogBytes(dir), reclaimed, testutil.ToFloat64(s.metrics.gcRewrites))
+	reclaimed := testutil.ToFloat64(d.metrics.gcReclaimed)
+	t.Logf("value log %d bytes before GC, %d after; %v reclaimed in %v rewrites", before, vlogBytes(dir), reclaimed, testutil.ToFloat64(d.metrics.gcRewrites))
 	if reclaimed <= 0 || vlogBytes(dir) >= before {
 		t.Fatalf("GC reclaimed %v bytes (value log %d -> %d); want some", reclaimed, before, vlogBytes(dir))
 	}

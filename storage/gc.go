@@ -1,4 +1,4 @@
-package activity
+package storage
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultGCInterval is how often the value log is garbage-collected.
@@ -17,10 +18,30 @@ const DefaultGCInterval = 10 * time.Minute
 // rewrite it: half, as Badger's own docs suggest.
 const gcRatio = 0.5
 
+type metrics struct {
+	gcRewrites  prometheus.Counter
+	gcReclaimed prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		gcRewrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orgscaler_badger_vlog_gc_rewrites_total", Help: "Value-log files Badger rewrote in garbage collection (every 10 minutes).",
+		}),
+		gcReclaimed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orgscaler_badger_vlog_reclaimed_bytes_total", Help: "Bytes of value-log files freed on disk by garbage collection.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.gcRewrites, m.gcReclaimed)
+	}
+	return m
+}
+
 // RunGC reclaims the value log every interval until ctx ends. Badger never
 // does it by itself, and values past its threshold (history days, idle
 // counts) are rewritten at every flush, leaving the old ones behind.
-func (s *Store) RunGC(ctx context.Context, every time.Duration) {
+func (d *DB) RunGC(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -29,29 +50,29 @@ func (s *Store) RunGC(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		if err := s.GC(ctx); err != nil {
-			s.log.Warn("value-log garbage collection failed; retrying at the next interval", "err", err)
+		if err := d.GC(ctx); err != nil {
+			d.log.Warn("value-log garbage collection failed; retrying at the next interval", "err", err)
 		}
 	}
 }
 
 // GC rewrites value-log files while Badger finds one at least half stale,
 // and counts the bytes this frees on disk.
-func (s *Store) GC(ctx context.Context) error {
-	dir := s.db.Opts().ValueDir
+func (d *DB) GC(ctx context.Context) error {
+	dir := d.db.Opts().ValueDir
 	before := vlogBytes(dir)
 	var err error
 	for ctx.Err() == nil {
-		if err = s.db.RunValueLogGC(gcRatio); err != nil {
+		if err = d.db.RunValueLogGC(gcRatio); err != nil {
 			break
 		}
-		s.metrics.gcRewrites.Inc()
+		d.metrics.gcRewrites.Inc()
 	}
 	if freed := before - vlogBytes(dir); freed > 0 {
-		s.metrics.gcReclaimed.Add(float64(freed))
+		d.metrics.gcReclaimed.Add(float64(freed))
 	}
 	if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
-		return nil // nothing (more) worth rewriting, or the store is closing
+		return nil // nothing (more) worth rewriting, or the database is closing
 	}
 	return err
 }
