@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"text/tabwriter"
@@ -26,20 +27,9 @@ activity.`,
 			if err != nil {
 				return fmt.Errorf("MESSAGES is %q: expected a whole number >= 0", args[1])
 			}
-			conn, err := c.dial()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := c.ctx(cmd)
-			defer cancel()
-			resp, err := pb.NewActivityServiceClient(conn).Hint(ctx, &pb.HintRequest{Subscription: args[0], Org: org, Messages: n})
-			if err != nil {
-				return err
-			}
-			if c.output == "json" {
-				return printJSON(c.out, resp)
-			}
-			return printBacklogs(c, []*pb.Backlog{resp.GetBacklog()})
+			return call(c, cmd, func(ctx context.Context, api api) (*pb.HintResponse, error) {
+				return api.activity.Hint(ctx, &pb.HintRequest{Subscription: args[0], Org: org, Messages: n})
+			}, func(resp *pb.HintResponse) error { return printBacklogs(c, []*pb.Backlog{resp.GetBacklog()}) })
 		},
 	}, &org)
 }
@@ -55,19 +45,9 @@ func (c *cli) depthCommand() *cobra.Command {
 		Short: "List the subscriptions the scaler tracks, with their backlog",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			admin, ctx, cancel, err := c.admin(cmd)
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			resp, err := admin.ListBacklogs(ctx, &pb.ListBacklogsRequest{})
-			if err != nil {
-				return err
-			}
-			if c.output == "json" {
-				return printJSON(c.out, resp)
-			}
-			return printBacklogs(c, resp.GetBacklogs())
+			return call(c, cmd, func(ctx context.Context, api api) (*pb.ListBacklogsResponse, error) {
+				return api.admin.ListBacklogs(ctx, &pb.ListBacklogsRequest{})
+			}, func(resp *pb.ListBacklogsResponse) error { return printBacklogs(c, resp.GetBacklogs()) })
 		},
 	}
 }

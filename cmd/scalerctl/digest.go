@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -17,20 +18,12 @@ number of orgs and the replica that answered. Replicas that agree print the
 same digest; ask each one with --addr to compare them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			admin, ctx, cancel, err := c.admin(cmd)
-			if err != nil {
+			return call(c, cmd, func(ctx context.Context, api api) (*pb.DigestResponse, error) {
+				return api.admin.Digest(ctx, &pb.DigestRequest{})
+			}, func(resp *pb.DigestResponse) error {
+				_, err := fmt.Fprintf(c.out, "%s  %d orgs  (replica %s)\n", resp.GetDigest(), resp.GetOrgs(), resp.GetReplica())
 				return err
-			}
-			defer cancel()
-			resp, err := admin.Digest(ctx, &pb.DigestRequest{})
-			if err != nil {
-				return err
-			}
-			if c.output == "json" {
-				return printJSON(c.out, resp)
-			}
-			_, err = fmt.Fprintf(c.out, "%s  %d orgs  (replica %s)\n", resp.GetDigest(), resp.GetOrgs(), resp.GetReplica())
-			return err
+			})
 		},
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -40,19 +41,9 @@ about, or give a trigger's metadata.`,
 			default:
 				return fmt.Errorf("give NAMESPACE/SCALEDOBJECT, or the trigger's metadata with --meta KEY=VALUE")
 			}
-			admin, ctx, cancel, err := c.admin(cmd)
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			resp, err := admin.Explain(ctx, req)
-			if err != nil {
-				return err
-			}
-			if c.output == "json" {
-				return printJSON(c.out, resp)
-			}
-			return printExplanation(c, resp)
+			return call(c, cmd, func(ctx context.Context, api api) (*pb.ExplainResponse, error) {
+				return api.admin.Explain(ctx, req)
+			}, func(resp *pb.ExplainResponse) error { return printExplanation(c, resp) })
 		},
 	}
 	cmd.Flags().StringVar(&meta, "meta", "", "the trigger's metadata, KEY=VALUE pairs separated by commas")

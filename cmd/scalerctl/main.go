@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/orgscaler/orgscaler/internal/flagenv"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
@@ -192,14 +193,30 @@ func (c *cli) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(cmd.Context(), c.timeout)
 }
 
-// admin dials the scaler's admin service, with the call's deadline.
-func (c *cli) admin(cmd *cobra.Command) (pb.AdminServiceClient, context.Context, context.CancelFunc, error) {
+// api is the scaler's activity and admin services, on one connection.
+type api struct {
+	admin    pb.AdminServiceClient
+	activity pb.ActivityServiceClient
+}
+
+// call is every API command's body: dial the scaler, make the command's
+// calls within --timeout, and print what they return, as JSON with -o
+// json, else with table.
+func call[M proto.Message](c *cli, cmd *cobra.Command, do func(context.Context, api) (M, error), table func(M) error) error {
 	conn, err := c.dial()
 	if err != nil {
-		return nil, nil, nil, err
+		return err
 	}
 	ctx, cancel := c.ctx(cmd)
-	return pb.NewAdminServiceClient(conn), ctx, cancel, nil
+	defer cancel()
+	m, err := do(ctx, api{admin: pb.NewAdminServiceClient(conn), activity: pb.NewActivityServiceClient(conn)})
+	if err != nil {
+		return err
+	}
+	if c.output == "json" {
+		return printJSON(c.out, m)
+	}
+	return table(m)
 }
 
 func (c *cli) activityCommand() *cobra.Command {
@@ -208,34 +225,28 @@ func (c *cli) activityCommand() *cobra.Command {
 		Short: "Record activity for orgs (wakes a dormant org at once)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			conn, err := c.dial()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := c.ctx(cmd)
-			defer cancel()
-			client := pb.NewActivityServiceClient(conn)
-			var orgs []*pb.Org
 			woke := map[string]bool{}
-			for _, org := range args {
-				resp, err := client.RecordActivity(ctx, &pb.RecordActivityRequest{Org: org})
-				if err != nil {
-					return err
+			return call(c, cmd, func(ctx context.Context, api api) (*pb.ListOrgsResponse, error) {
+				out := &pb.ListOrgsResponse{}
+				for _, org := range args {
+					resp, err := api.activity.RecordActivity(ctx, &pb.RecordActivityRequest{Org: org})
+					if err != nil {
+						return nil, err
+					}
+					out.Orgs = append(out.Orgs, resp.GetOrg())
+					woke[org] = resp.GetWoke()
 				}
-				orgs = append(orgs, resp.GetOrg())
-				woke[org] = resp.GetWoke()
-			}
-			if c.output == "json" {
-				return printJSON(c.out, &pb.ListOrgsResponse{Orgs: orgs})
-			}
-			for _, o := range orgs {
-				verb := "recorded activity for"
-				if woke[o.GetId()] {
-					verb = "woke"
+				return out, nil
+			}, func(resp *pb.ListOrgsResponse) error {
+				for _, o := range resp.GetOrgs() {
+					verb := "recorded activity for"
+					if woke[o.GetId()] {
+						verb = "woke"
+					}
+					fmt.Fprintf(c.out, "%s %s; dormant %s\n", verb, o.GetId(), dormantText(o, c.now()))
 				}
-				fmt.Fprintf(c.out, "%s %s; dormant %s\n", verb, o.GetId(), dormantText(o, c.now()))
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 }

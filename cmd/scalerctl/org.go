@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -28,19 +29,10 @@ func (c *cli) orgGetCommand() *cobra.Command {
 		Short: "Show one org",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			admin, ctx, cancel, err := c.admin(cmd)
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			resp, err := admin.GetOrg(ctx, &pb.GetOrgRequest{Org: args[0]})
-			if err != nil {
-				return err
-			}
-			if c.output == "json" {
-				return printJSON(c.out, resp.GetOrg())
-			}
-			return printOrgs(c.out, []*pb.Org{resp.GetOrg()}, c.now())
+			return call(c, cmd, func(ctx context.Context, api api) (*pb.Org, error) {
+				resp, err := api.admin.GetOrg(ctx, &pb.GetOrgRequest{Org: args[0]})
+				return resp.GetOrg(), err
+			}, c.printOrg)
 		},
 	}
 }
@@ -65,31 +57,24 @@ func (c *cli) orgListCommand() *cobra.Command {
 			if limit < 0 {
 				return fmt.Errorf("--limit is %d: expected 0 (no limit) or more", limit)
 			}
-			client, ctx, cancel, err := c.admin(cmd)
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			var orgs []*pb.Org
-			for {
-				req.PageSize = 1000
-				if limit > 0 && limit-len(orgs) < 1000 {
-					req.PageSize = int32(limit - len(orgs))
+			return call(c, cmd, func(ctx context.Context, api api) (*pb.ListOrgsResponse, error) {
+				out := &pb.ListOrgsResponse{}
+				for {
+					req.PageSize = 1000
+					if limit > 0 && limit-len(out.Orgs) < 1000 {
+						req.PageSize = int32(limit - len(out.Orgs))
+					}
+					resp, err := api.admin.ListOrgs(ctx, req)
+					if err != nil {
+						return nil, err
+					}
+					out.Orgs = append(out.Orgs, resp.GetOrgs()...)
+					req.PageToken = resp.GetNextPageToken()
+					if req.PageToken == "" || (limit > 0 && len(out.Orgs) >= limit) {
+						return out, nil
+					}
 				}
-				resp, err := client.ListOrgs(ctx, req)
-				if err != nil {
-					return err
-				}
-				orgs = append(orgs, resp.GetOrgs()...)
-				req.PageToken = resp.GetNextPageToken()
-				if req.PageToken == "" || (limit > 0 && len(orgs) >= limit) {
-					break
-				}
-			}
-			if c.output == "json" {
-				return printJSON(c.out, &pb.ListOrgsResponse{Orgs: orgs})
-			}
-			return printOrgs(c.out, orgs, c.now())
+			}, func(resp *pb.ListOrgsResponse) error { return printOrgs(c.out, resp.GetOrgs(), c.now()) })
 		},
 	}
 	cmd.Flags().BoolVar(&dormant, "dormant", false, "only dormant orgs")
@@ -137,19 +122,10 @@ windows with ";"; --warm-schedule "" clears the schedule.`,
 			if req.ScaleToZeroAllowed == nil && req.IdleWindow == nil && req.WarmSchedule == nil {
 				return fmt.Errorf("nothing to change: give --scale-to-zero, --idle-window or --warm-schedule")
 			}
-			admin, ctx, cancel, err := c.admin(cmd)
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			resp, err := admin.UpdateOrg(ctx, req)
-			if err != nil {
-				return err
-			}
-			if c.output == "json" {
-				return printJSON(c.out, resp.GetOrg())
-			}
-			return printOrgs(c.out, []*pb.Org{resp.GetOrg()}, c.now())
+			return call(c, cmd, func(ctx context.Context, api api) (*pb.Org, error) {
+				resp, err := api.admin.UpdateOrg(ctx, req)
+				return resp.GetOrg(), err
+			}, c.printOrg)
 		},
 	}
 	cmd.Flags().BoolVar(&scaleToZero, "scale-to-zero", true, "whether the org may go dormant and scale to zero")
@@ -170,26 +146,21 @@ names the org recreates it as new, active from that moment: delete the
 org's ScaledObjects first if it is gone for good.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			admin, ctx, cancel, err := c.admin(cmd)
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			resp, err := admin.DeleteOrg(ctx, &pb.DeleteOrgRequest{Org: args[0]})
-			if err != nil {
-				return err
-			}
-			if c.output == "json" {
-				return printJSON(c.out, resp)
-			}
-			fmt.Fprintf(c.out, "deleted %s\n", resp.GetOrg().GetId())
-			if n := resp.GetOpenStreams(); n > 0 {
-				fmt.Fprintf(c.out, "%d open KEDA stream(s) still name it: it is back as a new, active org\n", n)
-			}
-			return nil
+			return call(c, cmd, func(ctx context.Context, api api) (*pb.DeleteOrgResponse, error) {
+				return api.admin.DeleteOrg(ctx, &pb.DeleteOrgRequest{Org: args[0]})
+			}, func(resp *pb.DeleteOrgResponse) error {
+				fmt.Fprintf(c.out, "deleted %s\n", resp.GetOrg().GetId())
+				if n := resp.GetOpenStreams(); n > 0 {
+					fmt.Fprintf(c.out, "%d open KEDA stream(s) still name it: it is back as a new, active org\n", n)
+				}
+				return nil
+			})
 		},
 	}
 }
+
+// printOrg prints one org as a table of one.
+func (c *cli) printOrg(o *pb.Org) error { return printOrgs(c.out, []*pb.Org{o}, c.now()) }
 
 func printJSON(w io.Writer, m proto.Message) error {
 	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)

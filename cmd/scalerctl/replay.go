@@ -170,12 +170,13 @@ func (c *cli) scalerTrace(cmd *cobra.Command, day string) (*replay.Trace, error)
 		}
 		req.Day = timestamppb.New(d)
 	}
-	admin, ctx, cancel, err := c.admin(cmd)
+	conn, err := c.dial()
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := c.ctx(cmd)
 	defer cancel()
-	stream, err := admin.History(ctx, req)
+	stream, err := pb.NewAdminServiceClient(conn).History(ctx, req)
 	if err != nil {
 		return nil, err
 	}

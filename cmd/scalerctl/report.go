@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -47,19 +48,9 @@ most 10 minutes); KEDA asks about every ScaledObject each pollingInterval.`,
 			if price < 0 {
 				return fmt.Errorf("--gpu-hour-price is %v: expected a price >= 0", price)
 			}
-			admin, ctx, cancel, err := c.admin(cmd)
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			resp, err := admin.Report(ctx, &pb.ReportRequest{Since: durationpb.New(d)})
-			if err != nil {
-				return err
-			}
-			if c.output == "json" {
-				return printJSON(c.out, resp)
-			}
-			return printReport(c.out, resp, price)
+			return call(c, cmd, func(ctx context.Context, api api) (*pb.ReportResponse, error) {
+				return api.admin.Report(ctx, &pb.ReportRequest{Since: durationpb.New(d)})
+			}, func(resp *pb.ReportResponse) error { return printReport(c.out, resp, price) })
 		},
 	}
 	cmd.Flags().StringVar(&since, "since", "7d", "how far back: a Go duration (36h) or days (30d)")
