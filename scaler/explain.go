@@ -3,7 +3,7 @@ package scaler
 import (
 	"maps"
 
-	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -30,7 +30,7 @@ type Explanation struct {
 }
 
 // noteMetadata records the metadata of the ScaledObject KEDA asked about.
-func (s *Server) noteMetadata(ref *pb.ScaledObjectRef) {
+func (s *Server) noteMetadata(ref *kedapb.ScaledObjectRef) {
 	if ref.GetNamespace() == "" || ref.GetName() == "" {
 		return
 	}
@@ -46,7 +46,7 @@ func (s *Server) noteMetadata(ref *pb.ScaledObjectRef) {
 // Explain evaluates a trigger's metadata now, without changing what KEDA
 // is told. An org never seen before is created, as KEDA's first call would.
 func (s *Server) Explain(md map[string]string) (Explanation, error) {
-	w, err := s.workload(&pb.ScaledObjectRef{ScalerMetadata: md})
+	w, err := s.workload(&kedapb.ScaledObjectRef{ScalerMetadata: md})
 	if err != nil {
 		return Explanation{}, err
 	}

@@ -10,7 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
@@ -37,7 +37,7 @@ func TestLearnedPrewarmPushed(t *testing.T) {
 		}
 		store.Record("acme")
 		last := time.Now()
-		stream, err := pb.NewExternalScalerClient(conn).StreamIsActive(context.Background(), ref(model))
+		stream, err := kedapb.NewExternalScalerClient(conn).StreamIsActive(context.Background(), ref(model))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +113,7 @@ func learnedEnv(t *testing.T, dir string) (*activity.Store, *scaler.Server, *grp
 	srv := scaler.New(scaler.Options{Orgs: store, IdleTimes: idle, Done: done})
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer()
-	pb.RegisterExternalScalerServer(gs, srv)
+	kedapb.RegisterExternalScalerServer(gs, srv)
 	go func() { _ = gs.Serve(lis) }()
 	conn, err := grpc.NewClient("passthrough:///bufconn", grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -25,7 +25,7 @@ import (
 type env struct {
 	clock  *clocktest.Clock
 	store  *activity.Store
-	client pb.ExternalScalerClient
+	client kedapb.ExternalScalerClient
 	stop   func() // ends every stream, as a scaler shutting down does
 }
 
@@ -50,7 +50,7 @@ func newEnv(t *testing.T, now func() time.Time) *env {
 	}
 	done := make(chan struct{})
 	srv := grpc.NewServer()
-	pb.RegisterExternalScalerServer(srv, scaler.New(scaler.Options{Orgs: store, Now: now, Done: done}))
+	kedapb.RegisterExternalScalerServer(srv, scaler.New(scaler.Options{Orgs: store, Now: now, Done: done}))
 	go func() { _ = srv.Serve(lis) }()
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -63,11 +63,11 @@ func newEnv(t *testing.T, now func() time.Time) *env {
 		stop()
 		_ = store.Close()
 	})
-	return &env{clock: c, store: store, client: pb.NewExternalScalerClient(conn), stop: stop}
+	return &env{clock: c, store: store, client: kedapb.NewExternalScalerClient(conn), stop: stop}
 }
 
-func ref(md map[string]string) *pb.ScaledObjectRef {
-	return &pb.ScaledObjectRef{Name: "so", Namespace: "ns", ScalerMetadata: md}
+func ref(md map[string]string) *kedapb.ScaledObjectRef {
+	return &kedapb.ScaledObjectRef{Name: "so", Namespace: "ns", ScalerMetadata: md}
 }
 
 var pynodeAcme = map[string]string{"workload": "pynode", "org": "acme", "scalerAddress": "scaler.keda:9090"}
@@ -91,7 +91,7 @@ func metric(t *testing.T, e *env, md map[string]string) (string, float64) {
 		t.Fatalf("want one metric with target 1, got %v", spec)
 	}
 	name := spec.GetMetricSpecs()[0].GetMetricName()
-	m, err := e.client.GetMetrics(context.Background(), &pb.GetMetricsRequest{ScaledObjectRef: ref(md), MetricName: name})
+	m, err := e.client.GetMetrics(context.Background(), &kedapb.GetMetricsRequest{ScaledObjectRef: ref(md), MetricName: name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestWarmForAndScaleToZeroOff(t *testing.T) {
 
 func TestGetMetricsWrongName(t *testing.T) {
 	e := newEnv(t, nil)
-	_, err := e.client.GetMetrics(context.Background(), &pb.GetMetricsRequest{ScaledObjectRef: ref(pynodeAcme), MetricName: "other"})
+	_, err := e.client.GetMetrics(context.Background(), &kedapb.GetMetricsRequest{ScaledObjectRef: ref(pynodeAcme), MetricName: "other"})
 	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), `"other"`) {
 		t.Fatalf("want NotFound naming the metric, got %v", err)
 	}
@@ -193,7 +193,7 @@ func TestBadMetadata(t *testing.T) {
 				return err
 			},
 			"GetMetrics": func() error {
-				_, err := e.client.GetMetrics(context.Background(), &pb.GetMetricsRequest{ScaledObjectRef: ref(tt.md), MetricName: "x"})
+				_, err := e.client.GetMetrics(context.Background(), &kedapb.GetMetricsRequest{ScaledObjectRef: ref(tt.md), MetricName: "x"})
 				return err
 			},
 			"StreamIsActive": func() error {
@@ -257,7 +257,7 @@ type push struct {
 	active bool
 }
 
-func recvAll(s pb.ExternalScaler_StreamIsActiveClient) <-chan push {
+func recvAll(s kedapb.ExternalScaler_StreamIsActiveClient) <-chan push {
 	c := make(chan push, 16)
 	go func() {
 		defer close(c)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/decide"
@@ -83,7 +83,7 @@ func TestTallyCountsOncePerObject(t *testing.T) {
 	if len(ledger.ids) != 2 {
 		t.Fatalf("ledger observed %v; want both triggers", ledger.ids)
 	}
-	r, err := s.IsActive(context.Background(), &pb.ScaledObjectRef{Namespace: "ml", Name: "two-orgs", ScalerMetadata: map[string]string{"workload": "pynode", "org": "asleep"}})
+	r, err := s.IsActive(context.Background(), &kedapb.ScaledObjectRef{Namespace: "ml", Name: "two-orgs", ScalerMetadata: map[string]string{"workload": "pynode", "org": "asleep"}})
 	if err != nil || r.GetResult() {
 		t.Fatalf("the dormant org's trigger: %v, %v; want inactive (the object is active by its other trigger)", r, err)
 	}

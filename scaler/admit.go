@@ -1,0 +1,85 @@
+package scaler
+
+import (
+	"errors"
+
+	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/orgscaler/orgscaler/decide"
+	"github.com/orgscaler/orgscaler/scaledobjects"
+)
+
+// MaxScaledObjects bounds what the scaler remembers per ScaledObject (its
+// metadata for explain, its usage ledger): far more than a cluster holds,
+// and a cap on what a misbehaving client of the KEDA port can make it keep.
+const MaxScaledObjects = 100_000
+
+// maxNameLen is Kubernetes' longest object name (a DNS subdomain).
+const maxNameLen = 253
+
+// admitted validates a KEDA request's metadata, then makes sure a real
+// ScaledObject's trigger makes it, before anything is kept for it.
+func (s *Server) admitted(ref *kedapb.ScaledObjectRef) (decide.Workload, error) {
+	w, err := s.workload(ref)
+	if err != nil {
+		return w, err
+	}
+	if s.admit != nil {
+		if err := s.admit.Check(ref.GetNamespace(), ref.GetName(), ref.GetScalerMetadata()); err != nil {
+			return decide.Workload{}, admitError(err)
+		}
+	}
+	s.noteMetadata(ref)
+	return w, nil
+}
+
+// ErrNotReady is what an Admitter returns while the scaler cannot answer
+// yet (a replica loading its state): KEDA gets Unavailable.
+var ErrNotReady = errors.New("this replica is still loading every org's state from a peer: it answers once it has")
+
+// ErrClockSkew is what an Admitter returns while this replica's clock is
+// off from the fleet's reference by more than the bound: KEDA gets
+// Unavailable, and its round robin never mixes this replica's answers in.
+var ErrClockSkew = errors.New("this replica's clock is off from Pub/Sub's by more than --max-clock-skew: it answers once the node's clock is fixed")
+
+func admitError(err error) error {
+	if errors.Is(err, scaledobjects.ErrNotSynced) || errors.Is(err, ErrNotReady) || errors.Is(err, ErrClockSkew) {
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	return status.Error(codes.NotFound, err.Error())
+}
+
+// workload validates a request's metadata before anything else.
+func (s *Server) workload(ref *kedapb.ScaledObjectRef) (decide.Workload, error) {
+	if ref == nil {
+		return decide.Workload{}, status.Error(codes.InvalidArgument, "scaledObjectRef is missing")
+	}
+	if len(ref.GetNamespace()) > maxNameLen || len(ref.GetName()) > maxNameLen {
+		return decide.Workload{}, status.Errorf(codes.InvalidArgument, "scaledObjectRef %q/%q: expected a namespace and name of at most %d characters",
+			decide.Clip(ref.GetNamespace()), decide.Clip(ref.GetName()), maxNameLen)
+	}
+	w, err := decide.ParseMetadata(ref.GetScalerMetadata())
+	if err != nil {
+		var me *decide.MetadataError
+		if errors.As(err, &me) {
+			return decide.Workload{}, status.Errorf(codes.InvalidArgument, "%s: %s", refName(ref), err)
+		}
+		return decide.Workload{}, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if w.Subscription != "" && s.backlogs == nil {
+		return decide.Workload{}, status.Errorf(codes.FailedPrecondition,
+			"%s: subscription %s: this scaler runs without a backlog source, so a %s that scales on a subscription cannot be answered: start it with --pubsub=monitoring (or --pubsub=embedded for local work)",
+			refName(ref), w.Subscription, w.Kind)
+	}
+	return w, nil
+}
+
+// refName names a request's ScaledObject in errors.
+func refName(ref *kedapb.ScaledObjectRef) string {
+	if ref.GetNamespace() == "" && ref.GetName() == "" {
+		return "trigger"
+	}
+	return ref.GetNamespace() + "/" + ref.GetName()
+}
