@@ -51,8 +51,8 @@ func (s *Store) record(id string, why WakeReason, limited bool) (o Org, woke boo
 	o = s.snapshot(id, e)
 	sh.mu.Unlock()
 	s.changed(Change{Org: id, Activity: o.LastActivity})
-	if advanced && s.opts.OnActivity != nil {
-		s.opts.OnActivity(id, prev, o.LastActivity)
+	if advanced {
+		s.activity(id, prev, o.LastActivity)
 	}
 	switch {
 	case created:

@@ -318,12 +318,6 @@ func (s *Store) Notify(id string) {
 	}
 }
 
-func (s *Store) deleted(id string) {
-	if s.opts.OnDelete != nil {
-		s.opts.OnDelete(id)
-	}
-}
-
 // Watchers returns how many watches org has: how many open streams follow it.
 func (s *Store) Watchers(id string) int {
 	sh := s.shard(id)

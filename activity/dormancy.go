@@ -80,9 +80,3 @@ func (s *Store) expire(id string, at time.Time) {
 	s.log.Info("org went dormant", "org", id, "last_activity", last, "idle_window", window, "dormant_since", since)
 	s.transition(Transition{Org: id, LastActivity: last, DormantSince: since, IdleWindow: window})
 }
-
-func (s *Store) transition(t Transition) {
-	if s.opts.OnTransition != nil {
-		s.opts.OnTransition(t)
-	}
-}

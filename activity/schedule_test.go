@@ -18,7 +18,7 @@ import (
 func TestWarmScheduleWakesAndSleeps(t *testing.T) {
 	withClock(t, t.TempDir(), func(t *testing.T, c *fakeClock, restart func(time.Duration)) {
 		var transitions []Transition
-		c.s.opts.OnTransition = func(tr Transition) { transitions = append(transitions, tr) }
+		c.s.Subscribe(Subscriber{Transition: func(tr Transition) { transitions = append(transitions, tr) }})
 		day := c.Now() // Thursday 1 January 2026, 00:00 UTC
 		hour := time.Hour
 		sched := "daily 09:00-17:00 UTC"

@@ -39,9 +39,6 @@ type Options struct {
 	Logger        *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
-	// OnTransition, when set, is told of every org that woke or went
-	// dormant, outside the store's locks. It must not block.
-	OnTransition func(Transition)
 	// Registerer, when set, gets the store's metrics.
 	Registerer prometheus.Registerer
 	// OnChange, when set, is told of every change made here (activity,
@@ -49,16 +46,6 @@ type Options struct {
 	// replicas), outside the store's locks, for replication. It must not
 	// block.
 	OnChange func(Change)
-	// OnActivity, when set, is told of each activity recorded here (not
-	// one Apply brings), with the org's last activity before it (zero for
-	// a new org), outside the store's locks: the keep-alive policy learns
-	// idle times from these, and the history keeps their minutes. It must
-	// not block.
-	OnActivity func(org string, prev, at time.Time)
-	// OnDelete, when set, is told of each org deleted, here or by another
-	// replica, once its record is gone from disk: what is kept beside the
-	// org goes with it. It must not block.
-	OnDelete func(org string)
 	// Replica names this store's replica in the stamps of its changes
 	// (settings, deletes), for last-writer-wins across replicas.
 	Replica string
@@ -96,6 +83,9 @@ type Store struct {
 	urgentMu sync.Mutex
 	urgent   map[string]struct{}
 	urgentC  chan struct{}
+
+	subsMu sync.Mutex // orders Subscribe calls
+	subs   atomic.Pointer[[]Subscriber]
 
 	// syncHook, set by tests, runs before every fsync.
 	syncHook atomic.Pointer[func()]

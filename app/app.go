@@ -15,24 +15,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
-	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/reflection"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
 	"github.com/orgscaler/orgscaler/activity"
-	"github.com/orgscaler/orgscaler/api"
-	"github.com/orgscaler/orgscaler/auth"
 	"github.com/orgscaler/orgscaler/clock"
 	"github.com/orgscaler/orgscaler/feed"
 	"github.com/orgscaler/orgscaler/fleet"
@@ -40,7 +30,6 @@ import (
 	"github.com/orgscaler/orgscaler/idletimes"
 	"github.com/orgscaler/orgscaler/knative"
 	"github.com/orgscaler/orgscaler/kubeevents"
-	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/replication"
 	"github.com/orgscaler/orgscaler/scaledobjects"
 	"github.com/orgscaler/orgscaler/scaler"
@@ -68,13 +57,14 @@ type App struct {
 	empty      bool                    // started with no org: waits for a snapshot
 	healthKick chan struct{}           // re-evaluate health now (readiness changed)
 	peers      replication.Peers
-	events     *kubeevents.Recorder        // nil without a cluster
-	kube       *rest.Config                // nil without a cluster
-	skewed     atomic.Bool                 // this replica's clock is off by more than --max-clock-skew
-	fleet      *fleet.Fleet                // nil outside a fleet
-	tally      atomic.Pointer[tally.Tally] // nil outside a fleet; set after the store calls onTransition
-	objects    *scaledobjects.Registry     // nil without a cluster
-	knative    *knative.Actuator           // nil without --knative
+	events     *kubeevents.Recorder    // nil without a cluster
+	kube       *rest.Config            // nil without a cluster
+	dyn        dynamic.Interface       // nil without a cluster
+	skewed     atomic.Bool             // this replica's clock is off by more than --max-clock-skew
+	fleet      *fleet.Fleet            // nil outside a fleet
+	tally      *tally.Tally            // nil outside a fleet
+	objects    *scaledobjects.Registry // nil without a cluster
+	knative    *knative.Actuator       // nil without --knative
 	keda       *scaler.Server
 	registry   *prometheus.Registry
 	metricsLn  net.Listener
@@ -96,240 +86,6 @@ type App struct {
 	replEnd  context.CancelFunc
 	done     chan struct{}
 	stopOnce sync.Once
-}
-
-// New opens the store and binds both ports, so Addr and APIAddr are known
-// before Run. On error nothing is left open.
-func New(o Options) (*App, error) {
-	if err := o.Validate(); err != nil {
-		return nil, err
-	}
-	registry := prometheus.NewRegistry()
-	var clk *clock.Clock
-	if o.Now == nil {
-		clk = clock.New(clock.Options{Wall: o.Wall, Elapsed: o.Elapsed, Logger: o.Logger, Registerer: registry})
-		o.Now = clk.Now
-	}
-	o = withDefaults(o)
-	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{}), registry: registry, clock: clk,
-		healthKick: make(chan struct{}, 1)}
-	sec, err := newSecurity(o, a.registry)
-	if err != nil {
-		return nil, err
-	}
-	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.sec = sec
-	var dyn dynamic.Interface
-	if o.Kubeconfig != "" || o.InCluster {
-		cfg, err := kubeevents.Config(o.Kubeconfig)
-		if err != nil {
-			return nil, err
-		}
-		a.kube = cfg
-		if a.events, err = kubeevents.New(cfg, o.Logger, a.objectsOf); err != nil {
-			return nil, err
-		}
-		if dyn, err = dynamic.NewForConfig(cfg); err != nil {
-			return nil, fmt.Errorf("kubernetes client: %w", err)
-		}
-		if a.objects, err = scaledobjects.New(dyn, scaledobjects.Options{Logger: o.Logger, OnGone: a.onGone}); err != nil {
-			return nil, err
-		}
-	}
-	// On failure, everything opened so far is closed, last first.
-	var undo []func() error
-	ok := false
-	defer func() {
-		for i := len(undo) - 1; !ok && i >= 0; i-- {
-			_ = undo[i]()
-		}
-	}()
-	if a.events != nil {
-		undo = append(undo, func() error { a.events.Close(); return nil })
-	}
-	var onChange func(activity.Change)
-	if o.Replication == ReplicationPubSub {
-		if a.peers, err = newPeers(o); err != nil {
-			return nil, err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		a.repl, err = replication.New(ctx, replication.Options{Topic: o.ReplicationTopic, Replica: o.ReplicaID, Logger: o.Logger, Registerer: a.registry, Now: o.Now, Wait: o.ReplicationWait,
-			Key: replication.KeyFrom(a.peers.Token), MaxSkew: o.MaxClockSkew, OnSkew: a.onSkew})
-		cancel()
-		if err != nil {
-			return nil, err
-		}
-		undo = append(undo, a.repl.Close)
-		onChange = a.repl.Enqueue
-	}
-	db, err := storage.Open(storage.Options{Dir: o.DataDir, Logger: o.Logger, Registerer: a.registry, MinFreeDisk: uint64(max(0, o.MinFreeDiskMB)) << 20})
-	if err != nil {
-		return nil, err
-	}
-	a.db = db
-	undo = append(undo, db.Close)
-	store, err := activity.Open(activity.Options{
-		OnChange: onChange,
-		DB:       db, IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval, Logger: o.Logger, Now: o.Now,
-		OnTransition: a.onTransition, Registerer: a.registry, MaxOrgs: o.MaxOrgs, Replica: o.ReplicaID,
-		MaxClockSkew: o.MaxClockSkew,
-		OnActivity:   a.onActivity, OnDelete: a.onDelete,
-	})
-	if err != nil {
-		return nil, err
-	}
-	a.store = store
-	undo = append(undo, store.Close)
-	var onIdle func(idletimes.Counts)
-	var onDay func(history.Day)
-	if a.repl != nil {
-		onIdle, onDay = a.repl.EnqueueIdle, a.repl.EnqueueDay
-	}
-	holds := func(org string) bool { _, ok := store.Get(org); return ok }
-	a.history = history.Open(history.Options{DB: db.Badger(), Logger: o.Logger, OnChange: onDay, Holds: holds, CheckDisk: db.CheckDisk, Now: o.Now})
-	if a.idle, err = idletimes.Open(idletimes.Options{DB: db.Badger(), Replica: o.ReplicaID,
-		OnUpdate: store.Notify, CheckDisk: db.CheckDisk, OnChange: onIdle, Holds: holds}); err != nil {
-		return nil, err
-	}
-	a.ready.Store(true)
-	if a.repl != nil && len(o.Peers) > 0 {
-		// Not ready until Join has brought this replica level with its
-		// peers (replication.Replicator.Join says how).
-		a.ready.Store(false)
-		a.empty = store.Len() == 0
-	}
-	var onFlush func([]usage.Hour)
-	if a.inFleet() {
-		onFlush = a.repl.EnqueueUsage
-	}
-	if a.ledger, err = usage.Open(db.Badger(), usage.Options{Logger: o.Logger, Retention: o.UsageRetention, Registerer: a.registry, Now: o.Now,
-		CheckDisk: db.CheckDisk, OnFlush: onFlush}); err != nil {
-		return nil, err
-	}
-	a.peers.Sinks = replication.Sinks{Usage: a.fleetLedger(), Idle: a.idle, History: a.history, Now: o.Now, MaxSkew: o.MaxClockSkew}
-	if o.Knative {
-		if err := a.newKnative(dyn); err != nil {
-			return nil, err
-		}
-	}
-	for _, l := range []struct {
-		lis  *net.Listener
-		addr string
-		what string
-	}{{&a.kedaLis, o.Listen, "KEDA"}, {&a.apiLis, o.APIListen, "the API"}, {&a.metricsLn, o.MetricsListen, "metrics"}} {
-		if *l.lis, err = net.Listen("tcp", l.addr); err != nil {
-			return nil, fmt.Errorf("listen for %s on %s: %w", l.what, l.addr, err)
-		}
-		undo = append(undo, (*l.lis).Close)
-	}
-	if err := sec.checkAPIAddr(a.apiLis.Addr(), o); err != nil {
-		return nil, err
-	}
-	conns, err := apiConnLimit(o.APIMaxConnections)
-	if err != nil {
-		return nil, err
-	}
-	a.apiLis = netutil.LimitListener(a.apiLis, conns)
-	if err := checkKEDAAddr(a.kedaLis.Addr(), o); err != nil {
-		return nil, err
-	}
-	if a.depth, err = newDepth(o, a.registry); err != nil {
-		return nil, err
-	}
-	if a.feed, err = a.newFeed(); err != nil {
-		return nil, err
-	}
-	if a.feed != nil {
-		undo = append(undo, a.feed.Close)
-	}
-	// In a fleet the leader's tally tells Events and the ledger, once for
-	// the fleet; KEDA's calls to each replica tell neither.
-	var observer scaler.Observer
-	var ledger scaler.Ledger
-	if !a.inFleet() {
-		ledger = a.ledger
-		if a.events != nil {
-			observer = a.events
-		}
-	}
-	var scalerBacklogs scaler.Backlogs
-	var apiBacklogs api.Backlogs
-	if a.depth != nil {
-		scalerBacklogs, apiBacklogs = a.depth.tracker, a.depth.tracker
-	}
-	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
-	a.registry.MustRegister(grpcMetrics)
-	authz := sec.authorizer(a.registry)
-	a.kedaSrv, a.health = newServer(grpcMetrics, sec.keda, nil, grpc.MaxConcurrentStreams(uint32(o.MaxStreamsPerConn)),
-		// KEDA's client re-resolves the scaler's address only when a
-		// connection ends: an age makes it find new replicas. The grace
-		// outlasts any stream, which ends cleanly by itself first.
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: o.KEDAMaxConnectionAge, MaxConnectionAgeGrace: o.KEDAMaxConnectionAge * 6 / 5}))
-	var admit scaler.Admitter
-	if a.objects != nil {
-		admit = a.objects
-	}
-	if a.repl != nil {
-		admit = gate{ready: &a.ready, skewed: &a.skewed, next: admit}
-	}
-	kedaServer := scaler.New(scaler.Options{
-		MaxStreamAge: o.KEDAMaxConnectionAge,
-		Orgs:         store, Backlogs: scalerBacklogs, Now: o.Now, Logger: o.Logger, Done: a.done, Observer: observer,
-		Registerer: a.registry, Usage: ledger, Admit: admit, IdleTimes: a.idle,
-	})
-	a.keda = kedaServer
-	a.fleet = a.newFleet(kedaServer)
-	kedapb.RegisterExternalScalerServer(a.kedaSrv, kedaServer)
-	a.apiSrv, a.apiHealth = newServer(grpcMetrics, nil, authz) // TLS is apiHTTP's
-	var repl api.Replicator
-	var snapshot func(bool, func(*pb.SnapshotResponse) error) error
-	if a.repl != nil {
-		repl, snapshot = a.repl, replication.Snapshot(store, a.fleetLedger(), a.idle, a.history)
-	}
-	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.current, Store: store, Backlogs: apiBacklogs, Explainer: kedaServer, Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history, Knative: a.knativeServices()})
-	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
-	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
-	a.apiHTTP = newAPIServer(a.apiSrv, apiServer.Connect(MaxMessageSize), authz, sec.api, o.MaxStreamsPerConn, o.APIIdleTimeout)
-	a.registerKept()
-	grpcMetrics.InitializeMetrics(a.kedaSrv)
-	grpcMetrics.InitializeMetrics(a.apiSrv)
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
-	// The same health as the KEDA port's gRPC health, in plain HTTP: the
-	// kubelet's gRPC probes cannot speak TLS, so with --tls-cert the probes
-	// come here.
-	mux.HandleFunc("/livez", a.httpHealth(LivenessService))
-	mux.HandleFunc("/readyz", a.httpHealth(""))
-	a.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	ok = true
-	return a, nil
-}
-
-// newServer builds a port's server: creds nil is plaintext, authz nil lets
-// every call in. Refused calls still show in the gRPC metrics.
-func newServer(m *grpcprom.ServerMetrics, creds credentials.TransportCredentials, authz *auth.Authorizer, extra ...grpc.ServerOption) (*grpc.Server, *health.Server) {
-	unary := []grpc.UnaryServerInterceptor{m.UnaryServerInterceptor()}
-	stream := []grpc.StreamServerInterceptor{m.StreamServerInterceptor()}
-	if authz != nil {
-		unary, stream = append(unary, authz.Unary()), append(stream, authz.Stream())
-	}
-	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(stream...),
-		grpc.MaxRecvMsgSize(MaxMessageSize),
-		// KEDA keeps one long-lived connection per scaler address; let it
-		// ping to keep that connection alive through idle periods.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	}
-	if creds != nil {
-		opts = append(opts, grpc.Creds(creds))
-	}
-	opts = append(opts, extra...)
-	s := grpc.NewServer(opts...)
-	h := health.NewServer()
-	healthpb.RegisterHealthServer(s, h)
-	reflection.Register(s)
-	return s, h
 }
 
 // Addr is the address KEDA's service listens on.

@@ -54,7 +54,7 @@ func (a *App) newFleet(answers tally.Answerer) *fleet.Fleet {
 		return nil
 	}
 	t := tally.New(tally.Options{Answers: answers, Targets: a.objects, Ledger: a.ledger, Observer: a.events})
-	a.tally.Store(t)
+	a.tally = t
 	duties := []fleet.Duty{a.ledger, t}
 	if a.knative != nil {
 		duties = append(duties, a.knative) // followed first: no Service is counted after the ledger pauses

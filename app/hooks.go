@@ -140,52 +140,6 @@ func (a *App) objectsOf(org string) []types.NamespacedName {
 	return out
 }
 
-// onTransition sends org transitions to the Events recorder.
-func (a *App) onTransition(t activity.Transition) {
-	if a.knative != nil {
-		a.knative.OrgChanged(t.Org)
-	}
-	if a.events == nil {
-		return
-	}
-	if t.Woke {
-		a.events.OrgWoke(t.Org, string(t.Reason), t.DormantSince)
-	} else {
-		a.events.OrgDormant(t.Org, t.LastActivity, t.IdleWindow)
-	}
-	if tl := a.tally.Load(); tl != nil {
-		tl.Org(t.Org)
-	}
-}
-
-// onActivity counts an org's idle time, for the keep-alive policies, and
-// marks the minute in its history, once per minute. A failure loses one
-// idle time, not the activity: it is logged, not returned to the caller.
-func (a *App) onActivity(org string, prev, at time.Time) {
-	if !prev.IsZero() {
-		if err := a.idle.Observe(org, at.Sub(prev)); err != nil {
-			a.log.Warn("idle time not counted", "org", org, "err", err)
-		}
-	}
-	if prev.IsZero() || prev.Truncate(time.Minute) != at.Truncate(time.Minute) {
-		a.history.Mark(org, at)
-	}
-}
-
-// onDelete forgets a deleted org's idle times; its Knative Services,
-// still labelled, bring it back as new.
-func (a *App) onDelete(org string) {
-	if a.knative != nil {
-		a.knative.OrgChanged(org)
-	}
-	if err := a.idle.Delete(org); err != nil {
-		a.log.Warn("idle times of a deleted org not removed", "org", org, "err", err)
-	}
-	if err := a.history.Delete(org); err != nil {
-		a.log.Warn("history of a deleted org not removed", "org", org, "err", err)
-	}
-}
-
 // newFeed dials --activity-subscription, if set: on the embedded Pub/Sub
 // when that is the backlog source and no PUBSUB_EMULATOR_HOST says
 // otherwise. Acknowledged activity is replicated first, with replication.

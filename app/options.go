@@ -32,6 +32,9 @@ type Options struct {
 	// and the monotonic time since the start.
 	Wall    func() time.Time
 	Elapsed func() time.Duration
+	// failAt, set by this package's tests, fails New at the part of that
+	// name once it has opened, to show every part opened is closed again.
+	failAt string
 	// ShutdownGrace bounds how long a stop waits for RPCs in flight.
 	ShutdownGrace time.Duration
 

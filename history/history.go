@@ -119,6 +119,23 @@ func key(day time.Time, org string) []byte {
 	return fmt.Appendf(nil, "%s%s/%s", prefix, day.Format("20060102"), org)
 }
 
+// Activity marks the minute of an org's activity at at, once per minute
+// (prev: its last activity before, zero for a new org), as
+// activity.Subscriber.
+func (s *Store) Activity(org string, prev, at time.Time) {
+	if prev.IsZero() || prev.Truncate(time.Minute) != at.Truncate(time.Minute) {
+		s.Mark(org, at)
+	}
+}
+
+// Forget is Delete for a deleted org, as activity.Subscriber: a failure is
+// logged.
+func (s *Store) Forget(org string) {
+	if err := s.Delete(org); err != nil {
+		s.log.Warn("history of a deleted org not removed", "org", org, "err", err)
+	}
+}
+
 // Mark records org active in the minute of at.
 func (s *Store) Mark(org string, at time.Time) {
 	day := midnight(at)

@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -41,7 +42,8 @@ type Options struct {
 	// Holds, when set, says whether the store holds org: another replica's
 	// counts for an org deleted since are dropped, not kept for a name
 	// nobody uses.
-	Holds func(org string) bool
+	Holds  func(org string) bool
+	Logger *slog.Logger
 }
 
 // DefaultMaxCached is the default bound on histograms held in memory:
@@ -58,6 +60,7 @@ type Counts struct {
 // Store keeps the histograms. Its methods are safe for concurrent use.
 type Store struct {
 	opts Options
+	log  *slog.Logger
 
 	// writeMu orders the reads and writes of the database, so a sum read
 	// from it is never a write behind; mu guards only memory, so the
@@ -93,7 +96,10 @@ func Open(o Options) (*Store, error) {
 	if o.MaxCached <= 0 {
 		o.MaxCached = DefaultMaxCached
 	}
-	s := &Store{opts: o,
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{opts: o, log: o.Logger.With("component", "idletimes"),
 		cached: make(map[string]*entry), fleet: make(map[string]*keepalive.History)}
 	err := o.DB.View(func(txn *badger.Txn) error {
 		return scan(txn, fleetPrefix, func(key []byte, h keepalive.History) {
@@ -378,6 +384,26 @@ func (s *Store) merge(c Counts) (bool, error) {
 		e.plans = nil
 	}
 	return true, nil
+}
+
+// Activity counts the idle time an org's activity at at ends (prev: its
+// last activity before, zero for a new org), as activity.Subscriber. A
+// failure loses one idle time, not the activity: it is logged.
+func (s *Store) Activity(org string, prev, at time.Time) {
+	if prev.IsZero() {
+		return
+	}
+	if err := s.Observe(org, at.Sub(prev)); err != nil {
+		s.log.Warn("idle time not counted", "org", org, "err", err)
+	}
+}
+
+// Forget is Delete for a deleted org, as activity.Subscriber: a failure is
+// logged, and the counts go when the org's name is used again.
+func (s *Store) Forget(org string) {
+	if err := s.Delete(org); err != nil {
+		s.log.Warn("idle times of a deleted org not removed", "org", org, "err", err)
+	}
 }
 
 // Delete forgets org's idle times, on every replica's count.

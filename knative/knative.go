@@ -76,19 +76,22 @@ type Options struct {
 	Org func(org string) (activity.Org, error)
 	// Events, when set, records what the actuator did on each Service.
 	Events Recorder
-	// Observe, when set, is told of each Service's org and min-scale at
-	// every reconcile and at least every ObserveEvery, for the GPU-hours
-	// ledger.
-	Observe func(svc Key, org activity.Org, gpus, minScale int64)
-	// Gone, when set, is told of a Service that is deleted or lost its
-	// org label: what was kept for it can go.
-	Gone       func(svc Key)
+	// Ledger, when set, is told of each Service's org and min-scale at
+	// every reconcile and at least every ObserveEvery, and of a Service
+	// deleted or unlabelled, for the GPU-hours ledger.
+	Ledger     Ledger
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
 }
 
-// ObserveEvery is how often every Service's warmth is told to Observe
+// Ledger counts each Service's GPU-hours; usage.Ledger provides it.
+type Ledger interface {
+	ObserveKnative(svc string, org activity.Org, gpus, minScale int64)
+	ForgetKnative(svc string)
+}
+
+// ObserveEvery is how often every Service's warmth is told to the Ledger
 // even when nothing changed, well inside the ledger's MaxGap.
 const ObserveEvery = time.Minute
 

@@ -127,8 +127,8 @@ func (a *Actuator) removeService(u *unstructured.Unstructured) {
 	delete(a.services, k)
 	delete(a.patched, k)
 	a.mu.Unlock()
-	if old != nil && a.o.Gone != nil {
-		a.o.Gone(k)
+	if old != nil && a.o.Ledger != nil {
+		a.o.Ledger.ForgetKnative(k.String())
 	}
 }
 
@@ -236,8 +236,8 @@ func (a *Actuator) put(ctx context.Context, k Key) (string, error) {
 	}
 	minScale, warm := MinScale(o, sc.warm, a.o.Now())
 	want := strconv.FormatInt(minScale, 10)
-	if a.o.Observe != nil {
-		a.o.Observe(k, o, sc.gpus, minScale)
+	if a.o.Ledger != nil {
+		a.o.Ledger.ObserveKnative(k.String(), o, sc.gpus, minScale)
 	}
 	// An older Revision a traffic split still routes to keeps no floor:
 	// Knative scales it by its traffic, as min-scale 0 says.

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/orgscaler/orgscaler/activity"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -252,6 +253,16 @@ func (r *Recorder) Tracked() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.state)
+}
+
+// Transition records an org's wake or dormancy on every ScaledObject of
+// its workloads, as activity.Subscriber.
+func (r *Recorder) Transition(t activity.Transition) {
+	if t.Woke {
+		r.OrgWoke(t.Org, string(t.Reason), t.DormantSince)
+		return
+	}
+	r.OrgDormant(t.Org, t.LastActivity, t.IdleWindow)
 }
 
 // OrgWoke records that org woke, and why, on every ScaledObject of its

@@ -92,23 +92,16 @@ func learnedEnv(t *testing.T, dir string) (*activity.Store, *scaler.Server, *grp
 	if err != nil {
 		t.Fatal(err)
 	}
-	var idle *idletimes.Store
 	store, err := activity.Open(activity.Options{DB: db, IdleWindow: 24 * time.Hour, FlushInterval: time.Hour,
-		Logger: slog.New(slog.DiscardHandler),
-		OnActivity: func(org string, prev, at time.Time) {
-			if prev.IsZero() {
-				return // a new org: no idle time yet
-			}
-			if err := idle.Observe(org, at.Sub(prev)); err != nil {
-				t.Error(err)
-			}
-		}})
+		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if idle, err = idletimes.Open(idletimes.Options{DB: db.Badger(), Replica: "r0", OnUpdate: store.Notify}); err != nil {
+	idle, err := idletimes.Open(idletimes.Options{DB: db.Badger(), Replica: "r0", OnUpdate: store.Notify})
+	if err != nil {
 		t.Fatal(err)
 	}
+	store.Subscribe(activity.Subscriber{Activity: idle.Activity})
 	done := make(chan struct{})
 	srv := scaler.New(scaler.Options{Orgs: store, IdleTimes: idle, Done: done})
 	lis := bufconn.Listen(1 << 20)
