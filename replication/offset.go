@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -50,7 +49,7 @@ func newOffsets(reg prometheus.Registerer) *offsets {
 
 // observe adds m's sample for replica (the one named in its body) and
 // returns the replica's estimate; ok is false when m carries no send time.
-func (o *offsets) observe(replica string, m *pubsub.Message, now time.Time) (offset time.Duration, ok bool) {
+func (o *offsets) observe(replica string, m *Message, now time.Time) (offset time.Duration, ok bool) {
 	ns, err := strconv.ParseInt(m.Attributes[attrSent], 10, 64)
 	if err != nil || m.PublishTime.IsZero() {
 		return 0, false

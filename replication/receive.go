@@ -7,9 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
@@ -19,13 +16,11 @@ import (
 // subscription, acknowledging each message once it is on disk here. It
 // returns a *TwinError when another live process uses this replica's id.
 func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
-	sub := r.client.Subscriber(r.sub)
-	sub.ReceiveSettings.NumGoroutines = 1
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
-	var twin atomic.Pointer[TwinError] // callbacks run concurrently
+	var twin atomic.Pointer[TwinError]
 	for {
-		err := sub.Receive(rctx, func(_ context.Context, m *pubsub.Message) {
+		err := r.tr.Receive(rctx, func(m *Message) {
 			if t := r.handle(m, sinks); t != nil {
 				twin.CompareAndSwap(nil, t)
 				stop()
@@ -37,7 +32,7 @@ func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if status.Code(err) == codes.NotFound {
+		if errors.Is(err, ErrSubscriptionGone) {
 			// Deleted, or expired while this replica was away: what was
 			// published meanwhile never reaches it. Recreate it, then Join
 			// heals the gap from a peer's snapshot before serving again.
@@ -59,7 +54,7 @@ func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 // handle checks, measures and applies one message, and acknowledges it
 // (or not, to have it again); a *TwinError says the message is a live
 // twin's.
-func (r *Replicator) handle(m *pubsub.Message, sinks Sinks) *TwinError {
+func (r *Replicator) handle(m *Message, sinks Sinks) *TwinError {
 	if !r.authentic(m) {
 		r.reject(m, "unauthenticated", "no valid signature: published by something without the fleet's peer token")
 		return nil

@@ -18,7 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 	"google.golang.org/api/option"
@@ -94,16 +93,18 @@ type Options struct {
 	// published and refuses every message received without a valid
 	// signature.
 	Key []byte
+	// Transport, when set, carries the messages instead of Pub/Sub (a
+	// MemoryTopic's, in tests); Topic still names the subscription.
+	Transport Transport
 }
 
 // Replicator publishes this replica's changes and applies the others'.
 type Replicator struct {
-	opts   Options
-	log    *slog.Logger
-	client *pubsub.Client
-	pub    *pubsub.Publisher
-	sub    string
-	m      *metrics
+	opts Options
+	log  *slog.Logger
+	tr   Transport
+	sub  string
+	m    *metrics
 
 	mu        sync.Mutex
 	q         queue
@@ -145,25 +146,23 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 	if o.Wait <= 0 {
 		o.Wait = DefaultWait
 	}
-	client, err := pubsub.NewClient(ctx, project, o.ClientOptions...)
-	if err != nil {
-		return nil, fmt.Errorf("replication: pub/sub client for project %s: %w", project, err)
+	log := o.Logger.With("component", "replication")
+	sub := fmt.Sprintf("projects/%s/subscriptions/%s-%s", project, topicID, o.Replica)
+	tr := o.Transport
+	if tr == nil {
+		if tr, err = NewPubSub(ctx, o.Topic, sub, o.Expiry, log, o.ClientOptions...); err != nil {
+			return nil, err
+		}
 	}
-	r := &Replicator{opts: o, log: o.Logger.With("component", "replication"), client: client,
-		sub: fmt.Sprintf("projects/%s/subscriptions/%s-%s", project, topicID, o.Replica),
-		q:   newQueue(), published: make(chan struct{}), kick: make(chan struct{}, 1), lost: make(chan struct{}, 1),
+	r := &Replicator{opts: o, log: log, tr: tr, sub: sub,
+		q: newQueue(), published: make(chan struct{}), kick: make(chan struct{}, 1), lost: make(chan struct{}, 1),
 		instance: newInstance(), started: o.Now(), now: o.Now, warnBad: rate.Sometimes{Interval: 10 * time.Second},
 		hintSeq: uint64(time.Now().UnixNano()), // unique across this replica's restarts
 		m:       newMetrics(o.Registerer), offsets: newOffsets(o.Registerer)}
 	if err := r.ensureSubscription(ctx); err != nil {
-		_ = client.Close()
+		_ = tr.Close()
 		return nil, err
 	}
-	r.pub = client.Publisher(o.Topic)
-	r.pub.PublishSettings.DelayThreshold = time.Millisecond
-	// The client's own bound on a publish RPC (60 s by default) is what a
-	// stop waits for; publish gives up on a batch after publishTimeout.
-	r.pub.PublishSettings.Timeout = publishTimeout
 	return r, nil
 }
 
@@ -298,19 +297,20 @@ const DefaultWait = 10 * time.Second
 // DrainTimeout bounds how long a stop waits to publish what is queued.
 const DrainTimeout = 5 * time.Second
 
-// Close stops publishing and closes the client (Run does it on its way
+// Close stops publishing and closes the transport (Run does it on its way
 // out; call it only when Run never ran). Publishes still in flight after
-// DrainTimeout (Pub/Sub hangs) are abandoned: closing the client fails
-// them, so a stop never waits on the network longer than that.
-func (r *Replicator) Close() error {
-	stopped := make(chan struct{})
-	go func() { r.pub.Stop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(DrainTimeout):
-		r.log.Warn("Pub/Sub did not confirm publishes in flight when stopping; abandoned", "topic", r.opts.Topic, "waited", DrainTimeout)
+// DrainTimeout (Pub/Sub hangs) are abandoned, so a stop never waits on the
+// network longer than that.
+func (r *Replicator) Close() error { return r.tr.Close() }
+
+// ensureSubscription makes sure this replica's subscription exists, and
+// notes when it had to be made (what was published before is not in it).
+func (r *Replicator) ensureSubscription(ctx context.Context) error {
+	created, err := r.tr.Subscribe(ctx)
+	if created {
+		r.created.Store(true)
 	}
-	return r.client.Close()
+	return err
 }
 
 // publishTimeout bounds one publish: past it the batch is queued again.
@@ -395,24 +395,19 @@ func (r *Replicator) confirm(seq uint64) {
 func (r *Replicator) publish(ctx context.Context, p pending) error {
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
-	var results []*pubsub.PublishResult
+	var msgs []Outgoing
 	for _, msg := range p.messages(r.opts.Replica) {
 		data, err := proto.Marshal(msg)
 		if err != nil {
 			return fmt.Errorf("encode changes: %w", err)
 		}
-		results = append(results, r.pub.Publish(pctx, &pubsub.Message{Data: data, Attributes: r.sign(data, r.attributes())}))
+		msgs = append(msgs, Outgoing{Data: data, Attributes: r.sign(data, r.attributes())})
 	}
-	var errs []error
-	for _, res := range results {
-		if _, err := res.Get(pctx); err != nil {
-			errs = append(errs, err)
-		}
+	if err := r.tr.Publish(pctx, msgs); err != nil {
+		return err
 	}
-	if len(errs) == 0 {
-		r.m.published.Add(float64(len(p.changes)))
-	}
-	return errors.Join(errs...)
+	r.m.published.Add(float64(len(p.changes)))
+	return nil
 }
 
 // latest queues, per key, the latest of values that only ever grow (a

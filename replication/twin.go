@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
@@ -63,7 +62,7 @@ func (r *Replicator) attributes() map[string]string {
 // process's, or a predecessor's, or a twin that started later (which will
 // refuse itself), or when none of this process's messages has come back
 // yet to compare with; a *TwinError when a live twin started first.
-func (r *Replicator) twin(m *pubsub.Message) *TwinError {
+func (r *Replicator) twin(m *Message) *TwinError {
 	other := m.Attributes[attrInstance]
 	first := r.firstOwn.Load() // 0 until one of this process's messages came back
 	if other == "" || other == r.instance || first == 0 || !m.PublishTime.After(time.Unix(0, first).Add(twinMargin)) {
@@ -95,7 +94,11 @@ func (r *Replicator) heartbeat(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			r.pub.Publish(ctx, &pubsub.Message{Data: data, Attributes: r.sign(data, r.attributes())})
+			hctx, cancel := context.WithTimeout(ctx, heartbeatEvery)
+			if err := r.tr.Publish(hctx, []Outgoing{{Data: data, Attributes: r.sign(data, r.attributes())}}); err != nil {
+				r.log.Debug("heartbeat not published; the next one may be", "err", err)
+			}
+			cancel()
 		}
 	}
 }

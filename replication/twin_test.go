@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"cloud.google.com/go/pubsub/v2"
 )
 
 // Only a live process that started before this one, with this replica's
@@ -17,14 +15,14 @@ import (
 func TestTwinDetection(t *testing.T) {
 	start := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
 	r := &Replicator{opts: Options{Replica: "scaler-0"}, log: slog.New(slog.DiscardHandler), instance: "aaaa", started: start, now: func() time.Time { return start }}
-	msg := func(instance string, started, published time.Time) *pubsub.Message {
-		return &pubsub.Message{PublishTime: published, Attributes: map[string]string{attrInstance: instance, attrStarted: strconv.FormatInt(started.UnixNano(), 10)}}
+	msg := func(instance string, started, published time.Time) *Message {
+		return &Message{PublishTime: published, Attributes: map[string]string{attrInstance: instance, attrStarted: strconv.FormatInt(started.UnixNano(), 10)}}
 	}
 	later := start.Add(time.Minute)
 	r.firstOwn.Store(start.Add(5 * time.Second).UnixNano()) // this process's first message, back
 	for _, c := range []struct {
 		name string
-		m    *pubsub.Message
+		m    *Message
 		want bool
 	}{
 		{"this process's own", msg("aaaa", start, later), false},
@@ -32,7 +30,7 @@ func TestTwinDetection(t *testing.T) {
 		{"a predecessor's, published before this process's first message", msg("bbbb", start.Add(-time.Hour), start.Add(4*time.Second)), false},
 		{"a live twin that started first", msg("cccc", start.Add(-time.Hour), later), true},
 		{"a live twin that started later", msg("dddd", start.Add(time.Second), later), false},
-		{"a message from an older version, with no instance", &pubsub.Message{PublishTime: later}, false},
+		{"a message from an older version, with no instance", &Message{PublishTime: later}, false},
 	} {
 		got := r.twin(c.m)
 		if (got != nil) != c.want {
@@ -49,7 +47,7 @@ func TestTwinDetection(t *testing.T) {
 func TestTwinNeedsOwnMessageFirst(t *testing.T) {
 	start := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
 	r := &Replicator{opts: Options{Replica: "scaler-0"}, log: slog.New(slog.DiscardHandler), instance: "aaaa", started: start, now: func() time.Time { return start }}
-	m := &pubsub.Message{PublishTime: start.Add(time.Hour), Attributes: map[string]string{attrInstance: "bbbb", attrStarted: strconv.FormatInt(start.Add(-time.Hour).UnixNano(), 10)}}
+	m := &Message{PublishTime: start.Add(time.Hour), Attributes: map[string]string{attrInstance: "bbbb", attrStarted: strconv.FormatInt(start.Add(-time.Hour).UnixNano(), 10)}}
 	if got := r.twin(m); got != nil {
 		t.Fatalf("refused before any of its own messages came back: %v", got)
 	}

@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
-
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/decide"
 	"github.com/orgscaler/orgscaler/hlc"
@@ -61,7 +59,7 @@ func (r *Replicator) sign(data []byte, attrs map[string]string) map[string]strin
 }
 
 // authentic says whether m carries a valid HMAC, or there is no key.
-func (r *Replicator) authentic(m *pubsub.Message) bool {
+func (r *Replicator) authentic(m *Message) bool {
 	if r.opts.Key == nil {
 		return true
 	}
@@ -104,7 +102,7 @@ func bounded(changes []activity.Change, limit time.Time) (kept []activity.Change
 
 // reject drops m (acknowledged: it will never apply), counted by reason
 // and logged at most every 10 s.
-func (r *Replicator) reject(m *pubsub.Message, reason, why string) {
+func (r *Replicator) reject(m *Message, reason, why string) {
 	r.m.rejected.WithLabelValues(reason).Inc()
 	r.warnBad.Do(func() {
 		r.log.Warn("dropped a replication message (logged at most every 10s; orgscaler_replication_rejected_total counts them all)",
