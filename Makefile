@@ -41,7 +41,7 @@ bench:
 ## fuzz: each fuzz target for FUZZTIME (default 30s); `make test` runs
 ## their seed corpora. A crash leaves its input in PKG/testdata/fuzz.
 FUZZTIME ?= 30s
-FUZZ_TARGETS := ./decide:FuzzParseMetadata ./decide:FuzzValidOrg ./pubsubdepth:FuzzNewestPoint ./api:FuzzAPIMessages
+FUZZ_TARGETS := ./trigger:FuzzParseMetadata ./orgid:FuzzValidOrg ./pubsubdepth:FuzzNewestPoint ./api:FuzzAPIMessages
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \

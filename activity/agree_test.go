@@ -12,6 +12,7 @@ import (
 	"github.com/orgscaler/orgscaler/decide"
 	"github.com/orgscaler/orgscaler/internal/clocktest"
 	"github.com/orgscaler/orgscaler/knative"
+	"github.com/orgscaler/orgscaler/trigger"
 )
 
 // The schedules the property test draws from: none (most orgs), office
@@ -92,7 +93,7 @@ func change(t *testing.T, store *activity.Store, org string, rng *rand.Rand) {
 // agree checks every org at now, returning how many it checked.
 func agree(t *testing.T, store *activity.Store, orgs []string, now time.Time) int {
 	t.Helper()
-	pynode := decide.Workload{Kind: decide.KindPynode, MessagesPerReplica: 1}
+	pynode := trigger.Workload{Kind: trigger.KindPynode, MessagesPerReplica: 1}
 	for _, id := range orgs {
 		o, ok := store.Get(id)
 		if !ok {

@@ -18,10 +18,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/orgscaler/orgscaler/activity"
-	"github.com/orgscaler/orgscaler/decide"
+	"github.com/orgscaler/orgscaler/orgid"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/pubsubdepth"
 	"github.com/orgscaler/orgscaler/schedule"
+	"github.com/orgscaler/orgscaler/trigger"
 )
 
 // Store is what the API needs of the org store; activity.Store provides it.
@@ -135,10 +136,10 @@ func New(o Options) *Server {
 
 func checkOrg(field, org string) error {
 	if org == "" {
-		return status.Errorf(codes.InvalidArgument, "%s is missing: expected %s", field, decide.OrgExpected)
+		return status.Errorf(codes.InvalidArgument, "%s is missing: expected %s", field, orgid.Expected)
 	}
-	if !decide.ValidOrg(org) {
-		return status.Errorf(codes.InvalidArgument, "%s is %q: expected %s", field, decide.Clip(org), decide.OrgExpected)
+	if !orgid.Valid(org) {
+		return status.Errorf(codes.InvalidArgument, "%s is %q: expected %s", field, trigger.Clip(org), orgid.Expected)
 	}
 	return nil
 }
@@ -196,7 +197,7 @@ func (s *Server) StreamActivity(stream pb.ActivityService_StreamActivityServer) 
 		if r.err != nil {
 			return true, false, r.err
 		}
-		if !decide.ValidOrg(r.ev.GetOrg()) { // the message is written only for a bad one
+		if !orgid.Valid(r.ev.GetOrg()) { // the message is written only for a bad one
 			return true, false, checkOrg(fmt.Sprintf("event %d: org", events+1), r.ev.GetOrg())
 		}
 		_, woke, err := s.store.RecordFor(r.ev.GetOrg(), activity.WakeActivity)
@@ -264,9 +265,9 @@ func recordError(prefix string, err error) error {
 
 // Hint records an enqueue hint, and the org's activity when it names one.
 func (s *Server) Hint(ctx context.Context, req *pb.HintRequest) (*pb.HintResponse, error) {
-	if !decide.ValidSubscription(req.GetSubscription()) {
+	if !trigger.ValidSubscription(req.GetSubscription()) {
 		return nil, status.Errorf(codes.InvalidArgument, "subscription is %q: expected projects/PROJECT/subscriptions/SUBSCRIPTION",
-			decide.Clip(req.GetSubscription()))
+			trigger.Clip(req.GetSubscription()))
 	}
 	if req.GetOrg() != "" {
 		if err := checkOrg("org", req.GetOrg()); err != nil {
@@ -371,8 +372,8 @@ func (s *Server) ListOrgs(_ context.Context, req *pb.ListOrgsRequest) (*pb.ListO
 	if tok := req.GetPageToken(); tok != "" {
 		var ok bool
 		after, ok = strings.CutPrefix(tok, "after:")
-		if !ok || !decide.ValidOrg(after) {
-			return nil, status.Errorf(codes.InvalidArgument, "page_token is %q: expected the next_page_token of a previous page", decide.Clip(tok))
+		if !ok || !orgid.Valid(after) {
+			return nil, status.Errorf(codes.InvalidArgument, "page_token is %q: expected the next_page_token of a previous page", trigger.Clip(tok))
 		}
 	}
 	orgs, more := s.store.List(f, after, size)
@@ -411,7 +412,7 @@ func (s *Server) UpdateOrg(ctx context.Context, req *pb.UpdateOrgRequest) (*pb.U
 	}
 	if req.WarmSchedule != nil {
 		if _, err := schedule.Parse(req.GetWarmSchedule()); err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "warm_schedule is %q: %v", decide.Clip(req.GetWarmSchedule()), err)
+			return nil, status.Errorf(codes.InvalidArgument, "warm_schedule is %q: %v", trigger.Clip(req.GetWarmSchedule()), err)
 		}
 		v := req.GetWarmSchedule()
 		u.WarmSchedule = &v

@@ -8,10 +8,10 @@ import (
 	"os"
 	"time"
 
-	"github.com/orgscaler/orgscaler/decide"
 	"github.com/orgscaler/orgscaler/pubsubdepth"
 	"github.com/orgscaler/orgscaler/replication"
 	"github.com/orgscaler/orgscaler/tlsconfig"
+	"github.com/orgscaler/orgscaler/trigger"
 	"github.com/orgscaler/orgscaler/usage"
 )
 
@@ -276,7 +276,7 @@ func (o Options) Validate() error {
 		return errors.New("--peers needs --replication=pubsub: peers share state only through the replication topic")
 	case o.Replication == ReplicationPubSub && len(o.Peers) > 0 && o.APITLS.Cert != "" && o.PeerTLSCA == "":
 		return errors.New("--api-tls-cert serves the API over TLS, so the other replicas' APIs in --peers are too: give --peer-tls-ca, the CA bundle that signed their certificates")
-	case o.ActivitySubscription != "" && !decide.ValidSubscription(o.ActivitySubscription):
+	case o.ActivitySubscription != "" && !trigger.ValidSubscription(o.ActivitySubscription):
 		return fmt.Errorf("--activity-subscription is %q: expected projects/PROJECT/subscriptions/SUBSCRIPTION", o.ActivitySubscription)
 	case o.AntiEntropy < time.Second:
 		return fmt.Errorf("--anti-entropy-interval is %s: expected at least 1s", o.AntiEntropy)

@@ -20,8 +20,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/orgscaler/orgscaler/app"
-	"github.com/orgscaler/orgscaler/decide"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+	"github.com/orgscaler/orgscaler/trigger"
 )
 
 // bareScaler answers KEDA's proto with constants: the cost of gRPC alone.
@@ -109,7 +109,7 @@ var refs = func() []*kedapb.ScaledObjectRef {
 }()
 
 func metricName(r *kedapb.ScaledObjectRef) string {
-	w, err := decide.ParseMetadata(r.GetScalerMetadata())
+	w, err := trigger.ParseMetadata(r.GetScalerMetadata())
 	if err != nil {
 		panic(err)
 	}

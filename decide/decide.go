@@ -1,3 +1,7 @@
+// Package decide holds the one rule every answer of the scaler comes from:
+// given a workload (package trigger), its org's state, its backlog and the
+// time, should it run and with how many replicas. It knows nothing of gRPC,
+// storage or clocks; whether the org is warm is package warm's rule.
 package decide
 
 import (
@@ -6,6 +10,7 @@ import (
 
 	"github.com/orgscaler/orgscaler/keepalive"
 	"github.com/orgscaler/orgscaler/schedule"
+	"github.com/orgscaler/orgscaler/trigger"
 	"github.com/orgscaler/orgscaler/warm"
 )
 
@@ -57,7 +62,7 @@ type Answer struct {
 
 	// The inputs, kept so Reason is written only when someone reads it:
 	// KEDA's answers never need the words.
-	w       Workload
+	w       trigger.Workload
 	org     OrgState
 	backlog Backlog
 	now     time.Time
@@ -84,7 +89,7 @@ func Hold(a Answer, last, hasLast bool) (active, ok bool) {
 
 // Window is the warm window of a workload in an org: its own warmFor, else
 // the org's idle window.
-func Window(w Workload, org OrgState) time.Duration {
+func Window(w trigger.Workload, org OrgState) time.Duration {
 	if w.WarmFor > 0 {
 		return w.WarmFor
 	}
@@ -98,7 +103,7 @@ func Window(w Workload, org OrgState) time.Duration {
 // so with the workload's window (warmFor, else the org's idle window; a
 // worker only with warmFor), or when its keep-alive plan has it up.
 // Active = warm, or backlog above activationBacklog.
-func Decide(w Workload, org OrgState, backlog Backlog, now time.Time) Answer {
+func Decide(w trigger.Workload, org OrgState, backlog Backlog, now time.Time) Answer {
 	a := Answer{w: w, org: org, backlog: backlog, now: now}
 	var st warm.State
 	if w.Org != "" {
@@ -134,7 +139,7 @@ func Decide(w Workload, org OrgState, backlog Backlog, now time.Time) Answer {
 		switch {
 		case w.KeepAlive.On() && org.ScaleToZeroAllowed:
 			a.Rule = RulePlanDown // NextChange stays: the pre-warm, if one is ahead
-		case w.Org == "" || (w.Kind == KindWorker && w.WarmFor == 0):
+		case w.Org == "" || (w.Kind == trigger.KindWorker && w.WarmFor == 0):
 			a.Rule = RuleNoBacklog
 		default:
 			a.Rule = RuleIdle
@@ -166,9 +171,9 @@ var ruleOf = map[warm.Reason]Rule{
 // warmOrg is what the warm rule reads for w in org: the workload's own
 // window, or none where activity alone does not keep it warm (a GPU
 // worker without warmFor; a keep-alive policy, whose plan replaces it).
-func warmOrg(w Workload, org OrgState) warm.Org {
+func warmOrg(w trigger.Workload, org OrgState) warm.Org {
 	window := Window(w, org)
-	if w.KeepAlive.On() || (w.Kind == KindWorker && w.WarmFor == 0) {
+	if w.KeepAlive.On() || (w.Kind == trigger.KindWorker && w.WarmFor == 0) {
 		window = 0
 	}
 	return warm.Org{LastActivity: org.LastActivity, ScaleToZeroAllowed: org.ScaleToZeroAllowed, Window: window, Schedule: org.Schedule}

@@ -1,12 +1,12 @@
 package decide
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/orgscaler/orgscaler/keepalive"
+	"github.com/orgscaler/orgscaler/trigger"
 )
 
 // A learned model is up by its org's plan, floored by minWarm, and each
@@ -14,11 +14,11 @@ import (
 // pre-warm's start (pushed as a wake), the pre-warm's end.
 func TestDecideKeepAlive(t *testing.T) {
 	md := map[string]string{"workload": "model", "org": "acme", "keepAlive": "learned", "coldStart": "3m"}
-	w, err := ParseMetadata(md)
+	w, err := trigger.ParseMetadata(md)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.KeepAlive != (KeepAlive{Policy: "learned", ColdStart: 3 * time.Minute, MinWarm: 6 * time.Minute}) {
+	if w.KeepAlive != (trigger.KeepAlive{Policy: "learned", ColdStart: 3 * time.Minute, MinWarm: 6 * time.Minute}) {
 		t.Fatalf("parsed %+v; want learned, a 3m cold start and minWarm its double", w.KeepAlive)
 	}
 	last := t0
@@ -59,35 +59,8 @@ func TestDecideKeepAlive(t *testing.T) {
 	if a := Decide(w, org, Backlog{}, last.Add(10*time.Minute)); !a.Active || a.Rule != RuleScaleToZeroOff {
 		t.Errorf("scale to zero off: %+v; want active whatever the plan", a)
 	}
-	plain, _ := ParseMetadata(map[string]string{"workload": "model", "org": "acme"})
+	plain, _ := trigger.ParseMetadata(map[string]string{"workload": "model", "org": "acme"})
 	if w.MetricName() == plain.MetricName() {
 		t.Error("a trigger with a keep-alive policy shares its metric name with one without")
-	}
-}
-
-func TestParseKeepAliveErrors(t *testing.T) {
-	for _, c := range []struct {
-		md  map[string]string
-		key string
-	}{
-		{map[string]string{"workload": "model", "org": "a", "keepAlive": "learned"}, "coldStart"},
-		{map[string]string{"workload": "model", "org": "a", "coldStart": "3m"}, "coldStart"},
-		{map[string]string{"workload": "model", "org": "a", "keepAlive": "fixed:1h", "coldStart": "3m"}, "keepAlive"},
-		{map[string]string{"workload": "model", "org": "a", "keepAlive": "learned:-1m", "coldStart": "3m"}, "keepAlive"},
-		{map[string]string{"workload": "model", "org": "a", "keepAlive": "learned", "coldStart": "3m", "warmFor": "1h"}, "keepAlive"},
-		{map[string]string{"workload": "model", "org": "a", "keepAlive": "learned", "coldStart": "0s"}, "coldStart"},
-		{map[string]string{"workload": "model", "org": "a", "keepAlive": "learned", "coldStart": "3m", "minWarm": "5h"}, "minWarm"},
-		{map[string]string{"workload": "worker", "subscription": "projects/p-1234/subscriptions/jobs", "keepAlive": "hybrid", "coldStart": "3m"}, "keepAlive"},
-	} {
-		_, err := ParseMetadata(c.md)
-		var me *MetadataError
-		if !errors.As(err, &me) || me.Key != c.key {
-			t.Errorf("%v: got %v; want an error naming %q", c.md, err, c.key)
-		}
-	}
-	w, err := ParseMetadata(map[string]string{"workload": "worker", "org": "a", "subscription": "projects/p-1234/subscriptions/jobs",
-		"keepAlive": "learned:20m", "coldStart": "2m", "minWarm": "0s"})
-	if err != nil || w.KeepAlive != (KeepAlive{Policy: "learned:20m", ColdStart: 2 * time.Minute}) {
-		t.Fatalf("an org worker with its own price and no floor: %+v %v", w.KeepAlive, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/orgscaler/orgscaler/schedule"
+	"github.com/orgscaler/orgscaler/trigger"
 )
 
 // Inside the org's warm schedule every workload of the org is warm, a GPU
@@ -18,10 +19,10 @@ func TestDecideSchedule(t *testing.T) {
 	}
 	day := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	org := OrgState{LastActivity: day.Add(-48 * time.Hour), ScaleToZeroAllowed: true, IdleWindow: time.Hour, Schedule: sched}
-	worker := Workload{Kind: KindWorker, Org: "acme", Subscription: "projects/p-1234/subscriptions/jobs", MessagesPerReplica: 1}
-	pynode := Workload{Kind: KindPynode, Org: "acme", MessagesPerReplica: 1}
+	worker := trigger.Workload{Kind: trigger.KindWorker, Org: "acme", Subscription: "projects/p-1234/subscriptions/jobs", MessagesPerReplica: 1}
+	pynode := trigger.Workload{Kind: trigger.KindPynode, Org: "acme", MessagesPerReplica: 1}
 	empty := Backlog{Known: true}
-	for _, w := range []Workload{worker, pynode} {
+	for _, w := range []trigger.Workload{worker, pynode} {
 		a := Decide(w, org, empty, day.Add(8*time.Hour))
 		if a.Active || !a.NextChange.Equal(day.Add(9*time.Hour)) {
 			t.Errorf("%s at 08:00: active %v next %s; want inactive until 09:00", w.Kind, a.Active, a.NextChange)

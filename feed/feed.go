@@ -27,8 +27,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/orgscaler/orgscaler/activity"
-	"github.com/orgscaler/orgscaler/decide"
+	"github.com/orgscaler/orgscaler/orgid"
 	"github.com/orgscaler/orgscaler/pubsubdepth"
+	"github.com/orgscaler/orgscaler/trigger"
 )
 
 // Recorder records activity; activity.Store provides it.
@@ -89,7 +90,7 @@ const (
 // the start with a clear error instead of a silent feed.
 func New(ctx context.Context, o Options) (*Feed, error) {
 	project, _, err := pubsubdepth.ParseName(o.Subscription)
-	if err != nil || !decide.ValidSubscription(o.Subscription) {
+	if err != nil || !trigger.ValidSubscription(o.Subscription) {
 		return nil, fmt.Errorf("--activity-subscription is %q: expected projects/PROJECT/subscriptions/SUBSCRIPTION", o.Subscription)
 	}
 	if o.Logger == nil {
@@ -173,7 +174,7 @@ func (f *Feed) handle(ctx context.Context, m *pubsub.Message) {
 		f.metrics.rejected.WithLabelValues(reason).Inc()
 		f.warn.Do(func() {
 			f.log.Warn("activity message rejected and acknowledged (logged at most every 10s; orgscaler_activity_rejected_total counts them all)",
-				"reason", reason, "message_id", m.ID, "org", decide.Clip(org))
+				"reason", reason, "message_id", m.ID, "org", trigger.Clip(org))
 		})
 		m.Ack()
 		return
@@ -224,7 +225,7 @@ func OrgOf(attrs map[string]string, body []byte) (org, reason string) {
 		}
 		org = *b.Org
 	}
-	if !decide.ValidOrg(org) {
+	if !orgid.Valid(org) {
 		return org, ReasonInvalidOrg
 	}
 	return org, ""

@@ -14,8 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/orgscaler/orgscaler/activity"
-	"github.com/orgscaler/orgscaler/decide"
 	"github.com/orgscaler/orgscaler/kubeevents"
+	"github.com/orgscaler/orgscaler/orgid"
+	"github.com/orgscaler/orgscaler/trigger"
 )
 
 type metrics struct {
@@ -81,8 +82,8 @@ func serviceOf(u *unstructured.Unstructured) *service {
 	l := u.GetLabels()
 	s := &service{uid: u.GetUID(), org: l[LabelOrg], warm: 1}
 	s.latest, _, _ = unstructured.NestedString(u.Object, "status", "latestReadyRevisionName")
-	if !decide.ValidOrg(s.org) {
-		s.badLabel = fmt.Sprintf("label %s=%q is not an org id: expected %s", LabelOrg, s.org, decide.OrgExpected)
+	if !orgid.Valid(s.org) {
+		s.badLabel = fmt.Sprintf("label %s=%q is not an org id: expected %s", LabelOrg, s.org, orgid.Expected)
 	}
 	if v, ok := l[LabelWarmMinScale]; ok {
 		if n, err := strconv.ParseInt(v, 10, 32); err != nil || n < 1 {
@@ -92,8 +93,8 @@ func serviceOf(u *unstructured.Unstructured) *service {
 		}
 	}
 	if v, ok := l[LabelGPUs]; ok {
-		if n, err := strconv.ParseInt(v, 10, 32); err != nil || n < 0 || n > decide.MaxGPUsPerReplica {
-			s.badLabel = fmt.Sprintf("label %s=%q is not a whole number of GPUs from 0 to %d", LabelGPUs, v, decide.MaxGPUsPerReplica)
+		if n, err := strconv.ParseInt(v, 10, 32); err != nil || n < 0 || n > trigger.MaxGPUsPerReplica {
+			s.badLabel = fmt.Sprintf("label %s=%q is not a whole number of GPUs from 0 to %d", LabelGPUs, v, trigger.MaxGPUsPerReplica)
 		} else {
 			s.gpus = n
 		}

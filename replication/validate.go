@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/orgscaler/orgscaler/activity"
-	"github.com/orgscaler/orgscaler/decide"
 	"github.com/orgscaler/orgscaler/hlc"
+	"github.com/orgscaler/orgscaler/orgid"
 )
 
 // Replication messages are checked before anything in them is applied:
@@ -77,7 +77,7 @@ func bounded(changes []activity.Change, limit time.Time) (kept []activity.Change
 	lim := hlc.Stamp(limit.UnixNano())
 	kept = changes[:0]
 	for _, c := range changes {
-		if !decide.ValidOrg(c.Org) {
+		if !orgid.Valid(c.Org) {
 			dropped++
 			continue
 		}

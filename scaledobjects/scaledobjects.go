@@ -13,13 +13,12 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/orgscaler/orgscaler/trigger"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
-
-	"github.com/orgscaler/orgscaler/decide"
 )
 
 // The resources KEDA calls external scalers for.
@@ -34,12 +33,12 @@ type Key struct{ Namespace, Name string }
 
 func (k Key) String() string { return k.Namespace + "/" + k.Name }
 
-// trigger is one external trigger of an object: what a request must match,
+// extTrigger is one external trigger of an object: what a request must match,
 // and, when its metadata parses, the metric the scaler answers it under.
-type trigger struct {
+type extTrigger struct {
 	workload, org, subscription string
 	metric                      string // "" when the metadata does not parse
-	parsed                      decide.Workload
+	parsed                      trigger.Workload
 	paused                      bool // its object is paused: KEDA does not ask
 }
 
@@ -65,7 +64,7 @@ func paused(annotations map[string]string) bool {
 // the fleet's leader answers for itself, to count it once for the fleet.
 type Target struct {
 	Key      Key
-	Workload decide.Workload
+	Workload trigger.Workload
 }
 
 // Gone is what went away with a change of one object: the object itself
@@ -108,10 +107,10 @@ type Registry struct {
 	synced  []cache.InformerSynced
 
 	mu      sync.RWMutex
-	objs    map[Key]map[string][]trigger // by key, then by resource
-	metrics map[string]int               // metric → triggers naming it
-	subs    map[string]int               // subscription → triggers naming it
-	byOrg   map[string]map[Key]int       // org → the objects whose triggers name it (how many)
+	objs    map[Key]map[string][]extTrigger // by key, then by resource
+	metrics map[string]int                  // metric → triggers naming it
+	subs    map[string]int                  // subscription → triggers naming it
+	byOrg   map[string]map[Key]int          // org → the objects whose triggers name it (how many)
 }
 
 // New returns a Registry over the cluster dyn reaches; Run starts it.
@@ -143,7 +142,7 @@ func newRegistry(o Options) *Registry {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Registry{log: o.Logger.With("component", "scaledobjects"), onGone: o.OnGone,
-		objs: map[Key]map[string][]trigger{}, metrics: map[string]int{}, subs: map[string]int{}, byOrg: map[string]map[Key]int{}}
+		objs: map[Key]map[string][]extTrigger{}, metrics: map[string]int{}, subs: map[string]int{}, byOrg: map[string]map[Key]int{}}
 }
 
 // Run watches the cluster until ctx ends.
@@ -186,7 +185,7 @@ func (r *Registry) Check(namespace, name string, md map[string]string) error {
 	if !ok {
 		return &NotFoundError{Key: k, reason: "no such ScaledObject or ScaledJob"}
 	}
-	want := trigger{workload: md[decide.KeyWorkload], org: md[decide.KeyOrg], subscription: md[decide.KeySubscription]}
+	want := extTrigger{workload: md[trigger.KeyWorkload], org: md[trigger.KeyOrg], subscription: md[trigger.KeySubscription]}
 	for _, ts := range byRes {
 		for _, t := range ts {
 			if t.workload == want.workload && t.org == want.org && t.subscription == want.subscription {
@@ -195,7 +194,7 @@ func (r *Registry) Check(namespace, name string, md map[string]string) error {
 		}
 	}
 	return &NotFoundError{Key: k, reason: fmt.Sprintf("it has no external trigger with workload %q, org %q and subscription %q",
-		decide.Clip(want.workload), decide.Clip(want.org), decide.Clip(want.subscription))}
+		trigger.Clip(want.workload), trigger.Clip(want.org), trigger.Clip(want.subscription))}
 }
 
 // Targets lists every trigger whose metadata parses, of every object not
@@ -259,7 +258,7 @@ func (r *Registry) remove(resource string, obj any) {
 
 // apply puts ts as the triggers of k's resource (nil: the object is gone)
 // and tells OnGone what went away.
-func (r *Registry) apply(resource string, k Key, ts []trigger) {
+func (r *Registry) apply(resource string, k Key, ts []extTrigger) {
 	r.mu.Lock()
 	before := r.metricsOf(k)
 	old := r.objs[k][resource]
@@ -276,7 +275,7 @@ func (r *Registry) apply(resource string, k Key, ts []trigger) {
 		}
 	} else {
 		if r.objs[k] == nil {
-			r.objs[k] = map[string][]trigger{}
+			r.objs[k] = map[string][]extTrigger{}
 		}
 		r.objs[k][resource] = ts
 	}
@@ -307,7 +306,7 @@ func (r *Registry) apply(resource string, k Key, ts []trigger) {
 
 // hold and release count the triggers naming each metric and
 // subscription. Caller holds r.mu.
-func (r *Registry) hold(k Key, t trigger) {
+func (r *Registry) hold(k Key, t extTrigger) {
 	if t.metric != "" {
 		r.metrics[t.metric]++
 	}
@@ -322,7 +321,7 @@ func (r *Registry) hold(k Key, t trigger) {
 	}
 }
 
-func (r *Registry) release(k Key, t trigger) {
+func (r *Registry) release(k Key, t extTrigger) {
 	if t.metric != "" {
 		r.metrics[t.metric]--
 	}
@@ -359,8 +358,8 @@ func dedupe(s []string) []string {
 
 // triggersOf reads an object's external triggers. Never nil, so an object
 // without any is still known (and answers nothing).
-func triggersOf(u *unstructured.Unstructured) []trigger {
-	out := []trigger{}
+func triggersOf(u *unstructured.Unstructured) []extTrigger {
+	out := []extTrigger{}
 	list, _, _ := unstructured.NestedSlice(u.Object, "spec", "triggers")
 	for _, item := range list {
 		m, ok := item.(map[string]any)
@@ -378,8 +377,8 @@ func triggersOf(u *unstructured.Unstructured) []trigger {
 				}
 			}
 		}
-		t := trigger{workload: md[decide.KeyWorkload], org: md[decide.KeyOrg], subscription: md[decide.KeySubscription]}
-		if w, err := decide.ParseMetadata(md); err == nil {
+		t := extTrigger{workload: md[trigger.KeyWorkload], org: md[trigger.KeyOrg], subscription: md[trigger.KeySubscription]}
+		if w, err := trigger.ParseMetadata(md); err == nil {
 			t.metric, t.parsed = w.MetricName(), w
 		}
 		out = append(out, t)

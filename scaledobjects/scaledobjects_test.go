@@ -6,10 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/orgscaler/orgscaler/trigger"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
-
-	"github.com/orgscaler/orgscaler/decide"
 )
 
 // object is a ScaledObject as the API server serves it.
@@ -41,7 +40,7 @@ var (
 
 func metricOf(t *testing.T, md map[string]string) string {
 	t.Helper()
-	w, err := decide.ParseMetadata(md)
+	w, err := trigger.ParseMetadata(md)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/orgscaler/orgscaler/decide"
 	"github.com/orgscaler/orgscaler/scaledobjects"
+	"github.com/orgscaler/orgscaler/trigger"
 )
 
 // MaxScaledObjects bounds what the scaler remembers per ScaledObject (its
@@ -21,14 +21,14 @@ const maxNameLen = 253
 
 // admitted validates a KEDA request's metadata, then makes sure a real
 // ScaledObject's trigger makes it, before anything is kept for it.
-func (s *Server) admitted(ref *kedapb.ScaledObjectRef) (decide.Workload, error) {
+func (s *Server) admitted(ref *kedapb.ScaledObjectRef) (trigger.Workload, error) {
 	w, err := s.workload(ref)
 	if err != nil {
 		return w, err
 	}
 	if s.admit != nil {
 		if err := s.admit.Check(ref.GetNamespace(), ref.GetName(), ref.GetScalerMetadata()); err != nil {
-			return decide.Workload{}, admitError(err)
+			return trigger.Workload{}, admitError(err)
 		}
 	}
 	s.noteMetadata(ref)
@@ -52,24 +52,24 @@ func admitError(err error) error {
 }
 
 // workload validates a request's metadata before anything else.
-func (s *Server) workload(ref *kedapb.ScaledObjectRef) (decide.Workload, error) {
+func (s *Server) workload(ref *kedapb.ScaledObjectRef) (trigger.Workload, error) {
 	if ref == nil {
-		return decide.Workload{}, status.Error(codes.InvalidArgument, "scaledObjectRef is missing")
+		return trigger.Workload{}, status.Error(codes.InvalidArgument, "scaledObjectRef is missing")
 	}
 	if len(ref.GetNamespace()) > maxNameLen || len(ref.GetName()) > maxNameLen {
-		return decide.Workload{}, status.Errorf(codes.InvalidArgument, "scaledObjectRef %q/%q: expected a namespace and name of at most %d characters",
-			decide.Clip(ref.GetNamespace()), decide.Clip(ref.GetName()), maxNameLen)
+		return trigger.Workload{}, status.Errorf(codes.InvalidArgument, "scaledObjectRef %q/%q: expected a namespace and name of at most %d characters",
+			trigger.Clip(ref.GetNamespace()), trigger.Clip(ref.GetName()), maxNameLen)
 	}
-	w, err := decide.ParseMetadata(ref.GetScalerMetadata())
+	w, err := trigger.ParseMetadata(ref.GetScalerMetadata())
 	if err != nil {
-		var me *decide.MetadataError
+		var me *trigger.MetadataError
 		if errors.As(err, &me) {
-			return decide.Workload{}, status.Errorf(codes.InvalidArgument, "%s: %s", refName(ref), err)
+			return trigger.Workload{}, status.Errorf(codes.InvalidArgument, "%s: %s", refName(ref), err)
 		}
-		return decide.Workload{}, status.Error(codes.InvalidArgument, err.Error())
+		return trigger.Workload{}, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if w.Subscription != "" && s.backlogs == nil {
-		return decide.Workload{}, status.Errorf(codes.FailedPrecondition,
+		return trigger.Workload{}, status.Errorf(codes.FailedPrecondition,
 			"%s: subscription %s: this scaler runs without a backlog source, so a %s that scales on a subscription cannot be answered: start it with --pubsub=monitoring (or --pubsub=embedded for local work)",
 			refName(ref), w.Subscription, w.Kind)
 	}

@@ -11,13 +11,14 @@ import (
 	"github.com/orgscaler/orgscaler/decide"
 	"github.com/orgscaler/orgscaler/keepalive"
 	"github.com/orgscaler/orgscaler/pubsubdepth"
+	"github.com/orgscaler/orgscaler/trigger"
 	"github.com/orgscaler/orgscaler/usage"
 )
 
 // answer computes the decision for w (whose metric is named name) now,
 // from memory only, and enters it in the usage ledger under ref. It fails
 // with NotFound for a subscription that does not exist.
-func (s *Server) answer(ref *kedapb.ScaledObjectRef, w decide.Workload, name string) (decide.Answer, pubsubdepth.Depth, error) {
+func (s *Server) answer(ref *kedapb.ScaledObjectRef, w trigger.Workload, name string) (decide.Answer, pubsubdepth.Depth, error) {
 	a, o, d, err := s.evaluate(w)
 	if err == nil {
 		s.observe(ref.GetNamespace(), ref.GetName(), w, name, a, o)
@@ -27,7 +28,7 @@ func (s *Server) answer(ref *kedapb.ScaledObjectRef, w decide.Workload, name str
 
 // observe enters an answer in the usage ledger. Only ScaledObjects count:
 // scalerctl ask and explain send no name.
-func (s *Server) observe(namespace, name string, w decide.Workload, metric string, a decide.Answer, o activity.Org) {
+func (s *Server) observe(namespace, name string, w trigger.Workload, metric string, a decide.Answer, o activity.Org) {
 	if s.usage != nil && !a.Blind() && namespace != "" && name != "" {
 		s.usage.Observe(usage.ID(namespace+"/"+name, metric), usage.AnswerOf(w, a, o), a.At())
 	}
@@ -47,7 +48,7 @@ type Verdict struct {
 // Answer answers w now as IsActive would, and remembers it as KEDA's last
 // answer: for the fleet's leader, which answers every trigger for itself
 // (package tally). It fails where KEDA would get an error instead.
-func (s *Server) Answer(w decide.Workload) (Verdict, error) {
+func (s *Server) Answer(w trigger.Workload) (Verdict, error) {
 	if w.Subscription != "" && s.backlogs == nil {
 		return Verdict{}, status.Errorf(codes.FailedPrecondition, "subscription %s: no backlog source", w.Subscription)
 	}
@@ -69,7 +70,7 @@ func reasonOf(a decide.Answer, d pubsubdepth.Depth) func() string {
 }
 
 // evaluate is answer with the org it read.
-func (s *Server) evaluate(w decide.Workload) (decide.Answer, activity.Org, pubsubdepth.Depth, error) {
+func (s *Server) evaluate(w trigger.Workload) (decide.Answer, activity.Org, pubsubdepth.Depth, error) {
 	var org decide.OrgState
 	var o activity.Org
 	if w.Org != "" {
@@ -111,7 +112,7 @@ func limitError(err error) error {
 }
 
 // plan is the keep-alive plan of w's policy for its org's idle times.
-func (s *Server) plan(w decide.Workload) (keepalive.Plan, error) {
+func (s *Server) plan(w trigger.Workload) (keepalive.Plan, error) {
 	if s.idle == nil {
 		return keepalive.Plan{}, status.Error(codes.FailedPrecondition, "keepAlive: this scaler keeps no idle times to plan from")
 	}
@@ -139,11 +140,11 @@ func orgState(o activity.Org) decide.OrgState {
 	return decide.OrgState{LastActivity: o.LastActivity, ScaleToZeroAllowed: o.ScaleToZeroAllowed, IdleWindow: o.IdleWindow, Schedule: o.WarmSchedule}
 }
 
-func blindError(w decide.Workload, d pubsubdepth.Depth) error {
+func blindError(w trigger.Workload, d pubsubdepth.Depth) error {
 	return status.Errorf(codes.Unavailable, "backlog of subscription %s is unknown: %s", w.Subscription, d.Reason())
 }
 
-func (s *Server) count(w decide.Workload, active bool, err error) {
+func (s *Server) count(w trigger.Workload, active bool, err error) {
 	result := "inactive"
 	switch {
 	case err != nil:
@@ -157,7 +158,7 @@ func (s *Server) count(w decide.Workload, active bool, err error) {
 // remember keeps the last answer per workload (by its metric name), and
 // says what IsActive answers by decide.Hold: while blind, the last answer;
 // with none, an error.
-func (s *Server) remember(w decide.Workload, name string, a decide.Answer, d pubsubdepth.Depth) (bool, error) {
+func (s *Server) remember(w trigger.Workload, name string, a decide.Answer, d pubsubdepth.Depth) (bool, error) {
 	last, hasLast := s.lastActive(name)
 	active, ok := decide.Hold(a, last, hasLast)
 	if !ok {

@@ -10,13 +10,14 @@ import (
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/decide"
 	"github.com/orgscaler/orgscaler/pubsubdepth"
+	"github.com/orgscaler/orgscaler/trigger"
 )
 
 // Explanation is one answer with every input behind it: what `scalerctl
 // explain` prints. It comes from the same evaluation as KEDA's answers.
 type Explanation struct {
 	Metadata map[string]string
-	Workload decide.Workload
+	Workload trigger.Workload
 	Org      *activity.Org      // nil without an org
 	Backlog  *pubsubdepth.Depth // nil without a subscription
 	Answer   decide.Answer

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/orgscaler/orgscaler/decide"
+	"github.com/orgscaler/orgscaler/trigger"
 )
 
 // IsActive answers whether the workload should run at all. While the
@@ -50,7 +51,7 @@ func (s *Server) GetMetricSpec(_ context.Context, ref *kedapb.ScaledObjectRef) (
 	return metricSpec(w), nil
 }
 
-func metricSpec(w decide.Workload) *kedapb.GetMetricSpecResponse {
+func metricSpec(w trigger.Workload) *kedapb.GetMetricSpecResponse {
 	return &kedapb.GetMetricSpecResponse{MetricSpecs: []*kedapb.MetricSpec{{
 		MetricName: w.MetricName(), TargetSize: 1, TargetSizeFloat: 1,
 	}}}

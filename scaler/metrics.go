@@ -1,15 +1,14 @@
 package scaler
 
 import (
+	"github.com/orgscaler/orgscaler/trigger"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/orgscaler/orgscaler/decide"
 )
 
 // metrics are the KEDA service's Prometheus metrics.
 type metrics struct {
 	answers *prometheus.CounterVec
-	byKind  map[decide.Kind]map[string]prometheus.Counter
+	byKind  map[trigger.Kind]map[string]prometheus.Counter
 	pushes  prometheus.Counter
 	streams prometheus.Gauge
 }
@@ -31,8 +30,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.answers, m.pushes, m.streams)
 	}
 	// Every series made once: KEDA's calls then count without hashing labels.
-	m.byKind = map[decide.Kind]map[string]prometheus.Counter{}
-	for _, k := range []decide.Kind{decide.KindPynode, decide.KindModel, decide.KindWorker} {
+	m.byKind = map[trigger.Kind]map[string]prometheus.Counter{}
+	for _, k := range []trigger.Kind{trigger.KindPynode, trigger.KindModel, trigger.KindWorker} {
 		m.byKind[k] = map[string]prometheus.Counter{}
 		for _, r := range []string{"active", "inactive", "error"} {
 			m.byKind[k][r] = m.answers.WithLabelValues(string(k), r)
@@ -42,7 +41,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 // answer is the counter of one kind and result.
-func (m *metrics) answer(k decide.Kind, result string) prometheus.Counter {
+func (m *metrics) answer(k trigger.Kind, result string) prometheus.Counter {
 	if c, ok := m.byKind[k][result]; ok {
 		return c
 	}

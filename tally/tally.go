@@ -11,9 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/orgscaler/orgscaler/decide"
 	"github.com/orgscaler/orgscaler/scaledobjects"
 	"github.com/orgscaler/orgscaler/scaler"
+	"github.com/orgscaler/orgscaler/trigger"
 	"github.com/orgscaler/orgscaler/usage"
 )
 
@@ -23,7 +23,7 @@ const Every = 5 * time.Second
 
 // Answerer answers a trigger as IsActive would; scaler.Server provides it.
 type Answerer interface {
-	Answer(w decide.Workload) (scaler.Verdict, error)
+	Answer(w trigger.Workload) (scaler.Verdict, error)
 }
 
 // Targets lists the cluster's triggers that name org ("": all);

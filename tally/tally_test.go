@@ -10,11 +10,11 @@ import (
 	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 
 	"github.com/orgscaler/orgscaler/activity"
-	"github.com/orgscaler/orgscaler/decide"
 	"github.com/orgscaler/orgscaler/internal/clocktest"
 	"github.com/orgscaler/orgscaler/scaledobjects"
 	"github.com/orgscaler/orgscaler/scaler"
 	"github.com/orgscaler/orgscaler/tally"
+	"github.com/orgscaler/orgscaler/trigger"
 	"github.com/orgscaler/orgscaler/usage"
 )
 
@@ -59,8 +59,8 @@ func TestTallyCountsOncePerObject(t *testing.T) {
 	t.Cleanup(func() { _ = store.Close() })
 	obs, ledger := &told{}, &observed{ids: map[string]bool{}}
 	s := scaler.New(scaler.Options{Orgs: store, Now: c.Now})
-	workload := func(md map[string]string) decide.Workload {
-		w, err := decide.ParseMetadata(md)
+	workload := func(md map[string]string) trigger.Workload {
+		w, err := trigger.ParseMetadata(md)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,7 +136,7 @@ func TestTallyLeadsAndFollows(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = store.Close() })
 	md := map[string]string{"workload": "pynode", "org": "acme"}
-	w, err := decide.ParseMetadata(md)
+	w, err := trigger.ParseMetadata(md)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,13 +1,19 @@
-package decide
+package trigger_test
 
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orgscaler/orgscaler/decide"
+	"github.com/orgscaler/orgscaler/orgid"
+	"github.com/orgscaler/orgscaler/trigger"
 )
+
+// pem are the keys whose values may hold PEM certificates.
+var pem = map[string]bool{"caCert": true, "tlsClientCert": true, "tlsClientKey": true}
 
 // metadataOf reads KEY=VALUE lines, so the fuzzer can build any map.
 func metadataOf(s string) map[string]string {
@@ -20,7 +26,7 @@ func metadataOf(s string) map[string]string {
 }
 
 // Any metadata either parses into a workload whose answers and metric
-// name are sane, or is refused with a *MetadataError naming a key.
+// name are sane, or is refused with a *trigger.MetadataError naming a key.
 func FuzzParseMetadata(f *testing.F) {
 	for _, seed := range []string{
 		"workload=pynode\norg=acme",
@@ -32,16 +38,16 @@ func FuzzParseMetadata(f *testing.F) {
 		"workload=worker\nsubscription=projects/P/subscriptions/x",
 		"workload=pynode\norg=a\ngpusPerReplica=99999999999999999999",
 		"scalerAddress=x:1\nenableTLS=true\nworkload=pynode\norg=ü",
-		"workload=pynode\norg=acme\nscalerAddress=" + strings.Repeat("x", MaxMetadataValue+1),
+		"workload=pynode\norg=acme\nscalerAddress=" + strings.Repeat("x", trigger.MaxMetadataValue+1),
 		"workload=pynode\norg=acme" + strings.Repeat("\nmetricType=AverageValue", 3),
 	} {
 		f.Add(seed)
 	}
 	now := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, s string) {
-		w, err := ParseMetadata(metadataOf(s))
+		w, err := trigger.ParseMetadata(metadataOf(s))
 		if err != nil {
-			var me *MetadataError
+			var me *trigger.MetadataError
 			if !errors.As(err, &me) || (me.Key == "" && !me.Unknown) || !strings.Contains(err.Error(), fmt.Sprintf("%q", me.Key)) {
 				t.Fatalf("refusal without a named key: %v", err)
 			}
@@ -51,43 +57,29 @@ func FuzzParseMetadata(f *testing.F) {
 			return
 		}
 		md := metadataOf(s)
-		if len(md) > MaxMetadataKeys {
+		if len(md) > trigger.MaxMetadataKeys {
 			t.Fatalf("accepted %d keys", len(md))
 		}
 		for k, v := range md {
-			if len(k) > MaxMetadataValue || len(v) > MaxMetadataPEMValue || (!pemKeys[k] && len(v) > MaxMetadataValue) {
-				t.Fatalf("accepted key %q with a value of %d bytes", Clip(k), len(v))
+			if len(k) > trigger.MaxMetadataValue || len(v) > trigger.MaxMetadataPEMValue || (!pem[k] && len(v) > trigger.MaxMetadataValue) {
+				t.Fatalf("accepted key %q with a value of %d bytes", trigger.Clip(k), len(v))
 			}
 		}
-		if w.Kind != KindPynode && w.Kind != KindModel && w.Kind != KindWorker {
+		if w.Kind != trigger.KindPynode && w.Kind != trigger.KindModel && w.Kind != trigger.KindWorker {
 			t.Fatalf("kind %q", w.Kind)
 		}
-		if w.Org != "" && !ValidOrg(w.Org) || w.Subscription != "" && !ValidSubscription(w.Subscription) {
+		if w.Org != "" && !orgid.Valid(w.Org) || w.Subscription != "" && !trigger.ValidSubscription(w.Subscription) {
 			t.Fatalf("accepted an invalid org or subscription: %+v", w)
 		}
 		name := w.MetricName()
 		if len(name) > 200 || strings.ToLower(name) != name || strings.ContainsAny(name, " /_.:") {
 			t.Fatalf("metric name %q is not a valid Kubernetes metric name", name)
 		}
-		for _, b := range []Backlog{{}, {Known: true, Messages: 1 << 62, ObservedAt: now}} {
-			a := Decide(w, OrgState{LastActivity: now.Add(-time.Hour), ScaleToZeroAllowed: true, IdleWindow: 24 * time.Hour}, b, now)
-			if a.Replicas < 0 || (a.Active && a.Replicas < 1 && !a.Blind() && a.Rule != RuleBlind) || a.Reason() == "" {
+		for _, b := range []decide.Backlog{{}, {Known: true, Messages: 1 << 62, ObservedAt: now}} {
+			a := decide.Decide(w, decide.OrgState{LastActivity: now.Add(-time.Hour), ScaleToZeroAllowed: true, IdleWindow: 24 * time.Hour}, b, now)
+			if a.Replicas < 0 || (a.Active && a.Replicas < 1 && !a.Blind() && a.Rule != decide.RuleBlind) || a.Reason() == "" {
 				t.Fatalf("answer %+v (%s) for %+v", a, a.Reason(), w)
 			}
-		}
-	})
-}
-
-// orgPattern is ValidOrg's rule as a regexp, to check the loop against.
-var orgPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
-
-func FuzzValidOrg(f *testing.F) {
-	for _, s := range []string{"acme", "", "a b", strings.Repeat("a", 128), strings.Repeat("a", 129), "acme:eu-1.x_y", "ü", "a\x00"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if ValidOrg(s) != orgPattern.MatchString(s) {
-			t.Fatalf("ValidOrg(%q) = %v, the rule says %v", s, ValidOrg(s), !ValidOrg(s))
 		}
 	})
 }

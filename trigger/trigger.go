@@ -1,7 +1,8 @@
-// Package decide holds the one rule every answer of the scaler comes from:
-// given a workload, its org's state, its backlog and the time, should it run
-// and with how many replicas. It knows nothing of gRPC, storage or clocks.
-package decide
+// Package trigger reads a KEDA trigger's metadata into the workload it
+// names (kind, org, subscription, sizing, keep-alive policy), refusing
+// with an error that names the key, the value and what was expected, and
+// names the workload's metric.
+package trigger
 
 import (
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/orgscaler/orgscaler/orgid"
 )
 
 // Kind is what a workload is.
@@ -51,9 +54,6 @@ var kedaKeys = map[string]bool{
 	"metricType":       true,
 	"activationTarget": true,
 }
-
-// MaxOrgLen is the longest org id accepted.
-const MaxOrgLen = 128
 
 var (
 	// Pub/Sub's own rules: project ids are 6-30 lowercase letters, digits
@@ -97,31 +97,12 @@ func (e *MetadataError) Error() string {
 	return fmt.Sprintf("metadata %q is %q: expected %s", e.Key, e.Value, e.Expected)
 }
 
-// ValidOrg reports whether org is a well-formed org id: 1 to 128 of
-// [A-Za-z0-9._:-]. A loop, not a regexp: every activity event is checked.
-func ValidOrg(org string) bool {
-	if len(org) == 0 || len(org) > MaxOrgLen {
-		return false
-	}
-	for i := 0; i < len(org); i++ {
-		switch c := org[i]; {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == ':', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// OrgExpected says what an org id must be, for error messages.
-const OrgExpected = "1 to 128 characters of letters, digits, '.', '_', '-', ':'"
-
 func validateOrg(field, org string) error {
 	if org == "" {
-		return &MetadataError{Key: field, Missing: true, Expected: OrgExpected}
+		return &MetadataError{Key: field, Missing: true, Expected: orgid.Expected}
 	}
-	if !ValidOrg(org) {
-		return &MetadataError{Key: field, Value: Clip(org), Expected: OrgExpected}
+	if !orgid.Valid(org) {
+		return &MetadataError{Key: field, Value: Clip(org), Expected: orgid.Expected}
 	}
 	return nil
 }
