@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +29,7 @@ import (
 	"github.com/orgscaler/orgscaler/idletimes"
 	"github.com/orgscaler/orgscaler/knative"
 	"github.com/orgscaler/orgscaler/kubeevents"
+	"github.com/orgscaler/orgscaler/readiness"
 	"github.com/orgscaler/orgscaler/replication"
 	"github.com/orgscaler/orgscaler/scaledobjects"
 	"github.com/orgscaler/orgscaler/scaler"
@@ -40,45 +40,43 @@ import (
 
 // App is a running scaler.
 type App struct {
-	opts       Options
-	log        *slog.Logger
-	db         *storage.DB
-	store      *activity.Store
-	kedaLis    net.Listener
-	apiLis     net.Listener
-	kedaSrv    *grpc.Server
-	apiSrv     *grpc.Server // the API's gRPC, served through apiHTTP
-	apiHTTP    *http.Server // the API port: gRPC, and the Connect protocol (HTTP/JSON)
-	health     *health.Server
-	apiHealth  *health.Server
-	depth      *depth                  // nil without a backlog source
-	repl       *replication.Replicator // nil with one replica
-	ready      atomic.Bool             // holds every org's state (false while loading a snapshot)
-	empty      bool                    // started with no org: waits for a snapshot
-	healthKick chan struct{}           // re-evaluate health now (readiness changed)
-	peers      replication.Peers
-	events     *kubeevents.Recorder    // nil without a cluster
-	kube       *rest.Config            // nil without a cluster
-	dyn        dynamic.Interface       // nil without a cluster
-	skewed     atomic.Bool             // this replica's clock is off by more than --max-clock-skew
-	fleet      *fleet.Fleet            // nil outside a fleet
-	tally      *tally.Tally            // nil outside a fleet
-	objects    *scaledobjects.Registry // nil without a cluster
-	knative    *knative.Actuator       // nil without --knative
-	keda       *scaler.Server
-	registry   *prometheus.Registry
-	metricsLn  net.Listener
-	metrics    *http.Server
-	eventsWG   sync.WaitGroup
-	eventsEnd  context.CancelFunc
-	sec        *security
-	ledger     *usage.Ledger
-	idle       *idletimes.Store
-	history    *history.Store
-	feed       *feed.Feed // nil without --activity-subscription
-	bgWG       sync.WaitGroup
-	bgEnd      context.CancelFunc
-	clock      *clock.Clock // nil when Options.Now was given
+	opts      Options
+	log       *slog.Logger
+	db        *storage.DB
+	store     *activity.Store
+	kedaLis   net.Listener
+	apiLis    net.Listener
+	kedaSrv   *grpc.Server
+	apiSrv    *grpc.Server // the API's gRPC, served through apiHTTP
+	apiHTTP   *http.Server // the API port: gRPC, and the Connect protocol (HTTP/JSON)
+	health    *health.Server
+	apiHealth *health.Server
+	depth     *depth                  // nil without a backlog source
+	repl      *replication.Replicator // nil with one replica
+	empty     bool                    // started with no org: waits for a snapshot
+	peers     replication.Peers
+	events    *kubeevents.Recorder    // nil without a cluster
+	kube      *rest.Config            // nil without a cluster
+	dyn       dynamic.Interface       // nil without a cluster
+	gate      *readiness.Gate         // may this replica answer: orgs held, clock within bounds, ScaledObjects read, backlog fresh
+	fleet     *fleet.Fleet            // nil outside a fleet
+	tally     *tally.Tally            // nil outside a fleet
+	objects   *scaledobjects.Registry // nil without a cluster
+	knative   *knative.Actuator       // nil without --knative
+	keda      *scaler.Server
+	registry  *prometheus.Registry
+	metricsLn net.Listener
+	metrics   *http.Server
+	eventsWG  sync.WaitGroup
+	eventsEnd context.CancelFunc
+	sec       *security
+	ledger    *usage.Ledger
+	idle      *idletimes.Store
+	history   *history.Store
+	feed      *feed.Feed // nil without --activity-subscription
+	bgWG      sync.WaitGroup
+	bgEnd     context.CancelFunc
+	clock     *clock.Clock // nil when Options.Now was given
 	// Replication stops after everything else in the background, so what
 	// their last flushes hand it (history days, ledger hours, idle counts)
 	// is in its drain.
@@ -163,7 +161,7 @@ func (a *App) Run(ctx context.Context) error {
 		if len(a.peers.Addrs) > 0 {
 			a.bgWG.Go(func() {
 				a.repl.Join(bg, replication.JoinOptions{Peers: a.peers, Store: a.store, Empty: a.empty,
-					AntiEntropy: a.opts.AntiEntropy, Ready: a.becomeReady, NotReady: a.becomeNotReady, Prune: a.pruneIfAway()})
+					AntiEntropy: a.opts.AntiEntropy, Ready: a.gate.Loaded, NotReady: a.gate.Loading, Prune: a.pruneIfAway()})
 			})
 		}
 	}
@@ -188,7 +186,17 @@ func (a *App) Run(ctx context.Context) error {
 		a.log.Warn("several replicas without a cluster (--kubeconfig or --in-cluster): no Lease elects a leader, so each replica counts the GPU-hours of the calls it answers and reports differ")
 	}
 	a.logSecurity()
-	go a.watchHealth(ctx)
+	a.health.SetServingStatus(LivenessService, healthpb.HealthCheckResponse_SERVING)
+	hctx, hcancel := context.WithCancel(ctx)
+	defer hcancel()
+	go func() {
+		select {
+		case <-a.done:
+			hcancel()
+		case <-hctx.Done():
+		}
+	}()
+	go a.gate.Watch(hctx, a.health, "", "externalscaler.ExternalScaler")
 	go func() { errc <- serve(a.kedaSrv, a.kedaLis, "KEDA") }()
 	go func() { errc <- serveAPI(a.apiHTTP, a.apiLis) }()
 	a.log.Info("scaler serving", "keda", a.Addr(), "api", a.APIAddr(), "metrics", a.MetricsAddr(), "data_dir", a.opts.DataDir,
@@ -261,50 +269,6 @@ func (a *App) stop() error {
 // as the process runs: liveness probes use it, so a backlog source outage
 // never restarts the scaler.
 const LivenessService = "liveness"
-
-// watchHealth keeps the KEDA port's overall health SERVING only while the
-// store is open and, with a backlog source, its data is fresh. Readiness
-// probes use it.
-func (a *App) watchHealth(ctx context.Context) {
-	a.health.SetServingStatus(LivenessService, healthpb.HealthCheckResponse_SERVING)
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	last := healthpb.HealthCheckResponse_SERVICE_UNKNOWN
-	for {
-		st, why := healthpb.HealthCheckResponse_SERVING, "serving"
-		switch {
-		case !a.ready.Load():
-			st, why = healthpb.HealthCheckResponse_NOT_SERVING, "loading every org's state from a peer"
-		case a.skewed.Load():
-			st, why = healthpb.HealthCheckResponse_NOT_SERVING, "this replica's clock is off from Pub/Sub's by more than --max-clock-skew"
-		case a.objects != nil && !a.objects.Synced():
-			st, why = healthpb.HealthCheckResponse_NOT_SERVING, "ScaledObjects and ScaledJobs not yet read from the cluster"
-		case a.depth != nil && !a.depth.tracker.Fresh():
-			st, why = healthpb.HealthCheckResponse_NOT_SERVING, "backlog data not fresh"
-		}
-		if st != last {
-			for _, svc := range []string{"", "externalscaler.ExternalScaler"} {
-				a.health.SetServingStatus(svc, st)
-			}
-			switch {
-			case last == healthpb.HealthCheckResponse_SERVICE_UNKNOWN:
-			case st == healthpb.HealthCheckResponse_SERVING:
-				a.log.Info("KEDA port ready", "status", st)
-			default:
-				a.log.Warn("KEDA port not ready", "status", st, "why", why)
-			}
-			last = st
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-a.done:
-			return
-		case <-t.C:
-		case <-a.healthKick:
-		}
-	}
-}
 
 func (a *App) httpHealth(service string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {

@@ -61,5 +61,5 @@ func (a *App) newFleet(answers tally.Answerer) *fleet.Fleet {
 	}
 	return fleet.New(fleet.Options{Config: a.kube, Namespace: a.opts.LeaseNamespace, Name: a.opts.LeaseName,
 		Identity: a.opts.ReplicaID, Logger: a.opts.Logger, Registerer: a.registry, Now: a.opts.Now,
-		Ready: func() bool { return a.ready.Load() && a.objects.Synced() }, Duties: duties, Handover: a.repl.Sync})
+		Ready: func() bool { return a.gate.HoldsAll() && a.objects.Synced() }, Duties: duties, Handover: a.repl.Sync})
 }

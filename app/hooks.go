@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,7 +14,6 @@ import (
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/feed"
 	"github.com/orgscaler/orgscaler/scaledobjects"
-	"github.com/orgscaler/orgscaler/scaler"
 	"github.com/orgscaler/orgscaler/usage"
 )
 
@@ -45,36 +43,6 @@ func (a *App) registerKept() {
 	}
 }
 
-// becomeReady marks this replica as holding every org's state, and
-// reports it in the health at once.
-func (a *App) becomeReady() {
-	a.ready.Store(true)
-	a.kickHealth()
-}
-
-// becomeNotReady marks this replica as missing some orgs' state (its
-// subscription was lost) until becomeReady.
-func (a *App) becomeNotReady() {
-	a.ready.Store(false)
-	a.kickHealth()
-}
-
-// onSkew takes this replica out of service while its clock is off from
-// the fleet's reference by more than --max-clock-skew, and back when it
-// is not.
-func (a *App) onSkew(skewed bool) {
-	a.skewed.Store(skewed)
-	a.kickHealth()
-}
-
-// kickHealth has the health watcher look again now, not at its next tick.
-func (a *App) kickHealth() {
-	select {
-	case a.healthKick <- struct{}{}:
-	default:
-	}
-}
-
 // pruneIfAway is the store's Prune when this replica was away longer than
 // tombstones are kept (the orgs it holds beyond a peer's snapshot were
 // deleted elsewhere), nil otherwise.
@@ -86,31 +54,6 @@ func (a *App) pruneIfAway() func(keep func(string) bool) (int, error) {
 	a.log.Warn("this replica was away longer than tombstones are kept: it will keep only the orgs a peer's snapshot holds",
 		"last_ran", last, "tombstones_kept", activity.TombstoneTTL)
 	return a.store.Prune
-}
-
-// current says whether this replica's state can be given to a peer: it
-// holds every org's, and its clock is within the bound.
-func (a *App) current() bool { return a.ready.Load() && !a.skewed.Load() }
-
-// gate refuses KEDA's calls while this replica loads its state, then
-// defers to next (the cluster's ScaledObjects), if any.
-type gate struct {
-	ready  *atomic.Bool
-	skewed *atomic.Bool // this replica's clock is off by more than the bound
-	next   scaler.Admitter
-}
-
-func (g gate) Check(namespace, name string, md map[string]string) error {
-	if !g.ready.Load() {
-		return scaler.ErrNotReady
-	}
-	if g.skewed.Load() {
-		return scaler.ErrClockSkew
-	}
-	if g.next == nil {
-		return nil
-	}
-	return g.next.Check(namespace, name, md)
 }
 
 // onGone drops what was kept for triggers that are gone from the cluster.

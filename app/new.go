@@ -31,6 +31,7 @@ import (
 	"github.com/orgscaler/orgscaler/knative"
 	"github.com/orgscaler/orgscaler/kubeevents"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+	"github.com/orgscaler/orgscaler/readiness"
 	"github.com/orgscaler/orgscaler/replication"
 	"github.com/orgscaler/orgscaler/scaledobjects"
 	"github.com/orgscaler/orgscaler/scaler"
@@ -79,9 +80,9 @@ func New(o Options) (*App, error) {
 		o.Now = clk.Now
 	}
 	o = withDefaults(o)
-	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{}), registry: registry, clock: clk,
-		healthKick: make(chan struct{}, 1)}
+	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{}), registry: registry, clock: clk}
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.gate = a.newGate()
 	var closers []func() error
 	for _, p := range a.parts() {
 		closer, err := p.open()
@@ -99,6 +100,14 @@ func New(o Options) (*App, error) {
 		}
 	}
 	return a, nil
+}
+
+// newGate is this replica's readiness, with the conditions of the parts
+// it has (read when the health is looked at, once every part is open).
+func (a *App) newGate() *readiness.Gate {
+	return readiness.New(a.opts.Logger,
+		readiness.Condition{Why: "ScaledObjects and ScaledJobs not yet read from the cluster", OK: func() bool { return a.objects == nil || a.objects.Synced() }},
+		readiness.Condition{Why: "backlog data not fresh", OK: func() bool { return a.depth == nil || a.depth.tracker.Fresh() }})
 }
 
 func (a *App) openSecurity() (func() error, error) {
@@ -142,7 +151,7 @@ func (a *App) openReplication() (func() error, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	a.repl, err = replication.New(ctx, replication.Options{Topic: o.ReplicationTopic, Replica: o.ReplicaID, Logger: o.Logger, Registerer: a.registry, Now: o.Now, Wait: o.ReplicationWait,
-		Key: replication.KeyFrom(a.peers.Token), MaxSkew: o.MaxClockSkew, OnSkew: a.onSkew})
+		Key: replication.KeyFrom(a.peers.Token), MaxSkew: o.MaxClockSkew, OnSkew: a.gate.Skewed})
 	if err != nil {
 		return nil, err
 	}
@@ -189,11 +198,10 @@ func (a *App) openStores() (func() error, error) {
 		CheckDisk: a.db.CheckDisk, OnFlush: onFlush}); err != nil {
 		return store.Close, err
 	}
-	a.ready.Store(true)
 	if a.repl != nil && len(o.Peers) > 0 {
 		// Not ready until Join has brought this replica level with its
 		// peers (replication.Replicator.Join says how).
-		a.ready.Store(false)
+		a.gate.Loading()
 		a.empty = store.Len() == 0
 	}
 	a.peers.Sinks = replication.Sinks{Usage: a.fleetLedger(), Idle: a.idle, History: a.history, Now: o.Now, MaxSkew: o.MaxClockSkew}
@@ -302,7 +310,7 @@ func (a *App) openServers() (func() error, error) {
 		admit = a.objects
 	}
 	if a.repl != nil {
-		admit = gate{ready: &a.ready, skewed: &a.skewed, next: admit}
+		admit = a.gate.Admit(admit)
 	}
 	a.keda = scaler.New(scaler.Options{
 		MaxStreamAge: o.KEDAMaxConnectionAge,
@@ -317,7 +325,7 @@ func (a *App) openServers() (func() error, error) {
 	if a.repl != nil {
 		repl, snapshot = a.repl, replication.Snapshot(a.store, a.fleetLedger(), a.idle, a.history)
 	}
-	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.current, Store: a.store, Backlogs: apiBacklogs, Explainer: a.keda,
+	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.gate.Current, Store: a.store, Backlogs: apiBacklogs, Explainer: a.keda,
 		Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history, Knative: a.knativeServices()})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)

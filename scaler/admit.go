@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/orgscaler/orgscaler/readiness"
 	"github.com/orgscaler/orgscaler/scaledobjects"
 	"github.com/orgscaler/orgscaler/trigger"
 )
@@ -35,17 +36,12 @@ func (s *Server) admitted(ref *kedapb.ScaledObjectRef) (trigger.Workload, error)
 	return w, nil
 }
 
-// ErrNotReady is what an Admitter returns while the scaler cannot answer
-// yet (a replica loading its state): KEDA gets Unavailable.
-var ErrNotReady = errors.New("this replica is still loading every org's state from a peer: it answers once it has")
-
-// ErrClockSkew is what an Admitter returns while this replica's clock is
-// off from the fleet's reference by more than the bound: KEDA gets
-// Unavailable, and its round robin never mixes this replica's answers in.
-var ErrClockSkew = errors.New("this replica's clock is off from Pub/Sub's by more than --max-clock-skew: it answers once the node's clock is fixed")
-
+// admitError is a refusal as KEDA gets it: Unavailable while this replica
+// cannot answer yet (ScaledObjects not read, a peer's snapshot loading, a
+// clock off: KEDA's round robin then never mixes its answers in),
+// NotFound for a request no real trigger makes.
 func admitError(err error) error {
-	if errors.Is(err, scaledobjects.ErrNotSynced) || errors.Is(err, ErrNotReady) || errors.Is(err, ErrClockSkew) {
+	if errors.Is(err, scaledobjects.ErrNotSynced) || errors.Is(err, readiness.ErrLoading) || errors.Is(err, readiness.ErrClockSkew) {
 		return status.Error(codes.Unavailable, err.Error())
 	}
 	return status.Error(codes.NotFound, err.Error())
