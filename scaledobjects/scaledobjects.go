@@ -13,12 +13,13 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/orgscaler/orgscaler/trigger"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/orgscaler/orgscaler/trigger"
 )
 
 // The resources KEDA calls external scalers for.

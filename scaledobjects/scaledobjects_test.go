@@ -6,9 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/orgscaler/orgscaler/trigger"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/orgscaler/orgscaler/trigger"
 )
 
 // object is a ScaledObject as the API server serves it.

@@ -1,8 +1,9 @@
 package scaler
 
 import (
-	"github.com/orgscaler/orgscaler/trigger"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orgscaler/orgscaler/trigger"
 )
 
 // metrics are the KEDA service's Prometheus metrics.

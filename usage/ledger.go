@@ -12,8 +12,9 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/orgscaler/orgscaler/storage"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orgscaler/orgscaler/storage"
 )
 
 // MaxGap is the longest time one answer is taken to hold. KEDA asks about
