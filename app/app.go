@@ -67,23 +67,18 @@ type App struct {
 	registry  *prometheus.Registry
 	metricsLn net.Listener
 	metrics   *http.Server
-	eventsWG  sync.WaitGroup
-	eventsEnd context.CancelFunc
 	sec       *security
 	ledger    *usage.Ledger
 	idle      *idletimes.Store
 	history   *history.Store
-	feed      *feed.Feed // nil without --activity-subscription
-	bgWG      sync.WaitGroup
-	bgEnd     context.CancelFunc
+	feed      *feed.Feed   // nil without --activity-subscription
 	clock     *clock.Clock // nil when Options.Now was given
-	// Replication stops after everything else in the background, so what
-	// their last flushes hand it (history days, ledger hours, idle counts)
-	// is in its drain.
-	replWG   sync.WaitGroup
-	replEnd  context.CancelFunc
-	done     chan struct{}
-	stopOnce sync.Once
+	// What runs from Run until stop, by the stage of stop that ends it
+	// (run.go); started says Run ran.
+	bg, replG, eventsG *group
+	started            bool
+	done               chan struct{}
+	stopOnce           sync.Once
 }
 
 // Addr is the address KEDA's service listens on.
@@ -111,80 +106,13 @@ func (a *App) APIAddr() string { return a.apiLis.Addr().String() }
 // in flight finish, and every org is written to disk.
 func (a *App) Run(ctx context.Context) error {
 	errc := make(chan error, 3)
-	if a.depth != nil {
-		a.depth.start()
-	}
-	if a.events != nil {
-		ectx, cancel := context.WithCancel(context.Background())
-		a.eventsEnd = cancel
-		a.eventsWG.Go(func() {
-			if err := a.events.Run(ectx); err != nil {
-				a.log.Error("kubernetes events off", "err", err)
-			}
-		})
-	}
+	a.started = true
 	go func() {
 		if err := a.metrics.Serve(a.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("metrics server stopped", "err", err)
 		}
 	}()
-	bg, cancel := context.WithCancel(context.Background())
-	a.bgEnd = cancel
-	if a.sec.tokens != nil {
-		a.bgWG.Go(func() { a.sec.tokens.Run(bg, a.opts.TokensReload) })
-	}
-	if a.objects != nil {
-		a.bgWG.Go(func() { a.objects.Run(bg) })
-	}
-	if a.knative != nil {
-		a.bgWG.Go(func() { a.knative.Run(bg) })
-	}
-	if a.repl != nil {
-		rctx, rcancel := context.WithCancel(context.Background())
-		a.replEnd = rcancel
-		a.replWG.Go(func() {
-			var hints replication.Hints
-			if a.depth != nil {
-				hints = a.depth.tracker
-			}
-			sinks := a.peers.Sinks // what a snapshot carries, and the log too
-			sinks.Store, sinks.Hints, sinks.Known = a.store, hints, a.store.Known
-			if err := a.repl.Run(rctx, sinks); err != nil {
-				var twin *replication.TwinError
-				if errors.As(err, &twin) {
-					errc <- err // the process stops: it must not serve beside its twin
-					return
-				}
-				a.log.Error("replication stopped with an error", "err", err)
-			}
-		})
-		if len(a.peers.Addrs) > 0 {
-			a.bgWG.Go(func() {
-				a.repl.Join(bg, replication.JoinOptions{Peers: a.peers, Store: a.store, Empty: a.empty,
-					AntiEntropy: a.opts.AntiEntropy, Ready: a.gate.Loaded, NotReady: a.gate.Loading, Prune: a.pruneIfAway()})
-			})
-		}
-	}
-	// Stopped before the store closes, with a last flush.
-	a.bgWG.Go(func() { a.ledger.Run(bg, a.opts.FlushInterval, a.opts.Now) })
-	a.bgWG.Go(func() { a.history.Run(bg, a.opts.FlushInterval) })
-	a.bgWG.Go(func() { a.db.RunGC(bg, storage.DefaultGCInterval) })
-	if a.clock != nil {
-		a.bgWG.Go(func() { a.clock.Watch(bg, time.Second) })
-	}
-	if a.feed != nil {
-		a.bgWG.Go(func() {
-			if err := a.feed.Run(bg); err != nil {
-				a.log.Error("activity feed stopped with an error", "err", err)
-			}
-		})
-	}
-	switch {
-	case a.fleet != nil:
-		a.fleet.Start()
-	case a.repl != nil:
-		a.log.Warn("several replicas without a cluster (--kubeconfig or --in-cluster): no Lease elects a leader, so each replica counts the GPU-hours of the calls it answers and reports differ")
-	}
+	a.startBackground(errc)
 	a.logSecurity()
 	a.health.SetServingStatus(LivenessService, healthpb.HealthCheckResponse_SERVING)
 	hctx, hcancel := context.WithCancel(ctx)
@@ -233,13 +161,9 @@ func (a *App) stop() error {
 		if a.fleet != nil {
 			a.fleet.Stop() // the last term hands over before replication stops
 		}
-		if a.bgEnd != nil {
-			a.bgEnd()
-			a.bgWG.Wait()
-			if a.replEnd != nil {
-				a.replEnd()
-				a.replWG.Wait()
-			}
+		if a.started {
+			a.bg.Stop()
+			a.replG.Stop() // after the background's last flushes, which it drains
 		} else {
 			if a.repl != nil {
 				_ = a.repl.Close() // never ran
@@ -252,9 +176,8 @@ func (a *App) stop() error {
 			a.depth.stop()
 		}
 		err = errors.Join(a.store.Close(), a.db.Close())
-		if a.eventsEnd != nil {
-			a.eventsEnd()
-			a.eventsWG.Wait()
+		if a.started {
+			a.eventsG.Stop()
 		} else if a.events != nil {
 			a.events.Close() // never ran
 		}

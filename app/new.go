@@ -83,6 +83,7 @@ func New(o Options) (*App, error) {
 	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{}), registry: registry, clock: clk}
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.gate = a.newGate()
+	a.bg, a.replG, a.eventsG = newGroup(), newGroup(), newGroup()
 	var closers []func() error
 	for _, p := range a.parts() {
 		closer, err := p.open()
