@@ -71,13 +71,13 @@ func (s *Store) load() error {
 		return s.loadTombs(txn)
 	})
 	if err != nil {
-		return fmt.Errorf("load orgs from %s: %w", s.opts.Dir, err)
+		return fmt.Errorf("load orgs from %s: %w", s.storage.Dir(), err)
 	}
 	s.sched.addAll(schedule)
 	s.count.Store(int64(n))
 	s.metrics.orgs.WithLabelValues("active").Add(float64(n - dormant))
 	s.metrics.orgs.WithLabelValues("dormant").Add(float64(dormant))
-	s.log.Info("loaded orgs", "orgs", n, "dormant", dormant, "dir", s.opts.Dir)
+	s.log.Info("loaded orgs", "orgs", n, "dormant", dormant, "dir", s.storage.Dir())
 	if n > 100_000 {
 		// Loading churns through several times the memory it keeps; give
 		// that back now rather than carry it as resident memory.

@@ -171,6 +171,9 @@ func (a *App) stop() error {
 			if a.feed != nil {
 				_ = a.feed.Close()
 			}
+			if a.knative != nil {
+				a.knative.Close()
+			}
 		}
 		if a.depth != nil { // after the feed, which may read the embedded Pub/Sub
 			a.depth.stop()

@@ -189,6 +189,12 @@ func (a *App) openStores() (func() error, error) {
 		return nil, err
 	}
 	a.store = store
+	if a.events != nil {
+		// Whole already: told of the orgs that wake or sleep while the
+		// rest opens. (The tally and the actuator look at every org when
+		// they start.)
+		store.Subscribe(activity.Subscriber{Transition: a.events.Transition})
+	}
 	holds := func(org string) bool { _, ok := store.Get(org); return ok }
 	a.history = history.Open(history.Options{DB: a.db.Badger(), Logger: o.Logger, OnChange: onDay, Holds: holds, CheckDisk: a.db.CheckDisk, Now: o.Now})
 	if a.idle, err = idletimes.Open(idletimes.Options{DB: a.db.Badger(), Replica: o.ReplicaID, Logger: o.Logger,
@@ -221,9 +227,12 @@ func (a *App) openKnative() (func() error, error) {
 	if a.events != nil {
 		ko.Events = a.events
 	}
-	var err error
-	a.knative, err = knative.New(ctx, ko)
-	return nil, err
+	k, err := knative.New(ctx, ko)
+	if err != nil {
+		return nil, err
+	}
+	a.knative = k
+	return func() error { k.Close(); return nil }, nil
 }
 
 func (a *App) openListeners() (func() error, error) {
@@ -353,9 +362,6 @@ func (a *App) subscribe() (func() error, error) {
 	if k := a.knative; k != nil {
 		// A deleted org's Services, still labelled, bring it back as new.
 		a.store.Subscribe(activity.Subscriber{Transition: func(t activity.Transition) { k.OrgChanged(t.Org) }, Deleted: k.OrgChanged})
-	}
-	if a.events != nil {
-		a.store.Subscribe(activity.Subscriber{Transition: a.events.Transition})
 	}
 	if t := a.tally; t != nil {
 		a.store.Subscribe(activity.Subscriber{Transition: func(tr activity.Transition) { t.Org(tr.Org) }})

@@ -121,9 +121,9 @@ func Decide(w trigger.Workload, org OrgState, backlog Backlog, now time.Time) An
 	isWarm := st.Warm || a.Rule == RuleKeptAlive || a.Rule == RulePrewarm
 	if w.Subscription != "" {
 		if !backlog.Known {
-			// Only backlog data changes what a blind answer says: Hold
-			// keeps the last answer when the warmth runs out.
-			a.Rule, a.Active, a.NextChange = RuleBlind, isWarm, time.Time{}
+			// NextChange stays: when the warmth or a keep-alive period
+			// ends, or a pre-warm begins, a stream looks again.
+			a.Rule, a.Active = RuleBlind, isWarm
 			return a
 		}
 		a.Replicas = ceilDiv(backlog.Messages, w.MessagesPerReplica)
@@ -201,7 +201,7 @@ func (a Answer) Reason() string {
 		if !a.WarmUntil.IsZero() {
 			until = "until " + a.WarmUntil.UTC().Format(time.RFC3339)
 		}
-		return fmt.Sprintf("org %s is inside its warm schedule (%s) %s", w.Org, org.Schedule, until)
+		return fmt.Sprintf("org %s is inside its warm schedule (%s), warm %s", w.Org, org.Schedule, until)
 	case RuleKeptAlive, RulePrewarm, RulePlanDown:
 		return a.plannedReason()
 	case RuleBlind:

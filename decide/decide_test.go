@@ -44,7 +44,7 @@ func TestDecide(t *testing.T) {
 		{"model cold, backlog above activation", modelSub, org(48 * time.Hour), backlog(25), true, 3, RuleBacklog, time.Time{}},
 		{"model warm and backlog", modelSub, org(time.Hour), backlog(25), true, 3, RuleWarm, time.Time{}},
 		{"model warm, small backlog ends with window", modelSub, org(time.Hour), backlog(3), true, 1, RuleWarm, t0.Add(23 * time.Hour)},
-		{"model blind", modelSub, org(time.Hour), Backlog{}, true, 0, RuleBlind, time.Time{}},
+		{"model blind", modelSub, org(time.Hour), Backlog{}, true, 0, RuleBlind, t0.Add(23 * time.Hour)}, // warm, blind: until its window ends
 		{"worker empty", worker, OrgState{}, backlog(0), false, 0, RuleNoBacklog, time.Time{}},
 		{"worker one message", worker, OrgState{}, backlog(1), true, 1, RuleBacklog, time.Time{}},
 		{"worker 9 messages, 4 per replica", worker, OrgState{}, backlog(9), true, 3, RuleBacklog, time.Time{}},

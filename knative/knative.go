@@ -87,7 +87,7 @@ type Options struct {
 
 // Ledger counts each Service's GPU-hours; usage.Ledger provides it.
 type Ledger interface {
-	ObserveKnative(svc string, org activity.Org, gpus, minScale int64)
+	ObserveKnative(svc string, org activity.Org, warm bool, gpus, minScale int64)
 	ForgetKnative(svc string)
 }
 
@@ -234,6 +234,9 @@ func (a *Actuator) Run(ctx context.Context) {
 	}
 	a.queue.ShutDown()
 }
+
+// Close stops the work queue of an Actuator whose Run never ran.
+func (a *Actuator) Close() { a.queue.ShutDown() }
 
 // OrgChanged reconciles org's Services now: it woke or went dormant.
 // Never blocks.

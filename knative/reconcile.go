@@ -238,7 +238,7 @@ func (a *Actuator) put(ctx context.Context, k Key) (string, error) {
 	minScale, warm := MinScale(o, sc.warm, a.o.Now())
 	want := strconv.FormatInt(minScale, 10)
 	if a.o.Ledger != nil {
-		a.o.Ledger.ObserveKnative(k.String(), o, sc.gpus, minScale)
+		a.o.Ledger.ObserveKnative(k.String(), o, warm, sc.gpus, minScale)
 	}
 	// An older Revision a traffic split still routes to keeps no floor:
 	// Knative scales it by its traffic, as min-scale 0 says.

@@ -60,6 +60,17 @@ func (t *MemoryTopic) deliver(name string, m *Message) {
 	}
 }
 
+// redeliver queues m again on s, unless s was deleted meanwhile (a
+// subscription made again under its name never gets older messages).
+func (t *MemoryTopic) redeliver(name string, s *memorySub, m *Message) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.subs[name] == s {
+		s.queue = append(s.queue, m)
+		signal(s.ready)
+	}
+}
+
 type memoryTransport struct {
 	topic *MemoryTopic
 	sub   string
@@ -98,15 +109,18 @@ func (m *memoryTransport) Publish(ctx context.Context, msgs []Outgoing) error {
 
 func (m *memoryTransport) Receive(ctx context.Context, handle func(*Message)) error {
 	t := m.topic
+	t.mu.Lock()
+	first := t.subs[m.sub]
+	t.mu.Unlock()
 	for ctx.Err() == nil {
 		t.mu.Lock()
-		s, ok := t.subs[m.sub]
+		s := t.subs[m.sub]
 		var next *Message
-		if ok && len(s.queue) > 0 {
+		if s == first && s != nil && len(s.queue) > 0 {
 			next, s.queue = s.queue[0], s.queue[1:]
 		}
 		t.mu.Unlock()
-		if !ok {
+		if s == nil || s != first { // deleted, perhaps made again since
 			return fmt.Errorf("%w: %s", ErrSubscriptionGone, m.sub)
 		}
 		if next == nil {
@@ -119,10 +133,13 @@ func (m *memoryTransport) Receive(ctx context.Context, handle func(*Message)) er
 			continue
 		}
 		msg := *next
+		var once sync.Once
 		msg.ack = func(ok bool) {
-			if !ok {
-				time.AfterFunc(t.RedeliverAfter, func() { t.deliver(m.sub, next) })
-			}
+			once.Do(func() {
+				if !ok {
+					time.AfterFunc(t.RedeliverAfter, func() { t.redeliver(m.sub, s, next) })
+				}
+			})
 		}
 		handle(&msg)
 	}

@@ -18,7 +18,7 @@ import (
 func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
-	var twin atomic.Pointer[TwinError]
+	var twin atomic.Pointer[TwinError] // handle may run concurrently
 	for {
 		err := r.tr.Receive(rctx, func(m *Message) {
 			if t := r.handle(m, sinks); t != nil {

@@ -18,10 +18,10 @@ type Transport interface {
 	// Publish sends msgs, and returns once the transport holds them all
 	// (or ctx ends, or it refuses them).
 	Publish(ctx context.Context, msgs []Outgoing) error
-	// Receive calls handle for each message, one at a time, until ctx ends
-	// (nil) or receiving fails: ErrSubscriptionGone when the subscription
-	// no longer exists. handle acknowledges each message, or not to have
-	// it again.
+	// Receive calls handle for each message until ctx ends (nil) or
+	// receiving fails: ErrSubscriptionGone when the subscription no longer
+	// exists. handle may be called concurrently (Pub/Sub's client does),
+	// and acknowledges each message, or not to have it again.
 	Receive(ctx context.Context, handle func(*Message)) error
 	// Close releases the transport; publishes it has not confirmed within
 	// DrainTimeout are abandoned.

@@ -8,12 +8,11 @@ const KnativeMetric = "knative-min-scale"
 
 // ObserveKnative counts a Knative Service (namespace/name) of org o by the
 // rule of a ScaledObject: its warm intervals times its GPUs, at the
-// min-scale the actuator keeps.
-func (l *Ledger) ObserveKnative(svc string, o activity.Org, gpus, minScale int64) {
-	now := l.now()
+// min-scale the actuator keeps (warm: what the actuator found).
+func (l *Ledger) ObserveKnative(svc string, o activity.Org, warm bool, gpus, minScale int64) {
 	l.Observe(ID(svc, KnativeMetric), Answer{
-		Kind: "pynode", Org: o.ID, GPUs: gpus, Active: o.Warmth(now).Warm, Replicas: minScale, Cause: OrgCause(o),
-	}, now)
+		Kind: "pynode", Org: o.ID, GPUs: gpus, Active: warm, Replicas: minScale, Cause: OrgCause(o),
+	}, l.now())
 }
 
 // ForgetKnative stops counting a Service that is gone or unlabelled.
