@@ -58,8 +58,9 @@ func (e *FormatError) Error() string {
 }
 
 // checkFormat refuses a database written in a newer format than Spaces
-// say, and records this binary's versions (which are no older).
-func checkFormat(db *badger.DB, dir string) error {
+// say, and, when record is true, records this binary's versions (which
+// are no older).
+func checkFormat(db *badger.DB, dir string, record bool) error {
 	return db.Update(func(txn *badger.Txn) error {
 		found := map[string]int{}
 		item, err := txn.Get(Format.Key(""))
@@ -76,6 +77,9 @@ func checkFormat(db *badger.DB, dir string) error {
 			if v := found[s.Prefix]; v > s.Version {
 				return &FormatError{Dir: dir, Space: s, Found: v}
 			}
+		}
+		if !record {
+			return nil
 		}
 		want := formatRecord(found)
 		if item != nil {

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -80,5 +81,31 @@ func TestUnreadableFormatRecord(t *testing.T) {
 	setFormat(t, dir, "org/ one\n")
 	if _, err := Open(Options{Dir: dir}); err == nil || !strings.Contains(err.Error(), "PREFIX VERSION") {
 		t.Fatalf("open with a format record of %q: %v; want an error saying what is expected", "org/ one", err)
+	}
+}
+
+// On a nearly full disk (free space below MinFreeDisk) the data dir still
+// opens, a newer format is still refused, and nothing is written.
+func TestFormatOnANearlyFullDisk(t *testing.T) {
+	full := Options{MinFreeDisk: math.MaxUint64}
+	dir := t.TempDir()
+	full.Dir = dir
+	d, err := Open(full)
+	if err != nil {
+		t.Fatalf("open on a nearly full disk: %v", err)
+	}
+	if err := d.Badger().View(func(txn *badger.Txn) error {
+		_, err := txn.Get(Format.Key(""))
+		return err
+	}); !errors.Is(err, badger.ErrKeyNotFound) {
+		t.Fatalf("the format record on a nearly full disk: %v; want it not written", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	setFormat(t, dir, "org/ 2\n")
+	var fe *FormatError
+	if _, err := Open(full); !errors.As(err, &fe) {
+		t.Fatalf("a newer format on a nearly full disk: %v; want a FormatError", err)
 	}
 }

@@ -62,11 +62,15 @@ func Open(o Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open data dir %s: %w", o.Dir, err)
 	}
-	if err := checkFormat(db, o.Dir); err != nil {
+	d := &DB{db: db, o: o, log: log.With("component", "storage")}
+	// On a nearly full disk the versions are checked but not recorded: a
+	// write there is what CheckDisk guards against.
+	if err := checkFormat(db, o.Dir, d.CheckDisk() == nil); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
-	return &DB{db: db, o: o, log: log.With("component", "storage"), metrics: newMetrics(o.Registerer)}, nil
+	d.metrics = newMetrics(o.Registerer)
+	return d, nil
 }
 
 // Badger is the database, for the stores' transactions in their spaces.
