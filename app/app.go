@@ -77,6 +77,7 @@ type App struct {
 	// (run.go); started says Run ran.
 	bg, replG, eventsG *group
 	started            bool
+	closers            []func() error // New's, for a stop without Run
 	done               chan struct{}
 	stopOnce           sync.Once
 }
@@ -154,36 +155,24 @@ func (a *App) stop() error {
 		wg.Go(func() { gracefulStop(a.kedaSrv, a.opts.ShutdownGrace) })
 		wg.Go(func() { stopAPI(a.apiHTTP, a.apiSrv, a.opts.ShutdownGrace) })
 		wg.Wait()
+		_ = a.metrics.Close()
+		if !a.started {
+			err = a.closeParts() // never ran: what New opened, last first
+			return
+		}
 		_ = a.kedaLis.Close() // already closed when Run served it
 		_ = a.apiLis.Close()
-		_ = a.metrics.Close()
 		_ = a.metricsLn.Close()
 		if a.fleet != nil {
 			a.fleet.Stop() // the last term hands over before replication stops
 		}
-		if a.started {
-			a.bg.Stop()
-			a.replG.Stop() // after the background's last flushes, which it drains
-		} else {
-			if a.repl != nil {
-				_ = a.repl.Close() // never ran
-			}
-			if a.feed != nil {
-				_ = a.feed.Close()
-			}
-			if a.knative != nil {
-				a.knative.Close()
-			}
-		}
+		a.bg.Stop()
+		a.replG.Stop()      // after the background's last flushes, which it drains
 		if a.depth != nil { // after the feed, which may read the embedded Pub/Sub
 			a.depth.stop()
 		}
 		err = errors.Join(a.store.Close(), a.db.Close())
-		if a.started {
-			a.eventsG.Stop()
-		} else if a.events != nil {
-			a.events.Close() // never ran
-		}
+		a.eventsG.Stop()
 		if err == nil {
 			a.log.Info("scaler stopped; every org written to disk")
 		}

@@ -84,23 +84,30 @@ func New(o Options) (*App, error) {
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.gate = a.newGate()
 	a.bg, a.replG, a.eventsG = newGroup(), newGroup(), newGroup()
-	var closers []func() error
 	for _, p := range a.parts() {
 		closer, err := p.open()
 		if err == nil && o.failAt == p.name {
 			err = fmt.Errorf("%s: %w", p.name, errFailAt)
 		}
 		if closer != nil {
-			closers = append(closers, closer)
+			a.closers = append(a.closers, closer)
 		}
 		if err != nil {
-			for i := len(closers) - 1; i >= 0; i-- {
-				_ = closers[i]()
-			}
+			_ = a.closeParts()
 			return nil, err
 		}
 	}
 	return a, nil
+}
+
+// closeParts closes what New opened, last first: on New's failure, and
+// at the stop of an App that never ran.
+func (a *App) closeParts() error {
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		errs = append(errs, a.closers[i]())
+	}
+	return errors.Join(errs...)
 }
 
 // newGate is this replica's readiness, with the conditions of the parts
