@@ -135,7 +135,7 @@ func Decide(w trigger.Workload, org OrgState, backlog Backlog, now time.Time) An
 	if !a.Active {
 		a.Replicas = 0
 		// The schedule's next window wakes it, as may a pre-warm first.
-		a.NextChange = earliest(a.NextChange, st.Next)
+		a.NextChange = Earliest(a.NextChange, st.Next)
 		switch {
 		case w.KeepAlive.On() && org.ScaleToZeroAllowed:
 			a.Rule = RulePlanDown // NextChange stays: the pre-warm, if one is ahead
@@ -179,8 +179,9 @@ func warmOrg(w trigger.Workload, org OrgState) warm.Org {
 	return warm.Org{LastActivity: org.LastActivity, ScaleToZeroAllowed: org.ScaleToZeroAllowed, Window: window, Schedule: org.Schedule}
 }
 
-// earliest is the earlier of two instants, zero meaning never.
-func earliest(a, b time.Time) time.Time {
+// Earliest is the earlier of two instants, zero meaning never: when the
+// first of two changes comes.
+func Earliest(a, b time.Time) time.Time {
 	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
 		return b
 	}

@@ -174,7 +174,7 @@ func (s *Server) StreamIsActive(ref *kedapb.ScaledObjectRef, stream kedapb.Exter
 			}
 		}
 		var due <-chan time.Time
-		if next := earliest(a.NextChange, d.Until); !next.IsZero() {
+		if next := decide.Earliest(a.NextChange, d.Until); !next.IsZero() {
 			timer.Reset(next.Sub(s.now()))
 			due = timer.C
 		}
@@ -190,12 +190,4 @@ func (s *Server) StreamIsActive(ref *kedapb.ScaledObjectRef, stream kedapb.Exter
 		case <-due:
 		}
 	}
-}
-
-// earliest returns the earlier of two instants, ignoring zero ones.
-func earliest(a, b time.Time) time.Time {
-	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
-		return b
-	}
-	return a
 }
