@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orgscaler/orgscaler/clock"
 )
 
 // MinTokenLength is the shortest token a tokens file may hold: a guessable
@@ -137,16 +139,7 @@ func (t *Tokens) Role(tok string) Role {
 // Run re-reads the file every interval while it changes, until ctx ends.
 // A file that no longer reads is logged, and the last good tokens kept.
 func (t *Tokens) Run(ctx context.Context, interval time.Duration) {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			t.reload()
-		}
-	}
+	clock.Every(ctx, interval, t.reload)
 }
 
 func (t *Tokens) reload() {

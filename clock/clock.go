@@ -107,14 +107,20 @@ func (c *Clock) Check() time.Duration {
 
 // Watch checks every interval until ctx ends.
 func (c *Clock) Watch(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
+	Every(ctx, every, func() { c.Check() })
+}
+
+// Every calls f every interval (the first time one interval from now)
+// until ctx ends: the loop of every periodic chore.
+func Every(ctx context.Context, interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			c.Check()
+			f()
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/orgscaler/orgscaler/clock"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 )
 
@@ -86,19 +87,12 @@ func (r *Replicator) twin(m *Message) *TwinError {
 // heartbeat publishes an empty message every heartbeatEvery until ctx
 // ends, so a twin sees this process even when it has nothing to say.
 func (r *Replicator) heartbeat(ctx context.Context) {
-	t := time.NewTicker(heartbeatEvery)
-	defer t.Stop()
 	data, _ := proto.Marshal(&pb.ChangeBatch{Replica: r.opts.Replica})
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			hctx, cancel := context.WithTimeout(ctx, heartbeatEvery)
-			if err := r.tr.Publish(hctx, []Outgoing{{Data: data, Attributes: r.sign(data, r.attributes())}}); err != nil {
-				r.log.Debug("heartbeat not published; the next one may be", "err", err)
-			}
-			cancel()
+	clock.Every(ctx, heartbeatEvery, func() {
+		hctx, cancel := context.WithTimeout(ctx, heartbeatEvery)
+		defer cancel()
+		if err := r.tr.Publish(hctx, []Outgoing{{Data: data, Attributes: r.sign(data, r.attributes())}}); err != nil {
+			r.log.Debug("heartbeat not published; the next one may be", "err", err)
 		}
-	}
+	})
 }

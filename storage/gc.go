@@ -9,6 +9,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orgscaler/orgscaler/clock"
 )
 
 // DefaultGCInterval is how often the value log is garbage-collected.
@@ -42,18 +44,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 // does it by itself, and values past its threshold (history days, idle
 // counts) are rewritten at every flush, leaving the old ones behind.
 func (d *DB) RunGC(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	clock.Every(ctx, every, func() {
 		if err := d.GC(ctx); err != nil {
 			d.log.Warn("value-log garbage collection failed; retrying at the next interval", "err", err)
 		}
-	}
+	})
 }
 
 // GC rewrites value-log files while Badger finds one at least half stale,
