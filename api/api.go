@@ -86,16 +86,19 @@ type Server struct {
 // grpcurl) with Unavailable instead of a hang while Pub/Sub is away. It
 // is never called while holding an ingest slot: the change is already in
 // force here, and other producers' activity must not wait on the network
-// behind it.
-func (s *Server) replicated(ctx context.Context) error {
+// behind it. accepted says what was taken, for the error.
+func (s *Server) replicated(ctx context.Context, accepted string) error {
 	if s.repl == nil {
 		return nil
 	}
 	if err := s.repl.Sync(ctx); err != nil {
-		return status.Errorf(codes.Unavailable, "the change is accepted here but not yet replicated: %v; retry, it is safe to send again", err)
+		return status.Errorf(codes.Unavailable, "%s but not yet replicated: %v; retry, it is safe to send again", accepted, err)
 	}
 	return nil
 }
+
+// changeAccepted is what replicated says of one change.
+const changeAccepted = "the change is accepted here"
 
 // Options configure a Server.
 type Options struct {
@@ -155,7 +158,7 @@ func (s *Server) RecordActivity(ctx context.Context, req *pb.RecordActivityReque
 	if err != nil {
 		return nil, recordError("", err)
 	}
-	if err := s.replicated(ctx); err != nil {
+	if err := s.replicated(ctx, changeAccepted); err != nil {
 		return nil, err
 	}
 	return &pb.RecordActivityResponse{Org: OrgProto(o, s.now()), Woke: woke}, nil
@@ -213,9 +216,8 @@ func (s *Server) StreamActivity(stream pb.ActivityService_StreamActivityServer) 
 	// done answers with the counts once what was recorded is replicated,
 	// outside the ingest slot: the events are in force here already.
 	done := func() error {
-		if err := s.replicated(stream.Context()); err != nil {
-			return status.Errorf(codes.Unavailable, "%d events recorded here (%d woke their org) but %s", events, woken,
-				strings.TrimPrefix(status.Convert(err).Message(), "the change is accepted here but "))
+		if err := s.replicated(stream.Context(), fmt.Sprintf("%d events recorded here (%d woke their org)", events, woken)); err != nil {
+			return err
 		}
 		return stream.SendAndClose(&pb.StreamActivityResponse{Events: events, Woken: woken})
 	}
@@ -299,7 +301,7 @@ func (s *Server) Hint(ctx context.Context, req *pb.HintRequest) (*pb.HintRespons
 	if s.repl != nil && req.GetMessages() > 0 {
 		s.repl.EnqueueHint(req.GetSubscription(), req.GetMessages(), s.now())
 	}
-	if err := s.replicated(ctx); err != nil {
+	if err := s.replicated(ctx, changeAccepted); err != nil {
 		return nil, err
 	}
 	return resp, nil
@@ -427,7 +429,7 @@ func (s *Server) UpdateOrg(ctx context.Context, req *pb.UpdateOrgRequest) (*pb.U
 		}
 		return nil, status.Errorf(codes.Unavailable, "org %q: change not saved: %v", req.GetOrg(), err)
 	}
-	if err := s.replicated(ctx); err != nil {
+	if err := s.replicated(ctx, changeAccepted); err != nil {
 		return nil, err
 	}
 	return &pb.UpdateOrgResponse{Org: OrgProto(o, s.now())}, nil
@@ -448,7 +450,7 @@ func (s *Server) DeleteOrg(ctx context.Context, req *pb.DeleteOrgRequest) (*pb.D
 	case !ok:
 		return nil, status.Errorf(codes.NotFound, "org %q: the scaler does not hold it", req.GetOrg())
 	}
-	if err := s.replicated(ctx); err != nil {
+	if err := s.replicated(ctx, changeAccepted); err != nil {
 		return nil, err
 	}
 	return &pb.DeleteOrgResponse{Org: OrgProto(o, s.now()), OpenStreams: int32(min(streams, 1<<30))}, nil
