@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/dgraph-io/badger/v4"
 	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 	"google.golang.org/grpc"
@@ -195,11 +194,7 @@ func TestFeedWithoutReplicationTopicStops(t *testing.T) {
 func replicationTopic(t *testing.T) (*pubsubtest.Emulator, *pubsub.Client) {
 	t.Helper()
 	em := pubsubtest.Start(t)
-	c := pubsubtest.Client(t, em.Addr, "p-repl")
-	if _, err := c.TopicAdminClient.CreateTopic(context.Background(), &pubsubpb.Topic{Name: replTopic}); err != nil {
-		t.Fatal(err)
-	}
-	return em, c
+	return em, createReplTopic(t, em.Addr)
 }
 
 // pollFor is poll with a deadline of its own.

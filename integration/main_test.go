@@ -140,13 +140,7 @@ func (d *daemon) ctl(t *testing.T, args ...string) (string, error) {
 
 func poll(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	pollFor(t, 10*time.Second, what, cond)
 }
 
 func newApp(o app.Options) (*app.App, error) { return app.New(o) }

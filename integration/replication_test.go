@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 	"google.golang.org/grpc"
@@ -45,15 +46,23 @@ func startFleet(t *testing.T, n int, with ...func(*app.Options)) []*daemon {
 // startFleetOn is startFleet on an emulator the test can break.
 func startFleetOn(t *testing.T, em *pubsubtest.Emulator, n int, with ...func(*app.Options)) []*daemon {
 	t.Helper()
-	c := pubsubtest.Client(t, em.Addr, "p-repl")
-	if _, err := c.TopicAdminClient.CreateTopic(context.Background(), &pubsubpb.Topic{Name: replTopic}); err != nil {
-		t.Fatal(err)
-	}
+	createReplTopic(t, em.Addr)
 	var fleet []*daemon
 	for i := range n {
 		fleet = append(fleet, startReplica(t, fmt.Sprintf("scaler-%d", i), t.TempDir(), fleet, with...))
 	}
 	return fleet
+}
+
+// createReplTopic creates the replication topic on the emulator at addr,
+// and returns a client of its project.
+func createReplTopic(t *testing.T, addr string) *pubsub.Client {
+	t.Helper()
+	c := pubsubtest.Client(t, addr, "p-repl")
+	if _, err := c.TopicAdminClient.CreateTopic(context.Background(), &pubsubpb.Topic{Name: replTopic}); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // startReplica starts one replica with peers' API ports as --peers, and

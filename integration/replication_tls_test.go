@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/orgscaler/orgscaler/app"
 	"github.com/orgscaler/orgscaler/internal/certtest"
-	"github.com/orgscaler/orgscaler/internal/pubsubtest"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/tlsconfig"
 )
@@ -23,11 +21,7 @@ import (
 // over TLS (--peer-tls-ca), checks the peer's certificate, and loads the
 // snapshot before it is ready.
 func TestEmptyReplicaJoinsOverTLS(t *testing.T) {
-	addr := pubsubtest.StartEmulator(t)
-	c := pubsubtest.Client(t, addr, "p-repl")
-	if _, err := c.TopicAdminClient.CreateTopic(context.Background(), &pubsubpb.Topic{Name: replTopic}); err != nil {
-		t.Fatal(err)
-	}
+	replicationTopic(t)
 	dir := t.TempDir()
 	ca := certtest.NewCA(t, "orgscaler peers CA")
 	cert, key := ca.Issue(t, certtest.Spec{CommonName: "orgscaler"}).Write(t, dir, "api")
