@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -160,4 +161,29 @@ func TestStopWithoutTerm(t *testing.T) {
 	if got := j.len(); got != 6 {
 		t.Fatalf("duties did %q; want only their first follow", j.since(0))
 	}
+}
+
+// A hand-over that cannot finish (Pub/Sub wedged) is given up after
+// HandoverTimeout: the Lease is released and the next replica leads.
+func TestWedgedHandOverIsBounded(t *testing.T) {
+	client := fake.NewClientset()
+	j := &journal{}
+	gaveUp := make(chan error, 1)
+	a := New(Options{Client: client, Namespace: "keda", Name: "orgscaler-leader", Identity: "scaler-0",
+		Duties: []Duty{duty{j, "scaler-0/ledger"}},
+		Handover: func(ctx context.Context) error {
+			<-ctx.Done() // Pub/Sub never confirms
+			gaveUp <- ctx.Err()
+			return ctx.Err()
+		}})
+	b := replica(j, client, "scaler-1", nil)
+	defer b.Stop()
+	a.Start()
+	eventually(t, "scaler-0 leading", a.Leading)
+	b.Start()
+	a.Stop()
+	if err := <-gaveUp; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the wedged hand-over ended with %v; want its deadline", err)
+	}
+	eventually(t, "scaler-1 leading after a wedged hand-over", b.Leading)
 }
