@@ -35,18 +35,6 @@ func newPeers(o Options) (replication.Peers, error) {
 // duties (package fleet), and replicates the ledger to the others.
 func (a *App) inFleet() bool { return a.repl != nil && a.objects != nil }
 
-// fleetLedger is the ledger when it is the fleet's, for replication to
-// carry; nil otherwise (each replica's own).
-func (a *App) fleetLedger() interface {
-	replication.Usage
-	replication.UsageExporter
-} {
-	if !a.inFleet() {
-		return nil
-	}
-	return a.ledger
-}
-
 // newFleet makes the fleet's duties (ledger, tally and Events, Knative
 // actuator) follow until this replica wins the Lease; nil outside a fleet.
 func (a *App) newFleet(answers tally.Answerer) *fleet.Fleet {

@@ -32,6 +32,7 @@ import (
 	"github.com/orgscaler/orgscaler/kubeevents"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/readiness"
+	"github.com/orgscaler/orgscaler/replicated"
 	"github.com/orgscaler/orgscaler/replication"
 	"github.com/orgscaler/orgscaler/scaledobjects"
 	"github.com/orgscaler/orgscaler/scaler"
@@ -180,17 +181,11 @@ func (a *App) openStorage() (func() error, error) {
 // idle times, and the GPU-hours ledger.
 func (a *App) openStores() (func() error, error) {
 	o := a.opts
-	var onChange func(activity.Change)
-	var onIdle func(idletimes.Counts)
-	var onDay func(history.Day)
-	var onFlush func([]usage.Hour)
+	var out *replicated.Outboxes // nil: nothing replicated
 	if a.repl != nil {
-		onChange, onIdle, onDay = a.repl.Enqueue, a.repl.EnqueueIdle, a.repl.EnqueueDay
+		out = replicated.Register(a.repl, a.inFleet())
 	}
-	if a.inFleet() {
-		onFlush = a.repl.EnqueueUsage
-	}
-	store, err := activity.Open(activity.Options{DB: a.db, OnChange: onChange, IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval,
+	store, err := activity.Open(activity.Options{DB: a.db, OnChange: out.OnChange(), IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval,
 		Logger: o.Logger, Now: o.Now, Registerer: a.registry, MaxOrgs: o.MaxOrgs, Replica: o.ReplicaID, MaxClockSkew: o.MaxClockSkew})
 	if err != nil {
 		return nil, err
@@ -203,13 +198,13 @@ func (a *App) openStores() (func() error, error) {
 		store.Subscribe(activity.Subscriber{Transition: a.events.Transition})
 	}
 	holds := func(org string) bool { _, ok := store.Get(org); return ok }
-	a.history = history.Open(history.Options{DB: a.db.Badger(), Logger: o.Logger, OnChange: onDay, Holds: holds, CheckDisk: a.db.CheckDisk, Now: o.Now})
+	a.history = history.Open(history.Options{DB: a.db.Badger(), Logger: o.Logger, OnChange: out.OnDay(), Holds: holds, CheckDisk: a.db.CheckDisk, Now: o.Now})
 	if a.idle, err = idletimes.Open(idletimes.Options{DB: a.db.Badger(), Replica: o.ReplicaID, Logger: o.Logger,
-		OnUpdate: store.Notify, CheckDisk: a.db.CheckDisk, OnChange: onIdle, Holds: holds}); err != nil {
+		OnUpdate: store.Notify, CheckDisk: a.db.CheckDisk, OnChange: out.OnIdle(), Holds: holds}); err != nil {
 		return store.Close, err
 	}
 	if a.ledger, err = usage.Open(a.db.Badger(), usage.Options{Logger: o.Logger, Retention: o.UsageRetention, Registerer: a.registry, Now: o.Now,
-		CheckDisk: a.db.CheckDisk, OnFlush: onFlush}); err != nil {
+		CheckDisk: a.db.CheckDisk, OnFlush: out.OnFlush()}); err != nil {
 		return store.Close, err
 	}
 	if a.repl != nil && len(o.Peers) > 0 {
@@ -218,7 +213,7 @@ func (a *App) openStores() (func() error, error) {
 		a.gate.Loading()
 		a.empty = store.Len() == 0
 	}
-	a.peers.Sinks = replication.Sinks{Usage: a.fleetLedger(), Idle: a.idle, History: a.history, Now: o.Now, MaxSkew: o.MaxClockSkew}
+	out.Serve(store, a.idle, a.history, a.ledger)
 	return store.Close, nil
 }
 
@@ -340,7 +335,7 @@ func (a *App) openServers() (func() error, error) {
 	var repl api.Replicator
 	var snapshot func(bool, func(*pb.SnapshotResponse) error) error
 	if a.repl != nil {
-		repl, snapshot = a.repl, replication.Snapshot(a.store, a.fleetLedger(), a.idle, a.history)
+		repl, snapshot = a.repl, a.repl.Snapshot
 	}
 	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.gate.Current, Store: a.store, Backlogs: apiBacklogs, Explainer: a.keda,
 		Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history, Knative: a.knativeServices()})

@@ -59,7 +59,7 @@ func (a *App) startBackground(errc chan<- error) {
 		if len(a.peers.Addrs) > 0 {
 			prune := a.pruneIfAway()
 			bg.Go(func(ctx context.Context) {
-				a.repl.Join(ctx, replication.JoinOptions{Peers: a.peers, Store: a.store, Empty: a.empty,
+				a.repl.Join(ctx, replication.JoinOptions{Peers: a.peers, Digest: a.store, Empty: a.empty,
 					AntiEntropy: a.opts.AntiEntropy, Ready: a.gate.Loaded, NotReady: a.gate.Loading, Prune: prune})
 			})
 		}
@@ -89,9 +89,7 @@ func (a *App) runReplication(ctx context.Context, errc chan<- error) {
 	if a.depth != nil {
 		hints = a.depth.tracker
 	}
-	sinks := a.peers.Sinks // what a snapshot carries, and the log too
-	sinks.Store, sinks.Hints, sinks.Known = a.store, hints, a.store.Known
-	err := a.repl.Run(ctx, sinks)
+	err := a.repl.Run(ctx, hints)
 	var twin *replication.TwinError
 	if errors.As(err, &twin) {
 		errc <- err

@@ -31,9 +31,6 @@ type Peers struct {
 	// Self is this replica's id: a peer answering with it is this replica.
 	Self   string
 	Logger *slog.Logger
-	// Sinks get what a snapshot holds besides the orgs (its Store is the
-	// one a load is given): the ledger's hours, idle-time counts, days.
-	Sinks Sinks
 	// TLS, when set, dials peers over TLS (their API is served with
 	// --api-tls-cert); the server name checked is the --peers entry's host.
 	TLS *tls.Config
@@ -59,12 +56,13 @@ func (p peer) String() string { return p.addr }
 // could give a snapshot yet.
 var ErrNoPeerReady = errors.New("no peer could give a snapshot yet")
 
-// Bootstrap loads a snapshot of every org from the first ready peer into
-// store. It returns 0, nil when there is no other replica at all (the
-// first of a new fleet starts empty), and ErrNoPeerReady (wrapped, with
-// each peer's reason) when there are others but none is ready: the caller
-// tries again, and stays not ready meanwhile.
-func Bootstrap(ctx context.Context, p Peers, store Store) (orgs int, from string, err error) {
+// bootstrap loads a snapshot of every kind from the first ready peer into
+// the stores, telling seen (when set) every org it names. It returns 0,
+// nil when there is no other replica at all (the first of a new fleet
+// starts empty), and ErrNoPeerReady (wrapped, with each peer's reason)
+// when there are others but none is ready: the caller tries again, and
+// stays not ready meanwhile.
+func (r *Replicator) bootstrap(ctx context.Context, p Peers, seen func(org string)) (items int, from string, err error) {
 	log := p.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -76,7 +74,7 @@ func Bootstrap(ctx context.Context, p Peers, store Store) (orgs int, from string
 	others, empty := 0, 0
 	var reasons []string
 	for _, addr := range addrs {
-		n, replica, err := p.load(ctx, addr, store)
+		n, replica, err := r.load(ctx, p, addr, seen)
 		switch {
 		case err == nil:
 			log.Info("loaded a snapshot from a peer", "peer", addr, "replica", replica, "changes", n)
@@ -130,7 +128,7 @@ func resolve(ctx context.Context, entries []string) ([]peer, error) {
 }
 
 // load asks one peer for its snapshot and applies it.
-func (p Peers) load(ctx context.Context, addr peer, store Store) (int, string, error) {
+func (r *Replicator) load(ctx context.Context, p Peers, addr peer, seen func(string)) (int, string, error) {
 	// Nothing listening there is no replica, not one that is down.
 	probe, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", addr.addr)
 	if err != nil {
@@ -146,7 +144,7 @@ func (p Peers) load(ctx context.Context, addr peer, store Store) (int, string, e
 	if err != nil {
 		return 0, "", err
 	}
-	return p.loadFrom(ctx, client, d, store, p.Sinks.Usage != nil)
+	return r.loadFrom(ctx, p, client, d, r.joinOnly(), seen)
 }
 
 // dial connects to a peer's API, with this replica's token on ctx.
@@ -174,8 +172,8 @@ func digestOf(ctx context.Context, client pb.AdminServiceClient) (*pb.DigestResp
 }
 
 // loadFrom applies the snapshot of the peer whose digest is d, with the
-// ledger's hours when withUsage.
-func (p Peers) loadFrom(ctx context.Context, client pb.AdminServiceClient, d *pb.DigestResponse, store Store, withUsage bool) (int, string, error) {
+// JoinOnly kinds (the ledger's hours) when withJoinOnly.
+func (r *Replicator) loadFrom(ctx context.Context, p Peers, client pb.AdminServiceClient, d *pb.DigestResponse, withJoinOnly bool, seen func(string)) (int, string, error) {
 	switch {
 	case d.GetReplica() == p.Self:
 		return 0, "", errSelf
@@ -190,7 +188,7 @@ func (p Peers) loadFrom(ctx context.Context, client pb.AdminServiceClient, d *pb
 	}
 	stalled := time.AfterFunc(idle, cancel)
 	defer stalled.Stop()
-	stream, err := client.Snapshot(ctx, &pb.SnapshotRequest{Usage: withUsage})
+	stream, err := client.Snapshot(ctx, &pb.SnapshotRequest{Usage: withJoinOnly})
 	if err != nil {
 		return 0, "", err
 	}
@@ -207,13 +205,11 @@ func (p Peers) loadFrom(ctx context.Context, client pb.AdminServiceClient, d *pb
 		if err != nil {
 			return n, "", err
 		}
-		sinks := p.Sinks
-		sinks.Store = store
-		a, err := sinks.apply(chunk)
-		if err != nil {
+		a, err := r.apply(carrier{chunk: chunk}, seen)
+		if err != nil && !errors.Is(err, errEarly) {
 			return n, "", fmt.Errorf("apply the snapshot: %w", err)
 		}
-		n += a.orgs
+		n += a.items
 	}
 }
 
@@ -222,14 +218,14 @@ type Digester interface {
 	Digest() ([32]byte, int)
 }
 
-// AntiEntropy compares this replica's digest with a random peer's after
+// antiEntropy compares this replica's digest with a random peer's after
 // first, then every interval, and, when they differ, applies that peer's
 // snapshot. Merges
 // only ever move state forward, so this heals whatever the log did not
 // carry (a message held for a crashed process, a change accepted but not
 // yet published when a replica died) without undoing anything; the peer
 // does the same with this replica. Runs until ctx ends.
-func AntiEntropy(ctx context.Context, p Peers, store Replica, first, every time.Duration) {
+func (r *Replicator) antiEntropy(ctx context.Context, p Peers, own Digester, first, every time.Duration) {
 	log := p.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -248,13 +244,13 @@ func AntiEntropy(ctx context.Context, p Peers, store Replica, first, every time.
 			continue
 		}
 		addr := addrs[time.Now().UnixNano()%int64(len(addrs))]
-		if n, replica, err := p.pullIfDifferent(ctx, addr, store); err == nil && n > 0 {
+		if n, replica, err := r.pullIfDifferent(ctx, p, addr, own); err == nil && n > 0 {
 			log.Info("digests differed: applied a peer's snapshot", "peer", addr, "replica", replica, "changes", n)
 		}
 	}
 }
 
-func (p Peers) pullIfDifferent(ctx context.Context, addr peer, store Replica) (int, string, error) {
+func (r *Replicator) pullIfDifferent(ctx context.Context, p Peers, addr peer, own Digester) (int, string, error) {
 	client, ctx, closeConn, err := p.dial(ctx, addr)
 	if err != nil {
 		return 0, "", err
@@ -264,9 +260,9 @@ func (p Peers) pullIfDifferent(ctx context.Context, addr peer, store Replica) (i
 	if err != nil || d.GetReplica() == p.Self || d.GetLoading() {
 		return 0, "", err
 	}
-	sum, n := store.Digest()
+	sum, n := own.Digest()
 	if fmt.Sprintf("%x", sum) == d.GetDigest() && int64(n) == d.GetOrgs() {
 		return 0, "", nil
 	}
-	return p.loadFrom(ctx, client, d, store, false) // the log carries the ledger's hours
+	return r.loadFrom(ctx, p, client, d, false, nil) // the log carries the JoinOnly kinds
 }

@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/orgscaler/orgscaler/activity"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 )
 
@@ -53,16 +52,12 @@ func servePeer(t *testing.T, p *peerServer) string {
 func TestBootstrapPastAStalledPeer(t *testing.T) {
 	stuck := servePeer(t, &peerServer{replica: "stuck", org: "partial", stall: true})
 	good := servePeer(t, &peerServer{replica: "good", org: "whole"})
-	store, err := activity.Open(activity.Options{Dir: t.TempDir(), IdleWindow: time.Hour, FlushInterval: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	r, _, _, store, _ := testReplicator(time.Now())
 	done := make(chan error, 1)
 	var from string
 	go func() {
 		var err error
-		_, from, err = Bootstrap(context.Background(), Peers{Addrs: []string{stuck, good}, Self: "me", ChunkTimeout: 300 * time.Millisecond}, store)
+		_, from, err = r.bootstrap(context.Background(), Peers{Addrs: []string{stuck, good}, Self: "me", ChunkTimeout: 300 * time.Millisecond}, nil)
 		done <- err
 	}()
 	select {
@@ -73,7 +68,7 @@ func TestBootstrapPastAStalledPeer(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("bootstrap still waiting on a peer stalled mid-snapshot")
 	}
-	if _, ok := store.Get("whole"); !ok {
+	if _, ok := store.get("whole"); !ok {
 		t.Fatal("the good peer's org is not here")
 	}
 }

@@ -4,30 +4,15 @@ import (
 	"context"
 	"time"
 
-	"github.com/orgscaler/orgscaler/activity"
-	"github.com/orgscaler/orgscaler/history"
-	"github.com/orgscaler/orgscaler/idletimes"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
-	"github.com/orgscaler/orgscaler/usage"
 )
-
-// Exporter hands over every org's state as changes; activity.Store
-// provides it.
-type Exporter interface {
-	Export(send func([]activity.Change) error) error
-}
-
-// Replica is what joining needs of this replica's store.
-type Replica interface {
-	Store
-	Digester
-	Exporter
-}
 
 // JoinOptions configure Join.
 type JoinOptions struct {
 	Peers Peers
-	Store Replica
+	// Digest is this replica's digest of its orgs, compared with a
+	// peer's by anti-entropy.
+	Digest Digester
 	// Empty says the store started with no org (a new pod, a lost volume).
 	Empty bool
 	// AntiEntropy is how often digests are compared with a peer's.
@@ -73,17 +58,16 @@ func (r *Replicator) Join(ctx context.Context, o JoinOptions) {
 		r.log.Warn("this replica's subscription was made anew at start: not ready until a peer's snapshot fills what was published while it was away")
 		first.Empty = true
 	}
-	var seen *recording
+	var seen map[string]bool
 	if o.Prune != nil && !o.Empty {
-		seen = &recording{Replica: o.Store, orgs: map[string]bool{}}
-		first.Store = seen
+		seen = map[string]bool{}
 	}
-	from, ok := r.catchUp(ctx, first)
+	from, ok := r.catchUp(ctx, first, seen)
 	if !ok {
 		return
 	}
 	if seen != nil && from != "" {
-		n, err := o.Prune(func(org string) bool { return seen.orgs[org] })
+		n, err := o.Prune(func(org string) bool { return seen[org] })
 		if err != nil {
 			r.log.Error("could not remove the orgs no peer holds; they may come back", "err", err)
 		} else {
@@ -93,13 +77,13 @@ func (r *Replicator) Join(ctx context.Context, o JoinOptions) {
 	o.Ready()
 	next := o.AntiEntropy
 	if !o.Empty {
-		r.republish(o.Store, o.Peers.Sinks)
+		r.republish()
 		next = min(next, restartRecheck)
 	}
 	for {
 		actx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
-		go func() { AntiEntropy(actx, o.Peers, o.Store, next, o.AntiEntropy); close(done) }()
+		go func() { r.antiEntropy(actx, o.Peers, o.Digest, next, o.AntiEntropy); close(done) }()
 		select {
 		case <-ctx.Done():
 		case <-r.lost:
@@ -116,7 +100,7 @@ func (r *Replicator) Join(ctx context.Context, o JoinOptions) {
 		}
 		heal := o
 		heal.Empty = true // wait for a peer's snapshot, as an empty replica does
-		if _, ok := r.catchUp(ctx, heal); !ok {
+		if _, ok := r.catchUp(ctx, heal, nil); !ok {
 			return
 		}
 		r.log.Info("a peer's snapshot filled the gap the lost subscription left; ready again")
@@ -125,15 +109,20 @@ func (r *Replicator) Join(ctx context.Context, o JoinOptions) {
 	}
 }
 
-// catchUp loads a peer's snapshot as Join says, and names the replica it
-// came from ("" when none held state); false when ctx ended first.
-func (r *Replicator) catchUp(ctx context.Context, o JoinOptions) (string, bool) {
+// catchUp loads a peer's snapshot as Join says, noting in seen (when not
+// nil) every org it names, and names the replica it came from ("" when
+// none held state); false when ctx ended first.
+func (r *Replicator) catchUp(ctx context.Context, o JoinOptions, seen map[string]bool) (string, bool) {
 	for {
 		tctx, cancel := context.WithTimeout(ctx, restartCatchUp)
 		if o.Empty {
 			tctx, cancel = context.WithCancel(ctx)
 		}
-		_, from, err := Bootstrap(tctx, o.Peers, o.Store)
+		var note func(string)
+		if seen != nil {
+			note = func(org string) { seen[org] = true }
+		}
+		_, from, err := r.bootstrap(tctx, o.Peers, note)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
@@ -153,76 +142,47 @@ func (r *Replicator) catchUp(ctx context.Context, o JoinOptions) (string, bool) 
 	}
 }
 
-// recording is a store that notes every org a snapshot applied to it
-// names.
-type recording struct {
-	Replica
-	orgs map[string]bool
-}
-
-func (r *recording) Apply(cs []activity.Change) error {
-	for _, c := range cs {
-		r.orgs[c.Org] = true
+// republish queues this replica's whole state for the others: every
+// kind but the JoinOnly ones, including the idle counts and history days
+// a stop may have left queued here (they are sent only when they grow,
+// so nothing else would resend them).
+func (r *Replicator) republish() {
+	counts := []any{}
+	for _, k := range r.kinds {
+		if k.joinOnly() {
+			continue
+		}
+		n, err := k.republish(r)
+		if err != nil {
+			r.log.Warn("not republished after a restart", "kind", k.name(), "err", err)
+		}
+		counts = append(counts, k.name(), n)
 	}
-	return r.Replica.Apply(cs)
+	r.log.Info("republished this replica's state after a restart, so changes accepted but not published before it stopped reach the others", counts...)
 }
 
-// republish queues this replica's whole state for the others: its orgs,
-// and the idle counts and history days that a stop may have left queued
-// here (they are sent only when they grow, so nothing else would resend
-// them).
-func (r *Replicator) republish(store Exporter, sinks Sinks) {
-	n := 0
-	_ = store.Export(func(cs []activity.Change) error {
-		for _, c := range cs {
-			r.Enqueue(c)
+// Snapshot sends this replica's state of every kind, in chunks as
+// replicas exchange them, the Orgs kind first; the JoinOnly kinds only
+// when withJoinOnly (SnapshotRequest.usage): what AdminService.Snapshot
+// streams to a peer.
+func (r *Replicator) Snapshot(withJoinOnly bool, send func(*pb.SnapshotResponse) error) error {
+	for _, k := range r.kinds {
+		if k.joinOnly() && !withJoinOnly {
+			continue
 		}
-		n += len(cs)
-		return nil
-	})
-	if sinks.Idle != nil {
-		if err := sinks.Idle.Export(func(cs []idletimes.Counts) error {
-			for _, c := range cs {
-				r.EnqueueIdle(c)
-			}
-			return nil
-		}); err != nil {
-			r.log.Warn("idle counts not republished after a restart", "err", err)
-		}
-	}
-	if sinks.History != nil {
-		if err := sinks.History.Export(func(ds []history.Day) error {
-			for _, d := range ds {
-				r.EnqueueDay(d)
-			}
-			return nil
-		}); err != nil {
-			r.log.Warn("activity history not republished after a restart", "err", err)
-		}
-	}
-	r.log.Info("republished this replica's state after a restart, so changes accepted but not published before it stopped reach the others", "changes", n)
-}
-
-// UsageExporter hands over the ledger's hours; usage.Ledger provides it.
-type UsageExporter interface {
-	Export(send func([]usage.Hour) error) error
-}
-
-// Snapshot sends store's state, then, when asked and ledger is not nil,
-// the ledger's hours, in chunks as replicas exchange them: what
-// AdminService.Snapshot streams to a peer.
-func Snapshot(store Exporter, ledger UsageExporter, idle IdleTimes, days History) func(withUsage bool, send func(*pb.SnapshotResponse) error) error {
-	return func(withUsage bool, send func(*pb.SnapshotResponse) error) error {
-		err := store.Export(func(cs []activity.Change) error { return send(&pb.SnapshotResponse{Changes: ToProto(cs)}) })
-		if err == nil && idle != nil {
-			err = idle.Export(func(cs []idletimes.Counts) error { return send(&pb.SnapshotResponse{IdleTimes: idleToProto(cs)}) })
-		}
-		if err == nil && days != nil {
-			err = days.Export(func(ds []history.Day) error { return send(&pb.SnapshotResponse{History: daysToProto(ds)}) })
-		}
-		if err != nil || ledger == nil || !withUsage {
+		if err := k.export(send); err != nil {
 			return err
 		}
-		return ledger.Export(func(hs []usage.Hour) error { return send(&pb.SnapshotResponse{Usage: usageToProto(hs)}) })
 	}
+	return nil
+}
+
+// joinOnly says whether a kind is carried only to a joining replica.
+func (r *Replicator) joinOnly() bool {
+	for _, k := range r.kinds {
+		if k.joinOnly() {
+			return true
+		}
+	}
+	return false
 }

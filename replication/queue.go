@@ -2,15 +2,10 @@ package replication
 
 import (
 	"math"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/orgscaler/orgscaler/activity"
-	"github.com/orgscaler/orgscaler/history"
-	"github.com/orgscaler/orgscaler/idletimes"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
-	"github.com/orgscaler/orgscaler/usage"
 )
 
 // Limits on what one publish carries. Pub/Sub refuses a message over
@@ -28,46 +23,37 @@ const (
 	maxQueuedHints = 16
 )
 
-// queue is what waits to be published, coalesced: activity of an org to
-// its latest instant, hours, counts and days to their latest value, hints
-// per subscription to at most maxQueuedHints. Its owner locks it.
-type queue struct {
-	activity map[string]time.Time // the latest per org
-	others   []activity.Change    // settings, creations by admins, deletes
-	hints    map[string][]*pb.SubscriptionHint
-	usage    latest[usageKey, usage.Hour]      // the latest per hour and workload
-	idle     latest[idleKey, idletimes.Counts] // the latest per org and replica
-	days     latest[dayKey, history.Day]       // the latest per org and day
-}
+// hintQueue is the enqueue hints waiting to be published, per
+// subscription, at most maxQueuedHints each. Its owner locks it.
+type hintQueue map[string][]*pb.SubscriptionHint
 
-func newQueue() queue {
-	return queue{activity: map[string]time.Time{}, hints: map[string][]*pb.SubscriptionHint{},
-		usage: latest[usageKey, usage.Hour]{}, idle: latest[idleKey, idletimes.Counts]{}, days: latest[dayKey, history.Day]{}}
-}
-
-// add queues c: activity alone coalesces to the org's latest instant.
-func (q *queue) add(c activity.Change) {
-	if c.Deleted == 0 && c.ScaleToZero == nil && c.IdleWindow == nil && c.WarmSchedule == nil {
-		if c.Activity.After(q.activity[c.Org]) {
-			q.activity[c.Org] = c.Activity
-		}
-		return
-	}
-	q.others = append(q.others, c)
-}
-
-// addHint queues h behind the hints queued for its subscription, merging
+// add queues h behind the hints queued for its subscription, merging
 // the two oldest when there are maxQueuedHints. The merged hint keeps the
 // older's id: a replica that already counted it (a publish that failed
 // only in part) counts the merge as that one, never twice.
-func (q *queue) addHint(h *pb.SubscriptionHint) {
-	hs := q.hints[h.GetSubscription()]
+func (q hintQueue) add(h *pb.SubscriptionHint) {
+	hs := q[h.GetSubscription()]
 	if len(hs) == maxQueuedHints {
 		hs[1] = &pb.SubscriptionHint{Id: hs[0].GetId(), Subscription: hs[0].GetSubscription(),
 			Messages: satAdd(hs[0].GetMessages(), hs[1].GetMessages()), AtUnixNano: hs[0].GetAtUnixNano()}
 		hs = hs[1:]
 	}
-	q.hints[h.GetSubscription()] = append(hs, h)
+	q[h.GetSubscription()] = append(hs, h)
+}
+
+// take removes up to limit hints, a subscription's all or none, and says
+// how many more the limit leaves.
+func (q hintQueue) take(limit int) ([]*pb.SubscriptionHint, int) {
+	var out []*pb.SubscriptionHint
+	for sub, hs := range q {
+		if limit < len(hs) {
+			break
+		}
+		out = append(out, hs...)
+		delete(q, sub)
+		limit -= len(hs)
+	}
+	return out, limit
 }
 
 func satAdd(a, b int64) int64 {
@@ -77,63 +63,67 @@ func satAdd(a, b int64) int64 {
 	return a + b
 }
 
-func (q *queue) empty() bool {
-	return len(q.activity) == 0 && len(q.others) == 0 && len(q.hints) == 0 && len(q.usage) == 0 && len(q.idle) == 0 && len(q.days) == 0
+// queued says whether anything waits to be published. The caller holds
+// r.mu.
+func (r *Replicator) queued() bool {
+	for _, k := range r.kinds {
+		if k.queued() {
+			return true
+		}
+	}
+	return len(r.hints) > 0
 }
 
-// take removes and returns up to limit items.
-func (q *queue) take(limit int) pending {
+// takeLocked removes and returns up to limit items, the kinds in the
+// order registered, then hints. The caller holds r.mu.
+func (r *Replicator) takeLocked(limit int) pending {
 	var p pending
-	for org, at := range q.activity {
-		if limit == 0 {
-			break
+	for _, k := range r.kinds {
+		var b batch
+		b, limit = k.take(limit)
+		if b.len() > 0 {
+			p.batches = append(p.batches, b)
 		}
-		p.changes = append(p.changes, activity.Change{Org: org, Activity: at})
-		delete(q.activity, org)
-		limit--
 	}
-	n := min(limit, len(q.others))
-	p.changes = append(p.changes, q.others[:n]...)
-	q.others, limit = q.others[n:], limit-n
-	for sub, hs := range q.hints {
-		if limit < len(hs) {
-			break
-		}
-		p.hints = append(p.hints, hs...)
-		delete(q.hints, sub)
-		limit -= len(hs)
-	}
-	p.usage, limit = q.usage.drain(limit)
-	p.idle, limit = q.idle.drain(limit)
-	p.days, _ = q.days.drain(limit)
+	p.hints, _ = r.hints.take(limit)
 	return p
 }
 
-// putBack queues p again after a failed publish, under what was queued
-// meanwhile (newer values win).
-func (q *queue) putBack(p pending) {
-	for _, c := range p.changes {
-		q.add(c)
+// putBackLocked queues p again after a failed publish, under what was
+// queued meanwhile (newer values win). The caller holds r.mu.
+func (r *Replicator) putBackLocked(p pending) {
+	for _, b := range p.batches {
+		b.putBack()
 	}
 	for _, h := range p.hints {
-		q.addHint(h)
+		r.hints.add(h)
 	}
-	q.usage.putBack(p.usage, keyOf)
-	q.idle.putBack(p.idle, idleKeyOf)
-	q.days.putBack(p.days, dayKeyOf)
 }
 
 // pending is what one publish carries.
 type pending struct {
-	changes []activity.Change
+	batches []batch
 	hints   []*pb.SubscriptionHint
-	usage   []usage.Hour
-	idle    []idletimes.Counts
-	days    []history.Day
 }
 
-func (p pending) empty() bool {
-	return len(p.changes) == 0 && len(p.hints) == 0 && len(p.usage) == 0 && len(p.idle) == 0 && len(p.days) == 0
+func (p pending) empty() bool { return p.len() == 0 }
+
+// len is how many items p carries.
+func (p pending) len() int {
+	n := len(p.hints)
+	for _, b := range p.batches {
+		n += b.len()
+	}
+	return n
+}
+
+// counts names how many items of each kind p carries, for a log line.
+func (p pending) counts() []any {
+	var out []any
+	for _, b := range p.batches {
+		out = append(out, b.name(), b.len())
+	}
+	return append(out, "hints", len(p.hints))
 }
 
 // messages packs p into messages of at most maxBatch items of each kind
@@ -141,20 +131,11 @@ func (p pending) empty() bool {
 func (p pending) messages(replica string) []*pb.ChangeBatch {
 	var f filler
 	f.replica = replica
-	for _, c := range ToProto(p.changes) {
-		fitIn(&f, c, func(m *pb.ChangeBatch) *[]*pb.OrgChange { return &m.Changes })
+	for _, b := range p.batches {
+		b.encode(&f)
 	}
 	for _, h := range p.hints {
 		fitIn(&f, h, func(m *pb.ChangeBatch) *[]*pb.SubscriptionHint { return &m.Hints })
-	}
-	for _, h := range usageToProto(p.usage) {
-		fitIn(&f, h, func(m *pb.ChangeBatch) *[]*pb.UsageHour { return &m.Usage })
-	}
-	for _, c := range idleToProto(p.idle) {
-		fitIn(&f, c, func(m *pb.ChangeBatch) *[]*pb.IdleCounts { return &m.IdleTimes })
-	}
-	for _, d := range daysToProto(p.days) {
-		fitIn(&f, d, func(m *pb.ChangeBatch) *[]*pb.ActivityDay { return &m.History })
 	}
 	return f.msgs
 }

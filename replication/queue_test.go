@@ -9,21 +9,14 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/orgscaler/orgscaler/activity"
-	"github.com/orgscaler/orgscaler/hlc"
-	"github.com/orgscaler/orgscaler/idletimes"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 )
-
-func newTestReplicator() *Replicator {
-	return &Replicator{opts: Options{Replica: "r0"}, q: newQueue(), published: make(chan struct{}), kick: make(chan struct{}, 1), m: newMetrics(nil)}
-}
 
 // An outage's hints stay a few per subscription however many are
 // accepted: counts saturate, the oldest time stands, and nothing is lost
 // from the sum.
 func TestQueuedHintsMerge(t *testing.T) {
-	r := newTestReplicator()
+	r, _, _, _, _ := testReplicator(time.Now())
 	at := time.Unix(1_800_000_000, 0)
 	for i := range 100_000 {
 		r.EnqueueHint("projects/p/subscriptions/a", 3, at.Add(time.Duration(i)*time.Millisecond))
@@ -53,44 +46,41 @@ func TestQueuedHintsMerge(t *testing.T) {
 // a publish takes at most maxTake items: Sync is confirmed only by the
 // take that empties the queue.
 func TestPublishesAreBounded(t *testing.T) {
-	r := newTestReplicator()
-	const orgs = 45_000
+	r, orgs, days, _, _ := testReplicator(time.Now())
+	const n = 45_000
 	long := strings.Repeat("x", 120)
-	for i := range orgs {
+	for i := range n {
 		org := fmt.Sprintf("%s-%06d", long, i)
-		r.Enqueue(activity.Change{Org: org, Activity: time.Unix(1_800_000_000, int64(i))})
-		var c idletimes.Counts
-		c.Org, c.Replica = org, "r0"
-		for b := range c.History.Bins {
-			c.History.Bins[b] = math.MaxUint32 - uint32(b)
-		}
-		r.EnqueueIdle(c)
+		orgs.Enqueue(mark{org, int64(i)})
+		days.Enqueue(mark{org + strings.Repeat("y", 200), int64(i)})
 	}
-	var taken, msgs int
+	var took, msgs int
 	for {
 		seq, p := r.take()
 		if p.empty() {
 			break
 		}
-		n := len(p.changes) + len(p.idle)
-		if n > maxTake {
-			t.Fatalf("one publish took %d items, want at most %d", n, maxTake)
+		if p.len() > maxTake {
+			t.Fatalf("one publish took %d items, want at most %d", p.len(), maxTake)
 		}
-		taken += n
+		took += p.len()
 		for _, m := range p.messages("r0") {
 			msgs++
 			if size := proto.Size(m); size > 5<<20 {
-				t.Fatalf("a message of %d bytes (%d changes, %d idle counts): want at most 5 MiB", size, len(m.GetChanges()), len(m.GetIdleTimes()))
+				t.Fatalf("a message of %d bytes (%d changes, %d days): want at most 5 MiB", size, len(m.GetChanges()), len(m.GetHistory()))
+			}
+			if len(m.GetChanges()) > maxBatch || len(m.GetHistory()) > maxBatch {
+				t.Fatalf("a message of %d changes and %d days: want at most %d of each", len(m.GetChanges()), len(m.GetHistory()), maxBatch)
 			}
 		}
-		if r.q.empty() != (seq == r.enqueued) || (!r.q.empty() && seq != 0) {
-			t.Fatalf("take confirmed up to %d with the queue empty=%v (enqueued %d)", seq, r.q.empty(), r.enqueued)
+		if r.queued() == (seq == r.enqueued) || (r.queued() && seq != 0) {
+			t.Fatalf("take confirmed up to %d with something queued=%v (enqueued %d)", seq, r.queued(), r.enqueued)
 		}
 	}
-	if taken != 2*orgs {
-		t.Fatalf("took %d items, want %d", taken, 2*orgs)
+	if took != 2*n {
+		t.Fatalf("took %d items, want %d", took, 2*n)
 	}
-	t.Logf("%d items in %d messages", taken, msgs)
+	t.Logf("%d items in %d messages", took, msgs)
 
 	// Items far larger than usual split by bytes, not only by count.
 	var big pending
@@ -105,46 +95,5 @@ func TestPublishesAreBounded(t *testing.T) {
 	}
 	if len(ms) < 2 {
 		t.Fatalf("10 MB of hints in %d message(s)", len(ms))
-	}
-}
-
-// A change of the warm schedule alone is a setting, not activity: it is
-// queued as it is, not folded into the org's latest activity.
-func TestScheduleChangeIsQueued(t *testing.T) {
-	r := newTestReplicator()
-	sched := "Mon-Fri 08:00-18:00 Europe/Berlin"
-	r.Enqueue(activity.Change{Org: "acme", WarmSchedule: &sched, WarmScheduleAt: hlc.Stamp(7)})
-	r.Enqueue(activity.Change{Org: "acme", Activity: time.Unix(1_800_000_000, 0)})
-	_, p := r.take()
-	var got *pb.OrgChange
-	for _, m := range p.messages("r0") {
-		for _, c := range m.GetChanges() {
-			if c.GetWarmSchedule() == sched {
-				got = c
-			}
-		}
-	}
-	if got == nil || got.GetWarmScheduleAt() != 7 {
-		t.Fatalf("the schedule change was not published: %+v", p.changes)
-	}
-}
-
-// Idle counts or history of an org this replica has not heard of (its
-// creation is in a message not applied yet) make the message early, to be
-// applied again; the fleet's counts (no org) and known orgs never do.
-func TestEarlyMessages(t *testing.T) {
-	s := Sinks{Known: func(org string) bool { return org == "held" || org == "deleted" }}
-	for _, c := range []struct {
-		m    *pb.ChangeBatch
-		want string
-	}{
-		{&pb.ChangeBatch{History: []*pb.ActivityDay{{Org: "held"}, {Org: "deleted"}}}, ""},
-		{&pb.ChangeBatch{History: []*pb.ActivityDay{{Org: "held"}, {Org: "later"}}}, "later"},
-		{&pb.ChangeBatch{IdleTimes: []*pb.IdleCounts{{Org: "", Replica: "r1"}, {Org: "later", Replica: "r1"}}}, "later"},
-		{&pb.ChangeBatch{IdleTimes: []*pb.IdleCounts{{Org: "", Replica: "r1"}}}, ""},
-	} {
-		if got := s.early(c.m); got != c.want {
-			t.Errorf("%v: early %q, want %q", c.m, got, c.want)
-		}
 	}
 }

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,13 +16,13 @@ import (
 // receive applies other replicas' changes from this replica's
 // subscription, acknowledging each message once it is on disk here. It
 // returns a *TwinError when another live process uses this replica's id.
-func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
+func (r *Replicator) receive(ctx context.Context, hints Hints) error {
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var twin atomic.Pointer[TwinError] // handle may run concurrently
 	for {
 		err := r.tr.Receive(rctx, func(m *Message) {
-			if t := r.handle(m, sinks); t != nil {
+			if t := r.handle(m, hints); t != nil {
 				twin.CompareAndSwap(nil, t)
 				stop()
 			}
@@ -54,7 +55,7 @@ func (r *Replicator) receive(ctx context.Context, sinks Sinks) error {
 // handle checks, measures and applies one message, and acknowledges it
 // (or not, to have it again); a *TwinError says the message is a live
 // twin's.
-func (r *Replicator) handle(m *Message, sinks Sinks) *TwinError {
+func (r *Replicator) handle(m *Message, hints Hints) *TwinError {
 	if !r.authentic(m) {
 		r.reject(m, "unauthenticated", "no valid signature: published by something without the fleet's peer token")
 		return nil
@@ -81,7 +82,7 @@ func (r *Replicator) handle(m *Message, sinks Sinks) *TwinError {
 		m.Ack() // ours: applied when it was made
 		return nil
 	}
-	a, err := sinks.apply(&b)
+	a, err := r.apply(carrier{batch: &b}, nil)
 	switch {
 	case errors.Is(err, errEarly):
 		r.log.Debug("a message came before the org it counts for; Pub/Sub will redeliver it", "from", b.GetReplica(), "err", err)
@@ -92,16 +93,15 @@ func (r *Replicator) handle(m *Message, sinks Sinks) *TwinError {
 		m.Nack()
 		return nil
 	}
-	a.held += sinks.applyHints(b.GetHints())
-	r.counted(b.GetReplica(), a, sinks.MaxSkew)
+	a.held += r.applyHints(hints, b.GetHints())
+	r.counted(b.GetReplica(), a)
 	m.Ack()
 	return nil
 }
 
 // counted adds what applying a message did to the metrics, and logs the
 // changes held or dropped at most every 10 s.
-func (r *Replicator) counted(from string, a applied, skew time.Duration) {
-	r.m.applied.Add(float64(a.orgs))
+func (r *Replicator) counted(from string, a applied) {
 	if a.dropped+a.held == 0 {
 		return
 	}
@@ -109,7 +109,7 @@ func (r *Replicator) counted(from string, a applied, skew time.Duration) {
 	r.m.held.Add(float64(a.held))
 	r.warnBad.Do(func() {
 		r.log.Warn("held another replica's stamps to the clock skew bound, or dropped changes naming no valid org (logged at most every 10s)",
-			"from", from, "dropped", a.dropped, "held", a.held, "max_clock_skew", skew)
+			"from", from, "dropped", a.dropped, "held", a.held, "max_clock_skew", r.opts.MaxSkew)
 	})
 }
 
@@ -120,70 +120,59 @@ func signal(c chan struct{}) {
 	}
 }
 
-// parts is what a replication message and a snapshot chunk both carry.
-type parts interface {
-	GetChanges() []*pb.OrgChange
-	GetUsage() []*pb.UsageHour
-	GetIdleTimes() []*pb.IdleCounts
-	GetHistory() []*pb.ActivityDay
+// applied is what applying a message or a chunk did: the items applied,
+// those dropped (naming no valid org) or whose stamps were held to the
+// skew bound, and the first org an item counts for that is not known here
+// yet.
+type applied struct {
+	items, dropped, held int
+	early                string
 }
 
-// applied is what applying a message or a chunk did: the org changes
-// applied, and those dropped (naming no valid org) or whose stamps were
-// held to the skew bound.
-type applied struct{ orgs, dropped, held int }
+func (a *applied) add(b applied) {
+	a.items, a.dropped, a.held = a.items+b.items, a.dropped+b.dropped, a.held+b.held
+	a.early = cmp.Or(a.early, b.early)
+}
 
-// apply applies m to the sinks, the orgs first (counts and days of an org
-// this replica does not hold are dropped), every stamp held to the skew
-// bound (validate.go).
-func (s Sinks) apply(m parts) (applied, error) {
+// apply applies what from carries to every kind's store, the Orgs kind
+// first, every stamp held to the skew bound (validate.go); seen, when set,
+// is told every org the Orgs kind's items name. An item of an org not
+// known here yet (errEarly) does not stop the rest: what can be applied
+// is, and the message is applied again later.
+func (r *Replicator) apply(from carrier, seen func(org string)) (applied, error) {
 	var a applied
-	changes := fromProto(m.GetChanges())
-	if s.Now != nil {
-		changes, a.dropped, a.held = bounded(changes, s.Now().Add(s.MaxSkew))
-	}
-	if err := s.Store.Apply(changes); err != nil {
-		return a, fmt.Errorf("orgs: %w", err)
-	}
-	if s.Usage != nil && len(m.GetUsage()) > 0 {
-		if err := s.Usage.Merge(usageFromProto(m.GetUsage())); err != nil {
-			return a, fmt.Errorf("usage: %w", err)
+	in := applying{limit: r.now().Add(r.opts.MaxSkew), seen: seen}
+	for _, k := range r.kinds {
+		if k.orgs() {
+			in.known = k.knower()
+		}
+		b, err := k.apply(from, in)
+		a.add(b)
+		r.m.applied.WithLabelValues(k.name()).Add(float64(b.items))
+		if err != nil {
+			return a, err
 		}
 	}
-	if s.Idle != nil {
-		for _, c := range idleFromProto(m.GetIdleTimes()) {
-			if err := s.Idle.Merge(c); err != nil {
-				return a, fmt.Errorf("idle times: %w", err)
-			}
-		}
+	if a.early != "" {
+		return a, fmt.Errorf("%w: idle times or history of org %q, not yet created here", errEarly, a.early)
 	}
-	if s.History != nil && len(m.GetHistory()) > 0 {
-		if err := s.History.Merge(daysFromProto(m.GetHistory())); err != nil {
-			return a, fmt.Errorf("activity history: %w", err)
-		}
-	}
-	if org := s.early(m); org != "" {
-		return a, fmt.Errorf("%w: idle times or history of org %q, not yet created here", errEarly, org)
-	}
-	a.orgs = len(changes)
 	return a, nil
 }
 
 // applyHints counts other replicas' enqueue hints (each once, whatever
 // the redeliveries), their times held to the skew bound, and says how
 // many were held.
-func (s Sinks) applyHints(hints []*pb.SubscriptionHint) (held int) {
-	if s.Hints == nil {
+func (r *Replicator) applyHints(hints Hints, list []*pb.SubscriptionHint) (held int) {
+	if hints == nil {
 		return 0
 	}
-	for _, h := range hints {
+	limit := r.now().Add(r.opts.MaxSkew)
+	for _, h := range list {
 		at := time.Unix(0, h.GetAtUnixNano())
-		if s.Now != nil {
-			if limit := s.Now().Add(s.MaxSkew); at.After(limit) {
-				at, held = limit, held+1
-			}
+		if at.After(limit) {
+			at, held = limit, held+1
 		}
-		s.Hints.ApplyHint(h.GetId(), h.GetSubscription(), h.GetMessages(), at)
+		hints.ApplyHint(h.GetId(), h.GetSubscription(), h.GetMessages(), at)
 	}
 	return held
 }
@@ -193,22 +182,3 @@ func (s Sinks) applyHints(hints []*pb.SubscriptionHint) (held int) {
 // messages, and applies them concurrently): what could be applied was,
 // and the message is applied again later, when the org is known.
 var errEarly = errors.New("early")
-
-// early names an org m carries idle counts or history of that the store
-// has not heard of ("" when none).
-func (s Sinks) early(m parts) string {
-	if s.Known == nil {
-		return ""
-	}
-	for _, c := range m.GetIdleTimes() {
-		if org := c.GetOrg(); org != "" && !s.Known(org) {
-			return org
-		}
-	}
-	for _, d := range m.GetHistory() {
-		if !s.Known(d.GetOrg()) {
-			return d.GetOrg()
-		}
-	}
-	return ""
-}

@@ -1,10 +1,13 @@
-// Package replication keeps several scaler replicas' org stores equal over
+// Package replication keeps several scaler replicas' stores equal over
 // one Pub/Sub topic: every change a replica accepts is published to the
 // topic before its caller is told it is done, and every replica applies
-// every other replica's changes from a subscription of its own. Changes
-// merge commutatively and idempotently (activity.Change), so Pub/Sub's
-// redelivery and lack of order change nothing. The store does not know it
-// is replicated: it reports its changes and applies the others'.
+// every other replica's changes from a subscription of its own. What it
+// carries is a list of kinds (kind.go), each registered with how its
+// items coalesce, cross the wire and merge (package replicated registers
+// the stores'); merges are commutative and idempotent, so Pub/Sub's
+// redelivery and lack of order change nothing. Neither this package nor
+// the stores know one another: a store reports its changes and merges
+// the others'.
 package replication
 
 import (
@@ -25,44 +28,13 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/orgscaler/orgscaler/activity"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
-	"github.com/orgscaler/orgscaler/usage"
 )
-
-// Store is where other replicas' changes go; activity.Store provides it.
-type Store interface {
-	Apply([]activity.Change) error
-}
 
 // Hints is where other replicas' enqueue hints go; pubsubdepth.Tracker
 // provides it. Nil without a backlog source.
 type Hints interface {
 	ApplyHint(id, sub string, n int64, at time.Time)
-}
-
-// Usage is where the leader's GPU-hours ledger hours go; usage.Ledger
-// provides it.
-type Usage interface {
-	Merge(hours []usage.Hour) error
-}
-
-// Sinks are where other replicas' changes go. Store is required.
-type Sinks struct {
-	// Known, when set, says whether the store has heard of an org (holds
-	// it or its tombstone): idle counts or history of an org it has not
-	// are early, and the message is applied again later (errEarly).
-	Known func(org string) bool
-	// Now and MaxSkew, when Now is set, hold every stamp applied to at
-	// most MaxSkew ahead of Now (validate.go).
-	Now     func() time.Time
-	MaxSkew time.Duration
-
-	Store   Store
-	Hints   Hints // nil without a backlog source
-	Usage   Usage // nil when the ledger is not the fleet's
-	Idle    IdleTimes
-	History History
 }
 
 // Options configure a Replicator.
@@ -84,9 +56,11 @@ type Options struct {
 	Now func() time.Time
 	// Wait bounds how long Sync waits (default DefaultWait).
 	Wait time.Duration
-	// MaxSkew and OnSkew, when set: OnSkew(true) when this replica's
-	// clock is off from Pub/Sub's by more than MaxSkew, OnSkew(false) when
-	// it is back within half of it.
+	// MaxSkew bounds how far ahead of this replica's clock another's
+	// stamps may be before they are held to it (validate.go; default
+	// DefaultMaxClockSkew). OnSkew, when set, is called with true when
+	// this replica's clock is off from Pub/Sub's by more than MaxSkew, and
+	// with false when it is back within half of it.
 	MaxSkew time.Duration
 	OnSkew  func(skewed bool)
 	// Key, when set (KeyFrom the fleet's peer token), signs every message
@@ -107,7 +81,8 @@ type Replicator struct {
 	m    *metrics
 
 	mu        sync.Mutex
-	q         queue
+	kinds     []kind // registered, the Orgs kind first
+	hints     hintQueue
 	hintSeq   uint64
 	enqueued  uint64        // changes enqueued so far
 	confirmed uint64        // changes published so far
@@ -146,6 +121,9 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 	if o.Wait <= 0 {
 		o.Wait = DefaultWait
 	}
+	if o.MaxSkew <= 0 {
+		o.MaxSkew = DefaultMaxClockSkew
+	}
 	log := o.Logger.With("component", "replication")
 	sub := fmt.Sprintf("projects/%s/subscriptions/%s-%s", project, topicID, o.Replica)
 	tr := o.Transport
@@ -155,7 +133,7 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 		}
 	}
 	r := &Replicator{opts: o, log: log, tr: tr, sub: sub,
-		q: newQueue(), published: make(chan struct{}), kick: make(chan struct{}, 1), lost: make(chan struct{}, 1),
+		hints: hintQueue{}, published: make(chan struct{}), kick: make(chan struct{}, 1), lost: make(chan struct{}, 1),
 		instance: newInstance(), started: o.Now(), now: o.Now, warnBad: rate.Sometimes{Interval: 10 * time.Second},
 		hintSeq: uint64(time.Now().UnixNano()), // unique across this replica's restarts
 		m:       newMetrics(o.Registerer), offsets: newOffsets(o.Registerer)}
@@ -180,10 +158,6 @@ func (r *Replicator) Subscription() string { return r.sub }
 // wake tells the publisher something was queued.
 func (r *Replicator) wake() { signal(r.kick) }
 
-// Enqueue queues a change made here for publishing; activity.Store's
-// OnChange. It never blocks: activity of one org coalesces to its latest.
-func (r *Replicator) Enqueue(c activity.Change) { r.queue(func() { r.q.add(c) }) }
-
 // queue adds to what waits to be published (add runs under the lock),
 // counts it for Sync, and wakes the publisher.
 func (r *Replicator) queue(add func()) {
@@ -199,26 +173,8 @@ func (r *Replicator) queue(add func()) {
 func (r *Replicator) EnqueueHint(sub string, n int64, at time.Time) {
 	r.queue(func() {
 		r.hintSeq++
-		r.q.addHint(&pb.SubscriptionHint{Id: fmt.Sprintf("%s/%d", r.opts.Replica, r.hintSeq),
+		r.hints.add(&pb.SubscriptionHint{Id: fmt.Sprintf("%s/%d", r.opts.Replica, r.hintSeq),
 			Subscription: sub, Messages: n, AtUnixNano: at.UnixNano()})
-	})
-}
-
-type usageKey struct {
-	hour     int64
-	id, term string
-}
-
-func keyOf(h usage.Hour) usageKey { return usageKey{h.Start.Unix(), h.ID, h.Term} }
-
-// EnqueueUsage queues ledger hours counted here (the leader's flushes),
-// for every replica to merge: usage.Ledger's OnFlush. The ledger hands
-// its flushes over in order, so a later hour replaces an earlier one.
-func (r *Replicator) EnqueueUsage(hours []usage.Hour) {
-	r.queue(func() {
-		for _, h := range hours {
-			r.q.usage.put(keyOf(h), h)
-		}
 	})
 }
 
@@ -249,17 +205,22 @@ func (r *Replicator) Sync(ctx context.Context) error {
 	return nil
 }
 
-// Run publishes and applies (changes to store, hints to hints, if set)
-// until ctx ends, then publishes what is still queued (for up to
+// Run publishes and applies (every registered kind to its store, hints
+// to hints, if set) until ctx ends, then publishes what is still queued (for up to
 // DrainTimeout) and closes the client.
 // A *TwinError (another live process with this replica's id started
 // first) ends it too, after the drain.
-func (r *Replicator) Run(ctx context.Context, sinks Sinks) error {
+func (r *Replicator) Run(ctx context.Context, hints Hints) error {
+	for _, k := range r.kinds {
+		if !k.served() {
+			return fmt.Errorf("replication: kind %q has no store (Outbox.Serve)", k.name())
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { r.publishLoop(ctx) })
 	wg.Go(func() { r.heartbeat(ctx) })
-	err := r.receive(ctx, sinks)
+	err := r.receive(ctx, hints)
 	cancel()
 	wg.Wait()
 	r.drain()
@@ -279,10 +240,10 @@ func (r *Replicator) drain() {
 		if err := r.publish(dctx, batch); err != nil {
 			r.requeue(batch, err)
 			r.mu.Lock()
-			left := r.q.take(math.MaxInt)
+			left := r.takeLocked(math.MaxInt)
 			r.mu.Unlock()
 			r.log.Error("changes not published before stopping: other replicas will not see them until this replica restarts and republishes, or anti-entropy heals them",
-				"changes", len(left.changes), "hints", len(left.hints), "idle_counts", len(left.idle), "history_days", len(left.days), "ledger_hours", len(left.usage), "err", err)
+				append(left.counts(), "err", err)...)
 			return
 		}
 		r.confirm(seq)
@@ -338,7 +299,7 @@ func (r *Replicator) publishLoop(ctx context.Context) {
 			if status.Code(err) == codes.InvalidArgument {
 				// Pub/Sub will never take it: retrying would wedge the queue
 				// behind it. Anti-entropy heals the orgs it carried.
-				r.log.Error("Pub/Sub refused a batch of changes as invalid; dropped", "topic", r.opts.Topic, "changes", len(batch.changes), "hints", len(batch.hints), "err", err)
+				r.log.Error("Pub/Sub refused a batch of changes as invalid; dropped", append(batch.counts(), "topic", r.opts.Topic, "err", err)...)
 				r.m.publishErrors.Inc()
 				r.confirm(seq)
 				continue
@@ -347,7 +308,7 @@ func (r *Replicator) publishLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			r.log.Warn("publishing changes failed; retrying", "topic", r.opts.Topic, "changes", len(batch.changes), "hints", len(batch.hints), "retry_in", backoff, "err", err)
+			r.log.Warn("publishing changes failed; retrying", append(batch.counts(), "topic", r.opts.Topic, "retry_in", backoff, "err", err)...)
 			select {
 			case <-ctx.Done():
 				return
@@ -364,8 +325,8 @@ func (r *Replicator) publishLoop(ctx context.Context) {
 func (r *Replicator) take() (uint64, pending) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	p := r.q.take(maxTake)
-	if !r.q.empty() {
+	p := r.takeLocked(maxTake)
+	if r.queued() {
 		return 0, p
 	}
 	return r.enqueued, p
@@ -376,7 +337,7 @@ func (r *Replicator) requeue(p pending, err error) {
 	defer r.mu.Unlock()
 	r.lastErr = err
 	r.m.publishErrors.Inc()
-	r.q.putBack(p)
+	r.putBackLocked(p)
 }
 
 func (r *Replicator) confirm(seq uint64) {
@@ -406,37 +367,8 @@ func (r *Replicator) publish(ctx context.Context, p pending) error {
 	if err := r.tr.Publish(pctx, msgs); err != nil {
 		return err
 	}
-	r.m.published.Add(float64(len(p.changes)))
+	for _, b := range p.batches {
+		r.m.published.WithLabelValues(b.name()).Add(float64(b.len()))
+	}
 	return nil
-}
-
-// latest queues, per key, the latest of values that only ever grow (a
-// ledger hour, a replica's counts, a day): a later one replaces the one
-// queued.
-type latest[K comparable, V any] map[K]V
-
-func (l latest[K, V]) put(k K, v V) { l[k] = v }
-
-// drain removes and returns up to limit values, and says how many more
-// the limit leaves.
-func (l latest[K, V]) drain(limit int) ([]V, int) {
-	var out []V
-	for k, v := range l {
-		if len(out) == limit {
-			break
-		}
-		out = append(out, v)
-		delete(l, k)
-	}
-	return out, limit - len(out)
-}
-
-// putBack queues vs again after a failed publish, unless a newer value of
-// the same key was queued meanwhile.
-func (l latest[K, V]) putBack(vs []V, key func(V) K) {
-	for _, v := range vs {
-		if _, newer := l[key(v)]; !newer {
-			l[key(v)] = v
-		}
-	}
 }

@@ -5,10 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"time"
-
-	"github.com/orgscaler/orgscaler/activity"
-	"github.com/orgscaler/orgscaler/hlc"
-	"github.com/orgscaler/orgscaler/orgid"
 )
 
 // Replication messages are checked before anything in them is applied:
@@ -16,10 +12,11 @@ import (
 //   - With a key (from the fleet's peer token), every message carries an
 //     HMAC of its body and its process attributes; one without a valid one
 //     is dropped.
-//   - A change naming no valid org is dropped; every stamp (activity,
-//     settings, deletes, hints) further ahead than the skew bound is held
-//     to it, so a fast clock (or a forged MaxInt64) cannot keep an org
-//     warm, freeze a setting or overflow the hybrid logical clock.
+//   - Every kind's Hold drops an item naming no valid org and holds every
+//     stamp (activity, settings, deletes) further ahead than the skew
+//     bound to it, as applyHints holds hints, so a fast clock (or a forged
+//     MaxInt64) cannot keep an org warm, freeze a setting or overflow the
+//     hybrid logical clock.
 const attrMAC = "mac"
 
 // DefaultMaxClockSkew is how far ahead of this replica's clock a stamp
@@ -69,35 +66,6 @@ func (r *Replicator) authentic(m *Message) bool {
 	}
 	want, _ := hex.DecodeString(mac(r.opts.Key, m.Data, m.Attributes))
 	return hmac.Equal(got, want)
-}
-
-// bounded drops changes naming no valid org and holds every stamp to
-// limit, and says how many it dropped and held.
-func bounded(changes []activity.Change, limit time.Time) (kept []activity.Change, dropped, held int) {
-	lim := hlc.Stamp(limit.UnixNano())
-	kept = changes[:0]
-	for _, c := range changes {
-		if !orgid.Valid(c.Org) {
-			dropped++
-			continue
-		}
-		if c.Activity.After(limit) {
-			c.Activity = limit
-			held++
-		}
-		for _, s := range []*hlc.Stamp{&c.ScaleToZeroAt, &c.IdleWindowAt, &c.WarmScheduleAt, &c.Deleted} {
-			if *s > lim {
-				*s = lim
-				held++
-			}
-		}
-		if c.Deleted < 0 || c.ScaleToZeroAt < 0 || c.IdleWindowAt < 0 || c.WarmScheduleAt < 0 {
-			dropped++
-			continue
-		}
-		kept = append(kept, c)
-	}
-	return kept, dropped, held
 }
 
 // reject drops m (acknowledged: it will never apply), counted by reason

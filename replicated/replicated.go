@@ -1,0 +1,91 @@
+// Package replicated says how each store's state travels between
+// replicas: for org changes, GPU-hours ledger hours, idle-time counts and
+// activity-history days, how queued items coalesce, their wire form, and
+// which are held or dropped on the way in. Package replication carries
+// the kinds and knows none of the stores; the stores know nothing of
+// either. Adding a replicated kind is one file here and one line in
+// Register.
+package replicated
+
+import (
+	"github.com/orgscaler/orgscaler/activity"
+	"github.com/orgscaler/orgscaler/history"
+	"github.com/orgscaler/orgscaler/idletimes"
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+	"github.com/orgscaler/orgscaler/replication"
+	"github.com/orgscaler/orgscaler/usage"
+)
+
+// Outboxes are the stores' way onto the replication topic: each is a
+// store's OnChange (or the ledger's OnFlush). The zero value, or nil,
+// replicates nothing: every On* is nil.
+type Outboxes struct {
+	orgs  *replication.Outbox[activity.Change, *pb.OrgChange]
+	idle  *replication.Outbox[idletimes.Counts, *pb.IdleCounts]
+	days  *replication.Outbox[history.Day, *pb.ActivityDay]
+	hours *replication.Outbox[usage.Hour, *pb.UsageHour] // nil: the ledger is each replica's own
+}
+
+// Register registers every replicated kind on r, the ledger's hours only
+// when ledger is set (a fleet whose leader counts them for all), before
+// the stores open: their OnChange is the outbox. Serve then gives each
+// kind its store. Org changes register first: a message applies them
+// before the rest, and a snapshot sends them first.
+func Register(r *replication.Replicator, ledger bool) *Outboxes {
+	o := &Outboxes{
+		orgs: replication.Register(r, Orgs()),
+		idle: replication.Register(r, IdleTimes()),
+		days: replication.Register(r, Days()),
+	}
+	if ledger {
+		o.hours = replication.Register(r, Hours())
+	}
+	return o
+}
+
+// Serve gives each registered kind its store: where other replicas'
+// items go, and what a snapshot holds.
+func (o *Outboxes) Serve(orgs *activity.Store, idle *idletimes.Store, days *history.Store, ledger *usage.Ledger) {
+	if o == nil {
+		return
+	}
+	o.orgs.Serve(orgStore{orgs})
+	o.idle.Serve(idleStore{idle})
+	o.days.Serve(days)
+	if o.hours != nil {
+		o.hours.Serve(ledger)
+	}
+}
+
+// OnChange is activity.Options.OnChange: an org change made here.
+func (o *Outboxes) OnChange() func(activity.Change) {
+	if o == nil {
+		return nil
+	}
+	return o.orgs.Enqueue
+}
+
+// OnIdle is idletimes.Options.OnChange: counts that grew here.
+func (o *Outboxes) OnIdle() func(idletimes.Counts) {
+	if o == nil {
+		return nil
+	}
+	return o.idle.Enqueue
+}
+
+// OnDay is history.Options.OnChange: a day that gained minutes here.
+func (o *Outboxes) OnDay() func(history.Day) {
+	if o == nil {
+		return nil
+	}
+	return o.days.Enqueue
+}
+
+// OnFlush is usage.Options.OnFlush: the leader's hours, in order. Nil
+// when the ledger is not replicated.
+func (o *Outboxes) OnFlush() func([]usage.Hour) {
+	if o == nil || o.hours == nil {
+		return nil
+	}
+	return o.hours.EnqueueAll
+}

@@ -1,0 +1,30 @@
+package replication
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	publishErrors, held prometheus.Counter
+	published, applied  *prometheus.CounterVec
+	rejected            *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "orgscaler_replication_published_changes_total",
+			Help: "Items this replica published to the replication topic, by kind: orgs (org changes), idle_times, history (days), usage (ledger hours)."}, []string{"kind"}),
+		applied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "orgscaler_replication_applied_changes_total",
+			Help: "Items from other replicas applied here, by kind (as published)."}, []string{"kind"}),
+		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "orgscaler_replication_publish_errors_total", Help: "Publishes to the replication topic that failed (and were retried)."}),
+		held: prometheus.NewCounter(prometheus.CounterOpts{Name: "orgscaler_replication_stamps_held_total",
+			Help: "Stamps from other replicas further ahead than --max-clock-skew, held to it (a replica's clock is ahead)."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "orgscaler_replication_rejected_total",
+			Help: "Replication messages or changes dropped, by reason: unauthenticated (no valid signature), undecodable, invalid (naming no valid org)."}, []string{"reason"}),
+	}
+	for _, r := range []string{"unauthenticated", "undecodable", "invalid"} {
+		m.rejected.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.published, m.applied, m.publishErrors, m.held, m.rejected)
+	}
+	return m
+}
