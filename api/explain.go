@@ -8,16 +8,16 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/orgscaler/orgscaler/explain"
 	"github.com/orgscaler/orgscaler/knative"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
-	"github.com/orgscaler/orgscaler/scaler"
 )
 
 // Explainer evaluates triggers the way KEDA's answers are evaluated;
 // scaler.Server provides it.
 type Explainer interface {
-	Explain(md map[string]string) (scaler.Explanation, error)
-	ExplainScaledObject(nsName string) (scaler.Explanation, error)
+	Explain(md map[string]string) (explain.Explanation, error)
+	ExplainScaledObject(nsName string) (explain.Explanation, error)
 }
 
 // KnativeServices lists an org's Knative Services; knative.Actuator
@@ -31,7 +31,7 @@ func (s *Server) Explain(_ context.Context, req *pb.ExplainRequest) (*pb.Explain
 	if s.explainer == nil {
 		return nil, status.Error(codes.Unimplemented, "explain is not available on this scaler")
 	}
-	var e scaler.Explanation
+	var e explain.Explanation
 	var err error
 	switch so := req.GetScaledObject(); {
 	case so != "" && len(req.GetMetadata()) > 0:
@@ -60,7 +60,7 @@ func (s *Server) Explain(_ context.Context, req *pb.ExplainRequest) (*pb.Explain
 }
 
 // ExplanationProto converts an explanation for the wire.
-func ExplanationProto(e scaler.Explanation) *pb.ExplainResponse {
+func ExplanationProto(e explain.Explanation) *pb.ExplainResponse {
 	r := &pb.ExplainResponse{
 		Metadata:   e.Metadata,
 		Workload:   string(e.Workload.Kind),
@@ -96,7 +96,7 @@ func ExplanationProto(e scaler.Explanation) *pb.ExplainResponse {
 }
 
 // finish adds the backlog and the error to an explanation.
-func finish(r *pb.ExplainResponse, e scaler.Explanation) *pb.ExplainResponse {
+func finish(r *pb.ExplainResponse, e explain.Explanation) *pb.ExplainResponse {
 	if e.Backlog != nil {
 		r.Backlog = BacklogProto(*e.Backlog)
 	}

@@ -7,28 +7,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/decide"
-	"github.com/orgscaler/orgscaler/pubsubdepth"
-	"github.com/orgscaler/orgscaler/trigger"
+	"github.com/orgscaler/orgscaler/explain"
 )
-
-// Explanation is one answer with every input behind it: what `scalerctl
-// explain` prints. It comes from the same evaluation as KEDA's answers.
-type Explanation struct {
-	Metadata map[string]string
-	Workload trigger.Workload
-	Org      *activity.Org      // nil without an org
-	Backlog  *pubsubdepth.Depth // nil without a subscription
-	Answer   decide.Answer
-	// Active is what IsActive answers (while blind, its last answer).
-	Active bool
-	// Err is what KEDA gets instead of an answer, if anything.
-	Err error
-	// IdleTimes and FleetIdleTimes are how many idle times the org and the
-	// fleet show, for a trigger with a keep-alive policy.
-	IdleTimes, FleetIdleTimes uint64
-}
 
 // noteMetadata records the metadata of the ScaledObject KEDA asked about.
 func (s *Server) noteMetadata(ref *kedapb.ScaledObjectRef) {
@@ -46,13 +27,13 @@ func (s *Server) noteMetadata(ref *kedapb.ScaledObjectRef) {
 
 // Explain evaluates a trigger's metadata now, without changing what KEDA
 // is told. An org never seen before is created, as KEDA's first call would.
-func (s *Server) Explain(md map[string]string) (Explanation, error) {
+func (s *Server) Explain(md map[string]string) (explain.Explanation, error) {
 	w, err := s.workload(&kedapb.ScaledObjectRef{ScalerMetadata: md})
 	if err != nil {
-		return Explanation{}, err
+		return explain.Explanation{}, err
 	}
 	a, o, d, err := s.evaluate(w)
-	e := Explanation{Metadata: md, Workload: w, Answer: a, Active: a.Active, Err: err}
+	e := explain.Explanation{Metadata: md, Workload: w, Answer: a, Active: a.Active, Err: err}
 	if w.Org != "" {
 		e.Org = &o
 	}
@@ -95,10 +76,10 @@ func (s *Server) Kept() (scaledObjects, lastAnswers int) {
 
 // ExplainScaledObject explains the trigger of a ScaledObject KEDA has asked
 // about ("namespace/name"), with the metadata KEDA last sent.
-func (s *Server) ExplainScaledObject(nsName string) (Explanation, error) {
+func (s *Server) ExplainScaledObject(nsName string) (explain.Explanation, error) {
 	v, ok := s.seen.load(nsName)
 	if !ok {
-		return Explanation{}, status.Errorf(codes.NotFound,
+		return explain.Explanation{}, status.Errorf(codes.NotFound,
 			"scaled_object %q: KEDA has not asked about it since the scaler started (give its metadata instead)", nsName)
 	}
 	return s.Explain(v.(map[string]string))
