@@ -14,6 +14,12 @@ HELM_KUBE_MINOR            := 37
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 
+# What `scaler --version` and orgscaler_build_info say: the tag (or commit)
+# this checkout is at, and its commit. A release sets VERSION to its tag.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  := -s -w -X github.com/orgscaler/orgscaler/version.Version=$(VERSION) -X github.com/orgscaler/orgscaler/version.Revision=$(REVISION)
+
 .PHONY: run test build check lint chart-lint deploy proto tools image e2e clean fuzz bench
 
 ## run: the scaler on the embedded default (Badger under ./data, loopback
@@ -48,10 +54,10 @@ fuzz:
 		go test -run='^$$' -fuzz="^$${t#*:}$$" -fuzztime=$(FUZZTIME) $${t%%:*}; \
 	done
 
-## build: both binaries into ./bin
+## build: both binaries into ./bin, named with VERSION
 build:
-	go build -o $(BIN)/scaler ./cmd/scaler
-	go build -o $(BIN)/scalerctl ./cmd/scalerctl
+	go build -ldflags '$(LDFLAGS)' -o $(BIN)/scaler ./cmd/scaler
+	go build -ldflags '$(LDFLAGS)' -o $(BIN)/scalerctl ./cmd/scalerctl
 
 ## check: lint, then every test
 check: lint test

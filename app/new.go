@@ -37,6 +37,7 @@ import (
 	"github.com/orgscaler/orgscaler/scaledobjects"
 	"github.com/orgscaler/orgscaler/scaler"
 	"github.com/orgscaler/orgscaler/storage"
+	"github.com/orgscaler/orgscaler/version"
 	"github.com/orgscaler/orgscaler/usage"
 )
 
@@ -83,6 +84,7 @@ func New(o Options) (*App, error) {
 	o = withDefaults(o)
 	a := &App{opts: o, log: o.Logger.With("component", "app"), done: make(chan struct{}), registry: registry, clock: clk}
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	version.Get().Register(a.registry)
 	a.gate = a.newGate()
 	a.bg, a.replG, a.eventsG = newGroup(), newGroup(), newGroup()
 	for _, p := range a.parts() {

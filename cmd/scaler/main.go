@@ -21,21 +21,27 @@ import (
 	"github.com/orgscaler/orgscaler/pubsubdepth"
 	"github.com/orgscaler/orgscaler/replication"
 	"github.com/orgscaler/orgscaler/usage"
+	"github.com/orgscaler/orgscaler/version"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 type config struct {
 	app       app.Options
 	logFormat string
 	logLevel  slog.Level
+	version   bool
 }
 
-func run(args []string, stderr io.Writer) int {
+func run(args []string, stdout, stderr io.Writer) int {
 	cfg, err := parse(args, stderr)
 	if errors.Is(err, pflag.ErrHelp) {
+		return 0
+	}
+	if err == nil && cfg.version {
+		fmt.Fprintf(stdout, "scaler %s\n", version.Get())
 		return 0
 	}
 	if err != nil {
@@ -78,6 +84,9 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs := flags(&c, out)
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if c.version {
+		return c, nil // nothing else is read or checked
 	}
 	if err := flagenv.Apply(fs, envPrefix); err != nil {
 		return c, err
@@ -149,6 +158,7 @@ func flags(c *config, out io.Writer) *pflag.FlagSet {
 	fs.DurationVar(&c.app.UsageRetention, "usage-retention", usage.DefaultRetention, "how long the hourly GPU-hours figures behind `scalerctl report` are kept")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	fs.BoolVar(&c.version, "version", false, "print the scaler's version, VCS revision and Go version, and exit")
 	flagenv.Group(fs, "Ports", "listen", "api-listen", "metrics-listen")
 	flagenv.Group(fs, "Orgs and activity", "data-dir", "idle-window", "flush-interval", "activity-subscription", "max-orgs", "min-free-disk-mb", "usage-retention")
 	flagenv.Group(fs, "Backlog (Pub/Sub)", "pubsub", "pubsub-listen", "gcp-project", "monitoring-endpoint", "monitoring-insecure", "depth-refresh", "depth-max-age", "depth-empty-after", "max-subscriptions")
@@ -156,7 +166,8 @@ func flags(c *config, out io.Writer) *pflag.FlagSet {
 	flagenv.Group(fs, "KEDA port security", "tls-cert", "tls-key", "tls-client-ca", "keda-insecure", "keda-max-connection-age", "max-streams-per-conn")
 	flagenv.Group(fs, "API security", "api-tls-cert", "api-tls-key", "api-tls-client-ca", "api-tokens-file", "api-insecure", "api-max-connections", "api-idle-timeout")
 	flagenv.Group(fs, "Replication", "replication", "replication-topic", "peers", "anti-entropy-interval", "replication-wait", "max-clock-skew", "peer-token-file", "peer-tls-ca", "replica-id")
-	flagenv.Group(fs, "Logs", "log-format", "log-level")
+	flagenv.Group(fs, "Logs", "log-format", "log-level", "version")
+	flagenv.NoEnv(fs, "version") // a variable left in a pod's environment must not turn the scaler into a version print
 	fs.Usage = func() {
 		fmt.Fprintf(out, `Usage: scaler [flags]
 

@@ -99,9 +99,24 @@ func TestStartFailureExitsNonZero(t *testing.T) {
 	if err := writeFile(dir); err != nil {
 		t.Fatal(err)
 	}
-	code := run([]string{"--data-dir", dir, "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"}, &out)
+	code := run([]string{"--data-dir", dir, "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"}, io.Discard, &out)
 	if code != 1 || !strings.Contains(out.String(), "cannot start") || !strings.Contains(out.String(), dir) {
 		t.Fatalf("want exit 1 and an error naming %s, got %d:\n%s", dir, code, out.String())
+	}
+}
+
+// --version prints the build's identity on stdout and starts nothing,
+// whatever else is given; SCALER_VERSION in the environment is ignored,
+// so a variable left in a pod cannot turn the scaler into a version print.
+func TestVersion(t *testing.T) {
+	var out, errs strings.Builder
+	if code := run([]string{"--version", "--data-dir", ""}, &out, &errs); code != 0 || !strings.HasPrefix(out.String(), "scaler ") || !strings.Contains(out.String(), "revision") {
+		t.Fatalf("--version: exit %d, stdout %q, stderr %q; want exit 0 and the version on stdout", code, out.String(), errs.String())
+	}
+	t.Setenv("SCALER_VERSION", "true")
+	c, err := parse([]string{"--data-dir", t.TempDir()}, io.Discard)
+	if err != nil || c.version {
+		t.Fatalf("SCALER_VERSION=true: version %v, err %v; want it ignored", c.version, err)
 	}
 }
 
@@ -134,7 +149,7 @@ func TestChartKnowsEveryFlag(t *testing.T) {
 	}
 	// Not for a pod: its own namespace, pod name and in-cluster config
 	// stand in for these, and an unauthenticated API is never shipped.
-	outside := map[string]bool{"kubeconfig": true, "replica-id": true, "leader-elect-namespace": true, "api-insecure": true}
+	outside := map[string]bool{"kubeconfig": true, "replica-id": true, "leader-elect-namespace": true, "api-insecure": true, "version": true}
 
 	real := map[string]bool{}
 	flags(new(config), io.Discard).VisitAll(func(f *pflag.Flag) { real[f.Name] = true })

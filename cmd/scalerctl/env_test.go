@@ -24,3 +24,11 @@ func TestFlagsFromEnvironment(t *testing.T) {
 		t.Fatalf("SCALERCTL_OUTPUT: exit %d, %q", code, errs.String())
 	}
 }
+
+// --version prints the build's identity and calls no scaler.
+func TestVersion(t *testing.T) {
+	var out, errs strings.Builder
+	if code := run([]string{"--version"}, &out, &errs); code != 0 || !strings.HasPrefix(out.String(), "scalerctl ") || !strings.Contains(out.String(), "revision") {
+		t.Fatalf("--version: exit %d, stdout %q, stderr %q", code, out.String(), errs.String())
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/orgscaler/orgscaler/internal/flagenv"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/tlsconfig"
+	"github.com/orgscaler/orgscaler/version"
 )
 
 func main() {
@@ -91,6 +92,7 @@ Examples:
   scalerctl depth                         # backlog of every tracked subscription`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.Get().String(),
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			if err := flagenv.Apply(cmd.Flags(), envPrefix); err != nil {
 				return err
@@ -109,6 +111,7 @@ Examples:
 	root.PersistentFlags().BoolVar(&c.tls, "tls", false, "dial over TLS, verifying the scaler with the system's roots unless --ca is given (env SCALERCTL_TLS=true)")
 	root.PersistentFlags().StringVarP(&c.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the scaler")
+	root.SetVersionTemplate("scalerctl {{.Version}}\n")
 	root.AddCommand(c.activityCommand(), c.orgCommand(), c.hintCommand(), c.depthCommand(), c.askCommand(), c.explainCommand(), c.reportCommand(), c.digestCommand(), c.replayCommand())
 	return root
 }
