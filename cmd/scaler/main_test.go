@@ -171,3 +171,49 @@ func TestChartKnowsEveryFlag(t *testing.T) {
 		t.Errorf("%s names %s, which is no flag of the scaler", where, env)
 	}
 }
+
+// The README's flag table lists every flag, each with its variable, and
+// nothing that is not a flag: a new flag cannot be left out of it, nor a
+// removed one linger.
+func TestREADMEKnowsEveryFlag(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := regexp.MustCompile("`--([a-z0-9-]+)`")
+	env := regexp.MustCompile("`(SCALER_[A-Z0-9_]+)`")
+	listed := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		cells := strings.Split(line, "|")
+		if !strings.HasPrefix(line, "| `--") || len(cells) < 4 {
+			continue
+		}
+		names, envs := name.FindAllStringSubmatch(cells[1], -1), env.FindAllStringSubmatch(cells[2], -1)
+		for i, m := range names {
+			listed[m[1]] = true
+			want := flagenv.EnvName(envPrefix, m[1])
+			if m[1] == "version" {
+				want = ""
+			}
+			got := ""
+			if i < len(envs) {
+				got = envs[i][1]
+			}
+			if got != want {
+				t.Errorf("README: --%s's variable is %q; want %q", m[1], got, want)
+			}
+		}
+	}
+	real := map[string]bool{}
+	flags(new(config), io.Discard).VisitAll(func(f *pflag.Flag) { real[f.Name] = true })
+	for f := range real {
+		if !listed[f] {
+			t.Errorf("--%s is a flag but not in the README's flag table", f)
+		}
+	}
+	for f := range listed {
+		if !real[f] {
+			t.Errorf("the README's flag table lists --%s, which is no flag", f)
+		}
+	}
+}
