@@ -92,20 +92,46 @@ func (s *Store) Sight(id string) (Org, error) {
 		sh.mu.Unlock()
 		return Org{}, err
 	}
-	e, created := s.getOrCreate(sh, id, s.opts.Now())
+	e, c := s.createForTrigger(sh, id)
 	o := s.snapshot(id, e)
 	sh.mu.Unlock()
-	if created {
-		s.namedByTrigger(id, o.LastActivity)
-	}
+	s.namedByTrigger(c, o.Dormant())
 	return o, nil
+}
+
+// createForTrigger creates id, which a trigger names first: active from
+// now, or, with UnseenDormant, known but never active (createIdle). It
+// returns the change that creates it alike elsewhere. Caller holds sh.mu,
+// and sh does not hold id.
+func (s *Store) createForTrigger(sh *shard, id string) (*entry, Change) {
+	if s.opts.UnseenDormant {
+		return s.createIdle(sh, id, s.opts.Now())
+	}
+	e, _ := s.getOrCreate(sh, id, s.opts.Now())
+	return e, Change{Org: id, Activity: e.rec.LastActivity.Time()}
 }
 
 // namedByTrigger reports an org a trigger created: to the other replicas,
 // and in the log. Caller holds no lock.
-func (s *Store) namedByTrigger(id string, created time.Time) {
-	s.changed(Change{Org: id, Activity: created})
-	s.log.Info("new org", "org", id, "reason", "first seen in a trigger")
+func (s *Store) namedByTrigger(c Change, dormant bool) {
+	s.changed(c)
+	s.log.Info("new org", "org", c.Org, "reason", "first seen in a trigger", "dormant", dormant)
+}
+
+// createIdle creates id as known but never active: dormant (unless its
+// default settings keep it warm), marked by its default scale-to-zero
+// setting at the earliest stamp after any delete, so that every replica
+// creates it alike and any admin change wins over the mark. It returns
+// the change that creates it elsewhere. Caller holds sh.mu.
+func (s *Store) createIdle(sh *shard, id string, now time.Time) (*entry, Change) {
+	on, mark := true, sh.tombs[id]+1
+	rec := record{FirstSeen: stampOf(now), ScaleToZero: true, ScaleToZeroAt: mark}
+	_, _, next := s.settle(&rec, now)
+	e := s.insert(sh, id, rec)
+	s.metrics.moved("", stateOf(rec))
+	s.markUrgent(sh, id, e)
+	s.rearm(id, e, next)
+	return e, Change{Org: id, ScaleToZero: &on, ScaleToZeroAt: mark}
 }
 
 // changed tells OnChange of a change made here.

@@ -276,15 +276,21 @@ func (s *Store) Watch(id string) (*Watch, error) {
 		sh.mu.Unlock()
 		return nil, err
 	}
-	e, created := s.getOrCreate(sh, id, s.opts.Now())
+	e, held := sh.orgs[id]
+	var created *Change
+	if !held {
+		var c Change
+		e, c = s.createForTrigger(sh, id)
+		created = &c
+	}
 	if e.watchers == nil {
 		e.watchers = new(watch.List)
 	}
 	e.watchers.Add(w.c)
-	last := e.rec.LastActivity.Time()
+	dormant := !e.rec.DormantSince.IsZero()
 	sh.mu.Unlock()
-	if created {
-		s.namedByTrigger(id, last)
+	if created != nil {
+		s.namedByTrigger(*created, dormant)
 	}
 	return w, nil
 }

@@ -57,6 +57,10 @@ type Options struct {
 	// cap), so ever-new ids cannot grow memory without bound. Orgs named
 	// by an admin are always created.
 	MaxOrgs int
+	// UnseenDormant makes an org a trigger names before any activity,
+	// import or admin change has arrive dormant (at zero until its first
+	// activity), instead of active for its idle window.
+	UnseenDormant bool
 }
 
 const shardCount = 64
