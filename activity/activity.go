@@ -8,7 +8,7 @@ import (
 // that create orgs on purpose. woke is true when the org was dormant (or
 // new) and is now active.
 func (s *Store) Record(id string) (o Org, woke bool) {
-	o, woke, _ = s.record(id, WakeActivity, false)
+	o, woke, _ = s.record(id, WakeActivity, time.Time{}, false)
 	return o, woke
 }
 
@@ -16,12 +16,22 @@ func (s *Store) Record(id string) (o Org, woke bool) {
 // an enqueue hint naming the org). Past MaxOrgs, activity for a new org is
 // refused with a *LimitError.
 func (s *Store) RecordFor(id string, why WakeReason) (o Org, woke bool, err error) {
-	return s.record(id, why, true)
+	return s.record(id, why, time.Time{}, true)
 }
 
-func (s *Store) record(id string, why WakeReason, limited bool) (o Org, woke bool, err error) {
+// RecordAt is RecordFor for activity that happened at at (a producer's
+// queued activity); an at later than now is taken as now. Activity older
+// than the org's latest moves nothing but is counted.
+func (s *Store) RecordAt(id string, why WakeReason, at time.Time) (o Org, woke bool, err error) {
+	return s.record(id, why, at, true)
+}
+
+func (s *Store) record(id string, why WakeReason, at time.Time, limited bool) (o Org, woke bool, err error) {
 	s.metrics.events.Inc()
 	now := s.opts.Now()
+	if at.IsZero() || at.After(now) {
+		at = now
+	}
 	sh := s.shard(id)
 	sh.mu.Lock()
 	if limited {
@@ -30,13 +40,13 @@ func (s *Store) record(id string, why WakeReason, limited bool) (o Org, woke boo
 			return Org{}, false, err
 		}
 	}
-	e, created := s.getOrCreate(sh, id, now)
+	e, created := s.getOrCreateAt(sh, id, at, now)
 	e.by = byOf(why)
 	var wasDormant, prev time.Time
 	advanced := created
 	if !created {
 		prev = e.rec.LastActivity.Time()
-		advanced = mergeActivity(&e.rec, stampOf(now), sh.tombs[id])
+		advanced = mergeActivity(&e.rec, stampOf(at), sh.tombs[id])
 		before := e.rec.DormantSince.Time()
 		if woke, _, next := s.settle(&e.rec, now); woke {
 			wasDormant = before

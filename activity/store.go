@@ -264,12 +264,18 @@ func (e *entry) notify() {
 // getOrCreate returns the entry for id, creating an active org first seen
 // now. Caller holds sh.mu.
 func (s *Store) getOrCreate(sh *shard, id string, now time.Time) (*entry, bool) {
+	return s.getOrCreateAt(sh, id, now, now)
+}
+
+// getOrCreateAt is getOrCreate for activity at at (no later than now): a
+// new org's last activity is at.
+func (s *Store) getOrCreateAt(sh *shard, id string, at, now time.Time) (*entry, bool) {
 	if e, ok := sh.orgs[id]; ok {
 		return e, false
 	}
 	// After a delete the org comes back as new, later than the delete
 	// even if this clock is behind the replica that deleted it.
-	created := max(stampOf(now), stamp(sh.tombs[id])+1)
+	created := max(stampOf(at), stamp(sh.tombs[id])+1)
 	e := s.insert(sh, id, record{LastActivity: created, FirstSeen: stampOf(now), ScaleToZero: true})
 	s.metrics.moved("", "active")
 	s.markUrgent(sh, id, e)

@@ -3,6 +3,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -28,9 +29,11 @@ import (
 // Store is what the API needs of the org store; activity.Store provides it.
 type Store interface {
 	RecordFor(id string, why activity.WakeReason) (activity.Org, bool, error)
+	RecordAt(id string, why activity.WakeReason, at time.Time) (activity.Org, bool, error)
 	Get(id string) (activity.Org, bool)
 	List(f activity.Filter, after string, limit int) ([]activity.Org, bool)
 	Update(ctx context.Context, id string, u activity.Update) (activity.Org, error)
+	Import(rows []activity.Imported, dryRun bool) (activity.ImportResult, error)
 	Delete(ctx context.Context, id string) (activity.Org, int, bool, error)
 	Digest() ([32]byte, int)
 }
@@ -78,6 +81,8 @@ type Server struct {
 	ready     func() bool
 	history   History
 	knative   KnativeServices
+	maxSkew   time.Duration
+	maxAge    time.Duration
 }
 
 // replicated returns once the changes made so far reach every replica;
@@ -126,6 +131,10 @@ type Options struct {
 	// Knative, when set (--knative), lists each org's Knative Services
 	// for Explain.
 	Knative KnativeServices
+	// MaxClockSkew and MaxActivityAge bound a RecordActivity's at: no
+	// later than now plus the one (then taken as now), no earlier than now
+	// minus the other (defaults: 30s and 24h).
+	MaxClockSkew, MaxActivityAge time.Duration
 }
 
 // New returns a Server.
@@ -133,7 +142,9 @@ func New(o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Server{store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica, repl: o.Replication, snapshot: o.Snapshot, ready: o.Ready, history: o.History, knative: o.Knative,
+	o.MaxClockSkew = cmp.Or(o.MaxClockSkew, 30*time.Second)
+	o.MaxActivityAge = cmp.Or(o.MaxActivityAge, 24*time.Hour)
+	return &Server{maxSkew: o.MaxClockSkew, maxAge: o.MaxActivityAge, store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica, repl: o.Replication, snapshot: o.Snapshot, ready: o.Ready, history: o.History, knative: o.Knative,
 		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))}
 }
 
@@ -152,8 +163,12 @@ func (s *Server) RecordActivity(ctx context.Context, req *pb.RecordActivityReque
 	if err := checkOrg("org", req.GetOrg()); err != nil {
 		return nil, err
 	}
+	at, err := s.activityAt(req)
+	if err != nil {
+		return nil, err
+	}
 	s.slots <- struct{}{}
-	o, woke, err := s.store.RecordFor(req.GetOrg(), activity.WakeActivity)
+	o, woke, err := s.store.RecordAt(req.GetOrg(), activity.WakeActivity, at)
 	<-s.slots
 	if err != nil {
 		return nil, recordError("", err)
@@ -162,6 +177,27 @@ func (s *Server) RecordActivity(ctx context.Context, req *pb.RecordActivityReque
 		return nil, err
 	}
 	return &pb.RecordActivityResponse{Org: OrgProto(o, s.now()), Woke: woke}, nil
+}
+
+// activityAt is when a RecordActivity's activity happened: its at, held
+// to the bounds (zero: now).
+func (s *Server) activityAt(req *pb.RecordActivityRequest) (time.Time, error) {
+	if req.GetAt() == nil {
+		return time.Time{}, nil
+	}
+	if err := req.GetAt().CheckValid(); err != nil {
+		return time.Time{}, status.Errorf(codes.InvalidArgument, "at is not a valid instant: %v", err)
+	}
+	at, now := req.GetAt().AsTime(), s.now()
+	switch {
+	case at.After(now.Add(s.maxSkew)):
+		return time.Time{}, status.Errorf(codes.InvalidArgument, "at is %s, %s after this scaler's now: expected an instant no later than now (the sender's clock may be at most --max-clock-skew, %s, ahead)",
+			at.Format(time.RFC3339Nano), at.Sub(now).Round(time.Millisecond), s.maxSkew)
+	case at.Before(now.Add(-s.maxAge)):
+		return time.Time{}, status.Errorf(codes.InvalidArgument, "at is %s, %s ago: expected an instant within the scaler's --idle-window (%s); older activity could not keep an org warm",
+			at.Format(time.RFC3339Nano), now.Sub(at).Round(time.Second), s.maxAge)
+	}
+	return at, nil
 }
 
 // StreamActivity records every event on the stream. A bad event ends the

@@ -125,3 +125,11 @@ func toConnect(err error) error {
 	}
 	return err
 }
+
+func (c connected) ImportOrgs(ctx context.Context, in *connect.ClientStream[pb.ImportOrgsRequest]) (*pb.ImportOrgsResponse, error) {
+	st := &clientStream[pb.ImportOrgsRequest, pb.ImportOrgsResponse]{stream: stream{ctx: ctx}, in: in}
+	if err := c.Server.ImportOrgs(st); err != nil {
+		return nil, err
+	}
+	return st.out, nil
+}

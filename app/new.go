@@ -188,7 +188,7 @@ func (a *App) openStores() (func() error, error) {
 		out = replicated.Register(a.repl, a.inFleet())
 	}
 	store, err := activity.Open(activity.Options{DB: a.db, OnChange: out.OnChange(), IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval,
-		Logger: o.Logger, Now: o.Now, Registerer: a.registry, MaxOrgs: o.MaxOrgs, Replica: o.ReplicaID, MaxClockSkew: o.MaxClockSkew})
+		Logger: o.Logger, Now: o.Now, Registerer: a.registry, MaxOrgs: o.MaxOrgs, UnseenDormant: o.UnseenOrgs == UnseenDormant, Replica: o.ReplicaID, MaxClockSkew: o.MaxClockSkew})
 	if err != nil {
 		return nil, err
 	}
@@ -340,7 +340,8 @@ func (a *App) openServers() (func() error, error) {
 		repl, snapshot = a.repl, a.repl.Snapshot
 	}
 	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.gate.Current, Store: a.store, Backlogs: apiBacklogs, Explainer: a.keda,
-		Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history, Knative: a.knativeServices()})
+		Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history, Knative: a.knativeServices(),
+		MaxClockSkew: o.MaxClockSkew, MaxActivityAge: o.IdleWindow})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
 	a.apiHTTP = newAPIServer(a.apiSrv, apiServer.Connect(MaxMessageSize), authz, a.sec.api, o.MaxStreamsPerConn, o.APIIdleTimeout)

@@ -134,8 +134,13 @@ type Options struct {
 	// defaults to the pod's.
 	LeaseName      string
 	LeaseNamespace string
-	// MaxOrgs caps the orgs activity may create.
+	// MaxOrgs caps the orgs activity and triggers may create.
 	MaxOrgs int
+	// UnseenOrgs is what an org a trigger names before any activity,
+	// import or admin change counts as: UnseenActive (the default: warm
+	// for its idle window from the first poll) or UnseenDormant (at zero
+	// until its first activity).
+	UnseenOrgs string
 	// MaxSubscriptions caps the subscriptions whose backlog is tracked.
 	MaxSubscriptions int
 	// MinFreeDiskMB is the free space, in MiB, below which nothing is
@@ -147,6 +152,12 @@ type Options struct {
 const (
 	ReplicationNone   = "none"
 	ReplicationPubSub = "pubsub"
+)
+
+// What an org a trigger names first counts as (--unseen-orgs).
+const (
+	UnseenActive  = "active"
+	UnseenDormant = "dormant"
 )
 
 // Backlog sources.
@@ -216,6 +227,7 @@ func withDefaults(o Options) Options {
 	o.TokensReload = cmp.Or(o.TokensReload, DefaultTokensReload)
 	o.UsageRetention = cmp.Or(o.UsageRetention, usage.DefaultRetention)
 	o.MaxOrgs = cmp.Or(o.MaxOrgs, DefaultMaxOrgs)
+	o.UnseenOrgs = cmp.Or(o.UnseenOrgs, UnseenActive)
 	o.MaxSubscriptions = cmp.Or(o.MaxSubscriptions, pubsubdepth.DefaultMaxSubscriptions)
 	o.MinFreeDiskMB = cmp.Or(o.MinFreeDiskMB, DefaultMinFreeDiskMB)
 	o.MaxStreamsPerConn = cmp.Or(o.MaxStreamsPerConn, DefaultMaxStreamsPerConn)
@@ -258,6 +270,8 @@ func (o Options) Validate() error {
 			o.DepthEmptyAfter, o.DepthMaxAge)
 	case o.MaxOrgs < 1:
 		return fmt.Errorf("--max-orgs is %d: expected at least 1", o.MaxOrgs)
+	case o.UnseenOrgs != UnseenActive && o.UnseenOrgs != UnseenDormant:
+		return fmt.Errorf("--unseen-orgs is %q: expected active or dormant", o.UnseenOrgs)
 	case o.MaxSubscriptions < 1:
 		return fmt.Errorf("--max-subscriptions is %d: expected at least 1", o.MaxSubscriptions)
 	case o.UsageRetention < time.Hour:

@@ -19,7 +19,7 @@ import (
 
 func (c *cli) orgCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "org", Short: "Read and change orgs"}
-	cmd.AddCommand(c.orgGetCommand(), c.orgListCommand(), c.orgSetCommand(), c.orgDeleteCommand())
+	cmd.AddCommand(c.orgGetCommand(), c.orgListCommand(), c.orgSetCommand(), c.orgDeleteCommand(), c.orgImportCommand())
 	return cmd
 }
 

@@ -73,7 +73,7 @@ func (x ListOrgsRequest_Filter) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ListOrgsRequest_Filter.Descriptor instead.
 func (ListOrgsRequest_Filter) EnumDescriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{20, 0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{23, 0}
 }
 
 type Org_State int32
@@ -122,7 +122,256 @@ func (x Org_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Org_State.Descriptor instead.
 func (Org_State) EnumDescriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{30, 0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{33, 0}
+}
+
+type ImportOrgsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 10,000 rows.
+	Orgs []*ImportedOrg `protobuf:"bytes,1,rep,name=orgs,proto3" json:"orgs,omitempty"`
+	// Say what would change, and change nothing (the first message decides
+	// for the whole call).
+	DryRun        bool `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportOrgsRequest) Reset() {
+	*x = ImportOrgsRequest{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportOrgsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportOrgsRequest) ProtoMessage() {}
+
+func (x *ImportOrgsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportOrgsRequest.ProtoReflect.Descriptor instead.
+func (*ImportOrgsRequest) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ImportOrgsRequest) GetOrgs() []*ImportedOrg {
+	if x != nil {
+		return x.Orgs
+	}
+	return nil
+}
+
+func (x *ImportOrgsRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+// One row of an org table export.
+type ImportedOrg struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The row's line in the file, named in errors.
+	Line int64  `protobuf:"varint,1,opt,name=line,proto3" json:"line,omitempty"`
+	Org  string `protobuf:"bytes,2,opt,name=org,proto3" json:"org,omitempty"`
+	// The org's last activity; unset: none known. Not in the future.
+	LastActivityAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_activity_at,json=lastActivityAt,proto3" json:"last_activity_at,omitempty"`
+	ScaleToZeroAllowed *bool                  `protobuf:"varint,4,opt,name=scale_to_zero_allowed,json=scaleToZeroAllowed,proto3,oneof" json:"scale_to_zero_allowed,omitempty"`
+	// Zero: the scaler's --idle-window.
+	IdleWindow    *durationpb.Duration `protobuf:"bytes,5,opt,name=idle_window,json=idleWindow,proto3" json:"idle_window,omitempty"`
+	WarmSchedule  *string              `protobuf:"bytes,6,opt,name=warm_schedule,json=warmSchedule,proto3,oneof" json:"warm_schedule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportedOrg) Reset() {
+	*x = ImportedOrg{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportedOrg) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportedOrg) ProtoMessage() {}
+
+func (x *ImportedOrg) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportedOrg.ProtoReflect.Descriptor instead.
+func (*ImportedOrg) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ImportedOrg) GetLine() int64 {
+	if x != nil {
+		return x.Line
+	}
+	return 0
+}
+
+func (x *ImportedOrg) GetOrg() string {
+	if x != nil {
+		return x.Org
+	}
+	return ""
+}
+
+func (x *ImportedOrg) GetLastActivityAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastActivityAt
+	}
+	return nil
+}
+
+func (x *ImportedOrg) GetScaleToZeroAllowed() bool {
+	if x != nil && x.ScaleToZeroAllowed != nil {
+		return *x.ScaleToZeroAllowed
+	}
+	return false
+}
+
+func (x *ImportedOrg) GetIdleWindow() *durationpb.Duration {
+	if x != nil {
+		return x.IdleWindow
+	}
+	return nil
+}
+
+func (x *ImportedOrg) GetWarmSchedule() string {
+	if x != nil && x.WarmSchedule != nil {
+		return *x.WarmSchedule
+	}
+	return ""
+}
+
+type ImportOrgsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rows read, and how many created an org, changed one, or left it as it
+	// was.
+	Rows      int64 `protobuf:"varint,1,opt,name=rows,proto3" json:"rows,omitempty"`
+	Created   int64 `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	Updated   int64 `protobuf:"varint,3,opt,name=updated,proto3" json:"updated,omitempty"`
+	Unchanged int64 `protobuf:"varint,4,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	// Orgs the rows name that are dormant after the import.
+	Dormant int64 `protobuf:"varint,5,opt,name=dormant,proto3" json:"dormant,omitempty"`
+	// What the first 1,000 rows that create or change an org do, one line
+	// each ("line 3: acme: created, dormant"); changes_left_out counts the
+	// rest.
+	Changes        []string `protobuf:"bytes,6,rep,name=changes,proto3" json:"changes,omitempty"`
+	ChangesLeftOut int64    `protobuf:"varint,7,opt,name=changes_left_out,json=changesLeftOut,proto3" json:"changes_left_out,omitempty"`
+	DryRun         bool     `protobuf:"varint,8,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ImportOrgsResponse) Reset() {
+	*x = ImportOrgsResponse{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportOrgsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportOrgsResponse) ProtoMessage() {}
+
+func (x *ImportOrgsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportOrgsResponse.ProtoReflect.Descriptor instead.
+func (*ImportOrgsResponse) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ImportOrgsResponse) GetRows() int64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *ImportOrgsResponse) GetCreated() int64 {
+	if x != nil {
+		return x.Created
+	}
+	return 0
+}
+
+func (x *ImportOrgsResponse) GetUpdated() int64 {
+	if x != nil {
+		return x.Updated
+	}
+	return 0
+}
+
+func (x *ImportOrgsResponse) GetUnchanged() int64 {
+	if x != nil {
+		return x.Unchanged
+	}
+	return 0
+}
+
+func (x *ImportOrgsResponse) GetDormant() int64 {
+	if x != nil {
+		return x.Dormant
+	}
+	return 0
+}
+
+func (x *ImportOrgsResponse) GetChanges() []string {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *ImportOrgsResponse) GetChangesLeftOut() int64 {
+	if x != nil {
+		return x.ChangesLeftOut
+	}
+	return 0
+}
+
+func (x *ImportOrgsResponse) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
 }
 
 type HistoryRequest struct {
@@ -135,7 +384,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[0]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -147,7 +396,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[0]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -160,7 +409,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *HistoryRequest) GetDay() *timestamppb.Timestamp {
@@ -181,7 +430,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[1]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -193,7 +442,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[1]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -206,7 +455,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{1}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *HistoryResponse) GetDays() []*ActivityDay {
@@ -219,14 +468,19 @@ func (x *HistoryResponse) GetDays() []*ActivityDay {
 type RecordActivityRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The org id: 1 to 128 letters, digits, '.', '_', '-', ':'.
-	Org           string `protobuf:"bytes,1,opt,name=org,proto3" json:"org,omitempty"`
+	Org string `protobuf:"bytes,1,opt,name=org,proto3" json:"org,omitempty"`
+	// When the activity happened, for a producer sending activity it had
+	// queued; unset: now. Not later than now (a clock up to
+	// --max-clock-skew ahead is taken as now), and within the scaler's
+	// --idle-window: older activity could not keep an org warm.
+	At            *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecordActivityRequest) Reset() {
 	*x = RecordActivityRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[2]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -238,7 +492,7 @@ func (x *RecordActivityRequest) String() string {
 func (*RecordActivityRequest) ProtoMessage() {}
 
 func (x *RecordActivityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[2]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -251,7 +505,7 @@ func (x *RecordActivityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordActivityRequest.ProtoReflect.Descriptor instead.
 func (*RecordActivityRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{2}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RecordActivityRequest) GetOrg() string {
@@ -259,6 +513,13 @@ func (x *RecordActivityRequest) GetOrg() string {
 		return x.Org
 	}
 	return ""
+}
+
+func (x *RecordActivityRequest) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
 }
 
 type RecordActivityResponse struct {
@@ -273,7 +534,7 @@ type RecordActivityResponse struct {
 
 func (x *RecordActivityResponse) Reset() {
 	*x = RecordActivityResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[3]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -285,7 +546,7 @@ func (x *RecordActivityResponse) String() string {
 func (*RecordActivityResponse) ProtoMessage() {}
 
 func (x *RecordActivityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[3]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -298,7 +559,7 @@ func (x *RecordActivityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordActivityResponse.ProtoReflect.Descriptor instead.
 func (*RecordActivityResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{3}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RecordActivityResponse) GetOrg() *Org {
@@ -325,7 +586,7 @@ type StreamActivityRequest struct {
 
 func (x *StreamActivityRequest) Reset() {
 	*x = StreamActivityRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[4]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -337,7 +598,7 @@ func (x *StreamActivityRequest) String() string {
 func (*StreamActivityRequest) ProtoMessage() {}
 
 func (x *StreamActivityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[4]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -350,7 +611,7 @@ func (x *StreamActivityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamActivityRequest.ProtoReflect.Descriptor instead.
 func (*StreamActivityRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{4}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StreamActivityRequest) GetOrg() string {
@@ -372,7 +633,7 @@ type StreamActivityResponse struct {
 
 func (x *StreamActivityResponse) Reset() {
 	*x = StreamActivityResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[5]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -384,7 +645,7 @@ func (x *StreamActivityResponse) String() string {
 func (*StreamActivityResponse) ProtoMessage() {}
 
 func (x *StreamActivityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[5]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -397,7 +658,7 @@ func (x *StreamActivityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamActivityResponse.ProtoReflect.Descriptor instead.
 func (*StreamActivityResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{5}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StreamActivityResponse) GetEvents() int64 {
@@ -429,7 +690,7 @@ type HintRequest struct {
 
 func (x *HintRequest) Reset() {
 	*x = HintRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[6]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -441,7 +702,7 @@ func (x *HintRequest) String() string {
 func (*HintRequest) ProtoMessage() {}
 
 func (x *HintRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[6]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -454,7 +715,7 @@ func (x *HintRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HintRequest.ProtoReflect.Descriptor instead.
 func (*HintRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{6}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HintRequest) GetSubscription() string {
@@ -489,7 +750,7 @@ type HintResponse struct {
 
 func (x *HintResponse) Reset() {
 	*x = HintResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[7]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +762,7 @@ func (x *HintResponse) String() string {
 func (*HintResponse) ProtoMessage() {}
 
 func (x *HintResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[7]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +775,7 @@ func (x *HintResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HintResponse.ProtoReflect.Descriptor instead.
 func (*HintResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{7}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HintResponse) GetBacklog() *Backlog {
@@ -539,7 +800,7 @@ type ListBacklogsRequest struct {
 
 func (x *ListBacklogsRequest) Reset() {
 	*x = ListBacklogsRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[8]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -551,7 +812,7 @@ func (x *ListBacklogsRequest) String() string {
 func (*ListBacklogsRequest) ProtoMessage() {}
 
 func (x *ListBacklogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[8]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -564,7 +825,7 @@ func (x *ListBacklogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBacklogsRequest.ProtoReflect.Descriptor instead.
 func (*ListBacklogsRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{8}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{11}
 }
 
 type ListBacklogsResponse struct {
@@ -576,7 +837,7 @@ type ListBacklogsResponse struct {
 
 func (x *ListBacklogsResponse) Reset() {
 	*x = ListBacklogsResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -588,7 +849,7 @@ func (x *ListBacklogsResponse) String() string {
 func (*ListBacklogsResponse) ProtoMessage() {}
 
 func (x *ListBacklogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -601,7 +862,7 @@ func (x *ListBacklogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBacklogsResponse.ProtoReflect.Descriptor instead.
 func (*ListBacklogsResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{9}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListBacklogsResponse) GetBacklogs() []*Backlog {
@@ -637,7 +898,7 @@ type Backlog struct {
 
 func (x *Backlog) Reset() {
 	*x = Backlog{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -649,7 +910,7 @@ func (x *Backlog) String() string {
 func (*Backlog) ProtoMessage() {}
 
 func (x *Backlog) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -662,7 +923,7 @@ func (x *Backlog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backlog.ProtoReflect.Descriptor instead.
 func (*Backlog) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{10}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Backlog) GetSubscription() string {
@@ -747,7 +1008,7 @@ type ExplainRequest struct {
 
 func (x *ExplainRequest) Reset() {
 	*x = ExplainRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -759,7 +1020,7 @@ func (x *ExplainRequest) String() string {
 func (*ExplainRequest) ProtoMessage() {}
 
 func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -772,7 +1033,7 @@ func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
 func (*ExplainRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{11}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExplainRequest) GetMetadata() map[string]string {
@@ -826,7 +1087,7 @@ type ExplainResponse struct {
 
 func (x *ExplainResponse) Reset() {
 	*x = ExplainResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +1099,7 @@ func (x *ExplainResponse) String() string {
 func (*ExplainResponse) ProtoMessage() {}
 
 func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +1112,7 @@ func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
 func (*ExplainResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{12}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExplainResponse) GetMetadata() map[string]string {
@@ -977,7 +1238,7 @@ type KnativeService struct {
 
 func (x *KnativeService) Reset() {
 	*x = KnativeService{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -989,7 +1250,7 @@ func (x *KnativeService) String() string {
 func (*KnativeService) ProtoMessage() {}
 
 func (x *KnativeService) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1002,7 +1263,7 @@ func (x *KnativeService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KnativeService.ProtoReflect.Descriptor instead.
 func (*KnativeService) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{13}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *KnativeService) GetNamespace() string {
@@ -1065,7 +1326,7 @@ type KeepAlivePlan struct {
 
 func (x *KeepAlivePlan) Reset() {
 	*x = KeepAlivePlan{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1338,7 @@ func (x *KeepAlivePlan) String() string {
 func (*KeepAlivePlan) ProtoMessage() {}
 
 func (x *KeepAlivePlan) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1351,7 @@ func (x *KeepAlivePlan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAlivePlan.ProtoReflect.Descriptor instead.
 func (*KeepAlivePlan) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{14}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *KeepAlivePlan) GetPolicy() string {
@@ -1174,7 +1435,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1447,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1460,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{15}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReportRequest) GetSince() *durationpb.Duration {
@@ -1225,7 +1486,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +1498,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +1511,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{16}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReportResponse) GetFrom() *timestamppb.Timestamp {
@@ -1313,7 +1574,7 @@ type WorkloadUsage struct {
 
 func (x *WorkloadUsage) Reset() {
 	*x = WorkloadUsage{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1325,7 +1586,7 @@ func (x *WorkloadUsage) String() string {
 func (*WorkloadUsage) ProtoMessage() {}
 
 func (x *WorkloadUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1338,7 +1599,7 @@ func (x *WorkloadUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadUsage.ProtoReflect.Descriptor instead.
 func (*WorkloadUsage) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{17}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WorkloadUsage) GetScaledObject() string {
@@ -1434,7 +1695,7 @@ type GetOrgRequest struct {
 
 func (x *GetOrgRequest) Reset() {
 	*x = GetOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1707,7 @@ func (x *GetOrgRequest) String() string {
 func (*GetOrgRequest) ProtoMessage() {}
 
 func (x *GetOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1720,7 @@ func (x *GetOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrgRequest.ProtoReflect.Descriptor instead.
 func (*GetOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{18}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetOrgRequest) GetOrg() string {
@@ -1478,7 +1739,7 @@ type GetOrgResponse struct {
 
 func (x *GetOrgResponse) Reset() {
 	*x = GetOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1490,7 +1751,7 @@ func (x *GetOrgResponse) String() string {
 func (*GetOrgResponse) ProtoMessage() {}
 
 func (x *GetOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1503,7 +1764,7 @@ func (x *GetOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrgResponse.ProtoReflect.Descriptor instead.
 func (*GetOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{19}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetOrgResponse) GetOrg() *Org {
@@ -1526,7 +1787,7 @@ type ListOrgsRequest struct {
 
 func (x *ListOrgsRequest) Reset() {
 	*x = ListOrgsRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +1799,7 @@ func (x *ListOrgsRequest) String() string {
 func (*ListOrgsRequest) ProtoMessage() {}
 
 func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +1812,7 @@ func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsRequest.ProtoReflect.Descriptor instead.
 func (*ListOrgsRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{20}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListOrgsRequest) GetFilter() ListOrgsRequest_Filter {
@@ -1586,7 +1847,7 @@ type ListOrgsResponse struct {
 
 func (x *ListOrgsResponse) Reset() {
 	*x = ListOrgsResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1859,7 @@ func (x *ListOrgsResponse) String() string {
 func (*ListOrgsResponse) ProtoMessage() {}
 
 func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1872,7 @@ func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsResponse.ProtoReflect.Descriptor instead.
 func (*ListOrgsResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{21}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListOrgsResponse) GetOrgs() []*Org {
@@ -1647,7 +1908,7 @@ type UpdateOrgRequest struct {
 
 func (x *UpdateOrgRequest) Reset() {
 	*x = UpdateOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1659,7 +1920,7 @@ func (x *UpdateOrgRequest) String() string {
 func (*UpdateOrgRequest) ProtoMessage() {}
 
 func (x *UpdateOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1672,7 +1933,7 @@ func (x *UpdateOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrgRequest.ProtoReflect.Descriptor instead.
 func (*UpdateOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{22}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UpdateOrgRequest) GetOrg() string {
@@ -1713,7 +1974,7 @@ type UpdateOrgResponse struct {
 
 func (x *UpdateOrgResponse) Reset() {
 	*x = UpdateOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1725,7 +1986,7 @@ func (x *UpdateOrgResponse) String() string {
 func (*UpdateOrgResponse) ProtoMessage() {}
 
 func (x *UpdateOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1738,7 +1999,7 @@ func (x *UpdateOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrgResponse.ProtoReflect.Descriptor instead.
 func (*UpdateOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{23}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpdateOrgResponse) GetOrg() *Org {
@@ -1756,7 +2017,7 @@ type DigestRequest struct {
 
 func (x *DigestRequest) Reset() {
 	*x = DigestRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +2029,7 @@ func (x *DigestRequest) String() string {
 func (*DigestRequest) ProtoMessage() {}
 
 func (x *DigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +2042,7 @@ func (x *DigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestRequest.ProtoReflect.Descriptor instead.
 func (*DigestRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{24}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{27}
 }
 
 type SnapshotRequest struct {
@@ -1795,7 +2056,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +2068,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +2081,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{25}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SnapshotRequest) GetUsage() bool {
@@ -1848,7 +2109,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1860,7 +2121,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1873,7 +2134,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{26}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SnapshotResponse) GetReplica() string {
@@ -1928,7 +2189,7 @@ type DigestResponse struct {
 
 func (x *DigestResponse) Reset() {
 	*x = DigestResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[27]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1940,7 +2201,7 @@ func (x *DigestResponse) String() string {
 func (*DigestResponse) ProtoMessage() {}
 
 func (x *DigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[27]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1953,7 +2214,7 @@ func (x *DigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestResponse.ProtoReflect.Descriptor instead.
 func (*DigestResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{27}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DigestResponse) GetDigest() string {
@@ -1993,7 +2254,7 @@ type DeleteOrgRequest struct {
 
 func (x *DeleteOrgRequest) Reset() {
 	*x = DeleteOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[28]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2005,7 +2266,7 @@ func (x *DeleteOrgRequest) String() string {
 func (*DeleteOrgRequest) ProtoMessage() {}
 
 func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[28]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2018,7 +2279,7 @@ func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgRequest.ProtoReflect.Descriptor instead.
 func (*DeleteOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{28}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DeleteOrgRequest) GetOrg() string {
@@ -2040,7 +2301,7 @@ type DeleteOrgResponse struct {
 
 func (x *DeleteOrgResponse) Reset() {
 	*x = DeleteOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[29]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2052,7 +2313,7 @@ func (x *DeleteOrgResponse) String() string {
 func (*DeleteOrgResponse) ProtoMessage() {}
 
 func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[29]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2065,7 +2326,7 @@ func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgResponse.ProtoReflect.Descriptor instead.
 func (*DeleteOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{29}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DeleteOrgResponse) GetOrg() *Org {
@@ -2111,7 +2372,7 @@ type Org struct {
 
 func (x *Org) Reset() {
 	*x = Org{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[30]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2123,7 +2384,7 @@ func (x *Org) String() string {
 func (*Org) ProtoMessage() {}
 
 func (x *Org) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[30]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2136,7 +2397,7 @@ func (x *Org) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Org.ProtoReflect.Descriptor instead.
 func (*Org) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{30}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Org) GetId() string {
@@ -2213,13 +2474,36 @@ var File_orgscaler_v1_orgscaler_proto protoreflect.FileDescriptor
 
 const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\n" +
-	"\x1corgscaler/v1/orgscaler.proto\x12\forgscaler.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1eorgscaler/v1/replication.proto\x1a\x1fgoogle/protobuf/timestamp.proto\">\n" +
+	"\x1corgscaler/v1/orgscaler.proto\x12\forgscaler.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1eorgscaler/v1/replication.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n" +
+	"\x11ImportOrgsRequest\x12-\n" +
+	"\x04orgs\x18\x01 \x03(\v2\x19.orgscaler.v1.ImportedOrgR\x04orgs\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"\xc3\x02\n" +
+	"\vImportedOrg\x12\x12\n" +
+	"\x04line\x18\x01 \x01(\x03R\x04line\x12\x10\n" +
+	"\x03org\x18\x02 \x01(\tR\x03org\x12D\n" +
+	"\x10last_activity_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastActivityAt\x126\n" +
+	"\x15scale_to_zero_allowed\x18\x04 \x01(\bH\x00R\x12scaleToZeroAllowed\x88\x01\x01\x12:\n" +
+	"\vidle_window\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"idleWindow\x12(\n" +
+	"\rwarm_schedule\x18\x06 \x01(\tH\x01R\fwarmSchedule\x88\x01\x01B\x18\n" +
+	"\x16_scale_to_zero_allowedB\x10\n" +
+	"\x0e_warm_schedule\"\xf1\x01\n" +
+	"\x12ImportOrgsResponse\x12\x12\n" +
+	"\x04rows\x18\x01 \x01(\x03R\x04rows\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\x03R\acreated\x12\x18\n" +
+	"\aupdated\x18\x03 \x01(\x03R\aupdated\x12\x1c\n" +
+	"\tunchanged\x18\x04 \x01(\x03R\tunchanged\x12\x18\n" +
+	"\adormant\x18\x05 \x01(\x03R\adormant\x12\x18\n" +
+	"\achanges\x18\x06 \x03(\tR\achanges\x12(\n" +
+	"\x10changes_left_out\x18\a \x01(\x03R\x0echangesLeftOut\x12\x17\n" +
+	"\adry_run\x18\b \x01(\bR\x06dryRun\">\n" +
 	"\x0eHistoryRequest\x12,\n" +
 	"\x03day\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x03day\"@\n" +
 	"\x0fHistoryResponse\x12-\n" +
-	"\x04days\x18\x01 \x03(\v2\x19.orgscaler.v1.ActivityDayR\x04days\")\n" +
+	"\x04days\x18\x01 \x03(\v2\x19.orgscaler.v1.ActivityDayR\x04days\"U\n" +
 	"\x15RecordActivityRequest\x12\x10\n" +
-	"\x03org\x18\x01 \x01(\tR\x03org\"Q\n" +
+	"\x03org\x18\x01 \x01(\tR\x03org\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"Q\n" +
 	"\x16RecordActivityResponse\x12#\n" +
 	"\x03org\x18\x01 \x01(\v2\x11.orgscaler.v1.OrgR\x03org\x12\x12\n" +
 	"\x04woke\x18\x02 \x01(\bR\x04woke\")\n" +
@@ -2395,7 +2679,7 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x0fActivityService\x12[\n" +
 	"\x0eRecordActivity\x12#.orgscaler.v1.RecordActivityRequest\x1a$.orgscaler.v1.RecordActivityResponse\x12]\n" +
 	"\x0eStreamActivity\x12#.orgscaler.v1.StreamActivityRequest\x1a$.orgscaler.v1.StreamActivityResponse(\x01\x12=\n" +
-	"\x04Hint\x12\x19.orgscaler.v1.HintRequest\x1a\x1a.orgscaler.v1.HintResponse2\xfa\x05\n" +
+	"\x04Hint\x12\x19.orgscaler.v1.HintRequest\x1a\x1a.orgscaler.v1.HintResponse2\xcd\x06\n" +
 	"\fAdminService\x12C\n" +
 	"\x06GetOrg\x12\x1b.orgscaler.v1.GetOrgRequest\x1a\x1c.orgscaler.v1.GetOrgResponse\x12I\n" +
 	"\bListOrgs\x12\x1d.orgscaler.v1.ListOrgsRequest\x1a\x1e.orgscaler.v1.ListOrgsResponse\x12L\n" +
@@ -2406,7 +2690,9 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\fListBacklogs\x12!.orgscaler.v1.ListBacklogsRequest\x1a\".orgscaler.v1.ListBacklogsResponse\x12F\n" +
 	"\aExplain\x12\x1c.orgscaler.v1.ExplainRequest\x1a\x1d.orgscaler.v1.ExplainResponse\x12C\n" +
 	"\x06Report\x12\x1b.orgscaler.v1.ReportRequest\x1a\x1c.orgscaler.v1.ReportResponse\x12H\n" +
-	"\aHistory\x12\x1c.orgscaler.v1.HistoryRequest\x1a\x1d.orgscaler.v1.HistoryResponse0\x01B?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
+	"\aHistory\x12\x1c.orgscaler.v1.HistoryRequest\x1a\x1d.orgscaler.v1.HistoryResponse0\x01\x12Q\n" +
+	"\n" +
+	"ImportOrgs\x12\x1f.orgscaler.v1.ImportOrgsRequest\x1a .orgscaler.v1.ImportOrgsResponse(\x01B?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
 
 var (
 	file_orgscaler_v1_orgscaler_proto_rawDescOnce sync.Once
@@ -2421,130 +2707,139 @@ func file_orgscaler_v1_orgscaler_proto_rawDescGZIP() []byte {
 }
 
 var file_orgscaler_v1_orgscaler_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(ListOrgsRequest_Filter)(0),    // 0: orgscaler.v1.ListOrgsRequest.Filter
 	(Org_State)(0),                 // 1: orgscaler.v1.Org.State
-	(*HistoryRequest)(nil),         // 2: orgscaler.v1.HistoryRequest
-	(*HistoryResponse)(nil),        // 3: orgscaler.v1.HistoryResponse
-	(*RecordActivityRequest)(nil),  // 4: orgscaler.v1.RecordActivityRequest
-	(*RecordActivityResponse)(nil), // 5: orgscaler.v1.RecordActivityResponse
-	(*StreamActivityRequest)(nil),  // 6: orgscaler.v1.StreamActivityRequest
-	(*StreamActivityResponse)(nil), // 7: orgscaler.v1.StreamActivityResponse
-	(*HintRequest)(nil),            // 8: orgscaler.v1.HintRequest
-	(*HintResponse)(nil),           // 9: orgscaler.v1.HintResponse
-	(*ListBacklogsRequest)(nil),    // 10: orgscaler.v1.ListBacklogsRequest
-	(*ListBacklogsResponse)(nil),   // 11: orgscaler.v1.ListBacklogsResponse
-	(*Backlog)(nil),                // 12: orgscaler.v1.Backlog
-	(*ExplainRequest)(nil),         // 13: orgscaler.v1.ExplainRequest
-	(*ExplainResponse)(nil),        // 14: orgscaler.v1.ExplainResponse
-	(*KnativeService)(nil),         // 15: orgscaler.v1.KnativeService
-	(*KeepAlivePlan)(nil),          // 16: orgscaler.v1.KeepAlivePlan
-	(*ReportRequest)(nil),          // 17: orgscaler.v1.ReportRequest
-	(*ReportResponse)(nil),         // 18: orgscaler.v1.ReportResponse
-	(*WorkloadUsage)(nil),          // 19: orgscaler.v1.WorkloadUsage
-	(*GetOrgRequest)(nil),          // 20: orgscaler.v1.GetOrgRequest
-	(*GetOrgResponse)(nil),         // 21: orgscaler.v1.GetOrgResponse
-	(*ListOrgsRequest)(nil),        // 22: orgscaler.v1.ListOrgsRequest
-	(*ListOrgsResponse)(nil),       // 23: orgscaler.v1.ListOrgsResponse
-	(*UpdateOrgRequest)(nil),       // 24: orgscaler.v1.UpdateOrgRequest
-	(*UpdateOrgResponse)(nil),      // 25: orgscaler.v1.UpdateOrgResponse
-	(*DigestRequest)(nil),          // 26: orgscaler.v1.DigestRequest
-	(*SnapshotRequest)(nil),        // 27: orgscaler.v1.SnapshotRequest
-	(*SnapshotResponse)(nil),       // 28: orgscaler.v1.SnapshotResponse
-	(*DigestResponse)(nil),         // 29: orgscaler.v1.DigestResponse
-	(*DeleteOrgRequest)(nil),       // 30: orgscaler.v1.DeleteOrgRequest
-	(*DeleteOrgResponse)(nil),      // 31: orgscaler.v1.DeleteOrgResponse
-	(*Org)(nil),                    // 32: orgscaler.v1.Org
-	nil,                            // 33: orgscaler.v1.ExplainRequest.MetadataEntry
-	nil,                            // 34: orgscaler.v1.ExplainResponse.MetadataEntry
-	nil,                            // 35: orgscaler.v1.WorkloadUsage.WakesEntry
-	(*timestamppb.Timestamp)(nil),  // 36: google.protobuf.Timestamp
-	(*ActivityDay)(nil),            // 37: orgscaler.v1.ActivityDay
-	(*durationpb.Duration)(nil),    // 38: google.protobuf.Duration
-	(*OrgChange)(nil),              // 39: orgscaler.v1.OrgChange
-	(*UsageHour)(nil),              // 40: orgscaler.v1.UsageHour
-	(*IdleCounts)(nil),             // 41: orgscaler.v1.IdleCounts
+	(*ImportOrgsRequest)(nil),      // 2: orgscaler.v1.ImportOrgsRequest
+	(*ImportedOrg)(nil),            // 3: orgscaler.v1.ImportedOrg
+	(*ImportOrgsResponse)(nil),     // 4: orgscaler.v1.ImportOrgsResponse
+	(*HistoryRequest)(nil),         // 5: orgscaler.v1.HistoryRequest
+	(*HistoryResponse)(nil),        // 6: orgscaler.v1.HistoryResponse
+	(*RecordActivityRequest)(nil),  // 7: orgscaler.v1.RecordActivityRequest
+	(*RecordActivityResponse)(nil), // 8: orgscaler.v1.RecordActivityResponse
+	(*StreamActivityRequest)(nil),  // 9: orgscaler.v1.StreamActivityRequest
+	(*StreamActivityResponse)(nil), // 10: orgscaler.v1.StreamActivityResponse
+	(*HintRequest)(nil),            // 11: orgscaler.v1.HintRequest
+	(*HintResponse)(nil),           // 12: orgscaler.v1.HintResponse
+	(*ListBacklogsRequest)(nil),    // 13: orgscaler.v1.ListBacklogsRequest
+	(*ListBacklogsResponse)(nil),   // 14: orgscaler.v1.ListBacklogsResponse
+	(*Backlog)(nil),                // 15: orgscaler.v1.Backlog
+	(*ExplainRequest)(nil),         // 16: orgscaler.v1.ExplainRequest
+	(*ExplainResponse)(nil),        // 17: orgscaler.v1.ExplainResponse
+	(*KnativeService)(nil),         // 18: orgscaler.v1.KnativeService
+	(*KeepAlivePlan)(nil),          // 19: orgscaler.v1.KeepAlivePlan
+	(*ReportRequest)(nil),          // 20: orgscaler.v1.ReportRequest
+	(*ReportResponse)(nil),         // 21: orgscaler.v1.ReportResponse
+	(*WorkloadUsage)(nil),          // 22: orgscaler.v1.WorkloadUsage
+	(*GetOrgRequest)(nil),          // 23: orgscaler.v1.GetOrgRequest
+	(*GetOrgResponse)(nil),         // 24: orgscaler.v1.GetOrgResponse
+	(*ListOrgsRequest)(nil),        // 25: orgscaler.v1.ListOrgsRequest
+	(*ListOrgsResponse)(nil),       // 26: orgscaler.v1.ListOrgsResponse
+	(*UpdateOrgRequest)(nil),       // 27: orgscaler.v1.UpdateOrgRequest
+	(*UpdateOrgResponse)(nil),      // 28: orgscaler.v1.UpdateOrgResponse
+	(*DigestRequest)(nil),          // 29: orgscaler.v1.DigestRequest
+	(*SnapshotRequest)(nil),        // 30: orgscaler.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),       // 31: orgscaler.v1.SnapshotResponse
+	(*DigestResponse)(nil),         // 32: orgscaler.v1.DigestResponse
+	(*DeleteOrgRequest)(nil),       // 33: orgscaler.v1.DeleteOrgRequest
+	(*DeleteOrgResponse)(nil),      // 34: orgscaler.v1.DeleteOrgResponse
+	(*Org)(nil),                    // 35: orgscaler.v1.Org
+	nil,                            // 36: orgscaler.v1.ExplainRequest.MetadataEntry
+	nil,                            // 37: orgscaler.v1.ExplainResponse.MetadataEntry
+	nil,                            // 38: orgscaler.v1.WorkloadUsage.WakesEntry
+	(*timestamppb.Timestamp)(nil),  // 39: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 40: google.protobuf.Duration
+	(*ActivityDay)(nil),            // 41: orgscaler.v1.ActivityDay
+	(*OrgChange)(nil),              // 42: orgscaler.v1.OrgChange
+	(*UsageHour)(nil),              // 43: orgscaler.v1.UsageHour
+	(*IdleCounts)(nil),             // 44: orgscaler.v1.IdleCounts
 }
 var file_orgscaler_v1_orgscaler_proto_depIdxs = []int32{
-	36, // 0: orgscaler.v1.HistoryRequest.day:type_name -> google.protobuf.Timestamp
-	37, // 1: orgscaler.v1.HistoryResponse.days:type_name -> orgscaler.v1.ActivityDay
-	32, // 2: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
-	12, // 3: orgscaler.v1.HintResponse.backlog:type_name -> orgscaler.v1.Backlog
-	32, // 4: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
-	12, // 5: orgscaler.v1.ListBacklogsResponse.backlogs:type_name -> orgscaler.v1.Backlog
-	36, // 6: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
-	36, // 7: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
-	33, // 8: orgscaler.v1.ExplainRequest.metadata:type_name -> orgscaler.v1.ExplainRequest.MetadataEntry
-	34, // 9: orgscaler.v1.ExplainResponse.metadata:type_name -> orgscaler.v1.ExplainResponse.MetadataEntry
-	36, // 10: orgscaler.v1.ExplainResponse.next_change:type_name -> google.protobuf.Timestamp
-	32, // 11: orgscaler.v1.ExplainResponse.org:type_name -> orgscaler.v1.Org
-	38, // 12: orgscaler.v1.ExplainResponse.window:type_name -> google.protobuf.Duration
-	12, // 13: orgscaler.v1.ExplainResponse.backlog:type_name -> orgscaler.v1.Backlog
-	16, // 14: orgscaler.v1.ExplainResponse.keep_alive:type_name -> orgscaler.v1.KeepAlivePlan
-	15, // 15: orgscaler.v1.ExplainResponse.knative_services:type_name -> orgscaler.v1.KnativeService
-	36, // 16: orgscaler.v1.KnativeService.patched_at:type_name -> google.protobuf.Timestamp
-	38, // 17: orgscaler.v1.KeepAlivePlan.cold_start:type_name -> google.protobuf.Duration
-	38, // 18: orgscaler.v1.KeepAlivePlan.min_warm:type_name -> google.protobuf.Duration
-	38, // 19: orgscaler.v1.KeepAlivePlan.keep_for:type_name -> google.protobuf.Duration
-	38, // 20: orgscaler.v1.KeepAlivePlan.prewarm_from:type_name -> google.protobuf.Duration
-	38, // 21: orgscaler.v1.KeepAlivePlan.prewarm_until:type_name -> google.protobuf.Duration
-	36, // 22: orgscaler.v1.KeepAlivePlan.next_prewarm:type_name -> google.protobuf.Timestamp
-	38, // 23: orgscaler.v1.ReportRequest.since:type_name -> google.protobuf.Duration
-	36, // 24: orgscaler.v1.ReportResponse.from:type_name -> google.protobuf.Timestamp
-	36, // 25: orgscaler.v1.ReportResponse.to:type_name -> google.protobuf.Timestamp
-	38, // 26: orgscaler.v1.ReportResponse.retention:type_name -> google.protobuf.Duration
-	19, // 27: orgscaler.v1.ReportResponse.workloads:type_name -> orgscaler.v1.WorkloadUsage
-	38, // 28: orgscaler.v1.WorkloadUsage.tracked:type_name -> google.protobuf.Duration
-	38, // 29: orgscaler.v1.WorkloadUsage.active:type_name -> google.protobuf.Duration
-	35, // 30: orgscaler.v1.WorkloadUsage.wakes:type_name -> orgscaler.v1.WorkloadUsage.WakesEntry
-	32, // 31: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
-	0,  // 32: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
-	32, // 33: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
-	38, // 34: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
-	32, // 35: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
-	39, // 36: orgscaler.v1.SnapshotResponse.changes:type_name -> orgscaler.v1.OrgChange
-	40, // 37: orgscaler.v1.SnapshotResponse.usage:type_name -> orgscaler.v1.UsageHour
-	41, // 38: orgscaler.v1.SnapshotResponse.idle_times:type_name -> orgscaler.v1.IdleCounts
-	37, // 39: orgscaler.v1.SnapshotResponse.history:type_name -> orgscaler.v1.ActivityDay
-	32, // 40: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
-	1,  // 41: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
-	36, // 42: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
-	36, // 43: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
-	36, // 44: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
-	36, // 45: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
-	38, // 46: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
-	4,  // 47: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
-	6,  // 48: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
-	8,  // 49: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
-	20, // 50: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
-	22, // 51: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
-	24, // 52: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
-	30, // 53: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
-	26, // 54: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
-	27, // 55: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
-	10, // 56: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
-	13, // 57: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
-	17, // 58: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
-	2,  // 59: orgscaler.v1.AdminService.History:input_type -> orgscaler.v1.HistoryRequest
-	5,  // 60: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
-	7,  // 61: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
-	9,  // 62: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
-	21, // 63: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
-	23, // 64: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
-	25, // 65: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
-	31, // 66: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
-	29, // 67: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
-	28, // 68: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
-	11, // 69: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
-	14, // 70: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
-	18, // 71: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
-	3,  // 72: orgscaler.v1.AdminService.History:output_type -> orgscaler.v1.HistoryResponse
-	60, // [60:73] is the sub-list for method output_type
-	47, // [47:60] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	3,  // 0: orgscaler.v1.ImportOrgsRequest.orgs:type_name -> orgscaler.v1.ImportedOrg
+	39, // 1: orgscaler.v1.ImportedOrg.last_activity_at:type_name -> google.protobuf.Timestamp
+	40, // 2: orgscaler.v1.ImportedOrg.idle_window:type_name -> google.protobuf.Duration
+	39, // 3: orgscaler.v1.HistoryRequest.day:type_name -> google.protobuf.Timestamp
+	41, // 4: orgscaler.v1.HistoryResponse.days:type_name -> orgscaler.v1.ActivityDay
+	39, // 5: orgscaler.v1.RecordActivityRequest.at:type_name -> google.protobuf.Timestamp
+	35, // 6: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
+	15, // 7: orgscaler.v1.HintResponse.backlog:type_name -> orgscaler.v1.Backlog
+	35, // 8: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
+	15, // 9: orgscaler.v1.ListBacklogsResponse.backlogs:type_name -> orgscaler.v1.Backlog
+	39, // 10: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
+	39, // 11: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
+	36, // 12: orgscaler.v1.ExplainRequest.metadata:type_name -> orgscaler.v1.ExplainRequest.MetadataEntry
+	37, // 13: orgscaler.v1.ExplainResponse.metadata:type_name -> orgscaler.v1.ExplainResponse.MetadataEntry
+	39, // 14: orgscaler.v1.ExplainResponse.next_change:type_name -> google.protobuf.Timestamp
+	35, // 15: orgscaler.v1.ExplainResponse.org:type_name -> orgscaler.v1.Org
+	40, // 16: orgscaler.v1.ExplainResponse.window:type_name -> google.protobuf.Duration
+	15, // 17: orgscaler.v1.ExplainResponse.backlog:type_name -> orgscaler.v1.Backlog
+	19, // 18: orgscaler.v1.ExplainResponse.keep_alive:type_name -> orgscaler.v1.KeepAlivePlan
+	18, // 19: orgscaler.v1.ExplainResponse.knative_services:type_name -> orgscaler.v1.KnativeService
+	39, // 20: orgscaler.v1.KnativeService.patched_at:type_name -> google.protobuf.Timestamp
+	40, // 21: orgscaler.v1.KeepAlivePlan.cold_start:type_name -> google.protobuf.Duration
+	40, // 22: orgscaler.v1.KeepAlivePlan.min_warm:type_name -> google.protobuf.Duration
+	40, // 23: orgscaler.v1.KeepAlivePlan.keep_for:type_name -> google.protobuf.Duration
+	40, // 24: orgscaler.v1.KeepAlivePlan.prewarm_from:type_name -> google.protobuf.Duration
+	40, // 25: orgscaler.v1.KeepAlivePlan.prewarm_until:type_name -> google.protobuf.Duration
+	39, // 26: orgscaler.v1.KeepAlivePlan.next_prewarm:type_name -> google.protobuf.Timestamp
+	40, // 27: orgscaler.v1.ReportRequest.since:type_name -> google.protobuf.Duration
+	39, // 28: orgscaler.v1.ReportResponse.from:type_name -> google.protobuf.Timestamp
+	39, // 29: orgscaler.v1.ReportResponse.to:type_name -> google.protobuf.Timestamp
+	40, // 30: orgscaler.v1.ReportResponse.retention:type_name -> google.protobuf.Duration
+	22, // 31: orgscaler.v1.ReportResponse.workloads:type_name -> orgscaler.v1.WorkloadUsage
+	40, // 32: orgscaler.v1.WorkloadUsage.tracked:type_name -> google.protobuf.Duration
+	40, // 33: orgscaler.v1.WorkloadUsage.active:type_name -> google.protobuf.Duration
+	38, // 34: orgscaler.v1.WorkloadUsage.wakes:type_name -> orgscaler.v1.WorkloadUsage.WakesEntry
+	35, // 35: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
+	0,  // 36: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
+	35, // 37: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
+	40, // 38: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
+	35, // 39: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
+	42, // 40: orgscaler.v1.SnapshotResponse.changes:type_name -> orgscaler.v1.OrgChange
+	43, // 41: orgscaler.v1.SnapshotResponse.usage:type_name -> orgscaler.v1.UsageHour
+	44, // 42: orgscaler.v1.SnapshotResponse.idle_times:type_name -> orgscaler.v1.IdleCounts
+	41, // 43: orgscaler.v1.SnapshotResponse.history:type_name -> orgscaler.v1.ActivityDay
+	35, // 44: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
+	1,  // 45: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
+	39, // 46: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
+	39, // 47: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
+	39, // 48: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
+	39, // 49: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
+	40, // 50: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
+	7,  // 51: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
+	9,  // 52: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
+	11, // 53: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
+	23, // 54: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
+	25, // 55: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
+	27, // 56: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
+	33, // 57: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
+	29, // 58: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
+	30, // 59: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
+	13, // 60: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
+	16, // 61: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
+	20, // 62: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
+	5,  // 63: orgscaler.v1.AdminService.History:input_type -> orgscaler.v1.HistoryRequest
+	2,  // 64: orgscaler.v1.AdminService.ImportOrgs:input_type -> orgscaler.v1.ImportOrgsRequest
+	8,  // 65: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
+	10, // 66: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
+	12, // 67: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
+	24, // 68: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
+	26, // 69: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
+	28, // 70: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
+	34, // 71: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
+	32, // 72: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
+	31, // 73: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
+	14, // 74: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
+	17, // 75: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
+	21, // 76: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
+	6,  // 77: orgscaler.v1.AdminService.History:output_type -> orgscaler.v1.HistoryResponse
+	4,  // 78: orgscaler.v1.AdminService.ImportOrgs:output_type -> orgscaler.v1.ImportOrgsResponse
+	65, // [65:79] is the sub-list for method output_type
+	51, // [51:65] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_orgscaler_proto_init() }
@@ -2553,14 +2848,15 @@ func file_orgscaler_v1_orgscaler_proto_init() {
 		return
 	}
 	file_orgscaler_v1_replication_proto_init()
-	file_orgscaler_v1_orgscaler_proto_msgTypes[22].OneofWrappers = []any{}
+	file_orgscaler_v1_orgscaler_proto_msgTypes[1].OneofWrappers = []any{}
+	file_orgscaler_v1_orgscaler_proto_msgTypes[25].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orgscaler_v1_orgscaler_proto_rawDesc), len(file_orgscaler_v1_orgscaler_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   34,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

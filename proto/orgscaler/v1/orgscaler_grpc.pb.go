@@ -227,6 +227,7 @@ const (
 	AdminService_Explain_FullMethodName      = "/orgscaler.v1.AdminService/Explain"
 	AdminService_Report_FullMethodName       = "/orgscaler.v1.AdminService/Report"
 	AdminService_History_FullMethodName      = "/orgscaler.v1.AdminService/History"
+	AdminService_ImportOrgs_FullMethodName   = "/orgscaler.v1.AdminService/ImportOrgs"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -266,6 +267,13 @@ type AdminServiceClient interface {
 	// History streams every org's activity over one UTC day, minute by
 	// minute (kept a week): what `scalerctl replay --from-scaler` replays.
 	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[HistoryResponse], error)
+	// ImportOrgs creates or updates orgs from a cutover's export, a chunk
+	// of rows per message (`scalerctl org import`): last activity merges by
+	// max, settings are written as any admin change. Each chunk is checked
+	// whole before any of it is applied, and replicated before the next is
+	// read; a bad row ends the call with InvalidArgument naming its line and
+	// field, with every earlier chunk applied and nothing after it.
+	ImportOrgs(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportOrgsRequest, ImportOrgsResponse], error)
 }
 
 type adminServiceClient struct {
@@ -394,6 +402,19 @@ func (c *adminServiceClient) History(ctx context.Context, in *HistoryRequest, op
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_HistoryClient = grpc.ServerStreamingClient[HistoryResponse]
 
+func (c *adminServiceClient) ImportOrgs(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportOrgsRequest, ImportOrgsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[2], AdminService_ImportOrgs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImportOrgsRequest, ImportOrgsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_ImportOrgsClient = grpc.ClientStreamingClient[ImportOrgsRequest, ImportOrgsResponse]
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -431,6 +452,13 @@ type AdminServiceServer interface {
 	// History streams every org's activity over one UTC day, minute by
 	// minute (kept a week): what `scalerctl replay --from-scaler` replays.
 	History(*HistoryRequest, grpc.ServerStreamingServer[HistoryResponse]) error
+	// ImportOrgs creates or updates orgs from a cutover's export, a chunk
+	// of rows per message (`scalerctl org import`): last activity merges by
+	// max, settings are written as any admin change. Each chunk is checked
+	// whole before any of it is applied, and replicated before the next is
+	// read; a bad row ends the call with InvalidArgument naming its line and
+	// field, with every earlier chunk applied and nothing after it.
+	ImportOrgs(grpc.ClientStreamingServer[ImportOrgsRequest, ImportOrgsResponse]) error
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -470,6 +498,9 @@ func (UnimplementedAdminServiceServer) Report(context.Context, *ReportRequest) (
 }
 func (UnimplementedAdminServiceServer) History(*HistoryRequest, grpc.ServerStreamingServer[HistoryResponse]) error {
 	return status.Error(codes.Unimplemented, "method History not implemented")
+}
+func (UnimplementedAdminServiceServer) ImportOrgs(grpc.ClientStreamingServer[ImportOrgsRequest, ImportOrgsResponse]) error {
+	return status.Error(codes.Unimplemented, "method ImportOrgs not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -658,6 +689,13 @@ func _AdminService_History_Handler(srv interface{}, stream grpc.ServerStream) er
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_HistoryServer = grpc.ServerStreamingServer[HistoryResponse]
 
+func _AdminService_ImportOrgs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AdminServiceServer).ImportOrgs(&grpc.GenericServerStream[ImportOrgsRequest, ImportOrgsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_ImportOrgsServer = grpc.ClientStreamingServer[ImportOrgsRequest, ImportOrgsResponse]
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -708,6 +746,11 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "History",
 			Handler:       _AdminService_History_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "ImportOrgs",
+			Handler:       _AdminService_ImportOrgs_Handler,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "orgscaler/v1/orgscaler.proto",

@@ -67,6 +67,8 @@ const (
 	AdminServiceReportProcedure = "/orgscaler.v1.AdminService/Report"
 	// AdminServiceHistoryProcedure is the fully-qualified name of the AdminService's History RPC.
 	AdminServiceHistoryProcedure = "/orgscaler.v1.AdminService/History"
+	// AdminServiceImportOrgsProcedure is the fully-qualified name of the AdminService's ImportOrgs RPC.
+	AdminServiceImportOrgsProcedure = "/orgscaler.v1.AdminService/ImportOrgs"
 )
 
 // ActivityServiceClient is a client for the orgscaler.v1.ActivityService service.
@@ -246,6 +248,13 @@ type AdminServiceClient interface {
 	// History streams every org's activity over one UTC day, minute by
 	// minute (kept a week): what `scalerctl replay --from-scaler` replays.
 	History(context.Context, *v1.HistoryRequest) (*connect.ServerStreamForClient[v1.HistoryResponse], error)
+	// ImportOrgs creates or updates orgs from a cutover's export, a chunk
+	// of rows per message (`scalerctl org import`): last activity merges by
+	// max, settings are written as any admin change. Each chunk is checked
+	// whole before any of it is applied, and replicated before the next is
+	// read; a bad row ends the call with InvalidArgument naming its line and
+	// field, with every earlier chunk applied and nothing after it.
+	ImportOrgs(context.Context) (*connect.ClientStreamForClientSimple[v1.ImportOrgsRequest, v1.ImportOrgsResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the orgscaler.v1.AdminService service. By default,
@@ -319,6 +328,12 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("History")),
 			connect.WithClientOptions(opts...),
 		),
+		importOrgs: connect.NewClient[v1.ImportOrgsRequest, v1.ImportOrgsResponse](
+			httpClient,
+			baseURL+AdminServiceImportOrgsProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ImportOrgs")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -334,6 +349,7 @@ type adminServiceClient struct {
 	explain      *connect.Client[v1.ExplainRequest, v1.ExplainResponse]
 	report       *connect.Client[v1.ReportRequest, v1.ReportResponse]
 	history      *connect.Client[v1.HistoryRequest, v1.HistoryResponse]
+	importOrgs   *connect.Client[v1.ImportOrgsRequest, v1.ImportOrgsResponse]
 }
 
 // GetOrg calls orgscaler.v1.AdminService.GetOrg.
@@ -418,6 +434,11 @@ func (c *adminServiceClient) History(ctx context.Context, req *v1.HistoryRequest
 	return c.history.CallServerStream(ctx, connect.NewRequest(req))
 }
 
+// ImportOrgs calls orgscaler.v1.AdminService.ImportOrgs.
+func (c *adminServiceClient) ImportOrgs(ctx context.Context) (*connect.ClientStreamForClientSimple[v1.ImportOrgsRequest, v1.ImportOrgsResponse], error) {
+	return c.importOrgs.CallClientStreamSimple(ctx)
+}
+
 // AdminServiceHandler is an implementation of the orgscaler.v1.AdminService service.
 type AdminServiceHandler interface {
 	// GetOrg returns one org; NotFound when the scaler has never seen it.
@@ -451,6 +472,13 @@ type AdminServiceHandler interface {
 	// History streams every org's activity over one UTC day, minute by
 	// minute (kept a week): what `scalerctl replay --from-scaler` replays.
 	History(context.Context, *v1.HistoryRequest, *connect.ServerStream[v1.HistoryResponse]) error
+	// ImportOrgs creates or updates orgs from a cutover's export, a chunk
+	// of rows per message (`scalerctl org import`): last activity merges by
+	// max, settings are written as any admin change. Each chunk is checked
+	// whole before any of it is applied, and replicated before the next is
+	// read; a bad row ends the call with InvalidArgument naming its line and
+	// field, with every earlier chunk applied and nothing after it.
+	ImportOrgs(context.Context, *connect.ClientStream[v1.ImportOrgsRequest]) (*v1.ImportOrgsResponse, error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -520,6 +548,12 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("History")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceImportOrgsHandler := connect.NewClientStreamHandlerSimple(
+		AdminServiceImportOrgsProcedure,
+		svc.ImportOrgs,
+		connect.WithSchema(adminServiceMethods.ByName("ImportOrgs")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/orgscaler.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceGetOrgProcedure:
@@ -542,6 +576,8 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceReportHandler.ServeHTTP(w, r)
 		case AdminServiceHistoryProcedure:
 			adminServiceHistoryHandler.ServeHTTP(w, r)
+		case AdminServiceImportOrgsProcedure:
+			adminServiceImportOrgsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -589,4 +625,8 @@ func (UnimplementedAdminServiceHandler) Report(context.Context, *v1.ReportReques
 
 func (UnimplementedAdminServiceHandler) History(context.Context, *v1.HistoryRequest, *connect.ServerStream[v1.HistoryResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("orgscaler.v1.AdminService.History is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ImportOrgs(context.Context, *connect.ClientStream[v1.ImportOrgsRequest]) (*v1.ImportOrgsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orgscaler.v1.AdminService.ImportOrgs is not implemented"))
 }

@@ -1,0 +1,126 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/orgscaler/orgscaler/app"
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+)
+
+// exportCSV writes an org table as docs/MIGRATING.md's psql export gives
+// it: a header, booleans as t and f, no last activity as an empty field.
+func exportCSV(t *testing.T, rows ...string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "orgs.csv")
+	body := "org,last_activity_at,scale_to_zero_allowed\n" + strings.Join(rows, "\n") + "\n"
+	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// The cutover: `scalerctl org import` of the cron-era org table makes
+// every org dormant for months answer inactive at KEDA's first poll of its
+// pynode, while orgs used within their window and orgs that never scale to
+// zero stay up; a dry run first changes nothing; importing again changes
+// nothing; the imported state reaches the other replica.
+func TestImportCutover(t *testing.T) {
+	fleet := startFleet(t, 2, func(o *app.Options) { o.UnseenOrgs = app.UnseenDormant })
+	d := fleet[0]
+	now := time.Now().UTC()
+	stamp := func(ago time.Duration) string { return now.Add(-ago).Format("2006-01-02T15:04:05.000000Z") }
+	file := exportCSV(t,
+		"acme,"+stamp(3*time.Hour)+",t",
+		"initech,"+stamp(120*24*time.Hour)+",t",
+		"globex,"+stamp(200*24*time.Hour)+",f",
+		"hooli,,t",
+	)
+	out, err := d.ctl(t, "org", "import", file, "--dry-run")
+	if err != nil || !strings.Contains(out, "dry run, nothing changed; would import 4 rows: 4 created, 0 updated, 0 unchanged; 2 dormant after") {
+		t.Fatalf("dry run: %v\n%s", err, out)
+	}
+	if _, err := d.orgs.GetOrg(context.Background(), &pb.GetOrgRequest{Org: "initech"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("after a dry run initech: %v; want NotFound", err)
+	}
+	out, err = d.ctl(t, "org", "import", file)
+	if err != nil || !strings.Contains(out, "imported 4 rows: 4 created") || !strings.Contains(out, "line 3: initech: created, dormant") {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	for _, r := range fleet {
+		for org, want := range map[string]bool{"acme": true, "initech": false, "globex": true, "hooli": false} {
+			poll(t, fmt.Sprintf("%s's pynode on a replica answers active=%v", org, want), func() bool {
+				a, err := r.keda.IsActive(context.Background(), pynode(org))
+				return err == nil && a.GetResult() == want
+			})
+		}
+	}
+	// --unseen-orgs=dormant: an org no import named is at zero from its
+	// trigger's first poll.
+	if a, err := d.keda.IsActive(context.Background(), pynode("umbrella")); err != nil || a.GetResult() {
+		t.Fatalf("umbrella, named first by a trigger: active=%v, %v; want inactive", a.GetResult(), err)
+	}
+	if out, err := d.ctl(t, "org", "import", file); err != nil || !strings.Contains(out, "imported 4 rows: 0 created, 0 updated, 4 unchanged") {
+		t.Fatalf("importing again: %v\n%s", err, out)
+	}
+}
+
+// A bad row is named by its file, line and field, and nothing of the file
+// is imported; so is an unknown column.
+func TestImportRefusesABadFile(t *testing.T) {
+	d := start(t, options(t, t.TempDir()))
+	for _, c := range []struct{ body, want string }{
+		{"org,last_activity_at\nacme,2026-01-02T03:04:05Z\nbad org!,\n", `:3: org is "bad org!"`},
+		{"org,last_activity_at\nacme,yesterday\n", `:2: last_activity_at is "yesterday": expected an RFC 3339 instant`},
+		{"org,plan\nacme,pro\n", `:1: unknown column "plan"`},
+		{"org,warm_schedule\nacme,Mon-Fri 25:00-26:00 UTC\n", `:2: warm_schedule is "Mon-Fri 25:00-26:00 UTC"`},
+		{`{"org":"acme","idle_window":"2h"}` + "\n" + `{"org":"b","idle_window":7200}` + "\n", `:2: idle_window is 7200: expected a string`},
+	} {
+		file := filepath.Join(t.TempDir(), "orgs")
+		if err := os.WriteFile(file, []byte(c.body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := d.ctl(t, "org", "import", file); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v\n%s; want an error with %q", c.body, err, out, c.want)
+		}
+	}
+	if _, err := d.orgs.GetOrg(context.Background(), &pb.GetOrgRequest{Org: "acme"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("acme after refused imports: %v; want NotFound", err)
+	}
+	// The API itself refuses a future instant, naming the line.
+	stream, err := d.orgs.ImportOrgs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = stream.Send(&pb.ImportOrgsRequest{Orgs: []*pb.ImportedOrg{{Line: 7, Org: "acme", LastActivityAt: timestamppb.New(time.Now().Add(time.Hour))}}})
+	if _, err := stream.CloseAndRecv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "line 7: last_activity_at") {
+		t.Fatalf("a future last activity: %v; want InvalidArgument naming line 7", err)
+	}
+}
+
+// A producer can send activity it had queued: at within the window
+// counts at that instant; one in the future or older than the window is
+// refused naming the field.
+func TestRecordActivityAt(t *testing.T) {
+	d := start(t, options(t, t.TempDir()))
+	ctx := context.Background()
+	at := time.Now().Add(-2 * time.Hour).Truncate(time.Millisecond)
+	resp, err := d.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: "acme", At: timestamppb.New(at)})
+	if err != nil || !resp.GetOrg().GetLastActivity().AsTime().Equal(at) {
+		t.Fatalf("activity 2h ago: %v, last activity %v; want %v", err, resp.GetOrg().GetLastActivity().AsTime(), at)
+	}
+	for _, bad := range []time.Time{time.Now().Add(time.Hour), time.Now().Add(-48 * time.Hour)} {
+		if _, err := d.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: "acme", At: timestamppb.New(bad)}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "at is ") {
+			t.Errorf("at %v: %v; want InvalidArgument naming at", bad, err)
+		}
+	}
+}
