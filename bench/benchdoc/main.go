@@ -170,6 +170,12 @@ func render(w io.Writer, r results, cmd string) {
 		r.cell("MillionOrgs", "restart-to-serving-s", "%.2f"), r.goal("MillionOrgs", "restart-to-serving-s", 3, true, "%.2f s"),
 		r.cell("MillionOrgs", "restarted-rss-MB", "%.0f"), r.goal("MillionOrgs", "restarted-rss-MB", 300, true, "%.0f MB"))
 
+	fmt.Fprintf(w, "\n### Import\n\n`BenchmarkImport`: `scalerctl org import` of a CSV export of the orgs shown (90%% last used months ago, 9%% today, 1%% never), checked whole, streamed in chunks of 5,000 and applied, synced and counted by the scaler binary as its own process; the time of the whole command.\n\n")
+	fmt.Fprintf(w, "| orgs | import (goal ≤ 60 s) | rows/s | scaler RSS after |\n|---|---|---|---|\n")
+	fmt.Fprintf(w, "| %s | %s s (%s) | %s | %s MB |\n", r.cell("Import", "orgs", "%.0f"),
+		r.cell("Import", "import-s", "%.1f"), r.goal("Import", "import-s", 60, true, "%.1f s"),
+		r.cell("Import", "rows/s", "%.0f"), r.cell("Import", "rss-MB", "%.0f"))
+
 	fmt.Fprintf(w, "\n### Wake\n\n`BenchmarkWake`: a StreamIsActive stream open for each of 10k dormant orgs' pynodes; orgs woken one at a time by the activity RPC. Then one org with 100 workloads, each with its own stream.\n\n")
 	fmt.Fprintf(w, "| streams | RPC return → true: p50 / p99 (goal p99 ≤ 10 ms) | RPC send → true p99 | 100 workloads of one org: p50 / last |\n|---|---|---|---|\n")
 	fmt.Fprintf(w, "| %s | %s / %s ms (%s) | %s ms | %s / %s ms |\n", r.cell("Wake", "streams", "%.0f"),
