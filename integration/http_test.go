@@ -75,14 +75,17 @@ func TestHTTPJSON(t *testing.T) {
 
 	// The Python example: 50 interactions each of three orgs, rate-limited
 	// in the process to one call per org.
+	// Then a hint, and an admin turning scale to zero off for py-a, as a
+	// Django post_save handler would.
 	py := exec.Command("python3", "demo.py", base, "producer-token-0123", "50", "py-a", "py-b", "py-c")
 	py.Dir = "../examples/python"
+	py.Env = append(os.Environ(), "ORGSCALER_ADMIN_TOKEN=administrator-token-0123")
 	out, err = py.CombinedOutput()
 	if err != nil {
 		t.Fatalf("python3 demo.py: %v\n%s", err, out)
 	}
-	if got := strings.TrimSpace(string(out)); got != `{"flushed": true, "sent": 3, "failed": 0, "dropped": 0}` {
-		t.Fatalf("python3 demo.py: %s; want 3 calls sent, none failed", got)
+	if got := strings.TrimSpace(string(out)); got != `{"flushed": true, "sent": 3, "failed": 0, "dropped": 0, "scaleToZeroAllowed": false}` {
+		t.Fatalf("python3 demo.py: %s; want 3 calls sent, none failed, scale to zero off", got)
 	}
 	for _, org := range []string{"py-a", "py-b", "py-c"} {
 		req, _ := http.NewRequest(http.MethodPost, base+"/orgscaler.v1.AdminService/GetOrg", strings.NewReader(fmt.Sprintf(`{"org":%q}`, org)))
