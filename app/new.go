@@ -37,8 +37,8 @@ import (
 	"github.com/orgscaler/orgscaler/scaledobjects"
 	"github.com/orgscaler/orgscaler/scaler"
 	"github.com/orgscaler/orgscaler/storage"
-	"github.com/orgscaler/orgscaler/version"
 	"github.com/orgscaler/orgscaler/usage"
+	"github.com/orgscaler/orgscaler/version"
 )
 
 // part is one thing New opens, in order, and what closes it again when a
