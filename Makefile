@@ -7,6 +7,8 @@ STATICCHECK_VERSION        := v0.8.2
 GOIMPORTS_VERSION          := v0.52.0
 GOTESTSUM_VERSION          := v1.13.0
 HELM_VERSION               := v3.22.0
+# promtool, from Prometheus v3's Go module (its v0.3xx versions).
+PROMETHEUS_VERSION         := v0.316.0
 # The Kubernetes version `helm lint` and `helm template` render for (helm's
 # own release build sets it from its client-go; go install does not).
 HELM_KUBE_MINOR            := 37
@@ -20,7 +22,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -s -w -X github.com/orgscaler/orgscaler/version.Version=$(VERSION) -X github.com/orgscaler/orgscaler/version.Revision=$(REVISION)
 
-.PHONY: run test build check lint chart-lint deploy proto tools image e2e clean fuzz bench
+.PHONY: run test build check lint chart-lint alerts-lint deploy proto tools image e2e clean fuzz bench
 
 ## run: the scaler on the embedded default (Badger under ./data, loopback
 ## ports, embedded Pub/Sub on 127.0.0.1:8085); with SCALER_GCP_PROJECT set,
@@ -62,8 +64,9 @@ build:
 ## check: lint, then every test
 check: lint test
 
-## lint: gofmt/goimports, go vet, staticcheck, go.mod tidy, and the chart
-lint: $(BIN)/staticcheck $(BIN)/goimports chart-lint
+## lint: gofmt/goimports, go vet, staticcheck, go.mod tidy, the chart and
+## its alerts
+lint: $(BIN)/staticcheck $(BIN)/goimports chart-lint alerts-lint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	@test -z "$$($(BIN)/goimports -l -local github.com/orgscaler/orgscaler $$(git ls-files '*.go' | grep -v -e '\.pb\.go$$' -e '\.connect\.go$$'))" || { $(BIN)/goimports -l -local github.com/orgscaler/orgscaler $$(git ls-files '*.go' | grep -v -e '\.pb\.go$$' -e '\.connect\.go$$'); echo "goimports: files above need formatting (generated code is left as generated)"; exit 1; }
 	go vet ./...
@@ -87,6 +90,13 @@ chart-lint: $(BIN)/helm
 	HELM=$(BIN)/helm bash deploy/helm/refuses.sh
 	HELM=$(BIN)/helm bash deploy/generate.sh --check
 
+## alerts-lint: the shipped alerts are valid, and each fires on what it is
+## for and on nothing else (promtool, pinned, installed into ./bin)
+ALERTS := $(CHART)/alerts
+alerts-lint: $(BIN)/promtool
+	$(BIN)/promtool check rules $(ALERTS)/orgscaler.rules.yaml
+	cd $(ALERTS) && $(BIN)/promtool test rules orgscaler.rules_test.yaml
+
 ## deploy: render the plain manifests under deploy/ from the chart
 deploy: $(BIN)/helm
 	HELM=$(BIN)/helm bash deploy/generate.sh
@@ -96,7 +106,7 @@ proto: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-g
 	$(BIN)/buf lint
 	$(BIN)/buf generate
 
-tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-connect-go $(BIN)/staticcheck $(BIN)/goimports $(BIN)/gotestsum $(BIN)/helm
+tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-connect-go $(BIN)/staticcheck $(BIN)/goimports $(BIN)/gotestsum $(BIN)/helm $(BIN)/promtool
 
 $(BIN)/buf:
 	GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
@@ -112,6 +122,8 @@ $(BIN)/goimports:
 	GOBIN=$(BIN) go install golang.org/x/tools/cmd/goimports@$(GOIMPORTS_VERSION)
 $(BIN)/gotestsum:
 	GOBIN=$(BIN) go install gotest.tools/gotestsum@$(GOTESTSUM_VERSION)
+$(BIN)/promtool:
+	GOBIN=$(BIN) go install github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION)
 HELM_LDFLAGS := -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
 	$(foreach p,pkg/chartutil pkg/lint/rules,-X helm.sh/helm/v3/$(p).k8sVersionMajor=1 -X helm.sh/helm/v3/$(p).k8sVersionMinor=$(HELM_KUBE_MINOR))
 $(BIN)/helm:

@@ -86,6 +86,7 @@ func New(o Options) (*App, error) {
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	version.Get().Register(a.registry)
 	a.gate = a.newGate()
+	a.gate.Register(a.registry)
 	a.bg, a.replG, a.eventsG = newGroup(), newGroup(), newGroup()
 	for _, p := range a.parts() {
 		closer, err := p.open()

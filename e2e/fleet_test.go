@@ -5,6 +5,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -55,6 +58,7 @@ func TestFleetCountsOnce(t *testing.T) {
 	}
 	first := waitFor(t, 60*time.Second, "a replica holds the Lease", func() (string, bool) { h := holder(); return h, h != "" })
 	t.Logf("leader: %s", first)
+	alertsQueryExportedMetrics(t, scrapeMetrics(t, a.metrics)+scrapeMetrics(t, b.metrics))
 
 	_ = c.kubectl(nil, "create", "namespace", "ml")
 	if err := c.kubectl([]byte(strings.ReplaceAll(deployments, "NAME", "pynode-fleet")), "apply", "-f", "-"); err != nil {
@@ -215,5 +219,23 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (stri
 			t.Fatalf("%s: not within %s; last: %s", what, timeout, got)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// alertsQueryExportedMetrics checks that every metric of the shipped
+// alerts that a fleet exports is in metrics, the /metrics of a fleet's
+// replicas: the replication and leader alerts can only be seen here.
+// (up is Prometheus's own; orgscaler_depth_unknown has series only for a
+// tracked subscription, and the integration suite checks it.)
+func alertsQueryExportedMetrics(t *testing.T, metrics string) {
+	t.Helper()
+	rules, err := os.ReadFile(filepath.Join(chartDir, "alerts", "orgscaler.rules.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range regexp.MustCompile(`\b(orgscaler_[a-z_]+|grpc_server_[a-z_]+)\b`).FindAllString(string(rules), -1) {
+		if name != "orgscaler_depth_unknown" && !strings.Contains(metrics, "\n"+name) {
+			t.Errorf("the alerts query %s, which the fleet's /metrics does not show", name)
+		}
 	}
 }

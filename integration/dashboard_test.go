@@ -20,17 +20,24 @@ import (
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 )
 
-// Every metric the shipped Grafana dashboard queries is one the scaler
-// exports: after real traffic (Monitoring up, then down), /metrics carries
+// Every metric the shipped Grafana dashboard and alerts query is one the
+// scaler exports: after real traffic (Monitoring up, then down), /metrics carries
 // each name, so no panel is silently empty.
 func TestDashboardQueriesExportedMetrics(t *testing.T) {
 	dash, err := os.ReadFile(filepath.Join("..", "deploy", "helm", "orgscaler", "dashboards", "orgscaler-dashboard.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The shipped alerts too, but those only a fleet exports (e2e's
+	// TestFleetCountsOnce checks them there).
+	rules, err := os.ReadFile(filepath.Join("..", "deploy", "helm", "orgscaler", "alerts", "orgscaler.rules.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleetOnly := regexp.MustCompile(`^orgscaler_(leader|replication_.*)$`)
 	names := map[string]bool{}
-	for _, n := range regexp.MustCompile(`\b(orgscaler_[a-z_]+|grpc_server_[a-z_]+)\b`).FindAllString(string(dash), -1) {
-		names[n] = true
+	for _, n := range regexp.MustCompile(`\b(orgscaler_[a-z_]+|grpc_server_[a-z_]+)\b`).FindAllString(string(dash)+string(rules), -1) {
+		names[n] = !fleetOnly.MatchString(n)
 	}
 	if len(names) < 10 {
 		t.Fatalf("the dashboard queries only %d metrics: %v", len(names), names)
@@ -84,8 +91,8 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 	ms.SetFail(status.Error(codes.Unavailable, "monitoring is down"))
 	poll(t, "the subscription blind", func() bool { note(); return seen["orgscaler_depth_unknown"] })
 	var missing []string
-	for n := range names {
-		if !seen[n] {
+	for n, here := range names {
+		if here && !seen[n] {
 			missing = append(missing, n)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -98,6 +99,19 @@ func (a admit) Check(namespace, name string, md map[string]string) error {
 		return nil
 	}
 	return a.next.Check(namespace, name, md)
+}
+
+// Register exports the gate as orgscaler_ready: 1 while KEDA's calls are
+// answered, 0 while they get Unavailable (what the not-ready alert reads).
+func (g *Gate) Register(reg prometheus.Registerer) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "orgscaler_ready",
+		Help: "1 while this replica answers KEDA (every org's state held, clock within --max-clock-skew, ScaledObjects read, backlog fresh); 0 while KEDA's calls get Unavailable, the log says why."},
+		func() float64 {
+			if g.why() == "" {
+				return 1
+			}
+			return 0
+		}))
 }
 
 // why says why the port is not ready ("" when it is).

@@ -8,6 +8,22 @@ type metrics struct {
 	rejected            *prometheus.CounterVec
 }
 
+// registerPending exports how many items wait to be published: near zero
+// at any scrape while Pub/Sub takes them, growing while it does not.
+func (r *Replicator) registerPending(reg prometheus.Registerer) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "orgscaler_replication_pending_items",
+		Help: "Items accepted here and not yet published to the replication topic (all kinds, and hints); staying above zero means the other replicas are not hearing of them."},
+		func() float64 {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			n := len(r.hints)
+			for _, k := range r.kinds {
+				n += k.pending()
+			}
+			return float64(n)
+		}))
+}
+
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "orgscaler_replication_published_changes_total",

@@ -141,6 +141,9 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 		_ = tr.Close()
 		return nil, err
 	}
+	if o.Registerer != nil {
+		r.registerPending(o.Registerer)
+	}
 	return r, nil
 }
 

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -25,7 +26,7 @@ type metrics struct {
 	gcReclaimed prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, d *DB) *metrics {
 	m := &metrics{
 		gcRewrites: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orgscaler_badger_vlog_gc_rewrites_total", Help: "Value-log files Badger rewrote in garbage collection (every 10 minutes).",
@@ -35,7 +36,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.gcRewrites, m.gcReclaimed)
+		reg.MustRegister(m.gcRewrites, m.gcReclaimed,
+			// Read at each scrape: what the disk alert compares.
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "orgscaler_data_dir_free_bytes",
+				Help: "Free space on the data dir's filesystem; below orgscaler_data_dir_min_free_bytes nothing is written (--min-free-disk-mb)."},
+				func() float64 {
+					free, err := d.free()
+					if err != nil {
+						return math.NaN()
+					}
+					return float64(free)
+				}),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "orgscaler_data_dir_min_free_bytes",
+				Help: "--min-free-disk-mb in bytes: the free space below which nothing is written (0: the check is off)."},
+				func() float64 { return float64(d.o.MinFreeDisk) }))
 	}
 	return m
 }

@@ -69,7 +69,7 @@ func Open(o Options) (*DB, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	d.metrics = newMetrics(o.Registerer)
+	d.metrics = newMetrics(o.Registerer, d)
 	return d, nil
 }
 
@@ -100,14 +100,24 @@ func (d *DB) CheckDisk() error {
 	if d.o.MinFreeDisk == 0 {
 		return nil
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(d.o.Dir, &st); err != nil {
-		return fmt.Errorf("free space of data dir %s: %w", d.o.Dir, err)
+	free, err := d.free()
+	if err != nil {
+		return err
 	}
-	if free := st.Bavail * uint64(st.Bsize); free < d.o.MinFreeDisk {
+	if free < d.o.MinFreeDisk {
 		return &DiskFullError{Dir: d.o.Dir, Free: free, Want: d.o.MinFreeDisk}
 	}
 	return nil
+}
+
+// free is the space left to unprivileged writers on the data dir's
+// filesystem.
+func (d *DB) free() (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(d.o.Dir, &st); err != nil {
+		return 0, fmt.Errorf("free space of data dir %s: %w", d.o.Dir, err)
+	}
+	return st.Bavail * uint64(st.Bsize), nil
 }
 
 // badgerLogger sends Badger's logs to slog; its chatty info lines go to debug.

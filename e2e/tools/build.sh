@@ -54,16 +54,16 @@ fi
 # $cache/crds/NAME, from the module cache (nothing is built).
 crds() {
   local dest="$cache/crds/$1"
-  if [[ "$(cat "$dest/.version" 2>/dev/null)" == "$3" ]]; then return; fi
+  if [[ "$(cat "$dest/.version" 2>/dev/null)" == "$3 $4" ]]; then return; fi
   log "unpacking $1 CRDs $3"
   local dir
   dir="$(cd "$here" && GOFLAGS=-mod=mod go mod download -json "$2@$3" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
   rm -rf "$dest" && mkdir -p "$dest"
   # shellcheck disable=SC2086 # GLOB is meant to expand
   cp $dir/$4 "$dest/"
-  echo "$3" > "$dest/.version"
+  echo "$3 $4" > "$dest/.version"
 }
 crds cert-manager github.com/cert-manager/cert-manager "$CERT_MANAGER_VERSION" 'deploy/crds/cert-manager.io_*.yaml'
-crds prometheus-operator github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION" 'example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml'
+crds prometheus-operator github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION" 'example/prometheus-operator-crd/monitoring.coreos.com_*.yaml'
 crds knative knative.dev/serving "$KNATIVE_SERVING_VERSION" 'config/core/300-resources/*.yaml'
 log "ready in $bin"
