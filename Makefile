@@ -87,6 +87,7 @@ chart-lint: $(BIN)/helm
 	$(BIN)/helm lint --strict $(CHART) -f $(CHART)/ci/full-values.yaml
 	$(BIN)/helm template orgscaler $(CHART) --namespace keda > /dev/null
 	$(BIN)/helm template orgscaler $(CHART) --namespace keda -f $(CHART)/ci/full-values.yaml > /dev/null
+	$(BIN)/helm template orgscaler $(CHART) --namespace keda --set metrics.podMonitoring.enabled=true --show-only templates/podmonitoring.yaml > /dev/null
 	HELM=$(BIN)/helm bash deploy/helm/refuses.sh
 	HELM=$(BIN)/helm bash deploy/generate.sh --check
 

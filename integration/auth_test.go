@@ -175,6 +175,14 @@ func TestScalerctlWithTokenOverTLS(t *testing.T) {
 	certtest.WriteFile(t, producer, []byte(producerToken+"\n"))
 	certtest.WriteFile(t, admin, []byte(adminToken+" admin\n"))
 
+	// --server-name checks the certificate for another name than --addr's
+	// (a port-forward to localhost of the in-cluster API).
+	if _, err := d.ctl(t, "--ca", caFile, "--server-name", "orgscaler-api.keda.svc", "--token-file", producer, "activity", "acme"); err == nil || !strings.Contains(err.Error(), "orgscaler-api.keda.svc") {
+		t.Fatalf("--server-name naming what the certificate lacks: %v; want a certificate error naming it", err)
+	}
+	if _, err := d.ctl(t, "--ca", caFile, "--server-name", "localhost", "--token-file", producer, "activity", "acme"); err != nil {
+		t.Fatalf("--server-name localhost, which the certificate holds: %v", err)
+	}
 	if _, err := d.ctl(t, "--ca", caFile, "--token-file", producer, "activity", "acme"); err != nil {
 		t.Fatalf("producer sending activity: %v", err)
 	}

@@ -30,17 +30,18 @@ func main() {
 
 // cli holds the global flags and the connection made from them.
 type cli struct {
-	addr      string
-	tokenFile string
-	ca        string
-	cert      string
-	key       string
-	tls       bool
-	output    string
-	timeout   time.Duration
-	out       io.Writer
-	now       func() time.Time
-	conn      *grpc.ClientConn
+	addr       string
+	tokenFile  string
+	ca         string
+	cert       string
+	key        string
+	tls        bool
+	serverName string
+	output     string
+	timeout    time.Duration
+	out        io.Writer
+	now        func() time.Time
+	conn       *grpc.ClientConn
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -108,6 +109,7 @@ Examples:
 	root.PersistentFlags().StringVar(&c.ca, "ca", "", "PEM CA bundle that verifies the scaler's certificate; implies TLS (env SCALERCTL_CA)")
 	root.PersistentFlags().StringVar(&c.cert, "cert", "", "PEM client certificate, for a scaler that checks them; implies TLS (env SCALERCTL_CERT)")
 	root.PersistentFlags().StringVar(&c.key, "key", "", "PEM private key of --cert (env SCALERCTL_KEY)")
+	root.PersistentFlags().StringVar(&c.serverName, "server-name", "", "the name the scaler's certificate must hold, when --addr is another (a port-forward to localhost: --server-name orgscaler-api.keda.svc) (env SCALERCTL_SERVER_NAME)")
 	root.PersistentFlags().BoolVar(&c.tls, "tls", false, "dial over TLS, verifying the scaler with the system's roots unless --ca is given (env SCALERCTL_TLS=true)")
 	root.PersistentFlags().StringVarP(&c.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the scaler")
@@ -141,6 +143,7 @@ func (c *cli) dialOptions(token bool) ([]grpc.DialOption, error) {
 		if err != nil {
 			return nil, err
 		}
+		cfg.ServerName = c.serverName
 		creds = credentials.NewTLS(cfg)
 	}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
