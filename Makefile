@@ -9,6 +9,7 @@ GOTESTSUM_VERSION          := v1.13.0
 HELM_VERSION               := v3.22.0
 # promtool, from Prometheus v3's Go module (its v0.3xx versions).
 PROMETHEUS_VERSION         := v0.316.0
+CYCLONEDX_GOMOD_VERSION    := v1.10.0
 # The Kubernetes version `helm lint` and `helm template` render for (helm's
 # own release build sets it from its client-go; go install does not).
 HELM_KUBE_MINOR            := 37
@@ -22,7 +23,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -s -w -X github.com/orgscaler/orgscaler/version.Version=$(VERSION) -X github.com/orgscaler/orgscaler/version.Revision=$(REVISION)
 
-.PHONY: run test build check lint chart-lint alerts-lint deploy proto tools image e2e clean fuzz bench
+.PHONY: run test build check lint chart-lint alerts-lint deploy proto tools image release-dry-run e2e clean fuzz bench
 
 ## run: the scaler on the embedded default (Badger under ./data, loopback
 ## ports, embedded Pub/Sub on 127.0.0.1:8085); with SCALER_GCP_PROJECT set,
@@ -125,6 +126,8 @@ $(BIN)/gotestsum:
 	GOBIN=$(BIN) go install gotest.tools/gotestsum@$(GOTESTSUM_VERSION)
 $(BIN)/promtool:
 	GOBIN=$(BIN) go install github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION)
+$(BIN)/cyclonedx-gomod:
+	GOBIN=$(BIN) go install github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$(CYCLONEDX_GOMOD_VERSION)
 HELM_LDFLAGS := -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
 	$(foreach p,pkg/chartutil pkg/lint/rules,-X helm.sh/helm/v3/$(p).k8sVersionMajor=1 -X helm.sh/helm/v3/$(p).k8sVersionMinor=$(HELM_KUBE_MINOR))
 $(BIN)/helm:
@@ -137,12 +140,30 @@ e2e: $(BIN)/helm
 	E2E_CACHE=$(E2E_CACHE) bash e2e/tools/build.sh
 	E2E_CACHE=$(E2E_CACHE) HELM=$(BIN)/helm E2E_FIGURES=$(BIN)/e2e-figures.txt go test -tags e2e -count=1 -v -timeout 30m ./e2e
 
-## image: the container image (needs docker or podman: ENGINE=podman)
-ENGINE ?= docker
-IMAGE  ?= orgscaler:dev
+## image: the multi-arch (amd64, arm64) OCI image of both binaries, built
+## with go-containerregistry (no container engine, no base image pulled),
+## as an OCI image layout in bin/image (push it with crane or skopeo)
+PLATFORMS ?= linux/amd64,linux/arm64
 image:
-	@command -v $(ENGINE) >/dev/null 2>&1 || { echo "make image needs $(ENGINE) (set ENGINE=podman to use podman)"; exit 1; }
-	$(ENGINE) build -t $(IMAGE) .
+	go run ./build/image -out $(BIN)/image -version $(VERSION) -revision $(REVISION) -platforms $(PLATFORMS)
+
+## release-dry-run: every artifact a release pushes, into bin/release: the
+## image layout, the chart package, scalerctl for each platform, the SBOM.
+## With VERSION=vX.Y.Z it also checks the chart and the CHANGELOG name it.
+RELEASE := $(BIN)/release
+CHART_VERSION = $(if $(filter v%,$(VERSION)),$(patsubst v%,%,$(VERSION)),0.0.0-$(VERSION))
+release-dry-run: $(BIN)/helm $(BIN)/cyclonedx-gomod
+	rm -rf $(RELEASE) && mkdir -p $(RELEASE)
+	@if echo '$(VERSION)' | grep -Eq '^v[0-9]+\.[0-9]+\.[0-9]+$$'; then bash build/release-check.sh '$(VERSION)'; \
+	else echo "VERSION=$(VERSION) is no release tag: the chart and CHANGELOG checks are skipped"; fi
+	go run ./build/image -out $(RELEASE)/image -version $(VERSION) -revision $(REVISION) -platforms $(PLATFORMS)
+	set -e; for p in $$(echo $(PLATFORMS) | tr , ' '); do \
+		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} go build -trimpath -ldflags '$(LDFLAGS)' -o $(RELEASE)/scalerctl-$${p%/*}-$${p#*/} ./cmd/scalerctl; \
+	done
+	$(BIN)/helm package $(CHART) --version $(CHART_VERSION) --app-version $(VERSION) -d $(RELEASE)
+	$(BIN)/cyclonedx-gomod app -json -licenses=false -main cmd/scaler -output $(RELEASE)/orgscaler-$(VERSION).cdx.json .
+	cd $(RELEASE) && sha256sum scalerctl-* *.tgz *.cdx.json > SHA256SUMS
+	@ls -l $(RELEASE)
 
 clean:
 	rm -rf $(BIN)

@@ -3,6 +3,10 @@
 package main
 
 import (
+	// Zone data inside the binary: the image has none, and warm schedules
+	// name IANA zones.
+	_ "time/tzdata"
+
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +16,9 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	// CA roots, used when the system has none (the image has none).
+	_ "golang.org/x/crypto/x509roots/fallback"
 
 	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"

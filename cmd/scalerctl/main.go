@@ -3,6 +3,10 @@
 package main
 
 import (
+	// Zone data inside the binary: the image has none, and warm schedules
+	// name IANA zones.
+	_ "time/tzdata"
+
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +14,9 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	// CA roots, used when the system has none (the image has none).
+	_ "golang.org/x/crypto/x509roots/fallback"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
