@@ -48,7 +48,7 @@ func (s *Server) Report(_ context.Context, req *pb.ReportRequest) (*pb.ReportRes
 			wakes[c.String()] = r.Wakes[c]
 		}
 		resp.Workloads = append(resp.Workloads, &pb.WorkloadUsage{
-			ScaledObject: r.ScaledObject, MetricName: r.Metric, Kind: r.Kind, Org: r.Org, GpusPerReplica: r.GPUs,
+			ScaledObject: r.ScaledObject, MetricName: r.Metric, Kind: r.Kind, Org: r.Org, GpusPerReplica: r.GPUs, GpuType: r.GPUType,
 			Tracked: durationpb.New(r.Tracked), Active: durationpb.New(r.Active),
 			ReplicaHours: r.ReplicaTime.Hours(), AlwaysOnReplicaHours: r.AlwaysOnReplica.Hours(),
 			GpuHours: r.GPUTime.Hours(), AlwaysOnGpuHours: r.AlwaysOnGPU.Hours(),

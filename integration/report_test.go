@@ -26,7 +26,7 @@ func TestReportFromAnswers(t *testing.T) {
 	o.Now, o.IdleWindow = clock.Now, time.Hour
 	d := start(t, o)
 	model := &kedapb.ScaledObjectRef{Namespace: "orgs", Name: "model-acme",
-		ScalerMetadata: map[string]string{"workload": "model", "org": "acme", "warmFor": "30m", "gpusPerReplica": "4"}}
+		ScalerMetadata: map[string]string{"workload": "model", "org": "acme", "warmFor": "30m", "gpusPerReplica": "4", "gpuType": "a100"}}
 	for m := 0; m <= 180; m++ {
 		clock.Set(t0.Add(time.Duration(m) * time.Minute))
 		if m == 120 {
@@ -47,15 +47,17 @@ func TestReportFromAnswers(t *testing.T) {
 	}
 	p, m := byName["orgs/pynode-acme"], byName["orgs/model-acme"]
 	if p.GetTracked().AsDuration() != 3*time.Hour || p.GetActive().AsDuration() != 2*time.Hour || p.GetReplicaHours() != 2 ||
-		p.GetAlwaysOnReplicaHours() != 3 || p.GetGpuHours() != 2 || p.GetWakes()["activity"] != 1 {
+		p.GetAlwaysOnReplicaHours() != 3 || p.GetGpuHours() != 0 || p.GetGpusPerReplica() != 0 || p.GetWakes()["activity"] != 1 {
 		t.Errorf("pynode: %v", p)
 	}
 	if m.GetActive().AsDuration() != time.Hour || m.GetGpusPerReplica() != 4 || m.GetGpuHours() != 4 || m.GetAlwaysOnGpuHours() != 12 ||
-		m.GetWakes()["activity"] != 1 || m.GetOrg() != "acme" || m.GetKind() != "model" {
+		m.GetWakes()["activity"] != 1 || m.GetOrg() != "acme" || m.GetKind() != "model" || m.GetGpuType() != "a100" {
 		t.Errorf("model: %v", m)
 	}
 
-	out, err := d.ctl(t, "report", "--since", "4h", "--gpu-hour-price", "2.50")
+	// A pynode holds no GPU unless its trigger says so; the model's a100
+	// hours are priced as a100s.
+	out, err := d.ctl(t, "report", "--since", "4h", "--gpu-hour-price", "a100=2.50,l4=0.70")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,18 +69,18 @@ func TestReportFromAnswers(t *testing.T) {
 	text := strings.Join(lines, "\n")
 	for _, want := range []string{
 		"GPU-hours from 2026-11-25 05:00 UTC to 2026-11-25 09:00 UTC (hourly figures are kept for 31d)",
-		"acme orgs/model-acme model 4 1h00m activity:1 1.00 3.00 8.00 20.00", // 8 GPU-hours saved, at $2.50
-		"acme orgs/pynode-acme pynode 1 2h00m activity:1 2.00 3.00 1.00 2.50",
-		"acme (org total) 9.00 22.50",
-		"always-on (minReplicaCount 1) 15.00 100% 37.50",
-		"scale-to-zero (as answered) 6.00 40% 15.00",
+		"acme orgs/model-acme model 4xa100 1h00m activity:1 1.00 3.00 8.00 20.00", // 8 GPU-hours saved, at $2.50
+		"acme orgs/pynode-acme pynode 0 2h00m activity:1 2.00 3.00 0.00 0.00",
+		"acme (org total) 8.00 20.00",
+		"always-on (minReplicaCount 1) 12.00 100% 30.00",
+		"scale-to-zero (as answered) 4.00 33% 10.00",
 		"Wakes: 2 cold activations (demand that found the workload down: activity 2, hint 0, backlog 0); 0 ahead of demand (pre-warm 0, schedule 0, admin 0)",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("scalerctl report should show %q:\n%s", want, out)
 		}
 	}
-	gpu := regexp.MustCompile(`orgscaler_usage_gpu_seconds_total\{kind="model",metric="model-acme-[0-9a-f]{8}",org="acme",scaled_object="orgs/model-acme"\} 14400\n`)
+	gpu := regexp.MustCompile(`orgscaler_usage_gpu_seconds_total\{gpu_type="a100",kind="model",metric="model-acme-[0-9a-f]{8}",org="acme",scaled_object="orgs/model-acme"\} 14400\n`)
 	if !gpu.MatchString(scrape(t, d)) {
 		t.Error("/metrics should carry the model's 4 GPU-hours as 14400 GPU-seconds")
 	}
@@ -89,7 +91,7 @@ func TestReportFromAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r2.GetWorkloads()) != 2 || r2.GetWorkloads()[0].GetGpuHours()+r2.GetWorkloads()[1].GetGpuHours() != 6 {
+	if len(r2.GetWorkloads()) != 2 || r2.GetWorkloads()[0].GetGpuHours()+r2.GetWorkloads()[1].GetGpuHours() != 4 || r2.GetWorkloads()[0].GetGpuType() != "a100" {
 		t.Errorf("after a restart the report should be the same: %v", r2)
 	}
 	if _, err := d.ctl(t, "report", "--since", "soon"); err == nil || !strings.Contains(err.Error(), `--since is "soon"`) {

@@ -37,6 +37,7 @@ const (
 	LabelOrg          = "orgscaler.io/org"            // on a Service: the org it belongs to
 	LabelWarmMinScale = "orgscaler.io/warm-min-scale" // on a Service: min-scale while warm (default "1")
 	LabelGPUs         = "orgscaler.io/gpus"           // on a Service: GPUs per replica, for the GPU-hours report (default 0)
+	LabelGPUType      = "orgscaler.io/gpu-type"       // on a Service: the GPU type the report prices them by
 	AnnotationMin     = "autoscaling.knative.dev/min-scale"
 	labelService      = "serving.knative.dev/service" // on a Revision: its Service
 	// On a Revision: the generation of its Configuration that made it, so
@@ -87,7 +88,7 @@ type Options struct {
 
 // Ledger counts each Service's GPU-hours; usage.Ledger provides it.
 type Ledger interface {
-	ObserveKnative(svc string, org activity.Org, warm bool, gpus, minScale int64)
+	ObserveKnative(svc string, org activity.Org, warm bool, gpus int64, gpuType string, minScale int64)
 	ForgetKnative(svc string)
 }
 
@@ -101,6 +102,7 @@ type service struct {
 	org      string
 	warm     int64 // min-scale while warm
 	gpus     int64
+	gpuType  string
 	latest   string // status.latestReadyRevisionName
 	badLabel string // why a label cannot be used, if one cannot
 }

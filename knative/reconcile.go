@@ -99,6 +99,13 @@ func serviceOf(u *unstructured.Unstructured) *service {
 			s.gpus = n
 		}
 	}
+	if v, ok := l[LabelGPUType]; ok {
+		if !trigger.ValidGPUType(v) {
+			s.badLabel = fmt.Sprintf("label %s=%q is not a GPU type: expected 1 to 32 lower-case letters, digits, '.' or '-'", LabelGPUType, v)
+		} else {
+			s.gpuType = v
+		}
+	}
 	return s
 }
 
@@ -238,7 +245,7 @@ func (a *Actuator) put(ctx context.Context, k Key) (string, error) {
 	minScale, warm := MinScale(o, sc.warm, a.o.Now())
 	want := strconv.FormatInt(minScale, 10)
 	if a.o.Ledger != nil {
-		a.o.Ledger.ObserveKnative(k.String(), o, warm, sc.gpus, minScale)
+		a.o.Ledger.ObserveKnative(k.String(), o, warm, sc.gpus, sc.gpuType, minScale)
 	}
 	// An older Revision a traffic split still routes to keeps no floor:
 	// Knative scales it by its traffic, as min-scale 0 says.

@@ -33,12 +33,12 @@ func encodeHour(h usage.Hour) *pb.UsageHour {
 	return &pb.UsageHour{HourUnix: h.Start.Unix(), ScaledObject: so, Metric: metric, Kind: f.Kind, Org: f.Org, GpusPerReplica: f.GPUs,
 		TrackedMs: f.Tracked.Milliseconds(), ActiveMs: f.Active.Milliseconds(), ReplicaMs: f.ReplicaTime.Milliseconds(),
 		AlwaysOnReplicaMs: f.AlwaysOnReplica.Milliseconds(), GpuMs: f.GPUTime.Milliseconds(), AlwaysOnGpuMs: f.AlwaysOnGPU.Milliseconds(),
-		Wakes: f.Wakes[:], Term: h.Term}
+		Wakes: f.Wakes[:], Term: h.Term, GpuType: f.GPUType}
 }
 
 func decodeHour(u *pb.UsageHour) (usage.Hour, bool) {
 	ms := func(v int64) time.Duration { return time.Duration(max(0, v)) * time.Millisecond }
-	f := usage.Figures{Kind: u.GetKind(), Org: u.GetOrg(), GPUs: u.GetGpusPerReplica(),
+	f := usage.Figures{Kind: u.GetKind(), Org: u.GetOrg(), GPUs: u.GetGpusPerReplica(), GPUType: u.GetGpuType(),
 		Tracked: ms(u.GetTrackedMs()), Active: ms(u.GetActiveMs()), ReplicaTime: ms(u.GetReplicaMs()),
 		AlwaysOnReplica: ms(u.GetAlwaysOnReplicaMs()), GPUTime: ms(u.GetGpuMs()), AlwaysOnGPU: ms(u.GetAlwaysOnGpuMs())}
 	copy(f.Wakes[:], u.GetWakes())

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,7 +36,13 @@ const (
 	KeyActivationBacklog  = "activationBacklog"
 	KeyWarmFor            = "warmFor"
 	KeyGPUsPerReplica     = "gpusPerReplica"
+	KeyGPUType            = "gpuType"
 )
+
+// Keys are the metadata keys the scaler reads (README's trigger metadata
+// reference lists each); any other but KEDA's own is refused.
+var Keys = []string{KeyWorkload, KeyOrg, KeySubscription, KeyMessagesPerReplica, KeyActivationBacklog, KeyWarmFor,
+	KeyGPUsPerReplica, KeyGPUType, KeyKeepAlive, KeyColdStart, KeyMinWarm}
 
 // MaxGPUsPerReplica bounds gpusPerReplica: no node has more, and the
 // GPU-hours arithmetic stays far from overflow.
@@ -59,7 +66,8 @@ var (
 	// Pub/Sub's own rules: project ids are 6-30 lowercase letters, digits
 	// and hyphens (older domain-scoped ids carry a "domain:" prefix);
 	// subscription ids are 3-255 characters starting with a letter.
-	subPattern = regexp.MustCompile(`^projects/([a-z][a-z0-9.:-]{0,99})/subscriptions/([A-Za-z][A-Za-z0-9._~+%-]{2,254})$`)
+	gpuTypePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,31}$`)
+	subPattern     = regexp.MustCompile(`^projects/([a-z][a-z0-9.:-]{0,99})/subscriptions/([A-Za-z][A-Za-z0-9._~+%-]{2,254})$`)
 )
 
 // Workload is a trigger's metadata, parsed and checked.
@@ -70,9 +78,11 @@ type Workload struct {
 	MessagesPerReplica int64
 	ActivationBacklog  int64
 	WarmFor            time.Duration // zero: the org's idle window
-	// GPUsPerReplica only prices the GPU-hours report; it never changes an
-	// answer.
+	// GPUsPerReplica and GPUType only price the GPU-hours report; they
+	// never change an answer. A pynode holds no GPU unless its trigger
+	// says so; a worker or a model holds one.
 	GPUsPerReplica int64
+	GPUType        string
 	// KeepAlive is the trigger's keep-alive policy, instead of a window.
 	KeepAlive KeepAlive
 }
@@ -146,8 +156,15 @@ func ParseMetadata(md map[string]string) (Workload, error) {
 	if w.ActivationBacklog, err = intKey(md, KeyActivationBacklog, 0, 0); err != nil {
 		return Workload{}, err
 	}
-	if w.GPUsPerReplica, err = intKey(md, KeyGPUsPerReplica, 1, 0); err != nil {
+	if w.GPUsPerReplica, err = intKey(md, KeyGPUsPerReplica, defaultGPUs(w.Kind), 0); err != nil {
 		return Workload{}, err
+	}
+	if v, ok := md[KeyGPUType]; ok {
+		if !ValidGPUType(v) {
+			return Workload{}, &MetadataError{Key: KeyGPUType, Value: Clip(v),
+				Expected: "1 to 32 lower-case letters, digits, '.' or '-', starting with a letter or digit, such as a100 or nvidia-l4"}
+		}
+		w.GPUType = v
 	}
 	if w.GPUsPerReplica > MaxGPUsPerReplica {
 		return Workload{}, &MetadataError{Key: KeyGPUsPerReplica, Value: md[KeyGPUsPerReplica],
@@ -224,13 +241,8 @@ func checkKeys(md map[string]string) error {
 	}
 	var unknown []string
 	for k := range md {
-		switch k {
-		case KeyWorkload, KeyOrg, KeySubscription, KeyMessagesPerReplica, KeyActivationBacklog, KeyWarmFor, KeyGPUsPerReplica,
-			KeyKeepAlive, KeyColdStart, KeyMinWarm:
-		default:
-			if !kedaKeys[k] {
-				unknown = append(unknown, k)
-			}
+		if !slices.Contains(Keys, k) && !kedaKeys[k] {
+			unknown = append(unknown, k)
 		}
 	}
 	if len(unknown) == 0 {
@@ -238,9 +250,7 @@ func checkKeys(md map[string]string) error {
 	}
 	sort.Strings(unknown)
 	k := unknown[0]
-	return &MetadataError{Key: Clip(k), Value: Clip(md[k]), Unknown: true, Expected: "the known keys are " +
-		strings.Join([]string{KeyWorkload, KeyOrg, KeySubscription, KeyMessagesPerReplica, KeyActivationBacklog, KeyWarmFor, KeyGPUsPerReplica,
-			KeyKeepAlive, KeyColdStart, KeyMinWarm}, ", ")}
+	return &MetadataError{Key: Clip(k), Value: Clip(md[k]), Unknown: true, Expected: "the known keys are " + strings.Join(Keys, ", ")}
 }
 
 func intKey(md map[string]string, key string, def, minimum int64) (int64, error) {
@@ -321,4 +331,17 @@ func sanitize(s string, maxLen int) string {
 		}
 	}
 	return string(out)
+}
+
+// ValidGPUType says whether s can name a GPU type (gpuType, and Knative's
+// orgscaler.io/gpu-type label): what scalerctl report prices by.
+func ValidGPUType(s string) bool { return gpuTypePattern.MatchString(s) }
+
+// defaultGPUs is gpusPerReplica when a trigger does not say: a pynode is
+// an app server (no GPU), a worker or a model holds one.
+func defaultGPUs(k Kind) int64 {
+	if k == KindPynode {
+		return 0
+	}
+	return 1
 }

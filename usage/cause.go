@@ -9,7 +9,7 @@ import (
 // AnswerOf is an answer as the ledger keeps it: what was asked, and which
 // rule's cause made it active.
 func AnswerOf(w trigger.Workload, a decide.Answer, o activity.Org) Answer {
-	u := Answer{Kind: string(w.Kind), Org: w.Org, GPUs: w.GPUsPerReplica, Active: a.Active, Replicas: a.Replicas}
+	u := Answer{Kind: string(w.Kind), Org: w.Org, GPUs: w.GPUsPerReplica, GPUType: w.GPUType, Active: a.Active, Replicas: a.Replicas}
 	if a.Active {
 		u.Replicas = max(1, a.Replicas) // warm while blind: at least the one replica KEDA keeps
 	}

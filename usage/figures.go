@@ -44,7 +44,8 @@ func (c Cause) Cold() bool { return c == CauseActivity || c == CauseHint || c ==
 type Figures struct {
 	Kind string // the workload kind at the last answer
 	Org  string
-	GPUs int64 // gpusPerReplica at the last answer
+	GPUs    int64  // gpusPerReplica at the last answer
+	GPUType string // the trigger's gpuType at the last answer
 
 	Tracked         time.Duration // time the scaler was answering for it
 	Active          time.Duration
@@ -58,7 +59,7 @@ type Figures struct {
 // Add adds o's sums to f and takes o's labels when f has none.
 func (f *Figures) Add(o Figures) {
 	if f.Kind == "" {
-		f.Kind, f.Org, f.GPUs = o.Kind, o.Org, o.GPUs
+		f.Kind, f.Org, f.GPUs, f.GPUType = o.Kind, o.Org, o.GPUs, o.GPUType
 	}
 	f.Tracked += o.Tracked
 	f.Active += o.Active
@@ -73,7 +74,7 @@ func (f *Figures) Add(o Figures) {
 
 // accrue adds d of the state s.
 func (f *Figures) accrue(s state, d time.Duration) {
-	f.Kind, f.Org, f.GPUs = s.kind, s.org, s.gpus
+	f.Kind, f.Org, f.GPUs, f.GPUType = s.kind, s.org, s.gpus, s.gpuType
 	f.Tracked += d
 	onReplicas := max(1, s.replicas)
 	if s.active {
@@ -97,7 +98,9 @@ func (f *Figures) stored() Figures {
 	return o
 }
 
-// Version 1 had the first four causes only.
+// Version 1 had the first four causes only. Version 2 may end with the
+// GPU type, which scalers before it read past: the format stays 2, so an
+// older scaler still opens the data dir.
 const recordVersion = 2
 
 // marshal writes the figures in a versioned binary form: a version byte,
@@ -108,6 +111,9 @@ func (f Figures) marshal() []byte {
 	b = appendString(b, f.Org)
 	for _, v := range f.numbers() {
 		b = binary.AppendUvarint(b, uint64(v))
+	}
+	if f.GPUType != "" {
+		b = appendString(b, f.GPUType)
 	}
 	return b
 }
@@ -150,6 +156,11 @@ func unmarshal(b []byte) (Figures, error) {
 	d := func(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
 	f.GPUs, f.Tracked, f.Active, f.ReplicaTime, f.AlwaysOnReplica, f.GPUTime, f.AlwaysOnGPU = n[0], d(n[1]), d(n[2]), d(n[3]), d(n[4]), d(n[5]), d(n[6])
 	copy(f.Wakes[:], n[7:])
+	if len(b) > 0 {
+		if f.GPUType, _, err = readString(b); err != nil {
+			return f, err
+		}
+	}
 	return f, nil
 }
 

@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"bytes"
 	"encoding/binary"
 	"testing"
 	"time"
@@ -20,5 +21,26 @@ func TestVersion1RecordReads(t *testing.T) {
 	f.Wakes[CausePrewarm] = 5
 	if back, err := unmarshal(f.marshal()); err != nil || back != f {
 		t.Fatalf("round trip: %+v %v", back, err)
+	}
+}
+
+// A record with its GPU type reads back whole; one written before the
+// type existed reads with none, and what such an older scaler reads of a
+// record with a type (everything up to it) is the same figures: the type
+// is appended, so the format stays readable both ways.
+func TestGPUTypeRecord(t *testing.T) {
+	f := Figures{Kind: "model", Org: "acme", GPUs: 2, GPUType: "a100", Tracked: time.Hour, GPUTime: 2 * time.Hour, Wakes: [causeCount]int64{1}}
+	got, err := unmarshal(f.marshal())
+	if err != nil || got != f {
+		t.Fatalf("with a GPU type: %+v, %v; want %+v", got, err, f)
+	}
+	untyped := f
+	untyped.GPUType = ""
+	b := untyped.marshal()
+	if old, err := unmarshal(b); err != nil || old != untyped {
+		t.Fatalf("without a GPU type: %+v, %v", old, err)
+	}
+	if !bytes.HasPrefix(f.marshal(), b) {
+		t.Fatal("the typed record does not begin with the untyped one: an older scaler would misread it")
 	}
 }

@@ -9,9 +9,9 @@ const KnativeMetric = "knative-min-scale"
 // ObserveKnative counts a Knative Service (namespace/name) of org o by the
 // rule of a ScaledObject: its warm intervals times its GPUs, at the
 // min-scale the actuator keeps (warm: what the actuator found).
-func (l *Ledger) ObserveKnative(svc string, o activity.Org, warm bool, gpus, minScale int64) {
+func (l *Ledger) ObserveKnative(svc string, o activity.Org, warm bool, gpus int64, gpuType string, minScale int64) {
 	l.Observe(ID(svc, KnativeMetric), Answer{
-		Kind: "pynode", Org: o.ID, GPUs: gpus, Active: warm, Replicas: minScale, Cause: OrgCause(o),
+		Kind: "pynode", Org: o.ID, GPUs: gpus, GPUType: gpuType, Active: warm, Replicas: minScale, Cause: OrgCause(o),
 	}, l.now())
 }
 

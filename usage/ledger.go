@@ -31,6 +31,7 @@ type Answer struct {
 	Kind     string
 	Org      string
 	GPUs     int64 // gpusPerReplica
+	GPUType  string
 	Active   bool
 	Replicas int64 // the replicas asked for (the metric value, target 1)
 	Cause    Cause // what made it active, when it is
@@ -42,6 +43,7 @@ type state struct {
 	kind     string
 	org      string
 	gpus     int64
+	gpuType  string
 	active   bool
 	replicas int64
 }
@@ -197,7 +199,7 @@ func (l *Ledger) Observe(id string, a Answer, now time.Time) {
 			l.total(id).Wakes[a.Cause]++
 		}
 	}
-	*s = state{at: now, kind: a.Kind, org: a.Org, gpus: a.GPUs, active: a.Active, replicas: a.Replicas}
+	*s = state{at: now, kind: a.Kind, org: a.Org, gpus: a.GPUs, gpuType: a.GPUType, active: a.Active, replicas: a.Replicas}
 }
 
 // Forget stops following workload id (its trigger is gone): its last

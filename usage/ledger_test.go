@@ -58,7 +58,7 @@ func TestLedgerScenario(t *testing.T) {
 	}
 	// A GPU worker on its backlog: 4 replicas of 2 GPUs for 30 minutes.
 	worker := func(replicas int64) Answer {
-		return Answer{Kind: "worker", GPUs: 2, Active: replicas > 0, Replicas: replicas, Cause: CauseBacklog}
+		return Answer{Kind: "worker", GPUs: 2, GPUType: "l4", Active: replicas > 0, Replicas: replicas, Cause: CauseBacklog}
 	}
 	for m := time.Duration(0); m < 60; m += 5 {
 		l.Observe(ID("gpu/worker", "w"), worker(map[bool]int64{true: 4}[m >= 30]), at(m*time.Minute))
@@ -99,8 +99,8 @@ func TestLedgerScenario(t *testing.T) {
 	want := `
 # HELP orgscaler_usage_replica_seconds_total Replicas asked for × time (replica-seconds), since the scaler started.
 # TYPE orgscaler_usage_replica_seconds_total counter
-orgscaler_usage_replica_seconds_total{kind="pynode",metric="m",org="acme",scaled_object="default/pynode-acme"} 3600
-orgscaler_usage_replica_seconds_total{kind="worker",metric="w",org="",scaled_object="gpu/worker"} 7200
+orgscaler_usage_replica_seconds_total{gpu_type="",kind="pynode",metric="m",org="acme",scaled_object="default/pynode-acme"} 3600
+orgscaler_usage_replica_seconds_total{gpu_type="l4",kind="worker",metric="w",org="",scaled_object="gpu/worker"} 7200
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "orgscaler_usage_replica_seconds_total"); err != nil {
 		t.Error(err)

@@ -25,7 +25,7 @@ type Hour struct {
 // to another's.
 func (f *Figures) merge(o Figures) {
 	if o.Tracked > f.Tracked || f.Kind == "" {
-		f.Kind, f.Org, f.GPUs = o.Kind, o.Org, o.GPUs
+		f.Kind, f.Org, f.GPUs, f.GPUType = o.Kind, o.Org, o.GPUs, o.GPUType
 	}
 	f.Tracked = max(f.Tracked, o.Tracked)
 	f.Active = max(f.Active, o.Active)

@@ -99,7 +99,7 @@ func (l *Ledger) Retention() time.Duration { return l.retention }
 type collector struct{ l *Ledger }
 
 var (
-	usageLabels = []string{"scaled_object", "metric", "kind", "org"}
+	usageLabels = []string{"scaled_object", "metric", "kind", "org", "gpu_type"}
 	usageDescs  = []struct {
 		desc *prometheus.Desc
 		get  func(*Figures) time.Duration
@@ -139,10 +139,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for id, f := range totals {
 		so, metric := SplitID(id)
 		for _, d := range usageDescs {
-			ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, d.get(&f).Seconds(), so, metric, f.Kind, f.Org)
+			ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, d.get(&f).Seconds(), so, metric, f.Kind, f.Org, f.GPUType)
 		}
 		for _, cause := range Causes {
-			ch <- prometheus.MustNewConstMetric(wakesDesc, prometheus.CounterValue, float64(f.Wakes[cause]), so, metric, f.Kind, f.Org, cause.String())
+			ch <- prometheus.MustNewConstMetric(wakesDesc, prometheus.CounterValue, float64(f.Wakes[cause]), so, metric, f.Kind, f.Org, f.GPUType, cause.String())
 		}
 	}
 }

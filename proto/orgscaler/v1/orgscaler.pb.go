@@ -1567,7 +1567,10 @@ type WorkloadUsage struct {
 	Wakes map[string]int64 `protobuf:"bytes,11,rep,name=wakes,proto3" json:"wakes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// The trigger's metric name: a ScaledObject with several triggers of
 	// this scaler has an entry for each.
-	MetricName    string `protobuf:"bytes,12,opt,name=metric_name,json=metricName,proto3" json:"metric_name,omitempty"`
+	MetricName string `protobuf:"bytes,12,opt,name=metric_name,json=metricName,proto3" json:"metric_name,omitempty"`
+	// The trigger's gpuType at its last answer ("" when it names none): what
+	// scalerctl report prices its GPU-hours by.
+	GpuType       string `protobuf:"bytes,13,opt,name=gpu_type,json=gpuType,proto3" json:"gpu_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1682,6 +1685,13 @@ func (x *WorkloadUsage) GetWakes() map[string]int64 {
 func (x *WorkloadUsage) GetMetricName() string {
 	if x != nil {
 		return x.MetricName
+	}
+	return ""
+}
+
+func (x *WorkloadUsage) GetGpuType() string {
+	if x != nil {
+		return x.GpuType
 	}
 	return ""
 }
@@ -2591,7 +2601,7 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x04from\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x127\n" +
 	"\tretention\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\tretention\x129\n" +
-	"\tworkloads\x18\x04 \x03(\v2\x1b.orgscaler.v1.WorkloadUsageR\tworkloads\"\xad\x04\n" +
+	"\tworkloads\x18\x04 \x03(\v2\x1b.orgscaler.v1.WorkloadUsageR\tworkloads\"\xc8\x04\n" +
 	"\rWorkloadUsage\x12#\n" +
 	"\rscaled_object\x18\x01 \x01(\tR\fscaledObject\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x10\n" +
@@ -2606,7 +2616,8 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	" \x01(\x01R\x10alwaysOnGpuHours\x12<\n" +
 	"\x05wakes\x18\v \x03(\v2&.orgscaler.v1.WorkloadUsage.WakesEntryR\x05wakes\x12\x1f\n" +
 	"\vmetric_name\x18\f \x01(\tR\n" +
-	"metricName\x1a8\n" +
+	"metricName\x12\x19\n" +
+	"\bgpu_type\x18\r \x01(\tR\agpuType\x1a8\n" +
 	"\n" +
 	"WakesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +

@@ -285,7 +285,9 @@ type UsageHour struct {
 	// The leader's term that counted it: replicas keep terms apart and sum
 	// them, so a leader that goes on before its predecessor's last hours
 	// arrived loses none of them.
-	Term          string `protobuf:"bytes,14,opt,name=term,proto3" json:"term,omitempty"`
+	Term string `protobuf:"bytes,14,opt,name=term,proto3" json:"term,omitempty"`
+	// The trigger's gpuType ("" when it names none).
+	GpuType       string `protobuf:"bytes,15,opt,name=gpu_type,json=gpuType,proto3" json:"gpu_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -414,6 +416,13 @@ func (x *UsageHour) GetWakes() []int64 {
 func (x *UsageHour) GetTerm() string {
 	if x != nil {
 		return x.Term
+	}
+	return ""
+}
+
+func (x *UsageHour) GetGpuType() string {
+	if x != nil {
+		return x.GpuType
 	}
 	return ""
 }
@@ -628,7 +637,7 @@ const file_orgscaler_v1_replication_proto_rawDesc = "" +
 	"\areplica\x18\x02 \x01(\tR\areplica\x12\x12\n" +
 	"\x04over\x18\x03 \x01(\rR\x04over\x12\x12\n" +
 	"\x04bins\x18\x04 \x03(\rR\x04bins\x12\x16\n" +
-	"\x06counts\x18\x05 \x03(\rR\x06counts\"\xab\x03\n" +
+	"\x06counts\x18\x05 \x03(\rR\x06counts\"\xc6\x03\n" +
 	"\tUsageHour\x12\x1b\n" +
 	"\thour_unix\x18\x01 \x01(\x03R\bhourUnix\x12#\n" +
 	"\rscaled_object\x18\x02 \x01(\tR\fscaledObject\x12\x16\n" +
@@ -646,7 +655,8 @@ const file_orgscaler_v1_replication_proto_rawDesc = "" +
 	"\x06gpu_ms\x18\v \x01(\x03R\x05gpuMs\x12'\n" +
 	"\x10always_on_gpu_ms\x18\f \x01(\x03R\ralwaysOnGpuMs\x12\x14\n" +
 	"\x05wakes\x18\r \x03(\x03R\x05wakes\x12\x12\n" +
-	"\x04term\x18\x0e \x01(\tR\x04term\"\x84\x01\n" +
+	"\x04term\x18\x0e \x01(\tR\x04term\x12\x19\n" +
+	"\bgpu_type\x18\x0f \x01(\tR\agpuType\"\x84\x01\n" +
 	"\x10SubscriptionHint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\fsubscription\x18\x02 \x01(\tR\fsubscription\x12\x1a\n" +
