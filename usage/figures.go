@@ -42,8 +42,8 @@ func (c Cause) Cold() bool { return c == CauseActivity || c == CauseHint || c ==
 // Figures are the ledger of one workload over some time. Durations are
 // whole milliseconds: replica- and GPU-time are replicas (or GPUs) × time.
 type Figures struct {
-	Kind string // the workload kind at the last answer
-	Org  string
+	Kind    string // the workload kind at the last answer
+	Org     string
 	GPUs    int64  // gpusPerReplica at the last answer
 	GPUType string // the trigger's gpuType at the last answer
 
