@@ -83,6 +83,7 @@ type Server struct {
 	knative   KnativeServices
 	maxSkew   time.Duration
 	maxAge    time.Duration
+	restore   func(*pb.SnapshotResponse) (int, error)
 }
 
 // replicated returns once the changes made so far reach every replica;
@@ -121,10 +122,11 @@ type Options struct {
 	// (with several replicas, a change is done once every replica can get
 	// it), and sends hints to the other replicas.
 	Replication Replicator
-	// Snapshot, when set (with replication), sends every org's state in
-	// chunks, for a peer that starts empty; Ready says whether this replica
-	// holds its own whole state yet.
+	// Snapshot, when set, sends every org's state in chunks, for a peer
+	// that starts empty and for a backup; Ready says whether this replica
+	// holds its own whole state yet. Restore, when set, applies one chunk.
 	Snapshot func(withUsage bool, send func(*pb.SnapshotResponse) error) error
+	Restore  func(*pb.SnapshotResponse) (int, error)
 	Ready    func() bool
 	// History, when set, is the activity history History streams.
 	History History
@@ -144,7 +146,7 @@ func New(o Options) *Server {
 	}
 	o.MaxClockSkew = cmp.Or(o.MaxClockSkew, 30*time.Second)
 	o.MaxActivityAge = cmp.Or(o.MaxActivityAge, 24*time.Hour)
-	return &Server{maxSkew: o.MaxClockSkew, maxAge: o.MaxActivityAge, store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica, repl: o.Replication, snapshot: o.Snapshot, ready: o.Ready, history: o.History, knative: o.Knative,
+	return &Server{maxSkew: o.MaxClockSkew, maxAge: o.MaxActivityAge, restore: o.Restore, store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica, repl: o.Replication, snapshot: o.Snapshot, ready: o.Ready, history: o.History, knative: o.Knative,
 		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))}
 }
 
@@ -499,10 +501,11 @@ func (s *Server) Digest(context.Context, *pb.DigestRequest) (*pb.DigestResponse,
 		Loading: s.ready != nil && !s.ready()}, nil
 }
 
-// Snapshot streams every org's state to a peer that starts empty.
+// Snapshot streams every org's state to a peer that starts empty, or to
+// scalerctl backup.
 func (s *Server) Snapshot(req *pb.SnapshotRequest, stream pb.AdminService_SnapshotServer) error {
 	if s.snapshot == nil {
-		return status.Error(codes.FailedPrecondition, "this scaler runs without replication (--replication=pubsub): it gives no snapshots")
+		return status.Error(codes.Unimplemented, "snapshots are not available on this scaler")
 	}
 	if s.ready != nil && !s.ready() {
 		return status.Error(codes.Unavailable, "this replica is still loading its own state from a peer: ask another")

@@ -133,3 +133,11 @@ func (c connected) ImportOrgs(ctx context.Context, in *connect.ClientStream[pb.I
 	}
 	return st.out, nil
 }
+
+func (c connected) Restore(ctx context.Context, in *connect.ClientStream[pb.RestoreRequest]) (*pb.RestoreResponse, error) {
+	st := &clientStream[pb.RestoreRequest, pb.RestoreResponse]{stream: stream{ctx: ctx}, in: in}
+	if err := c.Server.Restore(st); err != nil {
+		return nil, err
+	}
+	return st.out, nil
+}

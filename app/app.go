@@ -53,6 +53,7 @@ type App struct {
 	apiHealth *health.Server
 	depth     *depth                  // nil without a backlog source
 	repl      *replication.Replicator // nil with one replica
+	kinds     *replication.Kinds      // every store's state, for replication, snapshots and backups
 	empty     bool                    // started with no org: waits for a snapshot
 	peers     replication.Peers
 	events    *kubeevents.Recorder    // nil without a cluster

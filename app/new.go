@@ -86,6 +86,7 @@ func New(o Options) (*App, error) {
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	version.Get().Register(a.registry)
 	a.gate = a.newGate()
+	a.kinds = replication.NewKinds(o.Now, o.MaxClockSkew)
 	a.gate.Register(a.registry)
 	a.bg, a.replG, a.eventsG = newGroup(), newGroup(), newGroup()
 	for _, p := range a.parts() {
@@ -163,7 +164,7 @@ func (a *App) openReplication() (func() error, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	a.repl, err = replication.New(ctx, replication.Options{Topic: o.ReplicationTopic, Replica: o.ReplicaID, Logger: o.Logger, Registerer: a.registry, Now: o.Now, Wait: o.ReplicationWait,
-		Key: replication.KeyFrom(a.peers.Token), MaxSkew: o.MaxClockSkew, OnSkew: a.gate.Skewed})
+		Key: replication.KeyFrom(a.peers.Token), MaxSkew: o.MaxClockSkew, OnSkew: a.gate.Skewed, Kinds: a.kinds})
 	if err != nil {
 		return nil, err
 	}
@@ -184,10 +185,10 @@ func (a *App) openStorage() (func() error, error) {
 // idle times, and the GPU-hours ledger.
 func (a *App) openStores() (func() error, error) {
 	o := a.opts
-	var out *replicated.Outboxes // nil: nothing replicated
-	if a.repl != nil {
-		out = replicated.Register(a.repl, a.inFleet())
-	}
+	// Every kind, for snapshots and backups; published with replication.
+	// The ledger's hours are the fleet's, or this scaler's alone: not
+	// those of replicas that each count their own (no cluster, no leader).
+	out := replicated.Register(a.kinds, a.repl == nil || a.inFleet(), a.repl != nil)
 	store, err := activity.Open(activity.Options{DB: a.db, OnChange: out.OnChange(), IdleWindow: o.IdleWindow, FlushInterval: o.FlushInterval,
 		Logger: o.Logger, Now: o.Now, Registerer: a.registry, MaxOrgs: o.MaxOrgs, UnseenDormant: o.UnseenOrgs == UnseenDormant, Replica: o.ReplicaID, MaxClockSkew: o.MaxClockSkew})
 	if err != nil {
@@ -336,11 +337,10 @@ func (a *App) openServers() (func() error, error) {
 	kedapb.RegisterExternalScalerServer(a.kedaSrv, a.keda)
 	a.apiSrv, a.apiHealth = newServer(grpcMetrics, nil, authz) // TLS is apiHTTP's
 	var repl api.Replicator
-	var snapshot func(bool, func(*pb.SnapshotResponse) error) error
 	if a.repl != nil {
-		repl, snapshot = a.repl, a.repl.Snapshot
+		repl = a.repl
 	}
-	apiServer := api.New(api.Options{Replication: repl, Snapshot: snapshot, Ready: a.gate.Current, Store: a.store, Backlogs: apiBacklogs, Explainer: a.keda,
+	apiServer := api.New(api.Options{Replication: repl, Snapshot: a.kinds.Snapshot, Restore: a.kinds.Restore, Ready: a.gate.Current, Store: a.store, Backlogs: apiBacklogs, Explainer: a.keda,
 		Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history, Knative: a.knativeServices(),
 		MaxClockSkew: o.MaxClockSkew, MaxActivityAge: o.IdleWindow})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)

@@ -17,28 +17,31 @@ import (
 )
 
 // Outboxes are the stores' way onto the replication topic: each is a
-// store's OnChange (or the ledger's OnFlush). The zero value, or nil,
-// replicates nothing: every On* is nil.
+// store's OnChange (or the ledger's OnFlush). Without publish, or nil,
+// they replicate nothing: every On* is nil.
 type Outboxes struct {
+	publish bool
 	orgs  *replication.Outbox[activity.Change, *pb.OrgChange]
 	idle  *replication.Outbox[idletimes.Counts, *pb.IdleCounts]
 	days  *replication.Outbox[history.Day, *pb.ActivityDay]
 	hours *replication.Outbox[usage.Hour, *pb.UsageHour] // nil: the ledger is each replica's own
 }
 
-// Register registers every replicated kind on r, the ledger's hours only
-// when ledger is set (a fleet whose leader counts them for all), before
-// the stores open: their OnChange is the outbox. Serve then gives each
-// kind its store. Org changes register first: a message applies them
-// before the rest, and a snapshot sends them first.
-func Register(r *replication.Replicator, ledger bool) *Outboxes {
+// Register registers every kind on ks before the stores open, the
+// ledger's hours only when ledger is set (one replica, or a fleet whose
+// leader counts them for all), and with publish (a Replicator carries ks)
+// the outboxes are the stores' OnChange. Serve then gives each kind its
+// store. Org changes register first: a message applies them before the
+// rest, and a snapshot (a backup) sends them first.
+func Register(ks *replication.Kinds, ledger, publish bool) *Outboxes {
 	o := &Outboxes{
-		orgs: replication.Register(r, Orgs()),
-		idle: replication.Register(r, IdleTimes()),
-		days: replication.Register(r, Days()),
+		publish: publish,
+		orgs:    replication.Register(ks, Orgs()),
+		idle:    replication.Register(ks, IdleTimes()),
+		days:    replication.Register(ks, Days()),
 	}
 	if ledger {
-		o.hours = replication.Register(r, Hours())
+		o.hours = replication.Register(ks, Hours())
 	}
 	return o
 }
@@ -59,7 +62,7 @@ func (o *Outboxes) Serve(orgs *activity.Store, idle *idletimes.Store, days *hist
 
 // OnChange is activity.Options.OnChange: an org change made here.
 func (o *Outboxes) OnChange() func(activity.Change) {
-	if o == nil {
+	if o == nil || !o.publish {
 		return nil
 	}
 	return o.orgs.Enqueue
@@ -67,7 +70,7 @@ func (o *Outboxes) OnChange() func(activity.Change) {
 
 // OnIdle is idletimes.Options.OnChange: counts that grew here.
 func (o *Outboxes) OnIdle() func(idletimes.Counts) {
-	if o == nil {
+	if o == nil || !o.publish {
 		return nil
 	}
 	return o.idle.Enqueue
@@ -75,7 +78,7 @@ func (o *Outboxes) OnIdle() func(idletimes.Counts) {
 
 // OnDay is history.Options.OnChange: a day that gained minutes here.
 func (o *Outboxes) OnDay() func(history.Day) {
-	if o == nil {
+	if o == nil || !o.publish {
 		return nil
 	}
 	return o.days.Enqueue
@@ -84,7 +87,7 @@ func (o *Outboxes) OnDay() func(history.Day) {
 // OnFlush is usage.Options.OnFlush: the leader's hours, in order. Nil
 // when the ledger is not replicated.
 func (o *Outboxes) OnFlush() func([]usage.Hour) {
-	if o == nil || o.hours == nil {
+	if o == nil || !o.publish || o.hours == nil {
 		return nil
 	}
 	return o.hours.EnqueueAll

@@ -100,13 +100,14 @@ func TestChangesAreHeld(t *testing.T) {
 // recorded on one is on the other, and a snapshot of either holds it.
 func TestOrgsReplicateInMemory(t *testing.T) {
 	topic := replication.NewMemoryTopic(nil)
-	start := func(replica string) (*replication.Replicator, *activity.Store) {
+	start := func(replica string) (*replication.Replicator, *replication.Kinds, *activity.Store) {
+		ks := replication.NewKinds(nil, 0)
 		r, err := replication.New(context.Background(), replication.Options{Topic: "projects/p/topics/replication", Replica: replica,
-			Transport: topic.Transport("projects/p/subscriptions/replication-" + replica)})
+			Transport: topic.Transport("projects/p/subscriptions/replication-" + replica), Kinds: ks})
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := &Outboxes{orgs: replication.Register(r, Orgs())}
+		out := &Outboxes{publish: true, orgs: replication.Register(ks, Orgs())}
 		store, err := activity.Open(activity.Options{Dir: t.TempDir(), IdleWindow: time.Hour, FlushInterval: time.Second, Replica: replica, OnChange: out.OnChange()})
 		if err != nil {
 			t.Fatal(err)
@@ -122,10 +123,10 @@ func TestOrgsReplicateInMemory(t *testing.T) {
 			}
 			_ = store.Close()
 		})
-		return r, store
+		return r, ks, store
 	}
-	ra, a := start("scaler-0")
-	rb, b := start("scaler-1")
+	ra, _, a := start("scaler-0")
+	_, kb, b := start("scaler-1")
 	a.Record("acme")
 	if err := ra.Sync(context.Background()); err != nil {
 		t.Fatal(err)
@@ -141,7 +142,7 @@ func TestOrgsReplicateInMemory(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	var orgs []string
-	if err := rb.Snapshot(false, func(m *pb.SnapshotResponse) error {
+	if err := kb.Snapshot(false, func(m *pb.SnapshotResponse) error {
 		for _, c := range m.GetChanges() {
 			orgs = append(orgs, c.GetOrg())
 		}

@@ -144,7 +144,7 @@ func (r *Replicator) load(ctx context.Context, p Peers, addr peer, seen func(str
 	if err != nil {
 		return 0, "", err
 	}
-	return r.loadFrom(ctx, p, client, d, r.joinOnly(), seen)
+	return r.loadFrom(ctx, p, client, d, r.ks.joinOnly(), seen)
 }
 
 // dial connects to a peer's API, with this replica's token on ctx.
@@ -205,7 +205,7 @@ func (r *Replicator) loadFrom(ctx context.Context, p Peers, client pb.AdminServi
 		if err != nil {
 			return n, "", err
 		}
-		a, err := r.apply(carrier{chunk: chunk}, seen)
+		a, err := r.ks.apply(carrier{chunk: chunk}, seen, r.countApplied)
 		if err != nil && !errors.Is(err, errEarly) {
 			return n, "", fmt.Errorf("apply the snapshot: %w", err)
 		}

@@ -3,8 +3,6 @@ package replication
 import (
 	"context"
 	"time"
-
-	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 )
 
 // JoinOptions configure Join.
@@ -148,41 +146,15 @@ func (r *Replicator) catchUp(ctx context.Context, o JoinOptions, seen map[string
 // so nothing else would resend them).
 func (r *Replicator) republish() {
 	counts := []any{}
-	for _, k := range r.kinds {
+	for _, k := range r.ks.list {
 		if k.joinOnly() {
 			continue
 		}
-		n, err := k.republish(r)
+		n, err := k.republish(r.queue)
 		if err != nil {
 			r.log.Warn("not republished after a restart", "kind", k.name(), "err", err)
 		}
 		counts = append(counts, k.name(), n)
 	}
 	r.log.Info("republished this replica's state after a restart, so changes accepted but not published before it stopped reach the others", counts...)
-}
-
-// Snapshot sends this replica's state of every kind, in chunks as
-// replicas exchange them, the Orgs kind first; the JoinOnly kinds only
-// when withJoinOnly (SnapshotRequest.usage): what AdminService.Snapshot
-// streams to a peer.
-func (r *Replicator) Snapshot(withJoinOnly bool, send func(*pb.SnapshotResponse) error) error {
-	for _, k := range r.kinds {
-		if k.joinOnly() && !withJoinOnly {
-			continue
-		}
-		if err := k.export(send); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// joinOnly says whether a kind is carried only to a joining replica.
-func (r *Replicator) joinOnly() bool {
-	for _, k := range r.kinds {
-		if k.joinOnly() {
-			return true
-		}
-	}
-	return false
 }

@@ -67,45 +67,6 @@ type Knower interface {
 	Known(org string) bool
 }
 
-// Outbox queues one kind's items made here for publishing.
-type Outbox[T any, M proto.Message] struct {
-	r *Replicator
-	k *carried[T, M]
-}
-
-// Register adds a kind to what r carries, before Run, and returns its
-// outbox. Kinds apply in the order registered, after the Orgs kind;
-// Serve gives each its store.
-func Register[T any, M proto.Message](r *Replicator, k Kind[T, M]) *Outbox[T, M] {
-	c := &carried[T, M]{Kind: k, keyed: map[any]T{}}
-	r.m.published.WithLabelValues(k.Name)
-	r.m.applied.WithLabelValues(k.Name)
-	if k.Orgs {
-		r.kinds = append([]kind{c}, r.kinds...)
-	} else {
-		r.kinds = append(r.kinds, c)
-	}
-	return &Outbox[T, M]{r: r, k: c}
-}
-
-// Serve makes local the store other replicas' items of the kind go to,
-// and what a snapshot exports of it.
-func (o *Outbox[T, M]) Serve(local Local[T]) { o.k.local = local }
-
-// Enqueue queues an item made here. It never blocks: queued items of
-// one key coalesce to the latest.
-func (o *Outbox[T, M]) Enqueue(item T) { o.r.queue(func() { o.k.put(item) }) }
-
-// EnqueueAll queues items made here, in order (a later one of a key
-// replaces an earlier).
-func (o *Outbox[T, M]) EnqueueAll(items []T) {
-	o.r.queue(func() {
-		for _, it := range items {
-			o.k.put(it)
-		}
-	})
-}
-
 // kind is a registered Kind, whatever its types.
 type kind interface {
 	name() string
@@ -118,7 +79,7 @@ type kind interface {
 	take(limit int) (batch, int)
 	apply(from carrier, in applying) (applied, error)
 	export(send func(*pb.SnapshotResponse) error) error
-	republish(r *Replicator) (int, error)
+	republish(queue func(add func())) (int, error)
 }
 
 // batch is items of one kind taken for one publish.
@@ -278,10 +239,10 @@ func (c *carried[T, M]) export(send func(*pb.SnapshotResponse) error) error {
 }
 
 // republish queues the store's whole state of the kind again.
-func (c *carried[T, M]) republish(r *Replicator) (int, error) {
+func (c *carried[T, M]) republish(queue func(add func())) (int, error) {
 	n := 0
 	err := c.local.Export(func(list []T) error {
-		r.queue(func() {
+		queue(func() {
 			for _, item := range list {
 				c.put(item)
 			}

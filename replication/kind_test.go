@@ -106,10 +106,12 @@ func dayMarks() Kind[mark, *pb.ActivityDay] {
 // testReplicator is a Replicator with the two test kinds registered and
 // served, and no transport (the tests call take, apply and the like).
 func testReplicator(now time.Time) (*Replicator, *Outbox[mark, *pb.OrgChange], *Outbox[mark, *pb.ActivityDay], *marks, *marks) {
+	ks := NewKinds(func() time.Time { return now }, time.Second)
 	r := &Replicator{opts: Options{Replica: "r0", MaxSkew: time.Second}, hints: hintQueue{}, published: make(chan struct{}),
-		kick: make(chan struct{}, 1), m: newMetrics(nil), now: func() time.Time { return now }}
-	days := Register(r, dayMarks())
-	orgs := Register(r, orgMarks()) // registered second, applied first
+		kick: make(chan struct{}, 1), m: newMetrics(nil), now: func() time.Time { return now }, ks: ks}
+	ks.queue = r.queue
+	days := Register(ks, dayMarks())
+	orgs := Register(ks, orgMarks()) // registered second, applied first
 	var o, d marks
 	orgs.Serve(&o)
 	days.Serve(&d)
@@ -169,10 +171,10 @@ func TestApplyHoldsAndWaits(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	r, _, _, orgs, days := testReplicator(now)
 	far := now.Add(time.Hour).UnixNano()
-	a, err := r.apply(carrier{batch: &pb.ChangeBatch{
+	a, err := r.ks.apply(carrier{batch: &pb.ChangeBatch{
 		History: []*pb.ActivityDay{{Org: "acme", DayUnix: 7}, {Org: "later", DayUnix: 8}},
 		Changes: []*pb.OrgChange{{Org: "acme", ActivityUnixNano: far}, {Org: "", ActivityUnixNano: 1}},
-	}}, nil)
+	}}, nil, nil)
 	if !errors.Is(err, errEarly) || a.early != "later" {
 		t.Fatalf("apply: %v (early %q); want errEarly naming later", err, a.early)
 	}
@@ -185,10 +187,10 @@ func TestApplyHoldsAndWaits(t *testing.T) {
 	if n, ok := days.get("acme"); !ok || n != 7 {
 		t.Fatalf("acme's day %d, %v; want 7 (its org was applied first)", n, ok)
 	}
-	if _, err := r.apply(carrier{batch: &pb.ChangeBatch{Changes: []*pb.OrgChange{{Org: "later", ActivityUnixNano: 1}}}}, nil); err != nil {
+	if _, err := r.ks.apply(carrier{batch: &pb.ChangeBatch{Changes: []*pb.OrgChange{{Org: "later", ActivityUnixNano: 1}}}}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.apply(carrier{batch: &pb.ChangeBatch{History: []*pb.ActivityDay{{Org: "later", DayUnix: 8}}}}, nil); err != nil {
+	if _, err := r.ks.apply(carrier{batch: &pb.ChangeBatch{History: []*pb.ActivityDay{{Org: "later", DayUnix: 8}}}}, nil, nil); err != nil {
 		t.Fatalf("the redelivered message, its org known now: %v", err)
 	}
 }

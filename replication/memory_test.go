@@ -16,12 +16,13 @@ func TestTwoReplicasInMemory(t *testing.T) {
 	topic := NewMemoryTopic(nil)
 	key := KeyFrom("fleet-token")
 	start := func(replica string) (*Replicator, *Outbox[mark, *pb.OrgChange], *marks) {
+		ks := NewKinds(nil, 0)
 		r, err := New(context.Background(), Options{Topic: "projects/p/topics/replication", Replica: replica, Key: key,
-			Transport: topic.Transport("projects/p/subscriptions/replication-" + replica)})
+			Transport: topic.Transport("projects/p/subscriptions/replication-" + replica), Kinds: ks})
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, store := Register(r, orgMarks()), &marks{}
+		out, store := Register(ks, orgMarks()), &marks{}
 		out.Serve(store)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)

@@ -17,7 +17,7 @@ func (r *Replicator) registerPending(reg prometheus.Registerer) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			n := len(r.hints)
-			for _, k := range r.kinds {
+			for _, k := range r.ks.list {
 				n += k.pending()
 			}
 			return float64(n)

@@ -66,7 +66,7 @@ func satAdd(a, b int64) int64 {
 // queued says whether anything waits to be published. The caller holds
 // r.mu.
 func (r *Replicator) queued() bool {
-	for _, k := range r.kinds {
+	for _, k := range r.ks.list {
 		if k.queued() {
 			return true
 		}
@@ -78,7 +78,7 @@ func (r *Replicator) queued() bool {
 // order registered, then hints. The caller holds r.mu.
 func (r *Replicator) takeLocked(limit int) pending {
 	var p pending
-	for _, k := range r.kinds {
+	for _, k := range r.ks.list {
 		var b batch
 		b, limit = k.take(limit)
 		if b.len() > 0 {

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -82,7 +81,7 @@ func (r *Replicator) handle(m *Message, hints Hints) *TwinError {
 		m.Ack() // ours: applied when it was made
 		return nil
 	}
-	a, err := r.apply(carrier{batch: &b}, nil)
+	a, err := r.ks.apply(carrier{batch: &b}, nil, r.countApplied)
 	switch {
 	case errors.Is(err, errEarly):
 		r.log.Debug("a message came before the org it counts for; Pub/Sub will redeliver it", "from", b.GetReplica(), "err", err)
@@ -113,6 +112,10 @@ func (r *Replicator) counted(from string, a applied) {
 	})
 }
 
+func (r *Replicator) countApplied(kind string, n int) {
+	r.m.applied.WithLabelValues(kind).Add(float64(n))
+}
+
 func signal(c chan struct{}) {
 	select {
 	case c <- struct{}{}:
@@ -132,31 +135,6 @@ type applied struct {
 func (a *applied) add(b applied) {
 	a.items, a.dropped, a.held = a.items+b.items, a.dropped+b.dropped, a.held+b.held
 	a.early = cmp.Or(a.early, b.early)
-}
-
-// apply applies what from carries to every kind's store, the Orgs kind
-// first, every stamp held to the skew bound (validate.go); seen, when set,
-// is told every org the Orgs kind's items name. An item of an org not
-// known here yet (errEarly) does not stop the rest: what can be applied
-// is, and the message is applied again later.
-func (r *Replicator) apply(from carrier, seen func(org string)) (applied, error) {
-	var a applied
-	in := applying{limit: r.now().Add(r.opts.MaxSkew), seen: seen}
-	for _, k := range r.kinds {
-		if k.orgs() {
-			in.known = k.knower()
-		}
-		b, err := k.apply(from, in)
-		a.add(b)
-		r.m.applied.WithLabelValues(k.name()).Add(float64(b.items))
-		if err != nil {
-			return a, err
-		}
-	}
-	if a.early != "" {
-		return a, fmt.Errorf("%w: idle times or history of org %q, not yet created here", errEarly, a.early)
-	}
-	return a, nil
 }
 
 // applyHints counts other replicas' enqueue hints (each once, whatever

@@ -70,6 +70,9 @@ type Options struct {
 	// Transport, when set, carries the messages instead of Pub/Sub (a
 	// MemoryTopic's, in tests); Topic still names the subscription.
 	Transport Transport
+	// Kinds are what the replicator publishes and applies (register each
+	// before Run). Nil: a registry of its own, on Now and MaxSkew.
+	Kinds *Kinds
 }
 
 // Replicator publishes this replica's changes and applies the others'.
@@ -81,7 +84,7 @@ type Replicator struct {
 	m    *metrics
 
 	mu        sync.Mutex
-	kinds     []kind // registered, the Orgs kind first
+	ks        *Kinds
 	hints     hintQueue
 	hintSeq   uint64
 	enqueued  uint64        // changes enqueued so far
@@ -132,7 +135,10 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 			return nil, err
 		}
 	}
-	r := &Replicator{opts: o, log: log, tr: tr, sub: sub,
+	if o.Kinds == nil {
+		o.Kinds = NewKinds(o.Now, o.MaxSkew)
+	}
+	r := &Replicator{opts: o, log: log, tr: tr, sub: sub, ks: o.Kinds,
 		hints: hintQueue{}, published: make(chan struct{}), kick: make(chan struct{}, 1), lost: make(chan struct{}, 1),
 		instance: newInstance(), started: o.Now(), now: o.Now, warnBad: rate.Sometimes{Interval: 10 * time.Second},
 		hintSeq: uint64(time.Now().UnixNano()), // unique across this replica's restarts
@@ -141,6 +147,7 @@ func New(ctx context.Context, o Options) (*Replicator, error) {
 		_ = tr.Close()
 		return nil, err
 	}
+	r.ks.queue = r.queue
 	if o.Registerer != nil {
 		r.registerPending(o.Registerer)
 	}
@@ -214,10 +221,12 @@ func (r *Replicator) Sync(ctx context.Context) error {
 // A *TwinError (another live process with this replica's id started
 // first) ends it too, after the drain.
 func (r *Replicator) Run(ctx context.Context, hints Hints) error {
-	for _, k := range r.kinds {
-		if !k.served() {
-			return fmt.Errorf("replication: kind %q has no store (Outbox.Serve)", k.name())
-		}
+	if name := r.ks.unserved(); name != "" {
+		return fmt.Errorf("replication: kind %q has no store (Outbox.Serve)", name)
+	}
+	for _, k := range r.ks.list {
+		r.m.published.WithLabelValues(k.name())
+		r.m.applied.WithLabelValues(k.name())
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -73,7 +73,7 @@ func (x ListOrgsRequest_Filter) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ListOrgsRequest_Filter.Descriptor instead.
 func (ListOrgsRequest_Filter) EnumDescriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{23, 0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{25, 0}
 }
 
 type Org_State int32
@@ -122,7 +122,115 @@ func (x Org_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Org_State.Descriptor instead.
 func (Org_State) EnumDescriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{33, 0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{35, 0}
+}
+
+type RestoreRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Chunk *SnapshotResponse      `protobuf:"bytes,1,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	// Merge into a scaler that already holds orgs (the first message
+	// decides).
+	Merge         bool `protobuf:"varint,2,opt,name=merge,proto3" json:"merge,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreRequest) Reset() {
+	*x = RestoreRequest{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreRequest) ProtoMessage() {}
+
+func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
+func (*RestoreRequest) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RestoreRequest) GetChunk() *SnapshotResponse {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+func (x *RestoreRequest) GetMerge() bool {
+	if x != nil {
+		return x.Merge
+	}
+	return false
+}
+
+type RestoreResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Items applied (orgs and tombstones, idle counts, history days, ledger
+	// hours), and the orgs held after.
+	Items         int64 `protobuf:"varint,1,opt,name=items,proto3" json:"items,omitempty"`
+	Orgs          int64 `protobuf:"varint,2,opt,name=orgs,proto3" json:"orgs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreResponse) Reset() {
+	*x = RestoreResponse{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreResponse) ProtoMessage() {}
+
+func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
+func (*RestoreResponse) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RestoreResponse) GetItems() int64 {
+	if x != nil {
+		return x.Items
+	}
+	return 0
+}
+
+func (x *RestoreResponse) GetOrgs() int64 {
+	if x != nil {
+		return x.Orgs
+	}
+	return 0
 }
 
 type ImportOrgsRequest struct {
@@ -138,7 +246,7 @@ type ImportOrgsRequest struct {
 
 func (x *ImportOrgsRequest) Reset() {
 	*x = ImportOrgsRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[0]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -150,7 +258,7 @@ func (x *ImportOrgsRequest) String() string {
 func (*ImportOrgsRequest) ProtoMessage() {}
 
 func (x *ImportOrgsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[0]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -163,7 +271,7 @@ func (x *ImportOrgsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportOrgsRequest.ProtoReflect.Descriptor instead.
 func (*ImportOrgsRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{0}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ImportOrgsRequest) GetOrgs() []*ImportedOrg {
@@ -198,7 +306,7 @@ type ImportedOrg struct {
 
 func (x *ImportedOrg) Reset() {
 	*x = ImportedOrg{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[1]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -210,7 +318,7 @@ func (x *ImportedOrg) String() string {
 func (*ImportedOrg) ProtoMessage() {}
 
 func (x *ImportedOrg) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[1]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -223,7 +331,7 @@ func (x *ImportedOrg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportedOrg.ProtoReflect.Descriptor instead.
 func (*ImportedOrg) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{1}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ImportedOrg) GetLine() int64 {
@@ -290,7 +398,7 @@ type ImportOrgsResponse struct {
 
 func (x *ImportOrgsResponse) Reset() {
 	*x = ImportOrgsResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[2]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -302,7 +410,7 @@ func (x *ImportOrgsResponse) String() string {
 func (*ImportOrgsResponse) ProtoMessage() {}
 
 func (x *ImportOrgsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[2]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -315,7 +423,7 @@ func (x *ImportOrgsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportOrgsResponse.ProtoReflect.Descriptor instead.
 func (*ImportOrgsResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{2}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ImportOrgsResponse) GetRows() int64 {
@@ -384,7 +492,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[3]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +504,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[3]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +517,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{3}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HistoryRequest) GetDay() *timestamppb.Timestamp {
@@ -430,7 +538,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[4]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -442,7 +550,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[4]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -455,7 +563,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{4}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HistoryResponse) GetDays() []*ActivityDay {
@@ -480,7 +588,7 @@ type RecordActivityRequest struct {
 
 func (x *RecordActivityRequest) Reset() {
 	*x = RecordActivityRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[5]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +600,7 @@ func (x *RecordActivityRequest) String() string {
 func (*RecordActivityRequest) ProtoMessage() {}
 
 func (x *RecordActivityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[5]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +613,7 @@ func (x *RecordActivityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordActivityRequest.ProtoReflect.Descriptor instead.
 func (*RecordActivityRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{5}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RecordActivityRequest) GetOrg() string {
@@ -534,7 +642,7 @@ type RecordActivityResponse struct {
 
 func (x *RecordActivityResponse) Reset() {
 	*x = RecordActivityResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[6]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -546,7 +654,7 @@ func (x *RecordActivityResponse) String() string {
 func (*RecordActivityResponse) ProtoMessage() {}
 
 func (x *RecordActivityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[6]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -559,7 +667,7 @@ func (x *RecordActivityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordActivityResponse.ProtoReflect.Descriptor instead.
 func (*RecordActivityResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{6}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RecordActivityResponse) GetOrg() *Org {
@@ -586,7 +694,7 @@ type StreamActivityRequest struct {
 
 func (x *StreamActivityRequest) Reset() {
 	*x = StreamActivityRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[7]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +706,7 @@ func (x *StreamActivityRequest) String() string {
 func (*StreamActivityRequest) ProtoMessage() {}
 
 func (x *StreamActivityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[7]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +719,7 @@ func (x *StreamActivityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamActivityRequest.ProtoReflect.Descriptor instead.
 func (*StreamActivityRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{7}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StreamActivityRequest) GetOrg() string {
@@ -633,7 +741,7 @@ type StreamActivityResponse struct {
 
 func (x *StreamActivityResponse) Reset() {
 	*x = StreamActivityResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[8]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -645,7 +753,7 @@ func (x *StreamActivityResponse) String() string {
 func (*StreamActivityResponse) ProtoMessage() {}
 
 func (x *StreamActivityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[8]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -658,7 +766,7 @@ func (x *StreamActivityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamActivityResponse.ProtoReflect.Descriptor instead.
 func (*StreamActivityResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{8}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StreamActivityResponse) GetEvents() int64 {
@@ -690,7 +798,7 @@ type HintRequest struct {
 
 func (x *HintRequest) Reset() {
 	*x = HintRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -702,7 +810,7 @@ func (x *HintRequest) String() string {
 func (*HintRequest) ProtoMessage() {}
 
 func (x *HintRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[9]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +823,7 @@ func (x *HintRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HintRequest.ProtoReflect.Descriptor instead.
 func (*HintRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{9}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HintRequest) GetSubscription() string {
@@ -750,7 +858,7 @@ type HintResponse struct {
 
 func (x *HintResponse) Reset() {
 	*x = HintResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +870,7 @@ func (x *HintResponse) String() string {
 func (*HintResponse) ProtoMessage() {}
 
 func (x *HintResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[10]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +883,7 @@ func (x *HintResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HintResponse.ProtoReflect.Descriptor instead.
 func (*HintResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{10}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HintResponse) GetBacklog() *Backlog {
@@ -800,7 +908,7 @@ type ListBacklogsRequest struct {
 
 func (x *ListBacklogsRequest) Reset() {
 	*x = ListBacklogsRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -812,7 +920,7 @@ func (x *ListBacklogsRequest) String() string {
 func (*ListBacklogsRequest) ProtoMessage() {}
 
 func (x *ListBacklogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[11]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -825,7 +933,7 @@ func (x *ListBacklogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBacklogsRequest.ProtoReflect.Descriptor instead.
 func (*ListBacklogsRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{11}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{13}
 }
 
 type ListBacklogsResponse struct {
@@ -837,7 +945,7 @@ type ListBacklogsResponse struct {
 
 func (x *ListBacklogsResponse) Reset() {
 	*x = ListBacklogsResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -849,7 +957,7 @@ func (x *ListBacklogsResponse) String() string {
 func (*ListBacklogsResponse) ProtoMessage() {}
 
 func (x *ListBacklogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[12]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -862,7 +970,7 @@ func (x *ListBacklogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBacklogsResponse.ProtoReflect.Descriptor instead.
 func (*ListBacklogsResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{12}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListBacklogsResponse) GetBacklogs() []*Backlog {
@@ -898,7 +1006,7 @@ type Backlog struct {
 
 func (x *Backlog) Reset() {
 	*x = Backlog{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1018,7 @@ func (x *Backlog) String() string {
 func (*Backlog) ProtoMessage() {}
 
 func (x *Backlog) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[13]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1031,7 @@ func (x *Backlog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backlog.ProtoReflect.Descriptor instead.
 func (*Backlog) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{13}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Backlog) GetSubscription() string {
@@ -1008,7 +1116,7 @@ type ExplainRequest struct {
 
 func (x *ExplainRequest) Reset() {
 	*x = ExplainRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1128,7 @@ func (x *ExplainRequest) String() string {
 func (*ExplainRequest) ProtoMessage() {}
 
 func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[14]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1141,7 @@ func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
 func (*ExplainRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{14}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExplainRequest) GetMetadata() map[string]string {
@@ -1087,7 +1195,7 @@ type ExplainResponse struct {
 
 func (x *ExplainResponse) Reset() {
 	*x = ExplainResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1099,7 +1207,7 @@ func (x *ExplainResponse) String() string {
 func (*ExplainResponse) ProtoMessage() {}
 
 func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[15]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1112,7 +1220,7 @@ func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
 func (*ExplainResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{15}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ExplainResponse) GetMetadata() map[string]string {
@@ -1238,7 +1346,7 @@ type KnativeService struct {
 
 func (x *KnativeService) Reset() {
 	*x = KnativeService{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1358,7 @@ func (x *KnativeService) String() string {
 func (*KnativeService) ProtoMessage() {}
 
 func (x *KnativeService) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[16]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1371,7 @@ func (x *KnativeService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KnativeService.ProtoReflect.Descriptor instead.
 func (*KnativeService) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{16}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *KnativeService) GetNamespace() string {
@@ -1326,7 +1434,7 @@ type KeepAlivePlan struct {
 
 func (x *KeepAlivePlan) Reset() {
 	*x = KeepAlivePlan{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1446,7 @@ func (x *KeepAlivePlan) String() string {
 func (*KeepAlivePlan) ProtoMessage() {}
 
 func (x *KeepAlivePlan) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[17]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1459,7 @@ func (x *KeepAlivePlan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAlivePlan.ProtoReflect.Descriptor instead.
 func (*KeepAlivePlan) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{17}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *KeepAlivePlan) GetPolicy() string {
@@ -1435,7 +1543,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1447,7 +1555,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[18]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1460,7 +1568,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{18}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReportRequest) GetSince() *durationpb.Duration {
@@ -1486,7 +1594,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1606,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[19]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +1619,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{19}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReportResponse) GetFrom() *timestamppb.Timestamp {
@@ -1577,7 +1685,7 @@ type WorkloadUsage struct {
 
 func (x *WorkloadUsage) Reset() {
 	*x = WorkloadUsage{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1589,7 +1697,7 @@ func (x *WorkloadUsage) String() string {
 func (*WorkloadUsage) ProtoMessage() {}
 
 func (x *WorkloadUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[20]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1602,7 +1710,7 @@ func (x *WorkloadUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadUsage.ProtoReflect.Descriptor instead.
 func (*WorkloadUsage) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{20}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WorkloadUsage) GetScaledObject() string {
@@ -1705,7 +1813,7 @@ type GetOrgRequest struct {
 
 func (x *GetOrgRequest) Reset() {
 	*x = GetOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1825,7 @@ func (x *GetOrgRequest) String() string {
 func (*GetOrgRequest) ProtoMessage() {}
 
 func (x *GetOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[21]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1838,7 @@ func (x *GetOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrgRequest.ProtoReflect.Descriptor instead.
 func (*GetOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{21}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetOrgRequest) GetOrg() string {
@@ -1749,7 +1857,7 @@ type GetOrgResponse struct {
 
 func (x *GetOrgResponse) Reset() {
 	*x = GetOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1761,7 +1869,7 @@ func (x *GetOrgResponse) String() string {
 func (*GetOrgResponse) ProtoMessage() {}
 
 func (x *GetOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[22]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,7 +1882,7 @@ func (x *GetOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrgResponse.ProtoReflect.Descriptor instead.
 func (*GetOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{22}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetOrgResponse) GetOrg() *Org {
@@ -1797,7 +1905,7 @@ type ListOrgsRequest struct {
 
 func (x *ListOrgsRequest) Reset() {
 	*x = ListOrgsRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +1917,7 @@ func (x *ListOrgsRequest) String() string {
 func (*ListOrgsRequest) ProtoMessage() {}
 
 func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[23]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +1930,7 @@ func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsRequest.ProtoReflect.Descriptor instead.
 func (*ListOrgsRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{23}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListOrgsRequest) GetFilter() ListOrgsRequest_Filter {
@@ -1857,7 +1965,7 @@ type ListOrgsResponse struct {
 
 func (x *ListOrgsResponse) Reset() {
 	*x = ListOrgsResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1869,7 +1977,7 @@ func (x *ListOrgsResponse) String() string {
 func (*ListOrgsResponse) ProtoMessage() {}
 
 func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[24]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1882,7 +1990,7 @@ func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsResponse.ProtoReflect.Descriptor instead.
 func (*ListOrgsResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{24}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListOrgsResponse) GetOrgs() []*Org {
@@ -1918,7 +2026,7 @@ type UpdateOrgRequest struct {
 
 func (x *UpdateOrgRequest) Reset() {
 	*x = UpdateOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1930,7 +2038,7 @@ func (x *UpdateOrgRequest) String() string {
 func (*UpdateOrgRequest) ProtoMessage() {}
 
 func (x *UpdateOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[25]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1943,7 +2051,7 @@ func (x *UpdateOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrgRequest.ProtoReflect.Descriptor instead.
 func (*UpdateOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{25}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UpdateOrgRequest) GetOrg() string {
@@ -1984,7 +2092,7 @@ type UpdateOrgResponse struct {
 
 func (x *UpdateOrgResponse) Reset() {
 	*x = UpdateOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1996,7 +2104,7 @@ func (x *UpdateOrgResponse) String() string {
 func (*UpdateOrgResponse) ProtoMessage() {}
 
 func (x *UpdateOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[26]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2009,7 +2117,7 @@ func (x *UpdateOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrgResponse.ProtoReflect.Descriptor instead.
 func (*UpdateOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{26}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UpdateOrgResponse) GetOrg() *Org {
@@ -2027,7 +2135,7 @@ type DigestRequest struct {
 
 func (x *DigestRequest) Reset() {
 	*x = DigestRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[27]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2039,7 +2147,7 @@ func (x *DigestRequest) String() string {
 func (*DigestRequest) ProtoMessage() {}
 
 func (x *DigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[27]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2052,7 +2160,7 @@ func (x *DigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestRequest.ProtoReflect.Descriptor instead.
 func (*DigestRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{27}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{29}
 }
 
 type SnapshotRequest struct {
@@ -2066,7 +2174,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[28]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2078,7 +2186,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[28]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2091,7 +2199,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{28}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SnapshotRequest) GetUsage() bool {
@@ -2119,7 +2227,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[29]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2131,7 +2239,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[29]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2144,7 +2252,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{29}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SnapshotResponse) GetReplica() string {
@@ -2199,7 +2307,7 @@ type DigestResponse struct {
 
 func (x *DigestResponse) Reset() {
 	*x = DigestResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[30]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2211,7 +2319,7 @@ func (x *DigestResponse) String() string {
 func (*DigestResponse) ProtoMessage() {}
 
 func (x *DigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[30]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2224,7 +2332,7 @@ func (x *DigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestResponse.ProtoReflect.Descriptor instead.
 func (*DigestResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{30}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DigestResponse) GetDigest() string {
@@ -2264,7 +2372,7 @@ type DeleteOrgRequest struct {
 
 func (x *DeleteOrgRequest) Reset() {
 	*x = DeleteOrgRequest{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[31]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2276,7 +2384,7 @@ func (x *DeleteOrgRequest) String() string {
 func (*DeleteOrgRequest) ProtoMessage() {}
 
 func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[31]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2289,7 +2397,7 @@ func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgRequest.ProtoReflect.Descriptor instead.
 func (*DeleteOrgRequest) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{31}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DeleteOrgRequest) GetOrg() string {
@@ -2311,7 +2419,7 @@ type DeleteOrgResponse struct {
 
 func (x *DeleteOrgResponse) Reset() {
 	*x = DeleteOrgResponse{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[32]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2431,7 @@ func (x *DeleteOrgResponse) String() string {
 func (*DeleteOrgResponse) ProtoMessage() {}
 
 func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[32]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2444,7 @@ func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgResponse.ProtoReflect.Descriptor instead.
 func (*DeleteOrgResponse) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{32}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DeleteOrgResponse) GetOrg() *Org {
@@ -2382,7 +2490,7 @@ type Org struct {
 
 func (x *Org) Reset() {
 	*x = Org{}
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[33]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2394,7 +2502,7 @@ func (x *Org) String() string {
 func (*Org) ProtoMessage() {}
 
 func (x *Org) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[33]
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2407,7 +2515,7 @@ func (x *Org) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Org.ProtoReflect.Descriptor instead.
 func (*Org) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{33}
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Org) GetId() string {
@@ -2484,7 +2592,13 @@ var File_orgscaler_v1_orgscaler_proto protoreflect.FileDescriptor
 
 const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\n" +
-	"\x1corgscaler/v1/orgscaler.proto\x12\forgscaler.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1eorgscaler/v1/replication.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n" +
+	"\x1corgscaler/v1/orgscaler.proto\x12\forgscaler.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1eorgscaler/v1/replication.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\\\n" +
+	"\x0eRestoreRequest\x124\n" +
+	"\x05chunk\x18\x01 \x01(\v2\x1e.orgscaler.v1.SnapshotResponseR\x05chunk\x12\x14\n" +
+	"\x05merge\x18\x02 \x01(\bR\x05merge\";\n" +
+	"\x0fRestoreResponse\x12\x14\n" +
+	"\x05items\x18\x01 \x01(\x03R\x05items\x12\x12\n" +
+	"\x04orgs\x18\x02 \x01(\x03R\x04orgs\"[\n" +
 	"\x11ImportOrgsRequest\x12-\n" +
 	"\x04orgs\x18\x01 \x03(\v2\x19.orgscaler.v1.ImportedOrgR\x04orgs\x12\x17\n" +
 	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"\xc3\x02\n" +
@@ -2690,7 +2804,7 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x0fActivityService\x12[\n" +
 	"\x0eRecordActivity\x12#.orgscaler.v1.RecordActivityRequest\x1a$.orgscaler.v1.RecordActivityResponse\x12]\n" +
 	"\x0eStreamActivity\x12#.orgscaler.v1.StreamActivityRequest\x1a$.orgscaler.v1.StreamActivityResponse(\x01\x12=\n" +
-	"\x04Hint\x12\x19.orgscaler.v1.HintRequest\x1a\x1a.orgscaler.v1.HintResponse2\xcd\x06\n" +
+	"\x04Hint\x12\x19.orgscaler.v1.HintRequest\x1a\x1a.orgscaler.v1.HintResponse2\x97\a\n" +
 	"\fAdminService\x12C\n" +
 	"\x06GetOrg\x12\x1b.orgscaler.v1.GetOrgRequest\x1a\x1c.orgscaler.v1.GetOrgResponse\x12I\n" +
 	"\bListOrgs\x12\x1d.orgscaler.v1.ListOrgsRequest\x1a\x1e.orgscaler.v1.ListOrgsResponse\x12L\n" +
@@ -2703,7 +2817,8 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x06Report\x12\x1b.orgscaler.v1.ReportRequest\x1a\x1c.orgscaler.v1.ReportResponse\x12H\n" +
 	"\aHistory\x12\x1c.orgscaler.v1.HistoryRequest\x1a\x1d.orgscaler.v1.HistoryResponse0\x01\x12Q\n" +
 	"\n" +
-	"ImportOrgs\x12\x1f.orgscaler.v1.ImportOrgsRequest\x1a .orgscaler.v1.ImportOrgsResponse(\x01B?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
+	"ImportOrgs\x12\x1f.orgscaler.v1.ImportOrgsRequest\x1a .orgscaler.v1.ImportOrgsResponse(\x01\x12H\n" +
+	"\aRestore\x12\x1c.orgscaler.v1.RestoreRequest\x1a\x1d.orgscaler.v1.RestoreResponse(\x01B?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
 
 var (
 	file_orgscaler_v1_orgscaler_proto_rawDescOnce sync.Once
@@ -2718,139 +2833,144 @@ func file_orgscaler_v1_orgscaler_proto_rawDescGZIP() []byte {
 }
 
 var file_orgscaler_v1_orgscaler_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(ListOrgsRequest_Filter)(0),    // 0: orgscaler.v1.ListOrgsRequest.Filter
 	(Org_State)(0),                 // 1: orgscaler.v1.Org.State
-	(*ImportOrgsRequest)(nil),      // 2: orgscaler.v1.ImportOrgsRequest
-	(*ImportedOrg)(nil),            // 3: orgscaler.v1.ImportedOrg
-	(*ImportOrgsResponse)(nil),     // 4: orgscaler.v1.ImportOrgsResponse
-	(*HistoryRequest)(nil),         // 5: orgscaler.v1.HistoryRequest
-	(*HistoryResponse)(nil),        // 6: orgscaler.v1.HistoryResponse
-	(*RecordActivityRequest)(nil),  // 7: orgscaler.v1.RecordActivityRequest
-	(*RecordActivityResponse)(nil), // 8: orgscaler.v1.RecordActivityResponse
-	(*StreamActivityRequest)(nil),  // 9: orgscaler.v1.StreamActivityRequest
-	(*StreamActivityResponse)(nil), // 10: orgscaler.v1.StreamActivityResponse
-	(*HintRequest)(nil),            // 11: orgscaler.v1.HintRequest
-	(*HintResponse)(nil),           // 12: orgscaler.v1.HintResponse
-	(*ListBacklogsRequest)(nil),    // 13: orgscaler.v1.ListBacklogsRequest
-	(*ListBacklogsResponse)(nil),   // 14: orgscaler.v1.ListBacklogsResponse
-	(*Backlog)(nil),                // 15: orgscaler.v1.Backlog
-	(*ExplainRequest)(nil),         // 16: orgscaler.v1.ExplainRequest
-	(*ExplainResponse)(nil),        // 17: orgscaler.v1.ExplainResponse
-	(*KnativeService)(nil),         // 18: orgscaler.v1.KnativeService
-	(*KeepAlivePlan)(nil),          // 19: orgscaler.v1.KeepAlivePlan
-	(*ReportRequest)(nil),          // 20: orgscaler.v1.ReportRequest
-	(*ReportResponse)(nil),         // 21: orgscaler.v1.ReportResponse
-	(*WorkloadUsage)(nil),          // 22: orgscaler.v1.WorkloadUsage
-	(*GetOrgRequest)(nil),          // 23: orgscaler.v1.GetOrgRequest
-	(*GetOrgResponse)(nil),         // 24: orgscaler.v1.GetOrgResponse
-	(*ListOrgsRequest)(nil),        // 25: orgscaler.v1.ListOrgsRequest
-	(*ListOrgsResponse)(nil),       // 26: orgscaler.v1.ListOrgsResponse
-	(*UpdateOrgRequest)(nil),       // 27: orgscaler.v1.UpdateOrgRequest
-	(*UpdateOrgResponse)(nil),      // 28: orgscaler.v1.UpdateOrgResponse
-	(*DigestRequest)(nil),          // 29: orgscaler.v1.DigestRequest
-	(*SnapshotRequest)(nil),        // 30: orgscaler.v1.SnapshotRequest
-	(*SnapshotResponse)(nil),       // 31: orgscaler.v1.SnapshotResponse
-	(*DigestResponse)(nil),         // 32: orgscaler.v1.DigestResponse
-	(*DeleteOrgRequest)(nil),       // 33: orgscaler.v1.DeleteOrgRequest
-	(*DeleteOrgResponse)(nil),      // 34: orgscaler.v1.DeleteOrgResponse
-	(*Org)(nil),                    // 35: orgscaler.v1.Org
-	nil,                            // 36: orgscaler.v1.ExplainRequest.MetadataEntry
-	nil,                            // 37: orgscaler.v1.ExplainResponse.MetadataEntry
-	nil,                            // 38: orgscaler.v1.WorkloadUsage.WakesEntry
-	(*timestamppb.Timestamp)(nil),  // 39: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 40: google.protobuf.Duration
-	(*ActivityDay)(nil),            // 41: orgscaler.v1.ActivityDay
-	(*OrgChange)(nil),              // 42: orgscaler.v1.OrgChange
-	(*UsageHour)(nil),              // 43: orgscaler.v1.UsageHour
-	(*IdleCounts)(nil),             // 44: orgscaler.v1.IdleCounts
+	(*RestoreRequest)(nil),         // 2: orgscaler.v1.RestoreRequest
+	(*RestoreResponse)(nil),        // 3: orgscaler.v1.RestoreResponse
+	(*ImportOrgsRequest)(nil),      // 4: orgscaler.v1.ImportOrgsRequest
+	(*ImportedOrg)(nil),            // 5: orgscaler.v1.ImportedOrg
+	(*ImportOrgsResponse)(nil),     // 6: orgscaler.v1.ImportOrgsResponse
+	(*HistoryRequest)(nil),         // 7: orgscaler.v1.HistoryRequest
+	(*HistoryResponse)(nil),        // 8: orgscaler.v1.HistoryResponse
+	(*RecordActivityRequest)(nil),  // 9: orgscaler.v1.RecordActivityRequest
+	(*RecordActivityResponse)(nil), // 10: orgscaler.v1.RecordActivityResponse
+	(*StreamActivityRequest)(nil),  // 11: orgscaler.v1.StreamActivityRequest
+	(*StreamActivityResponse)(nil), // 12: orgscaler.v1.StreamActivityResponse
+	(*HintRequest)(nil),            // 13: orgscaler.v1.HintRequest
+	(*HintResponse)(nil),           // 14: orgscaler.v1.HintResponse
+	(*ListBacklogsRequest)(nil),    // 15: orgscaler.v1.ListBacklogsRequest
+	(*ListBacklogsResponse)(nil),   // 16: orgscaler.v1.ListBacklogsResponse
+	(*Backlog)(nil),                // 17: orgscaler.v1.Backlog
+	(*ExplainRequest)(nil),         // 18: orgscaler.v1.ExplainRequest
+	(*ExplainResponse)(nil),        // 19: orgscaler.v1.ExplainResponse
+	(*KnativeService)(nil),         // 20: orgscaler.v1.KnativeService
+	(*KeepAlivePlan)(nil),          // 21: orgscaler.v1.KeepAlivePlan
+	(*ReportRequest)(nil),          // 22: orgscaler.v1.ReportRequest
+	(*ReportResponse)(nil),         // 23: orgscaler.v1.ReportResponse
+	(*WorkloadUsage)(nil),          // 24: orgscaler.v1.WorkloadUsage
+	(*GetOrgRequest)(nil),          // 25: orgscaler.v1.GetOrgRequest
+	(*GetOrgResponse)(nil),         // 26: orgscaler.v1.GetOrgResponse
+	(*ListOrgsRequest)(nil),        // 27: orgscaler.v1.ListOrgsRequest
+	(*ListOrgsResponse)(nil),       // 28: orgscaler.v1.ListOrgsResponse
+	(*UpdateOrgRequest)(nil),       // 29: orgscaler.v1.UpdateOrgRequest
+	(*UpdateOrgResponse)(nil),      // 30: orgscaler.v1.UpdateOrgResponse
+	(*DigestRequest)(nil),          // 31: orgscaler.v1.DigestRequest
+	(*SnapshotRequest)(nil),        // 32: orgscaler.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),       // 33: orgscaler.v1.SnapshotResponse
+	(*DigestResponse)(nil),         // 34: orgscaler.v1.DigestResponse
+	(*DeleteOrgRequest)(nil),       // 35: orgscaler.v1.DeleteOrgRequest
+	(*DeleteOrgResponse)(nil),      // 36: orgscaler.v1.DeleteOrgResponse
+	(*Org)(nil),                    // 37: orgscaler.v1.Org
+	nil,                            // 38: orgscaler.v1.ExplainRequest.MetadataEntry
+	nil,                            // 39: orgscaler.v1.ExplainResponse.MetadataEntry
+	nil,                            // 40: orgscaler.v1.WorkloadUsage.WakesEntry
+	(*timestamppb.Timestamp)(nil),  // 41: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 42: google.protobuf.Duration
+	(*ActivityDay)(nil),            // 43: orgscaler.v1.ActivityDay
+	(*OrgChange)(nil),              // 44: orgscaler.v1.OrgChange
+	(*UsageHour)(nil),              // 45: orgscaler.v1.UsageHour
+	(*IdleCounts)(nil),             // 46: orgscaler.v1.IdleCounts
 }
 var file_orgscaler_v1_orgscaler_proto_depIdxs = []int32{
-	3,  // 0: orgscaler.v1.ImportOrgsRequest.orgs:type_name -> orgscaler.v1.ImportedOrg
-	39, // 1: orgscaler.v1.ImportedOrg.last_activity_at:type_name -> google.protobuf.Timestamp
-	40, // 2: orgscaler.v1.ImportedOrg.idle_window:type_name -> google.protobuf.Duration
-	39, // 3: orgscaler.v1.HistoryRequest.day:type_name -> google.protobuf.Timestamp
-	41, // 4: orgscaler.v1.HistoryResponse.days:type_name -> orgscaler.v1.ActivityDay
-	39, // 5: orgscaler.v1.RecordActivityRequest.at:type_name -> google.protobuf.Timestamp
-	35, // 6: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
-	15, // 7: orgscaler.v1.HintResponse.backlog:type_name -> orgscaler.v1.Backlog
-	35, // 8: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
-	15, // 9: orgscaler.v1.ListBacklogsResponse.backlogs:type_name -> orgscaler.v1.Backlog
-	39, // 10: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
-	39, // 11: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
-	36, // 12: orgscaler.v1.ExplainRequest.metadata:type_name -> orgscaler.v1.ExplainRequest.MetadataEntry
-	37, // 13: orgscaler.v1.ExplainResponse.metadata:type_name -> orgscaler.v1.ExplainResponse.MetadataEntry
-	39, // 14: orgscaler.v1.ExplainResponse.next_change:type_name -> google.protobuf.Timestamp
-	35, // 15: orgscaler.v1.ExplainResponse.org:type_name -> orgscaler.v1.Org
-	40, // 16: orgscaler.v1.ExplainResponse.window:type_name -> google.protobuf.Duration
-	15, // 17: orgscaler.v1.ExplainResponse.backlog:type_name -> orgscaler.v1.Backlog
-	19, // 18: orgscaler.v1.ExplainResponse.keep_alive:type_name -> orgscaler.v1.KeepAlivePlan
-	18, // 19: orgscaler.v1.ExplainResponse.knative_services:type_name -> orgscaler.v1.KnativeService
-	39, // 20: orgscaler.v1.KnativeService.patched_at:type_name -> google.protobuf.Timestamp
-	40, // 21: orgscaler.v1.KeepAlivePlan.cold_start:type_name -> google.protobuf.Duration
-	40, // 22: orgscaler.v1.KeepAlivePlan.min_warm:type_name -> google.protobuf.Duration
-	40, // 23: orgscaler.v1.KeepAlivePlan.keep_for:type_name -> google.protobuf.Duration
-	40, // 24: orgscaler.v1.KeepAlivePlan.prewarm_from:type_name -> google.protobuf.Duration
-	40, // 25: orgscaler.v1.KeepAlivePlan.prewarm_until:type_name -> google.protobuf.Duration
-	39, // 26: orgscaler.v1.KeepAlivePlan.next_prewarm:type_name -> google.protobuf.Timestamp
-	40, // 27: orgscaler.v1.ReportRequest.since:type_name -> google.protobuf.Duration
-	39, // 28: orgscaler.v1.ReportResponse.from:type_name -> google.protobuf.Timestamp
-	39, // 29: orgscaler.v1.ReportResponse.to:type_name -> google.protobuf.Timestamp
-	40, // 30: orgscaler.v1.ReportResponse.retention:type_name -> google.protobuf.Duration
-	22, // 31: orgscaler.v1.ReportResponse.workloads:type_name -> orgscaler.v1.WorkloadUsage
-	40, // 32: orgscaler.v1.WorkloadUsage.tracked:type_name -> google.protobuf.Duration
-	40, // 33: orgscaler.v1.WorkloadUsage.active:type_name -> google.protobuf.Duration
-	38, // 34: orgscaler.v1.WorkloadUsage.wakes:type_name -> orgscaler.v1.WorkloadUsage.WakesEntry
-	35, // 35: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
-	0,  // 36: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
-	35, // 37: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
-	40, // 38: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
-	35, // 39: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
-	42, // 40: orgscaler.v1.SnapshotResponse.changes:type_name -> orgscaler.v1.OrgChange
-	43, // 41: orgscaler.v1.SnapshotResponse.usage:type_name -> orgscaler.v1.UsageHour
-	44, // 42: orgscaler.v1.SnapshotResponse.idle_times:type_name -> orgscaler.v1.IdleCounts
-	41, // 43: orgscaler.v1.SnapshotResponse.history:type_name -> orgscaler.v1.ActivityDay
-	35, // 44: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
-	1,  // 45: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
-	39, // 46: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
-	39, // 47: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
-	39, // 48: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
-	39, // 49: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
-	40, // 50: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
-	7,  // 51: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
-	9,  // 52: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
-	11, // 53: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
-	23, // 54: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
-	25, // 55: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
-	27, // 56: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
-	33, // 57: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
-	29, // 58: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
-	30, // 59: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
-	13, // 60: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
-	16, // 61: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
-	20, // 62: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
-	5,  // 63: orgscaler.v1.AdminService.History:input_type -> orgscaler.v1.HistoryRequest
-	2,  // 64: orgscaler.v1.AdminService.ImportOrgs:input_type -> orgscaler.v1.ImportOrgsRequest
-	8,  // 65: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
-	10, // 66: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
-	12, // 67: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
-	24, // 68: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
-	26, // 69: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
-	28, // 70: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
-	34, // 71: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
-	32, // 72: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
-	31, // 73: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
-	14, // 74: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
-	17, // 75: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
-	21, // 76: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
-	6,  // 77: orgscaler.v1.AdminService.History:output_type -> orgscaler.v1.HistoryResponse
-	4,  // 78: orgscaler.v1.AdminService.ImportOrgs:output_type -> orgscaler.v1.ImportOrgsResponse
-	65, // [65:79] is the sub-list for method output_type
-	51, // [51:65] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	33, // 0: orgscaler.v1.RestoreRequest.chunk:type_name -> orgscaler.v1.SnapshotResponse
+	5,  // 1: orgscaler.v1.ImportOrgsRequest.orgs:type_name -> orgscaler.v1.ImportedOrg
+	41, // 2: orgscaler.v1.ImportedOrg.last_activity_at:type_name -> google.protobuf.Timestamp
+	42, // 3: orgscaler.v1.ImportedOrg.idle_window:type_name -> google.protobuf.Duration
+	41, // 4: orgscaler.v1.HistoryRequest.day:type_name -> google.protobuf.Timestamp
+	43, // 5: orgscaler.v1.HistoryResponse.days:type_name -> orgscaler.v1.ActivityDay
+	41, // 6: orgscaler.v1.RecordActivityRequest.at:type_name -> google.protobuf.Timestamp
+	37, // 7: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
+	17, // 8: orgscaler.v1.HintResponse.backlog:type_name -> orgscaler.v1.Backlog
+	37, // 9: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
+	17, // 10: orgscaler.v1.ListBacklogsResponse.backlogs:type_name -> orgscaler.v1.Backlog
+	41, // 11: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
+	41, // 12: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
+	38, // 13: orgscaler.v1.ExplainRequest.metadata:type_name -> orgscaler.v1.ExplainRequest.MetadataEntry
+	39, // 14: orgscaler.v1.ExplainResponse.metadata:type_name -> orgscaler.v1.ExplainResponse.MetadataEntry
+	41, // 15: orgscaler.v1.ExplainResponse.next_change:type_name -> google.protobuf.Timestamp
+	37, // 16: orgscaler.v1.ExplainResponse.org:type_name -> orgscaler.v1.Org
+	42, // 17: orgscaler.v1.ExplainResponse.window:type_name -> google.protobuf.Duration
+	17, // 18: orgscaler.v1.ExplainResponse.backlog:type_name -> orgscaler.v1.Backlog
+	21, // 19: orgscaler.v1.ExplainResponse.keep_alive:type_name -> orgscaler.v1.KeepAlivePlan
+	20, // 20: orgscaler.v1.ExplainResponse.knative_services:type_name -> orgscaler.v1.KnativeService
+	41, // 21: orgscaler.v1.KnativeService.patched_at:type_name -> google.protobuf.Timestamp
+	42, // 22: orgscaler.v1.KeepAlivePlan.cold_start:type_name -> google.protobuf.Duration
+	42, // 23: orgscaler.v1.KeepAlivePlan.min_warm:type_name -> google.protobuf.Duration
+	42, // 24: orgscaler.v1.KeepAlivePlan.keep_for:type_name -> google.protobuf.Duration
+	42, // 25: orgscaler.v1.KeepAlivePlan.prewarm_from:type_name -> google.protobuf.Duration
+	42, // 26: orgscaler.v1.KeepAlivePlan.prewarm_until:type_name -> google.protobuf.Duration
+	41, // 27: orgscaler.v1.KeepAlivePlan.next_prewarm:type_name -> google.protobuf.Timestamp
+	42, // 28: orgscaler.v1.ReportRequest.since:type_name -> google.protobuf.Duration
+	41, // 29: orgscaler.v1.ReportResponse.from:type_name -> google.protobuf.Timestamp
+	41, // 30: orgscaler.v1.ReportResponse.to:type_name -> google.protobuf.Timestamp
+	42, // 31: orgscaler.v1.ReportResponse.retention:type_name -> google.protobuf.Duration
+	24, // 32: orgscaler.v1.ReportResponse.workloads:type_name -> orgscaler.v1.WorkloadUsage
+	42, // 33: orgscaler.v1.WorkloadUsage.tracked:type_name -> google.protobuf.Duration
+	42, // 34: orgscaler.v1.WorkloadUsage.active:type_name -> google.protobuf.Duration
+	40, // 35: orgscaler.v1.WorkloadUsage.wakes:type_name -> orgscaler.v1.WorkloadUsage.WakesEntry
+	37, // 36: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
+	0,  // 37: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
+	37, // 38: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
+	42, // 39: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
+	37, // 40: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
+	44, // 41: orgscaler.v1.SnapshotResponse.changes:type_name -> orgscaler.v1.OrgChange
+	45, // 42: orgscaler.v1.SnapshotResponse.usage:type_name -> orgscaler.v1.UsageHour
+	46, // 43: orgscaler.v1.SnapshotResponse.idle_times:type_name -> orgscaler.v1.IdleCounts
+	43, // 44: orgscaler.v1.SnapshotResponse.history:type_name -> orgscaler.v1.ActivityDay
+	37, // 45: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
+	1,  // 46: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
+	41, // 47: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
+	41, // 48: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
+	41, // 49: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
+	41, // 50: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
+	42, // 51: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
+	9,  // 52: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
+	11, // 53: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
+	13, // 54: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
+	25, // 55: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
+	27, // 56: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
+	29, // 57: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
+	35, // 58: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
+	31, // 59: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
+	32, // 60: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
+	15, // 61: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
+	18, // 62: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
+	22, // 63: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
+	7,  // 64: orgscaler.v1.AdminService.History:input_type -> orgscaler.v1.HistoryRequest
+	4,  // 65: orgscaler.v1.AdminService.ImportOrgs:input_type -> orgscaler.v1.ImportOrgsRequest
+	2,  // 66: orgscaler.v1.AdminService.Restore:input_type -> orgscaler.v1.RestoreRequest
+	10, // 67: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
+	12, // 68: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
+	14, // 69: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
+	26, // 70: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
+	28, // 71: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
+	30, // 72: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
+	36, // 73: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
+	34, // 74: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
+	33, // 75: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
+	16, // 76: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
+	19, // 77: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
+	23, // 78: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
+	8,  // 79: orgscaler.v1.AdminService.History:output_type -> orgscaler.v1.HistoryResponse
+	6,  // 80: orgscaler.v1.AdminService.ImportOrgs:output_type -> orgscaler.v1.ImportOrgsResponse
+	3,  // 81: orgscaler.v1.AdminService.Restore:output_type -> orgscaler.v1.RestoreResponse
+	67, // [67:82] is the sub-list for method output_type
+	52, // [52:67] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_orgscaler_proto_init() }
@@ -2859,15 +2979,15 @@ func file_orgscaler_v1_orgscaler_proto_init() {
 		return
 	}
 	file_orgscaler_v1_replication_proto_init()
-	file_orgscaler_v1_orgscaler_proto_msgTypes[1].OneofWrappers = []any{}
-	file_orgscaler_v1_orgscaler_proto_msgTypes[25].OneofWrappers = []any{}
+	file_orgscaler_v1_orgscaler_proto_msgTypes[3].OneofWrappers = []any{}
+	file_orgscaler_v1_orgscaler_proto_msgTypes[27].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orgscaler_v1_orgscaler_proto_rawDesc), len(file_orgscaler_v1_orgscaler_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   37,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

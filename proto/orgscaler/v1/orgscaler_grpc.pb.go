@@ -228,6 +228,7 @@ const (
 	AdminService_Report_FullMethodName       = "/orgscaler.v1.AdminService/Report"
 	AdminService_History_FullMethodName      = "/orgscaler.v1.AdminService/History"
 	AdminService_ImportOrgs_FullMethodName   = "/orgscaler.v1.AdminService/ImportOrgs"
+	AdminService_Restore_FullMethodName      = "/orgscaler.v1.AdminService/Restore"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -274,6 +275,11 @@ type AdminServiceClient interface {
 	// read; a bad row ends the call with InvalidArgument naming its line and
 	// field, with every earlier chunk applied and nothing after it.
 	ImportOrgs(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportOrgsRequest, ImportOrgsResponse], error)
+	// Restore applies a backup (`scalerctl backup`: Snapshot's chunks, with
+	// the ledger's hours) as a joining replica applies a peer's snapshot.
+	// Into a scaler that holds no org, unless merge: merged into live state,
+	// an old backup would bring back orgs deleted since it was taken.
+	Restore(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[RestoreRequest, RestoreResponse], error)
 }
 
 type adminServiceClient struct {
@@ -415,6 +421,19 @@ func (c *adminServiceClient) ImportOrgs(ctx context.Context, opts ...grpc.CallOp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_ImportOrgsClient = grpc.ClientStreamingClient[ImportOrgsRequest, ImportOrgsResponse]
 
+func (c *adminServiceClient) Restore(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[RestoreRequest, RestoreResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[3], AdminService_Restore_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RestoreRequest, RestoreResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_RestoreClient = grpc.ClientStreamingClient[RestoreRequest, RestoreResponse]
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -459,6 +478,11 @@ type AdminServiceServer interface {
 	// read; a bad row ends the call with InvalidArgument naming its line and
 	// field, with every earlier chunk applied and nothing after it.
 	ImportOrgs(grpc.ClientStreamingServer[ImportOrgsRequest, ImportOrgsResponse]) error
+	// Restore applies a backup (`scalerctl backup`: Snapshot's chunks, with
+	// the ledger's hours) as a joining replica applies a peer's snapshot.
+	// Into a scaler that holds no org, unless merge: merged into live state,
+	// an old backup would bring back orgs deleted since it was taken.
+	Restore(grpc.ClientStreamingServer[RestoreRequest, RestoreResponse]) error
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -501,6 +525,9 @@ func (UnimplementedAdminServiceServer) History(*HistoryRequest, grpc.ServerStrea
 }
 func (UnimplementedAdminServiceServer) ImportOrgs(grpc.ClientStreamingServer[ImportOrgsRequest, ImportOrgsResponse]) error {
 	return status.Error(codes.Unimplemented, "method ImportOrgs not implemented")
+}
+func (UnimplementedAdminServiceServer) Restore(grpc.ClientStreamingServer[RestoreRequest, RestoreResponse]) error {
+	return status.Error(codes.Unimplemented, "method Restore not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -696,6 +723,13 @@ func _AdminService_ImportOrgs_Handler(srv interface{}, stream grpc.ServerStream)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_ImportOrgsServer = grpc.ClientStreamingServer[ImportOrgsRequest, ImportOrgsResponse]
 
+func _AdminService_Restore_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AdminServiceServer).Restore(&grpc.GenericServerStream[RestoreRequest, RestoreResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_RestoreServer = grpc.ClientStreamingServer[RestoreRequest, RestoreResponse]
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -750,6 +784,11 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ImportOrgs",
 			Handler:       _AdminService_ImportOrgs_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Restore",
+			Handler:       _AdminService_Restore_Handler,
 			ClientStreams: true,
 		},
 	},

@@ -69,6 +69,8 @@ const (
 	AdminServiceHistoryProcedure = "/orgscaler.v1.AdminService/History"
 	// AdminServiceImportOrgsProcedure is the fully-qualified name of the AdminService's ImportOrgs RPC.
 	AdminServiceImportOrgsProcedure = "/orgscaler.v1.AdminService/ImportOrgs"
+	// AdminServiceRestoreProcedure is the fully-qualified name of the AdminService's Restore RPC.
+	AdminServiceRestoreProcedure = "/orgscaler.v1.AdminService/Restore"
 )
 
 // ActivityServiceClient is a client for the orgscaler.v1.ActivityService service.
@@ -255,6 +257,11 @@ type AdminServiceClient interface {
 	// read; a bad row ends the call with InvalidArgument naming its line and
 	// field, with every earlier chunk applied and nothing after it.
 	ImportOrgs(context.Context) (*connect.ClientStreamForClientSimple[v1.ImportOrgsRequest, v1.ImportOrgsResponse], error)
+	// Restore applies a backup (`scalerctl backup`: Snapshot's chunks, with
+	// the ledger's hours) as a joining replica applies a peer's snapshot.
+	// Into a scaler that holds no org, unless merge: merged into live state,
+	// an old backup would bring back orgs deleted since it was taken.
+	Restore(context.Context) (*connect.ClientStreamForClientSimple[v1.RestoreRequest, v1.RestoreResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the orgscaler.v1.AdminService service. By default,
@@ -334,6 +341,12 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("ImportOrgs")),
 			connect.WithClientOptions(opts...),
 		),
+		restore: connect.NewClient[v1.RestoreRequest, v1.RestoreResponse](
+			httpClient,
+			baseURL+AdminServiceRestoreProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("Restore")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -350,6 +363,7 @@ type adminServiceClient struct {
 	report       *connect.Client[v1.ReportRequest, v1.ReportResponse]
 	history      *connect.Client[v1.HistoryRequest, v1.HistoryResponse]
 	importOrgs   *connect.Client[v1.ImportOrgsRequest, v1.ImportOrgsResponse]
+	restore      *connect.Client[v1.RestoreRequest, v1.RestoreResponse]
 }
 
 // GetOrg calls orgscaler.v1.AdminService.GetOrg.
@@ -439,6 +453,11 @@ func (c *adminServiceClient) ImportOrgs(ctx context.Context) (*connect.ClientStr
 	return c.importOrgs.CallClientStreamSimple(ctx)
 }
 
+// Restore calls orgscaler.v1.AdminService.Restore.
+func (c *adminServiceClient) Restore(ctx context.Context) (*connect.ClientStreamForClientSimple[v1.RestoreRequest, v1.RestoreResponse], error) {
+	return c.restore.CallClientStreamSimple(ctx)
+}
+
 // AdminServiceHandler is an implementation of the orgscaler.v1.AdminService service.
 type AdminServiceHandler interface {
 	// GetOrg returns one org; NotFound when the scaler has never seen it.
@@ -479,6 +498,11 @@ type AdminServiceHandler interface {
 	// read; a bad row ends the call with InvalidArgument naming its line and
 	// field, with every earlier chunk applied and nothing after it.
 	ImportOrgs(context.Context, *connect.ClientStream[v1.ImportOrgsRequest]) (*v1.ImportOrgsResponse, error)
+	// Restore applies a backup (`scalerctl backup`: Snapshot's chunks, with
+	// the ledger's hours) as a joining replica applies a peer's snapshot.
+	// Into a scaler that holds no org, unless merge: merged into live state,
+	// an old backup would bring back orgs deleted since it was taken.
+	Restore(context.Context, *connect.ClientStream[v1.RestoreRequest]) (*v1.RestoreResponse, error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -554,6 +578,12 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("ImportOrgs")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceRestoreHandler := connect.NewClientStreamHandlerSimple(
+		AdminServiceRestoreProcedure,
+		svc.Restore,
+		connect.WithSchema(adminServiceMethods.ByName("Restore")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/orgscaler.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceGetOrgProcedure:
@@ -578,6 +608,8 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceHistoryHandler.ServeHTTP(w, r)
 		case AdminServiceImportOrgsProcedure:
 			adminServiceImportOrgsHandler.ServeHTTP(w, r)
+		case AdminServiceRestoreProcedure:
+			adminServiceRestoreHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -629,4 +661,8 @@ func (UnimplementedAdminServiceHandler) History(context.Context, *v1.HistoryRequ
 
 func (UnimplementedAdminServiceHandler) ImportOrgs(context.Context, *connect.ClientStream[v1.ImportOrgsRequest]) (*v1.ImportOrgsResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orgscaler.v1.AdminService.ImportOrgs is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) Restore(context.Context, *connect.ClientStream[v1.RestoreRequest]) (*v1.RestoreResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orgscaler.v1.AdminService.Restore is not implemented"))
 }
