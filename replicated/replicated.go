@@ -21,10 +21,10 @@ import (
 // they replicate nothing: every On* is nil.
 type Outboxes struct {
 	publish bool
-	orgs  *replication.Outbox[activity.Change, *pb.OrgChange]
-	idle  *replication.Outbox[idletimes.Counts, *pb.IdleCounts]
-	days  *replication.Outbox[history.Day, *pb.ActivityDay]
-	hours *replication.Outbox[usage.Hour, *pb.UsageHour] // nil: the ledger is each replica's own
+	orgs    *replication.Outbox[activity.Change, *pb.OrgChange]
+	idle    *replication.Outbox[idletimes.Counts, *pb.IdleCounts]
+	days    *replication.Outbox[history.Day, *pb.ActivityDay]
+	hours   *replication.Outbox[usage.Hour, *pb.UsageHour] // nil: the ledger is each replica's own
 }
 
 // Register registers every kind on ks before the stores open, the
