@@ -37,13 +37,11 @@ it.`,
 		Example: "  scalerctl backup orgscaler-$(date +%F).backup",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			conn, err := c.dial()
+			admin, ctx, cancel, err := c.longAdmin(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.longCtx(cmd)
 			defer cancel()
-			admin := pb.NewAdminServiceClient(conn)
 			d, err := admin.Digest(ctx, &pb.DigestRequest{})
 			if err != nil {
 				return err
@@ -77,13 +75,11 @@ Needs an admin token.`,
 		Example: "  scalerctl restore orgscaler-2026-12-07.backup",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			conn, err := c.dial()
+			admin, ctx, cancel, err := c.longAdmin(cmd)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := c.longCtx(cmd)
 			defer cancel()
-			admin := pb.NewAdminServiceClient(conn)
 			stream, err := admin.Restore(ctx)
 			if err != nil {
 				return err
@@ -115,10 +111,16 @@ Needs an admin token.`,
 	return cmd
 }
 
-// longCtx bounds a call that streams a whole state: --timeout per chunk
-// would be guesswork, so an hour (^C ends it sooner).
-func (c *cli) longCtx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(cmd.Context(), time.Hour)
+// longAdmin dials the admin API for calls that stream a whole state:
+// --timeout per chunk would be guesswork, so they get an hour (^C ends
+// them sooner).
+func (c *cli) longAdmin(cmd *cobra.Command) (pb.AdminServiceClient, context.Context, context.CancelFunc, error) {
+	conn, err := c.dial()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), time.Hour)
+	return pb.NewAdminServiceClient(conn), ctx, cancel, nil
 }
 
 // writeBackup writes the header and every chunk next returns until
