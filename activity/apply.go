@@ -111,6 +111,9 @@ func (s *Store) Apply(changes []Change) error {
 		return nil
 	}
 	if err := s.writeIDs(written, false); err != nil {
+		// In force in memory already: the flusher writes it once it can,
+		// as a redelivery or a retried import would find nothing to write.
+		s.redirty(written)
 		return err
 	}
 	if err := s.sync(); err != nil {

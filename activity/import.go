@@ -79,11 +79,14 @@ func (s *Store) Import(rows []Imported, dryRun bool) (ImportResult, error) {
 	if dryRun {
 		return res, nil
 	}
-	if err := s.Apply(changes); err != nil {
-		return ImportResult{}, err
-	}
+	err := s.Apply(changes)
+	// In force here even when the write failed (Apply leaves it to the
+	// flusher): the other replicas hear of it either way.
 	for _, c := range changes {
 		s.changed(c)
+	}
+	if err != nil {
+		return ImportResult{}, err
 	}
 	return res, nil
 }
@@ -96,9 +99,12 @@ func (s *Store) checkImport(rows []Imported, now time.Time) error {
 		if r.IdleWindow != nil && *r.IdleWindow < 0 {
 			return &ImportError{Row: i, Field: "idle_window", Err: fmt.Errorf("is %s: expected 0 or more", *r.IdleWindow)}
 		}
-		if r.LastActivity.After(now) {
-			return &ImportError{Row: i, Field: "last_activity_at", Err: fmt.Errorf("is %s, after this scaler's now (%s): expected an instant in the past",
+		switch {
+		case r.LastActivity.After(now.Add(s.opts.MaxClockSkew)):
+			return &ImportError{Row: i, Field: "last_activity_at", Err: fmt.Errorf("is %s, after this scaler's now (%s) by more than --max-clock-skew: expected an instant in the past",
 				r.LastActivity.Format(time.RFC3339Nano), now.Format(time.RFC3339))}
+		case r.LastActivity.After(now):
+			r.LastActivity = now // the exporting database's clock a little ahead
 		}
 		if r.WarmSchedule != nil {
 			sched, err := schedule.Parse(*r.WarmSchedule)

@@ -48,7 +48,7 @@ func (s *Server) ImportOrgs(stream grpc.ClientStreamingServer[pb.ImportOrgsReque
 		}
 		rows, err := importRows(req.GetOrgs())
 		if err != nil {
-			return err
+			return status.Errorf(codes.InvalidArgument, "%v (%s)", err, imported(resp))
 		}
 		res, err := s.store.Import(rows, resp.DryRun)
 		var ie *activity.ImportError
@@ -80,10 +80,10 @@ func importRows(in []*pb.ImportedOrg) ([]activity.Imported, error) {
 	rows := make([]activity.Imported, len(in))
 	for i, m := range in {
 		bad := func(field, format string, args ...any) error {
-			return status.Errorf(codes.InvalidArgument, "line %d: %s "+format, append([]any{m.GetLine(), field}, args...)...)
+			return fmt.Errorf("line %d: %s "+format, append([]any{m.GetLine(), field}, args...)...)
 		}
 		if err := checkOrg("org", m.GetOrg()); err != nil {
-			return nil, bad("org", "%s", status.Convert(err).Message())
+			return nil, fmt.Errorf("line %d: %s", m.GetLine(), status.Convert(err).Message())
 		}
 		r := activity.Imported{Org: m.GetOrg()}
 		if t := m.GetLastActivityAt(); t != nil {

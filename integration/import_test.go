@@ -64,6 +64,12 @@ func TestImportCutover(t *testing.T) {
 			})
 		}
 	}
+	// The other replica holds what was imported, not what its own
+	// triggers made: initech's last activity is the export's.
+	poll(t, "initech's imported last activity on the other replica", func() bool {
+		o, err := fleet[1].orgs.GetOrg(context.Background(), &pb.GetOrgRequest{Org: "initech"})
+		return err == nil && o.GetOrg().GetLastActivity().AsTime().Format("2006-01-02T15:04:05.000000Z") == stamp(120*24*time.Hour)
+	})
 	// --unseen-orgs=dormant: an org no import named is at zero from its
 	// trigger's first poll.
 	if a, err := d.keda.IsActive(context.Background(), pynode("umbrella")); err != nil || a.GetResult() {
@@ -84,6 +90,9 @@ func TestImportRefusesABadFile(t *testing.T) {
 		{"org,plan\nacme,pro\n", `:1: unknown column "plan"`},
 		{"org,warm_schedule\nacme,Mon-Fri 25:00-26:00 UTC\n", `:2: warm_schedule is "Mon-Fri 25:00-26:00 UTC"`},
 		{`{"org":"acme","idle_window":"2h"}` + "\n" + `{"org":"b","idle_window":7200}` + "\n", `:2: idle_window is 7200: expected a string`},
+		{"org,idle_window\nacme,500ms\n", `:2: idle_window is "500ms": expected a duration from 1s`},
+		{"org,last_activity_at\nacme,2099-01-01T00:00:00Z\n", `:2: last_activity_at is "2099-01-01T00:00:00Z", in the future`},
+		{"org\nacme\nglobex\nacme\n", `:4: org "acme" is on line 2 already`},
 	} {
 		file := filepath.Join(t.TempDir(), "orgs")
 		if err := os.WriteFile(file, []byte(c.body), 0o600); err != nil {
@@ -96,7 +105,24 @@ func TestImportRefusesABadFile(t *testing.T) {
 	if _, err := d.orgs.GetOrg(context.Background(), &pb.GetOrgRequest{Org: "acme"}); status.Code(err) != codes.NotFound {
 		t.Fatalf("acme after refused imports: %v; want NotFound", err)
 	}
-	// The API itself refuses a future instant, naming the line.
+	// The API checks each chunk whole: a refusal in the second leaves the
+	// first applied and nothing of the second, and names the line.
+	two, err := d.orgs.ImportOrgs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = two.Send(&pb.ImportOrgsRequest{Orgs: []*pb.ImportedOrg{{Line: 2, Org: "first-chunk"}}})
+	_ = two.Send(&pb.ImportOrgsRequest{Orgs: []*pb.ImportedOrg{{Line: 3, Org: "second-chunk"}, {Line: 4, Org: "Bad Org"}}})
+	if _, err := two.CloseAndRecv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "line 4: org") || !strings.Contains(err.Error(), "the 1 rows before it are imported") {
+		t.Fatalf("a bad row in the second chunk: %v; want InvalidArgument naming line 4 and the row imported before it", err)
+	}
+	if _, err := d.orgs.GetOrg(context.Background(), &pb.GetOrgRequest{Org: "first-chunk"}); err != nil {
+		t.Fatalf("the first chunk: %v; want it imported", err)
+	}
+	if _, err := d.orgs.GetOrg(context.Background(), &pb.GetOrgRequest{Org: "second-chunk"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("the second chunk's good row: %v; want nothing of a refused chunk", err)
+	}
+	// The API itself refuses a far-future instant, naming the line.
 	stream, err := d.orgs.ImportOrgs(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -11,11 +11,14 @@ import (
 // and a label that cannot be used, said by name and value.
 func TestServiceLabels(t *testing.T) {
 	for _, tt := range []struct {
-		labels map[string]string
-		warm   int64
-		gpus   int64
-		bad    string // in badLabel; "" for none
+		labels  map[string]string
+		warm    int64
+		gpus    int64
+		gpuType string
+		bad     string // in badLabel; "" for none
 	}{
+		{labels: map[string]string{LabelOrg: "acme", LabelGPUs: "1", LabelGPUType: "nvidia-l4"}, warm: 1, gpus: 1, gpuType: "nvidia-l4"},
+		{labels: map[string]string{LabelOrg: "acme", LabelGPUType: "L4 GPU"}, warm: 1, bad: `label orgscaler.io/gpu-type="L4 GPU" is not a GPU type`},
 		{labels: map[string]string{LabelOrg: "acme"}, warm: 1},
 		{labels: map[string]string{LabelOrg: "acme", LabelWarmMinScale: "3", LabelGPUs: "2"}, warm: 3, gpus: 2},
 		{labels: map[string]string{LabelOrg: "acme!"}, warm: 1, bad: `label orgscaler.io/org="acme!" is not an org id: expected`},
@@ -24,8 +27,12 @@ func TestServiceLabels(t *testing.T) {
 	} {
 		u := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"latestReadyRevisionName": "svc-00002"}}}
 		u.SetLabels(tt.labels)
-		s := serviceOf(u)
-		if s.warm != tt.warm || s.gpus != tt.gpus || s.latest != "svc-00002" {
+		stripped, err := strip(u) // as the informer keeps it
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := serviceOf(stripped.(*unstructured.Unstructured))
+		if s.warm != tt.warm || s.gpus != tt.gpus || s.gpuType != tt.gpuType || s.latest != "svc-00002" {
 			t.Errorf("%v: warm %d gpus %d latest %q, want %d %d svc-00002", tt.labels, s.warm, s.gpus, s.latest, tt.warm, tt.gpus)
 		}
 		if (tt.bad == "") != (s.badLabel == "") || !strings.Contains(s.badLabel, tt.bad) {

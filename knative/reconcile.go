@@ -69,7 +69,7 @@ func strip(obj any) (any, error) {
 		}
 		return m
 	}
-	out.SetLabels(keep(u.GetLabels(), LabelOrg, LabelWarmMinScale, LabelGPUs, labelService, labelGeneration))
+	out.SetLabels(keep(u.GetLabels(), LabelOrg, LabelWarmMinScale, LabelGPUs, LabelGPUType, labelService, labelGeneration))
 	out.SetAnnotations(keep(u.GetAnnotations(), AnnotationMin))
 	if latest, ok, _ := unstructured.NestedString(u.Object, "status", "latestReadyRevisionName"); ok {
 		_ = unstructured.SetNestedField(out.Object, latest, "status", "latestReadyRevisionName")

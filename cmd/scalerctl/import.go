@@ -28,6 +28,14 @@ import (
 // importChunk is how many rows one message of an import carries.
 const importChunk = 5000
 
+// The scaler's bounds, checked here first so that a file is refused
+// before any of it is sent: its --max-clock-skew default, and its longest
+// idle window (api.MaxIdleWindow).
+const (
+	importSkew    = 30 * time.Second
+	maxIdleWindow = 366 * 24 * time.Hour
+)
+
 // importColumns are the columns (CSV) or keys (JSON lines) an import
 // reads; org is required, the others may be empty or left out.
 var importColumns = []string{"org", "last_activity_at", "scale_to_zero_allowed", "idle_window", "warm_schedule"}
@@ -138,6 +146,15 @@ func readImport(file, format string) ([]*pb.ImportedOrg, error) {
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("%s: no rows to import", file)
 	}
+	// Each org once: two rows of one org would be written at one stamp,
+	// and which one wins would not be the file's order.
+	seen := make(map[string]int64, len(rows))
+	for _, r := range rows {
+		if at, dup := seen[r.GetOrg()]; dup {
+			return nil, fmt.Errorf("%s:%d: org %q is on line %d already: expected each org once", file, r.GetLine(), r.GetOrg(), at)
+		}
+		seen[r.GetOrg()] = r.GetLine()
+	}
 	return rows, nil
 }
 
@@ -246,6 +263,9 @@ func importRow(line int, f map[string]string) (*pb.ImportedOrg, error) {
 		if err != nil {
 			return nil, lineError(line, "last_activity_at", "is %q: expected an RFC 3339 instant such as 2026-11-30T17:04:05Z", v)
 		}
+		if t.After(time.Now().Add(importSkew)) {
+			return nil, lineError(line, "last_activity_at", "is %q, in the future: expected an instant in the past", v)
+		}
 		row.LastActivityAt = timestamppb.New(t)
 	}
 	if v := f["scale_to_zero_allowed"]; v != "" {
@@ -257,8 +277,8 @@ func importRow(line int, f map[string]string) (*pb.ImportedOrg, error) {
 	}
 	if v := f["idle_window"]; v != "" {
 		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return nil, lineError(line, "idle_window", "is %q: expected a duration such as 2h or 90m, or 0 for the scaler's default", v)
+		if err != nil || d < 0 || (d > 0 && d < time.Second) || d > maxIdleWindow {
+			return nil, lineError(line, "idle_window", "is %q: expected a duration from 1s to 366 days, such as 2h or 90m, or 0 for the scaler's default", v)
 		}
 		row.IdleWindow = durationpb.New(d)
 	}
