@@ -57,7 +57,7 @@ fuzz:
 		go test -run='^$$' -fuzz="^$${t#*:}$$" -fuzztime=$(FUZZTIME) $${t%%:*}; \
 	done
 
-## build: both binaries into ./bin, named with VERSION
+## build: both binaries into ./bin, stamped with VERSION
 build:
 	go build -ldflags '$(LDFLAGS)' -o $(BIN)/scaler ./cmd/scaler
 	go build -ldflags '$(LDFLAGS)' -o $(BIN)/scalerctl ./cmd/scalerctl

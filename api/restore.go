@@ -34,13 +34,13 @@ func (s *Server) Restore(stream grpc.ClientStreamingServer[pb.RestoreRequest, pb
 			first = false
 			if _, n := s.store.Digest(); n > 0 && !req.GetMerge() {
 				return status.Errorf(codes.FailedPrecondition,
-					"this scaler holds %d orgs: restore into one with an empty data dir, or merge (an org deleted since the backup was taken comes back)", n)
+					"this scaler holds %d orgs: restore into one with an empty data dir, or merge (an org deleted since the backup was taken comes back; with --unseen-orgs=dormant, orgs KEDA's triggers named since the start merge to exactly the backup's)", n)
 			}
 		}
 		n, err := s.restore(req.GetChunk())
 		resp.Items += int64(n)
 		if err != nil {
-			return status.Errorf(codes.Unavailable, "restore stopped after %d items: %v; restoring again is safe", resp.GetItems(), err)
+			return status.Errorf(codes.Unavailable, "restore stopped after %d items: %v; restoring again with merge is safe", resp.GetItems(), err)
 		}
 	}
 }

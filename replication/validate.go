@@ -12,9 +12,9 @@ import (
 //   - With a key (from the fleet's peer token), every message carries an
 //     HMAC of its body and its process attributes; one without a valid one
 //     is dropped.
-//   - Every kind's Hold drops an item naming no valid org and holds every
-//     stamp (activity, settings, deletes) further ahead than the skew
-//     bound to it, as applyHints holds hints, so a fast clock (or a forged
+//   - A kind's Hold (org changes have one) drops an item naming no valid
+//     org and holds every stamp (activity, settings, deletes) further
+//     ahead than the skew bound to it, as applyHints holds hints, so a fast clock (or a forged
 //     MaxInt64) cannot keep an org warm, freeze a setting or overflow the
 //     hybrid logical clock.
 const attrMAC = "mac"
