@@ -194,3 +194,28 @@ func TestApplyHoldsAndWaits(t *testing.T) {
 		t.Fatalf("the redelivered message, its org known now: %v", err)
 	}
 }
+
+// The stall the lag alert reads counts only while items wait and no
+// publish succeeds: a busy replica, always with a few items queued behind
+// the publish in flight, shows none.
+func TestStalledOnlyWithoutProgress(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	clock := t0
+	r, orgs, _, _, _ := testReplicator(t0)
+	r.now = func() time.Time { return clock }
+	if d := r.stalledFor(); d != 0 {
+		t.Fatalf("nothing queued: stalled %s", d)
+	}
+	orgs.Enqueue(mark{"acme", 1})
+	clock = t0.Add(10 * time.Minute)
+	if d := r.stalledFor(); d != 10*time.Minute {
+		t.Fatalf("queued 10m ago, nothing published: stalled %s; want 10m", d)
+	}
+	seq, _ := r.take()
+	orgs.Enqueue(mark{"acme", 2}) // queued while the publish is in flight
+	r.confirm(seq)
+	clock = clock.Add(time.Second)
+	if d := r.stalledFor(); d != time.Second {
+		t.Fatalf("a publish went through 1s ago, one item queued behind it: stalled %s; want 1s", d)
+	}
+}

@@ -1,6 +1,10 @@
 package replication
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	publishErrors, held prometheus.Counter
@@ -8,20 +12,39 @@ type metrics struct {
 	rejected            *prometheus.CounterVec
 }
 
-// registerPending exports how many items wait to be published: near zero
-// at any scrape while Pub/Sub takes them, growing while it does not.
+// registerPending exports what waits to be published: how many items,
+// and for how long nothing was (what the lag alert reads, since a busy
+// replica always has a few items queued behind the publish in flight).
 func (r *Replicator) registerPending(reg prometheus.Registerer) {
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "orgscaler_replication_pending_items",
-		Help: "Items accepted here and not yet published to the replication topic (all kinds, and hints); staying above zero means the other replicas are not hearing of them."},
-		func() float64 {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			n := len(r.hints)
-			for _, k := range r.ks.list {
-				n += k.pending()
-			}
-			return float64(n)
-		}))
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "orgscaler_replication_pending_items",
+			Help: "Items accepted here and not yet published to the replication topic (all kinds, and hints)."},
+			func() float64 {
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				n := len(r.hints)
+				for _, k := range r.ks.list {
+					n += k.pending()
+				}
+				return float64(n)
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "orgscaler_replication_stalled_seconds",
+			Help: "How long items have waited here with no publish to the replication topic succeeding (0 while nothing waits, or publishes go through): the other replicas are not hearing of them."},
+			func() float64 { return r.stalledFor().Seconds() }))
+}
+
+// stalledFor is how long items have waited with no publish succeeding.
+func (r *Replicator) stalledFor() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.queued() {
+		return 0
+	}
+	since := r.waitingSince
+	if r.lastPublish.After(since) {
+		since = r.lastPublish
+	}
+	return max(0, r.now().Sub(since))
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {

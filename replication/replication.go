@@ -91,6 +91,9 @@ type Replicator struct {
 	confirmed uint64        // changes published so far
 	published chan struct{} // closed and replaced at each confirmation
 	lastErr   error         // the last publish failure, while failing
+	// waitingSince is when the queue last went from empty to not;
+	// lastPublish when a publish last succeeded: stalledFor reads them.
+	waitingSince, lastPublish time.Time
 	kick      chan struct{}
 	lost      chan struct{} // the subscription was gone and is made again: Join heals
 	created   atomic.Bool   // New made the subscription: what was published before is not in it
@@ -172,6 +175,9 @@ func (r *Replicator) wake() { signal(r.kick) }
 // counts it for Sync, and wakes the publisher.
 func (r *Replicator) queue(add func()) {
 	r.mu.Lock()
+	if !r.queued() {
+		r.waitingSince = r.now()
+	}
 	add()
 	r.enqueued++
 	r.mu.Unlock()
@@ -358,6 +364,7 @@ func (r *Replicator) confirm(seq uint64) {
 	if seq > r.confirmed {
 		r.confirmed = seq
 	}
+	r.lastPublish = r.now()
 	r.lastErr = nil
 	close(r.published)
 	r.published = make(chan struct{})
