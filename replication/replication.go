@@ -94,18 +94,18 @@ type Replicator struct {
 	// waitingSince is when the queue last went from empty to not;
 	// lastPublish when a publish last succeeded: stalledFor reads them.
 	waitingSince, lastPublish time.Time
-	kick      chan struct{}
-	lost      chan struct{} // the subscription was gone and is made again: Join heals
-	created   atomic.Bool   // New made the subscription: what was published before is not in it
-	instance  string        // this process: see twin.go
-	started   time.Time
-	now       func() time.Time
-	warnTwin  sync.Once
-	firstOwn  atomic.Int64 // Pub/Sub's publish time of this process's first message received back
-	offsets   *offsets
-	skewMu    sync.Mutex
-	skewed    bool
-	warnBad   rate.Sometimes
+	kick                      chan struct{}
+	lost                      chan struct{} // the subscription was gone and is made again: Join heals
+	created                   atomic.Bool   // New made the subscription: what was published before is not in it
+	instance                  string        // this process: see twin.go
+	started                   time.Time
+	now                       func() time.Time
+	warnTwin                  sync.Once
+	firstOwn                  atomic.Int64 // Pub/Sub's publish time of this process's first message received back
+	offsets                   *offsets
+	skewMu                    sync.Mutex
+	skewed                    bool
+	warnBad                   rate.Sometimes
 }
 
 // New dials Pub/Sub and makes sure this replica's subscription exists
