@@ -2,17 +2,20 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 )
 
 // scalerctl backup, then scalerctl restore into a scaler with an empty
-// data dir, gives the same digest and the same orgs, settings, history
-// and GPU-hours report; a scaler that holds orgs is refused unless
+// data dir, gives the same digest and the same orgs, settings, activity
+// history and GPU-hours report; a scaler that holds orgs is refused unless
 // --merge; a file that is no backup is refused by name.
 func TestBackupAndRestore(t *testing.T) {
 	ctx := context.Background()
@@ -31,7 +34,7 @@ func TestBackupAndRestore(t *testing.T) {
 	if _, err := src.orgs.DeleteOrg(ctx, &pb.DeleteOrgRequest{Org: "initech"}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "acme's pynode in the source's GPU-hours ledger, on disk", func() bool {
+	poll(t, "acme's pynode in the source's GPU-hours ledger, and its history, on disk", func() bool {
 		answer(t, src, pynode("acme"))
 		sctx, cancel := context.WithCancel(ctx)
 		defer cancel()
@@ -39,14 +42,13 @@ func TestBackupAndRestore(t *testing.T) {
 		if err != nil {
 			return false
 		}
+		usage, days := false, false
 		for {
 			chunk, err := stream.Recv()
 			if err != nil {
-				return false
+				return usage && days
 			}
-			if len(chunk.GetUsage()) > 0 {
-				return true
-			}
+			usage, days = usage || len(chunk.GetUsage()) > 0, days || len(chunk.GetHistory()) > 0
 		}
 	})
 	file := filepath.Join(t.TempDir(), "orgscaler.backup")
@@ -71,6 +73,9 @@ func TestBackupAndRestore(t *testing.T) {
 	if _, err := dst.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "initech"}); err == nil {
 		t.Fatal("initech, deleted before the backup, is back")
 	}
+	if a, b := historyOf(t, src), historyOf(t, dst); a == "" || a != b {
+		t.Fatalf("today's activity history: the source's %q, the restored %q", a, b)
+	}
 	r, err := dst.orgs.Report(ctx, &pb.ReportRequest{Since: durationOf(time.Hour)})
 	if err != nil || len(r.GetWorkloads()) != 1 || r.GetWorkloads()[0].GetScaledObject() != "orgs/pynode-acme" {
 		t.Fatalf("the restored ledger: %v, %v; want acme's pynode", r, err)
@@ -84,5 +89,24 @@ func TestBackupAndRestore(t *testing.T) {
 	}
 	if _, err := dst.ctl(t, "restore", filepath.Join("..", "README.md")); err == nil || !strings.Contains(err.Error(), "is not a scalerctl backup") {
 		t.Fatalf("restoring the README: %v", err)
+	}
+}
+
+// historyOf is a scaler's activity history of today, as text.
+func historyOf(t *testing.T, d *daemon) string {
+	t.Helper()
+	stream, err := d.orgs.History(context.Background(), &pb.HistoryRequest{Day: timestamppb.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for {
+		chunk, err := stream.Recv()
+		if err != nil {
+			return strings.Join(out, ";")
+		}
+		for _, day := range chunk.GetDays() {
+			out = append(out, fmt.Sprintf("%s:%x", day.GetOrg(), day.GetMinutes()))
+		}
 	}
 }

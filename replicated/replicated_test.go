@@ -41,6 +41,7 @@ func TestEveryKindRoundTrips(t *testing.T) {
 	hour := usage.Hour{Start: time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC), ID: usage.ID("ml/pynode", "m"), Term: "scaler-0-3",
 		Figures: usage.Figures{Kind: "model", Org: "acme", GPUs: 2, Tracked: time.Hour, Active: time.Minute, GPUTime: 2 * time.Minute}}
 	hour.Wakes[1] = 2
+	hour.GPUType = "a100"
 	roundTrip(t, Hours(), hour)
 }
 
