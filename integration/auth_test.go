@@ -64,6 +64,22 @@ func calls(conn *grpc.ClientConn) map[string]func(ctx context.Context) error {
 			_, err := act.Hint(ctx, &pb.HintRequest{Subscription: sub, Messages: 1})
 			return err
 		},
+		"ImportOrgs": func(ctx context.Context) error {
+			s, err := adm.ImportOrgs(ctx)
+			if err != nil {
+				return err
+			}
+			_, err = s.CloseAndRecv() // no rows: nothing imported
+			return err
+		},
+		"Restore": func(ctx context.Context) error {
+			s, err := adm.Restore(ctx)
+			if err != nil {
+				return err
+			}
+			_, err = s.CloseAndRecv() // no chunk: nothing restored
+			return err
+		},
 		"GetOrg": func(ctx context.Context) error {
 			_, err := adm.GetOrg(ctx, &pb.GetOrgRequest{Org: "acme"})
 			return err
