@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/orgscaler/orgscaler/app"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
@@ -48,8 +49,9 @@ func fill(t *testing.T, dir string, leave uint64) string {
 }
 
 // A nearly full disk stops the writes, never the scaler: answers go on
-// from memory, an admin change is refused with Unavailable saying why, and
-// once space is back everything held in memory is written.
+// from memory, an admin change is refused with Unavailable saying why, an
+// import too, and once space is back everything held in memory is
+// written, the import's orgs included.
 func TestDiskNearlyFull(t *testing.T) {
 	fs := smallFS(t, "96m")
 	o := options(t, filepath.Join(fs, "data"))
@@ -75,6 +77,16 @@ func TestDiskNearlyFull(t *testing.T) {
 	if r, err := d.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "before"}); err != nil || !r.GetOrg().GetScaleToZeroAllowed() {
 		t.Fatalf("a refused change must not be in force: %v %v", r, err)
 	}
+	// An import on a full disk is refused as not saved, yet in force here
+	// (as activity is): it reaches the disk once space is back.
+	imp, err := d.orgs.ImportOrgs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = imp.Send(&pb.ImportOrgsRequest{Orgs: []*pb.ImportedOrg{{Line: 2, Org: "imported", LastActivityAt: timestamppb.New(time.Now().Add(-time.Hour))}}})
+	if _, err := imp.CloseAndRecv(); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "not saved") {
+		t.Fatalf("an import on a full disk: %v; want Unavailable saying it is not saved", err)
+	}
 	poll(t, "write errors counted", func() bool { return !strings.Contains(scrape(t, d), "orgscaler_badger_write_errors_total 0") })
 
 	if err := os.Remove(filler); err != nil {
@@ -85,7 +97,7 @@ func TestDiskNearlyFull(t *testing.T) {
 	}
 	d.stop(t)
 	d = start(t, o)
-	for _, org := range []string{"before", "during"} {
+	for _, org := range []string{"before", "during", "imported"} {
 		if _, err := d.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: org}); err != nil {
 			t.Errorf("%s after a restart: %v", org, err)
 		}
