@@ -69,9 +69,11 @@ func (c *cli) restoreCommand() *cobra.Command {
 a peer's snapshot when it joins, then prints the scaler's digest beside the
 backup's: equal when the scaler held nothing else. A scaler that holds orgs
 is refused unless --merge (merged into live state, an old backup brings
-back the orgs deleted since it was taken). In a fleet, restore one replica;
-the others load its state when they start empty, or by anti-entropy.
-Needs an admin token.`,
+back the orgs deleted since it was taken). In a cluster KEDA's polls create
+orgs as soon as the scaler runs: start it with --unseen-orgs=dormant and
+restore with --merge, so those orgs take the backup's state. In a fleet,
+restore one replica; the others load its state when they start empty, or
+by anti-entropy. Needs an admin token.`,
 		Example: "  scalerctl restore orgscaler-2026-12-07.backup",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
