@@ -1,0 +1,82 @@
+package pool
+
+import (
+	"cmp"
+	"slices"
+	"time"
+)
+
+// Wakes paces a pool's wakes (--wake-rate N/D): at most N members go from
+// zero to active in any D, so node pools and image registries never see
+// every org's models start at once; the others wait their turn. Not safe
+// for concurrent use: the pool's loop steps it.
+type Wakes struct {
+	N   int           // wakes per Per; 0: no pacing
+	Per time.Duration // the window
+	// woken holds the instants of the wakes within the last Per.
+	woken []time.Time
+	since map[string]time.Time // when each waiting member began to wait
+}
+
+// Waiter is a member that wants to go from zero to active.
+type Waiter struct {
+	ID      string
+	Backlog bool  // work waits in its queue: it goes first
+	Weight  int64 // its org's pool weight: heavier goes before lighter
+}
+
+// Step says which of want may wake at now, and the order the rest wait
+// in (backlog first, then by org weight, then by how long they have
+// waited, then by ID), and when the next turn comes (zero: nobody waits).
+// A member not in want stops waiting.
+func (w *Wakes) Step(now time.Time, want []Waiter) (wake, queue []string, next time.Time) {
+	if w.since == nil {
+		w.since = map[string]time.Time{}
+	}
+	in := make(map[string]bool, len(want))
+	for _, x := range want {
+		in[x.ID] = true
+		if _, ok := w.since[x.ID]; !ok {
+			w.since[x.ID] = now
+		}
+	}
+	for id := range w.since {
+		if !in[id] {
+			delete(w.since, id)
+		}
+	}
+	order := slices.Clone(want)
+	slices.SortFunc(order, func(a, b Waiter) int {
+		switch {
+		case a.Backlog != b.Backlog:
+			if a.Backlog {
+				return -1
+			}
+			return 1
+		case a.Weight != b.Weight:
+			return cmp.Compare(b.Weight, a.Weight)
+		case !w.since[a.ID].Equal(w.since[b.ID]):
+			return w.since[a.ID].Compare(w.since[b.ID])
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	// Wakes older than the window no longer count.
+	w.woken = slices.DeleteFunc(w.woken, func(t time.Time) bool { return !t.After(now.Add(-w.Per)) })
+	slots := len(order)
+	if w.N > 0 && w.Per > 0 {
+		slots = max(0, w.N-len(w.woken))
+	}
+	for i, x := range order {
+		if i < slots {
+			wake = append(wake, x.ID)
+			w.woken = append(w.woken, now)
+			delete(w.since, x.ID)
+			continue
+		}
+		queue = append(queue, x.ID)
+	}
+	if len(queue) > 0 && len(w.woken) > 0 {
+		next = w.woken[0].Add(w.Per)
+	}
+	return wake, queue, next
+}
