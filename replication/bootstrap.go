@@ -205,11 +205,11 @@ func (r *Replicator) loadFrom(ctx context.Context, p Peers, client pb.AdminServi
 		if err != nil {
 			return n, "", err
 		}
-		a, err := r.ks.apply(carrier{chunk: chunk}, seen, r.countApplied)
-		if err != nil && !errors.Is(err, errEarly) {
+		applied, err := r.ks.applyChunk(chunk, seen, r.countApplied)
+		n += applied
+		if err != nil {
 			return n, "", fmt.Errorf("apply the snapshot: %w", err)
 		}
-		n += a.items
 	}
 }
 

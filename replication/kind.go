@@ -74,7 +74,6 @@ type kind interface {
 	joinOnly() bool
 	served() bool
 	knower() Knower
-	queued() bool
 	pending() int
 	take(limit int) (batch, int)
 	apply(from carrier, in applying) (applied, error)
@@ -115,7 +114,6 @@ func (c *carried[T, M]) name() string   { return c.Name }
 func (c *carried[T, M]) orgs() bool     { return c.Orgs }
 func (c *carried[T, M]) joinOnly() bool { return c.JoinOnly }
 func (c *carried[T, M]) served() bool   { return c.local != nil }
-func (c *carried[T, M]) queued() bool   { return len(c.keyed) > 0 || len(c.loose) > 0 }
 func (c *carried[T, M]) pending() int   { return len(c.keyed) + len(c.loose) }
 
 func (c *carried[T, M]) knower() Knower {

@@ -105,9 +105,16 @@ func (ks *Kinds) Snapshot(withJoinOnly bool, send func(*pb.SnapshotResponse) err
 // Restore applies one chunk of a snapshot (a backup's) to the stores, as
 // a joining replica applies a peer's, and says how many items it applied.
 func (ks *Kinds) Restore(chunk *pb.SnapshotResponse) (int, error) {
-	a, err := ks.apply(carrier{chunk: chunk}, nil, nil)
+	return ks.applyChunk(chunk, nil, nil)
+}
+
+// applyChunk applies a snapshot's chunk: unlike a message, it is never
+// early (the snapshot's orgs came first; counts of an org it no longer
+// held are all there is to apply), and says how many items it applied.
+func (ks *Kinds) applyChunk(chunk *pb.SnapshotResponse, seen func(org string), count func(kind string, n int)) (int, error) {
+	a, err := ks.apply(carrier{chunk: chunk}, seen, count)
 	if errors.Is(err, errEarly) {
-		err = nil // an org's counts whose org the backup no longer held
+		err = nil
 	}
 	return a.items, err
 }

@@ -22,11 +22,7 @@ func (r *Replicator) registerPending(reg prometheus.Registerer) {
 			func() float64 {
 				r.mu.Lock()
 				defer r.mu.Unlock()
-				n := len(r.hints)
-				for _, k := range r.ks.list {
-					n += k.pending()
-				}
-				return float64(n)
+				return float64(r.pendingLocked())
 			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "orgscaler_replication_stalled_seconds",
 			Help: "How long items have waited here with no publish to the replication topic succeeding (0 while nothing waits, or publishes go through): the other replicas are not hearing of them."},

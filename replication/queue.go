@@ -65,13 +65,16 @@ func satAdd(a, b int64) int64 {
 
 // queued says whether anything waits to be published. The caller holds
 // r.mu.
-func (r *Replicator) queued() bool {
+func (r *Replicator) queued() bool { return r.pendingLocked() > 0 }
+
+// pendingLocked is how many items wait to be published, every kind's
+// and the hints. The caller holds r.mu.
+func (r *Replicator) pendingLocked() int {
+	n := len(r.hints)
 	for _, k := range r.ks.list {
-		if k.queued() {
-			return true
-		}
+		n += k.pending()
 	}
-	return len(r.hints) > 0
+	return n
 }
 
 // takeLocked removes and returns up to limit items, the kinds in the
