@@ -36,6 +36,7 @@ type Store interface {
 	Import(rows []activity.Imported, dryRun bool) (activity.ImportResult, error)
 	Delete(ctx context.Context, id string) (activity.Org, int, bool, error)
 	Digest() ([32]byte, int)
+	Len() int
 }
 
 // Replicator sends what this replica accepts to the others;

@@ -60,7 +60,8 @@ func (s *Server) ImportOrgs(stream grpc.ClientStreamingServer[pb.ImportOrgsReque
 		}
 		count(resp, req.GetOrgs(), res)
 		if !resp.DryRun {
-			if err := s.replicated(ctx, imported(resp)); err != nil {
+			accepted := fmt.Sprintf("the %d rows read so far are imported here", resp.GetRows())
+			if err := s.replicated(ctx, accepted); err != nil {
 				return err
 			}
 		}

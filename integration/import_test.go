@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/orgscaler/orgscaler/app"
+	"github.com/orgscaler/orgscaler/internal/pubsubtest"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 )
 
@@ -148,5 +149,32 @@ func TestRecordActivityAt(t *testing.T) {
 		if _, err := d.act.RecordActivity(ctx, &pb.RecordActivityRequest{Org: "acme", At: timestamppb.New(bad)}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "at is ") {
 			t.Errorf("at %v: %v; want InvalidArgument naming at", bad, err)
 		}
+	}
+}
+
+// With replication's Pub/Sub paused (the emulator SIGSTOPped), an import
+// is taken here, in force at once, and answered Unavailable within
+// --replication-wait saying how many rows are imported here; once Pub/Sub
+// is back, the other replica has them, and importing again is safe.
+func TestImportWhilePubSubPaused(t *testing.T) {
+	em := pubsubtest.Start(t)
+	fleet := startFleetOn(t, em, 2, func(o *app.Options) { o.ReplicationWait = time.Second })
+	a, b := fleet[0], fleet[1]
+	file := exportCSV(t, "acme,"+time.Now().UTC().Add(-100*24*time.Hour).Format(time.RFC3339)+",f")
+	em.Pause(t)
+	out, err := a.ctl(t, "org", "import", file)
+	em.Resume(t)
+	if err == nil || !strings.Contains(err.Error(), "the 1 rows read so far are imported here but not yet replicated") || !strings.Contains(err.Error(), "Unavailable") {
+		t.Fatalf("an import with Pub/Sub paused: %v\n%s; want Unavailable saying the row is imported here", err, out)
+	}
+	if o, err := a.orgs.GetOrg(context.Background(), &pb.GetOrgRequest{Org: "acme"}); err != nil || o.GetOrg().GetScaleToZeroAllowed() {
+		t.Fatalf("acme on the replica that took the import: %v, %v; want it in force", o, err)
+	}
+	poll(t, "acme's imported setting on the other replica once Pub/Sub is back", func() bool {
+		o, err := b.orgs.GetOrg(context.Background(), &pb.GetOrgRequest{Org: "acme"})
+		return err == nil && !o.GetOrg().GetScaleToZeroAllowed()
+	})
+	if out, err := a.ctl(t, "org", "import", file); err != nil || !strings.Contains(out, "1 unchanged") {
+		t.Fatalf("importing again: %v\n%s", err, out)
 	}
 }
