@@ -61,7 +61,8 @@ imported. Last activity merges by max (an import never moves an org's
 activity back), settings are written as any admin change, and an org whose
 last activity is older than its window (or that has none) arrives dormant,
 so KEDA's first poll of its triggers finds it at zero. Importing the same
-file again changes nothing. Needs an admin token.`,
+file again changes nothing, unless a setting was changed since: the file's
+is written again. Needs an admin token.`,
 		Example: `  scalerctl org import orgs.csv --dry-run   # what would change
   scalerctl org import orgs.csv`,
 		Args: cobra.ExactArgs(1),
