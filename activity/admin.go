@@ -19,6 +19,8 @@ type Update struct {
 	// WarmSchedule sets the org's warm schedule (schedule.Parse reads it;
 	// "" clears it).
 	WarmSchedule *string
+	// PoolWeight sets the org's weight in GPU pools (1 to MaxPoolWeight).
+	PoolWeight *int64
 }
 
 // Update changes org's settings, creating the org if it is new, and returns
@@ -26,6 +28,9 @@ type Update struct {
 func (s *Store) Update(ctx context.Context, id string, u Update) (Org, error) {
 	if u.IdleWindow != nil && *u.IdleWindow < 0 {
 		return Org{}, fmt.Errorf("idle window must be >= 0, got %s", *u.IdleWindow)
+	}
+	if u.PoolWeight != nil && (*u.PoolWeight < 1 || *u.PoolWeight > MaxPoolWeight) {
+		return Org{}, fmt.Errorf("pool weight must be 1 to %d, got %d", MaxPoolWeight, *u.PoolWeight)
 	}
 	if u.WarmSchedule != nil {
 		sched, err := schedule.Parse(*u.WarmSchedule)
@@ -78,6 +83,9 @@ func (u Update) change(id string, at hlc.Stamp) Change {
 	if u.WarmSchedule != nil {
 		c.WarmSchedule, c.WarmScheduleAt = u.WarmSchedule, at
 	}
+	if u.PoolWeight != nil {
+		c.PoolWeight, c.PoolWeightAt = u.PoolWeight, at
+	}
 	return c
 }
 
@@ -109,7 +117,7 @@ func (s *Store) applyUpdate(sh *shard, id string, c Change, written record, now 
 	sh.mu.Unlock()
 	s.log.Info("org updated", "org", id,
 		"scale_to_zero_allowed", o.ScaleToZeroAllowed, "was_scale_to_zero_allowed", before.ScaleToZero,
-		"idle_window", o.IdleWindow, "idle_window_overridden", o.IdleWindowOverridden, "warm_schedule", o.WarmSchedule.String())
+		"idle_window", o.IdleWindow, "idle_window_overridden", o.IdleWindowOverridden, "warm_schedule", o.WarmSchedule.String(), "pool_weight", o.PoolWeight)
 	switch {
 	case woke:
 		s.log.Info("org woke", "org", id, "reason", WakeAdmin, "dormant_since", before.DormantSince.Time())
@@ -140,7 +148,7 @@ func (s *Store) Delete(ctx context.Context, id string) (o Org, watchers int, ok 
 	e, ok := sh.orgs[id]
 	var seen hlc.Stamp
 	if ok {
-		seen = max(hlc.Stamp(e.rec.LastActivity), e.rec.ScaleToZeroAt, e.rec.IdleWindowAt, e.rec.ScheduleAt)
+		seen = max(hlc.Stamp(e.rec.LastActivity), e.rec.ScaleToZeroAt, e.rec.IdleWindowAt, e.rec.ScheduleAt, e.rec.PoolWeightAt)
 	}
 	sh.mu.Unlock()
 	if !ok {

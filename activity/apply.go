@@ -125,7 +125,7 @@ func (s *Store) Apply(changes []Change) error {
 // observe moves this replica's clock past c's stamps, so its next writes
 // win over what it has seen.
 func (s *Store) observe(c Change) {
-	s.clock.Observe(max(c.ScaleToZeroAt, c.IdleWindowAt, c.WarmScheduleAt, c.Deleted))
+	s.clock.Observe(max(c.ScaleToZeroAt, c.IdleWindowAt, c.WarmScheduleAt, c.PoolWeightAt, c.Deleted))
 }
 
 func (s *Store) applyDelete(c Change) error {
@@ -243,6 +243,10 @@ func (r record) change(id string) Change {
 	if r.ScheduleAt != 0 {
 		text := r.Schedule.String()
 		c.WarmSchedule, c.WarmScheduleAt = &text, r.ScheduleAt
+	}
+	if r.PoolWeightAt != 0 {
+		w := r.poolWeight()
+		c.PoolWeight, c.PoolWeightAt = &w, r.PoolWeightAt
 	}
 	return c
 }

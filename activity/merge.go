@@ -35,6 +35,9 @@ type Change struct {
 	// ("" clears it).
 	WarmSchedule   *string
 	WarmScheduleAt hlc.Stamp
+	// PoolWeight is the org's weight in GPU pools (1: the default).
+	PoolWeight   *int64
+	PoolWeightAt hlc.Stamp
 	// Deleted is the stamp of a delete (zero: not a delete).
 	Deleted hlc.Stamp
 }
@@ -71,7 +74,28 @@ func mergeSettings(rec *record, c Change, tomb hlc.Stamp) (changed bool) {
 			rec.Schedule, rec.ScheduleAt = sched, at
 		}
 	}
+	if v, at := c.PoolWeight, c.PoolWeightAt; v != nil && at > tomb && *v >= 1 && *v <= MaxPoolWeight &&
+		(at > rec.PoolWeightAt || (at == rec.PoolWeightAt && *v > rec.poolWeight())) {
+		w := int32(*v)
+		if w == 1 {
+			w = 0 // the default: stored, and hashed, as never set
+		}
+		changed = changed || rec.PoolWeight != w || rec.PoolWeightAt != at
+		rec.PoolWeight, rec.PoolWeightAt = w, at
+	}
 	return changed
+}
+
+// MaxPoolWeight bounds an org's pool weight: past it a weight is surely a
+// typo, and a share's arithmetic stays far from overflow.
+const MaxPoolWeight = 1000
+
+// poolWeight is the org's weight in GPU pools.
+func (r record) poolWeight() int64 {
+	if r.PoolWeight == 0 {
+		return 1
+	}
+	return int64(r.PoolWeight)
 }
 
 // mergeDelete applies a delete at d to rec: every activity and setting no
@@ -89,7 +113,10 @@ func mergeDelete(rec *record, d hlc.Stamp) (exists bool) {
 	if rec.ScheduleAt <= d {
 		rec.Schedule, rec.ScheduleAt = nil, 0
 	}
-	return rec.LastActivity != 0 || rec.ScaleToZeroAt != 0 || rec.IdleWindowAt != 0 || rec.ScheduleAt != 0
+	if rec.PoolWeightAt <= d {
+		rec.PoolWeight, rec.PoolWeightAt = 0, 0
+	}
+	return rec.LastActivity != 0 || rec.ScaleToZeroAt != 0 || rec.IdleWindowAt != 0 || rec.ScheduleAt != 0 || rec.PoolWeightAt != 0
 }
 
 // creates reports whether c brings into being an org the store does not
@@ -97,7 +124,7 @@ func mergeDelete(rec *record, d hlc.Stamp) (exists bool) {
 func (c Change) creates(tomb hlc.Stamp) bool {
 	return stampOf(c.Activity) > stamp(tomb) ||
 		(c.ScaleToZero != nil && c.ScaleToZeroAt > tomb) || (c.IdleWindow != nil && c.IdleWindowAt > tomb) ||
-		(c.WarmSchedule != nil && c.WarmScheduleAt > tomb)
+		(c.WarmSchedule != nil && c.WarmScheduleAt > tomb) || (c.PoolWeight != nil && c.PoolWeightAt > tomb)
 }
 
 // Digest is a hash of every org's merged state (id, last activity,
@@ -133,6 +160,9 @@ func (s *Store) Digest() (sum [32]byte, orgs int) {
 		}
 		if r.rec.Schedule != nil { // orgs without one hash as before
 			b = append(append(b, r.rec.Schedule.String()...), 0)
+		}
+		if r.rec.PoolWeight != 0 { // so do orgs of the default weight
+			b = binary.AppendVarint(append(b, 'w'), int64(r.rec.PoolWeight))
 		}
 		h.Write(b)
 	}

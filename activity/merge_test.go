@@ -35,10 +35,14 @@ func changesOf(seed uint64) []Change {
 		case k < 9:
 			c := Change{Org: org}
 			at := clocks[i].Now()
-			if r.IntN(2) == 0 {
+			switch r.IntN(3) {
+			case 0:
 				v := r.IntN(2) == 0
 				c.ScaleToZero, c.ScaleToZeroAt = &v, at
-			} else {
+			case 1:
+				w := 1 + r.Int64N(3)
+				c.PoolWeight, c.PoolWeightAt = &w, at
+			default:
 				w := time.Duration(1+r.IntN(3)) * time.Hour
 				c.IdleWindow, c.IdleWindowAt = &w, at
 			}
@@ -101,7 +105,11 @@ func TestDeleteIsATombstone(t *testing.T) {
 	s := mustOpen(t, o)
 	t.Cleanup(func() { _ = s.Close() })
 	s.Record("acme")
-	before := time.Now()
+	// The org's own last activity: the delete's stamp is later whatever
+	// its clock (a time.Now taken here could fall within the stamp's
+	// last microsecond, where its replica bits are).
+	recorded, _ := s.Get("acme")
+	before := recorded.LastActivity
 	if _, _, ok, err := s.Delete(t.Context(), "acme"); err != nil || !ok {
 		t.Fatal(ok, err)
 	}

@@ -40,6 +40,8 @@ type Org struct {
 	IdleWindowOverridden bool
 	// WarmSchedule keeps the org warm inside its windows (nil: none).
 	WarmSchedule *schedule.Schedule
+	// PoolWeight is the org's weight in GPU pools (1 unless set).
+	PoolWeight int64
 	// WokeBy is the kind of the org's latest activity (activity or hint),
 	// or admin when an admin change woke it since; it tells what turned a
 	// workload active. Kept in memory only: "activity" after a restart.

@@ -13,8 +13,8 @@ import (
 // recordVersion is the first byte of every stored org, so the format can
 // change without guessing. Version 1 had no settings stamps; its
 // non-default settings read as written at the earliest instant. Version 2
-// had no warm schedule.
-const recordVersion = 3
+// had no warm schedule, version 3 no pool weight.
+const recordVersion = 4
 
 const flagScaleToZeroOff = 1 << 0
 
@@ -32,6 +32,9 @@ type record struct {
 	// Schedule is the org's warm schedule (nil: none, as most orgs).
 	Schedule   *schedule.Schedule
 	ScheduleAt hlc.Stamp
+	// PoolWeight is the org's weight in GPU pools (0: the default, 1).
+	PoolWeight   int32
+	PoolWeightAt hlc.Stamp
 }
 
 // stamp is an instant in Unix nanoseconds, zero for none: a third of a
@@ -67,7 +70,9 @@ func (r record) marshal() []byte {
 	b = binary.AppendVarint(b, int64(r.ScheduleAt))
 	text := r.Schedule.String()
 	b = binary.AppendUvarint(b, uint64(len(text)))
-	return append(b, text...)
+	b = append(b, text...)
+	b = binary.AppendVarint(b, int64(r.PoolWeight))
+	return binary.AppendVarint(b, int64(r.PoolWeightAt))
 }
 
 var errCorrupt = errors.New("corrupt org record")
@@ -81,7 +86,7 @@ func unmarshalRecord(b []byte) (record, error) {
 	}
 	version := b[0]
 	r := record{ScaleToZero: b[1]&flagScaleToZeroOff == 0}
-	fields := [...]int{1: 4, 2: 6, 3: 7}[version]
+	fields := [...]int{1: 4, 2: 6, 3: 7, 4: 7}[version]
 	b = b[2:]
 	var vals [7]int64
 	for i := range fields {
@@ -91,7 +96,7 @@ func unmarshalRecord(b []byte) (record, error) {
 		}
 		vals[i], b = v, b[n:]
 	}
-	if version == 3 {
+	if version >= 3 {
 		n, k := binary.Uvarint(b)
 		if k <= 0 || n > uint64(len(b)-k) {
 			return record{}, fmt.Errorf("%w: truncated warm schedule", errCorrupt)
@@ -101,6 +106,20 @@ func unmarshalRecord(b []byte) (record, error) {
 			return record{}, fmt.Errorf("%w: %w", errCorrupt, err)
 		}
 		r.Schedule, r.ScheduleAt, b = sched, hlc.Stamp(vals[6]), b[k+int(n):]
+	}
+	if version >= 4 {
+		var w [2]int64
+		for i := range w {
+			v, n := binary.Varint(b)
+			if n <= 0 {
+				return record{}, fmt.Errorf("%w: truncated pool weight", errCorrupt)
+			}
+			w[i], b = v, b[n:]
+		}
+		if w[0] < 0 || w[0] > MaxPoolWeight {
+			return record{}, fmt.Errorf("%w: pool weight %d", errCorrupt, w[0])
+		}
+		r.PoolWeight, r.PoolWeightAt = int32(w[0]), hlc.Stamp(w[1])
 	}
 	if len(b) != 0 {
 		return record{}, fmt.Errorf("%w: %d trailing bytes", errCorrupt, len(b))

@@ -93,6 +93,40 @@ func TestWarmScheduleMerges(t *testing.T) {
 	}
 }
 
+// A pool weight is a setting like the others: last writer wins, weight 1
+// is the default (stored and digested as never set), a delete takes it,
+// and a version 3 record reads as weight 1.
+func TestPoolWeightMerges(t *testing.T) {
+	two, one, five := int64(2), int64(1), int64(5)
+	var rec record
+	if !mergeSettings(&rec, Change{PoolWeight: &two, PoolWeightAt: 20}, 0) ||
+		mergeSettings(&rec, Change{PoolWeight: &five, PoolWeightAt: 10}, 0) || rec.poolWeight() != 2 {
+		t.Fatalf("last writer wins: %d", rec.poolWeight())
+	}
+	back, err := unmarshalRecord(rec.marshal())
+	if err != nil || back.poolWeight() != 2 || back.PoolWeightAt != 20 {
+		t.Fatalf("round trip: %+v %v", back, err)
+	}
+	if mergeSettings(&rec, Change{PoolWeight: &one, PoolWeightAt: 30}, 0); rec.PoolWeight != 0 || rec.poolWeight() != 1 {
+		t.Fatalf("weight 1 is the default: stored %d", rec.PoolWeight)
+	}
+	if mergeDelete(&rec, hlc.Stamp(30)); rec.PoolWeightAt != 0 {
+		t.Fatal("a delete after the weight takes it")
+	}
+	v3 := []byte{3, 0}
+	for _, v := range []int64{100, 50, 0, 0, 0, 0, 0} {
+		v3 = binary.AppendVarint(v3, v)
+	}
+	v3 = binary.AppendUvarint(v3, 0)
+	if r, err := unmarshalRecord(v3); err != nil || r.poolWeight() != 1 || r.LastActivity != 100 {
+		t.Fatalf("version 3 record: %+v %v", r, err)
+	}
+	bad := int64(0)
+	if _, err := (&Store{}).Update(context.Background(), "x", Update{PoolWeight: &bad}); err == nil {
+		t.Fatal("a pool weight of 0 was accepted")
+	}
+}
+
 // The dormancy timer fires each entry at its instant, not later: the
 // store's tests fire due entries by hand, so this is what bounds the real
 // timer (OrgDormant Events, Knative's min-scale and KEDA's answers all

@@ -221,6 +221,7 @@ func (s *Store) orgOf(id string, rec record, by wakeBy) Org {
 		IdleWindow:           s.window(rec),
 		IdleWindowOverridden: rec.IdleWindow > 0,
 		WarmSchedule:         rec.Schedule,
+		PoolWeight:           rec.poolWeight(),
 		WokeBy:               by.reason(),
 	}
 }

@@ -69,22 +69,25 @@ const MaxIdleWindow = 366 * 24 * time.Hour
 type Server struct {
 	pb.UnimplementedActivityServiceServer
 	pb.UnimplementedAdminServiceServer
-	store     Store
-	backlogs  Backlogs
-	explainer Explainer
-	reports   Reporter
-	slots     chan struct{} // ingest slots: recording activity holds one
-	now       func() time.Time
-	done      <-chan struct{}
-	replica   string
-	repl      Replicator
-	snapshot  func(withUsage bool, send func(*pb.SnapshotResponse) error) error
-	ready     func() bool
-	history   History
-	knative   KnativeServices
-	maxSkew   time.Duration
-	maxAge    time.Duration
-	restore   func(*pb.SnapshotResponse) (int, error)
+	store      Store
+	backlogs   Backlogs
+	explainer  Explainer
+	reports    Reporter
+	slots      chan struct{} // ingest slots: recording activity holds one
+	now        func() time.Time
+	done       <-chan struct{}
+	replica    string
+	repl       Replicator
+	snapshot   func(withUsage bool, send func(*pb.SnapshotResponse) error) error
+	ready      func() bool
+	history    History
+	knative    KnativeServices
+	maxSkew    time.Duration
+	maxAge     time.Duration
+	restore    func(*pb.SnapshotResponse) (int, error)
+	pools      Pools
+	poolStates PoolStates
+	digest     func() ([32]byte, int)
 }
 
 // replicated returns once the changes made so far reach every replica;
@@ -138,6 +141,13 @@ type Options struct {
 	// later than now plus the one (then taken as now), no earlier than now
 	// minus the other (defaults: 30s and 24h).
 	MaxClockSkew, MaxActivityAge time.Duration
+	// Pools, when set, are the GPU pools' definitions; PoolStates their
+	// last turns.
+	Pools      Pools
+	PoolStates PoolStates
+	// Digest, when set, is what Digest answers (the orgs', and the
+	// pools' when there are any); else the store's.
+	Digest func() ([32]byte, int)
 }
 
 // New returns a Server.
@@ -148,6 +158,7 @@ func New(o Options) *Server {
 	o.MaxClockSkew = cmp.Or(o.MaxClockSkew, 30*time.Second)
 	o.MaxActivityAge = cmp.Or(o.MaxActivityAge, 24*time.Hour)
 	return &Server{maxSkew: o.MaxClockSkew, maxAge: o.MaxActivityAge, restore: o.Restore, store: o.Store, backlogs: o.Backlogs, explainer: o.Explainer, reports: o.Reports, now: o.Now, done: o.Done, replica: o.Replica, repl: o.Replication, snapshot: o.Snapshot, ready: o.Ready, history: o.History, knative: o.Knative,
+		pools: o.Pools, poolStates: o.PoolStates, digest: o.Digest,
 		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))}
 }
 
@@ -458,8 +469,15 @@ func (s *Server) UpdateOrg(ctx context.Context, req *pb.UpdateOrgRequest) (*pb.U
 		v := req.GetWarmSchedule()
 		u.WarmSchedule = &v
 	}
-	if u.ScaleToZeroAllowed == nil && u.IdleWindow == nil && u.WarmSchedule == nil {
-		return nil, status.Error(codes.InvalidArgument, "nothing to change: set scale_to_zero_allowed, idle_window or warm_schedule")
+	if req.PoolWeight != nil {
+		w := req.GetPoolWeight()
+		if w < 1 || w > activity.MaxPoolWeight {
+			return nil, status.Errorf(codes.InvalidArgument, "pool_weight is %d: expected 1 (the default) to %d", w, activity.MaxPoolWeight)
+		}
+		u.PoolWeight = &w
+	}
+	if u.ScaleToZeroAllowed == nil && u.IdleWindow == nil && u.WarmSchedule == nil && u.PoolWeight == nil {
+		return nil, status.Error(codes.InvalidArgument, "nothing to change: set scale_to_zero_allowed, idle_window, warm_schedule or pool_weight")
 	}
 	o, err := s.store.Update(ctx, req.GetOrg(), u)
 	if err != nil {
@@ -497,7 +515,11 @@ func (s *Server) DeleteOrg(ctx context.Context, req *pb.DeleteOrgRequest) (*pb.D
 
 // Digest hashes every org's state, so replicas can be compared.
 func (s *Server) Digest(context.Context, *pb.DigestRequest) (*pb.DigestResponse, error) {
-	sum, n := s.store.Digest()
+	digest := s.digest
+	if digest == nil {
+		digest = s.store.Digest
+	}
+	sum, n := digest()
 	return &pb.DigestResponse{Digest: hex.EncodeToString(sum[:]), Orgs: int64(n), Replica: s.replica,
 		Loading: s.ready != nil && !s.ready()}, nil
 }
@@ -534,6 +556,7 @@ func OrgProto(o activity.Org, now time.Time) *pb.Org {
 		IdleWindow:           durationpb.New(o.IdleWindow),
 		IdleWindowOverridden: o.IdleWindowOverridden,
 		WarmSchedule:         o.WarmSchedule.String(),
+		PoolWeight:           max(o.PoolWeight, 1),
 	}
 	if o.Dormant() {
 		p.State = pb.Org_STATE_DORMANT

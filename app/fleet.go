@@ -1,6 +1,7 @@
 package app
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"strings"
@@ -51,3 +52,19 @@ func (a *App) newFleet(answers tally.Answerer) *fleet.Fleet {
 		Identity: a.opts.ReplicaID, Logger: a.opts.Logger, Registerer: a.registry, Now: a.opts.Now,
 		Ready: func() bool { return a.gate.HoldsAll() && a.objects.Synced() }, Duties: duties, Handover: a.repl.Sync})
 }
+
+// digest is this replica's state as replicas compare it: its orgs', and
+// with them its pools' when it has any (a scaler without pools digests as
+// one from before pools did).
+func (a *App) digest() ([32]byte, int) {
+	sum, n := a.store.Digest()
+	if p, ok := a.pools.Digest(); ok {
+		sum = sha256.Sum256(append(sum[:], p[:]...))
+	}
+	return sum, n
+}
+
+// digester is a digest function as replication's Digester.
+type digester func() ([32]byte, int)
+
+func (d digester) Digest() ([32]byte, int) { return d() }

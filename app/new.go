@@ -30,6 +30,7 @@ import (
 	"github.com/orgscaler/orgscaler/idletimes"
 	"github.com/orgscaler/orgscaler/knative"
 	"github.com/orgscaler/orgscaler/kubeevents"
+	"github.com/orgscaler/orgscaler/pools"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/readiness"
 	"github.com/orgscaler/orgscaler/replicated"
@@ -182,7 +183,7 @@ func (a *App) openStorage() (func() error, error) {
 }
 
 // openStores opens the stores on the database: orgs, their history and
-// idle times, and the GPU-hours ledger.
+// idle times, the GPU-hours ledger and the GPU pools.
 func (a *App) openStores() (func() error, error) {
 	o := a.opts
 	// Every kind, for snapshots and backups; published with replication.
@@ -217,7 +218,11 @@ func (a *App) openStores() (func() error, error) {
 		a.gate.Loading()
 		a.empty = store.Len() == 0
 	}
-	out.Serve(store, a.idle, a.history, a.ledger)
+	if a.pools, err = pools.Open(pools.Options{DB: a.db.Badger(), Replica: o.ReplicaID, Now: o.Now, MaxClockSkew: o.MaxClockSkew,
+		CheckDisk: a.db.CheckDisk, OnChange: out.OnPool(), Logger: o.Logger}); err != nil {
+		return store.Close, err
+	}
+	out.Serve(store, a.idle, a.history, a.ledger, a.pools)
 	return store.Close, nil
 }
 
@@ -342,7 +347,7 @@ func (a *App) openServers() (func() error, error) {
 	}
 	apiServer := api.New(api.Options{Replication: repl, Snapshot: a.kinds.Snapshot, Restore: a.kinds.Restore, Ready: a.gate.Current, Store: a.store, Backlogs: apiBacklogs, Explainer: a.keda,
 		Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history, Knative: a.knativeServices(),
-		MaxClockSkew: o.MaxClockSkew, MaxActivityAge: o.IdleWindow})
+		MaxClockSkew: o.MaxClockSkew, MaxActivityAge: o.IdleWindow, Pools: a.pools, Digest: a.digest})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
 	a.apiHTTP = newAPIServer(a.apiSrv, apiServer.Connect(MaxMessageSize), authz, a.sec.api, o.MaxStreamsPerConn, o.APIIdleTimeout)

@@ -59,7 +59,7 @@ func (a *App) startBackground(errc chan<- error) {
 		if len(a.peers.Addrs) > 0 {
 			prune := a.pruneIfAway()
 			bg.Go(func(ctx context.Context) {
-				a.repl.Join(ctx, replication.JoinOptions{Peers: a.peers, Digest: a.store, Empty: a.empty,
+				a.repl.Join(ctx, replication.JoinOptions{Peers: a.peers, Digest: digester(a.digest), Empty: a.empty,
 					AntiEntropy: a.opts.AntiEntropy, Ready: a.gate.Loaded, NotReady: a.gate.Loading, Prune: prune})
 			})
 		}

@@ -29,7 +29,7 @@ func Orgs() replication.Kind[activity.Change, *pb.OrgChange] {
 
 // activityOnly keys a change that carries only activity by its org.
 func activityOnly(c activity.Change) (any, bool) {
-	if c.Deleted == 0 && c.ScaleToZero == nil && c.IdleWindow == nil && c.WarmSchedule == nil {
+	if c.Deleted == 0 && c.ScaleToZero == nil && c.IdleWindow == nil && c.WarmSchedule == nil && c.PoolWeight == nil {
 		return c.Org, true
 	}
 	return nil, false
@@ -57,6 +57,9 @@ func encodeChange(c activity.Change) *pb.OrgChange {
 	if c.WarmSchedule != nil {
 		oc.WarmSchedule, oc.WarmScheduleAt = c.WarmSchedule, int64(c.WarmScheduleAt)
 	}
+	if c.PoolWeight != nil {
+		oc.PoolWeight, oc.PoolWeightAt = c.PoolWeight, int64(c.PoolWeightAt)
+	}
 	return oc
 }
 
@@ -77,6 +80,10 @@ func decodeChange(oc *pb.OrgChange) (activity.Change, bool) {
 		v := oc.GetWarmSchedule()
 		c.WarmSchedule, c.WarmScheduleAt = &v, hlc.Stamp(oc.GetWarmScheduleAt())
 	}
+	if oc.PoolWeight != nil {
+		v := oc.GetPoolWeight()
+		c.PoolWeight, c.PoolWeightAt = &v, hlc.Stamp(oc.GetPoolWeightAt())
+	}
 	return c, true
 }
 
@@ -94,13 +101,13 @@ func holdChange(c activity.Change, limit time.Time) (activity.Change, int, bool)
 		held++
 	}
 	lim := hlc.Stamp(limit.UnixNano())
-	for _, s := range []*hlc.Stamp{&c.ScaleToZeroAt, &c.IdleWindowAt, &c.WarmScheduleAt, &c.Deleted} {
+	for _, s := range []*hlc.Stamp{&c.ScaleToZeroAt, &c.IdleWindowAt, &c.WarmScheduleAt, &c.PoolWeightAt, &c.Deleted} {
 		if *s > lim {
 			*s = lim
 			held++
 		}
 	}
-	if c.Deleted < 0 || c.ScaleToZeroAt < 0 || c.IdleWindowAt < 0 || c.WarmScheduleAt < 0 {
+	if c.Deleted < 0 || c.ScaleToZeroAt < 0 || c.IdleWindowAt < 0 || c.WarmScheduleAt < 0 || c.PoolWeightAt < 0 {
 		return c, held, false
 	}
 	return c, held, true

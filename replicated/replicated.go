@@ -1,7 +1,7 @@
 // Package replicated says how each store's state travels between
-// replicas: for org changes, GPU-hours ledger hours, idle-time counts and
-// activity-history days, how queued items coalesce, their wire form, and
-// which are held or dropped on the way in. Package replication carries
+// replicas: for org changes, GPU-hours ledger hours, idle-time counts,
+// activity-history days and GPU pools' definitions, how queued items
+// coalesce, their wire form, and which are held or dropped on the way in. Package replication carries
 // the kinds and knows none of the stores; the stores know nothing of
 // either. Adding a replicated kind is one file here and one line in
 // Register.
@@ -11,6 +11,7 @@ import (
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/history"
 	"github.com/orgscaler/orgscaler/idletimes"
+	"github.com/orgscaler/orgscaler/pools"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/replication"
 	"github.com/orgscaler/orgscaler/usage"
@@ -25,6 +26,7 @@ type Outboxes struct {
 	idle    *replication.Outbox[idletimes.Counts, *pb.IdleCounts]
 	days    *replication.Outbox[history.Day, *pb.ActivityDay]
 	hours   *replication.Outbox[usage.Hour, *pb.UsageHour] // nil: the ledger is each replica's own
+	pools   *replication.Outbox[pools.Pool, *pb.PoolDef]
 }
 
 // Register registers every kind on ks before the stores open, the
@@ -39,6 +41,7 @@ func Register(ks *replication.Kinds, ledger, publish bool) *Outboxes {
 		orgs:    replication.Register(ks, Orgs()),
 		idle:    replication.Register(ks, IdleTimes()),
 		days:    replication.Register(ks, Days()),
+		pools:   replication.Register(ks, Pools()),
 	}
 	if ledger {
 		o.hours = replication.Register(ks, Hours())
@@ -48,10 +51,11 @@ func Register(ks *replication.Kinds, ledger, publish bool) *Outboxes {
 
 // Serve gives each registered kind its store: where other replicas'
 // items go, and what a snapshot holds.
-func (o *Outboxes) Serve(orgs *activity.Store, idle *idletimes.Store, days *history.Store, ledger *usage.Ledger) {
+func (o *Outboxes) Serve(orgs *activity.Store, idle *idletimes.Store, days *history.Store, ledger *usage.Ledger, defs *pools.Store) {
 	if o == nil {
 		return
 	}
+	o.pools.Serve(defs)
 	o.orgs.Serve(orgStore{orgs})
 	o.idle.Serve(idleStore{idle})
 	o.days.Serve(days)
@@ -82,6 +86,14 @@ func (o *Outboxes) OnDay() func(history.Day) {
 		return nil
 	}
 	return o.days.Enqueue
+}
+
+// OnPool is pools.Options.OnChange: a pool set or deleted here.
+func (o *Outboxes) OnPool() func(pools.Pool) {
+	if o == nil || !o.publish {
+		return nil
+	}
+	return o.pools.Enqueue
 }
 
 // OnFlush is usage.Options.OnFlush: the leader's hours, in order. Nil

@@ -38,11 +38,12 @@ var (
 	IdleOrgs   = Space{"idle/o/", 1, "idletimes", "one org's idle-time counts, as one replica saw them"}
 	IdleFleet  = Space{"idle/f/", 1, "idletimes", "the fleet's idle-time counts, as one replica saw them"}
 	UsageHours = Space{"usage/h/", 1, "usage", "one workload's GPU-hour figures of one hour (and leader's term)"}
+	Pools      = Space{"pool/", 1, "pools", "one GPU pool's definition, or its tombstone (a pb.PoolDef)"}
 	Format     = Space{"storage/format", 1, "storage", "the version of each space this database was written in"}
 )
 
 // Spaces lists every key space, in the order `Format` records them.
-var Spaces = []Space{Orgs, Tombs, OrgCount, Alive, History, IdleOrgs, IdleFleet, UsageHours, Format}
+var Spaces = []Space{Orgs, Tombs, OrgCount, Alive, History, IdleOrgs, IdleFleet, UsageHours, Pools, Format}
 
 // FormatError is a database written in a newer format than this binary
 // reads: an older scaler started on a newer one's data dir.

@@ -121,7 +121,7 @@ Examples:
 	root.PersistentFlags().StringVarP(&c.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the scaler")
 	root.SetVersionTemplate("scalerctl {{.Version}}\n")
-	root.AddCommand(c.activityCommand(), c.orgCommand(), c.hintCommand(), c.depthCommand(), c.askCommand(), c.explainCommand(), c.reportCommand(), c.digestCommand(), c.backupCommand(), c.restoreCommand(), c.replayCommand())
+	root.AddCommand(c.activityCommand(), c.orgCommand(), c.poolCommand(), c.hintCommand(), c.depthCommand(), c.askCommand(), c.explainCommand(), c.reportCommand(), c.digestCommand(), c.backupCommand(), c.restoreCommand(), c.replayCommand())
 	return root
 }
 

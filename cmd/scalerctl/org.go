@@ -87,8 +87,9 @@ func (c *cli) orgSetCommand() *cobra.Command {
 	var scaleToZero bool
 	var window time.Duration
 	var windows []string
+	var weight int64
 	cmd := &cobra.Command{
-		Use:   "set ORG [--scale-to-zero=true|false] [--idle-window D] [--warm-schedule WINDOW]...",
+		Use:   "set ORG [--scale-to-zero=true|false] [--idle-window D] [--warm-schedule WINDOW]... [--pool-weight W]",
 		Short: "Change an org's settings (on disk before it returns)",
 		Long: `Change an org's settings. --scale-to-zero=false keeps the org's workloads
 running for good (an important org); --idle-window sets how long after its
@@ -98,12 +99,16 @@ activity, and wakes it at each window's start: DAYS HH:MM-HH:MM ZONE, with
 DAYS as Mon..Sun, ranges and commas, or daily, and ZONE an IANA zone (local
 hours hold across daylight-saving changes; a window whose end is before
 its start runs past midnight). Give the flag once per window, or separate
-windows with ";"; --warm-schedule "" clears the schedule.`,
+windows with ";"; --warm-schedule "" clears the schedule. --pool-weight is
+the org's weight in every GPU pool its workloads join: where orgs all want
+more than the pool holds, an org of weight 2 gets twice the GPUs of one of
+weight 1 (1 to 1000; 1 is the default).`,
 		Example: `  scalerctl org set acme --scale-to-zero=false
   scalerctl org set acme --idle-window 2h
   scalerctl org set acme --warm-schedule "Mon-Fri 08:45-18:00 America/New_York"
   scalerctl org set acme --warm-schedule "Mon-Fri 09:00-17:00 Europe/Paris" --warm-schedule "Sat 10:00-12:00 Europe/Paris"
-  scalerctl org set acme --warm-schedule ""`,
+  scalerctl org set acme --warm-schedule ""
+  scalerctl org set acme --pool-weight 2`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &pb.UpdateOrgRequest{Org: args[0]}
@@ -119,8 +124,11 @@ windows with ";"; --warm-schedule "" clears the schedule.`,
 					req.WarmSchedule = proto.String("")
 				}
 			}
-			if req.ScaleToZeroAllowed == nil && req.IdleWindow == nil && req.WarmSchedule == nil {
-				return fmt.Errorf("nothing to change: give --scale-to-zero, --idle-window or --warm-schedule")
+			if cmd.Flags().Changed("pool-weight") {
+				req.PoolWeight = proto.Int64(weight)
+			}
+			if req.ScaleToZeroAllowed == nil && req.IdleWindow == nil && req.WarmSchedule == nil && req.PoolWeight == nil {
+				return fmt.Errorf("nothing to change: give --scale-to-zero, --idle-window, --warm-schedule or --pool-weight")
 			}
 			return call(c, cmd, func(ctx context.Context, api api) (*pb.Org, error) {
 				resp, err := api.admin.UpdateOrg(ctx, req)
@@ -132,7 +140,8 @@ windows with ";"; --warm-schedule "" clears the schedule.`,
 	cmd.Flags().DurationVar(&window, "idle-window", 0, "the org's idle window, such as 2h (0: the scaler's default)")
 	cmd.Flags().StringArrayVar(&windows, "warm-schedule", nil, `a window the org is warm in, such as "Mon-Fri 08:45-18:00 America/New_York" (repeat for several; "" clears)`)
 	// Each of these given is a change asked for: never from the environment.
-	flagenv.NoEnv(cmd.Flags(), "scale-to-zero", "idle-window", "warm-schedule")
+	cmd.Flags().Int64Var(&weight, "pool-weight", 1, "the org's weight in GPU pools, 1 to 1000")
+	flagenv.NoEnv(cmd.Flags(), "scale-to-zero", "idle-window", "warm-schedule", "pool-weight")
 	return cmd
 }
 
@@ -173,7 +182,7 @@ func printJSON(w io.Writer, m proto.Message) error {
 
 func printOrgs(w io.Writer, orgs []*pb.Org, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ORG\tSTATE\tLAST ACTIVITY\tDORMANT\tSCALE TO ZERO\tIDLE WINDOW\tWARM SCHEDULE")
+	fmt.Fprintln(tw, "ORG\tSTATE\tLAST ACTIVITY\tDORMANT\tSCALE TO ZERO\tIDLE WINDOW\tPOOL WEIGHT\tWARM SCHEDULE")
 	for _, o := range orgs {
 		window := human(o.GetIdleWindow().AsDuration())
 		if !o.GetIdleWindowOverridden() {
@@ -187,8 +196,8 @@ func printOrgs(w io.Writer, orgs []*pb.Org, now time.Time) error {
 		if sched == "" {
 			sched = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.GetId(), stateText(o), ago(o.GetLastActivity().AsTime(), now),
-			dormantText(o, now), s2z, window, sched)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", o.GetId(), stateText(o), ago(o.GetLastActivity().AsTime(), now),
+			dormantText(o, now), s2z, window, max(o.GetPoolWeight(), 1), sched)
 	}
 	return tw.Flush()
 }

@@ -2019,7 +2019,11 @@ type UpdateOrgRequest struct {
 	// When set, the org's warm schedule: windows separated by ";", each
 	// DAYS HH:MM-HH:MM ZONE ("Mon-Fri 08:45-18:00 America/New_York"). Empty
 	// clears it.
-	WarmSchedule  *string `protobuf:"bytes,4,opt,name=warm_schedule,json=warmSchedule,proto3,oneof" json:"warm_schedule,omitempty"`
+	WarmSchedule *string `protobuf:"bytes,4,opt,name=warm_schedule,json=warmSchedule,proto3,oneof" json:"warm_schedule,omitempty"`
+	// When set, the org's weight in every GPU pool its workloads join: an
+	// org of weight 2 gets twice the GPUs of one of weight 1 where both want
+	// more. 1 to 1000; 1 is the default.
+	PoolWeight    *int64 `protobuf:"varint,5,opt,name=pool_weight,json=poolWeight,proto3,oneof" json:"pool_weight,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2080,6 +2084,13 @@ func (x *UpdateOrgRequest) GetWarmSchedule() string {
 		return *x.WarmSchedule
 	}
 	return ""
+}
+
+func (x *UpdateOrgRequest) GetPoolWeight() int64 {
+	if x != nil && x.PoolWeight != nil {
+		return *x.PoolWeight
+	}
+	return 0
 }
 
 type UpdateOrgResponse struct {
@@ -2220,7 +2231,9 @@ type SnapshotResponse struct {
 	// A chunk of every replica's idle-time counts, after every org.
 	IdleTimes []*IdleCounts `protobuf:"bytes,4,rep,name=idle_times,json=idleTimes,proto3" json:"idle_times,omitempty"`
 	// A chunk of the activity history's days, after every org.
-	History       []*ActivityDay `protobuf:"bytes,5,rep,name=history,proto3" json:"history,omitempty"`
+	History []*ActivityDay `protobuf:"bytes,5,rep,name=history,proto3" json:"history,omitempty"`
+	// The GPU pools' definitions and recent deletes.
+	Pools         []*PoolDef `protobuf:"bytes,6,rep,name=pools,proto3" json:"pools,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2286,6 +2299,13 @@ func (x *SnapshotResponse) GetIdleTimes() []*IdleCounts {
 func (x *SnapshotResponse) GetHistory() []*ActivityDay {
 	if x != nil {
 		return x.History
+	}
+	return nil
+}
+
+func (x *SnapshotResponse) GetPools() []*PoolDef {
+	if x != nil {
+		return x.Pools
 	}
 	return nil
 }
@@ -2483,7 +2503,9 @@ type Org struct {
 	// The org's warm schedule, as `scalerctl org set --warm-schedule` takes
 	// it; empty: none. Inside its windows the org is warm whatever its
 	// activity.
-	WarmSchedule  string `protobuf:"bytes,10,opt,name=warm_schedule,json=warmSchedule,proto3" json:"warm_schedule,omitempty"`
+	WarmSchedule string `protobuf:"bytes,10,opt,name=warm_schedule,json=warmSchedule,proto3" json:"warm_schedule,omitempty"`
+	// The org's weight in GPU pools (1 unless set).
+	PoolWeight    int64 `protobuf:"varint,11,opt,name=pool_weight,json=poolWeight,proto3" json:"pool_weight,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2586,6 +2608,639 @@ func (x *Org) GetWarmSchedule() string {
 		return x.WarmSchedule
 	}
 	return ""
+}
+
+func (x *Org) GetPoolWeight() int64 {
+	if x != nil {
+		return x.PoolWeight
+	}
+	return 0
+}
+
+type SetPoolRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pool's name: a DNS label (1 to 63 lowercase letters, digits and
+	// '-', starting and ending with a letter or digit).
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// The GPUs the pool shares; required to create a pool.
+	Gpus *int64 `protobuf:"varint,2,opt,name=gpus,proto3,oneof" json:"gpus,omitempty"`
+	// When set, at most wake_count members go from zero to active per
+	// wake_per; 0 turns pacing off.
+	WakeCount *int32               `protobuf:"varint,3,opt,name=wake_count,json=wakeCount,proto3,oneof" json:"wake_count,omitempty"`
+	WakePer   *durationpb.Duration `protobuf:"bytes,4,opt,name=wake_per,json=wakePer,proto3" json:"wake_per,omitempty"`
+	// When set, how long a share waits before it comes down (default 60s).
+	Stabilization *durationpb.Duration `protobuf:"bytes,5,opt,name=stabilization,proto3" json:"stabilization,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPoolRequest) Reset() {
+	*x = SetPoolRequest{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPoolRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPoolRequest) ProtoMessage() {}
+
+func (x *SetPoolRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPoolRequest.ProtoReflect.Descriptor instead.
+func (*SetPoolRequest) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *SetPoolRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *SetPoolRequest) GetGpus() int64 {
+	if x != nil && x.Gpus != nil {
+		return *x.Gpus
+	}
+	return 0
+}
+
+func (x *SetPoolRequest) GetWakeCount() int32 {
+	if x != nil && x.WakeCount != nil {
+		return *x.WakeCount
+	}
+	return 0
+}
+
+func (x *SetPoolRequest) GetWakePer() *durationpb.Duration {
+	if x != nil {
+		return x.WakePer
+	}
+	return nil
+}
+
+func (x *SetPoolRequest) GetStabilization() *durationpb.Duration {
+	if x != nil {
+		return x.Stabilization
+	}
+	return nil
+}
+
+type SetPoolResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pool          *Pool                  `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPoolResponse) Reset() {
+	*x = SetPoolResponse{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPoolResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPoolResponse) ProtoMessage() {}
+
+func (x *SetPoolResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPoolResponse.ProtoReflect.Descriptor instead.
+func (*SetPoolResponse) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *SetPoolResponse) GetPool() *Pool {
+	if x != nil {
+		return x.Pool
+	}
+	return nil
+}
+
+type GetPoolRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pool          string                 `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPoolRequest) Reset() {
+	*x = GetPoolRequest{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPoolRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPoolRequest) ProtoMessage() {}
+
+func (x *GetPoolRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPoolRequest.ProtoReflect.Descriptor instead.
+func (*GetPoolRequest) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *GetPoolRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+type GetPoolResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pool          *Pool                  `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPoolResponse) Reset() {
+	*x = GetPoolResponse{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPoolResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPoolResponse) ProtoMessage() {}
+
+func (x *GetPoolResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPoolResponse.ProtoReflect.Descriptor instead.
+func (*GetPoolResponse) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *GetPoolResponse) GetPool() *Pool {
+	if x != nil {
+		return x.Pool
+	}
+	return nil
+}
+
+type ListPoolsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoolsRequest) Reset() {
+	*x = ListPoolsRequest{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoolsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoolsRequest) ProtoMessage() {}
+
+func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoolsRequest.ProtoReflect.Descriptor instead.
+func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{40}
+}
+
+type ListPoolsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pools         []*Pool                `protobuf:"bytes,1,rep,name=pools,proto3" json:"pools,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoolsResponse) Reset() {
+	*x = ListPoolsResponse{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoolsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoolsResponse) ProtoMessage() {}
+
+func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoolsResponse.ProtoReflect.Descriptor instead.
+func (*ListPoolsResponse) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ListPoolsResponse) GetPools() []*Pool {
+	if x != nil {
+		return x.Pools
+	}
+	return nil
+}
+
+type DeletePoolRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pool          string                 `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePoolRequest) Reset() {
+	*x = DeletePoolRequest{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePoolRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePoolRequest) ProtoMessage() {}
+
+func (x *DeletePoolRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePoolRequest.ProtoReflect.Descriptor instead.
+func (*DeletePoolRequest) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *DeletePoolRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+type DeletePoolResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pool as it was when it was deleted.
+	Pool          *Pool `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePoolResponse) Reset() {
+	*x = DeletePoolResponse{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePoolResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePoolResponse) ProtoMessage() {}
+
+func (x *DeletePoolResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePoolResponse.ProtoReflect.Descriptor instead.
+func (*DeletePoolResponse) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *DeletePoolResponse) GetPool() *Pool {
+	if x != nil {
+		return x.Pool
+	}
+	return nil
+}
+
+type Pool struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Gpus  int64                  `protobuf:"varint,2,opt,name=gpus,proto3" json:"gpus,omitempty"`
+	// 0: wakes are not paced.
+	WakeCount     int32                `protobuf:"varint,3,opt,name=wake_count,json=wakeCount,proto3" json:"wake_count,omitempty"`
+	WakePer       *durationpb.Duration `protobuf:"bytes,4,opt,name=wake_per,json=wakePer,proto3" json:"wake_per,omitempty"`
+	Stabilization *durationpb.Duration `protobuf:"bytes,5,opt,name=stabilization,proto3" json:"stabilization,omitempty"`
+	// When the definition was last set.
+	Updated *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated,proto3" json:"updated,omitempty"`
+	// GPUs the members ask for and are granted, at the pool's last turn.
+	DemandedGpus int64 `protobuf:"varint,7,opt,name=demanded_gpus,json=demandedGpus,proto3" json:"demanded_gpus,omitempty"`
+	GrantedGpus  int64 `protobuf:"varint,8,opt,name=granted_gpus,json=grantedGpus,proto3" json:"granted_gpus,omitempty"`
+	// The members' minReplicaCounts alone exceed the pool: each gets its
+	// minimum, and granted_gpus is more than gpus.
+	Overcommitted bool `protobuf:"varint,9,opt,name=overcommitted,proto3" json:"overcommitted,omitempty"`
+	// Members waiting for their turn to wake.
+	Queued int32 `protobuf:"varint,10,opt,name=queued,proto3" json:"queued,omitempty"`
+	// Only in GetPool.
+	Members       []*PoolMember `protobuf:"bytes,11,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Pool) Reset() {
+	*x = Pool{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Pool) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Pool) ProtoMessage() {}
+
+func (x *Pool) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Pool.ProtoReflect.Descriptor instead.
+func (*Pool) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *Pool) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Pool) GetGpus() int64 {
+	if x != nil {
+		return x.Gpus
+	}
+	return 0
+}
+
+func (x *Pool) GetWakeCount() int32 {
+	if x != nil {
+		return x.WakeCount
+	}
+	return 0
+}
+
+func (x *Pool) GetWakePer() *durationpb.Duration {
+	if x != nil {
+		return x.WakePer
+	}
+	return nil
+}
+
+func (x *Pool) GetStabilization() *durationpb.Duration {
+	if x != nil {
+		return x.Stabilization
+	}
+	return nil
+}
+
+func (x *Pool) GetUpdated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Updated
+	}
+	return nil
+}
+
+func (x *Pool) GetDemandedGpus() int64 {
+	if x != nil {
+		return x.DemandedGpus
+	}
+	return 0
+}
+
+func (x *Pool) GetGrantedGpus() int64 {
+	if x != nil {
+		return x.GrantedGpus
+	}
+	return 0
+}
+
+func (x *Pool) GetOvercommitted() bool {
+	if x != nil {
+		return x.Overcommitted
+	}
+	return false
+}
+
+func (x *Pool) GetQueued() int32 {
+	if x != nil {
+		return x.Queued
+	}
+	return 0
+}
+
+func (x *Pool) GetMembers() []*PoolMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+type PoolMember struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace/name of its ScaledObject, and its trigger's metric.
+	ScaledObject   string `protobuf:"bytes,1,opt,name=scaled_object,json=scaledObject,proto3" json:"scaled_object,omitempty"`
+	MetricName     string `protobuf:"bytes,2,opt,name=metric_name,json=metricName,proto3" json:"metric_name,omitempty"`
+	Org            string `protobuf:"bytes,3,opt,name=org,proto3" json:"org,omitempty"`
+	Weight         int64  `protobuf:"varint,4,opt,name=weight,proto3" json:"weight,omitempty"`
+	GpusPerReplica int64  `protobuf:"varint,5,opt,name=gpus_per_replica,json=gpusPerReplica,proto3" json:"gpus_per_replica,omitempty"`
+	// Replicas it would get without the pool, and those it gets.
+	Demand int64 `protobuf:"varint,6,opt,name=demand,proto3" json:"demand,omitempty"`
+	Share  int64 `protobuf:"varint,7,opt,name=share,proto3" json:"share,omitempty"`
+	// Its ScaledObject's minReplicaCount.
+	Min int64 `protobuf:"varint,8,opt,name=min,proto3" json:"min,omitempty"`
+	// 1-based place in the wake queue; 0 when not waiting.
+	QueuePosition int32 `protobuf:"varint,9,opt,name=queue_position,json=queuePosition,proto3" json:"queue_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolMember) Reset() {
+	*x = PoolMember{}
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolMember) ProtoMessage() {}
+
+func (x *PoolMember) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_orgscaler_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolMember.ProtoReflect.Descriptor instead.
+func (*PoolMember) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_orgscaler_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *PoolMember) GetScaledObject() string {
+	if x != nil {
+		return x.ScaledObject
+	}
+	return ""
+}
+
+func (x *PoolMember) GetMetricName() string {
+	if x != nil {
+		return x.MetricName
+	}
+	return ""
+}
+
+func (x *PoolMember) GetOrg() string {
+	if x != nil {
+		return x.Org
+	}
+	return ""
+}
+
+func (x *PoolMember) GetWeight() int64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *PoolMember) GetGpusPerReplica() int64 {
+	if x != nil {
+		return x.GpusPerReplica
+	}
+	return 0
+}
+
+func (x *PoolMember) GetDemand() int64 {
+	if x != nil {
+		return x.Demand
+	}
+	return 0
+}
+
+func (x *PoolMember) GetShare() int64 {
+	if x != nil {
+		return x.Share
+	}
+	return 0
+}
+
+func (x *PoolMember) GetMin() int64 {
+	if x != nil {
+		return x.Min
+	}
+	return 0
+}
+
+func (x *PoolMember) GetQueuePosition() int32 {
+	if x != nil {
+		return x.QueuePosition
+	}
+	return 0
 }
 
 var File_orgscaler_v1_orgscaler_proto protoreflect.FileDescriptor
@@ -2751,27 +3406,31 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x0eFILTER_DORMANT\x10\x02\"a\n" +
 	"\x10ListOrgsResponse\x12%\n" +
 	"\x04orgs\x18\x01 \x03(\v2\x11.orgscaler.v1.OrgR\x04orgs\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xee\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa4\x02\n" +
 	"\x10UpdateOrgRequest\x12\x10\n" +
 	"\x03org\x18\x01 \x01(\tR\x03org\x126\n" +
 	"\x15scale_to_zero_allowed\x18\x02 \x01(\bH\x00R\x12scaleToZeroAllowed\x88\x01\x01\x12:\n" +
 	"\vidle_window\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"idleWindow\x12(\n" +
-	"\rwarm_schedule\x18\x04 \x01(\tH\x01R\fwarmSchedule\x88\x01\x01B\x18\n" +
+	"\rwarm_schedule\x18\x04 \x01(\tH\x01R\fwarmSchedule\x88\x01\x01\x12$\n" +
+	"\vpool_weight\x18\x05 \x01(\x03H\x02R\n" +
+	"poolWeight\x88\x01\x01B\x18\n" +
 	"\x16_scale_to_zero_allowedB\x10\n" +
-	"\x0e_warm_schedule\"8\n" +
+	"\x0e_warm_scheduleB\x0e\n" +
+	"\f_pool_weight\"8\n" +
 	"\x11UpdateOrgResponse\x12#\n" +
 	"\x03org\x18\x01 \x01(\v2\x11.orgscaler.v1.OrgR\x03org\"\x0f\n" +
 	"\rDigestRequest\"'\n" +
 	"\x0fSnapshotRequest\x12\x14\n" +
-	"\x05usage\x18\x01 \x01(\bR\x05usage\"\xfc\x01\n" +
+	"\x05usage\x18\x01 \x01(\bR\x05usage\"\xa9\x02\n" +
 	"\x10SnapshotResponse\x12\x18\n" +
 	"\areplica\x18\x01 \x01(\tR\areplica\x121\n" +
 	"\achanges\x18\x02 \x03(\v2\x17.orgscaler.v1.OrgChangeR\achanges\x12-\n" +
 	"\x05usage\x18\x03 \x03(\v2\x17.orgscaler.v1.UsageHourR\x05usage\x127\n" +
 	"\n" +
 	"idle_times\x18\x04 \x03(\v2\x18.orgscaler.v1.IdleCountsR\tidleTimes\x123\n" +
-	"\ahistory\x18\x05 \x03(\v2\x19.orgscaler.v1.ActivityDayR\ahistory\"p\n" +
+	"\ahistory\x18\x05 \x03(\v2\x19.orgscaler.v1.ActivityDayR\ahistory\x12+\n" +
+	"\x05pools\x18\x06 \x03(\v2\x15.orgscaler.v1.PoolDefR\x05pools\"p\n" +
 	"\x0eDigestResponse\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04orgs\x18\x02 \x01(\x03R\x04orgs\x12\x18\n" +
@@ -2781,7 +3440,7 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x03org\x18\x01 \x01(\tR\x03org\"[\n" +
 	"\x11DeleteOrgResponse\x12#\n" +
 	"\x03org\x18\x01 \x01(\v2\x11.orgscaler.v1.OrgR\x03org\x12!\n" +
-	"\fopen_streams\x18\x02 \x01(\x05R\vopenStreams\"\xcb\x04\n" +
+	"\fopen_streams\x18\x02 \x01(\x05R\vopenStreams\"\xec\x04\n" +
 	"\x03Org\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12-\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x17.orgscaler.v1.Org.StateR\x05state\x12?\n" +
@@ -2796,15 +3455,65 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"idleWindow\x124\n" +
 	"\x16idle_window_overridden\x18\t \x01(\bR\x14idleWindowOverridden\x12#\n" +
 	"\rwarm_schedule\x18\n" +
-	" \x01(\tR\fwarmSchedule\"C\n" +
+	" \x01(\tR\fwarmSchedule\x12\x1f\n" +
+	"\vpool_weight\x18\v \x01(\x03R\n" +
+	"poolWeight\"C\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSTATE_ACTIVE\x10\x01\x12\x11\n" +
-	"\rSTATE_DORMANT\x10\x022\x8c\x02\n" +
+	"\rSTATE_DORMANT\x10\x02\"\xf0\x01\n" +
+	"\x0eSetPoolRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x17\n" +
+	"\x04gpus\x18\x02 \x01(\x03H\x00R\x04gpus\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"wake_count\x18\x03 \x01(\x05H\x01R\twakeCount\x88\x01\x01\x124\n" +
+	"\bwake_per\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\awakePer\x12?\n" +
+	"\rstabilization\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\rstabilizationB\a\n" +
+	"\x05_gpusB\r\n" +
+	"\v_wake_count\"9\n" +
+	"\x0fSetPoolResponse\x12&\n" +
+	"\x04pool\x18\x01 \x01(\v2\x12.orgscaler.v1.PoolR\x04pool\"$\n" +
+	"\x0eGetPoolRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\"9\n" +
+	"\x0fGetPoolResponse\x12&\n" +
+	"\x04pool\x18\x01 \x01(\v2\x12.orgscaler.v1.PoolR\x04pool\"\x12\n" +
+	"\x10ListPoolsRequest\"=\n" +
+	"\x11ListPoolsResponse\x12(\n" +
+	"\x05pools\x18\x01 \x03(\v2\x12.orgscaler.v1.PoolR\x05pools\"'\n" +
+	"\x11DeletePoolRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\"<\n" +
+	"\x12DeletePoolResponse\x12&\n" +
+	"\x04pool\x18\x01 \x01(\v2\x12.orgscaler.v1.PoolR\x04pool\"\xb4\x03\n" +
+	"\x04Pool\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04gpus\x18\x02 \x01(\x03R\x04gpus\x12\x1d\n" +
+	"\n" +
+	"wake_count\x18\x03 \x01(\x05R\twakeCount\x124\n" +
+	"\bwake_per\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\awakePer\x12?\n" +
+	"\rstabilization\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\rstabilization\x124\n" +
+	"\aupdated\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\x12#\n" +
+	"\rdemanded_gpus\x18\a \x01(\x03R\fdemandedGpus\x12!\n" +
+	"\fgranted_gpus\x18\b \x01(\x03R\vgrantedGpus\x12$\n" +
+	"\rovercommitted\x18\t \x01(\bR\rovercommitted\x12\x16\n" +
+	"\x06queued\x18\n" +
+	" \x01(\x05R\x06queued\x122\n" +
+	"\amembers\x18\v \x03(\v2\x18.orgscaler.v1.PoolMemberR\amembers\"\x8d\x02\n" +
+	"\n" +
+	"PoolMember\x12#\n" +
+	"\rscaled_object\x18\x01 \x01(\tR\fscaledObject\x12\x1f\n" +
+	"\vmetric_name\x18\x02 \x01(\tR\n" +
+	"metricName\x12\x10\n" +
+	"\x03org\x18\x03 \x01(\tR\x03org\x12\x16\n" +
+	"\x06weight\x18\x04 \x01(\x03R\x06weight\x12(\n" +
+	"\x10gpus_per_replica\x18\x05 \x01(\x03R\x0egpusPerReplica\x12\x16\n" +
+	"\x06demand\x18\x06 \x01(\x03R\x06demand\x12\x14\n" +
+	"\x05share\x18\a \x01(\x03R\x05share\x12\x10\n" +
+	"\x03min\x18\b \x01(\x03R\x03min\x12%\n" +
+	"\x0equeue_position\x18\t \x01(\x05R\rqueuePosition2\x8c\x02\n" +
 	"\x0fActivityService\x12[\n" +
 	"\x0eRecordActivity\x12#.orgscaler.v1.RecordActivityRequest\x1a$.orgscaler.v1.RecordActivityResponse\x12]\n" +
 	"\x0eStreamActivity\x12#.orgscaler.v1.StreamActivityRequest\x1a$.orgscaler.v1.StreamActivityResponse(\x01\x12=\n" +
-	"\x04Hint\x12\x19.orgscaler.v1.HintRequest\x1a\x1a.orgscaler.v1.HintResponse2\x97\a\n" +
+	"\x04Hint\x12\x19.orgscaler.v1.HintRequest\x1a\x1a.orgscaler.v1.HintResponse2\xc6\t\n" +
 	"\fAdminService\x12C\n" +
 	"\x06GetOrg\x12\x1b.orgscaler.v1.GetOrgRequest\x1a\x1c.orgscaler.v1.GetOrgResponse\x12I\n" +
 	"\bListOrgs\x12\x1d.orgscaler.v1.ListOrgsRequest\x1a\x1e.orgscaler.v1.ListOrgsResponse\x12L\n" +
@@ -2818,7 +3527,12 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\aHistory\x12\x1c.orgscaler.v1.HistoryRequest\x1a\x1d.orgscaler.v1.HistoryResponse0\x01\x12Q\n" +
 	"\n" +
 	"ImportOrgs\x12\x1f.orgscaler.v1.ImportOrgsRequest\x1a .orgscaler.v1.ImportOrgsResponse(\x01\x12H\n" +
-	"\aRestore\x12\x1c.orgscaler.v1.RestoreRequest\x1a\x1d.orgscaler.v1.RestoreResponse(\x01B?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
+	"\aRestore\x12\x1c.orgscaler.v1.RestoreRequest\x1a\x1d.orgscaler.v1.RestoreResponse(\x01\x12F\n" +
+	"\aSetPool\x12\x1c.orgscaler.v1.SetPoolRequest\x1a\x1d.orgscaler.v1.SetPoolResponse\x12F\n" +
+	"\aGetPool\x12\x1c.orgscaler.v1.GetPoolRequest\x1a\x1d.orgscaler.v1.GetPoolResponse\x12L\n" +
+	"\tListPools\x12\x1e.orgscaler.v1.ListPoolsRequest\x1a\x1f.orgscaler.v1.ListPoolsResponse\x12O\n" +
+	"\n" +
+	"DeletePool\x12\x1f.orgscaler.v1.DeletePoolRequest\x1a .orgscaler.v1.DeletePoolResponseB?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
 
 var (
 	file_orgscaler_v1_orgscaler_proto_rawDescOnce sync.Once
@@ -2833,7 +3547,7 @@ func file_orgscaler_v1_orgscaler_proto_rawDescGZIP() []byte {
 }
 
 var file_orgscaler_v1_orgscaler_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_orgscaler_v1_orgscaler_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(ListOrgsRequest_Filter)(0),    // 0: orgscaler.v1.ListOrgsRequest.Filter
 	(Org_State)(0),                 // 1: orgscaler.v1.Org.State
@@ -2873,104 +3587,134 @@ var file_orgscaler_v1_orgscaler_proto_goTypes = []any{
 	(*DeleteOrgRequest)(nil),       // 35: orgscaler.v1.DeleteOrgRequest
 	(*DeleteOrgResponse)(nil),      // 36: orgscaler.v1.DeleteOrgResponse
 	(*Org)(nil),                    // 37: orgscaler.v1.Org
-	nil,                            // 38: orgscaler.v1.ExplainRequest.MetadataEntry
-	nil,                            // 39: orgscaler.v1.ExplainResponse.MetadataEntry
-	nil,                            // 40: orgscaler.v1.WorkloadUsage.WakesEntry
-	(*timestamppb.Timestamp)(nil),  // 41: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 42: google.protobuf.Duration
-	(*ActivityDay)(nil),            // 43: orgscaler.v1.ActivityDay
-	(*OrgChange)(nil),              // 44: orgscaler.v1.OrgChange
-	(*UsageHour)(nil),              // 45: orgscaler.v1.UsageHour
-	(*IdleCounts)(nil),             // 46: orgscaler.v1.IdleCounts
+	(*SetPoolRequest)(nil),         // 38: orgscaler.v1.SetPoolRequest
+	(*SetPoolResponse)(nil),        // 39: orgscaler.v1.SetPoolResponse
+	(*GetPoolRequest)(nil),         // 40: orgscaler.v1.GetPoolRequest
+	(*GetPoolResponse)(nil),        // 41: orgscaler.v1.GetPoolResponse
+	(*ListPoolsRequest)(nil),       // 42: orgscaler.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),      // 43: orgscaler.v1.ListPoolsResponse
+	(*DeletePoolRequest)(nil),      // 44: orgscaler.v1.DeletePoolRequest
+	(*DeletePoolResponse)(nil),     // 45: orgscaler.v1.DeletePoolResponse
+	(*Pool)(nil),                   // 46: orgscaler.v1.Pool
+	(*PoolMember)(nil),             // 47: orgscaler.v1.PoolMember
+	nil,                            // 48: orgscaler.v1.ExplainRequest.MetadataEntry
+	nil,                            // 49: orgscaler.v1.ExplainResponse.MetadataEntry
+	nil,                            // 50: orgscaler.v1.WorkloadUsage.WakesEntry
+	(*timestamppb.Timestamp)(nil),  // 51: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 52: google.protobuf.Duration
+	(*ActivityDay)(nil),            // 53: orgscaler.v1.ActivityDay
+	(*OrgChange)(nil),              // 54: orgscaler.v1.OrgChange
+	(*UsageHour)(nil),              // 55: orgscaler.v1.UsageHour
+	(*IdleCounts)(nil),             // 56: orgscaler.v1.IdleCounts
+	(*PoolDef)(nil),                // 57: orgscaler.v1.PoolDef
 }
 var file_orgscaler_v1_orgscaler_proto_depIdxs = []int32{
 	33, // 0: orgscaler.v1.RestoreRequest.chunk:type_name -> orgscaler.v1.SnapshotResponse
 	5,  // 1: orgscaler.v1.ImportOrgsRequest.orgs:type_name -> orgscaler.v1.ImportedOrg
-	41, // 2: orgscaler.v1.ImportedOrg.last_activity_at:type_name -> google.protobuf.Timestamp
-	42, // 3: orgscaler.v1.ImportedOrg.idle_window:type_name -> google.protobuf.Duration
-	41, // 4: orgscaler.v1.HistoryRequest.day:type_name -> google.protobuf.Timestamp
-	43, // 5: orgscaler.v1.HistoryResponse.days:type_name -> orgscaler.v1.ActivityDay
-	41, // 6: orgscaler.v1.RecordActivityRequest.at:type_name -> google.protobuf.Timestamp
+	51, // 2: orgscaler.v1.ImportedOrg.last_activity_at:type_name -> google.protobuf.Timestamp
+	52, // 3: orgscaler.v1.ImportedOrg.idle_window:type_name -> google.protobuf.Duration
+	51, // 4: orgscaler.v1.HistoryRequest.day:type_name -> google.protobuf.Timestamp
+	53, // 5: orgscaler.v1.HistoryResponse.days:type_name -> orgscaler.v1.ActivityDay
+	51, // 6: orgscaler.v1.RecordActivityRequest.at:type_name -> google.protobuf.Timestamp
 	37, // 7: orgscaler.v1.RecordActivityResponse.org:type_name -> orgscaler.v1.Org
 	17, // 8: orgscaler.v1.HintResponse.backlog:type_name -> orgscaler.v1.Backlog
 	37, // 9: orgscaler.v1.HintResponse.org:type_name -> orgscaler.v1.Org
 	17, // 10: orgscaler.v1.ListBacklogsResponse.backlogs:type_name -> orgscaler.v1.Backlog
-	41, // 11: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
-	41, // 12: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
-	38, // 13: orgscaler.v1.ExplainRequest.metadata:type_name -> orgscaler.v1.ExplainRequest.MetadataEntry
-	39, // 14: orgscaler.v1.ExplainResponse.metadata:type_name -> orgscaler.v1.ExplainResponse.MetadataEntry
-	41, // 15: orgscaler.v1.ExplainResponse.next_change:type_name -> google.protobuf.Timestamp
+	51, // 11: orgscaler.v1.Backlog.observed_at:type_name -> google.protobuf.Timestamp
+	51, // 12: orgscaler.v1.Backlog.hint_at:type_name -> google.protobuf.Timestamp
+	48, // 13: orgscaler.v1.ExplainRequest.metadata:type_name -> orgscaler.v1.ExplainRequest.MetadataEntry
+	49, // 14: orgscaler.v1.ExplainResponse.metadata:type_name -> orgscaler.v1.ExplainResponse.MetadataEntry
+	51, // 15: orgscaler.v1.ExplainResponse.next_change:type_name -> google.protobuf.Timestamp
 	37, // 16: orgscaler.v1.ExplainResponse.org:type_name -> orgscaler.v1.Org
-	42, // 17: orgscaler.v1.ExplainResponse.window:type_name -> google.protobuf.Duration
+	52, // 17: orgscaler.v1.ExplainResponse.window:type_name -> google.protobuf.Duration
 	17, // 18: orgscaler.v1.ExplainResponse.backlog:type_name -> orgscaler.v1.Backlog
 	21, // 19: orgscaler.v1.ExplainResponse.keep_alive:type_name -> orgscaler.v1.KeepAlivePlan
 	20, // 20: orgscaler.v1.ExplainResponse.knative_services:type_name -> orgscaler.v1.KnativeService
-	41, // 21: orgscaler.v1.KnativeService.patched_at:type_name -> google.protobuf.Timestamp
-	42, // 22: orgscaler.v1.KeepAlivePlan.cold_start:type_name -> google.protobuf.Duration
-	42, // 23: orgscaler.v1.KeepAlivePlan.min_warm:type_name -> google.protobuf.Duration
-	42, // 24: orgscaler.v1.KeepAlivePlan.keep_for:type_name -> google.protobuf.Duration
-	42, // 25: orgscaler.v1.KeepAlivePlan.prewarm_from:type_name -> google.protobuf.Duration
-	42, // 26: orgscaler.v1.KeepAlivePlan.prewarm_until:type_name -> google.protobuf.Duration
-	41, // 27: orgscaler.v1.KeepAlivePlan.next_prewarm:type_name -> google.protobuf.Timestamp
-	42, // 28: orgscaler.v1.ReportRequest.since:type_name -> google.protobuf.Duration
-	41, // 29: orgscaler.v1.ReportResponse.from:type_name -> google.protobuf.Timestamp
-	41, // 30: orgscaler.v1.ReportResponse.to:type_name -> google.protobuf.Timestamp
-	42, // 31: orgscaler.v1.ReportResponse.retention:type_name -> google.protobuf.Duration
+	51, // 21: orgscaler.v1.KnativeService.patched_at:type_name -> google.protobuf.Timestamp
+	52, // 22: orgscaler.v1.KeepAlivePlan.cold_start:type_name -> google.protobuf.Duration
+	52, // 23: orgscaler.v1.KeepAlivePlan.min_warm:type_name -> google.protobuf.Duration
+	52, // 24: orgscaler.v1.KeepAlivePlan.keep_for:type_name -> google.protobuf.Duration
+	52, // 25: orgscaler.v1.KeepAlivePlan.prewarm_from:type_name -> google.protobuf.Duration
+	52, // 26: orgscaler.v1.KeepAlivePlan.prewarm_until:type_name -> google.protobuf.Duration
+	51, // 27: orgscaler.v1.KeepAlivePlan.next_prewarm:type_name -> google.protobuf.Timestamp
+	52, // 28: orgscaler.v1.ReportRequest.since:type_name -> google.protobuf.Duration
+	51, // 29: orgscaler.v1.ReportResponse.from:type_name -> google.protobuf.Timestamp
+	51, // 30: orgscaler.v1.ReportResponse.to:type_name -> google.protobuf.Timestamp
+	52, // 31: orgscaler.v1.ReportResponse.retention:type_name -> google.protobuf.Duration
 	24, // 32: orgscaler.v1.ReportResponse.workloads:type_name -> orgscaler.v1.WorkloadUsage
-	42, // 33: orgscaler.v1.WorkloadUsage.tracked:type_name -> google.protobuf.Duration
-	42, // 34: orgscaler.v1.WorkloadUsage.active:type_name -> google.protobuf.Duration
-	40, // 35: orgscaler.v1.WorkloadUsage.wakes:type_name -> orgscaler.v1.WorkloadUsage.WakesEntry
+	52, // 33: orgscaler.v1.WorkloadUsage.tracked:type_name -> google.protobuf.Duration
+	52, // 34: orgscaler.v1.WorkloadUsage.active:type_name -> google.protobuf.Duration
+	50, // 35: orgscaler.v1.WorkloadUsage.wakes:type_name -> orgscaler.v1.WorkloadUsage.WakesEntry
 	37, // 36: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
 	0,  // 37: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
 	37, // 38: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
-	42, // 39: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
+	52, // 39: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
 	37, // 40: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
-	44, // 41: orgscaler.v1.SnapshotResponse.changes:type_name -> orgscaler.v1.OrgChange
-	45, // 42: orgscaler.v1.SnapshotResponse.usage:type_name -> orgscaler.v1.UsageHour
-	46, // 43: orgscaler.v1.SnapshotResponse.idle_times:type_name -> orgscaler.v1.IdleCounts
-	43, // 44: orgscaler.v1.SnapshotResponse.history:type_name -> orgscaler.v1.ActivityDay
-	37, // 45: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
-	1,  // 46: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
-	41, // 47: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
-	41, // 48: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
-	41, // 49: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
-	41, // 50: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
-	42, // 51: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
-	9,  // 52: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
-	11, // 53: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
-	13, // 54: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
-	25, // 55: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
-	27, // 56: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
-	29, // 57: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
-	35, // 58: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
-	31, // 59: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
-	32, // 60: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
-	15, // 61: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
-	18, // 62: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
-	22, // 63: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
-	7,  // 64: orgscaler.v1.AdminService.History:input_type -> orgscaler.v1.HistoryRequest
-	4,  // 65: orgscaler.v1.AdminService.ImportOrgs:input_type -> orgscaler.v1.ImportOrgsRequest
-	2,  // 66: orgscaler.v1.AdminService.Restore:input_type -> orgscaler.v1.RestoreRequest
-	10, // 67: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
-	12, // 68: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
-	14, // 69: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
-	26, // 70: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
-	28, // 71: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
-	30, // 72: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
-	36, // 73: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
-	34, // 74: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
-	33, // 75: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
-	16, // 76: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
-	19, // 77: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
-	23, // 78: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
-	8,  // 79: orgscaler.v1.AdminService.History:output_type -> orgscaler.v1.HistoryResponse
-	6,  // 80: orgscaler.v1.AdminService.ImportOrgs:output_type -> orgscaler.v1.ImportOrgsResponse
-	3,  // 81: orgscaler.v1.AdminService.Restore:output_type -> orgscaler.v1.RestoreResponse
-	67, // [67:82] is the sub-list for method output_type
-	52, // [52:67] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	54, // 41: orgscaler.v1.SnapshotResponse.changes:type_name -> orgscaler.v1.OrgChange
+	55, // 42: orgscaler.v1.SnapshotResponse.usage:type_name -> orgscaler.v1.UsageHour
+	56, // 43: orgscaler.v1.SnapshotResponse.idle_times:type_name -> orgscaler.v1.IdleCounts
+	53, // 44: orgscaler.v1.SnapshotResponse.history:type_name -> orgscaler.v1.ActivityDay
+	57, // 45: orgscaler.v1.SnapshotResponse.pools:type_name -> orgscaler.v1.PoolDef
+	37, // 46: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
+	1,  // 47: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
+	51, // 48: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
+	51, // 49: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
+	51, // 50: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
+	51, // 51: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
+	52, // 52: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
+	52, // 53: orgscaler.v1.SetPoolRequest.wake_per:type_name -> google.protobuf.Duration
+	52, // 54: orgscaler.v1.SetPoolRequest.stabilization:type_name -> google.protobuf.Duration
+	46, // 55: orgscaler.v1.SetPoolResponse.pool:type_name -> orgscaler.v1.Pool
+	46, // 56: orgscaler.v1.GetPoolResponse.pool:type_name -> orgscaler.v1.Pool
+	46, // 57: orgscaler.v1.ListPoolsResponse.pools:type_name -> orgscaler.v1.Pool
+	46, // 58: orgscaler.v1.DeletePoolResponse.pool:type_name -> orgscaler.v1.Pool
+	52, // 59: orgscaler.v1.Pool.wake_per:type_name -> google.protobuf.Duration
+	52, // 60: orgscaler.v1.Pool.stabilization:type_name -> google.protobuf.Duration
+	51, // 61: orgscaler.v1.Pool.updated:type_name -> google.protobuf.Timestamp
+	47, // 62: orgscaler.v1.Pool.members:type_name -> orgscaler.v1.PoolMember
+	9,  // 63: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
+	11, // 64: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
+	13, // 65: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
+	25, // 66: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
+	27, // 67: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
+	29, // 68: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
+	35, // 69: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
+	31, // 70: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
+	32, // 71: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
+	15, // 72: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
+	18, // 73: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
+	22, // 74: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
+	7,  // 75: orgscaler.v1.AdminService.History:input_type -> orgscaler.v1.HistoryRequest
+	4,  // 76: orgscaler.v1.AdminService.ImportOrgs:input_type -> orgscaler.v1.ImportOrgsRequest
+	2,  // 77: orgscaler.v1.AdminService.Restore:input_type -> orgscaler.v1.RestoreRequest
+	38, // 78: orgscaler.v1.AdminService.SetPool:input_type -> orgscaler.v1.SetPoolRequest
+	40, // 79: orgscaler.v1.AdminService.GetPool:input_type -> orgscaler.v1.GetPoolRequest
+	42, // 80: orgscaler.v1.AdminService.ListPools:input_type -> orgscaler.v1.ListPoolsRequest
+	44, // 81: orgscaler.v1.AdminService.DeletePool:input_type -> orgscaler.v1.DeletePoolRequest
+	10, // 82: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
+	12, // 83: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
+	14, // 84: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
+	26, // 85: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
+	28, // 86: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
+	30, // 87: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
+	36, // 88: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
+	34, // 89: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
+	33, // 90: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
+	16, // 91: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
+	19, // 92: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
+	23, // 93: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
+	8,  // 94: orgscaler.v1.AdminService.History:output_type -> orgscaler.v1.HistoryResponse
+	6,  // 95: orgscaler.v1.AdminService.ImportOrgs:output_type -> orgscaler.v1.ImportOrgsResponse
+	3,  // 96: orgscaler.v1.AdminService.Restore:output_type -> orgscaler.v1.RestoreResponse
+	39, // 97: orgscaler.v1.AdminService.SetPool:output_type -> orgscaler.v1.SetPoolResponse
+	41, // 98: orgscaler.v1.AdminService.GetPool:output_type -> orgscaler.v1.GetPoolResponse
+	43, // 99: orgscaler.v1.AdminService.ListPools:output_type -> orgscaler.v1.ListPoolsResponse
+	45, // 100: orgscaler.v1.AdminService.DeletePool:output_type -> orgscaler.v1.DeletePoolResponse
+	82, // [82:101] is the sub-list for method output_type
+	63, // [63:82] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_orgscaler_proto_init() }
@@ -2981,13 +3725,14 @@ func file_orgscaler_v1_orgscaler_proto_init() {
 	file_orgscaler_v1_replication_proto_init()
 	file_orgscaler_v1_orgscaler_proto_msgTypes[3].OneofWrappers = []any{}
 	file_orgscaler_v1_orgscaler_proto_msgTypes[27].OneofWrappers = []any{}
+	file_orgscaler_v1_orgscaler_proto_msgTypes[36].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orgscaler_v1_orgscaler_proto_rawDesc), len(file_orgscaler_v1_orgscaler_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   39,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -229,6 +229,10 @@ const (
 	AdminService_History_FullMethodName      = "/orgscaler.v1.AdminService/History"
 	AdminService_ImportOrgs_FullMethodName   = "/orgscaler.v1.AdminService/ImportOrgs"
 	AdminService_Restore_FullMethodName      = "/orgscaler.v1.AdminService/Restore"
+	AdminService_SetPool_FullMethodName      = "/orgscaler.v1.AdminService/SetPool"
+	AdminService_GetPool_FullMethodName      = "/orgscaler.v1.AdminService/GetPool"
+	AdminService_ListPools_FullMethodName    = "/orgscaler.v1.AdminService/ListPools"
+	AdminService_DeletePool_FullMethodName   = "/orgscaler.v1.AdminService/DeletePool"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -280,6 +284,16 @@ type AdminServiceClient interface {
 	// Into a scaler that holds no org, unless merge: merged into live state,
 	// an old backup would bring back orgs deleted since it was taken.
 	Restore(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[RestoreRequest, RestoreResponse], error)
+	// Creates a GPU pool or changes its settings (only those set), and
+	// answers once the change is on disk (and, in a fleet, published).
+	SetPool(ctx context.Context, in *SetPoolRequest, opts ...grpc.CallOption) (*SetPoolResponse, error)
+	// A pool with its members, their demand and share, and its queue.
+	GetPool(ctx context.Context, in *GetPoolRequest, opts ...grpc.CallOption) (*GetPoolResponse, error)
+	// Every pool, without members.
+	ListPools(ctx context.Context, in *ListPoolsRequest, opts ...grpc.CallOption) (*ListPoolsResponse, error)
+	// Deletes a pool: the triggers naming it are refused with
+	// FailedPrecondition until it is set again.
+	DeletePool(ctx context.Context, in *DeletePoolRequest, opts ...grpc.CallOption) (*DeletePoolResponse, error)
 }
 
 type adminServiceClient struct {
@@ -434,6 +448,46 @@ func (c *adminServiceClient) Restore(ctx context.Context, opts ...grpc.CallOptio
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_RestoreClient = grpc.ClientStreamingClient[RestoreRequest, RestoreResponse]
 
+func (c *adminServiceClient) SetPool(ctx context.Context, in *SetPoolRequest, opts ...grpc.CallOption) (*SetPoolResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetPoolResponse)
+	err := c.cc.Invoke(ctx, AdminService_SetPool_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetPool(ctx context.Context, in *GetPoolRequest, opts ...grpc.CallOption) (*GetPoolResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPoolResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetPool_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListPools(ctx context.Context, in *ListPoolsRequest, opts ...grpc.CallOption) (*ListPoolsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPoolsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListPools_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DeletePool(ctx context.Context, in *DeletePoolRequest, opts ...grpc.CallOption) (*DeletePoolResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeletePoolResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeletePool_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -483,6 +537,16 @@ type AdminServiceServer interface {
 	// Into a scaler that holds no org, unless merge: merged into live state,
 	// an old backup would bring back orgs deleted since it was taken.
 	Restore(grpc.ClientStreamingServer[RestoreRequest, RestoreResponse]) error
+	// Creates a GPU pool or changes its settings (only those set), and
+	// answers once the change is on disk (and, in a fleet, published).
+	SetPool(context.Context, *SetPoolRequest) (*SetPoolResponse, error)
+	// A pool with its members, their demand and share, and its queue.
+	GetPool(context.Context, *GetPoolRequest) (*GetPoolResponse, error)
+	// Every pool, without members.
+	ListPools(context.Context, *ListPoolsRequest) (*ListPoolsResponse, error)
+	// Deletes a pool: the triggers naming it are refused with
+	// FailedPrecondition until it is set again.
+	DeletePool(context.Context, *DeletePoolRequest) (*DeletePoolResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -528,6 +592,18 @@ func (UnimplementedAdminServiceServer) ImportOrgs(grpc.ClientStreamingServer[Imp
 }
 func (UnimplementedAdminServiceServer) Restore(grpc.ClientStreamingServer[RestoreRequest, RestoreResponse]) error {
 	return status.Error(codes.Unimplemented, "method Restore not implemented")
+}
+func (UnimplementedAdminServiceServer) SetPool(context.Context, *SetPoolRequest) (*SetPoolResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetPool not implemented")
+}
+func (UnimplementedAdminServiceServer) GetPool(context.Context, *GetPoolRequest) (*GetPoolResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPool not implemented")
+}
+func (UnimplementedAdminServiceServer) ListPools(context.Context, *ListPoolsRequest) (*ListPoolsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPools not implemented")
+}
+func (UnimplementedAdminServiceServer) DeletePool(context.Context, *DeletePoolRequest) (*DeletePoolResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeletePool not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -730,6 +806,78 @@ func _AdminService_Restore_Handler(srv interface{}, stream grpc.ServerStream) er
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_RestoreServer = grpc.ClientStreamingServer[RestoreRequest, RestoreResponse]
 
+func _AdminService_SetPool_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetPoolRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SetPool(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SetPool_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SetPool(ctx, req.(*SetPoolRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetPool_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPoolRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetPool(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetPool_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetPool(ctx, req.(*GetPoolRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListPools_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPoolsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListPools(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListPools_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListPools(ctx, req.(*ListPoolsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DeletePool_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeletePoolRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeletePool(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeletePool_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeletePool(ctx, req.(*DeletePoolRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -768,6 +916,22 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Report",
 			Handler:    _AdminService_Report_Handler,
+		},
+		{
+			MethodName: "SetPool",
+			Handler:    _AdminService_SetPool_Handler,
+		},
+		{
+			MethodName: "GetPool",
+			Handler:    _AdminService_GetPool_Handler,
+		},
+		{
+			MethodName: "ListPools",
+			Handler:    _AdminService_ListPools_Handler,
+		},
+		{
+			MethodName: "DeletePool",
+			Handler:    _AdminService_DeletePool_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -36,7 +36,9 @@ type ChangeBatch struct {
 	// Idle-time counts that grew on the replica that sent them.
 	IdleTimes []*IdleCounts `protobuf:"bytes,5,rep,name=idle_times,json=idleTimes,proto3" json:"idle_times,omitempty"`
 	// Days of activity history that gained minutes there.
-	History       []*ActivityDay `protobuf:"bytes,6,rep,name=history,proto3" json:"history,omitempty"`
+	History []*ActivityDay `protobuf:"bytes,6,rep,name=history,proto3" json:"history,omitempty"`
+	// GPU pools' definitions set or deleted there.
+	Pools         []*PoolDef `protobuf:"bytes,7,rep,name=pools,proto3" json:"pools,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -113,6 +115,110 @@ func (x *ChangeBatch) GetHistory() []*ActivityDay {
 	return nil
 }
 
+func (x *ChangeBatch) GetPools() []*PoolDef {
+	if x != nil {
+		return x.Pools
+	}
+	return nil
+}
+
+// PoolDef is one GPU pool's definition, whole: replicas keep the one with
+// the later stamp (a hybrid logical clock, as OrgChange's). A delete is a
+// PoolDef with deleted set, kept a while so an older set cannot revive it.
+type PoolDef struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Gpus  int64                  `protobuf:"varint,2,opt,name=gpus,proto3" json:"gpus,omitempty"`
+	// At most wake_count members go from zero to active per wake_per_nanos
+	// (0: no pacing).
+	WakeCount          int32 `protobuf:"varint,3,opt,name=wake_count,json=wakeCount,proto3" json:"wake_count,omitempty"`
+	WakePerNanos       int64 `protobuf:"varint,4,opt,name=wake_per_nanos,json=wakePerNanos,proto3" json:"wake_per_nanos,omitempty"`
+	StabilizationNanos int64 `protobuf:"varint,5,opt,name=stabilization_nanos,json=stabilizationNanos,proto3" json:"stabilization_nanos,omitempty"`
+	At                 int64 `protobuf:"varint,6,opt,name=at,proto3" json:"at,omitempty"`
+	Deleted            bool  `protobuf:"varint,7,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *PoolDef) Reset() {
+	*x = PoolDef{}
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolDef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolDef) ProtoMessage() {}
+
+func (x *PoolDef) ProtoReflect() protoreflect.Message {
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolDef.ProtoReflect.Descriptor instead.
+func (*PoolDef) Descriptor() ([]byte, []int) {
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PoolDef) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PoolDef) GetGpus() int64 {
+	if x != nil {
+		return x.Gpus
+	}
+	return 0
+}
+
+func (x *PoolDef) GetWakeCount() int32 {
+	if x != nil {
+		return x.WakeCount
+	}
+	return 0
+}
+
+func (x *PoolDef) GetWakePerNanos() int64 {
+	if x != nil {
+		return x.WakePerNanos
+	}
+	return 0
+}
+
+func (x *PoolDef) GetStabilizationNanos() int64 {
+	if x != nil {
+		return x.StabilizationNanos
+	}
+	return 0
+}
+
+func (x *PoolDef) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *PoolDef) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
 // ActivityDay is one org's activity over one UTC day, whole: minutes
 // holds its active stretches, each as two uvarints, the minutes since the
 // end of the previous stretch (or midnight) and the stretch's length.
@@ -129,7 +235,7 @@ type ActivityDay struct {
 
 func (x *ActivityDay) Reset() {
 	*x = ActivityDay{}
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -141,7 +247,7 @@ func (x *ActivityDay) String() string {
 func (*ActivityDay) ProtoMessage() {}
 
 func (x *ActivityDay) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[1]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -154,7 +260,7 @@ func (x *ActivityDay) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivityDay.ProtoReflect.Descriptor instead.
 func (*ActivityDay) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{1}
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ActivityDay) GetOrg() string {
@@ -197,7 +303,7 @@ type IdleCounts struct {
 
 func (x *IdleCounts) Reset() {
 	*x = IdleCounts{}
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[2]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -209,7 +315,7 @@ func (x *IdleCounts) String() string {
 func (*IdleCounts) ProtoMessage() {}
 
 func (x *IdleCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[2]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -222,7 +328,7 @@ func (x *IdleCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdleCounts.ProtoReflect.Descriptor instead.
 func (*IdleCounts) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{2}
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *IdleCounts) GetOrg() string {
@@ -294,7 +400,7 @@ type UsageHour struct {
 
 func (x *UsageHour) Reset() {
 	*x = UsageHour{}
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[3]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -306,7 +412,7 @@ func (x *UsageHour) String() string {
 func (*UsageHour) ProtoMessage() {}
 
 func (x *UsageHour) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[3]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -319,7 +425,7 @@ func (x *UsageHour) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageHour.ProtoReflect.Descriptor instead.
 func (*UsageHour) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{3}
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *UsageHour) GetHourUnix() int64 {
@@ -443,7 +549,7 @@ type SubscriptionHint struct {
 
 func (x *SubscriptionHint) Reset() {
 	*x = SubscriptionHint{}
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[4]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -455,7 +561,7 @@ func (x *SubscriptionHint) String() string {
 func (*SubscriptionHint) ProtoMessage() {}
 
 func (x *SubscriptionHint) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[4]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -468,7 +574,7 @@ func (x *SubscriptionHint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscriptionHint.ProtoReflect.Descriptor instead.
 func (*SubscriptionHint) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{4}
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SubscriptionHint) GetId() string {
@@ -517,13 +623,16 @@ type OrgChange struct {
 	// The org's warm schedule in its one spelling ("" clears it).
 	WarmSchedule   *string `protobuf:"bytes,8,opt,name=warm_schedule,json=warmSchedule,proto3,oneof" json:"warm_schedule,omitempty"`
 	WarmScheduleAt int64   `protobuf:"varint,9,opt,name=warm_schedule_at,json=warmScheduleAt,proto3" json:"warm_schedule_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The org's weight in GPU pools (1: the default).
+	PoolWeight    *int64 `protobuf:"varint,10,opt,name=pool_weight,json=poolWeight,proto3,oneof" json:"pool_weight,omitempty"`
+	PoolWeightAt  int64  `protobuf:"varint,11,opt,name=pool_weight_at,json=poolWeightAt,proto3" json:"pool_weight_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OrgChange) Reset() {
 	*x = OrgChange{}
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[5]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +644,7 @@ func (x *OrgChange) String() string {
 func (*OrgChange) ProtoMessage() {}
 
 func (x *OrgChange) ProtoReflect() protoreflect.Message {
-	mi := &file_orgscaler_v1_replication_proto_msgTypes[5]
+	mi := &file_orgscaler_v1_replication_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +657,7 @@ func (x *OrgChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrgChange.ProtoReflect.Descriptor instead.
 func (*OrgChange) Descriptor() ([]byte, []int) {
-	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{5}
+	return file_orgscaler_v1_replication_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *OrgChange) GetOrg() string {
@@ -614,11 +723,25 @@ func (x *OrgChange) GetWarmScheduleAt() int64 {
 	return 0
 }
 
+func (x *OrgChange) GetPoolWeight() int64 {
+	if x != nil && x.PoolWeight != nil {
+		return *x.PoolWeight
+	}
+	return 0
+}
+
+func (x *OrgChange) GetPoolWeightAt() int64 {
+	if x != nil {
+		return x.PoolWeightAt
+	}
+	return 0
+}
+
 var File_orgscaler_v1_replication_proto protoreflect.FileDescriptor
 
 const file_orgscaler_v1_replication_proto_rawDesc = "" +
 	"\n" +
-	"\x1eorgscaler/v1/replication.proto\x12\forgscaler.v1\"\xad\x02\n" +
+	"\x1eorgscaler/v1/replication.proto\x12\forgscaler.v1\"\xda\x02\n" +
 	"\vChangeBatch\x12\x18\n" +
 	"\areplica\x18\x01 \x01(\tR\areplica\x121\n" +
 	"\achanges\x18\x02 \x03(\v2\x17.orgscaler.v1.OrgChangeR\achanges\x124\n" +
@@ -626,7 +749,17 @@ const file_orgscaler_v1_replication_proto_rawDesc = "" +
 	"\x05usage\x18\x04 \x03(\v2\x17.orgscaler.v1.UsageHourR\x05usage\x127\n" +
 	"\n" +
 	"idle_times\x18\x05 \x03(\v2\x18.orgscaler.v1.IdleCountsR\tidleTimes\x123\n" +
-	"\ahistory\x18\x06 \x03(\v2\x19.orgscaler.v1.ActivityDayR\ahistory\"T\n" +
+	"\ahistory\x18\x06 \x03(\v2\x19.orgscaler.v1.ActivityDayR\ahistory\x12+\n" +
+	"\x05pools\x18\a \x03(\v2\x15.orgscaler.v1.PoolDefR\x05pools\"\xd1\x01\n" +
+	"\aPoolDef\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04gpus\x18\x02 \x01(\x03R\x04gpus\x12\x1d\n" +
+	"\n" +
+	"wake_count\x18\x03 \x01(\x05R\twakeCount\x12$\n" +
+	"\x0ewake_per_nanos\x18\x04 \x01(\x03R\fwakePerNanos\x12/\n" +
+	"\x13stabilization_nanos\x18\x05 \x01(\x03R\x12stabilizationNanos\x12\x0e\n" +
+	"\x02at\x18\x06 \x01(\x03R\x02at\x12\x18\n" +
+	"\adeleted\x18\a \x01(\bR\adeleted\"T\n" +
 	"\vActivityDay\x12\x10\n" +
 	"\x03org\x18\x01 \x01(\tR\x03org\x12\x19\n" +
 	"\bday_unix\x18\x02 \x01(\x03R\adayUnix\x12\x18\n" +
@@ -662,7 +795,7 @@ const file_orgscaler_v1_replication_proto_rawDesc = "" +
 	"\fsubscription\x18\x02 \x01(\tR\fsubscription\x12\x1a\n" +
 	"\bmessages\x18\x03 \x01(\x03R\bmessages\x12 \n" +
 	"\fat_unix_nano\x18\x04 \x01(\x03R\n" +
-	"atUnixNano\"\xc7\x03\n" +
+	"atUnixNano\"\xa3\x04\n" +
 	"\tOrgChange\x12\x10\n" +
 	"\x03org\x18\x01 \x01(\tR\x03org\x12,\n" +
 	"\x12activity_unix_nano\x18\x02 \x01(\x03R\x10activityUnixNano\x126\n" +
@@ -673,10 +806,15 @@ const file_orgscaler_v1_replication_proto_rawDesc = "" +
 	"\n" +
 	"deleted_at\x18\a \x01(\x03R\tdeletedAt\x12(\n" +
 	"\rwarm_schedule\x18\b \x01(\tH\x02R\fwarmSchedule\x88\x01\x01\x12(\n" +
-	"\x10warm_schedule_at\x18\t \x01(\x03R\x0ewarmScheduleAtB\x18\n" +
+	"\x10warm_schedule_at\x18\t \x01(\x03R\x0ewarmScheduleAt\x12$\n" +
+	"\vpool_weight\x18\n" +
+	" \x01(\x03H\x03R\n" +
+	"poolWeight\x88\x01\x01\x12$\n" +
+	"\x0epool_weight_at\x18\v \x01(\x03R\fpoolWeightAtB\x18\n" +
 	"\x16_scale_to_zero_allowedB\x14\n" +
 	"\x12_idle_window_nanosB\x10\n" +
-	"\x0e_warm_scheduleB?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
+	"\x0e_warm_scheduleB\x0e\n" +
+	"\f_pool_weightB?Z=github.com/orgscaler/orgscaler/proto/orgscaler/v1;orgscalerv1b\x06proto3"
 
 var (
 	file_orgscaler_v1_replication_proto_rawDescOnce sync.Once
@@ -690,26 +828,28 @@ func file_orgscaler_v1_replication_proto_rawDescGZIP() []byte {
 	return file_orgscaler_v1_replication_proto_rawDescData
 }
 
-var file_orgscaler_v1_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_orgscaler_v1_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_orgscaler_v1_replication_proto_goTypes = []any{
 	(*ChangeBatch)(nil),      // 0: orgscaler.v1.ChangeBatch
-	(*ActivityDay)(nil),      // 1: orgscaler.v1.ActivityDay
-	(*IdleCounts)(nil),       // 2: orgscaler.v1.IdleCounts
-	(*UsageHour)(nil),        // 3: orgscaler.v1.UsageHour
-	(*SubscriptionHint)(nil), // 4: orgscaler.v1.SubscriptionHint
-	(*OrgChange)(nil),        // 5: orgscaler.v1.OrgChange
+	(*PoolDef)(nil),          // 1: orgscaler.v1.PoolDef
+	(*ActivityDay)(nil),      // 2: orgscaler.v1.ActivityDay
+	(*IdleCounts)(nil),       // 3: orgscaler.v1.IdleCounts
+	(*UsageHour)(nil),        // 4: orgscaler.v1.UsageHour
+	(*SubscriptionHint)(nil), // 5: orgscaler.v1.SubscriptionHint
+	(*OrgChange)(nil),        // 6: orgscaler.v1.OrgChange
 }
 var file_orgscaler_v1_replication_proto_depIdxs = []int32{
-	5, // 0: orgscaler.v1.ChangeBatch.changes:type_name -> orgscaler.v1.OrgChange
-	4, // 1: orgscaler.v1.ChangeBatch.hints:type_name -> orgscaler.v1.SubscriptionHint
-	3, // 2: orgscaler.v1.ChangeBatch.usage:type_name -> orgscaler.v1.UsageHour
-	2, // 3: orgscaler.v1.ChangeBatch.idle_times:type_name -> orgscaler.v1.IdleCounts
-	1, // 4: orgscaler.v1.ChangeBatch.history:type_name -> orgscaler.v1.ActivityDay
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	6, // 0: orgscaler.v1.ChangeBatch.changes:type_name -> orgscaler.v1.OrgChange
+	5, // 1: orgscaler.v1.ChangeBatch.hints:type_name -> orgscaler.v1.SubscriptionHint
+	4, // 2: orgscaler.v1.ChangeBatch.usage:type_name -> orgscaler.v1.UsageHour
+	3, // 3: orgscaler.v1.ChangeBatch.idle_times:type_name -> orgscaler.v1.IdleCounts
+	2, // 4: orgscaler.v1.ChangeBatch.history:type_name -> orgscaler.v1.ActivityDay
+	1, // 5: orgscaler.v1.ChangeBatch.pools:type_name -> orgscaler.v1.PoolDef
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_replication_proto_init() }
@@ -717,14 +857,14 @@ func file_orgscaler_v1_replication_proto_init() {
 	if File_orgscaler_v1_replication_proto != nil {
 		return
 	}
-	file_orgscaler_v1_replication_proto_msgTypes[5].OneofWrappers = []any{}
+	file_orgscaler_v1_replication_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orgscaler_v1_replication_proto_rawDesc), len(file_orgscaler_v1_replication_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

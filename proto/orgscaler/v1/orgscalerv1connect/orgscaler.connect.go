@@ -71,6 +71,14 @@ const (
 	AdminServiceImportOrgsProcedure = "/orgscaler.v1.AdminService/ImportOrgs"
 	// AdminServiceRestoreProcedure is the fully-qualified name of the AdminService's Restore RPC.
 	AdminServiceRestoreProcedure = "/orgscaler.v1.AdminService/Restore"
+	// AdminServiceSetPoolProcedure is the fully-qualified name of the AdminService's SetPool RPC.
+	AdminServiceSetPoolProcedure = "/orgscaler.v1.AdminService/SetPool"
+	// AdminServiceGetPoolProcedure is the fully-qualified name of the AdminService's GetPool RPC.
+	AdminServiceGetPoolProcedure = "/orgscaler.v1.AdminService/GetPool"
+	// AdminServiceListPoolsProcedure is the fully-qualified name of the AdminService's ListPools RPC.
+	AdminServiceListPoolsProcedure = "/orgscaler.v1.AdminService/ListPools"
+	// AdminServiceDeletePoolProcedure is the fully-qualified name of the AdminService's DeletePool RPC.
+	AdminServiceDeletePoolProcedure = "/orgscaler.v1.AdminService/DeletePool"
 )
 
 // ActivityServiceClient is a client for the orgscaler.v1.ActivityService service.
@@ -262,6 +270,16 @@ type AdminServiceClient interface {
 	// Into a scaler that holds no org, unless merge: merged into live state,
 	// an old backup would bring back orgs deleted since it was taken.
 	Restore(context.Context) (*connect.ClientStreamForClientSimple[v1.RestoreRequest, v1.RestoreResponse], error)
+	// Creates a GPU pool or changes its settings (only those set), and
+	// answers once the change is on disk (and, in a fleet, published).
+	SetPool(context.Context, *v1.SetPoolRequest) (*v1.SetPoolResponse, error)
+	// A pool with its members, their demand and share, and its queue.
+	GetPool(context.Context, *v1.GetPoolRequest) (*v1.GetPoolResponse, error)
+	// Every pool, without members.
+	ListPools(context.Context, *v1.ListPoolsRequest) (*v1.ListPoolsResponse, error)
+	// Deletes a pool: the triggers naming it are refused with
+	// FailedPrecondition until it is set again.
+	DeletePool(context.Context, *v1.DeletePoolRequest) (*v1.DeletePoolResponse, error)
 }
 
 // NewAdminServiceClient constructs a client for the orgscaler.v1.AdminService service. By default,
@@ -347,6 +365,30 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("Restore")),
 			connect.WithClientOptions(opts...),
 		),
+		setPool: connect.NewClient[v1.SetPoolRequest, v1.SetPoolResponse](
+			httpClient,
+			baseURL+AdminServiceSetPoolProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("SetPool")),
+			connect.WithClientOptions(opts...),
+		),
+		getPool: connect.NewClient[v1.GetPoolRequest, v1.GetPoolResponse](
+			httpClient,
+			baseURL+AdminServiceGetPoolProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("GetPool")),
+			connect.WithClientOptions(opts...),
+		),
+		listPools: connect.NewClient[v1.ListPoolsRequest, v1.ListPoolsResponse](
+			httpClient,
+			baseURL+AdminServiceListPoolsProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ListPools")),
+			connect.WithClientOptions(opts...),
+		),
+		deletePool: connect.NewClient[v1.DeletePoolRequest, v1.DeletePoolResponse](
+			httpClient,
+			baseURL+AdminServiceDeletePoolProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("DeletePool")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -364,6 +406,10 @@ type adminServiceClient struct {
 	history      *connect.Client[v1.HistoryRequest, v1.HistoryResponse]
 	importOrgs   *connect.Client[v1.ImportOrgsRequest, v1.ImportOrgsResponse]
 	restore      *connect.Client[v1.RestoreRequest, v1.RestoreResponse]
+	setPool      *connect.Client[v1.SetPoolRequest, v1.SetPoolResponse]
+	getPool      *connect.Client[v1.GetPoolRequest, v1.GetPoolResponse]
+	listPools    *connect.Client[v1.ListPoolsRequest, v1.ListPoolsResponse]
+	deletePool   *connect.Client[v1.DeletePoolRequest, v1.DeletePoolResponse]
 }
 
 // GetOrg calls orgscaler.v1.AdminService.GetOrg.
@@ -458,6 +504,42 @@ func (c *adminServiceClient) Restore(ctx context.Context) (*connect.ClientStream
 	return c.restore.CallClientStreamSimple(ctx)
 }
 
+// SetPool calls orgscaler.v1.AdminService.SetPool.
+func (c *adminServiceClient) SetPool(ctx context.Context, req *v1.SetPoolRequest) (*v1.SetPoolResponse, error) {
+	response, err := c.setPool.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// GetPool calls orgscaler.v1.AdminService.GetPool.
+func (c *adminServiceClient) GetPool(ctx context.Context, req *v1.GetPoolRequest) (*v1.GetPoolResponse, error) {
+	response, err := c.getPool.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// ListPools calls orgscaler.v1.AdminService.ListPools.
+func (c *adminServiceClient) ListPools(ctx context.Context, req *v1.ListPoolsRequest) (*v1.ListPoolsResponse, error) {
+	response, err := c.listPools.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// DeletePool calls orgscaler.v1.AdminService.DeletePool.
+func (c *adminServiceClient) DeletePool(ctx context.Context, req *v1.DeletePoolRequest) (*v1.DeletePoolResponse, error) {
+	response, err := c.deletePool.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // AdminServiceHandler is an implementation of the orgscaler.v1.AdminService service.
 type AdminServiceHandler interface {
 	// GetOrg returns one org; NotFound when the scaler has never seen it.
@@ -503,6 +585,16 @@ type AdminServiceHandler interface {
 	// Into a scaler that holds no org, unless merge: merged into live state,
 	// an old backup would bring back orgs deleted since it was taken.
 	Restore(context.Context, *connect.ClientStream[v1.RestoreRequest]) (*v1.RestoreResponse, error)
+	// Creates a GPU pool or changes its settings (only those set), and
+	// answers once the change is on disk (and, in a fleet, published).
+	SetPool(context.Context, *v1.SetPoolRequest) (*v1.SetPoolResponse, error)
+	// A pool with its members, their demand and share, and its queue.
+	GetPool(context.Context, *v1.GetPoolRequest) (*v1.GetPoolResponse, error)
+	// Every pool, without members.
+	ListPools(context.Context, *v1.ListPoolsRequest) (*v1.ListPoolsResponse, error)
+	// Deletes a pool: the triggers naming it are refused with
+	// FailedPrecondition until it is set again.
+	DeletePool(context.Context, *v1.DeletePoolRequest) (*v1.DeletePoolResponse, error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -584,6 +676,30 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("Restore")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceSetPoolHandler := connect.NewUnaryHandlerSimple(
+		AdminServiceSetPoolProcedure,
+		svc.SetPool,
+		connect.WithSchema(adminServiceMethods.ByName("SetPool")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceGetPoolHandler := connect.NewUnaryHandlerSimple(
+		AdminServiceGetPoolProcedure,
+		svc.GetPool,
+		connect.WithSchema(adminServiceMethods.ByName("GetPool")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceListPoolsHandler := connect.NewUnaryHandlerSimple(
+		AdminServiceListPoolsProcedure,
+		svc.ListPools,
+		connect.WithSchema(adminServiceMethods.ByName("ListPools")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceDeletePoolHandler := connect.NewUnaryHandlerSimple(
+		AdminServiceDeletePoolProcedure,
+		svc.DeletePool,
+		connect.WithSchema(adminServiceMethods.ByName("DeletePool")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/orgscaler.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceGetOrgProcedure:
@@ -610,6 +726,14 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceImportOrgsHandler.ServeHTTP(w, r)
 		case AdminServiceRestoreProcedure:
 			adminServiceRestoreHandler.ServeHTTP(w, r)
+		case AdminServiceSetPoolProcedure:
+			adminServiceSetPoolHandler.ServeHTTP(w, r)
+		case AdminServiceGetPoolProcedure:
+			adminServiceGetPoolHandler.ServeHTTP(w, r)
+		case AdminServiceListPoolsProcedure:
+			adminServiceListPoolsHandler.ServeHTTP(w, r)
+		case AdminServiceDeletePoolProcedure:
+			adminServiceDeletePoolHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -665,4 +789,20 @@ func (UnimplementedAdminServiceHandler) ImportOrgs(context.Context, *connect.Cli
 
 func (UnimplementedAdminServiceHandler) Restore(context.Context, *connect.ClientStream[v1.RestoreRequest]) (*v1.RestoreResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orgscaler.v1.AdminService.Restore is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) SetPool(context.Context, *v1.SetPoolRequest) (*v1.SetPoolResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orgscaler.v1.AdminService.SetPool is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) GetPool(context.Context, *v1.GetPoolRequest) (*v1.GetPoolResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orgscaler.v1.AdminService.GetPool is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ListPools(context.Context, *v1.ListPoolsRequest) (*v1.ListPoolsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orgscaler.v1.AdminService.ListPools is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) DeletePool(context.Context, *v1.DeletePoolRequest) (*v1.DeletePoolResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orgscaler.v1.AdminService.DeletePool is not implemented"))
 }

@@ -1,0 +1,101 @@
+package pool
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// The figure: 8 orgs' models woken at once in a pool of 8 GPUs at
+// 2/30s are 2, 4, 6, 8 active at 0, 30, 60 and 90 s, and the waiting ones
+// are queued in order.
+func TestTurnPacesWakes(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	cfg := Config{Name: "gpus", GPUs: 8, WakeCount: 2, WakePer: 30 * time.Second, Stabilization: time.Minute}
+	var wants []Want
+	for i := range 8 {
+		id := fmt.Sprintf("m%d", i)
+		wants = append(wants, Want{Member: Member{ID: id, Org: id, Weight: 1, GPUs: 1, Demand: 1}})
+	}
+	var l Live
+	for sec := 0; sec <= 100; sec++ {
+		st := l.Turn(t0.Add(time.Duration(sec)*time.Second), cfg, wants)
+		active := 0
+		for _, s := range st.Seats {
+			if s.Share > 0 {
+				active++
+			}
+		}
+		if want := min(8, 2*(sec/30+1)); active != want {
+			t.Fatalf("at %ds: %d active; want %d", sec, active, want)
+		}
+		if len(st.Queue) != 8-active || st.Granted > cfg.GPUs {
+			t.Fatalf("at %ds: queue %v, granted %d: want %d waiting, at most 8 GPUs", sec, st.Queue, st.Granted, 8-active)
+		}
+		if sec == 0 {
+			if st.Seats["m2"].Queued != 1 || st.Seats["m7"].Queued != 6 || !st.Next.Equal(t0.Add(30*time.Second)) {
+				t.Fatalf("at 0s: m2 #%d, m7 #%d, next turn %s; want #1, #6, at 30s", st.Seats["m2"].Queued, st.Seats["m7"].Queued, st.Next)
+			}
+		}
+	}
+}
+
+// A full pool queues the members it cannot seat, backlog first, then by
+// weight; a member with work waiting wakes before an idle one once a
+// share is given up.
+func TestTurnQueuesWhenFull(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	cfg := Config{Name: "small", GPUs: 2, Stabilization: time.Minute}
+	a := Want{Member: Member{ID: "a", Org: "a", Weight: 1, GPUs: 2, Demand: 1}}
+	var l Live
+	if st := l.Turn(t0, cfg, []Want{a}); st.Seats["a"].Share != 1 {
+		t.Fatalf("a alone: share %d; want 1", st.Seats["a"].Share)
+	}
+	b := Want{Member: Member{ID: "b", Org: "b", Weight: 3, GPUs: 1, Demand: 1}}
+	c := Want{Member: Member{ID: "c", Org: "c", Weight: 1, GPUs: 1, Demand: 1}, Backlog: true}
+	st := l.Turn(t0.Add(time.Second), cfg, []Want{a, b, c})
+	// Fair shares now: b and c 1 each, a none; a keeps its 2 GPUs for the
+	// window, so b and c wait: c first (backlog), then b.
+	if st.Seats["a"].Share != 1 || st.Seats["b"].Share != 0 || st.Seats["c"].Share != 0 || fmt.Sprint(st.Queue) != "[c b]" {
+		t.Fatalf("full: a %d b %d c %d, queue %v; want 1/0/0, [c b]", st.Seats["a"].Share, st.Seats["b"].Share, st.Seats["c"].Share, st.Queue)
+	}
+	st = l.Turn(t0.Add(62*time.Second), cfg, []Want{a, b, c})
+	if st.Seats["a"].Share != 0 || st.Seats["b"].Share != 1 || st.Seats["c"].Share != 1 || len(st.Queue) != 0 {
+		t.Fatalf("after the window: a %d b %d c %d, queue %v; want 0/1/1, none", st.Seats["a"].Share, st.Seats["b"].Share, st.Seats["c"].Share, st.Queue)
+	}
+}
+
+// Whatever members come, go and want, with or without a wake rate, no
+// turn grants more than the pool (unless the minimums alone exceed it),
+// and every waiting member has zero.
+func TestTurnProperties(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 23))
+	t0 := time.Unix(1_800_000_000, 0)
+	for round := range 200 {
+		cfg := Config{Name: "p", GPUs: r.Int64N(20), Stabilization: time.Duration(r.IntN(4)) * 10 * time.Second}
+		if r.IntN(2) == 0 {
+			cfg.WakeCount, cfg.WakePer = 1+r.IntN(3), time.Duration(1+r.IntN(30))*time.Second
+		}
+		var l Live
+		for step := range 100 {
+			var wants []Want
+			for i := range 8 {
+				if r.IntN(5) == 0 {
+					continue
+				}
+				wants = append(wants, Want{Member: Member{ID: fmt.Sprint(i), Org: fmt.Sprint(i % 3), Weight: 1 + int64(i%2),
+					GPUs: int64(i % 3), Demand: r.Int64N(6), Min: int64(i / 7)}, Backlog: r.IntN(2) == 0})
+			}
+			st := l.Turn(t0.Add(time.Duration(step)*5*time.Second), cfg, wants)
+			if st.Granted > cfg.GPUs && !st.Overcommitted {
+				t.Fatalf("round %d step %d: %d GPUs granted of %d", round, step, st.Granted, cfg.GPUs)
+			}
+			for id, s := range st.Seats {
+				if s.Queued > 0 && s.Share != 0 {
+					t.Fatalf("round %d step %d: %s waits with %d replicas", round, step, id, s.Share)
+				}
+			}
+		}
+	}
+}
