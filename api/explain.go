@@ -10,6 +10,7 @@ import (
 
 	"github.com/orgscaler/orgscaler/explain"
 	"github.com/orgscaler/orgscaler/knative"
+	"github.com/orgscaler/orgscaler/pool"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 )
 
@@ -95,8 +96,15 @@ func ExplanationProto(e explain.Explanation) *pb.ExplainResponse {
 	return finish(r, e)
 }
 
-// finish adds the backlog and the error to an explanation.
+// finish adds the backlog, the pool and the error to an explanation.
 func finish(r *pb.ExplainResponse, e explain.Explanation) *pb.ExplainResponse {
+	r.Pool = e.Workload.Pool
+	if s := e.Seat; s != nil {
+		object, metric := pool.SplitID(s.ID)
+		r.PoolMember = &pb.PoolMember{ScaledObject: object, MetricName: metric, Org: s.Org, Weight: s.Weight, GpusPerReplica: s.GPUs,
+			Demand: s.Demand, Share: s.Share, Min: s.Min, QueuePosition: int32(s.Queued)}
+		r.PoolQueued = int32(e.Waiting)
+	}
 	if e.Backlog != nil {
 		r.Backlog = BacklogProto(*e.Backlog)
 	}

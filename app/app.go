@@ -29,6 +29,7 @@ import (
 	"github.com/orgscaler/orgscaler/idletimes"
 	"github.com/orgscaler/orgscaler/knative"
 	"github.com/orgscaler/orgscaler/kubeevents"
+	"github.com/orgscaler/orgscaler/pool"
 	"github.com/orgscaler/orgscaler/pools"
 	"github.com/orgscaler/orgscaler/readiness"
 	"github.com/orgscaler/orgscaler/replication"
@@ -74,6 +75,7 @@ type App struct {
 	idle      *idletimes.Store
 	history   *history.Store
 	pools     *pools.Store
+	poolLoop  *pool.Loop
 	feed      *feed.Feed   // nil without --activity-subscription
 	clock     *clock.Clock // nil when Options.Now was given
 	// What runs from Run until stop, by the stage of stop that ends it

@@ -30,6 +30,7 @@ import (
 	"github.com/orgscaler/orgscaler/idletimes"
 	"github.com/orgscaler/orgscaler/knative"
 	"github.com/orgscaler/orgscaler/kubeevents"
+	"github.com/orgscaler/orgscaler/pool"
 	"github.com/orgscaler/orgscaler/pools"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 	"github.com/orgscaler/orgscaler/readiness"
@@ -333,10 +334,16 @@ func (a *App) openServers() (func() error, error) {
 	if a.repl != nil {
 		admit = a.gate.Admit(admit)
 	}
+	a.poolLoop = newPoolLoop(a.pools, func(now time.Time) map[string][]pool.Want { return a.keda.PoolWants(now) }, o.Now)
+	a.poolLoop.Register(a.registry)
+	var targets scaler.Targets
+	if a.objects != nil {
+		targets = a.objects
+	}
 	a.keda = scaler.New(scaler.Options{
 		MaxStreamAge: o.KEDAMaxConnectionAge,
 		Orgs:         a.store, Backlogs: scalerBacklogs, Now: o.Now, Logger: o.Logger, Done: a.done, Observer: observer,
-		Registerer: a.registry, Usage: ledger, Admit: admit, IdleTimes: a.idle,
+		Registerer: a.registry, Usage: ledger, Admit: admit, IdleTimes: a.idle, Pools: a.poolLoop, Targets: targets,
 	})
 	a.fleet = a.newFleet(a.keda)
 	kedapb.RegisterExternalScalerServer(a.kedaSrv, a.keda)
@@ -347,7 +354,7 @@ func (a *App) openServers() (func() error, error) {
 	}
 	apiServer := api.New(api.Options{Replication: repl, Snapshot: a.kinds.Snapshot, Restore: a.kinds.Restore, Ready: a.gate.Current, Store: a.store, Backlogs: apiBacklogs, Explainer: a.keda,
 		Reports: a.ledger, Now: o.Now, Done: a.done, Replica: o.ReplicaID, History: a.history, Knative: a.knativeServices(),
-		MaxClockSkew: o.MaxClockSkew, MaxActivityAge: o.IdleWindow, Pools: a.pools, Digest: a.digest})
+		MaxClockSkew: o.MaxClockSkew, MaxActivityAge: o.IdleWindow, Pools: a.pools, PoolStates: a.poolLoop, Digest: a.digest})
 	pb.RegisterActivityServiceServer(a.apiSrv, apiServer)
 	pb.RegisterAdminServiceServer(a.apiSrv, apiServer)
 	a.apiHTTP = newAPIServer(a.apiSrv, apiServer.Connect(MaxMessageSize), authz, a.sec.api, o.MaxStreamsPerConn, o.APIIdleTimeout)

@@ -65,6 +65,7 @@ func (a *App) startBackground(errc chan<- error) {
 		}
 	}
 	bg.Go(func(ctx context.Context) { a.ledger.Run(ctx, a.opts.FlushInterval, a.opts.Now) })
+	bg.Go(a.poolLoop.Run)
 	bg.Go(func(ctx context.Context) { a.history.Run(ctx, a.opts.FlushInterval) })
 	bg.Go(func(ctx context.Context) { a.db.RunGC(ctx, storage.DefaultGCInterval) })
 	if a.clock != nil {

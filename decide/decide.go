@@ -66,6 +66,7 @@ type Answer struct {
 	org     OrgState
 	backlog Backlog
 	now     time.Time
+	seat    Seat // in a pool: the seat it was capped by
 }
 
 // At is the instant the answer was decided for.
@@ -205,6 +206,8 @@ func (a Answer) Reason() string {
 		return fmt.Sprintf("org %s is inside its warm schedule (%s), warm %s", w.Org, org.Schedule, until)
 	case RuleKeptAlive, RulePrewarm, RulePlanDown:
 		return a.plannedReason()
+	case RulePoolQueued, RulePoolCapped:
+		return a.poolReason()
 	case RuleBlind:
 		return fmt.Sprintf("backlog of %s is not known", w.Subscription)
 	case RuleBacklog:

@@ -89,3 +89,26 @@ func TestHold(t *testing.T) {
 		}
 	}
 }
+
+// A pooled answer never asks for more than the seat's share, is active
+// only with a share, and stays blind when blind (an error for KEDA, not a
+// cap).
+func TestPooled(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	w := trigger.Workload{Kind: trigger.KindWorker, Subscription: "projects/p/subscriptions/jobs", MessagesPerReplica: 1}
+	a := Decide(w, OrgState{}, Backlog{Known: true, Messages: 8}, now)
+	if p := Pooled(a, Seat{Pool: "gpus", Share: 3}); !p.Active || p.Replicas != 3 || p.Rule != RulePoolCapped ||
+		p.Reason() != "pool gpus grants 3 of the 8 replicas it wants" {
+		t.Fatalf("capped: %+v %q", p, p.Reason())
+	}
+	if p := Pooled(a, Seat{Pool: "gpus", Share: 0, Queued: 3, Waiting: 6}); p.Active || p.Replicas != 0 || p.Reason() != "queued: pool gpus full (#3 of 6)" {
+		t.Fatalf("queued: %+v %q", p, p.Reason())
+	}
+	if p := Pooled(a, Seat{Pool: "gpus", Share: 9}); p.Replicas != 8 || p.Rule != RuleBacklog {
+		t.Fatalf("a share above the demand asks only the demand: %+v", p)
+	}
+	blind := Decide(w, OrgState{}, Backlog{}, now)
+	if p := Pooled(blind, Seat{Pool: "gpus", Share: 2}); !p.Blind() {
+		t.Fatalf("blind stays blind: %+v", p)
+	}
+}

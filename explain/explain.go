@@ -7,6 +7,7 @@ package explain
 import (
 	"github.com/orgscaler/orgscaler/activity"
 	"github.com/orgscaler/orgscaler/decide"
+	"github.com/orgscaler/orgscaler/pool"
 	"github.com/orgscaler/orgscaler/pubsubdepth"
 	"github.com/orgscaler/orgscaler/trigger"
 )
@@ -25,4 +26,9 @@ type Explanation struct {
 	// IdleTimes and FleetIdleTimes are how many idle times the org and the
 	// fleet show, for a trigger with a keep-alive policy.
 	IdleTimes, FleetIdleTimes uint64
+	// Seat is the trigger's place in its pool (Workload.Pool) at the
+	// pool's last turn, of Waiting waiting members; nil when it names no
+	// pool or has no seat yet.
+	Seat    *pool.Seat
+	Waiting int
 }

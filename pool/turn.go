@@ -2,10 +2,20 @@ package pool
 
 import (
 	"cmp"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
 )
+
+// NameExpected says what a pool's name must be, for error messages.
+const NameExpected = "a DNS label: 1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
+
+var namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidName reports whether name can name a pool: it becomes a metric
+// label and part of an Event's message.
+func ValidName(name string) bool { return namePattern.MatchString(name) }
 
 // ID names a member: its ScaledObject and its trigger's metric (a
 // ScaledObject may have several triggers).

@@ -2,10 +2,10 @@ package pools
 
 import (
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/orgscaler/orgscaler/hlc"
+	"github.com/orgscaler/orgscaler/pool"
 )
 
 // Bounds of a pool's settings: past them a value is surely a typo.
@@ -17,17 +17,14 @@ const (
 	MaxWakePer            = time.Hour
 	MaxStabilization      = time.Hour
 	DefaultStabilization  = time.Minute
-	NameExpected          = "a DNS label: 1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
+	NameExpected          = pool.NameExpected
 	tombstoneTTL          = 8 * 24 * time.Hour
 	wakeCountExpected     = "0 (no pacing) to 10000"
 	stabilizationExpected = "0s to 1h"
 )
 
-var namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
-// ValidName reports whether name can name a pool: it becomes a metric
-// label and part of an Event's message.
-func ValidName(name string) bool { return namePattern.MatchString(name) }
+// ValidName reports whether name can name a pool.
+func ValidName(name string) bool { return pool.ValidName(name) }
 
 // Pool is one pool's definition.
 type Pool struct {

@@ -40,7 +40,8 @@ type extTrigger struct {
 	workload, org, subscription string
 	metric                      string // "" when the metadata does not parse
 	parsed                      trigger.Workload
-	paused                      bool // its object is paused: KEDA does not ask
+	paused                      bool  // its object is paused: KEDA does not ask
+	min, max                    int32 // its object's replica bounds
 }
 
 // KEDA's annotations that pause an object: KEDA then neither scales it
@@ -66,6 +67,10 @@ func paused(annotations map[string]string) bool {
 type Target struct {
 	Key      Key
 	Workload trigger.Workload
+	// Min and Max are its object's minReplicaCount and maxReplicaCount
+	// (KEDA's defaults, 0 and 100, when unset): a GPU pool grants at least
+	// the one and asks for no more than the other.
+	Min, Max int32
 }
 
 // Gone is what went away with a change of one object: the object itself
@@ -208,7 +213,7 @@ func (r *Registry) Targets(org string) []Target {
 		for _, ts := range r.objs[k] {
 			for _, t := range ts {
 				if t.metric != "" && !t.paused && (org == "" || t.org == org) {
-					out = append(out, Target{Key: k, Workload: t.parsed})
+					out = append(out, Target{Key: k, Workload: t.parsed, Min: t.min, Max: t.max})
 				}
 			}
 		}
@@ -238,10 +243,10 @@ func (r *Registry) set(resource string, obj any) {
 		return
 	}
 	ts := triggersOf(u)
-	if paused(u.GetAnnotations()) {
-		for i := range ts {
-			ts[i].paused = true
-		}
+	pause := paused(u.GetAnnotations())
+	lo, hi := replicaBounds(u)
+	for i := range ts {
+		ts[i].paused, ts[i].min, ts[i].max = pause, lo, hi
 	}
 	r.apply(resource, Key{u.GetNamespace(), u.GetName()}, ts)
 }
@@ -387,7 +392,26 @@ func triggersOf(u *unstructured.Unstructured) []extTrigger {
 	return out
 }
 
-// strip keeps an object's identity and triggers, dropping the rest
+// KEDA's defaults for an object's replica bounds.
+const (
+	DefaultMinReplicas = 0
+	DefaultMaxReplicas = 100
+)
+
+// replicaBounds reads an object's minReplicaCount and maxReplicaCount as
+// KEDA does, with its defaults.
+func replicaBounds(u *unstructured.Unstructured) (lo, hi int32) {
+	lo, hi = DefaultMinReplicas, DefaultMaxReplicas
+	if v, ok, _ := unstructured.NestedInt64(u.Object, "spec", "minReplicaCount"); ok && v >= 0 && v <= 1<<30 {
+		lo = int32(v)
+	}
+	if v, ok, _ := unstructured.NestedInt64(u.Object, "spec", "maxReplicaCount"); ok && v >= 0 && v <= 1<<30 {
+		hi = int32(v)
+	}
+	return lo, hi
+}
+
+// strip keeps an object's identity, replica bounds and triggers, dropping the rest
 // before the informer stores it.
 func strip(obj any) (any, error) {
 	u, ok := obj.(*unstructured.Unstructured)
@@ -414,6 +438,11 @@ func strip(obj any) (any, error) {
 	out.SetAnnotations(kept)
 	if triggers != nil {
 		_ = unstructured.SetNestedSlice(out.Object, triggers, "spec", "triggers")
+	}
+	for _, f := range []string{"minReplicaCount", "maxReplicaCount"} {
+		if v, ok, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", f); ok {
+			_ = unstructured.SetNestedField(out.Object, v, "spec", f)
+		}
 	}
 	return out, nil
 }

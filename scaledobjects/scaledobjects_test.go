@@ -163,3 +163,26 @@ func TestStripKeepsTriggersOnly(t *testing.T) {
 		t.Fatalf("triggers kept: %+v", ts)
 	}
 }
+
+// A pool reads an object's replica bounds through the informer's
+// stripped copy: KEDA's defaults when unset, the object's own when set.
+func TestTargetsCarryReplicaBounds(t *testing.T) {
+	r := newRegistry(Options{})
+	bounded := object("ml", "bounded", external(pynode))
+	_ = unstructured.SetNestedField(bounded.Object, int64(1), "spec", "minReplicaCount")
+	_ = unstructured.SetNestedField(bounded.Object, int64(4), "spec", "maxReplicaCount")
+	for _, u := range []*unstructured.Unstructured{bounded, object("ml", "default", external(worker))} {
+		s, err := strip(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.set("scaledobjects", s)
+	}
+	got := map[string][2]int32{}
+	for _, tg := range r.Targets("") {
+		got[tg.Key.Name] = [2]int32{tg.Min, tg.Max}
+	}
+	if got["bounded"] != [2]int32{1, 4} || got["default"] != [2]int32{DefaultMinReplicas, DefaultMaxReplicas} {
+		t.Fatalf("bounds: %v; want bounded 1..4, default 0..100", got)
+	}
+}

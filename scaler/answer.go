@@ -1,7 +1,9 @@
 package scaler
 
 import (
+	"context"
 	"errors"
+	"time"
 
 	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 	"google.golang.org/grpc/codes"
@@ -16,10 +18,15 @@ import (
 )
 
 // answer computes the decision for w (whose metric is named name) now,
-// from memory only, and enters it in the usage ledger under ref. It fails
-// with NotFound for a subscription that does not exist.
-func (s *Server) answer(ref *kedapb.ScaledObjectRef, w trigger.Workload, name string) (decide.Answer, pubsubdepth.Depth, error) {
+// from memory only (capped by its pool's share at its last turn), and
+// enters it in the usage ledger under ref. It fails with NotFound for a
+// subscription that does not exist, and FailedPrecondition for a pool
+// that does not.
+func (s *Server) answer(ctx context.Context, ref *kedapb.ScaledObjectRef, w trigger.Workload, name string) (decide.Answer, pubsubdepth.Depth, error) {
 	a, o, d, err := s.evaluate(w)
+	if err == nil {
+		a, err = s.pooled(ctx, ref.GetNamespace(), ref.GetName(), w, a)
+	}
 	if err == nil {
 		s.observe(ref.GetNamespace(), ref.GetName(), w, name, a, o)
 	}
@@ -45,20 +52,32 @@ type Verdict struct {
 	Reason func() string
 }
 
-// Answer answers w now as IsActive would, and remembers it as KEDA's last
-// answer: for the fleet's leader, which answers every trigger for itself
-// (package tally). It fails where KEDA would get an error instead.
-func (s *Server) Answer(w trigger.Workload) (Verdict, error) {
+// Answer answers w, a trigger of the ScaledObject namespace/name, now as
+// IsActive would, and remembers it as KEDA's last answer: for the fleet's
+// leader, which answers every trigger for itself (package tally). It
+// fails where KEDA would get an error instead.
+func (s *Server) Answer(namespace, name string, w trigger.Workload) (Verdict, error) {
 	if w.Subscription != "" && s.backlogs == nil {
 		return Verdict{}, status.Errorf(codes.FailedPrecondition, "subscription %s: no backlog source", w.Subscription)
 	}
 	a, o, d, err := s.evaluate(w)
+	if err == nil {
+		a, err = s.pooled(noWait, namespace, name, w, a)
+	}
 	if err != nil {
 		return Verdict{}, err
 	}
 	active, _ := s.remember(w, w.MetricName(), a, d) // blind with no last answer: told as blind
 	return Verdict{Answer: a, Org: o, Active: active, Reason: reasonOf(a, d)}, nil
 }
+
+// noWait is a done context: the tally never waits for a pool to seat a
+// new member (KEDA's own call waits, and is counted next time).
+var noWait = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 // reasonOf says why an answer is what it is: while blind, why the
 // backlog cannot be seen.
@@ -69,8 +88,14 @@ func reasonOf(a decide.Answer, d pubsubdepth.Depth) func() string {
 	return a.Reason
 }
 
-// evaluate is answer with the org it read.
+// evaluate is the answer for w now, without its pool, with the org it
+// read.
 func (s *Server) evaluate(w trigger.Workload) (decide.Answer, activity.Org, pubsubdepth.Depth, error) {
+	return s.evaluateAt(w, s.now())
+}
+
+// evaluateAt is evaluate at now.
+func (s *Server) evaluateAt(w trigger.Workload, now time.Time) (decide.Answer, activity.Org, pubsubdepth.Depth, error) {
 	var org decide.OrgState
 	var o activity.Org
 	if w.Org != "" {
@@ -97,7 +122,7 @@ func (s *Server) evaluate(w trigger.Workload) (decide.Answer, activity.Org, pubs
 		}
 		b = decide.Backlog{Known: d.Known, Messages: d.Messages, ObservedAt: d.Observed.At}
 	}
-	return decide.Decide(w, org, b, s.now()), o, d, nil
+	return decide.Decide(w, org, b, now), o, d, nil
 }
 
 // limitError is ResourceExhausted when err says the subscription cap

@@ -9,6 +9,7 @@ import (
 
 	"github.com/orgscaler/orgscaler/decide"
 	"github.com/orgscaler/orgscaler/explain"
+	"github.com/orgscaler/orgscaler/pool"
 )
 
 // noteMetadata records the metadata of the ScaledObject KEDA asked about.
@@ -82,5 +83,21 @@ func (s *Server) ExplainScaledObject(nsName string) (explain.Explanation, error)
 		return explain.Explanation{}, status.Errorf(codes.NotFound,
 			"scaled_object %q: KEDA has not asked about it since the scaler started (give its metadata instead)", nsName)
 	}
-	return s.Explain(v.(map[string]string))
+	e, err := s.Explain(v.(map[string]string))
+	if err != nil || e.Workload.Pool == "" || e.Err != nil {
+		return e, err
+	}
+	// Its answer as KEDA gets it: capped by its seat in its pool.
+	if e.Err = s.poolExists(e.Workload); e.Err != nil {
+		return e, nil
+	}
+	ns, name := splitObject(nsName)
+	if seat, waiting, ok := s.pools.Seat(e.Workload.Pool, pool.ID(ns, name, e.Workload.MetricName())); ok {
+		e.Seat, e.Waiting = &seat, waiting
+		e.Answer = decide.Pooled(e.Answer, decide.Seat{Pool: e.Workload.Pool, Share: seat.Share, Queued: seat.Queued, Waiting: waiting})
+		if !e.Answer.Blind() {
+			e.Active = e.Answer.Active
+		}
+	}
+	return e, nil
 }

@@ -11,19 +11,20 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/orgscaler/orgscaler/decide"
+	"github.com/orgscaler/orgscaler/pool"
 	"github.com/orgscaler/orgscaler/trigger"
 )
 
 // IsActive answers whether the workload should run at all. While the
 // backlog cannot be seen it keeps its last answer rather than turning
 // false: being blind is not an empty queue.
-func (s *Server) IsActive(_ context.Context, ref *kedapb.ScaledObjectRef) (*kedapb.IsActiveResponse, error) {
+func (s *Server) IsActive(ctx context.Context, ref *kedapb.ScaledObjectRef) (*kedapb.IsActiveResponse, error) {
 	w, err := s.admitted(ref)
 	if err != nil {
 		return nil, err
 	}
 	name := w.MetricName()
-	a, d, err := s.answer(ref, w, name)
+	a, d, err := s.answer(ctx, ref, w, name)
 	if err != nil {
 		return nil, err
 	}
@@ -48,6 +49,9 @@ func (s *Server) GetMetricSpec(_ context.Context, ref *kedapb.ScaledObjectRef) (
 	if _, _, _, err := s.evaluate(w); err != nil { // names the org, tracks the subscription
 		return nil, err
 	}
+	if err := s.poolExists(w); err != nil {
+		return nil, err
+	}
 	return metricSpec(w), nil
 }
 
@@ -58,7 +62,7 @@ func metricSpec(w trigger.Workload) *kedapb.GetMetricSpecResponse {
 }
 
 // GetMetrics returns the replica count the workload should have.
-func (s *Server) GetMetrics(_ context.Context, req *kedapb.GetMetricsRequest) (*kedapb.GetMetricsResponse, error) {
+func (s *Server) GetMetrics(ctx context.Context, req *kedapb.GetMetricsRequest) (*kedapb.GetMetricsResponse, error) {
 	w, err := s.admitted(req.GetScaledObjectRef())
 	if err != nil {
 		return nil, err
@@ -68,7 +72,7 @@ func (s *Server) GetMetrics(_ context.Context, req *kedapb.GetMetricsRequest) (*
 		return nil, status.Errorf(codes.NotFound, "metricName %q is not this trigger's metric: expected %q (as GetMetricSpec returns)",
 			req.GetMetricName(), name)
 	}
-	a, d, err := s.answer(req.GetScaledObjectRef(), w, name)
+	a, d, err := s.answer(ctx, req.GetScaledObjectRef(), w, name)
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +138,18 @@ func (s *Server) StreamIsActive(ref *kedapb.ScaledObjectRef, stream kedapb.Exter
 		defer watch.Stop()
 		backlogChanged = watch.C()
 	}
+	var poolChanged func() <-chan struct{}
+	if w.Pool != "" && s.pools != nil {
+		if err := s.poolExists(w); err != nil {
+			return err
+		}
+		poolChanged = func() <-chan struct{} { return s.pools.Changed(w.Pool) }
+		if s.targets == nil && ref.GetNamespace() != "" && ref.GetName() != "" {
+			id := pool.ID(ref.GetNamespace(), ref.GetName(), w.MetricName())
+			s.polled.saw(id, w, s.now(), 1)
+			defer s.polled.saw(id, w, s.now(), -1)
+		}
+	}
 	s.metrics.streams.Inc()
 	defer s.metrics.streams.Dec()
 	log := s.log.With("namespace", ref.GetNamespace(), "scaledobject", ref.GetName(), "workload", w.Kind, "org", w.Org)
@@ -149,7 +165,11 @@ func (s *Server) StreamIsActive(ref *kedapb.ScaledObjectRef, stream kedapb.Exter
 			// instant it ended: being active now is a new activation.
 			wasActive = false
 		}
-		a, d, err := s.answer(ref, w, name)
+		var seats <-chan struct{}
+		if poolChanged != nil {
+			seats = poolChanged() // before the answer reads the seat: no change is missed
+		}
+		a, d, err := s.answer(stream.Context(), ref, w, name)
 		if status.Code(err) == codes.NotFound {
 			// The subscription does not exist (yet): stay open, inactive,
 			// so its creation and first hint are pushed without waiting
@@ -188,6 +208,7 @@ func (s *Server) StreamIsActive(ref *kedapb.ScaledObjectRef, stream kedapb.Exter
 		case <-orgChanged:
 		case <-backlogChanged:
 		case <-due:
+		case <-seats:
 		}
 	}
 }

@@ -79,6 +79,11 @@ type Server struct {
 	usage    Ledger
 	admit    Admitter
 	idle     IdleTimes
+	pools    Pools
+	targets  Targets
+	polled   members // pooled triggers KEDA asked about, without a cluster
+	demandMu sync.Mutex
+	demands  map[string]int64 // member ID → its last demand, kept while blind
 	maxAge   time.Duration
 	metrics  *metrics
 
@@ -139,6 +144,11 @@ type Options struct {
 	// IdleTimes, when set, plans the workloads of triggers with a
 	// keep-alive policy; without it they are refused.
 	IdleTimes IdleTimes
+	// Pools, when set, seats the triggers that name a GPU pool; without
+	// it they are refused. Targets, when set, lists a pool's members from
+	// the cluster; without it they are the triggers KEDA asks about.
+	Pools   Pools
+	Targets Targets
 }
 
 // New returns a Server.
@@ -150,5 +160,6 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Server{orgs: o.Orgs, backlogs: o.Backlogs, now: o.Now, log: o.Logger.With("component", "scaler"),
-		done: o.Done, observer: o.Observer, usage: o.Usage, admit: o.Admit, idle: o.IdleTimes, maxAge: o.MaxStreamAge, metrics: newMetrics(o.Registerer)}
+		done: o.Done, observer: o.Observer, usage: o.Usage, admit: o.Admit, idle: o.IdleTimes, maxAge: o.MaxStreamAge, metrics: newMetrics(o.Registerer),
+		pools: o.Pools, targets: o.Targets, polled: members{m: map[string]*polled{}}, demands: map[string]int64{}}
 }

@@ -23,7 +23,7 @@ const Every = 5 * time.Second
 
 // Answerer answers a trigger as IsActive would; scaler.Server provides it.
 type Answerer interface {
-	Answer(w trigger.Workload) (scaler.Verdict, error)
+	Answer(namespace, name string, w trigger.Workload) (scaler.Verdict, error)
 }
 
 // Targets lists the cluster's triggers that name org ("": all);
@@ -135,7 +135,7 @@ func (t *Tally) Run(org string) {
 	objects := map[scaledobjects.Key]*verdict{}
 	var order []scaledobjects.Key
 	for _, tg := range t.o.Targets.Targets(org) {
-		v, err := t.o.Answers.Answer(tg.Workload)
+		v, err := t.o.Answers.Answer(tg.Key.Namespace, tg.Key.Name, tg.Workload)
 		if err != nil {
 			continue // KEDA gets the error too: nothing to count
 		}

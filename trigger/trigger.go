@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/orgscaler/orgscaler/orgid"
+	"github.com/orgscaler/orgscaler/pool"
 )
 
 // Kind is what a workload is.
@@ -37,12 +38,13 @@ const (
 	KeyWarmFor            = "warmFor"
 	KeyGPUsPerReplica     = "gpusPerReplica"
 	KeyGPUType            = "gpuType"
+	KeyPool               = "pool"
 )
 
 // Keys are the metadata keys the scaler reads (README's trigger metadata
 // reference lists each); any other but KEDA's own is refused.
 var Keys = []string{KeyWorkload, KeyOrg, KeySubscription, KeyMessagesPerReplica, KeyActivationBacklog, KeyWarmFor,
-	KeyGPUsPerReplica, KeyGPUType, KeyKeepAlive, KeyColdStart, KeyMinWarm}
+	KeyGPUsPerReplica, KeyGPUType, KeyPool, KeyKeepAlive, KeyColdStart, KeyMinWarm}
 
 // MaxGPUsPerReplica bounds gpusPerReplica: no node has more, and the
 // GPU-hours arithmetic stays far from overflow.
@@ -78,13 +80,17 @@ type Workload struct {
 	MessagesPerReplica int64
 	ActivationBacklog  int64
 	WarmFor            time.Duration // zero: the org's idle window
-	// GPUsPerReplica and GPUType only price the GPU-hours report; they
-	// never change an answer. A pynode holds no GPU unless its trigger
-	// says so; a worker or a model holds one.
+	// GPUsPerReplica and GPUType price the GPU-hours report; only in a
+	// pool does GPUsPerReplica change an answer (what a replica costs the
+	// pool). A pynode holds no GPU unless its trigger says so; a worker or
+	// a model holds one.
 	GPUsPerReplica int64
 	GPUType        string
 	// KeepAlive is the trigger's keep-alive policy, instead of a window.
 	KeepAlive KeepAlive
+	// Pool is the GPU pool the workload's replicas are granted from ("":
+	// none; each costs GPUsPerReplica of it).
+	Pool string
 }
 
 // MetadataError says which metadata key was wrong, what it held, and what
@@ -165,6 +171,12 @@ func ParseMetadata(md map[string]string) (Workload, error) {
 				Expected: "1 to 32 lower-case letters, digits, '.' or '-', starting with a letter or digit, such as a100 or nvidia-l4"}
 		}
 		w.GPUType = v
+	}
+	if v, ok := md[KeyPool]; ok {
+		if !pool.ValidName(v) {
+			return Workload{}, &MetadataError{Key: KeyPool, Value: Clip(v), Expected: pool.NameExpected + ", naming a pool made with scalerctl pool set"}
+		}
+		w.Pool = v
 	}
 	if w.GPUsPerReplica > MaxGPUsPerReplica {
 		return Workload{}, &MetadataError{Key: KeyGPUsPerReplica, Value: md[KeyGPUsPerReplica],

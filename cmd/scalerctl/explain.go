@@ -95,6 +95,19 @@ func printExplanation(c *cli, e *pb.ExplainResponse) error {
 		}
 		row("backlog", "%s of %s (%s; %s)", backlog, b.GetSubscription(), point, b.GetReason())
 	}
+	if p := e.GetPool(); p != "" {
+		m := e.GetPoolMember()
+		switch {
+		case m == nil:
+			row("pool", "%s: not seated yet (it is at the pool's next turn)", p)
+		case m.GetQueuePosition() > 0:
+			row("pool", "%s: queued, #%d of %d; wants %d replica(s) of %d GPU(s), org weight %d", p, m.GetQueuePosition(), e.GetPoolQueued(),
+				m.GetDemand(), m.GetGpusPerReplica(), m.GetWeight())
+		default:
+			row("pool", "%s: share %d of the %d replica(s) it wants, %d GPU(s) each, org weight %d, minReplicaCount %d", p, m.GetShare(),
+				m.GetDemand(), m.GetGpusPerReplica(), m.GetWeight(), m.GetMin())
+		}
+	}
 	for _, k := range e.GetKnativeServices() {
 		patched := "not patched by this replica"
 		if k.GetPatchedAt() != nil {

@@ -1189,8 +1189,14 @@ type ExplainResponse struct {
 	// The org's Knative Services (with --knative), and the min-scale of each
 	// one's latest ready Revision.
 	KnativeServices []*KnativeService `protobuf:"bytes,15,rep,name=knative_services,json=knativeServices,proto3" json:"knative_services,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The trigger's GPU pool, when it names one, and its seat there at the
+	// pool's last turn (unset before the pool has seated it).
+	Pool       string      `protobuf:"bytes,16,opt,name=pool,proto3" json:"pool,omitempty"`
+	PoolMember *PoolMember `protobuf:"bytes,17,opt,name=pool_member,json=poolMember,proto3" json:"pool_member,omitempty"`
+	// Members waiting in the pool's wake queue.
+	PoolQueued    int32 `protobuf:"varint,18,opt,name=pool_queued,json=poolQueued,proto3" json:"pool_queued,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExplainResponse) Reset() {
@@ -1326,6 +1332,27 @@ func (x *ExplainResponse) GetKnativeServices() []*KnativeService {
 		return x.KnativeServices
 	}
 	return nil
+}
+
+func (x *ExplainResponse) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetPoolMember() *PoolMember {
+	if x != nil {
+		return x.PoolMember
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetPoolQueued() int32 {
+	if x != nil {
+		return x.PoolQueued
+	}
+	return 0
 }
 
 // A Knative Service labelled with an org, as the scaler keeps it.
@@ -3319,7 +3346,7 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\rscaled_object\x18\x02 \x01(\tR\fscaledObject\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xba\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaa\x06\n" +
 	"\x0fExplainResponse\x12G\n" +
 	"\bmetadata\x18\x01 \x03(\v2+.orgscaler.v1.ExplainResponse.MetadataEntryR\bmetadata\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x12\x1f\n" +
@@ -3339,7 +3366,12 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x05error\x18\r \x01(\tR\x05error\x12:\n" +
 	"\n" +
 	"keep_alive\x18\x0e \x01(\v2\x1b.orgscaler.v1.KeepAlivePlanR\tkeepAlive\x12G\n" +
-	"\x10knative_services\x18\x0f \x03(\v2\x1c.orgscaler.v1.KnativeServiceR\x0fknativeServices\x1a;\n" +
+	"\x10knative_services\x18\x0f \x03(\v2\x1c.orgscaler.v1.KnativeServiceR\x0fknativeServices\x12\x12\n" +
+	"\x04pool\x18\x10 \x01(\tR\x04pool\x129\n" +
+	"\vpool_member\x18\x11 \x01(\v2\x18.orgscaler.v1.PoolMemberR\n" +
+	"poolMember\x12\x1f\n" +
+	"\vpool_queued\x18\x12 \x01(\x05R\n" +
+	"poolQueued\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb6\x01\n" +
@@ -3630,91 +3662,92 @@ var file_orgscaler_v1_orgscaler_proto_depIdxs = []int32{
 	17, // 18: orgscaler.v1.ExplainResponse.backlog:type_name -> orgscaler.v1.Backlog
 	21, // 19: orgscaler.v1.ExplainResponse.keep_alive:type_name -> orgscaler.v1.KeepAlivePlan
 	20, // 20: orgscaler.v1.ExplainResponse.knative_services:type_name -> orgscaler.v1.KnativeService
-	51, // 21: orgscaler.v1.KnativeService.patched_at:type_name -> google.protobuf.Timestamp
-	52, // 22: orgscaler.v1.KeepAlivePlan.cold_start:type_name -> google.protobuf.Duration
-	52, // 23: orgscaler.v1.KeepAlivePlan.min_warm:type_name -> google.protobuf.Duration
-	52, // 24: orgscaler.v1.KeepAlivePlan.keep_for:type_name -> google.protobuf.Duration
-	52, // 25: orgscaler.v1.KeepAlivePlan.prewarm_from:type_name -> google.protobuf.Duration
-	52, // 26: orgscaler.v1.KeepAlivePlan.prewarm_until:type_name -> google.protobuf.Duration
-	51, // 27: orgscaler.v1.KeepAlivePlan.next_prewarm:type_name -> google.protobuf.Timestamp
-	52, // 28: orgscaler.v1.ReportRequest.since:type_name -> google.protobuf.Duration
-	51, // 29: orgscaler.v1.ReportResponse.from:type_name -> google.protobuf.Timestamp
-	51, // 30: orgscaler.v1.ReportResponse.to:type_name -> google.protobuf.Timestamp
-	52, // 31: orgscaler.v1.ReportResponse.retention:type_name -> google.protobuf.Duration
-	24, // 32: orgscaler.v1.ReportResponse.workloads:type_name -> orgscaler.v1.WorkloadUsage
-	52, // 33: orgscaler.v1.WorkloadUsage.tracked:type_name -> google.protobuf.Duration
-	52, // 34: orgscaler.v1.WorkloadUsage.active:type_name -> google.protobuf.Duration
-	50, // 35: orgscaler.v1.WorkloadUsage.wakes:type_name -> orgscaler.v1.WorkloadUsage.WakesEntry
-	37, // 36: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
-	0,  // 37: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
-	37, // 38: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
-	52, // 39: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
-	37, // 40: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
-	54, // 41: orgscaler.v1.SnapshotResponse.changes:type_name -> orgscaler.v1.OrgChange
-	55, // 42: orgscaler.v1.SnapshotResponse.usage:type_name -> orgscaler.v1.UsageHour
-	56, // 43: orgscaler.v1.SnapshotResponse.idle_times:type_name -> orgscaler.v1.IdleCounts
-	53, // 44: orgscaler.v1.SnapshotResponse.history:type_name -> orgscaler.v1.ActivityDay
-	57, // 45: orgscaler.v1.SnapshotResponse.pools:type_name -> orgscaler.v1.PoolDef
-	37, // 46: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
-	1,  // 47: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
-	51, // 48: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
-	51, // 49: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
-	51, // 50: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
-	51, // 51: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
-	52, // 52: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
-	52, // 53: orgscaler.v1.SetPoolRequest.wake_per:type_name -> google.protobuf.Duration
-	52, // 54: orgscaler.v1.SetPoolRequest.stabilization:type_name -> google.protobuf.Duration
-	46, // 55: orgscaler.v1.SetPoolResponse.pool:type_name -> orgscaler.v1.Pool
-	46, // 56: orgscaler.v1.GetPoolResponse.pool:type_name -> orgscaler.v1.Pool
-	46, // 57: orgscaler.v1.ListPoolsResponse.pools:type_name -> orgscaler.v1.Pool
-	46, // 58: orgscaler.v1.DeletePoolResponse.pool:type_name -> orgscaler.v1.Pool
-	52, // 59: orgscaler.v1.Pool.wake_per:type_name -> google.protobuf.Duration
-	52, // 60: orgscaler.v1.Pool.stabilization:type_name -> google.protobuf.Duration
-	51, // 61: orgscaler.v1.Pool.updated:type_name -> google.protobuf.Timestamp
-	47, // 62: orgscaler.v1.Pool.members:type_name -> orgscaler.v1.PoolMember
-	9,  // 63: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
-	11, // 64: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
-	13, // 65: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
-	25, // 66: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
-	27, // 67: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
-	29, // 68: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
-	35, // 69: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
-	31, // 70: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
-	32, // 71: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
-	15, // 72: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
-	18, // 73: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
-	22, // 74: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
-	7,  // 75: orgscaler.v1.AdminService.History:input_type -> orgscaler.v1.HistoryRequest
-	4,  // 76: orgscaler.v1.AdminService.ImportOrgs:input_type -> orgscaler.v1.ImportOrgsRequest
-	2,  // 77: orgscaler.v1.AdminService.Restore:input_type -> orgscaler.v1.RestoreRequest
-	38, // 78: orgscaler.v1.AdminService.SetPool:input_type -> orgscaler.v1.SetPoolRequest
-	40, // 79: orgscaler.v1.AdminService.GetPool:input_type -> orgscaler.v1.GetPoolRequest
-	42, // 80: orgscaler.v1.AdminService.ListPools:input_type -> orgscaler.v1.ListPoolsRequest
-	44, // 81: orgscaler.v1.AdminService.DeletePool:input_type -> orgscaler.v1.DeletePoolRequest
-	10, // 82: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
-	12, // 83: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
-	14, // 84: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
-	26, // 85: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
-	28, // 86: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
-	30, // 87: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
-	36, // 88: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
-	34, // 89: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
-	33, // 90: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
-	16, // 91: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
-	19, // 92: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
-	23, // 93: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
-	8,  // 94: orgscaler.v1.AdminService.History:output_type -> orgscaler.v1.HistoryResponse
-	6,  // 95: orgscaler.v1.AdminService.ImportOrgs:output_type -> orgscaler.v1.ImportOrgsResponse
-	3,  // 96: orgscaler.v1.AdminService.Restore:output_type -> orgscaler.v1.RestoreResponse
-	39, // 97: orgscaler.v1.AdminService.SetPool:output_type -> orgscaler.v1.SetPoolResponse
-	41, // 98: orgscaler.v1.AdminService.GetPool:output_type -> orgscaler.v1.GetPoolResponse
-	43, // 99: orgscaler.v1.AdminService.ListPools:output_type -> orgscaler.v1.ListPoolsResponse
-	45, // 100: orgscaler.v1.AdminService.DeletePool:output_type -> orgscaler.v1.DeletePoolResponse
-	82, // [82:101] is the sub-list for method output_type
-	63, // [63:82] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	47, // 21: orgscaler.v1.ExplainResponse.pool_member:type_name -> orgscaler.v1.PoolMember
+	51, // 22: orgscaler.v1.KnativeService.patched_at:type_name -> google.protobuf.Timestamp
+	52, // 23: orgscaler.v1.KeepAlivePlan.cold_start:type_name -> google.protobuf.Duration
+	52, // 24: orgscaler.v1.KeepAlivePlan.min_warm:type_name -> google.protobuf.Duration
+	52, // 25: orgscaler.v1.KeepAlivePlan.keep_for:type_name -> google.protobuf.Duration
+	52, // 26: orgscaler.v1.KeepAlivePlan.prewarm_from:type_name -> google.protobuf.Duration
+	52, // 27: orgscaler.v1.KeepAlivePlan.prewarm_until:type_name -> google.protobuf.Duration
+	51, // 28: orgscaler.v1.KeepAlivePlan.next_prewarm:type_name -> google.protobuf.Timestamp
+	52, // 29: orgscaler.v1.ReportRequest.since:type_name -> google.protobuf.Duration
+	51, // 30: orgscaler.v1.ReportResponse.from:type_name -> google.protobuf.Timestamp
+	51, // 31: orgscaler.v1.ReportResponse.to:type_name -> google.protobuf.Timestamp
+	52, // 32: orgscaler.v1.ReportResponse.retention:type_name -> google.protobuf.Duration
+	24, // 33: orgscaler.v1.ReportResponse.workloads:type_name -> orgscaler.v1.WorkloadUsage
+	52, // 34: orgscaler.v1.WorkloadUsage.tracked:type_name -> google.protobuf.Duration
+	52, // 35: orgscaler.v1.WorkloadUsage.active:type_name -> google.protobuf.Duration
+	50, // 36: orgscaler.v1.WorkloadUsage.wakes:type_name -> orgscaler.v1.WorkloadUsage.WakesEntry
+	37, // 37: orgscaler.v1.GetOrgResponse.org:type_name -> orgscaler.v1.Org
+	0,  // 38: orgscaler.v1.ListOrgsRequest.filter:type_name -> orgscaler.v1.ListOrgsRequest.Filter
+	37, // 39: orgscaler.v1.ListOrgsResponse.orgs:type_name -> orgscaler.v1.Org
+	52, // 40: orgscaler.v1.UpdateOrgRequest.idle_window:type_name -> google.protobuf.Duration
+	37, // 41: orgscaler.v1.UpdateOrgResponse.org:type_name -> orgscaler.v1.Org
+	54, // 42: orgscaler.v1.SnapshotResponse.changes:type_name -> orgscaler.v1.OrgChange
+	55, // 43: orgscaler.v1.SnapshotResponse.usage:type_name -> orgscaler.v1.UsageHour
+	56, // 44: orgscaler.v1.SnapshotResponse.idle_times:type_name -> orgscaler.v1.IdleCounts
+	53, // 45: orgscaler.v1.SnapshotResponse.history:type_name -> orgscaler.v1.ActivityDay
+	57, // 46: orgscaler.v1.SnapshotResponse.pools:type_name -> orgscaler.v1.PoolDef
+	37, // 47: orgscaler.v1.DeleteOrgResponse.org:type_name -> orgscaler.v1.Org
+	1,  // 48: orgscaler.v1.Org.state:type_name -> orgscaler.v1.Org.State
+	51, // 49: orgscaler.v1.Org.last_activity:type_name -> google.protobuf.Timestamp
+	51, // 50: orgscaler.v1.Org.first_seen:type_name -> google.protobuf.Timestamp
+	51, // 51: orgscaler.v1.Org.dormant_since:type_name -> google.protobuf.Timestamp
+	51, // 52: orgscaler.v1.Org.dormant_at:type_name -> google.protobuf.Timestamp
+	52, // 53: orgscaler.v1.Org.idle_window:type_name -> google.protobuf.Duration
+	52, // 54: orgscaler.v1.SetPoolRequest.wake_per:type_name -> google.protobuf.Duration
+	52, // 55: orgscaler.v1.SetPoolRequest.stabilization:type_name -> google.protobuf.Duration
+	46, // 56: orgscaler.v1.SetPoolResponse.pool:type_name -> orgscaler.v1.Pool
+	46, // 57: orgscaler.v1.GetPoolResponse.pool:type_name -> orgscaler.v1.Pool
+	46, // 58: orgscaler.v1.ListPoolsResponse.pools:type_name -> orgscaler.v1.Pool
+	46, // 59: orgscaler.v1.DeletePoolResponse.pool:type_name -> orgscaler.v1.Pool
+	52, // 60: orgscaler.v1.Pool.wake_per:type_name -> google.protobuf.Duration
+	52, // 61: orgscaler.v1.Pool.stabilization:type_name -> google.protobuf.Duration
+	51, // 62: orgscaler.v1.Pool.updated:type_name -> google.protobuf.Timestamp
+	47, // 63: orgscaler.v1.Pool.members:type_name -> orgscaler.v1.PoolMember
+	9,  // 64: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
+	11, // 65: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
+	13, // 66: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
+	25, // 67: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
+	27, // 68: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
+	29, // 69: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
+	35, // 70: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
+	31, // 71: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
+	32, // 72: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
+	15, // 73: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
+	18, // 74: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
+	22, // 75: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
+	7,  // 76: orgscaler.v1.AdminService.History:input_type -> orgscaler.v1.HistoryRequest
+	4,  // 77: orgscaler.v1.AdminService.ImportOrgs:input_type -> orgscaler.v1.ImportOrgsRequest
+	2,  // 78: orgscaler.v1.AdminService.Restore:input_type -> orgscaler.v1.RestoreRequest
+	38, // 79: orgscaler.v1.AdminService.SetPool:input_type -> orgscaler.v1.SetPoolRequest
+	40, // 80: orgscaler.v1.AdminService.GetPool:input_type -> orgscaler.v1.GetPoolRequest
+	42, // 81: orgscaler.v1.AdminService.ListPools:input_type -> orgscaler.v1.ListPoolsRequest
+	44, // 82: orgscaler.v1.AdminService.DeletePool:input_type -> orgscaler.v1.DeletePoolRequest
+	10, // 83: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
+	12, // 84: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
+	14, // 85: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
+	26, // 86: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
+	28, // 87: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
+	30, // 88: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
+	36, // 89: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
+	34, // 90: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
+	33, // 91: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
+	16, // 92: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
+	19, // 93: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
+	23, // 94: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
+	8,  // 95: orgscaler.v1.AdminService.History:output_type -> orgscaler.v1.HistoryResponse
+	6,  // 96: orgscaler.v1.AdminService.ImportOrgs:output_type -> orgscaler.v1.ImportOrgsResponse
+	3,  // 97: orgscaler.v1.AdminService.Restore:output_type -> orgscaler.v1.RestoreResponse
+	39, // 98: orgscaler.v1.AdminService.SetPool:output_type -> orgscaler.v1.SetPoolResponse
+	41, // 99: orgscaler.v1.AdminService.GetPool:output_type -> orgscaler.v1.GetPoolResponse
+	43, // 100: orgscaler.v1.AdminService.ListPools:output_type -> orgscaler.v1.ListPoolsResponse
+	45, // 101: orgscaler.v1.AdminService.DeletePool:output_type -> orgscaler.v1.DeletePoolResponse
+	83, // [83:102] is the sub-list for method output_type
+	64, // [64:83] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_orgscaler_proto_init() }
