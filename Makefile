@@ -41,7 +41,7 @@ test: $(BIN)/gotestsum
 
 ## bench: the benchmarks at full size (about 5 minutes), their figures
 ## written into docs/BENCHMARKS.md
-BENCHES := KEDAPort|Isolation|Ingest|MillionOrgs|Import|Wake|MonitoringCalls|Replicas|KeepAlive|Faults
+BENCHES := KEDAPort|Isolation|Ingest|MillionOrgs|Import|Wake|MonitoringCalls|Replicas|KeepAlive|Faults|Pools
 bench:
 	@mkdir -p $(BIN)
 	go test -count=1 -run='^$$' -bench='^Benchmark($(BENCHES))$$' -benchtime=1x -timeout=30m ./bench | tee $(BIN)/bench.txt

@@ -25,15 +25,17 @@ type record struct {
 	DormantSince stamp
 	IdleWindow   time.Duration // zero: the scaler's default
 	ScaleToZero  bool
+	// PoolWeight is the org's weight in GPU pools (0: the default, 1);
+	// beside the bool, in its padding: a million orgs pay only for its
+	// stamp.
+	PoolWeight int32
 	// When each setting was last written (zero: never, the default):
 	// settings are last-writer-wins by these stamps across replicas.
 	ScaleToZeroAt hlc.Stamp
 	IdleWindowAt  hlc.Stamp
 	// Schedule is the org's warm schedule (nil: none, as most orgs).
-	Schedule   *schedule.Schedule
-	ScheduleAt hlc.Stamp
-	// PoolWeight is the org's weight in GPU pools (0: the default, 1).
-	PoolWeight   int32
+	Schedule     *schedule.Schedule
+	ScheduleAt   hlc.Stamp
 	PoolWeightAt hlc.Stamp
 }
 

@@ -3,8 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"maps"
-	"slices"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -143,9 +141,8 @@ func (s *Server) poolProto(p pools.Pool, members bool) *pb.Pool {
 	if !members {
 		return out
 	}
-	for _, id := range slices.Sorted(maps.Keys(st.Seats)) {
-		seat := st.Seats[id]
-		object, metric := pool.SplitID(id)
+	for _, seat := range st.Seats() {
+		object, metric := pool.SplitID(seat.ID)
 		out.Members = append(out.Members, &pb.PoolMember{ScaledObject: object, MetricName: metric, Org: seat.Org, Weight: seat.Weight,
 			GpusPerReplica: seat.GPUs, Demand: seat.Demand, Share: seat.Share, Min: seat.Min, QueuePosition: int32(seat.Queued)})
 	}

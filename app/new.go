@@ -334,7 +334,7 @@ func (a *App) openServers() (func() error, error) {
 	if a.repl != nil {
 		admit = a.gate.Admit(admit)
 	}
-	a.poolLoop = newPoolLoop(a.pools, func(now time.Time) map[string][]pool.Want { return a.keda.PoolWants(now) }, o.Now)
+	a.poolLoop = newPoolLoop(a.pools, func(now time.Time) map[string][]pool.Want { return a.keda.PoolWants(now) }, o.Now, a.events)
 	a.poolLoop.Register(a.registry)
 	var targets scaler.Targets
 	if a.objects != nil {

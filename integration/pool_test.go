@@ -166,3 +166,43 @@ func TestPoolPacesWakes(t *testing.T) {
 	}
 	poll(t, "all four woken", func() bool { n, _ := active(); return n == 4 })
 }
+
+// Two replicas answer one allocation: a pool set on one reaches the other,
+// so do org weights, and KEDA's round robin, which asks each replica about
+// every member, gets the same share from both. Of three orgs' models in a
+// pool of 2 GPUs, the org of weight 3 and then the first by name get them.
+func TestPoolFleetAgrees(t *testing.T) {
+	fleet := startFleet(t, 2)
+	if _, err := fleet[0].ctl(t, "pool", "set", "gpus", "--gpus", "2", "--stabilization", "1s"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fleet[1].ctl(t, "org", "set", "o3", "--pool-weight", "3"); err != nil {
+		t.Fatal(err)
+	}
+	model := func(org string) *kedapb.ScaledObjectRef {
+		ref := pynode(org)
+		ref.Name, ref.ScalerMetadata["workload"], ref.ScalerMetadata["pool"] = "model-"+org, "model", "gpus"
+		return ref
+	}
+	want := map[string]float64{"o1": 1, "o2": 0, "o3": 1}
+	var got []string
+	pollFor(t, 20*time.Second, "both replicas answering o1 and o3 active, o2 queued", func() bool {
+		got = got[:0]
+		same := true
+		for i, d := range fleet {
+			for _, org := range []string{"o1", "o2", "o3"} {
+				active, n, err := state(d, model(org))
+				got = append(got, fmt.Sprintf("replica %d %s: %v %v %v", i, org, active, n, err))
+				same = same && err == nil && active == (want[org] > 0) && n == want[org]
+			}
+		}
+		return same
+	})
+	if d := digests(t, fleet); !agree(d) {
+		t.Fatalf("the replicas' digests (orgs and pools) differ: %v", d)
+	}
+	out, err := fleet[1].ctl(t, "pool", "get", "gpus")
+	if err != nil || !strings.Contains(out, "#1 of 1") {
+		t.Fatalf("the other replica's pool get should show o2 queued: %v\n%s", err, out)
+	}
+}

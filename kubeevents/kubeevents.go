@@ -43,6 +43,11 @@ const (
 	ReasonActive         = "ScalerActive"
 	ReasonInactive       = "ScalerInactive"
 	ReasonBacklogUnknown = "BacklogUnknown"
+	// A GPU pool's: a member's share fell below what it asks, or came
+	// back up to it; a pool's minimums alone exceed it.
+	ReasonPoolCapped        = "PoolCapped"
+	ReasonPoolRecovered     = "PoolRecovered"
+	ReasonPoolOvercommitted = "PoolOvercommitted"
 )
 
 // Config returns the cluster's client config: kubeconfig when set, else
@@ -294,6 +299,15 @@ func (r *Recorder) toOrg(org, eventtype, reason, note string) {
 			r.enqueue(item{to: k, eventtype: eventtype, reason: reason, action: "Transition", note: note})
 		}
 	}
+}
+
+// Pool records a GPU pool's Event on a member's ScaledObject.
+func (r *Recorder) Pool(namespace, name string, warning bool, reason, note string) {
+	eventtype := corev1.EventTypeNormal
+	if warning {
+		eventtype = corev1.EventTypeWarning
+	}
+	r.enqueue(item{to: key{namespace, name}, eventtype: eventtype, reason: reason, action: "Share", note: note})
 }
 
 // Service records an Event on a Knative Service the scaler keeps at its

@@ -22,6 +22,19 @@ type LoopOptions struct {
 	// what each asks, from what every replica sees alike.
 	Wants func(now time.Time) map[string][]Want
 	Now   func() time.Time
+	// Observer, when set, is told after each turn of what changed.
+	Observer Observer
+}
+
+// Observer is told, after a turn, of each member whose share fell below
+// what it asks (capped) or came back up to it, and of each pool whose
+// members' minimums alone came to exceed it or no longer do; the Events
+// recorder provides it (recording only while this replica leads, so a
+// fleet records each once). The loop's first turn (the scaler's start)
+// tells nothing: it did not see how its pools got there.
+type Observer interface {
+	Seated(st State, s Seat, capped bool)
+	Overcommitted(st State, over bool)
 }
 
 // Loop turns every pool each Tick, from one consistent gathering of its
@@ -31,7 +44,8 @@ type Loop struct {
 	o LoopOptions
 
 	mu      sync.RWMutex
-	live    map[string]*Live // only the loop's goroutine uses them
+	live    map[string]*Live // only the loop's goroutine uses them, and told
+	told    bool             // a turn has been made: the next tells what changed
 	states  map[string]State
 	changed map[string]chan struct{} // closed when the pool's seats change
 	turned  chan struct{}            // closed at every turn
@@ -86,6 +100,7 @@ func (l *Loop) Turn(now time.Time) {
 		}
 	}
 	l.mu.Lock()
+	before := l.states
 	for name, st := range states {
 		if !sameSeats(l.states[name], st) {
 			if ch, ok := l.changed[name]; ok {
@@ -104,15 +119,35 @@ func (l *Loop) Turn(now time.Time) {
 	close(l.turned)
 	l.turned = make(chan struct{})
 	l.mu.Unlock()
+	if l.o.Observer != nil && l.told {
+		for name, st := range states {
+			tell(l.o.Observer, before[name], st) // a new pool: from nothing
+		}
+	}
+	l.told = true
+}
+
+// tell tells o what changed from a pool's turn prev to its next, st.
+func tell(o Observer, prev, st State) {
+	if prev.Overcommitted != st.Overcommitted {
+		o.Overcommitted(st, st.Overcommitted)
+	}
+	for _, s := range st.seats {
+		capped := s.Share < s.Demand
+		p, ok := prev.Seat(s.ID)
+		if was := ok && p.Share < p.Demand; capped != was && (ok || capped) {
+			o.Seated(st, s, capped)
+		}
+	}
 }
 
 // sameSeats reports whether every member holds the same share and place.
 func sameSeats(a, b State) bool {
-	if len(a.Seats) != len(b.Seats) {
+	if len(a.seats) != len(b.seats) {
 		return false
 	}
-	for id, s := range a.Seats {
-		t, ok := b.Seats[id]
+	for _, s := range a.seats {
+		t, ok := b.Seat(s.ID)
 		if !ok || s.Share != t.Share || s.Queued != t.Queued {
 			return false
 		}
@@ -141,7 +176,7 @@ func (l *Loop) Seat(name, id string) (Seat, int, bool) {
 	if !ok {
 		return Seat{}, 0, false
 	}
-	s, ok := st.Seats[id]
+	s, ok := st.Seat(id)
 	return s, len(st.Queue), ok
 }
 

@@ -29,8 +29,18 @@ type downward struct {
 }
 
 // Step moves the granted shares toward target (Share's, at capacity) at
-// now, and returns them. target names every member still in the pool.
+// now, and returns them: the Stable's own map, to read before the next
+// Step and not to change. target names every member still in the pool.
 func (s *Stable) Step(now time.Time, capacity int64, members []Member, target map[string]int64) map[string]int64 {
+	t := make([]int64, len(members))
+	for i, m := range members {
+		t[i] = target[m.ID]
+	}
+	return s.step(now, capacity, members, t)
+}
+
+// step is Step with the targets by index of members.
+func (s *Stable) step(now time.Time, capacity int64, members []Member, target []int64) map[string]int64 {
 	if s.granted == nil {
 		s.granted, s.down = map[string]int64{}, map[string]downward{}
 	}
@@ -44,15 +54,11 @@ func (s *Stable) Step(now time.Time, capacity int64, members []Member, target ma
 			delete(s.down, id)
 		}
 	}
-	for _, m := range members {
-		s.lower(now, m, target[m.ID])
+	for i, m := range members {
+		s.lower(now, m, target[i])
 	}
 	s.raise(capacity, members, target)
-	out := make(map[string]int64, len(s.granted))
-	for id, g := range s.granted {
-		out[id] = g
-	}
-	return out
+	return s.granted
 }
 
 // lower brings m's share down to its target once the target has stayed
@@ -87,38 +93,55 @@ func (s *Stable) lower(now time.Time, m Member, target int64) {
 // member starts at its minimum, which KEDA keeps whatever it is told: if
 // that leaves the pool short, the shares still above their targets come
 // down at once, without waiting out their windows.
-func (s *Stable) raise(capacity int64, members []Member, target map[string]int64) {
+func (s *Stable) raise(capacity int64, members []Member, target []int64) {
 	free := capacity
 	for _, m := range members {
 		s.granted[m.ID] = max(s.granted[m.ID], m.Min, 0)
 		free -= s.granted[m.ID] * max(m.GPUs, 0)
 	}
-	// In ID order: every replica cuts the same shares.
-	for _, m := range slices.SortedFunc(slices.Values(members), func(a, b Member) int { return cmp.Compare(a.ID, b.ID) }) {
-		if free >= 0 {
-			break
-		}
-		over := s.granted[m.ID] - max(target[m.ID], m.Min, 0)
-		if over <= 0 || m.GPUs <= 0 {
-			continue
-		}
-		cut := min(over, (-free+m.GPUs-1)/m.GPUs)
-		s.granted[m.ID] -= cut
-		free += cut * m.GPUs
-		if s.granted[m.ID] <= target[m.ID] {
-			delete(s.down, m.ID)
-		}
+	if free < 0 {
+		free = s.makeRoom(free, members, target)
 	}
 	var short []Member
-	for _, m := range members {
-		if want := target[m.ID] - s.granted[m.ID]; want > 0 {
+	for i, m := range members {
+		if want := target[i] - s.granted[m.ID]; want > 0 {
 			short = append(short, Member{ID: m.ID, Org: m.Org, Weight: m.Weight, GPUs: m.GPUs, Demand: want})
 		}
 	}
 	if len(short) == 0 {
 		return
 	}
-	for id, more := range Share(max(free, 0), short).Shares {
-		s.granted[id] += more
+	_, more := shareIndexed(max(free, 0), short)
+	for i, m := range short {
+		s.granted[m.ID] += more[i]
 	}
+}
+
+// makeRoom lowers the shares still above their targets, in ID order so
+// every replica cuts the same, until free (below zero: new members'
+// minimums past the pool) is made up or no share is above its target,
+// and returns what is free then.
+func (s *Stable) makeRoom(free int64, members []Member, target []int64) int64 {
+	order := make([]int, len(members))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(i, j int) int { return cmp.Compare(members[i].ID, members[j].ID) })
+	for _, i := range order {
+		if free >= 0 {
+			break
+		}
+		m := members[i]
+		over := s.granted[m.ID] - max(target[i], m.Min, 0)
+		if over <= 0 || m.GPUs <= 0 {
+			continue
+		}
+		cut := min(over, (-free+m.GPUs-1)/m.GPUs)
+		s.granted[m.ID] -= cut
+		free += cut * m.GPUs
+		if s.granted[m.ID] <= target[i] {
+			delete(s.down, m.ID)
+		}
+	}
+	return free
 }

@@ -59,16 +59,31 @@ type Seat struct {
 // waits. The answers read it; nothing else changes it.
 type State struct {
 	Config
-	At            time.Time
-	Seats         map[string]Seat // by member ID
-	Queue         []string        // member IDs in wake order
-	Demanded      int64           // GPUs the members ask
-	Granted       int64           // GPUs they hold
-	Overcommitted bool            // the minimums alone exceed the pool
+	At time.Time
+	// seats are every member's, in the order of index (by org, then ID);
+	// index is shared by turns with the same members, and never changed.
+	seats         []Seat
+	index         map[string]int
+	Queue         []string // member IDs in wake order
+	Demanded      int64    // GPUs the members ask
+	Granted       int64    // GPUs they hold
+	Overcommitted bool     // the minimums alone exceed the pool
 	// Next is when the wake rate next lets a member wake (zero: nobody
 	// waits on it).
 	Next time.Time
 }
+
+// Seat returns member id's seat, if the turn had it.
+func (st State) Seat(id string) (Seat, bool) {
+	i, ok := st.index[id]
+	if !ok {
+		return Seat{}, false
+	}
+	return st.seats[i], true
+}
+
+// Seats returns every member's seat, by org and then member ID.
+func (st State) Seats() []Seat { return st.seats }
 
 // Live is one pool's shares over time: Stable's shares, with wakes paced
 // by Wakes. Not safe for concurrent use: one loop turns it.
@@ -77,6 +92,39 @@ type Live struct {
 	wakes  Wakes
 	woken  map[string]bool // woken, not yet granted: out of the wake queue
 	last   State
+	// heldBack is scratch: the members the wake rate holds back this turn.
+	heldBack map[string]bool
+	rank     map[string]int // each member's place in the last turn's order
+}
+
+// sorted is wants in the order Share groups members (by org, then ID),
+// so none of its calls sorts again. Members seldom change from one turn
+// to the next: last turn's order places them without a sort.
+func (l *Live) sorted(wants []Want) []Want {
+	out := make([]Want, len(wants))
+	placed := len(wants) == len(l.rank)
+	for _, w := range wants {
+		if !placed {
+			break
+		}
+		r, ok := l.rank[w.ID]
+		placed = ok && out[r].ID == ""
+		if placed {
+			out[r] = w
+		}
+	}
+	less := func(a, b Want) int { return byOrg(a.Member, b.Member) }
+	if placed && slices.IsSortedFunc(out, less) {
+		return out
+	}
+	// A new map, never one a published State holds.
+	copy(out, wants)
+	slices.SortFunc(out, less)
+	l.rank = make(map[string]int, len(out))
+	for i, w := range out {
+		l.rank[w.ID] = i
+	}
+	return out
 }
 
 // Turn computes the pool's state at now for the members that want it.
@@ -89,94 +137,107 @@ type Live struct {
 // are not waiting.
 func (l *Live) Turn(now time.Time, cfg Config, wants []Want) State {
 	if l.woken == nil {
-		l.woken = map[string]bool{}
+		l.woken, l.heldBack = map[string]bool{}, map[string]bool{}
 	}
 	l.stable.Window, l.wakes.N, l.wakes.Per = cfg.Stabilization, cfg.WakeCount, cfg.WakePer
+	wants = l.sorted(wants)
 	all := make([]Member, len(wants))
 	for i, w := range wants {
 		all[i] = w.Member
 	}
-	fair := Share(cfg.GPUs, all).Shares
-	var candidates []Waiter
-	full := map[string]bool{}
-	for _, w := range wants {
-		if !l.waking(w) {
-			continue
-		}
-		if fair[w.ID] == 0 {
-			full[w.ID] = true
-			continue
-		}
-		candidates = append(candidates, Waiter{ID: w.ID, Backlog: w.Backlog, Weight: w.Weight})
-	}
+	fairA, fair := shareSorted(cfg.GPUs, all)
+	full, candidates := l.wakers(wants, fair)
 	wake, held, next := l.wakes.Step(now, candidates)
 	for _, id := range wake {
 		l.woken[id] = true
 	}
-	capacity := cfg.GPUs
-	heldBack := map[string]bool{}
+	clear(l.heldBack)
 	for _, id := range held {
-		heldBack[id] = true
+		l.heldBack[id] = true
 	}
-	members := make([]Member, 0, len(wants))
-	for _, w := range wants {
-		m := w.Member
-		if heldBack[m.ID] || full[m.ID] {
-			capacity -= fair[m.ID] * max(m.GPUs, 0)
+	// Those waiting keep only their minimum, and the held-back ones' fair
+	// shares stay reserved for them.
+	capacity := cfg.GPUs
+	for i := range all {
+		if m := &all[i]; full[i] || l.heldBack[m.ID] {
+			capacity -= fair[i] * max(m.GPUs, 0)
 			m.Demand = max(m.Min, 0)
 		}
-		members = append(members, m)
 	}
 	capacity = max(capacity, 0)
-	target := Share(capacity, members)
-	shares := l.stable.Step(now, capacity, members, target.Shares)
-	st := State{Config: cfg, At: now, Seats: make(map[string]Seat, len(wants)), Next: next, Overcommitted: target.Overcommitted}
-	// After the held-back ones, those waiting for capacity: none was fair
-	// for them, or it is still someone else's, within its window.
-	waiting := map[string]bool{}
-	for _, w := range wants {
-		if full[w.ID] || l.woken[w.ID] && shares[w.ID] == 0 {
-			waiting[w.ID] = true
+	// Only members held back by the wake rate change the target: those
+	// waiting for capacity had no fair share to give up.
+	targetA, target := fairA, fair
+	if len(held) > 0 {
+		targetA, target = shareSorted(capacity, all)
+	}
+	shares := l.stable.step(now, capacity, all, target)
+	st := State{Config: cfg, At: now, Next: next, Overcommitted: targetA.Overcommitted}
+	l.seat(&st, wants, shares, held)
+	l.last = st
+	return st
+}
+
+// wakers are the members at zero that want to wake: those whose fair
+// share is zero (full, by index) wait for capacity; the rest are the wake
+// rate's candidates.
+func (l *Live) wakers(wants []Want, fair []int64) (full []bool, candidates []Waiter) {
+	full = make([]bool, len(wants))
+	for i, w := range wants {
+		switch {
+		case !l.waking(w):
+		case fair[i] == 0:
+			full[i] = true
+		default:
+			candidates = append(candidates, Waiter{ID: w.ID, Backlog: w.Backlog, Weight: w.Weight})
 		}
 	}
-	st.Queue = append(held, waitingOrder(wants, waiting)...)
-	place := map[string]int{}
+	return full, candidates
+}
+
+// seat fills st with every member's seat and the queue: after the
+// held-back ones, every other member that wants replicas and has none
+// (no share was fair for it, or it is still someone else's, within its
+// window).
+func (l *Live) seat(st *State, wants []Want, shares map[string]int64, held []string) {
+	var waiting []Want
+	for _, w := range wants {
+		if w.Demand > 0 && shares[w.ID] == 0 && !l.heldBack[w.ID] {
+			waiting = append(waiting, w)
+		}
+	}
+	st.Queue = append(held, waitingOrder(waiting)...)
+	place := make(map[string]int, len(st.Queue))
 	for i, id := range st.Queue {
 		place[id] = i + 1
 	}
-	for _, w := range wants {
+	st.seats, st.index = make([]Seat, len(wants)), l.rank
+	for i, w := range wants {
 		s := Seat{Want: w, Share: shares[w.ID], Queued: place[w.ID]}
-		if s.Share > 0 {
-			delete(l.woken, w.ID)
+		if s.Share > 0 || s.Demand <= 0 {
+			delete(l.woken, w.ID) // seated, or no longer wanting
 		}
-		st.Seats[w.ID] = s
+		st.seats[i] = s
 		st.Demanded += max(w.Demand, w.Min, 0) * max(w.GPUs, 0)
 		st.Granted += s.Share * max(w.GPUs, 0)
 	}
 	for id := range l.woken {
-		if s, ok := st.Seats[id]; !ok || s.Demand <= 0 {
-			delete(l.woken, id)
+		if _, ok := st.index[id]; !ok {
+			delete(l.woken, id) // left the pool
 		}
 	}
-	l.last = st
-	return st
 }
 
 // waking reports whether w is at zero and wants to wake, and was not
 // woken already (it is then waiting for Stable to free its share).
 func (l *Live) waking(w Want) bool {
-	return w.Demand > 0 && w.Min <= 0 && l.last.Seats[w.ID].Share == 0 && !l.woken[w.ID]
+	last, _ := l.last.Seat(w.ID)
+	return w.Demand > 0 && w.Min <= 0 && last.Share == 0 && !l.woken[w.ID]
 }
 
-// waitingOrder is the members waiting for capacity, in the wake queue's
+// waitingOrder is the members waiting for capacity in the wake queue's
 // order (backlog, then org weight, then ID).
-func waitingOrder(wants []Want, waiting map[string]bool) []string {
-	var ws []Want
-	for _, w := range wants {
-		if waiting[w.ID] {
-			ws = append(ws, w)
-		}
-	}
+func waitingOrder(ws []Want) []string {
 	slices.SortFunc(ws, func(a, b Want) int {
 		switch {
 		case a.Backlog != b.Backlog:

@@ -22,7 +22,7 @@ func TestTurnPacesWakes(t *testing.T) {
 	for sec := 0; sec <= 100; sec++ {
 		st := l.Turn(t0.Add(time.Duration(sec)*time.Second), cfg, wants)
 		active := 0
-		for _, s := range st.Seats {
+		for _, s := range st.Seats() {
 			if s.Share > 0 {
 				active++
 			}
@@ -34,8 +34,8 @@ func TestTurnPacesWakes(t *testing.T) {
 			t.Fatalf("at %ds: queue %v, granted %d: want %d waiting, at most 8 GPUs", sec, st.Queue, st.Granted, 8-active)
 		}
 		if sec == 0 {
-			if st.Seats["m2"].Queued != 1 || st.Seats["m7"].Queued != 6 || !st.Next.Equal(t0.Add(30*time.Second)) {
-				t.Fatalf("at 0s: m2 #%d, m7 #%d, next turn %s; want #1, #6, at 30s", st.Seats["m2"].Queued, st.Seats["m7"].Queued, st.Next)
+			if at(st, "m2").Queued != 1 || at(st, "m7").Queued != 6 || !st.Next.Equal(t0.Add(30*time.Second)) {
+				t.Fatalf("at 0s: m2 #%d, m7 #%d, next turn %s; want #1, #6, at 30s", at(st, "m2").Queued, at(st, "m7").Queued, st.Next)
 			}
 		}
 	}
@@ -49,26 +49,28 @@ func TestTurnQueuesWhenFull(t *testing.T) {
 	cfg := Config{Name: "small", GPUs: 2, Stabilization: time.Minute}
 	a := Want{Member: Member{ID: "a", Org: "a", Weight: 1, GPUs: 2, Demand: 1}}
 	var l Live
-	if st := l.Turn(t0, cfg, []Want{a}); st.Seats["a"].Share != 1 {
-		t.Fatalf("a alone: share %d; want 1", st.Seats["a"].Share)
+	if st := l.Turn(t0, cfg, []Want{a}); at(st, "a").Share != 1 {
+		t.Fatalf("a alone: share %d; want 1", at(st, "a").Share)
 	}
 	b := Want{Member: Member{ID: "b", Org: "b", Weight: 3, GPUs: 1, Demand: 1}}
 	c := Want{Member: Member{ID: "c", Org: "c", Weight: 1, GPUs: 1, Demand: 1}, Backlog: true}
 	st := l.Turn(t0.Add(time.Second), cfg, []Want{a, b, c})
 	// Fair shares now: b and c 1 each, a none; a keeps its 2 GPUs for the
 	// window, so b and c wait: c first (backlog), then b.
-	if st.Seats["a"].Share != 1 || st.Seats["b"].Share != 0 || st.Seats["c"].Share != 0 || fmt.Sprint(st.Queue) != "[c b]" {
-		t.Fatalf("full: a %d b %d c %d, queue %v; want 1/0/0, [c b]", st.Seats["a"].Share, st.Seats["b"].Share, st.Seats["c"].Share, st.Queue)
+	if at(st, "a").Share != 1 || at(st, "b").Share != 0 || at(st, "c").Share != 0 || fmt.Sprint(st.Queue) != "[c b]" {
+		t.Fatalf("full: a %d b %d c %d, queue %v; want 1/0/0, [c b]", at(st, "a").Share, at(st, "b").Share, at(st, "c").Share, st.Queue)
 	}
 	st = l.Turn(t0.Add(62*time.Second), cfg, []Want{a, b, c})
-	if st.Seats["a"].Share != 0 || st.Seats["b"].Share != 1 || st.Seats["c"].Share != 1 || len(st.Queue) != 0 {
-		t.Fatalf("after the window: a %d b %d c %d, queue %v; want 0/1/1, none", st.Seats["a"].Share, st.Seats["b"].Share, st.Seats["c"].Share, st.Queue)
+	// a's fair share is now none: it waits, at the head of the queue.
+	if at(st, "a").Share != 0 || at(st, "b").Share != 1 || at(st, "c").Share != 1 || fmt.Sprint(st.Queue) != "[a]" {
+		t.Fatalf("after the window: a %d b %d c %d, queue %v; want 0/1/1, [a]", at(st, "a").Share, at(st, "b").Share, at(st, "c").Share, st.Queue)
 	}
 }
 
 // Whatever members come, go and want, with or without a wake rate, no
 // turn grants more than the pool (unless the minimums alone exceed it),
-// and every waiting member has zero.
+// every waiting member has zero, and every member that wants replicas
+// and has none is waiting.
 func TestTurnProperties(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 23))
 	t0 := time.Unix(1_800_000_000, 0)
@@ -91,11 +93,21 @@ func TestTurnProperties(t *testing.T) {
 			if st.Granted > cfg.GPUs && !st.Overcommitted {
 				t.Fatalf("round %d step %d: %d GPUs granted of %d", round, step, st.Granted, cfg.GPUs)
 			}
-			for id, s := range st.Seats {
+			for _, s := range st.Seats() {
+				id := s.ID
 				if s.Queued > 0 && s.Share != 0 {
 					t.Fatalf("round %d step %d: %s waits with %d replicas", round, step, id, s.Share)
+				}
+				if s.Demand > 0 && s.Share == 0 && s.Queued == 0 {
+					t.Fatalf("round %d step %d: %s wants %d and has none, but is not queued", round, step, id, s.Demand)
 				}
 			}
 		}
 	}
+}
+
+// at is id's seat in st (zero when it has none).
+func at(st State, id string) Seat {
+	s, _ := st.Seat(id)
+	return s
 }

@@ -30,23 +30,21 @@ type Waiter struct {
 // waited, then by ID), and when the next turn comes (zero: nobody waits).
 // A member not in want stops waiting.
 func (w *Wakes) Step(now time.Time, want []Waiter) (wake, queue []string, next time.Time) {
-	if w.since == nil {
-		w.since = map[string]time.Time{}
+	type waiting struct {
+		Waiter
+		since time.Time
 	}
-	in := make(map[string]bool, len(want))
-	for _, x := range want {
-		in[x.ID] = true
-		if _, ok := w.since[x.ID]; !ok {
-			w.since[x.ID] = now
+	order := make([]waiting, len(want))
+	since := make(map[string]time.Time, len(want)) // only those in want still wait
+	for i, x := range want {
+		t, ok := w.since[x.ID]
+		if !ok {
+			t = now
 		}
+		order[i], since[x.ID] = waiting{x, t}, t
 	}
-	for id := range w.since {
-		if !in[id] {
-			delete(w.since, id)
-		}
-	}
-	order := slices.Clone(want)
-	slices.SortFunc(order, func(a, b Waiter) int {
+	w.since = since
+	slices.SortFunc(order, func(a, b waiting) int {
 		switch {
 		case a.Backlog != b.Backlog:
 			if a.Backlog {
@@ -55,8 +53,8 @@ func (w *Wakes) Step(now time.Time, want []Waiter) (wake, queue []string, next t
 			return 1
 		case a.Weight != b.Weight:
 			return cmp.Compare(b.Weight, a.Weight)
-		case !w.since[a.ID].Equal(w.since[b.ID]):
-			return w.since[a.ID].Compare(w.since[b.ID])
+		case !a.since.Equal(b.since):
+			return a.since.Compare(b.since)
 		}
 		return cmp.Compare(a.ID, b.ID)
 	})

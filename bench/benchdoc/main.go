@@ -203,6 +203,13 @@ func render(w io.Writer, r results, cmd string) {
 		r.cell("KeepAlive", "returning-events/s", "%.0f"), r.goal("KeepAlive", "returning-events/s", 20_000, false, "%.0f/s"),
 		r.cell("KeepAlive", "steady-events/s", "%.0f"), r.cell("KeepAlive", "returning-events-ratio", "%.2f×"))
 
+	fmt.Fprintf(w, "\n### GPU pools\n\n`BenchmarkPools`: one turn of 100 pools of 100 members each (10,000 members in 37 orgs of three weights, 1 or 2 GPUs a replica, every demand moving at every turn, wakes paced), as the pools' loop makes it each second, averaged over 60 turns; then IsActive for 100 models in a pool against 100 plain models, 64 callers, 4 connections.\n\n")
+	fmt.Fprintf(w, "| one turn of 10,000 members (goal ≤ 10 ms) | plain IsActive QPS | pooled IsActive QPS | ratio (goal ≥ 0.9) |\n|---|---|---|---|\n")
+	fmt.Fprintf(w, "| %s ms (%s) | %s | %s | %s (%s) |\n",
+		r.cell("Pools", "turn-10k-members-ms", "%.2f"), r.goal("Pools", "turn-10k-members-ms", 10, true, "%.2f ms"),
+		r.cell("Pools", "plain-IsActive-qps", "%.0f"), r.cell("Pools", "pooled-IsActive-qps", "%.0f"),
+		r.cell("Pools", "pooled-IsActive-qps-ratio", "%.2f×"), r.goal("Pools", "pooled-IsActive-qps-ratio", 0.9, false, "%.2f"))
+
 	fmt.Fprintf(w, "\n### Cloud Monitoring calls\n\n`BenchmarkMonitoringCalls`: one refresh of 5,000 subscriptions in 3 projects against a MetricService served by the benchmark, with Cloud Monitoring's 100,000-series pages and with 1,000-series pages.\n\n")
 	fmt.Fprintf(w, "| subscriptions | queries (goal: exactly 3) | calls with 100k-series pages | calls with 1k-series pages | refresh |\n|---|---|---|---|---|\n")
 	q, ok := r.get("MonitoringCalls", "queries@page100000")

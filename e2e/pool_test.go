@@ -1,0 +1,97 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
+)
+
+// A GPU pool on real ScaledObjects, through KEDA's operator: the pool
+// reads minReplicaCount from the cluster (pool-a keeps its 1 whatever the
+// pool holds), pool-b's model is held at zero while the pool of 1 GPU is
+// full, with a PoolCapped Event on its ScaledObject, and wakes with a
+// PoolRecovered Event once the pool grows.
+func TestPoolOnRealScaledObjects(t *testing.T) {
+	ctx := context.Background()
+	s := newScaler("pool", "--idle-window", "1h")
+	startScaler(t, s)
+	t.Cleanup(func() { s.p.stop(syscall.SIGTERM) })
+	s.ctl(t, "pool", "set", "e2e-gpus", "--gpus", "1", "--stabilization", "1s")
+	_ = c.kubectl(nil, "create", "namespace", "ml")
+	so := `apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: NAME, namespace: ml}
+spec:
+  scaleTargetRef: {name: NAME}
+  minReplicaCount: MIN
+  maxReplicaCount: 2
+  pollingInterval: 1
+  cooldownPeriod: 2
+  triggers:
+    - type: external-push
+      metadata: {scalerAddress: "ADDR", workload: model, org: ORG, pool: e2e-gpus, gpusPerReplica: "1"}
+`
+	for _, o := range []struct{ name, org, min string }{{"pool-a", "pool-org-a", "1"}, {"pool-b", "pool-org-b", "0"}} {
+		if err := c.kubectl([]byte(strings.ReplaceAll(deployments, "NAME", o.name)), "apply", "-f", "-"); err != nil {
+			t.Fatal(err)
+		}
+		obj := strings.NewReplacer("NAME", o.name, "MIN", o.min, "ADDR", s.keda, "ORG", o.org).Replace(so)
+		if err := c.kubectl([]byte(obj), "apply", "-f", "-"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.kubectl(nil, "delete", "scaledobject", o.name, "-n", "ml") })
+	}
+	var seen []string
+	events := func(name, reason string) int {
+		list, err := kube.EventsV1().Events("ml").List(ctx, metav1.ListOptions{FieldSelector: "regarding.name=" + name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		seen = seen[:0]
+		for _, e := range list.Items {
+			seen = append(seen, e.Reason+"/"+e.ReportingController)
+			if e.Reason == reason && e.ReportingController == "orgscaler" {
+				n++
+			}
+		}
+		return n
+	}
+	seats := func() map[string]*pb.PoolMember {
+		var p pb.Pool
+		if err := protojson.Unmarshal([]byte(s.ctl(t, "pool", "get", "e2e-gpus", "-o", "json")), &p); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*pb.PoolMember{}
+		for _, m := range p.GetMembers() {
+			out[m.GetScaledObject()] = m
+		}
+		return out
+	}
+	waitFor(t, 60*time.Second, "pool-a holds the GPU (its minimum), pool-b queued with a PoolCapped Event", func() (string, bool) {
+		m := seats()
+		a, b := m["ml/pool-a"], m["ml/pool-b"]
+		n := events("pool-b", "PoolCapped")
+		return fmt.Sprint(m, seen), a.GetShare() == 1 && a.GetMin() == 1 && b.GetShare() == 0 && b.GetDemand() == 1 &&
+			b.GetQueuePosition() == 1 && n == 1
+	})
+	waitReplicas(t, "pool-b", is(0), "pool-b held at zero while the pool is full", 30*time.Second)
+	waitReplicas(t, "pool-a", is(1), "pool-a at its minimum", 30*time.Second)
+
+	s.ctl(t, "pool", "set", "e2e-gpus", "--gpus", "2")
+	waitReplicas(t, "pool-b", is(1), "pool-b woken once the pool grows", 30*time.Second)
+	waitFor(t, 30*time.Second, "a PoolRecovered Event on pool-b", func() (string, bool) {
+		n := events("pool-b", "PoolRecovered")
+		return fmt.Sprintf("PoolRecovered %d", n), n == 1
+	})
+}
