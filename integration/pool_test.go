@@ -11,9 +11,12 @@ import (
 	kedapb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/orgscaler/orgscaler/app"
+	"github.com/orgscaler/orgscaler/internal/monitoringtest"
 	"github.com/orgscaler/orgscaler/internal/pubsubtest"
+	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 )
 
 // pooledWorker is an org's GPU worker in pool p: 1 GPU per replica, one
@@ -204,5 +207,75 @@ func TestPoolFleetAgrees(t *testing.T) {
 	out, err := fleet[1].ctl(t, "pool", "get", "gpus")
 	if err != nil || !strings.Contains(out, "#1 of 1") {
 		t.Fatalf("the other replica's pool get should show o2 queued: %v\n%s", err, out)
+	}
+}
+
+// A pool whose member goes blind, through the served MetricService: two
+// orgs' workers with 4 messages each share a pool of 4 GPUs 2/2; when a's
+// backlog can no longer be seen (its newest point is older than the max
+// age), a gets Unavailable from GetMetrics (KEDA's fallback, as for any
+// blind trigger) and IsActive keeps its last answer, and the pool keeps
+// a's demand: b is not given a's GPUs because a could not be seen.
+func TestPoolMemberBlindKeepsItsDemand(t *testing.T) {
+	ms := monitoringtest.Start(t)
+	checked := subscriptionCheck(t)
+	subA, subB := "projects/proj-pool-a/subscriptions/work-a", "projects/proj-pool-b/subscriptions/work-b"
+	pubsubtest.Create(t, pubsubtest.Client(t, checked, "proj-pool-a"), subA)
+	pubsubtest.Create(t, pubsubtest.Client(t, checked, "proj-pool-b"), subB)
+	// Monitoring keeps publishing fresh points of 4 messages for both.
+	set := func() { ms.Set(subA, 4, time.Now()); ms.Set(subB, 4, time.Now()) }
+	set()
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				set()
+			}
+		}
+	}()
+	o := options(t, t.TempDir())
+	o.PubSub, o.MonitoringEndpoint, o.MonitoringInsecure = app.PubSubMonitoring, ms.Addr, true
+	o.DepthRefresh, o.DepthMaxAge = 100*time.Millisecond, 2*time.Second
+	d := start(t, o)
+	if _, err := d.ctl(t, "pool", "set", "gpus", "--gpus", "4", "--stabilization", "1s"); err != nil {
+		t.Fatal(err)
+	}
+	a, b := pooledWorker("a", subA, "gpus"), pooledWorker("b", subB, "gpus")
+	pollFor(t, 20*time.Second, "2/2", func() bool {
+		_, na, errA := state(d, a)
+		_, nb, errB := state(d, b)
+		return errA == nil && errB == nil && na == 2 && nb == 2
+	})
+	ms.SetFailFor("proj-pool-a", status.Error(codes.Unavailable, "monitoring is down for proj-pool-a"))
+	ctx := context.Background()
+	pollFor(t, 20*time.Second, "a blind: GetMetrics Unavailable", func() bool {
+		spec, err := d.keda.GetMetricSpec(ctx, a)
+		if err != nil {
+			return false
+		}
+		_, err = d.keda.GetMetrics(ctx, &kedapb.GetMetricsRequest{ScaledObjectRef: a, MetricName: spec.GetMetricSpecs()[0].GetMetricName()})
+		return status.Code(err) == codes.Unavailable && strings.Contains(err.Error(), subA)
+	})
+	if r, err := d.keda.IsActive(ctx, a); err != nil || !r.GetResult() {
+		t.Fatalf("IsActive of a blind member: %v %v; want its last answer, true", r, err)
+	}
+	// A turn made after a went blind: the pool still counts a's 4, b keeps 2.
+	blindAt := time.Now()
+	var p pb.Pool
+	pollFor(t, 10*time.Second, "a turn after a went blind", func() bool {
+		out, err := d.ctl(t, "pool", "get", "gpus", "-o", "json")
+		return err == nil && protojson.Unmarshal([]byte(out), &p) == nil && p.GetTurnedAt().AsTime().After(blindAt)
+	})
+	if p.GetDemandedGpus() != 8 {
+		t.Fatalf("the pool's demanded GPUs with a blind: %d; want 8 (a's last demand kept)", p.GetDemandedGpus())
+	}
+	if _, nb, err := state(d, b); err != nil || nb != 2 {
+		t.Fatalf("b while a is blind: %v %v; want 2", nb, err)
 	}
 }

@@ -2,8 +2,8 @@ package pool
 
 import (
 	"context"
-	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -43,10 +43,13 @@ type Observer interface {
 type Loop struct {
 	o LoopOptions
 
-	mu      sync.RWMutex
-	live    map[string]*Live // only the loop's goroutine uses them, and told
-	told    bool             // a turn has been made: the next tells what changed
-	states  map[string]State
+	live map[string]*Live // only the loop's goroutine uses them, and told
+	told bool             // a turn has been made: the next tells what changed
+	// states is every pool's last turn, replaced whole at each turn: the
+	// answers read it without a lock.
+	states atomic.Pointer[map[string]State]
+
+	mu      sync.Mutex
 	changed map[string]chan struct{} // closed when the pool's seats change
 	turned  chan struct{}            // closed at every turn
 }
@@ -56,7 +59,9 @@ func NewLoop(o LoopOptions) *Loop {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Loop{o: o, live: map[string]*Live{}, states: map[string]State{}, changed: map[string]chan struct{}{}, turned: make(chan struct{})}
+	l := &Loop{o: o, live: map[string]*Live{}, changed: map[string]chan struct{}{}, turned: make(chan struct{})}
+	l.states.Store(&map[string]State{})
+	return l
 }
 
 // Run turns every pool on each Tick of the wall clock until ctx ends.
@@ -99,10 +104,10 @@ func (l *Loop) Turn(now time.Time) {
 			delete(l.live, name) // deleted: a pool set again starts afresh
 		}
 	}
+	before := *l.states.Swap(&states)
 	l.mu.Lock()
-	before := l.states
 	for name, st := range states {
-		if !sameSeats(l.states[name], st) {
+		if !sameSeats(before[name], st) {
 			if ch, ok := l.changed[name]; ok {
 				close(ch)
 				delete(l.changed, name)
@@ -115,7 +120,6 @@ func (l *Loop) Turn(now time.Time) {
 			delete(l.changed, name)
 		}
 	}
-	l.states = states
 	close(l.turned)
 	l.turned = make(chan struct{})
 	l.mu.Unlock()
@@ -161,18 +165,14 @@ func (l *Loop) Lookup(name string) (Config, bool) { return l.o.Lookup(name) }
 // State returns the pool's state at its last turn; false before its
 // first.
 func (l *Loop) State(name string) (State, bool) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	st, ok := l.states[name]
+	st, ok := (*l.states.Load())[name]
 	return st, ok
 }
 
 // Seat returns member id's seat in the pool at its last turn, with the
 // pool's queue length; false when the last turn did not have it.
 func (l *Loop) Seat(name, id string) (Seat, int, bool) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	st, ok := l.states[name]
+	st, ok := (*l.states.Load())[name]
 	if !ok {
 		return Seat{}, 0, false
 	}
@@ -194,19 +194,7 @@ func (l *Loop) Changed(name string) <-chan struct{} {
 
 // Turned is closed at the next turn.
 func (l *Loop) Turned() <-chan struct{} {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return l.turned
-}
-
-// Names lists the pools of the last turn, by name.
-func (l *Loop) Names() []string {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	names := make([]string, 0, len(l.states))
-	for name := range l.states {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	return names
 }

@@ -36,9 +36,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	c.loop.mu.RLock()
-	defer c.loop.mu.RUnlock()
-	for name, st := range c.loop.states {
+	for name, st := range *c.loop.states.Load() {
 		ch <- prometheus.MustNewConstMetric(c.gpus, prometheus.GaugeValue, float64(st.GPUs), name, "capacity")
 		ch <- prometheus.MustNewConstMetric(c.gpus, prometheus.GaugeValue, float64(st.Demanded), name, "demanded")
 		ch <- prometheus.MustNewConstMetric(c.gpus, prometheus.GaugeValue, float64(st.Granted), name, "granted")

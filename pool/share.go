@@ -135,17 +135,6 @@ type orgKey struct {
 	name  string
 }
 
-// compare orders members of no org first, then by name.
-func (k orgKey) compare(o orgKey) int {
-	if k.alone != o.alone {
-		if k.alone {
-			return -1
-		}
-		return 1
-	}
-	return cmp.Compare(k.name, o.name)
-}
-
 // groupSorted cuts members, sorted by byOrg, into orgs, each with its
 // part of shares; a member of no org is an org of its own.
 func groupSorted(members []Member, shares []int64) []org {

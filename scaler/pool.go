@@ -3,6 +3,7 @@ package scaler
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -37,51 +38,62 @@ type Targets interface {
 const polledFor = 90 * time.Second
 
 // polled is a pooled trigger KEDA asked about, with no cluster to list
-// it: when it was last asked, and how many streams hold it.
+// it: when it was last asked, and how many streams hold it. Updated on
+// every pooled call, so without a lock.
 type polled struct {
-	w       trigger.Workload
-	last    time.Time
-	streams int
+	w       atomic.Pointer[trigger.Workload]
+	last    atomic.Int64 // Unix nanoseconds
+	streams atomic.Int32
 }
 
 // members are the pooled triggers KEDA asked about, by member ID; used
 // only without a cluster, bounded by MaxScaledObjects.
 type members struct {
-	mu sync.Mutex
-	m  map[string]*polled
+	m sync.Map // member ID → *polled
+	n atomic.Int64
 }
 
 // saw notes that KEDA asked about member id (stream: +1 when a stream
 // opens, -1 when it closes).
 func (ms *members) saw(id string, w trigger.Workload, now time.Time, stream int) {
-	ms.mu.Lock()
-	defer ms.mu.Unlock()
-	p, ok := ms.m[id]
+	v, ok := ms.m.Load(id)
 	if !ok {
-		if len(ms.m) >= MaxScaledObjects || stream < 0 {
+		if stream < 0 || ms.n.Load() >= MaxScaledObjects {
 			return
 		}
-		p = &polled{}
-		ms.m[id] = p
+		fresh := &polled{} // whole before others see it
+		fresh.w.Store(&w)
+		fresh.last.Store(now.UnixNano())
+		var loaded bool
+		if v, loaded = ms.m.LoadOrStore(id, fresh); !loaded {
+			ms.n.Add(1)
+		}
 	}
-	p.w, p.last, p.streams = w, now, p.streams+stream
+	p := v.(*polled)
+	if old := p.w.Load(); old == nil || *old != w {
+		p.w.Store(&w)
+	}
+	p.last.Store(now.UnixNano())
+	p.streams.Add(int32(stream))
 }
 
 // list returns the members asked about within polledFor (or held by a
 // stream), and forgets the rest.
 func (ms *members) list(now time.Time) []scaledobjects.Target {
-	ms.mu.Lock()
-	defer ms.mu.Unlock()
 	var out []scaledobjects.Target
-	for id, p := range ms.m {
-		if p.streams <= 0 && now.Sub(p.last) > polledFor {
-			delete(ms.m, id)
-			continue
+	ms.m.Range(func(k, v any) bool {
+		id, p := k.(string), v.(*polled)
+		if p.streams.Load() <= 0 && now.Sub(time.Unix(0, p.last.Load())) > polledFor {
+			if ms.m.CompareAndDelete(id, p) {
+				ms.n.Add(-1)
+			}
+			return true
 		}
 		object, _ := pool.SplitID(id)
 		ns, name := splitObject(object)
-		out = append(out, scaledobjects.Target{Key: scaledobjects.Key{Namespace: ns, Name: name}, Workload: p.w})
-	}
+		out = append(out, scaledobjects.Target{Key: scaledobjects.Key{Namespace: ns, Name: name}, Workload: *p.w.Load()})
+		return true
+	})
 	return out
 }
 

@@ -161,5 +161,5 @@ func New(o Options) *Server {
 	}
 	return &Server{orgs: o.Orgs, backlogs: o.Backlogs, now: o.Now, log: o.Logger.With("component", "scaler"),
 		done: o.Done, observer: o.Observer, usage: o.Usage, admit: o.Admit, idle: o.IdleTimes, maxAge: o.MaxStreamAge, metrics: newMetrics(o.Registerer),
-		pools: o.Pools, targets: o.Targets, polled: members{m: map[string]*polled{}}, demands: map[string]int64{}}
+		pools: o.Pools, targets: o.Targets, demands: map[string]int64{}}
 }

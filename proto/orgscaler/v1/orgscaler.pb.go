@@ -3046,7 +3046,10 @@ type Pool struct {
 	// Members waiting for their turn to wake.
 	Queued int32 `protobuf:"varint,10,opt,name=queued,proto3" json:"queued,omitempty"`
 	// Only in GetPool.
-	Members       []*PoolMember `protobuf:"bytes,11,rep,name=members,proto3" json:"members,omitempty"`
+	Members []*PoolMember `protobuf:"bytes,11,rep,name=members,proto3" json:"members,omitempty"`
+	// The pool's last turn (each second), which the figures are of; unset
+	// before its first.
+	TurnedAt      *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=turned_at,json=turnedAt,proto3" json:"turned_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3154,6 +3157,13 @@ func (x *Pool) GetQueued() int32 {
 func (x *Pool) GetMembers() []*PoolMember {
 	if x != nil {
 		return x.Members
+	}
+	return nil
+}
+
+func (x *Pool) GetTurnedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TurnedAt
 	}
 	return nil
 }
@@ -3515,7 +3525,7 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x11DeletePoolRequest\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\"<\n" +
 	"\x12DeletePoolResponse\x12&\n" +
-	"\x04pool\x18\x01 \x01(\v2\x12.orgscaler.v1.PoolR\x04pool\"\xb4\x03\n" +
+	"\x04pool\x18\x01 \x01(\v2\x12.orgscaler.v1.PoolR\x04pool\"\xed\x03\n" +
 	"\x04Pool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04gpus\x18\x02 \x01(\x03R\x04gpus\x12\x1d\n" +
@@ -3529,7 +3539,8 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\rovercommitted\x18\t \x01(\bR\rovercommitted\x12\x16\n" +
 	"\x06queued\x18\n" +
 	" \x01(\x05R\x06queued\x122\n" +
-	"\amembers\x18\v \x03(\v2\x18.orgscaler.v1.PoolMemberR\amembers\"\x8d\x02\n" +
+	"\amembers\x18\v \x03(\v2\x18.orgscaler.v1.PoolMemberR\amembers\x127\n" +
+	"\tturned_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\bturnedAt\"\x8d\x02\n" +
 	"\n" +
 	"PoolMember\x12#\n" +
 	"\rscaled_object\x18\x01 \x01(\tR\fscaledObject\x12\x1f\n" +
@@ -3705,49 +3716,50 @@ var file_orgscaler_v1_orgscaler_proto_depIdxs = []int32{
 	52, // 61: orgscaler.v1.Pool.stabilization:type_name -> google.protobuf.Duration
 	51, // 62: orgscaler.v1.Pool.updated:type_name -> google.protobuf.Timestamp
 	47, // 63: orgscaler.v1.Pool.members:type_name -> orgscaler.v1.PoolMember
-	9,  // 64: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
-	11, // 65: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
-	13, // 66: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
-	25, // 67: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
-	27, // 68: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
-	29, // 69: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
-	35, // 70: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
-	31, // 71: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
-	32, // 72: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
-	15, // 73: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
-	18, // 74: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
-	22, // 75: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
-	7,  // 76: orgscaler.v1.AdminService.History:input_type -> orgscaler.v1.HistoryRequest
-	4,  // 77: orgscaler.v1.AdminService.ImportOrgs:input_type -> orgscaler.v1.ImportOrgsRequest
-	2,  // 78: orgscaler.v1.AdminService.Restore:input_type -> orgscaler.v1.RestoreRequest
-	38, // 79: orgscaler.v1.AdminService.SetPool:input_type -> orgscaler.v1.SetPoolRequest
-	40, // 80: orgscaler.v1.AdminService.GetPool:input_type -> orgscaler.v1.GetPoolRequest
-	42, // 81: orgscaler.v1.AdminService.ListPools:input_type -> orgscaler.v1.ListPoolsRequest
-	44, // 82: orgscaler.v1.AdminService.DeletePool:input_type -> orgscaler.v1.DeletePoolRequest
-	10, // 83: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
-	12, // 84: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
-	14, // 85: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
-	26, // 86: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
-	28, // 87: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
-	30, // 88: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
-	36, // 89: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
-	34, // 90: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
-	33, // 91: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
-	16, // 92: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
-	19, // 93: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
-	23, // 94: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
-	8,  // 95: orgscaler.v1.AdminService.History:output_type -> orgscaler.v1.HistoryResponse
-	6,  // 96: orgscaler.v1.AdminService.ImportOrgs:output_type -> orgscaler.v1.ImportOrgsResponse
-	3,  // 97: orgscaler.v1.AdminService.Restore:output_type -> orgscaler.v1.RestoreResponse
-	39, // 98: orgscaler.v1.AdminService.SetPool:output_type -> orgscaler.v1.SetPoolResponse
-	41, // 99: orgscaler.v1.AdminService.GetPool:output_type -> orgscaler.v1.GetPoolResponse
-	43, // 100: orgscaler.v1.AdminService.ListPools:output_type -> orgscaler.v1.ListPoolsResponse
-	45, // 101: orgscaler.v1.AdminService.DeletePool:output_type -> orgscaler.v1.DeletePoolResponse
-	83, // [83:102] is the sub-list for method output_type
-	64, // [64:83] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	51, // 64: orgscaler.v1.Pool.turned_at:type_name -> google.protobuf.Timestamp
+	9,  // 65: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
+	11, // 66: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
+	13, // 67: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
+	25, // 68: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
+	27, // 69: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
+	29, // 70: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
+	35, // 71: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
+	31, // 72: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
+	32, // 73: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
+	15, // 74: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
+	18, // 75: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
+	22, // 76: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
+	7,  // 77: orgscaler.v1.AdminService.History:input_type -> orgscaler.v1.HistoryRequest
+	4,  // 78: orgscaler.v1.AdminService.ImportOrgs:input_type -> orgscaler.v1.ImportOrgsRequest
+	2,  // 79: orgscaler.v1.AdminService.Restore:input_type -> orgscaler.v1.RestoreRequest
+	38, // 80: orgscaler.v1.AdminService.SetPool:input_type -> orgscaler.v1.SetPoolRequest
+	40, // 81: orgscaler.v1.AdminService.GetPool:input_type -> orgscaler.v1.GetPoolRequest
+	42, // 82: orgscaler.v1.AdminService.ListPools:input_type -> orgscaler.v1.ListPoolsRequest
+	44, // 83: orgscaler.v1.AdminService.DeletePool:input_type -> orgscaler.v1.DeletePoolRequest
+	10, // 84: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
+	12, // 85: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
+	14, // 86: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
+	26, // 87: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
+	28, // 88: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
+	30, // 89: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
+	36, // 90: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
+	34, // 91: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
+	33, // 92: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
+	16, // 93: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
+	19, // 94: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
+	23, // 95: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
+	8,  // 96: orgscaler.v1.AdminService.History:output_type -> orgscaler.v1.HistoryResponse
+	6,  // 97: orgscaler.v1.AdminService.ImportOrgs:output_type -> orgscaler.v1.ImportOrgsResponse
+	3,  // 98: orgscaler.v1.AdminService.Restore:output_type -> orgscaler.v1.RestoreResponse
+	39, // 99: orgscaler.v1.AdminService.SetPool:output_type -> orgscaler.v1.SetPoolResponse
+	41, // 100: orgscaler.v1.AdminService.GetPool:output_type -> orgscaler.v1.GetPoolResponse
+	43, // 101: orgscaler.v1.AdminService.ListPools:output_type -> orgscaler.v1.ListPoolsResponse
+	45, // 102: orgscaler.v1.AdminService.DeletePool:output_type -> orgscaler.v1.DeletePoolResponse
+	84, // [84:103] is the sub-list for method output_type
+	65, // [65:84] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_orgscaler_proto_init() }
