@@ -44,7 +44,11 @@ func (e poolEvents) Seated(st pool.State, s pool.Seat, capped bool) {
 	object, _ := pool.SplitID(s.ID)
 	ns, name, _ := strings.Cut(object, "/")
 	if !capped {
-		e.r.Pool(ns, name, false, kubeevents.ReasonPoolRecovered, fmt.Sprintf("pool %s grants the %d replica(s) it wants", st.Name, s.Demand))
+		note := fmt.Sprintf("pool %s grants the %d replica(s) it wants", st.Name, s.Demand)
+		if s.Demand == 0 {
+			note = fmt.Sprintf("no longer asks pool %s for replicas", st.Name)
+		}
+		e.r.Pool(ns, name, false, kubeevents.ReasonPoolRecovered, note)
 		return
 	}
 	note := fmt.Sprintf("pool %s grants %d of the %d replica(s) it wants: its %d GPUs are shared by org weight, and its members ask %d",
@@ -56,7 +60,11 @@ func (e poolEvents) Seated(st pool.State, s pool.Seat, capped bool) {
 }
 
 func (e poolEvents) Overcommitted(st pool.State, over bool) {
-	note := fmt.Sprintf("pool %s: its members' minReplicaCounts alone need %d GPUs of its %d; each gets its minimum", st.Name, st.Granted, st.GPUs)
+	var minimums int64
+	for _, s := range st.Seats() {
+		minimums += max(s.Min, 0) * max(s.GPUs, 0)
+	}
+	note := fmt.Sprintf("pool %s: its members' minReplicaCounts alone need %d GPUs of its %d; each gets its minimum", st.Name, minimums, st.GPUs)
 	if !over {
 		note = fmt.Sprintf("pool %s: its members' minimums fit in its %d GPUs again", st.Name, st.GPUs)
 	}

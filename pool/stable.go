@@ -61,6 +61,13 @@ func (s *Stable) step(now time.Time, capacity int64, members []Member, target []
 	return s.granted
 }
 
+// revoke takes back what id was given this step: the wake rate holds it
+// back (Live.Turn).
+func (s *Stable) revoke(id string) {
+	s.granted[id] = 0
+	delete(s.down, id)
+}
+
 // lower brings m's share down to its target once the target has stayed
 // below it for the window (to the highest target of the window), and
 // never below m's minimum.

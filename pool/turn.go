@@ -90,7 +90,6 @@ func (st State) Seats() []Seat { return st.seats }
 type Live struct {
 	stable Stable
 	wakes  Wakes
-	woken  map[string]bool // woken, not yet granted: out of the wake queue
 	last   State
 	// heldBack is scratch: the members the wake rate holds back this turn.
 	heldBack map[string]bool
@@ -129,15 +128,16 @@ func (l *Live) sorted(wants []Want) []Want {
 
 // Turn computes the pool's state at now for the members that want it.
 //
-// A member at zero that wants replicas is a waker. Wakers whose fair
-// share (Share over every member's demand) is zero wait for capacity;
-// the rest wake as the wake rate allows, and those it holds back keep
-// their fair share reserved, so nobody else takes it meanwhile. Then
-// Stable moves every share toward Share's target over the members that
-// are not waiting.
+// Stable moves every share toward Share's target over every member's
+// demand. Then the wake rate paces the members that this moves from zero
+// to a share: those it holds back are given none this turn (their GPUs
+// stay free, as the others' targets leave them out), and wait in its
+// queue. A Live's first turn (the scaler's start) paces nobody: it did
+// not see its members at zero.
 func (l *Live) Turn(now time.Time, cfg Config, wants []Want) State {
-	if l.woken == nil {
-		l.woken, l.heldBack = map[string]bool{}, map[string]bool{}
+	first := l.heldBack == nil
+	if first {
+		l.heldBack = map[string]bool{}
 	}
 	l.stable.Window, l.wakes.N, l.wakes.Per = cfg.Stabilization, cfg.WakeCount, cfg.WakePer
 	wants = l.sorted(wants)
@@ -145,54 +145,36 @@ func (l *Live) Turn(now time.Time, cfg Config, wants []Want) State {
 	for i, w := range wants {
 		all[i] = w.Member
 	}
-	fairA, fair := shareSorted(cfg.GPUs, all)
-	full, candidates := l.wakers(wants, fair)
-	wake, held, next := l.wakes.Step(now, candidates)
-	for _, id := range wake {
-		l.woken[id] = true
+	target, targets := shareSorted(cfg.GPUs, all)
+	shares := l.stable.step(now, cfg.GPUs, all, targets)
+	var activating []Waiter
+	if !first {
+		activating = l.activating(wants, shares)
 	}
+	_, held, next := l.wakes.Step(now, activating)
 	clear(l.heldBack)
 	for _, id := range held {
+		l.stable.revoke(id)
 		l.heldBack[id] = true
 	}
-	// Those waiting keep only their minimum, and the held-back ones' fair
-	// shares stay reserved for them.
-	capacity := cfg.GPUs
-	for i := range all {
-		if m := &all[i]; full[i] || l.heldBack[m.ID] {
-			capacity -= fair[i] * max(m.GPUs, 0)
-			m.Demand = max(m.Min, 0)
-		}
-	}
-	capacity = max(capacity, 0)
-	// Only members held back by the wake rate change the target: those
-	// waiting for capacity had no fair share to give up.
-	targetA, target := fairA, fair
-	if len(held) > 0 {
-		targetA, target = shareSorted(capacity, all)
-	}
-	shares := l.stable.step(now, capacity, all, target)
-	st := State{Config: cfg, At: now, Next: next, Overcommitted: targetA.Overcommitted}
+	st := State{Config: cfg, At: now, Next: next, Overcommitted: target.Overcommitted}
 	l.seat(&st, wants, shares, held)
 	l.last = st
 	return st
 }
 
-// wakers are the members at zero that want to wake: those whose fair
-// share is zero (full, by index) wait for capacity; the rest are the wake
-// rate's candidates.
-func (l *Live) wakers(wants []Want, fair []int64) (full []bool, candidates []Waiter) {
-	full = make([]bool, len(wants))
-	for i, w := range wants {
-		switch {
-		case !l.waking(w):
-		case fair[i] == 0:
-			full[i] = true
-		default:
-			candidates = append(candidates, Waiter{ID: w.ID, Backlog: w.Backlog, Weight: w.Weight})
+// activating are the members that go from zero to a share this turn: the
+// wake rate's to pace. A member kept at its minimum whatever it is told,
+// or whose replicas cost no GPU, is not paced.
+func (l *Live) activating(wants []Want, shares map[string]int64) []Waiter {
+	var out []Waiter
+	for _, w := range wants {
+		last, _ := l.last.Seat(w.ID)
+		if shares[w.ID] > 0 && last.Share == 0 && w.Min <= 0 && w.GPUs > 0 {
+			out = append(out, Waiter{ID: w.ID, Backlog: w.Backlog, Weight: w.Weight})
 		}
 	}
-	return full, candidates
+	return out
 }
 
 // seat fills st with every member's seat and the queue: after the
@@ -214,25 +196,10 @@ func (l *Live) seat(st *State, wants []Want, shares map[string]int64, held []str
 	st.seats, st.index = make([]Seat, len(wants)), l.rank
 	for i, w := range wants {
 		s := Seat{Want: w, Share: shares[w.ID], Queued: place[w.ID]}
-		if s.Share > 0 || s.Demand <= 0 {
-			delete(l.woken, w.ID) // seated, or no longer wanting
-		}
 		st.seats[i] = s
 		st.Demanded += max(w.Demand, w.Min, 0) * max(w.GPUs, 0)
 		st.Granted += s.Share * max(w.GPUs, 0)
 	}
-	for id := range l.woken {
-		if _, ok := st.index[id]; !ok {
-			delete(l.woken, id) // left the pool
-		}
-	}
-}
-
-// waking reports whether w is at zero and wants to wake, and was not
-// woken already (it is then waiting for Stable to free its share).
-func (l *Live) waking(w Want) bool {
-	last, _ := l.last.Seat(w.ID)
-	return w.Demand > 0 && w.Min <= 0 && last.Share == 0 && !l.woken[w.ID]
 }
 
 // waitingOrder is the members waiting for capacity in the wake queue's

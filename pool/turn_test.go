@@ -13,14 +13,20 @@ import (
 func TestTurnPacesWakes(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
 	cfg := Config{Name: "gpus", GPUs: 8, WakeCount: 2, WakePer: 30 * time.Second, Stabilization: time.Minute}
-	var wants []Want
-	for i := range 8 {
-		id := fmt.Sprintf("m%d", i)
-		wants = append(wants, Want{Member: Member{ID: id, Org: id, Weight: 1, GPUs: 1, Demand: 1}})
+	wants := func(demand int64) []Want {
+		var ws []Want
+		for i := range 8 {
+			id := fmt.Sprintf("m%d", i)
+			ws = append(ws, Want{Member: Member{ID: id, Org: id, Weight: 1, GPUs: 1, Demand: demand}})
+		}
+		return ws
 	}
 	var l Live
+	if st := l.Turn(t0.Add(-time.Second), cfg, wants(0)); st.Granted != 0 { // known, at zero
+		t.Fatalf("at zero: %d GPUs granted", st.Granted)
+	}
 	for sec := 0; sec <= 100; sec++ {
-		st := l.Turn(t0.Add(time.Duration(sec)*time.Second), cfg, wants)
+		st := l.Turn(t0.Add(time.Duration(sec)*time.Second), cfg, wants(1))
 		active := 0
 		for _, s := range st.Seats() {
 			if s.Share > 0 {
@@ -38,6 +44,50 @@ func TestTurnPacesWakes(t *testing.T) {
 				t.Fatalf("at 0s: m2 #%d, m7 #%d, next turn %s; want #1, #6, at 30s", at(st, "m2").Queued, at(st, "m7").Queued, st.Next)
 			}
 		}
+	}
+}
+
+// A scaler that starts takes its pools' members as they are: its first
+// turn paces nobody (it did not see them at zero), so a restart does not
+// scale running workloads down to the wake rate.
+func TestTurnFirstPacesNobody(t *testing.T) {
+	cfg := Config{Name: "gpus", GPUs: 8, WakeCount: 1, WakePer: time.Hour, Stabilization: time.Minute}
+	var wants []Want
+	for i := range 4 {
+		id := fmt.Sprintf("m%d", i)
+		wants = append(wants, Want{Member: Member{ID: id, Org: id, Weight: 1, GPUs: 1, Demand: 2}})
+	}
+	var l Live
+	if st := l.Turn(time.Unix(1_800_000_000, 0), cfg, wants); st.Granted != 8 || len(st.Queue) != 0 {
+		t.Fatalf("first turn: %d GPUs granted, queue %v; want all 8, none", st.Granted, st.Queue)
+	}
+}
+
+// The wake rate counts members that actually go from zero to a share: one
+// woken while its GPUs are still someone else's (inside their window)
+// waits without using a turn, and two never wake in the same window.
+func TestTurnPacesActivations(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	cfg := Config{Name: "gpus", GPUs: 4, WakeCount: 1, WakePer: 30 * time.Second, Stabilization: time.Minute}
+	a := Want{Member: Member{ID: "a", Org: "a", Weight: 1, GPUs: 1, Demand: 4}}
+	idle := func(id string, demand int64) Want { return Want{Member: Member{ID: id, Org: id, Weight: 1, GPUs: 1, Demand: demand}} }
+	var l Live
+	l.Turn(t0, cfg, []Want{a, idle("b", 0), idle("c", 0)}) // a holds all 4
+	var woke []string
+	seated := map[string]bool{}
+	for sec := 1; sec <= 150; sec++ {
+		st := l.Turn(t0.Add(time.Duration(sec)*time.Second), cfg, []Want{a, idle("b", 2), idle("c", 2)})
+		for _, id := range []string{"b", "c"} {
+			if at(st, id).Share > 0 && !seated[id] {
+				seated[id] = true
+				woke = append(woke, fmt.Sprintf("%s@%d", id, sec))
+			}
+		}
+	}
+	// a's share comes down at 61 s (its window): b wakes then, c one wake
+	// window later.
+	if fmt.Sprint(woke) != "[b@61 c@91]" {
+		t.Fatalf("woke %v; want [b@61 c@91]", woke)
 	}
 }
 

@@ -146,8 +146,9 @@ func (s *Server) StreamIsActive(ref *kedapb.ScaledObjectRef, stream kedapb.Exter
 		poolChanged = func() <-chan struct{} { return s.pools.Changed(w.Pool) }
 		if s.targets == nil && ref.GetNamespace() != "" && ref.GetName() != "" {
 			id := pool.ID(ref.GetNamespace(), ref.GetName(), w.MetricName())
-			s.polled.saw(id, w, s.now(), 1)
-			defer s.polled.saw(id, w, s.now(), -1)
+			if s.polled.saw(id, w, s.now(), 1) {
+				defer s.polled.saw(id, w, s.now(), -1)
+			}
 		}
 	}
 	s.metrics.streams.Inc()

@@ -54,12 +54,16 @@ type members struct {
 }
 
 // saw notes that KEDA asked about member id (stream: +1 when a stream
-// opens, -1 when it closes).
-func (ms *members) saw(id string, w trigger.Workload, now time.Time, stream int) {
+// opens, -1 when it closes); false when id is new and the most members
+// are kept already.
+func (ms *members) saw(id string, w trigger.Workload, now time.Time, stream int) bool {
 	v, ok := ms.m.Load(id)
 	if !ok {
-		if stream < 0 || ms.n.Load() >= MaxScaledObjects {
-			return
+		if stream < 0 {
+			return true
+		}
+		if ms.n.Load() >= MaxScaledObjects {
+			return false
 		}
 		fresh := &polled{} // whole before others see it
 		fresh.w.Store(&w)
@@ -75,6 +79,7 @@ func (ms *members) saw(id string, w trigger.Workload, now time.Time, stream int)
 	}
 	p.last.Store(now.UnixNano())
 	p.streams.Add(int32(stream))
+	return true
 }
 
 // list returns the members asked about within polledFor (or held by a
@@ -119,12 +124,15 @@ func (s *Server) pooled(ctx context.Context, namespace, name string, w trigger.W
 		return a, err
 	}
 	id := pool.ID(namespace, name, w.MetricName())
-	if s.targets == nil {
-		s.polled.saw(id, w, s.now(), 0)
+	if s.targets == nil && !s.polled.saw(id, w, s.now(), 0) {
+		return a, status.Errorf(codes.ResourceExhausted, "pool %s: the scaler keeps at most %d pooled triggers it was asked about; this one is not seated", w.Pool, MaxScaledObjects)
 	}
-	for range 3 {
+	for turns := 0; ; turns++ {
 		if seat, waiting, ok := s.pools.Seat(w.Pool, id); ok {
 			return decide.Pooled(a, decide.Seat{Pool: w.Pool, Share: seat.Share, Queued: seat.Queued, Waiting: waiting}), nil
+		}
+		if turns == 2 {
+			break
 		}
 		select { // a new member: seated at the pool's next turn
 		case <-s.pools.Turned():
