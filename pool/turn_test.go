@@ -70,7 +70,9 @@ func TestTurnPacesActivations(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
 	cfg := Config{Name: "gpus", GPUs: 4, WakeCount: 1, WakePer: 30 * time.Second, Stabilization: time.Minute}
 	a := Want{Member: Member{ID: "a", Org: "a", Weight: 1, GPUs: 1, Demand: 4}}
-	idle := func(id string, demand int64) Want { return Want{Member: Member{ID: id, Org: id, Weight: 1, GPUs: 1, Demand: demand}} }
+	idle := func(id string, demand int64) Want {
+		return Want{Member: Member{ID: id, Org: id, Weight: 1, GPUs: 1, Demand: demand}}
+	}
 	var l Live
 	l.Turn(t0, cfg, []Want{a, idle("b", 0), idle("c", 0)}) // a holds all 4
 	var woke []string
