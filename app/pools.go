@@ -80,5 +80,5 @@ func (e poolEvents) Overcommitted(st pool.State, over bool) {
 }
 
 func poolConfig(p pools.Pool) pool.Config {
-	return pool.Config{Name: p.Name, GPUs: p.GPUs, WakeCount: p.WakeCount, WakePer: p.WakePer, Stabilization: p.Stabilization}
+	return pool.Config{Name: p.Name, GPUs: p.GPUs, WakeCount: p.WakeCount, WakePer: p.WakePer, Stabilization: p.Stabilization, Set: p.At.Time()}
 }

@@ -10,15 +10,18 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/pubsub/v2"
 	"google.golang.org/protobuf/encoding/protojson"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/orgscaler/orgscaler/internal/pubsubtest"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
 )
 
 // A GPU pool on real ScaledObjects, through KEDA's operator: the pool
-// reads minReplicaCount from the cluster (pool-a keeps its 1 whatever the
-// pool holds), pool-b's model is held at zero while the pool of 1 GPU is
+// reads minReplicaCount and maxReplicaCount from the cluster (pool-a keeps
+// its 1 whatever the pool holds; pool-w's 5 messages ask for only its 2),
+// pool-b's model is held at zero while the pool of 1 GPU is
 // full, with a PoolCapped Event on its ScaledObject, and wakes with a
 // PoolRecovered Event once the pool grows.
 func TestPoolOnRealScaledObjects(t *testing.T) {
@@ -51,6 +54,27 @@ spec:
 		}
 		t.Cleanup(func() { _ = c.kubectl(nil, "delete", "scaledobject", o.name, "-n", "ml") })
 	}
+	// A GPU worker with 5 messages waiting and maxReplicaCount 2: it asks
+	// the pool for 2, not 5.
+	ps := pubsubtest.Client(t, s.pubsub, "pool-e2e")
+	pubsubtest.Create(t, ps, "projects/pool-e2e/subscriptions/pool-work")
+	pub := ps.Publisher("projects/pool-e2e/topics/pool-work")
+	for i := range 5 {
+		if _, err := pub.Publish(ctx, &pubsub.Message{Data: []byte(fmt.Sprint(i))}).Get(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub.Stop()
+	worker := strings.NewReplacer("NAME", "pool-w", "MIN", "0", "ADDR", s.keda, "ORG", "pool-org-w",
+		"pool: e2e-gpus", "pool: e2e-gpus, subscription: projects/pool-e2e/subscriptions/pool-work, workload: worker").Replace(so)
+	worker = strings.Replace(worker, "workload: model, ", "", 1)
+	if err := c.kubectl([]byte(strings.ReplaceAll(deployments, "NAME", "pool-w")), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.kubectl([]byte(worker), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.kubectl(nil, "delete", "scaledobject", "pool-w", "-n", "ml") })
 	var seen []string
 	events := func(name, reason string) int {
 		list, err := kube.EventsV1().Events("ml").List(ctx, metav1.ListOptions{FieldSelector: "regarding.name=" + name})
@@ -83,7 +107,7 @@ spec:
 		a, b := m["ml/pool-a"], m["ml/pool-b"]
 		n := events("pool-b", "PoolCapped")
 		return fmt.Sprint(m, seen), a.GetShare() == 1 && a.GetMin() == 1 && b.GetShare() == 0 && b.GetDemand() == 1 &&
-			b.GetQueuePosition() == 1 && n == 1
+			b.GetQueuePosition() > 0 && n == 1 && m["ml/pool-w"].GetDemand() == 2
 	})
 	waitReplicas(t, "pool-b", is(0), "pool-b held at zero while the pool is full", 30*time.Second)
 	waitReplicas(t, "pool-a", is(1), "pool-a at its minimum", 30*time.Second)

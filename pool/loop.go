@@ -31,7 +31,8 @@ type LoopOptions struct {
 // members' minimums alone came to exceed it or no longer do; the Events
 // recorder provides it (recording only while this replica leads, so a
 // fleet records each once). The loop's first turn (the scaler's start)
-// tells nothing: it did not see how its pools got there.
+// tells only of pools set since the loop began: it did not see how the
+// others got there.
 type Observer interface {
 	Seated(st State, s Seat, capped bool)
 	Overcommitted(st State, over bool)
@@ -43,8 +44,9 @@ type Observer interface {
 type Loop struct {
 	o LoopOptions
 
-	live map[string]*Live // only the loop's goroutine uses them, and told
-	told bool             // a turn has been made: the next tells what changed
+	live  map[string]*Live // only the loop's goroutine uses them, and told
+	told  bool             // a turn has been made: the next tells what changed
+	began time.Time        // when the loop was made
 	// states is every pool's last turn, replaced whole at each turn: the
 	// answers read it without a lock.
 	states atomic.Pointer[map[string]State]
@@ -59,7 +61,7 @@ func NewLoop(o LoopOptions) *Loop {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	l := &Loop{o: o, live: map[string]*Live{}, changed: map[string]chan struct{}{}, turned: make(chan struct{})}
+	l := &Loop{o: o, live: map[string]*Live{}, changed: map[string]chan struct{}{}, turned: make(chan struct{}), began: o.Now()}
 	l.states.Store(&map[string]State{})
 	return l
 }
@@ -123,9 +125,11 @@ func (l *Loop) Turn(now time.Time) {
 	close(l.turned)
 	l.turned = make(chan struct{})
 	l.mu.Unlock()
-	if l.o.Observer != nil && l.told {
+	if l.o.Observer != nil {
 		for name, st := range states {
-			tell(l.o.Observer, before[name], st) // a new pool: from nothing
+			if l.told || st.Set.After(l.began) {
+				tell(l.o.Observer, before[name], st) // a new pool: from nothing
+			}
 		}
 	}
 	l.told = true

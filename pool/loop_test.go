@@ -19,13 +19,15 @@ func (t *told) Overcommitted(st State, over bool) {
 }
 
 // The loop tells of a member capped and recovered once each, not at every
-// turn, nothing at its own first turn (a start), of a capped member of a
-// pool set later, and of a pool whose minimums come to exceed it.
+// turn, nothing at its own first turn (a start) but of pools set since it
+// began, of a capped member of a pool set later, and of a pool whose
+// minimums come to exceed it.
 func TestLoopTellsChanges(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
 	cfg := Config{Name: "p", GPUs: 4}
 	later := Config{Name: "later", GPUs: 0}
-	configs := []Config{cfg}
+	early := Config{Name: "early", GPUs: 0, Set: t0.Add(time.Second)} // set after the loop began
+	configs := []Config{cfg, early}
 	want := map[string]int64{"a": 4, "b": 0}
 	minB := int64(0)
 	var got told
@@ -36,7 +38,8 @@ func TestLoopTellsChanges(t *testing.T) {
 			return map[string][]Want{"p": {
 				{Member: Member{ID: "ns/a/m", Org: "a", Weight: 1, GPUs: 1, Demand: want["a"]}},
 				{Member: Member{ID: "ns/b/m", Org: "b", Weight: 1, GPUs: 1, Demand: want["b"], Min: minB}},
-			}, "later": {{Member: Member{ID: "ns/c/m", Org: "c", Weight: 1, GPUs: 1, Demand: 1}}}}
+			}, "later": {{Member: Member{ID: "ns/c/m", Org: "c", Weight: 1, GPUs: 1, Demand: 1}}},
+				"early": {{Member: Member{ID: "ns/d/m", Org: "d", Weight: 1, GPUs: 1, Demand: 1}}}}
 		},
 		Now:      func() time.Time { return t0 },
 		Observer: &got,
@@ -53,6 +56,7 @@ func TestLoopTellsChanges(t *testing.T) {
 	configs = append(configs, later)
 	turn(5) // a pool set with a member it cannot seat
 	wantTold := []string{
+		"early ns/d/m capped=true share=0", // set since the loop began: told at its first turn
 		"p ns/b/m capped=true share=0",
 		"p ns/a/m capped=true share=2",
 		"p ns/b/m capped=false share=2",

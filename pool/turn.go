@@ -37,6 +37,8 @@ type Config struct {
 	WakeCount     int           // 0: wakes are not paced
 	WakePer       time.Duration // with WakeCount
 	Stabilization time.Duration
+	// Set is when the definition was last written.
+	Set time.Time
 }
 
 // Want is a member at one turn: what it asks, and whether work waits in
