@@ -203,7 +203,7 @@ func render(w io.Writer, r results, cmd string) {
 		r.cell("KeepAlive", "returning-events/s", "%.0f"), r.goal("KeepAlive", "returning-events/s", 20_000, false, "%.0f/s"),
 		r.cell("KeepAlive", "steady-events/s", "%.0f"), r.cell("KeepAlive", "returning-events-ratio", "%.2f×"))
 
-	fmt.Fprintf(w, "\n### GPU pools\n\n`BenchmarkPools`: one turn of 100 pools of 100 members each (10,000 members in 37 orgs of three weights, 1 or 2 GPUs a replica, every demand moving at every turn, wakes paced), as the pools' loop makes it each second, averaged over 60 turns; then IsActive for 100 models in a pool against 100 plain models, 64 callers, 4 connections.\n\n")
+	fmt.Fprintf(w, "\n### GPU pools\n\n`BenchmarkPools`: one turn of 100 pools of 100 members each (10,000 members in 37 orgs of three weights, 1 or 2 GPUs a replica, every demand moving at every turn, wakes paced), as the pools' loop makes it each second, averaged over 60 turns; then IsActive for 100 models in a pool against 100 plain models, 64 callers, 4 connections, in three alternating rounds of 2 s each.\n\n")
 	fmt.Fprintf(w, "| one turn of 10,000 members (goal ≤ 10 ms) | plain IsActive QPS | pooled IsActive QPS | ratio (goal ≥ 0.9) |\n|---|---|---|---|\n")
 	fmt.Fprintf(w, "| %s ms (%s) | %s | %s | %s (%s) |\n",
 		r.cell("Pools", "turn-10k-members-ms", "%.2f"), r.goal("Pools", "turn-10k-members-ms", 10, true, "%.2f ms"),
