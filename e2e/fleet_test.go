@@ -91,23 +91,7 @@ spec:
 	t.Cleanup(func() { _ = c.kubectl(nil, "delete", "services.serving.knative.dev", "pynode-fleet", "-n", knNS) })
 
 	// Dormant, woken on the replica that does not lead, dormant again.
-	events := func(reason string) int {
-		list, err := kube.EventsV1().Events("ml").List(ctx, metav1.ListOptions{FieldSelector: "regarding.name=pynode-fleet"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, e := range list.Items {
-			if e.Reason != reason || e.ReportingController != "orgscaler" {
-				continue
-			}
-			n++
-			if e.Series != nil {
-				n += int(e.Series.Count) - 1
-			}
-		}
-		return n
-	}
+	events := func(reason string) int { return ourEvents(t, "pynode-fleet", reason) }
 	waitFor(t, 30*time.Second, "the org goes dormant", func() (string, bool) {
 		d := events("OrgDormant")
 		return fmt.Sprintf("OrgDormant %d", d), d == 1
@@ -207,6 +191,27 @@ spec:
 
 // waitFor polls cond until it holds or timeout passes, and returns its
 // last observation.
+// ourEvents counts the scaler's Events of reason on the ScaledObject
+// name in ml, each of a series counted.
+func ourEvents(t *testing.T, name, reason string) int {
+	t.Helper()
+	list, err := kube.EventsV1().Events("ml").List(context.Background(), metav1.ListOptions{FieldSelector: "regarding.name=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range list.Items {
+		if e.Reason != reason || e.ReportingController != "orgscaler" {
+			continue
+		}
+		n++
+		if e.Series != nil {
+			n += int(e.Series.Count) - 1
+		}
+	}
+	return n
+}
+
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (string, bool)) string {
 	t.Helper()
 	deadline := time.Now().Add(timeout)

@@ -12,7 +12,6 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"google.golang.org/protobuf/encoding/protojson"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/orgscaler/orgscaler/internal/pubsubtest"
 	pb "github.com/orgscaler/orgscaler/proto/orgscaler/v1"
@@ -75,22 +74,6 @@ spec:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.kubectl(nil, "delete", "scaledobject", "pool-w", "-n", "ml") })
-	var seen []string
-	events := func(name, reason string) int {
-		list, err := kube.EventsV1().Events("ml").List(ctx, metav1.ListOptions{FieldSelector: "regarding.name=" + name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		seen = seen[:0]
-		for _, e := range list.Items {
-			seen = append(seen, e.Reason+"/"+e.ReportingController)
-			if e.Reason == reason && e.ReportingController == "orgscaler" {
-				n++
-			}
-		}
-		return n
-	}
 	seats := func() map[string]*pb.PoolMember {
 		var p pb.Pool
 		if err := protojson.Unmarshal([]byte(s.ctl(t, "pool", "get", "e2e-gpus", "-o", "json")), &p); err != nil {
@@ -105,8 +88,8 @@ spec:
 	waitFor(t, 60*time.Second, "pool-a holds the GPU (its minimum), pool-b queued with a PoolCapped Event", func() (string, bool) {
 		m := seats()
 		a, b := m["ml/pool-a"], m["ml/pool-b"]
-		n := events("pool-b", "PoolCapped")
-		return fmt.Sprint(m, seen), a.GetShare() == 1 && a.GetMin() == 1 && b.GetShare() == 0 && b.GetDemand() == 1 &&
+		n := ourEvents(t, "pool-b", "PoolCapped")
+		return fmt.Sprint(m, " PoolCapped ", n), a.GetShare() == 1 && a.GetMin() == 1 && b.GetShare() == 0 && b.GetDemand() == 1 &&
 			b.GetQueuePosition() > 0 && n == 1 && m["ml/pool-w"].GetDemand() == 2
 	})
 	waitReplicas(t, "pool-b", is(0), "pool-b held at zero while the pool is full", 30*time.Second)
@@ -115,7 +98,7 @@ spec:
 	s.ctl(t, "pool", "set", "e2e-gpus", "--gpus", "2")
 	waitReplicas(t, "pool-b", is(1), "pool-b woken once the pool grows", 30*time.Second)
 	waitFor(t, 30*time.Second, "a PoolRecovered Event on pool-b", func() (string, bool) {
-		n := events("pool-b", "PoolRecovered")
+		n := ourEvents(t, "pool-b", "PoolRecovered")
 		return fmt.Sprintf("PoolRecovered %d", n), n == 1
 	})
 }

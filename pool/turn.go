@@ -48,6 +48,9 @@ type Want struct {
 	Backlog bool
 }
 
+// waiter is w as the wake queue orders it.
+func (w Want) waiter() Waiter { return Waiter{ID: w.ID, Backlog: w.Backlog, Weight: w.Weight} }
+
 // Seat is one member's place in the pool after a turn.
 type Seat struct {
 	Want
@@ -173,7 +176,7 @@ func (l *Live) activating(wants []Want, shares map[string]int64) []Waiter {
 	for _, w := range wants {
 		last, _ := l.last.Seat(w.ID)
 		if shares[w.ID] > 0 && last.Share == 0 && w.Min <= 0 && w.GPUs > 0 {
-			out = append(out, Waiter{ID: w.ID, Backlog: w.Backlog, Weight: w.Weight})
+			out = append(out, w.waiter())
 		}
 	}
 	return out
@@ -208,14 +211,8 @@ func (l *Live) seat(st *State, wants []Want, shares map[string]int64, held []str
 // order (backlog, then org weight, then ID).
 func waitingOrder(ws []Want) []string {
 	slices.SortFunc(ws, func(a, b Want) int {
-		switch {
-		case a.Backlog != b.Backlog:
-			if a.Backlog {
-				return -1
-			}
-			return 1
-		case a.Weight != b.Weight:
-			return cmp.Compare(b.Weight, a.Weight)
+		if c := byUrgency(a.waiter(), b.waiter()); c != 0 {
+			return c
 		}
 		return cmp.Compare(a.ID, b.ID)
 	})

@@ -25,6 +25,18 @@ type Waiter struct {
 	Weight  int64 // its org's pool weight: heavier goes before lighter
 }
 
+// byUrgency orders waiters as the queue does first: those with backlog,
+// then by org weight, heavier first; 0 when alike.
+func byUrgency(a, b Waiter) int {
+	if a.Backlog != b.Backlog {
+		if a.Backlog {
+			return -1
+		}
+		return 1
+	}
+	return cmp.Compare(b.Weight, a.Weight)
+}
+
 // Step says which of want may wake at now, and the order the rest wait
 // in (backlog first, then by org weight, then by how long they have
 // waited, then by ID), and when the next turn comes (zero: nobody waits).
@@ -45,15 +57,10 @@ func (w *Wakes) Step(now time.Time, want []Waiter) (wake, queue []string, next t
 	}
 	w.since = since
 	slices.SortFunc(order, func(a, b waiting) int {
-		switch {
-		case a.Backlog != b.Backlog:
-			if a.Backlog {
-				return -1
-			}
-			return 1
-		case a.Weight != b.Weight:
-			return cmp.Compare(b.Weight, a.Weight)
-		case !a.since.Equal(b.since):
+		if c := byUrgency(a.Waiter, b.Waiter); c != 0 {
+			return c
+		}
+		if !a.since.Equal(b.since) {
 			return a.since.Compare(b.since)
 		}
 		return cmp.Compare(a.ID, b.ID)
