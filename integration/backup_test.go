@@ -14,7 +14,7 @@ import (
 )
 
 // scalerctl backup, then scalerctl restore into a scaler with an empty
-// data dir, gives the same digest and the same orgs, settings, activity
+// data dir, gives the same digest and the same orgs, settings, pools, activity
 // history and GPU-hours report; a scaler that holds orgs is refused unless
 // --merge; a file that is no backup is refused by name.
 func TestBackupAndRestore(t *testing.T) {
@@ -51,6 +51,9 @@ func TestBackupAndRestore(t *testing.T) {
 			usage, days = usage || len(chunk.GetUsage()) > 0, days || len(chunk.GetHistory()) > 0
 		}
 	})
+	if _, err := src.ctl(t, "pool", "set", "gpus", "--gpus", "8", "--wake-rate", "2/30s"); err != nil {
+		t.Fatal(err)
+	}
 	file := filepath.Join(t.TempDir(), "orgscaler.backup")
 	out, err := src.ctl(t, "backup", file)
 	if err != nil || !strings.Contains(out, "wrote "+file+": 2 orgs") {
@@ -69,6 +72,9 @@ func TestBackupAndRestore(t *testing.T) {
 	g, err := dst.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "globex"})
 	if err != nil || g.GetOrg().GetScaleToZeroAllowed() || g.GetOrg().GetIdleWindow().AsDuration() != 2*time.Hour {
 		t.Fatalf("globex after the restore: %v, %v; want its settings", g, err)
+	}
+	if p, err := dst.orgs.GetPool(ctx, &pb.GetPoolRequest{Pool: "gpus"}); err != nil || p.GetPool().GetGpus() != 8 || p.GetPool().GetWakeCount() != 2 {
+		t.Fatalf("the pool after the restore: %v, %v; want 8 GPUs at 2/30s", p, err)
 	}
 	if _, err := dst.orgs.GetOrg(ctx, &pb.GetOrgRequest{Org: "initech"}); err == nil {
 		t.Fatal("initech, deleted before the backup, is back")

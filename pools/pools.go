@@ -14,6 +14,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -62,8 +63,11 @@ type Store struct {
 	log   *slog.Logger
 	clock *hlc.Clock
 
-	mu   sync.RWMutex // held across a write: sets are rare
+	mu   sync.Mutex // held across a write: sets are rare
 	defs map[string]Pool
+	// view is a copy of defs, published after each write: KEDA's answers
+	// look pools up on every call, and never wait on a write's disk.
+	view atomic.Pointer[map[string]Pool]
 }
 
 // Open reads every pool from db.
@@ -96,24 +100,29 @@ func Open(o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.publish()
 	return s, nil
+}
+
+// publish makes defs what readers see; s.mu is held (or s is not shared
+// yet).
+func (s *Store) publish() {
+	view := maps.Clone(s.defs)
+	s.view.Store(&view)
 }
 
 // Get returns the pool called name, if it is defined.
 func (s *Store) Get(name string) (Pool, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	p, ok := s.defs[name]
+	p, ok := (*s.view.Load())[name]
 	return p, ok && !p.Deleted
 }
 
 // List returns every defined pool, by name.
 func (s *Store) List() []Pool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	defs := *s.view.Load()
 	var out []Pool
-	for _, name := range slices.Sorted(maps.Keys(s.defs)) {
-		if p := s.defs[name]; !p.Deleted {
+	for _, name := range slices.Sorted(maps.Keys(defs)) {
+		if p := defs[name]; !p.Deleted {
 			out = append(out, p)
 		}
 	}
@@ -223,6 +232,7 @@ func (s *Store) write(p Pool) error {
 		}
 	}
 	s.defs[p.Name] = p
+	s.publish()
 	return nil
 }
 
@@ -256,9 +266,7 @@ func (s *Store) Merge(ps []Pool) error {
 // Export sends every definition and tombstone, for a peer's snapshot or
 // a backup.
 func (s *Store) Export(send func([]Pool) error) error {
-	s.mu.RLock()
-	all := slices.Collect(maps.Values(s.defs))
-	s.mu.RUnlock()
+	all := slices.Collect(maps.Values(*s.view.Load()))
 	if len(all) == 0 {
 		return nil
 	}

@@ -25,10 +25,10 @@ const backupMagic = "orgscaler-backup/1"
 func (c *cli) backupCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "backup FILE",
-		Short: "Write every org's state, idle times, history and GPU-hours ledger to FILE",
+		Short: "Write every org's state, idle times, history, GPU pools and GPU-hours ledger to FILE",
 		Long: `backup writes the scaler's whole state, as a replica hands it to a peer
-that joins (orgs and tombstones, idle-time counts, activity history, the
-GPU-hours ledger), to FILE: a header line naming the replica, its org count
+that joins (orgs and tombstones, idle-time counts, activity history, GPU
+pools' definitions, the GPU-hours ledger), to FILE: a header line naming the replica, its org count
 and digest, then the chunks, gzipped. scalerctl restore applies it. Needs
 an admin token. The state is read org by org while the scaler runs; an
 org changed meanwhile is in the backup as it was or as it became, and the
