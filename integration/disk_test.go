@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/orgscaler/orgscaler/app"
@@ -88,6 +89,14 @@ func TestDiskNearlyFull(t *testing.T) {
 		t.Fatalf("an import on a full disk: %v; want Unavailable saying it is not saved", err)
 	}
 	poll(t, "write errors counted", func() bool { return !strings.Contains(scrape(t, d), "orgscaler_badger_write_errors_total 0") })
+	// A pool set on a full disk is refused by name and not in force.
+	if _, err := d.orgs.SetPool(ctx, &pb.SetPoolRequest{Pool: "gpus", Gpus: proto.Int64(8)}); status.Code(err) != codes.Unavailable ||
+		!strings.Contains(err.Error(), `pool "gpus": not saved`) || !strings.Contains(err.Error(), "MiB free") {
+		t.Fatalf("a pool set on a full disk: %v; want Unavailable saying it is not saved, and why", err)
+	}
+	if _, err := d.orgs.GetPool(ctx, &pb.GetPoolRequest{Pool: "gpus"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("a refused pool must not be in force: %v", err)
+	}
 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)

@@ -288,3 +288,33 @@ func TestPoolMemberBlindKeepsItsDemand(t *testing.T) {
 		t.Fatalf("b while a is blind: %v %v; want 2", nb, err)
 	}
 }
+
+// With replication's Pub/Sub paused, a pool set on one replica is in force
+// there and answered Unavailable within --replication-wait; the other
+// replica, not knowing the pool yet, tells KEDA FailedPrecondition (its
+// fallback applies there) until Pub/Sub is back and the pool arrives.
+func TestPoolSetWhilePubSubPaused(t *testing.T) {
+	em := pubsubtest.Start(t)
+	fleet := startFleetOn(t, em, 2, func(o *app.Options) { o.ReplicationWait = time.Second })
+	a, b := fleet[0], fleet[1]
+	ref := pynode("acme")
+	ref.ScalerMetadata["pool"], ref.ScalerMetadata["gpusPerReplica"] = "gpus", "1"
+	em.Pause(t)
+	_, err := a.ctl(t, "pool", "set", "gpus", "--gpus", "4")
+	if err == nil || !strings.Contains(err.Error(), "accepted here but not yet replicated") || !strings.Contains(err.Error(), "Unavailable") {
+		em.Resume(t)
+		t.Fatalf("a pool set with Pub/Sub paused: %v; want Unavailable saying it is accepted here", err)
+	}
+	if _, _, err := state(b, ref); status.Code(err) != codes.FailedPrecondition {
+		em.Resume(t)
+		t.Fatalf("the other replica before the pool reaches it: %v; want FailedPrecondition", err)
+	}
+	em.Resume(t)
+	if active, n, err := state(a, ref); err != nil || !active || n != 1 {
+		t.Fatalf("the replica that took the set: %v %v %v; want active, 1", active, n, err)
+	}
+	poll(t, "the pool on the other replica once Pub/Sub is back", func() bool {
+		active, n, err := state(b, ref)
+		return err == nil && active && n == 1
+	})
+}
