@@ -9,7 +9,6 @@ import (
 
 	"github.com/orgscaler/orgscaler/decide"
 	"github.com/orgscaler/orgscaler/explain"
-	"github.com/orgscaler/orgscaler/pool"
 )
 
 // noteMetadata records the metadata of the ScaledObject KEDA asked about.
@@ -87,14 +86,17 @@ func (s *Server) ExplainScaledObject(nsName string) (explain.Explanation, error)
 	if err != nil || e.Workload.Pool == "" || e.Err != nil {
 		return e, err
 	}
-	// Its answer as KEDA gets it: capped by its seat in its pool.
-	if e.Err = s.poolExists(e.Workload); e.Err != nil {
-		return e, nil
-	}
+	// Its answer as KEDA gets it: capped by its seat in its pool (none
+	// shown before the pool's first turn with it).
 	ns, name := splitObject(nsName)
-	if seat, waiting, ok := s.pools.Seat(e.Workload.Pool, pool.ID(ns, name, e.Workload.MetricName())); ok {
+	seat, waiting, err := s.seatOf(noWait, ns, name, e.Workload)
+	switch {
+	case status.Code(err) == codes.Canceled:
+	case err != nil:
+		e.Err = err
+	default:
 		e.Seat, e.Waiting = &seat, waiting
-		e.Answer = decide.Pooled(e.Answer, decide.Seat{Pool: e.Workload.Pool, Share: seat.Share, Queued: seat.Queued, Waiting: waiting})
+		e.Answer = seated(e.Answer, e.Workload, seat, waiting)
 		if !e.Answer.Blind() {
 			e.Active = e.Answer.Active
 		}

@@ -112,24 +112,40 @@ func splitObject(object string) (ns, name string) {
 }
 
 // pooled caps a, the answer for w of the ScaledObject namespace/name, by
-// w's pool. A pool that does not exist is FailedPrecondition (KEDA's
-// fallback applies); a member the pool has not seated within two turns
-// is Unavailable. A request that names no ScaledObject (scalerctl ask)
-// is no member: its answer is not capped.
+// w's seat in its pool (seatOf). A request that names no ScaledObject
+// (scalerctl ask) is no member: its answer is not capped.
 func (s *Server) pooled(ctx context.Context, namespace, name string, w trigger.Workload, a decide.Answer) (decide.Answer, error) {
 	if w.Pool == "" || namespace == "" || name == "" {
 		return a, nil
 	}
-	if err := s.poolExists(w); err != nil {
+	seat, waiting, err := s.seatOf(ctx, namespace, name, w)
+	if err != nil {
 		return a, err
+	}
+	return seated(a, w, seat, waiting), nil
+}
+
+// seated is a capped by seat, of waiting members in w's pool.
+func seated(a decide.Answer, w trigger.Workload, seat pool.Seat, waiting int) decide.Answer {
+	return decide.Pooled(a, decide.Seat{Pool: w.Pool, Share: seat.Share, Queued: seat.Queued, Waiting: waiting})
+}
+
+// seatOf is the seat of w (of the ScaledObject namespace/name) at its
+// pool's last turn, with how many members wait. A pool that does not
+// exist is FailedPrecondition (KEDA's fallback applies); a new member is
+// seated at the pool's next turn, and waited for (unless ctx is done) up
+// to two turns, then Unavailable.
+func (s *Server) seatOf(ctx context.Context, namespace, name string, w trigger.Workload) (pool.Seat, int, error) {
+	if err := s.poolExists(w); err != nil {
+		return pool.Seat{}, 0, err
 	}
 	id := pool.ID(namespace, name, w.MetricName())
 	if s.targets == nil && !s.polled.saw(id, w, s.now(), 0) {
-		return a, status.Errorf(codes.ResourceExhausted, "pool %s: the scaler keeps at most %d pooled triggers it was asked about; this one is not seated", w.Pool, MaxScaledObjects)
+		return pool.Seat{}, 0, status.Errorf(codes.ResourceExhausted, "pool %s: the scaler keeps at most %d pooled triggers it was asked about; this one is not seated", w.Pool, MaxScaledObjects)
 	}
 	for turns := 0; ; turns++ {
 		if seat, waiting, ok := s.pools.Seat(w.Pool, id); ok {
-			return decide.Pooled(a, decide.Seat{Pool: w.Pool, Share: seat.Share, Queued: seat.Queued, Waiting: waiting}), nil
+			return seat, waiting, nil
 		}
 		if turns == 2 {
 			break
@@ -137,12 +153,12 @@ func (s *Server) pooled(ctx context.Context, namespace, name string, w trigger.W
 		select { // a new member: seated at the pool's next turn
 		case <-s.pools.Turned():
 		case <-ctx.Done():
-			return a, status.FromContextError(ctx.Err()).Err()
+			return pool.Seat{}, 0, status.FromContextError(ctx.Err()).Err()
 		case <-s.done:
-			return a, status.Error(codes.Unavailable, "the scaler is stopping")
+			return pool.Seat{}, 0, status.Error(codes.Unavailable, "the scaler is stopping")
 		}
 	}
-	return a, status.Errorf(codes.Unavailable, "pool %s has not seated this trigger yet: it is seated at the pool's next turn; retry", w.Pool)
+	return pool.Seat{}, 0, status.Errorf(codes.Unavailable, "pool %s has not seated this trigger yet: it is seated at the pool's next turn; retry", w.Pool)
 }
 
 // poolExists is FailedPrecondition when w names a pool that is not
