@@ -138,7 +138,7 @@ func (s *Server) poolProto(p pools.Pool, members bool) *pb.Pool {
 		return out
 	}
 	out.DemandedGpus, out.GrantedGpus, out.Overcommitted, out.Queued = st.Demanded, st.Granted, st.Overcommitted, int32(len(st.Queue))
-	out.TurnedAt = timestamppb.New(st.At)
+	out.TurnedAt, out.NextWake = timestamppb.New(st.At), ts(st.Next)
 	if !members {
 		return out
 	}

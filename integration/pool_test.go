@@ -171,6 +171,9 @@ func TestPoolPacesWakes(t *testing.T) {
 	if err != nil || !strings.Contains(out, "queued: pool models full (#2 of 2)") {
 		t.Fatalf("explain of the second queued model: %v\n%s", err, out)
 	}
+	if out, err := d.ctl(t, "pool", "get", "models"); err != nil || !strings.Contains(out, "2 (next wake in ") {
+		t.Fatalf("pool get while two wait: %v\n%s; want the queue and when it moves next", err, out)
+	}
 	select {
 	case <-pushed:
 	case <-time.After(10 * time.Second):

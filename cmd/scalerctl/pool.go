@@ -154,11 +154,15 @@ func printPools(c *cli, ps []*pb.Pool) error {
 		if p.GetWakeCount() > 0 {
 			rate = fmt.Sprintf("%d/%s", p.GetWakeCount(), p.GetWakePer().AsDuration())
 		}
+		queued := strconv.Itoa(int(p.GetQueued()))
+		if nw := p.GetNextWake(); nw != nil {
+			queued += " (next wake in " + human(nw.AsTime().Sub(c.now())) + ")"
+		}
 		granted := strconv.FormatInt(p.GetGrantedGpus(), 10)
 		if p.GetOvercommitted() {
 			granted += " (minimums exceed the pool)"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%s\t%s\t%s\n", p.GetName(), p.GetGpus(), p.GetDemandedGpus(), granted, p.GetQueued(),
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", p.GetName(), p.GetGpus(), p.GetDemandedGpus(), granted, queued,
 			rate, p.GetStabilization().AsDuration(), ago(p.GetUpdated().AsTime(), c.now()))
 	}
 	return tw.Flush()

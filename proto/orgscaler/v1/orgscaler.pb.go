@@ -3049,7 +3049,10 @@ type Pool struct {
 	Members []*PoolMember `protobuf:"bytes,11,rep,name=members,proto3" json:"members,omitempty"`
 	// The pool's last turn (each second), which the figures are of; unset
 	// before its first.
-	TurnedAt      *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=turned_at,json=turnedAt,proto3" json:"turned_at,omitempty"`
+	TurnedAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=turned_at,json=turnedAt,proto3" json:"turned_at,omitempty"`
+	// When the wake rate next lets a waiting member wake; unset when none
+	// waits on it.
+	NextWake      *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=next_wake,json=nextWake,proto3" json:"next_wake,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3164,6 +3167,13 @@ func (x *Pool) GetMembers() []*PoolMember {
 func (x *Pool) GetTurnedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.TurnedAt
+	}
+	return nil
+}
+
+func (x *Pool) GetNextWake() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextWake
 	}
 	return nil
 }
@@ -3525,7 +3535,7 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x11DeletePoolRequest\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\"<\n" +
 	"\x12DeletePoolResponse\x12&\n" +
-	"\x04pool\x18\x01 \x01(\v2\x12.orgscaler.v1.PoolR\x04pool\"\xed\x03\n" +
+	"\x04pool\x18\x01 \x01(\v2\x12.orgscaler.v1.PoolR\x04pool\"\xa6\x04\n" +
 	"\x04Pool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04gpus\x18\x02 \x01(\x03R\x04gpus\x12\x1d\n" +
@@ -3540,7 +3550,8 @@ const file_orgscaler_v1_orgscaler_proto_rawDesc = "" +
 	"\x06queued\x18\n" +
 	" \x01(\x05R\x06queued\x122\n" +
 	"\amembers\x18\v \x03(\v2\x18.orgscaler.v1.PoolMemberR\amembers\x127\n" +
-	"\tturned_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\bturnedAt\"\x8d\x02\n" +
+	"\tturned_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\bturnedAt\x127\n" +
+	"\tnext_wake\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bnextWake\"\x8d\x02\n" +
 	"\n" +
 	"PoolMember\x12#\n" +
 	"\rscaled_object\x18\x01 \x01(\tR\fscaledObject\x12\x1f\n" +
@@ -3717,49 +3728,50 @@ var file_orgscaler_v1_orgscaler_proto_depIdxs = []int32{
 	51, // 62: orgscaler.v1.Pool.updated:type_name -> google.protobuf.Timestamp
 	47, // 63: orgscaler.v1.Pool.members:type_name -> orgscaler.v1.PoolMember
 	51, // 64: orgscaler.v1.Pool.turned_at:type_name -> google.protobuf.Timestamp
-	9,  // 65: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
-	11, // 66: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
-	13, // 67: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
-	25, // 68: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
-	27, // 69: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
-	29, // 70: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
-	35, // 71: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
-	31, // 72: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
-	32, // 73: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
-	15, // 74: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
-	18, // 75: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
-	22, // 76: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
-	7,  // 77: orgscaler.v1.AdminService.History:input_type -> orgscaler.v1.HistoryRequest
-	4,  // 78: orgscaler.v1.AdminService.ImportOrgs:input_type -> orgscaler.v1.ImportOrgsRequest
-	2,  // 79: orgscaler.v1.AdminService.Restore:input_type -> orgscaler.v1.RestoreRequest
-	38, // 80: orgscaler.v1.AdminService.SetPool:input_type -> orgscaler.v1.SetPoolRequest
-	40, // 81: orgscaler.v1.AdminService.GetPool:input_type -> orgscaler.v1.GetPoolRequest
-	42, // 82: orgscaler.v1.AdminService.ListPools:input_type -> orgscaler.v1.ListPoolsRequest
-	44, // 83: orgscaler.v1.AdminService.DeletePool:input_type -> orgscaler.v1.DeletePoolRequest
-	10, // 84: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
-	12, // 85: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
-	14, // 86: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
-	26, // 87: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
-	28, // 88: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
-	30, // 89: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
-	36, // 90: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
-	34, // 91: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
-	33, // 92: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
-	16, // 93: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
-	19, // 94: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
-	23, // 95: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
-	8,  // 96: orgscaler.v1.AdminService.History:output_type -> orgscaler.v1.HistoryResponse
-	6,  // 97: orgscaler.v1.AdminService.ImportOrgs:output_type -> orgscaler.v1.ImportOrgsResponse
-	3,  // 98: orgscaler.v1.AdminService.Restore:output_type -> orgscaler.v1.RestoreResponse
-	39, // 99: orgscaler.v1.AdminService.SetPool:output_type -> orgscaler.v1.SetPoolResponse
-	41, // 100: orgscaler.v1.AdminService.GetPool:output_type -> orgscaler.v1.GetPoolResponse
-	43, // 101: orgscaler.v1.AdminService.ListPools:output_type -> orgscaler.v1.ListPoolsResponse
-	45, // 102: orgscaler.v1.AdminService.DeletePool:output_type -> orgscaler.v1.DeletePoolResponse
-	84, // [84:103] is the sub-list for method output_type
-	65, // [65:84] is the sub-list for method input_type
-	65, // [65:65] is the sub-list for extension type_name
-	65, // [65:65] is the sub-list for extension extendee
-	0,  // [0:65] is the sub-list for field type_name
+	51, // 65: orgscaler.v1.Pool.next_wake:type_name -> google.protobuf.Timestamp
+	9,  // 66: orgscaler.v1.ActivityService.RecordActivity:input_type -> orgscaler.v1.RecordActivityRequest
+	11, // 67: orgscaler.v1.ActivityService.StreamActivity:input_type -> orgscaler.v1.StreamActivityRequest
+	13, // 68: orgscaler.v1.ActivityService.Hint:input_type -> orgscaler.v1.HintRequest
+	25, // 69: orgscaler.v1.AdminService.GetOrg:input_type -> orgscaler.v1.GetOrgRequest
+	27, // 70: orgscaler.v1.AdminService.ListOrgs:input_type -> orgscaler.v1.ListOrgsRequest
+	29, // 71: orgscaler.v1.AdminService.UpdateOrg:input_type -> orgscaler.v1.UpdateOrgRequest
+	35, // 72: orgscaler.v1.AdminService.DeleteOrg:input_type -> orgscaler.v1.DeleteOrgRequest
+	31, // 73: orgscaler.v1.AdminService.Digest:input_type -> orgscaler.v1.DigestRequest
+	32, // 74: orgscaler.v1.AdminService.Snapshot:input_type -> orgscaler.v1.SnapshotRequest
+	15, // 75: orgscaler.v1.AdminService.ListBacklogs:input_type -> orgscaler.v1.ListBacklogsRequest
+	18, // 76: orgscaler.v1.AdminService.Explain:input_type -> orgscaler.v1.ExplainRequest
+	22, // 77: orgscaler.v1.AdminService.Report:input_type -> orgscaler.v1.ReportRequest
+	7,  // 78: orgscaler.v1.AdminService.History:input_type -> orgscaler.v1.HistoryRequest
+	4,  // 79: orgscaler.v1.AdminService.ImportOrgs:input_type -> orgscaler.v1.ImportOrgsRequest
+	2,  // 80: orgscaler.v1.AdminService.Restore:input_type -> orgscaler.v1.RestoreRequest
+	38, // 81: orgscaler.v1.AdminService.SetPool:input_type -> orgscaler.v1.SetPoolRequest
+	40, // 82: orgscaler.v1.AdminService.GetPool:input_type -> orgscaler.v1.GetPoolRequest
+	42, // 83: orgscaler.v1.AdminService.ListPools:input_type -> orgscaler.v1.ListPoolsRequest
+	44, // 84: orgscaler.v1.AdminService.DeletePool:input_type -> orgscaler.v1.DeletePoolRequest
+	10, // 85: orgscaler.v1.ActivityService.RecordActivity:output_type -> orgscaler.v1.RecordActivityResponse
+	12, // 86: orgscaler.v1.ActivityService.StreamActivity:output_type -> orgscaler.v1.StreamActivityResponse
+	14, // 87: orgscaler.v1.ActivityService.Hint:output_type -> orgscaler.v1.HintResponse
+	26, // 88: orgscaler.v1.AdminService.GetOrg:output_type -> orgscaler.v1.GetOrgResponse
+	28, // 89: orgscaler.v1.AdminService.ListOrgs:output_type -> orgscaler.v1.ListOrgsResponse
+	30, // 90: orgscaler.v1.AdminService.UpdateOrg:output_type -> orgscaler.v1.UpdateOrgResponse
+	36, // 91: orgscaler.v1.AdminService.DeleteOrg:output_type -> orgscaler.v1.DeleteOrgResponse
+	34, // 92: orgscaler.v1.AdminService.Digest:output_type -> orgscaler.v1.DigestResponse
+	33, // 93: orgscaler.v1.AdminService.Snapshot:output_type -> orgscaler.v1.SnapshotResponse
+	16, // 94: orgscaler.v1.AdminService.ListBacklogs:output_type -> orgscaler.v1.ListBacklogsResponse
+	19, // 95: orgscaler.v1.AdminService.Explain:output_type -> orgscaler.v1.ExplainResponse
+	23, // 96: orgscaler.v1.AdminService.Report:output_type -> orgscaler.v1.ReportResponse
+	8,  // 97: orgscaler.v1.AdminService.History:output_type -> orgscaler.v1.HistoryResponse
+	6,  // 98: orgscaler.v1.AdminService.ImportOrgs:output_type -> orgscaler.v1.ImportOrgsResponse
+	3,  // 99: orgscaler.v1.AdminService.Restore:output_type -> orgscaler.v1.RestoreResponse
+	39, // 100: orgscaler.v1.AdminService.SetPool:output_type -> orgscaler.v1.SetPoolResponse
+	41, // 101: orgscaler.v1.AdminService.GetPool:output_type -> orgscaler.v1.GetPoolResponse
+	43, // 102: orgscaler.v1.AdminService.ListPools:output_type -> orgscaler.v1.ListPoolsResponse
+	45, // 103: orgscaler.v1.AdminService.DeletePool:output_type -> orgscaler.v1.DeletePoolResponse
+	85, // [85:104] is the sub-list for method output_type
+	66, // [66:85] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_orgscaler_v1_orgscaler_proto_init() }
